@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cogvideox needs to build and test. Idempotent; run as root.
+# Every package is named in README.md ("Dependencies") with the reason it was chosen.
+set -euo pipefail
+
+packages=(
+  build-essential      # gcc, make: the C11 compiler
+  cmake                # build system + CTest
+  pkg-config           # locating the -dev libraries below
+  libjansson-dev       # JSON: safetensors headers, diffusers configs, golden case files
+  clang                # libFuzzer targets (fuzz/) and the sanitizer build
+  libclang-rt-14-dev   # clang's ASan/UBSan/libFuzzer runtimes
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]} (run as root)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# An apt list older than a day (or none) may not know the packages: refresh it first.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+  apt-get update -q
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,25 @@
+/* The cogvideox command line: one binary, one file per subcommand (src/cli/cmd_<name>.c), each an
+ * `int cvx_cmd_<name>(int argc, char **argv)` returning the process exit code (argv[0] is the subcommand). */
+#ifndef CVX_CLI_CLI_H
+#define CVX_CLI_CLI_H
+
+/* Declared weak so a subcommand file can be added without touching main.c's table. */
+#define CVX_CLI_COMMANDS(XX)                                                                         \
+    XX(info, "info", "describe a model folder (info DIR) or this CPU (info --cpu)")                   \
+    XX(make_model, "make-model", "write a random-weight model folder (--preset tiny|cogvideox-2b)")   \
+    XX(golden, "golden", "run golden cases from the reference implementation")                       \
+    XX(tokenize, "tokenize", "tokenize a prompt with the model's T5 tokenizer")                       \
+    XX(encode, "encode", "run the T5 text encoder on a prompt")                                       \
+    XX(generate, "generate", "generate a video from a prompt")                                        \
+    XX(serve, "serve", "run the Wiro-compatible task service")                                        \
+    XX(keys, "keys", "manage the service's API keys")                                                 \
+    XX(download, "download", "download a model folder from a hub")
+
+#define CVX__CLI_DECL(fn, name, help) int cvx_cmd_##fn(int argc, char **argv) __attribute__((weak));
+CVX_CLI_COMMANDS(CVX__CLI_DECL)
+#undef CVX__CLI_DECL
+
+/* Parses a --threads value; returns -1 on error. */
+int cvx_cli_parse_int(const char *s, long long min, long long max, long long *out);
+
+#endif

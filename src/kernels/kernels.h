@@ -1,0 +1,67 @@
+/* The kernels layer: the math every model uses, one API, an implementation per instruction set picked once
+ * at run time (cvx_isa_active(): best path of the CPU, or CVX_FORCE_ISA). ref.c is portable C and always
+ * built; it is the reference every other path is tested against (tests/test_kernels.c).
+ *
+ * Conventions: f32 activations, row-major; weights are cvx_tensor views in their stored dtype (F32, F16 or
+ * BF16, usually mmap'd) and are up-cast exactly on the fly, so no f32 copy of a checkpoint is ever made.
+ * `pool` may be NULL (single-threaded). */
+#ifndef CVX_KERNELS_KERNELS_H
+#define CVX_KERNELS_KERNELS_H
+
+#include <stdint.h>
+
+#include "cogvideox.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
+
+/* One implementation of the inner loops. Entries a path does not speed up point at the reference ones. */
+typedef struct {
+    cvx_isa isa;
+    const char *name;
+    /* C[m, n] (+)= sum_k A[m, k] * B[n, k] for an mr x nr micro-tile; used by cvx_linear / cvx_gemm. */
+    void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc, int accumulate);
+    /* dst[i] = (float)src[i] for stored weights. */
+    void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+    void (*bf16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+} cvx_kernel_table;
+
+/* The table of a path (NULL if that path is not built); cvx_kernels_active() is the one the models use. */
+const cvx_kernel_table *cvx_kernels_for(cvx_isa isa);
+const cvx_kernel_table *cvx_kernels_active(void);
+
+/* Reference implementations (ref.c); other paths fall back to these. */
+extern const cvx_kernel_table cvx_kernels_ref;
+
+/* ---- operations (kernels/ops.c): threaded, dispatched through the active table ---------------------------- */
+
+/* y[M, N] = x[M, K] · W[N, K]ᵀ + bias[N]   (torch.nn.Linear; W is a 2-D view in F32/F16/BF16, bias may be NULL)
+ * y must not alias x. */
+void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
+                const float *bias);
+
+/* C[M, N] = A[M, K] · B[N, K]ᵀ  (both f32, leading dimensions in elements; accumulate adds to C). */
+void cvx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc, int accumulate);
+
+/* Multi-head attention without a materialised score matrix (tiled, online softmax):
+ *   out[b, i, h*D + d] = sum_j softmax_j(scale · q[b,i,h]·k[b,j,h] + bias[h, i, j]) v[b, j, h*D + d]
+ * q: [B, Lq, H*D] with row stride ldq; k, v: [B, Lk, H*D] with row strides ldk, ldv; out: [B, Lq, H*D]
+ * (row stride ldo); bias: optional [H, Lq, Lk] additive (T5's position bias), shared across the batch. */
+void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                   int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                   int64_t D, float scale, const float *bias);
+
+/* LayerNorm over the last dim (torch.nn.LayerNorm): y = (x - mean) / sqrt(var + eps) * w + b; w, b may be
+ * NULL (no affine). y may alias x. rows x dim. */
+void cvx_layernorm(cvx_pool *pool, float *y, const float *x, int64_t rows, int64_t dim, const float *w,
+                   const float *b, float eps);
+/* T5 RMSNorm: y = x / sqrt(mean(x²) + eps) * w (w may be NULL). y may alias x. */
+void cvx_rmsnorm(cvx_pool *pool, float *y, const float *x, int64_t rows, int64_t dim, const float *w, float eps);
+/* In place, elementwise. gelu_tanh = 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) (torch approximate="tanh"). */
+void cvx_gelu_tanh(cvx_pool *pool, float *x, int64_t n);
+void cvx_silu(cvx_pool *pool, float *x, int64_t n);
+/* Exact up-cast of any float view (F32/F16/BF16/F64) into dst (numel floats). */
+void cvx_to_f32(cvx_pool *pool, float *dst, const cvx_tensor *src);
+
+#endif
