@@ -64,6 +64,14 @@ typedef cvx_status (*cvx_golden_handler)(cvx_golden_case *c);
 /* Handlers, one per component, each in its own file (src/golden/golden_<component>.c). A component without
  * one reports "SKIP (not implemented)". */
 cvx_status cvx_golden_rng(cvx_golden_case *c);
+cvx_status cvx_golden_scheduler(cvx_golden_case *c);
+cvx_status cvx_golden_transformer(cvx_golden_case *c);
+cvx_status cvx_golden_rope(cvx_golden_case *c);
+cvx_status cvx_golden_pipeline(cvx_golden_case *c);
+cvx_status cvx_golden_t5(cvx_golden_case *c);
+cvx_status cvx_golden_tokenizer(cvx_golden_case *c);
+cvx_status cvx_golden_vae(cvx_golden_case *c);
+cvx_status cvx_golden_e2e(cvx_golden_case *c);
 
 typedef struct {
     const char *dump_dir; /* NULL: no dump */
