@@ -1,0 +1,498 @@
+/* transformers T5EncoderModel (modeling_t5.py), encoder path only, f32 compute. See t5.h for shapes.
+ *
+ * Per block i (pre-norm, residual after each sub-layer):
+ *   n  = RMSNorm(x) · ln_attn                               x, n: [T, D]  (T = B·L tokens)
+ *   q, k, v = n·Wqᵀ, n·Wkᵀ, n·Wvᵀ                           [T, I]
+ *   a  = softmax_j(q_h·k_hᵀ + pb[h]) v_h  (no 1/√K scaling)  [T, I]
+ *   x += a·Woᵀ                                               [T, D]
+ *   n  = RMSNorm(x) · ln_ff
+ *   g  = act(n·Wi0ᵀ) * (n·Wi1ᵀ)  (gated)  |  act(n·Wiᵀ)       [T, F]
+ *   x += g·Wwoᵀ
+ * then last_hidden_state = RMSNorm(x) · final_ln. pb [H, L, L] is computed once from block 0's
+ * relative_attention_bias and added in every block (T5Stack passes block 0's position_bias on). */
+#include "text/t5.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+
+/* ---- config ------------------------------------------------------------------------------------------- */
+
+static cvx_status get_int(const json_t *j, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out,
+                          cvx_error *err) {
+    const json_t *v = json_object_get(j, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return CVX_OK;
+    }
+    double d;
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)))
+        d = json_real_value(v);
+    else
+        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"%s\" must be an integer", key);
+    if (!(d >= (double)min && d <= (double)max))
+        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"%s\" = %.17g is out of range [%lld, %lld]", key, d,
+                        (long long)min, (long long)max);
+    *out = (int64_t)d;
+    return CVX_OK;
+}
+
+static int parse_act(const char *name, cvx_t5_act *act) {
+    static const struct {
+        const char *name;
+        cvx_t5_act act;
+    } acts[] = {{"relu", CVX_T5_ACT_RELU},         {"gelu_new", CVX_T5_ACT_GELU_NEW},
+                {"gelu_pytorch_tanh", CVX_T5_ACT_GELU_NEW}, {"gelu", CVX_T5_ACT_GELU},
+                {"silu", CVX_T5_ACT_SILU},         {"swish", CVX_T5_ACT_SILU}};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (!strcmp(name, acts[i].name)) {
+            *act = acts[i].act;
+            return 0;
+        }
+    return -1;
+}
+
+cvx_status cvx_t5_config_parse(cvx_t5_config *cfg, const json_t *j, cvx_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    if (!json_is_object(j)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: not a JSON object");
+    const json_t *mt = json_object_get(j, "model_type");
+    if (mt && (!json_is_string(mt) || (strcmp(json_string_value(mt), "t5") && strcmp(json_string_value(mt), "mt5"))))
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "T5 config: model_type %s%s%s is not supported (expected \"t5\")",
+                        json_is_string(mt) ? "\"" : "", json_is_string(mt) ? json_string_value(mt) : "(not a string)",
+                        json_is_string(mt) ? "\"" : "");
+    /* Defaults are T5Config's. Upper bounds keep every product of sizes far from int64/size_t overflow. */
+    cvx_status st;
+    if ((st = get_int(j, "vocab_size", 32128, 1, 1 << 24, &cfg->vocab_size, err)) ||
+        (st = get_int(j, "d_model", 512, 1, 1 << 16, &cfg->d_model, err)) ||
+        (st = get_int(j, "d_kv", 64, 1, 1 << 12, &cfg->d_kv, err)) ||
+        (st = get_int(j, "d_ff", 2048, 1, 1 << 18, &cfg->d_ff, err)) ||
+        (st = get_int(j, "num_layers", 6, 1, 1 << 10, &cfg->num_layers, err)) ||
+        (st = get_int(j, "num_heads", 8, 1, 1 << 10, &cfg->num_heads, err)) ||
+        (st = get_int(j, "relative_attention_num_buckets", 32, 4, 1 << 12, &cfg->num_buckets, err)) ||
+        (st = get_int(j, "relative_attention_max_distance", 128, 1, 1 << 20, &cfg->max_distance, err)))
+        return st;
+    if (cfg->num_heads * cfg->d_kv > (1 << 18))
+        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: num_heads × d_kv = %lld is too large",
+                        (long long)(cfg->num_heads * cfg->d_kv));
+    /* The bucket maths divides by log(max_distance / max_exact) with max_exact = num_buckets / 4. */
+    if (cfg->max_distance <= cfg->num_buckets / 4)
+        return cvx_fail(err, CVX_ERR_FORMAT,
+                        "T5 config: relative_attention_max_distance (%lld) must exceed num_buckets/4 (%lld)",
+                        (long long)cfg->max_distance, (long long)(cfg->num_buckets / 4));
+
+    const json_t *eps = json_object_get(j, "layer_norm_epsilon");
+    if (!eps || json_is_null(eps))
+        cfg->eps = 1e-6f;
+    else if (json_is_number(eps) && json_number_value(eps) >= 0 && json_number_value(eps) < 1)
+        cfg->eps = (float)json_number_value(eps);
+    else
+        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"layer_norm_epsilon\" must be a number in [0, 1)");
+
+    /* T5Config: feed_forward_proj "[gated-]ACT"; "gated-gelu" means gelu_new. Explicit dense_act_fn /
+     * is_gated_act keys override the derived values, as PretrainedConfig's extra kwargs do. */
+    const json_t *ffp = json_object_get(j, "feed_forward_proj");
+    const char *proj = "relu";
+    if (ffp && !json_is_null(ffp)) {
+        if (!json_is_string(ffp)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"feed_forward_proj\" must be a string");
+        proj = json_string_value(ffp);
+    }
+    const char *act_name = proj;
+    cfg->gated = 0;
+    if (!strncmp(proj, "gated-", 6)) {
+        cfg->gated = 1;
+        act_name = proj + 6;
+    }
+    if (strchr(act_name, '-'))
+        return cvx_fail(err, CVX_ERR_FORMAT,
+                        "T5 config: feed_forward_proj \"%s\" is not of the form [gated-]ACT (e.g. \"gated-gelu\")", proj);
+    if (!strcmp(proj, "gated-gelu")) act_name = "gelu_new";
+    const json_t *daf = json_object_get(j, "dense_act_fn");
+    if (daf && !json_is_null(daf)) {
+        if (!json_is_string(daf)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"dense_act_fn\" must be a string");
+        act_name = json_string_value(daf);
+    }
+    if (parse_act(act_name, &cfg->act))
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED,
+                        "T5 config: activation \"%s\" is not supported (relu, gelu_new, gelu, silu)", act_name);
+    const json_t *iga = json_object_get(j, "is_gated_act");
+    if (iga && !json_is_null(iga)) {
+        if (!json_is_boolean(iga)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"is_gated_act\" must be a boolean");
+        cfg->gated = json_is_true(iga);
+    }
+    return CVX_OK;
+}
+
+cvx_status cvx_t5_config_load(cvx_t5_config *cfg, const char *path, cvx_error *err) {
+    json_error_t jerr;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) return cvx_fail(err, CVX_ERR_FORMAT, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    cvx_status st = cvx_t5_config_parse(cfg, j, err);
+    json_decref(j);
+    if (st) cvx_error_prefix(err, "%s: ", path);
+    return st;
+}
+
+/* ---- model -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    cvx_tensor q, k, v; /* [I, D] */
+    cvx_tensor o;       /* [D, I] */
+    cvx_tensor wi0;     /* [F, D] (wi_0, or wi when not gated) */
+    cvx_tensor wi1;     /* [F, D] (gated only) */
+    cvx_tensor wo;      /* [D, F] */
+    float *ln_attn;     /* [D] f32 copy of layer.0.layer_norm.weight */
+    float *ln_ff;       /* [D] f32 copy of layer.1.layer_norm.weight */
+} t5_block;
+
+struct cvx_t5 {
+    cvx_t5_config cfg;
+    cvx_weights *w;
+    cvx_tensor embed; /* [V, D] shared.weight */
+    float *rel_bias;  /* [NB, H] f32 copy of block 0's relative_attention_bias (indexed [bucket, head]) */
+    float *final_ln;  /* [D] */
+    t5_block *blocks; /* [num_layers] */
+    float *vecs;      /* the one allocation behind rel_bias, final_ln and the blocks' norm weights */
+    cvx_error err;
+};
+
+static cvx_status get_weight(cvx_t5 *m, const char *name, int64_t d0, int64_t d1, int ndim, cvx_tensor *out,
+                             cvx_error *err) {
+    int64_t shape[2] = {d0, d1};
+    return cvx_weights_get(m->w, name, ndim, shape, out, err);
+}
+
+/* A small float weight, up-cast into dst (n floats). */
+static cvx_status get_vector(cvx_t5 *m, const char *name, int ndim, int64_t d0, int64_t d1, float *dst,
+                             cvx_error *err) {
+    cvx_tensor t;
+    cvx_status st = get_weight(m, name, d0, d1, ndim, &t, err);
+    if (st) return st;
+    if (cvx_tensor_to_f32(&t, dst)) return cvx_fail(err, CVX_ERR_SHAPE, "%s: not a float tensor", name);
+    return CVX_OK;
+}
+
+static cvx_status bind_weights(cvx_t5 *m, cvx_error *err) {
+    const cvx_t5_config *c = &m->cfg;
+    const int64_t D = c->d_model, I = c->num_heads * c->d_kv, F = c->d_ff, V = c->vocab_size;
+    cvx_status st;
+    char name[256];
+
+    /* T5EncoderModel ties encoder.embed_tokens to shared; save_pretrained keeps only shared.weight. */
+    const char *emb = cvx_weights_find(m->w, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+    if ((st = get_weight(m, emb, V, D, 2, &m->embed, err))) return st;
+
+    size_t nvec = (size_t)(c->num_buckets * c->num_heads + D + 2 * c->num_layers * D);
+    m->vecs = malloc(nvec * sizeof(float));
+    m->blocks = calloc((size_t)c->num_layers, sizeof *m->blocks);
+    if (!m->vecs || !m->blocks) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "T5: out of memory for the weight table");
+    float *p = m->vecs;
+    m->rel_bias = p, p += c->num_buckets * c->num_heads;
+    m->final_ln = p, p += D;
+
+    if ((st = get_vector(m, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2,
+                         c->num_buckets, c->num_heads, m->rel_bias, err)) ||
+        (st = get_vector(m, "encoder.final_layer_norm.weight", 1, D, 1, m->final_ln, err)))
+        return st;
+
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        t5_block *b = &m->blocks[i];
+        b->ln_attn = p, p += D;
+        b->ln_ff = p, p += D;
+#define W2(field, fmt, d0, d1)                                                     \
+    do {                                                                           \
+        snprintf(name, sizeof name, "encoder.block.%lld." fmt, (long long)i);      \
+        if ((st = get_weight(m, name, d0, d1, 2, &b->field, err))) return st;      \
+    } while (0)
+        W2(q, "layer.0.SelfAttention.q.weight", I, D);
+        W2(k, "layer.0.SelfAttention.k.weight", I, D);
+        W2(v, "layer.0.SelfAttention.v.weight", I, D);
+        W2(o, "layer.0.SelfAttention.o.weight", D, I);
+        if (c->gated) {
+            W2(wi0, "layer.1.DenseReluDense.wi_0.weight", F, D);
+            W2(wi1, "layer.1.DenseReluDense.wi_1.weight", F, D);
+        } else {
+            W2(wi0, "layer.1.DenseReluDense.wi.weight", F, D);
+        }
+        W2(wo, "layer.1.DenseReluDense.wo.weight", D, F);
+#undef W2
+        snprintf(name, sizeof name, "encoder.block.%lld.layer.0.layer_norm.weight", (long long)i);
+        if ((st = get_vector(m, name, 1, D, 1, b->ln_attn, err))) return st;
+        snprintf(name, sizeof name, "encoder.block.%lld.layer.1.layer_norm.weight", (long long)i);
+        if ((st = get_vector(m, name, 1, D, 1, b->ln_ff, err))) return st;
+    }
+    return CVX_OK;
+}
+
+cvx_status cvx_t5_open(cvx_t5 **out, const char *dir, cvx_error *err) {
+    *out = NULL;
+    cvx_t5 *m = calloc(1, sizeof *m);
+    if (!m) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "T5: out of memory");
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path) {
+        free(m);
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "T5: path too long: %s", dir);
+    }
+    cvx_status st = cvx_t5_config_load(&m->cfg, path, err);
+    if (!st) st = cvx_weights_open(&m->w, dir, err);
+    if (!st) {
+        st = bind_weights(m, err);
+        if (st) cvx_error_prefix(err, "T5 text encoder %s: ", dir);
+    }
+    if (st) {
+        cvx_t5_close(m);
+        return st;
+    }
+    *out = m;
+    return CVX_OK;
+}
+
+void cvx_t5_close(cvx_t5 *m) {
+    if (!m) return;
+    cvx_weights_close(m->w);
+    free(m->vecs);
+    free(m->blocks);
+    free(m);
+}
+
+const cvx_t5_config *cvx_t5_get_config(const cvx_t5 *m) { return &m->cfg; }
+const char *cvx_t5_last_error(const cvx_t5 *m) { return m ? cvx_error_message(&m->err) : "no model"; }
+uint64_t cvx_t5_weight_bytes(const cvx_t5 *m) { return m ? cvx_weights_nbytes(m->w) : 0; }
+
+/* ---- forward ------------------------------------------------------------------------------------------ */
+
+int64_t cvx_t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
+    int64_t nb = num_buckets / 2; /* bidirectional: the upper half is for keys after the query */
+    int64_t bucket = rel > 0 ? nb : 0;
+    int64_t n = rel < 0 ? -rel : rel;
+    int64_t max_exact = nb / 2;
+    if (n < max_exact) return bucket + n;
+    /* The reference's float32 chain, operation by operation: f32(n) / max_exact, log in f32, divided by
+     * f32(log(max_distance / max_exact)) (a Python double), times (nb - max_exact), truncated. The order
+     * decides the buckets at exact powers (|d| = 16, 32, 64 with the default sizes). */
+    float r = (float)n / (float)max_exact;
+    float v = logf(r) / (float)log((double)max_distance / (double)max_exact) * (float)(nb - max_exact);
+    int64_t large = v >= (float)nb ? nb : max_exact + (int64_t)v;
+    if (large > nb - 1) large = nb - 1;
+    return bucket + large;
+}
+
+typedef struct {
+    float *x;
+    int64_t n;
+    cvx_t5_act act;
+    const float *mul; /* may be NULL */
+} act_ctx;
+
+static void act_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    act_ctx *c = arg;
+    float *x = c->x;
+    for (int64_t i = begin; i < end; i++) {
+        float v = x[i];
+        switch (c->act) {
+        case CVX_T5_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
+        case CVX_T5_ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        default: break; /* applied by the kernels before this pass */
+        }
+        x[i] = c->mul ? v * c->mul[i] : v;
+    }
+}
+
+/* x = act(x) (* mul). gelu_new and silu go through the kernels layer (they are shared with the transformer). */
+static void activation(cvx_pool *pool, cvx_t5_act act, float *x, const float *mul, int64_t n) {
+    if (act == CVX_T5_ACT_GELU_NEW) cvx_gelu_tanh(pool, x, n);
+    else if (act == CVX_T5_ACT_SILU) cvx_silu(pool, x, n);
+    act_ctx c = {x, n, act, mul};
+    if (!mul && (act == CVX_T5_ACT_GELU_NEW || act == CVX_T5_ACT_SILU)) return;
+    cvx_pool_parallel_for(pool, n, 1 << 14, act_task, &c);
+}
+
+static void add_inplace(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+typedef struct {
+    const cvx_t5_tap *tap;
+    cvx_status st;
+} tapper;
+
+static int tap_wants(tapper *t, const char *name) {
+    if (!t->tap || !t->tap->fn || t->st) return 0;
+    return t->tap->wants ? t->tap->wants(t->tap->user_data, name) : 1;
+}
+
+/* Reports an f32 activation [B, L, C] (or any shape) under a per-block name. */
+static void tap_f32(tapper *t, const char *name, float *data, int ndim, const int64_t *shape) {
+    if (!tap_wants(t, name)) return;
+    cvx_tensor v = cvx_tensor_view(CVX_DTYPE_F32, data, ndim, shape);
+    t->st = t->tap->fn(t->tap->user_data, name, &v);
+}
+
+static void tap_block(tapper *t, int64_t i, const char *what, float *data, int64_t B, int64_t L, int64_t C) {
+    char name[96];
+    snprintf(name, sizeof name, "block.%lld.%s", (long long)i, what);
+    int64_t shape[3] = {B, L, C};
+    tap_f32(t, name, data, 3, shape);
+}
+
+static size_t add_size(size_t *total, int64_t floats) {
+    /* 64 bytes of slack per buffer for the arena's alignment. */
+    *total += (size_t)floats * sizeof(float) + 64;
+    return *total;
+}
+
+cvx_status cvx_t5_encode(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, float *out) {
+    return cvx_t5_encode_tap(m, pool, ids, out, NULL);
+}
+
+cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, float *out, const cvx_t5_tap *tap) {
+    cvx_error_clear(&m->err);
+    const cvx_t5_config *c = &m->cfg;
+    const int64_t D = c->d_model, H = c->num_heads, K = c->d_kv, I = H * K, F = c->d_ff;
+    char sbuf[64];
+
+    if (!ids || !ids->data || (ids->dtype != CVX_DTYPE_I64 && ids->dtype != CVX_DTYPE_I32) || ids->ndim < 1 ||
+        ids->ndim > 2)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "T5 encode: input ids must be an I64/I32 tensor [B, L]%s%s",
+                        ids ? ", got " : "", ids ? cvx_shape_str(ids->ndim, ids->shape, sbuf, sizeof sbuf) : "");
+    const int64_t B = ids->ndim == 2 ? ids->shape[0] : 1, L = ids->shape[ids->ndim - 1];
+    /* L² · H floats for the position bias and T·F for the FFN must stay addressable. */
+    if (B < 1 || L < 1 || L > (1 << 15) || B > (1 << 20) || B * L > (1 << 22))
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "T5 encode: unsupported ids shape %s",
+                        cvx_shape_str(ids->ndim, ids->shape, sbuf, sizeof sbuf));
+    const int64_t T = B * L;
+    int64_t *tok = malloc((size_t)T * sizeof *tok);
+    if (!tok) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "T5 encode: out of memory");
+    for (int64_t t = 0; t < T; t++) {
+        if (ids->dtype == CVX_DTYPE_I64) {
+            memcpy(&tok[t], (const char *)ids->data + t * 8, 8);
+        } else {
+            int32_t v32;
+            memcpy(&v32, (const char *)ids->data + t * 4, 4);
+            tok[t] = v32;
+        }
+        if (tok[t] < 0 || tok[t] >= c->vocab_size) {
+            cvx_status st = cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                                     "T5 encode: token id %lld at [%lld, %lld] is outside the vocabulary [0, %lld)",
+                                     (long long)tok[t], (long long)(t / L), (long long)(t % L),
+                                     (long long)c->vocab_size);
+            free(tok);
+            return st;
+        }
+    }
+
+    /* One arena for every activation. */
+    size_t total = 0;
+    add_size(&total, H * L * L);  /* pb */
+    add_size(&total, 2 * T * D);  /* x, n */
+    add_size(&total, 4 * T * I);  /* q, k, v, a */
+    add_size(&total, 2 * T * F);  /* g, g1 */
+    cvx_arena arena;
+    if (cvx_arena_init(&arena, total)) {
+        free(tok);
+        return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "T5 encode: cannot reserve %zu bytes of activations", total);
+    }
+    float *pb = cvx_arena_alloc(&arena, (size_t)(H * L * L) * sizeof(float)); /* [H, L, L] */
+    float *x = cvx_arena_alloc(&arena, (size_t)(T * D) * sizeof(float));      /* [T, D] residual stream */
+    float *n = cvx_arena_alloc(&arena, (size_t)(T * D) * sizeof(float));      /* [T, D] normed / sub-layer out */
+    float *q = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] */
+    float *k = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] */
+    float *v = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] */
+    float *a = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] attention out */
+    float *g = cvx_arena_alloc(&arena, (size_t)(T * F) * sizeof(float));      /* [T, F] */
+    float *g1 = cvx_arena_alloc(&arena, (size_t)(T * F) * sizeof(float));     /* [T, F] (gated) */
+    tapper tp = {tap, CVX_OK};
+    cvx_status st = CVX_OK;
+    double t0 = cvx_time_seconds();
+
+    /* Relative position bias, pb[h, i, j] = rel_bias[bucket(j - i), h]; buckets depend only on j - i. */
+    int64_t *bucket = malloc((size_t)(2 * L - 1) * sizeof *bucket); /* [2L-1], index d + L - 1 */
+    if (!bucket) {
+        st = cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "T5 encode: out of memory");
+        goto done;
+    }
+    for (int64_t d = -(L - 1); d <= L - 1; d++)
+        bucket[d + L - 1] = cvx_t5_relative_bucket(d, c->num_buckets, c->max_distance);
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t j = 0; j < L; j++) pb[(h * L + i) * L + j] = m->rel_bias[bucket[j - i + L - 1] * H + h];
+    if (tap_wants(&tp, "relative_position_bucket")) {
+        int64_t *tab = malloc((size_t)(L * L) * sizeof *tab);
+        if (!tab) {
+            free(bucket);
+            st = cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "T5 encode: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t j = 0; j < L; j++) tab[i * L + j] = bucket[j - i + L - 1];
+        int64_t shape[2] = {L, L};
+        cvx_tensor tv = cvx_tensor_view(CVX_DTYPE_I64, tab, 2, shape);
+        tp.st = tap->fn(tap->user_data, "relative_position_bucket", &tv);
+        free(tab);
+    }
+    free(bucket);
+    {
+        int64_t shape[4] = {1, H, L, L};
+        tap_f32(&tp, "position_bias", pb, 4, shape);
+    }
+
+    /* Embedding lookup (no scaling in T5). */
+    for (int64_t t = 0; t < T; t++) {
+        int64_t rshape[1] = {D};
+        cvx_tensor row = cvx_tensor_view(m->embed.dtype,
+                                         (char *)m->embed.data + (size_t)(tok[t] * D) * cvx_dtype_size(m->embed.dtype),
+                                         1, rshape);
+        cvx_to_f32(NULL, x + t * D, &row);
+    }
+    {
+        int64_t shape[3] = {B, L, D};
+        tap_f32(&tp, "embeddings", x, 3, shape);
+    }
+
+    for (int64_t li = 0; li < c->num_layers && !tp.st; li++) {
+        const t5_block *b = &m->blocks[li];
+        double tb = cvx_time_seconds();
+        /* Self-attention sub-layer. */
+        cvx_rmsnorm(pool, n, x, T, D, b->ln_attn, c->eps);
+        tap_block(&tp, li, "attn_layernorm_out", n, B, L, D);
+        cvx_linear(pool, q, n, T, D, &b->q, NULL);
+        cvx_linear(pool, k, n, T, D, &b->k, NULL);
+        cvx_linear(pool, v, n, T, D, &b->v, NULL);
+        cvx_attention(pool, a, I, q, I, k, I, v, I, B, H, L, L, K, 1.0f, pb);
+        cvx_linear(pool, n, a, T, I, &b->o, NULL);
+        tap_block(&tp, li, "attn_out_before_residual", n, B, L, D);
+        add_inplace(x, n, T * D);
+        tap_block(&tp, li, "after_attn_residual", x, B, L, D);
+        /* Feed-forward sub-layer. */
+        cvx_rmsnorm(pool, n, x, T, D, b->ln_ff, c->eps);
+        tap_block(&tp, li, "ff_layernorm_out", n, B, L, D);
+        cvx_linear(pool, g, n, T, D, &b->wi0, NULL);
+        if (c->gated) cvx_linear(pool, g1, n, T, D, &b->wi1, NULL);
+        activation(pool, c->act, g, c->gated ? g1 : NULL, T * F);
+        tap_block(&tp, li, "ff_gated_hidden", g, B, L, F);
+        cvx_linear(pool, n, g, T, F, &b->wo, NULL);
+        add_inplace(x, n, T * D);
+        tap_block(&tp, li, "out", x, B, L, D);
+        cvx_log_debug(NULL, "t5: block %lld/%lld %.2f s", (long long)li + 1, (long long)c->num_layers,
+                      cvx_time_seconds() - tb);
+    }
+    if (tp.st) {
+        st = tp.st;
+        if (!m->err.status) cvx_fail(&m->err, st, "T5 encode: the intermediate-tensor observer failed");
+        goto done;
+    }
+    cvx_rmsnorm(pool, out, x, T, D, m->final_ln, c->eps);
+    cvx_log_info(NULL, "t5: encoded %lld × %lld tokens in %.2f s", (long long)B, (long long)L,
+                 cvx_time_seconds() - t0);
+done:
+    cvx_arena_free(&arena);
+    free(tok);
+    return st;
+}

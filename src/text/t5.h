@@ -1,0 +1,89 @@
+/* The T5 text encoder: transformers' T5EncoderModel (modeling_t5.py: T5Stack of T5Block = T5LayerSelfAttention
+ * + T5LayerFF, then final_layer_norm), as the CogVideoX pipeline calls it: text_encoder(ids)[0], no attention
+ * mask (every position, pads included, attends to every other), eval mode (no dropout).
+ *
+ * Dimension letters: B batch, L sequence (226 in CogVideoX), D d_model, H num_heads, K d_kv, I = H·K (inner,
+ * may differ from D), F d_ff, V vocab_size, NB relative_attention_num_buckets.
+ *   ids [B, L] (I64 or I32)  ->  last_hidden_state [B, L, D] f32
+ *
+ * Weights stay in their stored dtype (F32/F16/BF16, mmap'd through cvx_weights) and are up-cast exactly on the
+ * fly by the kernels; only the small vectors (norm weights, the [NB, H] position-bias table) are copied to f32.
+ * Compute is f32 throughout (the reference path). */
+#ifndef CVX_TEXT_T5_H
+#define CVX_TEXT_T5_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
+
+typedef enum {
+    CVX_T5_ACT_RELU = 0, /* "relu" */
+    CVX_T5_ACT_GELU_NEW, /* "gelu_new" / "gelu_pytorch_tanh": the tanh approximation (T5 v1.1's "gated-gelu") */
+    CVX_T5_ACT_GELU,     /* "gelu": the exact erf form */
+    CVX_T5_ACT_SILU      /* "silu" / "swish" */
+} cvx_t5_act;
+
+/* A transformers T5Config, the fields the encoder uses (missing keys take T5Config's defaults). */
+typedef struct {
+    int64_t vocab_size;   /* V */
+    int64_t d_model;      /* D */
+    int64_t d_kv;         /* K */
+    int64_t d_ff;         /* F */
+    int64_t num_layers;
+    int64_t num_heads;    /* H */
+    int64_t num_buckets;  /* relative_attention_num_buckets */
+    int64_t max_distance; /* relative_attention_max_distance */
+    float eps;            /* layer_norm_epsilon */
+    int gated;            /* is_gated_act: wo(act(wi_0 x) * wi_1 x) instead of wo(act(wi x)) */
+    cvx_t5_act act;       /* dense_act_fn */
+} cvx_t5_config;
+
+/* Parses and validates a T5Config JSON object (an unsupported activation, a non-T5 model_type, or sizes out of
+ * range are refused with a message naming the key). */
+cvx_status cvx_t5_config_parse(cvx_t5_config *cfg, const json_t *json, cvx_error *err);
+/* Same, from a config.json file. */
+cvx_status cvx_t5_config_load(cvx_t5_config *cfg, const char *path, cvx_error *err);
+
+typedef struct cvx_t5 cvx_t5;
+
+/* Opens a text_encoder folder: config.json + weights (model.safetensors.index.json and its shards, or a single
+ * model.safetensors). Every tensor the config implies is looked up by its checkpoint name and shape-checked;
+ * errors name the tensor. The weights stay mapped until cvx_t5_close. */
+cvx_status cvx_t5_open(cvx_t5 **out, const char *dir, cvx_error *err);
+/* Unmaps the weights and frees everything (NULL is fine). */
+void cvx_t5_close(cvx_t5 *model);
+const cvx_t5_config *cvx_t5_get_config(const cvx_t5 *model);
+/* The message of the model's last failure. */
+const char *cvx_t5_last_error(const cvx_t5 *model);
+/* Bytes of weight data held (mapped) by the model. */
+uint64_t cvx_t5_weight_bytes(const cvx_t5 *model);
+
+/* An observer of intermediate tensors (for golden tests). Names, following the reference's hooks:
+ *   "relative_position_bucket" I64 [L, L], "position_bias" [1, H, L, L], "embeddings" [B, L, D],
+ *   "block.{i}.attn_layernorm_out" [B, L, D], "block.{i}.attn_out_before_residual" [B, L, D],
+ *   "block.{i}.after_attn_residual" [B, L, D], "block.{i}.ff_layernorm_out" [B, L, D],
+ *   "block.{i}.ff_gated_hidden" [B, L, F] (the input of wo), "block.{i}.out" [B, L, D].
+ * `wants` (may be NULL = everything) lets the encoder skip building tensors nobody looks at; `fn` sees a view
+ * valid only during the call. A non-OK status from fn stops the encode and is returned. */
+typedef struct {
+    int (*wants)(void *user_data, const char *name);
+    cvx_status (*fn)(void *user_data, const char *name, const cvx_tensor *t);
+    void *user_data;
+} cvx_t5_tap;
+
+/* out[B, L, D] = T5EncoderModel(ids).last_hidden_state. ids: a [B, L] (or [L]) I64/I32 tensor, every id in
+ * [0, V). `pool` may be NULL. Activations live in one arena sized from the shapes, freed before returning.
+ * Errors are recorded on the model (cvx_t5_last_error). */
+cvx_status cvx_t5_encode(cvx_t5 *model, cvx_pool *pool, const cvx_tensor *ids, float *out);
+/* Same, reporting intermediates to `tap` (may be NULL). */
+cvx_status cvx_t5_encode_tap(cvx_t5 *model, cvx_pool *pool, const cvx_tensor *ids, float *out,
+                             const cvx_t5_tap *tap);
+
+/* The bidirectional relative-position bucket of transformers' T5Attention._relative_position_bucket for
+ * relative_position = key_pos - query_pos, computed in float32 as the reference does. */
+int64_t cvx_t5_relative_bucket(int64_t relative_position, int64_t num_buckets, int64_t max_distance);
+
+#endif
