@@ -44,7 +44,10 @@ const cvx_st_tensor *cvx_safetensors_find(const cvx_safetensors *st, const char 
 const char *cvx_safetensors_metadata(const cvx_safetensors *st, const char *key);
 const char *cvx_safetensors_path(const cvx_safetensors *st);
 
-/* The tensor as a view (data points into the mapping). */
+/* The tensor as a view (data points into the mapping). The format allows any byte offset, so the data may be
+ * misaligned for its dtype (the reference's files are aligned: header padded to 8 bytes, tensors sorted by
+ * descending dtype size; cvx_safetensors_write keeps the caller's order, and a crafted file may be anything):
+ * readers must load elements with memcpy-safe accesses (cvx_tensor_get / cvx_tensor_to_f32 do). */
 cvx_tensor cvx_st_view(const cvx_st_tensor *t);
 
 /* ---- a component's weights: one file, or shards through *.safetensors.index.json ----------------------- */
@@ -63,6 +66,21 @@ uint64_t cvx_weights_nbytes(const cvx_weights *w);
 /* Looks up `name` and checks its shape (ndim dims); dtype must be a float type. Errors name the tensor. */
 cvx_status cvx_weights_get(const cvx_weights *w, const char *name, int ndim, const int64_t *shape, cvx_tensor *out,
                            cvx_error *err);
+
+/* The shard index (HF "model.safetensors.index.json": {"metadata": {...}, "weight_map": {name: shard file}})
+ * parsed from memory; cvx_weights_open uses it, and so do the tests and fuzz/fuzz_index_json.c. Shard names must
+ * be plain file names in the index's folder (no '/', not "." or ".."). */
+typedef struct {
+    size_t n;         /* weight_map entries */
+    char **names;     /* [n], sorted by name (strcmp) */
+    size_t *file_of;  /* [n]: index into files of the shard that holds names[i] */
+    size_t n_files;
+    char **files;     /* [n_files] distinct shard file names, sorted */
+} cvx_st_index;
+
+cvx_status cvx_weights_parse_index(cvx_st_index **out, const char *json, size_t len, const char *label,
+                                   cvx_error *err);
+void cvx_st_index_free(cvx_st_index *idx);
 
 /* ---- writer -------------------------------------------------------------------------------------------- */
 typedef struct {
