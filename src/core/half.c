@@ -44,11 +44,22 @@ uint16_t cvx_f32_to_f16(float f) {
     return (uint16_t)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
+/* src may point into an mmap'd safetensors file at an odd offset (the format allows it): load with memcpy. */
 void cvx_f16_to_f32_array(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = cvx_f16_to_f32(src[i]);
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = cvx_f16_to_f32(h);
+    }
 }
 void cvx_bf16_to_f32_array(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = cvx_bf16_to_f32(src[i]);
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = cvx_bf16_to_f32(h);
+    }
 }
 void cvx_f32_to_f16_array(const float *src, uint16_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = cvx_f32_to_f16(src[i]);

@@ -89,7 +89,11 @@ int cvx_tensor_to_f32(const cvx_tensor *t, float *dst) {
     case CVX_DTYPE_F16: cvx_f16_to_f32_array(t->data, dst, n); return 0;
     case CVX_DTYPE_BF16: cvx_bf16_to_f32_array(t->data, dst, n); return 0;
     case CVX_DTYPE_F64:
-        for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)t->data)[i];
+        for (size_t i = 0; i < n; i++) { /* possibly misaligned (mmap'd safetensors): memcpy */
+            double v;
+            memcpy(&v, (const unsigned char *)t->data + 8 * i, 8);
+            dst[i] = (float)v;
+        }
         return 0;
     default: return -1;
     }
