@@ -160,13 +160,43 @@ struct cvx_t5 {
     float *final_ln;  /* [D] */
     t5_block *blocks; /* [num_layers] */
     float *vecs;      /* the one allocation behind rel_bias, final_ln and the blocks' norm weights */
+    void **copies;    /* aligned copies of tensors a crafted file stored misaligned (normally none) */
+    size_t n_copies, cap_copies;
     cvx_error err;
 };
+
+/* The kernels read weights through typed pointers, but safetensors allows any byte offset: a tensor that is
+ * misaligned for its dtype (never in files save_pretrained writes) gets an aligned private copy. */
+static cvx_status align_weight(cvx_t5 *m, const char *name, cvx_tensor *t, cvx_error *err) {
+    size_t es = cvx_dtype_size(t->dtype);
+    if (es == 0 || (uintptr_t)t->data % es == 0) return CVX_OK;
+    if (m->n_copies == m->cap_copies) {
+        size_t cap = m->cap_copies ? 2 * m->cap_copies : 8;
+        void **p = realloc(m->copies, cap * sizeof *p);
+        if (!p) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+        m->copies = p, m->cap_copies = cap;
+    }
+    size_t bytes = cvx_tensor_nbytes(t);
+    void *copy = NULL;
+    if (posix_memalign(&copy, 64, bytes ? bytes : 64))
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory for an aligned copy", name);
+    memcpy(copy, t->data, bytes);
+    m->copies[m->n_copies++] = copy;
+    t->data = copy;
+    cvx_log_debug(NULL, "t5: %s is misaligned in its file; using an aligned copy", name);
+    return CVX_OK;
+}
 
 static cvx_status get_weight(cvx_t5 *m, const char *name, int64_t d0, int64_t d1, int ndim, cvx_tensor *out,
                              cvx_error *err) {
     int64_t shape[2] = {d0, d1};
-    return cvx_weights_get(m->w, name, ndim, shape, out, err);
+    cvx_status st = cvx_weights_get(m->w, name, ndim, shape, out, err);
+    if (st) return st;
+    /* cvx_linear up-casts these three storage types on the fly. */
+    if (out->dtype != CVX_DTYPE_F32 && out->dtype != CVX_DTYPE_F16 && out->dtype != CVX_DTYPE_BF16)
+        return cvx_fail(err, CVX_ERR_SHAPE, "tensor \"%s\" is stored as %s; expected F32, F16 or BF16", name,
+                        cvx_dtype_name(out->dtype));
+    return align_weight(m, name, out, err);
 }
 
 /* A small float weight, up-cast into dst (n floats). */
@@ -187,6 +217,8 @@ static cvx_status bind_weights(cvx_t5 *m, cvx_error *err) {
 
     /* T5EncoderModel ties encoder.embed_tokens to shared; save_pretrained keeps only shared.weight. */
     const char *emb = cvx_weights_find(m->w, "shared.weight") ? "shared.weight" : "encoder.embed_tokens.weight";
+    if (!cvx_weights_find(m->w, emb))
+        return cvx_fail(err, CVX_ERR_NOT_FOUND, "tensor \"shared.weight\" (or its tied alias %s) not found", emb);
     if ((st = get_weight(m, emb, V, D, 2, &m->embed, err))) return st;
 
     size_t nvec = (size_t)(c->num_buckets * c->num_heads + D + 2 * c->num_layers * D);
@@ -257,6 +289,8 @@ cvx_status cvx_t5_open(cvx_t5 **out, const char *dir, cvx_error *err) {
 void cvx_t5_close(cvx_t5 *m) {
     if (!m) return;
     cvx_weights_close(m->w);
+    for (size_t i = 0; i < m->n_copies; i++) free(m->copies[i]);
+    free(m->copies);
     free(m->vecs);
     free(m->blocks);
     free(m);
