@@ -231,8 +231,8 @@ static void synth_free(synth_model *m) {
 }
 
 /* Writes config.json + model.safetensors, leaving out tensor `skip` (or none) and giving tensor `reshape` a
- * wrong first dimension. */
-static int synth_write(const synth_model *m, const char *dir, const char *skip, const char *reshape) {
+ * wrong first dimension; `pad` puts a 3-byte extra tensor first, so every weight is misaligned in the file. */
+static int synth_write(const synth_model *m, const char *dir, const char *skip, const char *reshape, int pad) {
     char path[1024];
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "w");
@@ -246,6 +246,8 @@ static int synth_write(const synth_model *m, const char *dir, const char *skip, 
     fclose(f);
     cvx_st_entry e[256];
     size_t n = 0;
+    static const unsigned char three[3] = {1, 2, 3};
+    if (pad) e[n++] = (cvx_st_entry){"aaa.unused_extra", CVX_DTYPE_U8, 1, {3, 1, 1, 1, 1}, three};
     for (int i = 0; i < m->n; i++) {
         if (skip && !strcmp(skip, m->t[i].name)) continue;
         e[n].name = m->t[i].name, e[n].dtype = m->c.storage, e[n].ndim = m->t[i].ndim;
@@ -357,7 +359,7 @@ static void test_synthetic(const synth_cfg *c, cvx_pool *pool) {
     CHECK(cvx_test_tmpdir(tmp, sizeof tmp) != NULL);
     synth_model m;
     synth_build(&m, c);
-    CHECK(synth_write(&m, tmp, NULL, NULL) == 0);
+    CHECK(synth_write(&m, tmp, NULL, NULL, 0) == 0);
     const int64_t B = 2, L = 19, T = B * L;
     int64_t ids[2 * 19];
     for (int64_t t = 0; t < T; t++) ids[t] = (int64_t)(urand() * (double)c->V);
@@ -403,6 +405,19 @@ static void test_synthetic(const synth_cfg *c, cvx_pool *pool) {
         int64_t shape3[3] = {1, B, L};
         cvx_tensor r3 = cvx_tensor_view(CVX_DTYPE_I64, ids, 3, shape3);
         CHECK(cvx_t5_encode(model, pool, &r3, out) == CVX_ERR_INVALID_ARGUMENT);
+
+        /* The same weights stored misaligned in the file (and an extra tensor the encoder ignores): same output. */
+        char tmp2[512];
+        CHECK(cvx_test_tmpdir(tmp2, sizeof tmp2) != NULL);
+        CHECK(synth_write(&m, tmp2, NULL, NULL, 1) == 0);
+        cvx_t5 *model2 = NULL;
+        CHECK_MSG(cvx_t5_open(&model2, tmp2, &err) == CVX_OK, "%s", err.message);
+        if (model2) {
+            CHECK(cvx_t5_encode(model2, pool, &tids, out32) == CVX_OK);
+            CHECK(memcmp(out, out32, (size_t)(T * c->D) * sizeof(float)) == 0);
+        }
+        cvx_t5_close(model2);
+        cvx_test_rmtree(tmp2);
         free(out), free(out32), free(ref);
     }
     cvx_t5_close(model);
@@ -422,7 +437,7 @@ static void test_load_errors(void) {
         for (int mode = 0; mode < 2; mode++) {
             char tmp[512];
             CHECK(cvx_test_tmpdir(tmp, sizeof tmp) != NULL);
-            CHECK(synth_write(&m, tmp, mode == 0 ? victims[i] : NULL, mode == 1 ? victims[i] : NULL) == 0);
+            CHECK(synth_write(&m, tmp, mode == 0 ? victims[i] : NULL, mode == 1 ? victims[i] : NULL, 0) == 0);
             cvx_t5 *model = (cvx_t5 *)1;
             cvx_error err = {0};
             cvx_status st = cvx_t5_open(&model, tmp, &err);
@@ -437,7 +452,7 @@ static void test_load_errors(void) {
     char tmp[512];
     CHECK(cvx_test_tmpdir(tmp, sizeof tmp) != NULL);
     snprintf(m.t[0].name, sizeof m.t[0].name, "encoder.embed_tokens.weight");
-    CHECK(synth_write(&m, tmp, NULL, NULL) == 0);
+    CHECK(synth_write(&m, tmp, NULL, NULL, 0) == 0);
     cvx_t5 *model = NULL;
     cvx_error err = {0};
     CHECK_MSG(cvx_t5_open(&model, tmp, &err) == CVX_OK, "%s", err.message);
