@@ -1,0 +1,756 @@
+/* CogVideoXTransformer3DModel forward (diffusers 0.30.3), see transformer.h for the data flow and letters.
+ *
+ * Layout: the hidden state is one joint buffer x [B, S, D] with each batch's L text rows first, so the
+ * reference's cat([text, video]) (attention, feed-forward) costs nothing and the two streams differ only in
+ * which modulation chunk a row uses. The feed-forward runs over row chunks so its 4D-wide hidden never
+ * exists for the whole sequence. */
+#include "diffusion/transformer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+
+#define DIT_MAX_DIM (1 << 20)
+#define DIT_MAX_LAYERS 512
+#define DIT_FF_ROWS 2048 /* feed-forward rows per chunk: the [rows, 4D] hidden stays a few tens of MB */
+
+typedef struct {
+    cvx_tensor norm1_lin_w;          /* [6D, E] */
+    float *norm1_lin_b;              /* [6D] */
+    float *norm1_w, *norm1_b;        /* [D] (NULL without elementwise affine) */
+    float *nq_w, *nq_b, *nk_w, *nk_b; /* [Dh] per-head q/k LayerNorm (always affine) */
+    cvx_tensor q_w, k_w, v_w, o_w;   /* [D, D] */
+    float *q_b, *k_b, *v_b, *o_b;    /* [D] (q/k/v biases NULL without attention_bias) */
+    cvx_tensor norm2_lin_w;          /* [6D, E] */
+    float *norm2_lin_b;              /* [6D] */
+    float *norm2_w, *norm2_b;        /* [D] */
+    cvx_tensor ff1_w;                /* [4D, D] */
+    float *ff1_b;                    /* [4D] */
+    cvx_tensor ff2_w;                /* [D, 4D] */
+    float *ff2_b;                    /* [D] */
+} dit_block;
+
+struct cvx_dit {
+    cvx_dit_config cfg;
+    cvx_weights *weights;
+    cvx_tensor patch_w;        /* [D, C_in·p·p] view of the conv weight [D, C_in, p, p] */
+    float *patch_b;            /* [D] or NULL (patch_bias false) */
+    cvx_tensor text_w;         /* [D, Dt] */
+    float *text_b;             /* [D] */
+    cvx_tensor t1_w, t2_w;     /* [E, D], [E, E] */
+    float *t1_b, *t2_b;        /* [E] */
+    float *nf_w, *nf_b;        /* norm_final [D] */
+    cvx_tensor out_lin_w;      /* norm_out.linear [2D, E] */
+    float *out_lin_b;          /* [2D] */
+    float *out_norm_w, *out_norm_b; /* [D] */
+    cvx_tensor proj_w;         /* [C_out·p·p, D] */
+    float *proj_b;             /* [C_out·p·p] */
+    dit_block *blocks;
+    float **vecs;              /* every f32 copy of a small vector, for freeing */
+    size_t n_vecs, cap_vecs;
+    int64_t n_expected;        /* tensors the config implies (a checkpoint with more is refused) */
+    char **expected;
+    cvx_arena arena;
+    cvx_error err;
+};
+
+/* ---- config -------------------------------------------------------------------------------------------- */
+
+static cvx_status cfg_int(const json_t *j, const char *key, int def, int min, int max, int *out, cvx_error *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) {
+        *out = def;
+        return CVX_OK;
+    }
+    double d;
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)))
+        d = json_real_value(v);
+    else
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be an integer", key);
+    if (d < min || d > max)
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" = %.17g is outside [%d, %d]", key, d, min,
+                        max);
+    *out = (int)d;
+    return CVX_OK;
+}
+
+static cvx_status cfg_float(const json_t *j, const char *key, double def, double min, double max, double *out,
+                            cvx_error *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) {
+        *out = def;
+        return CVX_OK;
+    }
+    if (!json_is_number(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be a number", key);
+    double d = json_number_value(v);
+    if (!(d >= min && d <= max))
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" = %.17g is outside [%g, %g]", key, d, min,
+                        max);
+    *out = d;
+    return CVX_OK;
+}
+
+static cvx_status cfg_bool(const json_t *j, const char *key, int def, int *out, cvx_error *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) {
+        *out = def;
+        return CVX_OK;
+    }
+    if (!json_is_boolean(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be true/false", key);
+    *out = json_is_true(v);
+    return CVX_OK;
+}
+
+static cvx_status cfg_string(const json_t *j, const char *key, const char *def, const char **out, cvx_error *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) {
+        *out = def;
+        return CVX_OK;
+    }
+    if (!json_is_string(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be a string", key);
+    *out = json_string_value(v);
+    return CVX_OK;
+}
+
+cvx_status cvx_dit_config_parse(cvx_dit_config *cfg, const json_t *j, cvx_error *err) {
+    if (!json_is_object(j)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: not a JSON object");
+    memset(cfg, 0, sizeof *cfg);
+    const char *cls = "", *act = "", *tact = "";
+    cvx_status st;
+#define TRY(x)                     \
+    if ((st = (x)) != CVX_OK) return st
+    TRY(cfg_string(j, "_class_name", "CogVideoXTransformer3DModel", &cls, err));
+    if (strcmp(cls, "CogVideoXTransformer3DModel") != 0)
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: _class_name \"%s\" is not CogVideoXTransformer3DModel",
+                        cls);
+    TRY(cfg_int(j, "num_attention_heads", 30, 1, DIT_MAX_DIM, &cfg->num_attention_heads, err));
+    TRY(cfg_int(j, "attention_head_dim", 64, 1, DIT_MAX_DIM, &cfg->attention_head_dim, err));
+    TRY(cfg_int(j, "in_channels", 16, 1, DIT_MAX_DIM, &cfg->in_channels, err));
+    TRY(cfg_int(j, "out_channels", 16, 1, DIT_MAX_DIM, &cfg->out_channels, err));
+    TRY(cfg_bool(j, "flip_sin_to_cos", 1, &cfg->flip_sin_to_cos, err));
+    TRY(cfg_float(j, "freq_shift", 0.0, -1e6, 1e6, &cfg->freq_shift, err));
+    TRY(cfg_int(j, "time_embed_dim", 512, 1, DIT_MAX_DIM, &cfg->time_embed_dim, err));
+    TRY(cfg_int(j, "text_embed_dim", 4096, 1, DIT_MAX_DIM, &cfg->text_embed_dim, err));
+    TRY(cfg_int(j, "num_layers", 30, 0, DIT_MAX_LAYERS, &cfg->num_layers, err));
+    TRY(cfg_bool(j, "attention_bias", 1, &cfg->attention_bias, err));
+    TRY(cfg_int(j, "sample_width", 90, 1, DIT_MAX_DIM, &cfg->sample_width, err));
+    TRY(cfg_int(j, "sample_height", 60, 1, DIT_MAX_DIM, &cfg->sample_height, err));
+    TRY(cfg_int(j, "sample_frames", 49, 1, DIT_MAX_DIM, &cfg->sample_frames, err));
+    TRY(cfg_int(j, "patch_size", 2, 1, 64, &cfg->patch_size, err));
+    TRY(cfg_int(j, "temporal_compression_ratio", 4, 1, 64, &cfg->temporal_compression_ratio, err));
+    TRY(cfg_int(j, "max_text_seq_length", 226, 1, DIT_MAX_DIM, &cfg->max_text_seq_length, err));
+    TRY(cfg_string(j, "activation_fn", "gelu-approximate", &act, err));
+    TRY(cfg_string(j, "timestep_activation_fn", "silu", &tact, err));
+    TRY(cfg_bool(j, "norm_elementwise_affine", 1, &cfg->norm_elementwise_affine, err));
+    TRY(cfg_float(j, "norm_eps", 1e-5, 0.0, 1.0, &cfg->norm_eps, err));
+    TRY(cfg_float(j, "spatial_interpolation_scale", 1.875, 1e-6, 1e6, &cfg->spatial_interpolation_scale, err));
+    TRY(cfg_float(j, "temporal_interpolation_scale", 1.0, 1e-6, 1e6, &cfg->temporal_interpolation_scale, err));
+    TRY(cfg_bool(j, "use_rotary_positional_embeddings", 0, &cfg->use_rotary_positional_embeddings, err));
+    TRY(cfg_bool(j, "use_learned_positional_embeddings", 0, &cfg->use_learned_positional_embeddings, err));
+    TRY(cfg_bool(j, "patch_bias", 1, &cfg->patch_bias, err));
+#undef TRY
+    if (strcmp(act, "gelu-approximate") == 0)
+        cfg->activation = CVX_DIT_GELU_TANH;
+    else if (strcmp(act, "gelu") == 0)
+        cfg->activation = CVX_DIT_GELU_ERF;
+    else
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: activation_fn \"%s\" is not supported", act);
+    if (strcmp(tact, "silu") != 0 && strcmp(tact, "swish") != 0)
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: timestep_activation_fn \"%s\" is not supported",
+                        tact);
+    /* CogVideoX 1.5 options (not in diffusers 0.30.3) and the 5b-I2V learned table are not implemented. */
+    const char *later[] = {"patch_size_t", "ofs_embed_dim"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        json_t *v = json_object_get(j, later[i]);
+        if (v && !json_is_null(v))
+            return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: \"%s\" (CogVideoX 1.5) is not supported",
+                            later[i]);
+    }
+    if (cfg->use_learned_positional_embeddings)
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED,
+                        "transformer config: use_learned_positional_embeddings (5b-I2V) is not supported");
+    int64_t inner = (int64_t)cfg->num_attention_heads * cfg->attention_head_dim;
+    if (inner > DIT_MAX_DIM)
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: inner dim %d x %d is too large",
+                        cfg->num_attention_heads, cfg->attention_head_dim);
+    cfg->inner_dim = (int)inner;
+    /* get_3d_sincos_pos_embed splits D into D/4 temporal + 2 × 3D/8 spatial, each an even sin|cos width. */
+    if (!cfg->use_rotary_positional_embeddings && inner % 16 != 0)
+        return cvx_fail(err, CVX_ERR_FORMAT,
+                        "transformer config: sincos positions need heads x head_dim = %lld divisible by 16",
+                        (long long)inner);
+    return CVX_OK;
+}
+
+/* ---- weights ------------------------------------------------------------------------------------------- */
+
+static cvx_status expect_name(cvx_dit *m, const char *name) {
+    if (m->n_expected % 64 == 0) {
+        char **p = realloc(m->expected, sizeof(char *) * (size_t)(m->n_expected + 64));
+        if (!p) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        m->expected = p;
+    }
+    m->expected[m->n_expected] = strdup(name);
+    if (!m->expected[m->n_expected]) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    m->n_expected++;
+    return CVX_OK;
+}
+
+/* A matrix stays a view into the mapping; the kernels read F32/F16/BF16 only. */
+static cvx_status get_mat(cvx_dit *m, const char *name, int ndim, const int64_t *shape, cvx_tensor *out) {
+    cvx_status st = cvx_weights_get(m->weights, name, ndim, shape, out, &m->err);
+    if (st != CVX_OK) return st;
+    if (out->dtype != CVX_DTYPE_F32 && out->dtype != CVX_DTYPE_F16 && out->dtype != CVX_DTYPE_BF16)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "tensor \"%s\" has dtype %s; weights must be F32, F16 or BF16", name,
+                        cvx_dtype_name(out->dtype));
+    return expect_name(m, name);
+}
+
+static cvx_status get_mat2(cvx_dit *m, const char *name, int64_t rows, int64_t cols, cvx_tensor *out) {
+    int64_t shape[2] = {rows, cols};
+    return get_mat(m, name, 2, shape, out);
+}
+
+/* Small vectors are copied to f32 (norm weights and biases feed f32 loops). */
+static cvx_status get_vec(cvx_dit *m, const char *name, int64_t n, float **out) {
+    cvx_tensor t;
+    cvx_status st = cvx_weights_get(m->weights, name, 1, &n, &t, &m->err);
+    if (st != CVX_OK) return st;
+    if (m->n_vecs == m->cap_vecs) {
+        size_t cap = m->cap_vecs ? 2 * m->cap_vecs : 64;
+        float **p = realloc(m->vecs, sizeof(float *) * cap);
+        if (!p) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        m->vecs = p;
+        m->cap_vecs = cap;
+    }
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for \"%s\"", name);
+    m->vecs[m->n_vecs++] = v;
+    if (cvx_tensor_to_f32(&t, v) != 0)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "tensor \"%s\": dtype %s is not a float type", name,
+                        cvx_dtype_name(t.dtype));
+    *out = v;
+    return expect_name(m, name);
+}
+
+/* "<prefix>.weight" [n] and "<prefix>.bias" [n] of a LayerNorm, when it has them. */
+static cvx_status get_norm(cvx_dit *m, const char *prefix, int affine, int64_t n, float **w, float **b) {
+    char name[256];
+    *w = *b = NULL;
+    if (!affine) return CVX_OK;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    cvx_status st = get_vec(m, name, n, w);
+    if (st != CVX_OK) return st;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return get_vec(m, name, n, b);
+}
+
+static cvx_status get_linear(cvx_dit *m, const char *prefix, int64_t out_f, int64_t in_f, int bias, cvx_tensor *w,
+                             float **b) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    cvx_status st = get_mat2(m, name, out_f, in_f, w);
+    if (st != CVX_OK) return st;
+    *b = NULL;
+    if (!bias) return CVX_OK;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return get_vec(m, name, out_f, b);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static cvx_status bind_weights(cvx_dit *m) {
+    const cvx_dit_config *c = &m->cfg;
+    int64_t D = c->inner_dim, E = c->time_embed_dim, Dh = c->attention_head_dim, p = c->patch_size;
+    int aff = c->norm_elementwise_affine;
+    cvx_status st;
+#define TRY(x)                     \
+    if ((st = (x)) != CVX_OK) return st
+    int64_t conv_shape[4] = {D, c->in_channels, p, p};
+    TRY(get_mat(m, "patch_embed.proj.weight", 4, conv_shape, &m->patch_w));
+    m->patch_w.ndim = 2;
+    m->patch_w.shape[1] = c->in_channels * p * p;
+    m->patch_w.shape[2] = m->patch_w.shape[3] = 1;
+    m->patch_b = NULL;
+    if (c->patch_bias) TRY(get_vec(m, "patch_embed.proj.bias", D, &m->patch_b));
+    TRY(get_linear(m, "patch_embed.text_proj", D, c->text_embed_dim, 1, &m->text_w, &m->text_b));
+    TRY(get_linear(m, "time_embedding.linear_1", E, D, 1, &m->t1_w, &m->t1_b));
+    TRY(get_linear(m, "time_embedding.linear_2", E, E, 1, &m->t2_w, &m->t2_b));
+    m->blocks = calloc((size_t)c->num_layers + 1, sizeof(dit_block));
+    if (!m->blocks) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    char pre[128], name[192];
+    for (int i = 0; i < c->num_layers; i++) {
+        dit_block *b = &m->blocks[i];
+        snprintf(pre, sizeof pre, "transformer_blocks.%d", i);
+#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, pre), name)
+        TRY(get_linear(m, NAME("norm1.linear"), 6 * D, E, 1, &b->norm1_lin_w, &b->norm1_lin_b));
+        TRY(get_norm(m, NAME("norm1.norm"), aff, D, &b->norm1_w, &b->norm1_b));
+        TRY(get_norm(m, NAME("attn1.norm_q"), 1, Dh, &b->nq_w, &b->nq_b));
+        TRY(get_norm(m, NAME("attn1.norm_k"), 1, Dh, &b->nk_w, &b->nk_b));
+        TRY(get_linear(m, NAME("attn1.to_q"), D, D, c->attention_bias, &b->q_w, &b->q_b));
+        TRY(get_linear(m, NAME("attn1.to_k"), D, D, c->attention_bias, &b->k_w, &b->k_b));
+        TRY(get_linear(m, NAME("attn1.to_v"), D, D, c->attention_bias, &b->v_w, &b->v_b));
+        TRY(get_linear(m, NAME("attn1.to_out.0"), D, D, 1, &b->o_w, &b->o_b));
+        TRY(get_linear(m, NAME("norm2.linear"), 6 * D, E, 1, &b->norm2_lin_w, &b->norm2_lin_b));
+        TRY(get_norm(m, NAME("norm2.norm"), aff, D, &b->norm2_w, &b->norm2_b));
+        TRY(get_linear(m, NAME("ff.net.0.proj"), 4 * D, D, 1, &b->ff1_w, &b->ff1_b));
+        TRY(get_linear(m, NAME("ff.net.2"), D, 4 * D, 1, &b->ff2_w, &b->ff2_b));
+#undef NAME
+    }
+    TRY(get_norm(m, "norm_final", aff, D, &m->nf_w, &m->nf_b));
+    TRY(get_linear(m, "norm_out.linear", 2 * D, E, 1, &m->out_lin_w, &m->out_lin_b));
+    TRY(get_norm(m, "norm_out.norm", aff, D, &m->out_norm_w, &m->out_norm_b));
+    TRY(get_linear(m, "proj_out", (int64_t)c->out_channels * p * p, D, 1, &m->proj_w, &m->proj_b));
+#undef TRY
+    /* load_state_dict(strict=True) also refuses tensors the config does not know (e.g. a deeper checkpoint). */
+    if ((int64_t)cvx_weights_count(m->weights) != m->n_expected) {
+        qsort(m->expected, (size_t)m->n_expected, sizeof(char *), cmp_str);
+        for (size_t i = 0; i < cvx_weights_count(m->weights); i++) {
+            const char *nm = cvx_weights_at(m->weights, i)->name;
+            if (!bsearch(&nm, m->expected, (size_t)m->n_expected, sizeof(char *), cmp_str))
+                return cvx_fail(&m->err, CVX_ERR_SHAPE,
+                                "unexpected tensor \"%s\" in the transformer weights (the config implies %lld tensors, "
+                                "the checkpoint has %zu)",
+                                nm, (long long)m->n_expected, cvx_weights_count(m->weights));
+        }
+    }
+    return CVX_OK;
+}
+
+void cvx_dit_free(cvx_dit *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_vecs; i++) free(m->vecs[i]);
+    free(m->vecs);
+    for (int64_t i = 0; i < m->n_expected; i++) free(m->expected[i]);
+    free(m->expected);
+    free(m->blocks);
+    cvx_weights_close(m->weights);
+    cvx_arena_free(&m->arena);
+    free(m);
+}
+
+cvx_status cvx_dit_open(cvx_dit **out, const cvx_dit_config *cfg, const char *weights_path, cvx_error *err) {
+    *out = NULL;
+    cvx_dit *m = calloc(1, sizeof *m);
+    if (!m) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    m->cfg = *cfg;
+    cvx_status st = cvx_weights_open(&m->weights, weights_path, &m->err);
+    if (st == CVX_OK) st = bind_weights(m);
+    if (st != CVX_OK) {
+        cvx_error_copy(err, &m->err);
+        cvx_error_prefix(err, "transformer: ");
+        cvx_dit_free(m);
+        return st;
+    }
+    *out = m;
+    return CVX_OK;
+}
+
+cvx_status cvx_dit_open_dir(cvx_dit **out, const char *dir, cvx_error *err) {
+    *out = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_error_t jerr;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) return cvx_fail(err, CVX_ERR_FORMAT, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    cvx_dit_config cfg;
+    cvx_status st = cvx_dit_config_parse(&cfg, j, err);
+    json_decref(j);
+    if (st != CVX_OK) return cvx_error_prefix(err, "%s: ", path);
+    return cvx_dit_open(out, &cfg, dir, err);
+}
+
+const cvx_dit_config *cvx_dit_get_config(const cvx_dit *m) { return &m->cfg; }
+const cvx_error *cvx_dit_error(const cvx_dit *m) { return &m->err; }
+
+/* ---- position and time tables -------------------------------------------------------------------------- */
+
+void cvx_dit_timestep_proj(const int64_t *t, int64_t n, int dim, int flip_sin_to_cos, double freq_shift, float *out) {
+    int half = dim / 2;
+    /* torch: float32 arange × (float)(−ln 10000), / (half − shift), exp, × (float)t, then sin/cos — each a
+     * float32 rounding; the transcendental functions are evaluated in double and rounded once. */
+    const float neg_log = (float)-log(10000.0);
+    const float denom = (float)((double)half - freq_shift);
+    for (int64_t b = 0; b < n; b++) {
+        float tf = (float)t[b];
+        float *o = out + b * dim;
+        for (int k = 0; k < half; k++) {
+            float e = (neg_log * (float)k) / denom;
+            float f = (float)exp((double)e);
+            float a = tf * f;
+            float s = (float)sin((double)a), c = (float)cos((double)a);
+            o[k] = flip_sin_to_cos ? c : s;
+            o[half + k] = flip_sin_to_cos ? s : c;
+        }
+        if (dim % 2) o[dim - 1] = 0.0f;
+    }
+}
+
+/* get_1d_sincos_pos_embed_from_grid for one position: [sin(pos·ω_k) | cos(pos·ω_k)], ω_k = 10000^(−k/(d/2))
+ * in float64, stored as float32. */
+static void sincos_1d(int d, float pos, float *out) {
+    int h = d / 2;
+    for (int k = 0; k < h; k++) {
+        double omega = 1.0 / pow(10000.0, (double)k / ((double)d / 2.0));
+        double a = (double)pos * omega;
+        out[k] = (float)sin(a);
+        out[h + k] = (float)cos(a);
+    }
+}
+
+void cvx_dit_sincos_table(int D, int64_t F, int64_t Hp, int64_t Wp, double spatial_scale, double temporal_scale,
+                          float *out) {
+    int dt = D / 4, ds = 3 * D / 4, dhalf = ds / 2;
+    /* numpy: float32 arange / python float → float32 positions */
+    float ss = (float)spatial_scale, ts = (float)temporal_scale;
+    for (int64_t f = 0; f < F; f++)
+        for (int64_t y = 0; y < Hp; y++)
+            for (int64_t x = 0; x < Wp; x++) {
+                float *row = out + ((f * Hp + y) * Wp + x) * D;
+                sincos_1d(dt, (float)f / ts, row);
+                /* meshgrid(w, h): the first spatial half encodes the column (x), the second the row (y) */
+                sincos_1d(dhalf, (float)x / ss, row + dt);
+                sincos_1d(dhalf, (float)y / ss, row + dt + dhalf);
+            }
+}
+
+double cvx_dit_flops(const cvx_dit_config *c, int64_t B, int64_t F, int64_t H, int64_t W, int64_t L) {
+    double p = c->patch_size, D = c->inner_dim, E = c->time_embed_dim;
+    double N = (double)F * (double)(H / c->patch_size) * (double)(W / c->patch_size), S = (double)L + N;
+    double f = 2.0 * B * (D * E + E * E);                       /* time embedding */
+    f += 2.0 * B * N * c->in_channels * p * p * D;                /* patch conv */
+    f += 2.0 * B * L * c->text_embed_dim * D;                     /* text projection */
+    double blk = 2.0 * 2.0 * B * E * 6.0 * D                      /* the two LayerNormZero linears */
+                 + 4.0 * 2.0 * B * S * D * D                      /* q, k, v, out */
+                 + 2.0 * 2.0 * B * S * S * D                      /* q·kᵀ and p·v over all heads */
+                 + 2.0 * 2.0 * B * S * D * 4.0 * D;               /* feed-forward */
+    f += blk * c->num_layers;
+    f += 2.0 * B * E * 2.0 * D + 2.0 * B * N * D * c->out_channels * p * p;
+    return f;
+}
+
+/* ---- forward ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    cvx_dit *m;
+    const cvx_dit_call *call;
+} fwd;
+
+static int tap_wants(const fwd *f, const char *name) {
+    const cvx_dit_tap *tap = f->call->tap;
+    return tap && tap->fn && (!tap->wants || tap->wants(tap->user_data, name));
+}
+
+static cvx_status tap_emit(fwd *f, const char *name, const float *data, int ndim, const int64_t *shape) {
+    if (!tap_wants(f, name)) return CVX_OK;
+    cvx_tensor t = cvx_tensor_view(CVX_DTYPE_F32, (void *)data, ndim, shape);
+    cvx_status st = f->call->tap->fn(f->call->tap->user_data, name, &t);
+    if (st != CVX_OK && f->m->err.status == CVX_OK)
+        cvx_fail(&f->m->err, st, "transformer: the observer stopped the forward at \"%s\"", name);
+    return st;
+}
+
+/* Emits rows [off, off+cnt) of each batch of a [B, S, D] buffer as a [B, cnt, D] tensor. */
+static cvx_status tap_rows(fwd *f, const char *name, const float *x, int64_t B, int64_t S, int64_t off, int64_t cnt,
+                           int64_t D) {
+    if (!tap_wants(f, name)) return CVX_OK;
+    float *tmp = malloc(sizeof(float) * (size_t)(B * cnt * D) + 1);
+    if (!tmp) return cvx_fail(&f->m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for observer tensor %s", name);
+    for (int64_t b = 0; b < B; b++) memcpy(tmp + b * cnt * D, x + (b * S + off) * D, sizeof(float) * (size_t)(cnt * D));
+    int64_t shape[3] = {B, cnt, D};
+    cvx_status st = tap_emit(f, name, tmp, 3, shape);
+    free(tmp);
+    return st;
+}
+
+/* Row-parallel elementwise passes over the joint [B, S, D] buffer. */
+typedef struct {
+    float *y;          /* [B·S, D] rows updated in place */
+    const float *src;  /* residual source rows (gate pass) */
+    const float *mod;  /* [B, 6D] modulation of the block, or [B, 2D] for norm_out */
+    int64_t S, L, D, mod_stride;
+    int shift_v, scale_v, shift_t, scale_t, gate_v, gate_t; /* chunk indices into a mod row */
+} rows_ctx;
+
+/* LayerNormZero / AdaLayerNorm modulation: y = y·(1 + scale) + shift, text rows with the enc_ chunks. */
+static void modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
+    const rows_ctx *c = arg;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t b = r / c->S, s = r % c->S;
+        int text = s < c->L;
+        const float *mrow = c->mod + b * c->mod_stride;
+        const float *shift = mrow + (text ? c->shift_t : c->shift_v) * c->D;
+        const float *scale = mrow + (text ? c->scale_t : c->scale_v) * c->D;
+        float *y = c->y + r * c->D;
+        for (int64_t d = 0; d < c->D; d++) y[d] = y[d] * (1.0f + scale[d]) + shift[d];
+    }
+}
+
+/* Gated residual: y += gate · src, text rows with enc_gate. */
+static void gate_task(void *arg, int64_t begin, int64_t end, int ti) {
+    const rows_ctx *c = arg;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t b = r / c->S, s = r % c->S;
+        const float *gate = c->mod + b * c->mod_stride + (s < c->L ? c->gate_t : c->gate_v) * c->D;
+        float *y = c->y + r * c->D;
+        const float *x = c->src + r * c->D;
+        for (int64_t d = 0; d < c->D; d++) y[d] = y[d] + gate[d] * x[d];
+    }
+}
+
+typedef struct {
+    float *q, *k;             /* [B, S, D] */
+    const float *cos, *sin;   /* [N, Dh] */
+    int64_t S, L, H, Dh;
+} rope_ctx;
+
+/* apply_rotary_emb on the video rows: pairs (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin). */
+static void rope_task(void *arg, int64_t begin, int64_t end, int ti) {
+    const rope_ctx *c = arg;
+    int64_t N = c->S - c->L;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t b = r / N, n = r % N;
+        const float *cs = c->cos + n * c->Dh, *sn = c->sin + n * c->Dh;
+        for (int which = 0; which < 2; which++) {
+            float *row = (which ? c->k : c->q) + (b * c->S + c->L + n) * c->H * c->Dh;
+            for (int64_t h = 0; h < c->H; h++) {
+                float *x = row + h * c->Dh;
+                for (int64_t d = 0; d + 1 < c->Dh; d += 2) {
+                    float x0 = x[d], x1 = x[d + 1];
+                    x[d] = x0 * cs[d] - x1 * sn[d];
+                    x[d + 1] = x1 * cs[d + 1] + x0 * sn[d + 1];
+                }
+            }
+        }
+    }
+}
+
+static void gelu_erf_task(void *arg, int64_t begin, int64_t end, int ti) {
+    float *x = arg;
+    for (int64_t i = begin; i < end; i++) x[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] * 0.7071067811865476)));
+}
+
+static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
+    const cvx_dit_config *cfg = &m->cfg;
+    int64_t p = cfg->patch_size;
+    if (!c->latents || !c->text || !c->timesteps || !c->out)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "transformer: latents, text, timesteps and out are required");
+    if (c->B <= 0 || c->F <= 0 || c->H <= 0 || c->W <= 0 || c->L <= 0 || c->B > 4096 || c->F > DIT_MAX_DIM ||
+        c->H > DIT_MAX_DIM || c->W > DIT_MAX_DIM || c->L > DIT_MAX_DIM)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: invalid sizes B=%lld F=%lld H=%lld W=%lld L=%lld",
+                        (long long)c->B, (long long)c->F, (long long)c->H, (long long)c->W, (long long)c->L);
+    if (c->H % p || c->W % p)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: latent size %lldx%lld is not a multiple of patch %lld",
+                        (long long)c->H, (long long)c->W, (long long)p);
+    if (!cfg->use_rotary_positional_embeddings && c->L != cfg->max_text_seq_length)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE,
+                        "transformer: %lld text tokens, but the sincos table is laid out for max_text_seq_length %d",
+                        (long long)c->L, cfg->max_text_seq_length);
+    if (cfg->use_rotary_positional_embeddings && (!c->rope_cos || !c->rope_sin))
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                        "transformer: this model uses rotary embeddings; rope_cos/rope_sin are required");
+    double tokens = (double)c->B * ((double)c->L + (double)c->F * (double)(c->H / p) * (double)(c->W / p));
+    if (tokens * cfg->inner_dim * 4.0 > 1e12)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: %.0f tokens is too many", tokens);
+    return CVX_OK;
+}
+
+static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
+    const cvx_dit_config *cfg = &m->cfg;
+    fwd f = {m, call};
+    cvx_pool *pool = call->pool;
+    const int64_t B = call->B, F = call->F, H = call->H, W = call->W, L = call->L;
+    const int64_t p = cfg->patch_size, Hp = H / p, Wp = W / p, N = F * Hp * Wp, S = L + N;
+    const int64_t D = cfg->inner_dim, E = cfg->time_embed_dim, Hd = cfg->num_attention_heads,
+                  Dh = cfg->attention_head_dim, Cin = cfg->in_channels, Cout = cfg->out_channels;
+    const int64_t K = Cin * p * p, Cpp = Cout * p * p, FFD = 4 * D;
+    const int64_t ff_rows = B * S < DIT_FF_ROWS ? B * S : DIT_FF_ROWS;
+    cvx_status st;
+
+    /* One arena, sized from the shapes. */
+    size_t joint = sizeof(float) * (size_t)(B * S * D);
+    size_t need = 6 * (joint + 64) + sizeof(float) * (size_t)(B * D + 2 * B * E + B * 6 * D + B * 2 * D + B * N * K +
+                                                            ff_rows * FFD + B * N * Cpp) + 16 * 64;
+    if (m->arena.capacity < need) {
+        cvx_arena_free(&m->arena);
+        if (cvx_arena_init(&m->arena, need) != 0)
+            return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "transformer: cannot reserve %zu MB of activations",
+                            need >> 20);
+    }
+    cvx_arena *a = &m->arena;
+    cvx_arena_reset(a, 0);
+    float *tproj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * D)); /* [B, D] */
+    float *emb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));   /* [B, E] */
+    float *semb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));  /* [B, E] silu(emb) */
+    float *mod = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * 6 * D)); /* [B, 6D] */
+    float *x = cvx_arena_alloc(a, joint);                                /* [B, S, D] hidden, text rows first */
+    float *n = cvx_arena_alloc(a, joint);                                /* [B, S, D] normed / modulated */
+    float *q = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
+    float *k = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
+    float *v = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
+    float *o = cvx_arena_alloc(a, joint);                                /* [B, S, D] attention / ff output */
+    float *col = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * K)); /* [B, N, C_in·p·p] patches */
+    float *hid = cvx_arena_alloc(a, sizeof(float) * (size_t)(ff_rows * FFD)); /* [rows, 4D] */
+    float *proj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * Cpp)); /* [B, N, C_out·p·p] */
+    if (!tproj || !emb || !semb || !mod || !x || !n || !q || !k || !v || !o || !col || !hid || !proj)
+        return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
+
+    /* 1. Time embedding */
+    cvx_dit_timestep_proj(call->timesteps, B, (int)D, cfg->flip_sin_to_cos, cfg->freq_shift, tproj);
+    int64_t shp[3] = {B, D};
+    if ((st = tap_emit(&f, "time_proj", tproj, 2, shp)) != CVX_OK) return st;
+    cvx_linear(pool, semb, tproj, B, D, &m->t1_w, m->t1_b);
+    cvx_silu(pool, semb, B * E);
+    cvx_linear(pool, emb, semb, B, E, &m->t2_w, m->t2_b);
+    shp[1] = E;
+    if ((st = tap_emit(&f, "time_embedding", emb, 2, shp)) != CVX_OK) return st;
+    memcpy(semb, emb, sizeof(float) * (size_t)(B * E));
+    cvx_silu(pool, semb, B * E); /* every modulation linear reads silu(emb) */
+
+    /* 2. Patch embedding: text rows, then per-frame patch conv as patches × weight [D, C·p·p]ᵀ */
+    for (int64_t b = 0; b < B; b++)
+        cvx_linear(pool, x + b * S * D, call->text + b * L * cfg->text_embed_dim, L, cfg->text_embed_dim, &m->text_w,
+                   m->text_b);
+    if ((st = tap_rows(&f, "text_proj", x, B, S, 0, L, D)) != CVX_OK) return st;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t fr = 0; fr < F; fr++)
+            for (int64_t y = 0; y < Hp; y++)
+                for (int64_t xx = 0; xx < Wp; xx++) {
+                    float *dst = col + ((b * F + fr) * Hp * Wp + y * Wp + xx) * K;
+                    for (int64_t c = 0; c < Cin; c++)
+                        for (int64_t dy = 0; dy < p; dy++)
+                            for (int64_t dx = 0; dx < p; dx++)
+                                dst[(c * p + dy) * p + dx] =
+                                    call->latents[(((b * F + fr) * Cin + c) * H + y * p + dy) * W + xx * p + dx];
+                }
+    for (int64_t b = 0; b < B; b++) cvx_linear(pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch_w, m->patch_b);
+    if ((st = tap_rows(&f, "patch_conv", x, B, S, L, N, D)) != CVX_OK) return st;
+    if (!cfg->use_rotary_positional_embeddings) {
+        /* v0.30.3 recomputes the table for the runtime F/H/W; at the config's sample size that equals the buffer */
+        float *pos = q;
+        cvx_dit_sincos_table((int)D, F, Hp, Wp, cfg->spatial_interpolation_scale, cfg->temporal_interpolation_scale,
+                             pos);
+        int64_t pshape[2] = {N, D};
+        if ((st = tap_emit(&f, "pos_embedding", pos, 2, pshape)) != CVX_OK) return st;
+        for (int64_t b = 0; b < B; b++) {
+            float *xv = x + (b * S + L) * D;
+            for (int64_t i = 0; i < N * D; i++) xv[i] = xv[i] + pos[i];
+        }
+    }
+    int64_t jshape[3] = {B, S, D};
+    if ((st = tap_emit(&f, "patch_embed", x, 3, jshape)) != CVX_OK) return st;
+
+    /* 3. Blocks */
+    const float qk_eps = 1e-6f, eps = (float)cfg->norm_eps;
+    const float scale = (float)(1.0 / sqrt((double)Dh));
+    int64_t mshape[2] = {B, 6 * D};
+    char name[64];
+    for (int i = 0; i < cfg->num_layers; i++) {
+        if (call->cancel && call->cancel(call->cancel_user_data))
+            return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled before block %d", i);
+        const dit_block *blk = &m->blocks[i];
+        rows_ctx rc = {n, NULL, mod, S, L, D, 6 * D, 0, 1, 3, 4, 2, 5};
+
+        /* norm1: shift, scale, gate, enc_shift, enc_scale, enc_gate = linear(silu(emb)).chunk(6) */
+        cvx_linear(pool, mod, semb, B, E, &blk->norm1_lin_w, blk->norm1_lin_b);
+        cvx_layernorm(pool, n, x, B * S, D, blk->norm1_w, blk->norm1_b, eps);
+        cvx_pool_parallel_for(pool, B * S, 0, modulate_task, &rc);
+        snprintf(name, sizeof name, "block%d.norm1_mod", i);
+        if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
+        snprintf(name, sizeof name, "block%d.norm1", i);
+        if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
+
+        /* joint attention */
+        cvx_linear(pool, q, n, B * S, D, &blk->q_w, blk->q_b);
+        cvx_linear(pool, k, n, B * S, D, &blk->k_w, blk->k_b);
+        cvx_linear(pool, v, n, B * S, D, &blk->v_w, blk->v_b);
+        cvx_layernorm(pool, q, q, B * S * Hd, Dh, blk->nq_w, blk->nq_b, qk_eps);
+        cvx_layernorm(pool, k, k, B * S * Hd, Dh, blk->nk_w, blk->nk_b, qk_eps);
+        if (cfg->use_rotary_positional_embeddings) {
+            rope_ctx r = {q, k, call->rope_cos, call->rope_sin, S, L, Hd, Dh};
+            cvx_pool_parallel_for(pool, B * N, 0, rope_task, &r);
+        }
+        cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+        cvx_linear(pool, q, o, B * S, D, &blk->o_w, blk->o_b);
+        snprintf(name, sizeof name, "block%d.attn1", i);
+        if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
+        rc.y = x;
+        rc.src = q;
+        cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+
+        /* norm2 + feed-forward on cat([text, video]) */
+        cvx_linear(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_b);
+        cvx_layernorm(pool, n, x, B * S, D, blk->norm2_w, blk->norm2_b, eps);
+        rc.y = n;
+        rc.src = NULL;
+        cvx_pool_parallel_for(pool, B * S, 0, modulate_task, &rc);
+        snprintf(name, sizeof name, "block%d.norm2_mod", i);
+        if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
+        snprintf(name, sizeof name, "block%d.norm2", i);
+        if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
+        for (int64_t r0 = 0; r0 < B * S; r0 += ff_rows) {
+            int64_t rows = B * S - r0 < ff_rows ? B * S - r0 : ff_rows;
+            cvx_linear(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_b);
+            if (cfg->activation == CVX_DIT_GELU_TANH)
+                cvx_gelu_tanh(pool, hid, rows * FFD);
+            else
+                cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
+            cvx_linear(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_b);
+        }
+        snprintf(name, sizeof name, "block%d.ff", i);
+        if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
+        rc.y = x;
+        rc.src = o;
+        cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+        snprintf(name, sizeof name, "block%d.out", i);
+        if ((st = tap_emit(&f, name, x, 3, jshape)) != CVX_OK) return st;
+    }
+    if (call->cancel && call->cancel(call->cancel_user_data))
+        return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled after the last block");
+
+    /* 4. Output head: norm_final per video row (the 5b's norm over the joint sequence is row-wise too), then
+     * AdaLayerNorm with shift = first half, scale = second half of linear(silu(emb)). The video rows of n are
+     * packed [B, N, D] from here on. */
+    for (int64_t b = 0; b < B; b++)
+        cvx_layernorm(pool, n + b * N * D, x + (b * S + L) * D, N, D, m->nf_w, m->nf_b, eps);
+    int64_t vshape[3] = {B, N, D};
+    if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
+    cvx_linear(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_b);
+    cvx_layernorm(pool, n, n, B * N, D, m->out_norm_w, m->out_norm_b, eps);
+    rows_ctx oc = {n, NULL, mod, N, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
+    cvx_pool_parallel_for(pool, B * N, 0, modulate_task, &oc);
+    if ((st = tap_emit(&f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
+    cvx_linear(pool, proj, n, B * N, D, &m->proj_w, m->proj_b);
+    vshape[2] = Cpp;
+    if ((st = tap_emit(&f, "proj_out", proj, 3, vshape)) != CVX_OK) return st;
+
+    /* 5. Unpatchify: reshape(B, F, Hp, Wp, C, p, p).permute(0, 1, 4, 2, 5, 3, 6) */
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t fr = 0; fr < F; fr++)
+            for (int64_t y = 0; y < Hp; y++)
+                for (int64_t xx = 0; xx < Wp; xx++) {
+                    const float *src = proj + ((b * F + fr) * Hp * Wp + y * Wp + xx) * Cpp;
+                    for (int64_t c = 0; c < Cout; c++)
+                        for (int64_t dy = 0; dy < p; dy++)
+                            for (int64_t dx = 0; dx < p; dx++)
+                                call->out[(((b * F + fr) * Cout + c) * H + y * p + dy) * W + xx * p + dx] =
+                                    src[(c * p + dy) * p + dx];
+                }
+    return CVX_OK;
+}
+
+cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call) {
+    cvx_error_clear(&m->err);
+    cvx_status st = check_call(m, call);
+    if (st != CVX_OK) return st;
+    st = forward_impl(m, call);
+    cvx_arena_reset(&m->arena, 0);
+    return st;
+}
