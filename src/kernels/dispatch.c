@@ -1,6 +1,7 @@
 /* Picks the kernel table once, from cvx_isa_active(). Paths without their own table yet use the closest
- * lower one. */
+ * lower one (the bf16 and AMX paths currently run the AVX-512 fp32 kernels). */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "kernels/kernels.h"
 
@@ -13,9 +14,16 @@ const cvx_kernel_table *cvx_kernels_for(cvx_isa isa) {
 
 static const cvx_kernel_table *g_active;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static _Atomic(const cvx_kernel_table *) g_override;
 static void pick(void) { g_active = cvx_kernels_for(cvx_isa_active()); }
 
 const cvx_kernel_table *cvx_kernels_active(void) {
+    const cvx_kernel_table *kt = atomic_load_explicit(&g_override, memory_order_acquire);
+    if (kt) return kt;
     pthread_once(&g_once, pick);
     return g_active;
+}
+
+void cvx_kernels_set_active_for_testing(const cvx_kernel_table *kt) {
+    atomic_store_explicit(&g_override, kt, memory_order_release);
 }

@@ -14,16 +14,48 @@
 #include "core/tensor.h"
 #include "core/threadpool.h"
 
-/* One implementation of the inner loops. Entries a path does not speed up point at the reference ones. */
+/* One implementation of the inner loops. The drivers in ops.c (blocking, packing order, threading, online
+ * softmax) are shared by every path; a path provides the register-level pieces below.
+ *
+ * GEMM layout (BLIS-style, C[m, n] = sum_k A[m, k]·B[n, k]): A is packed into micro-panels of gemm_mr rows,
+ * element (k, i) at a[k*a_stride + i]; B into micro-panels of gemm_nr rows, element (k, j) at b[k*gemm_nr + j].
+ * Packing is where stored f16/bf16 weights are up-cast (exactly), so the micro-kernel only sees f32; a bf16
+ * path can later pack into its own layout behind the same driver. */
 typedef struct {
     cvx_isa isa;
     const char *name;
-    /* C[m, n] (+)= sum_k A[m, k] * B[n, k] for an mr x nr micro-tile; used by cvx_linear / cvx_gemm. */
+    /* C[m, n] (+)= sum_k A[m, k] * B[n, k], single-threaded, any sizes and strides. */
     void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float *C, int64_t ldc, int accumulate);
     /* dst[i] = (float)src[i] for stored weights. */
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
     void (*bf16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+
+    int gemm_mr, gemm_nr; /* micro-tile: mr rows of A x nr rows of B */
+    /* Packs A[m, k] (row stride lda, f32) into ceil(m/mr) panels of k x mr (panel p at dst + p*mr*k);
+     * rows past m are zero. */
+    void (*gemm_pack_a)(const float *A, int64_t lda, int64_t m, int64_t k, float *dst);
+    /* Packs rows [n0, n0+n) x columns [k0, k0+k) of B (dtype F32, F16 or BF16, row stride ldb elements) into
+     * ceil(n/nr) panels of k x nr (panel p at dst + p*nr*k), up-cast to f32; rows past n are zero. */
+    void (*gemm_pack_b)(cvx_dtype dt, const void *B, int64_t ldb, int64_t n0, int64_t n, int64_t k0, int64_t k,
+                        float *dst);
+    /* One micro-tile: C[i, j] (+)= sum_{p<k} a[p*a_stride + i] * b[p*nr + j] for i < m <= mr, j < n <= nr.
+     * a must be readable for all mr lanes of every step. accumulate=0 overwrites C, adding bias[j] when
+     * bias is not NULL. */
+    void (*gemm_ukernel)(int64_t k, const float *a, int64_t a_stride, const float *b, float *C, int64_t ldc,
+                         int m, int n, int accumulate, const float *bias);
+    /* One key tile of the online softmax, scores transposed: st[j*ld + i] for key j < nk, query i < nq.
+     * Scales the scores by `scale`, updates the running max mx[i], writes corr[i] = exp(old mx - new mx)
+     * (the factor the caller applies to its accumulators), replaces st by exp(s - new mx) and updates the
+     * running sum l[i] = l[i]*corr[i] + sum_j exp(...). */
+    void (*softmax_tile)(float *st, int64_t ld, int64_t nk, int64_t nq, float scale, float *mx, float *l,
+                         float *corr);
+    /* One row of LayerNorm (rms = 0; w, b may be NULL) or T5 RMSNorm (rms = 1; b unused). y may alias x.
+     * Statistics are accumulated in double. */
+    void (*norm_row)(float *y, const float *x, int64_t dim, const float *w, const float *b, float eps, int rms);
+    /* In place, elementwise (see cvx_gelu_tanh / cvx_silu). */
+    void (*gelu_tanh)(float *x, int64_t n);
+    void (*silu)(float *x, int64_t n);
 } cvx_kernel_table;
 
 /* The table of a path (NULL if that path is not built); cvx_kernels_active() is the one the models use. */
@@ -32,6 +64,12 @@ const cvx_kernel_table *cvx_kernels_active(void);
 
 /* Reference implementations (ref.c); other paths fall back to these. */
 extern const cvx_kernel_table cvx_kernels_ref;
+extern const cvx_kernel_table cvx_kernels_avx2;   /* avx2.c */
+extern const cvx_kernel_table cvx_kernels_avx512; /* avx512.c */
+
+/* Tests only: makes the ops below use `kt` (NULL restores the normal choice). Not thread-safe with respect
+ * to ops running at the same time. */
+void cvx_kernels_set_active_for_testing(const cvx_kernel_table *kt);
 
 /* ---- operations (kernels/ops.c): threaded, dispatched through the active table ---------------------------- */
 

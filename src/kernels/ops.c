@@ -1,155 +1,359 @@
-/* Threaded operations on top of the active kernel table. */
+/* Threaded operations on top of the active kernel table: the blocking, packing order and work split are
+ * shared by every instruction-set path; the table supplies packing, the register-tiled micro-kernel and
+ * the vectorised row functions.
+ *
+ * GEMM (cvx_linear, cvx_gemm_nt): the BLIS loop nest. For a task's block of C:
+ *   jc over N by GEMM_NC  ->  pc over K by GEMM_KC: pack B[jc, pc] (up-cast)  ->
+ *   ic over M by GEMM_MC: pack A[ic, pc]  ->  jr over nr panels  ->  ir over mr panels: micro-kernel.
+ * The packed B micro-panel (KC x nr) stays in L1 while the ir loop streams the packed A block from L2.
+ * Work is split over N first (each thread up-casts only its own weight rows), then over M when N is narrow.
+ *
+ * Attention: flash-style. Scores are computed transposed, S^T = K·Q^T for a tile of keys x a block of
+ * queries, so the per-query softmax statistics are vector operations across a row and the probabilities are
+ * already in the micro-kernel's packed-A layout for P·V. Never an Lq x Lk matrix. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/kernels.h"
+#include "kernels/kernels_internal.h"
 
-/* ---- linear ------------------------------------------------------------------------------------------- */
+/* Blocking parameters (floats). GEMM_KC x nr of packed B is L1-sized; GEMM_MC x GEMM_KC of packed A is
+ * L2-sized. They only affect speed, never results beyond summation order. */
+#define GEMM_KC 256
+#define GEMM_MC 192
+#define GEMM_NC 2048
 
-#define LINEAR_NBLOCK 64 /* weight rows converted to f32 per task */
-
-typedef struct {
-    const cvx_kernel_table *kt;
-    float *y;
-    const float *x;
-    int64_t M, K, N;
-    const cvx_tensor *W;
-    const float *bias;
-} linear_ctx;
-
-static void weight_rows_f32(const cvx_kernel_table *kt, const cvx_tensor *W, int64_t row0, int64_t rows, int64_t K,
-                            float *dst) {
-    size_t off = (size_t)(row0 * K);
-    switch (W->dtype) {
-    case CVX_DTYPE_F16: kt->f16_to_f32((const uint16_t *)W->data + off, dst, rows * K); break;
-    case CVX_DTYPE_BF16: kt->bf16_to_f32((const uint16_t *)W->data + off, dst, rows * K); break;
-    default: memcpy(dst, (const float *)W->data + off, (size_t)(rows * K) * sizeof(float)); break;
-    }
+static void *alloc_floats(size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)) != 0) return NULL;
+    return p;
 }
 
-static void linear_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    linear_ctx *c = arg;
-    float *wbuf = c->W->dtype == CVX_DTYPE_F32 ? NULL : malloc((size_t)(LINEAR_NBLOCK * c->K) * sizeof(float));
-    for (int64_t blk = begin; blk < end; blk++) {
-        int64_t n0 = blk * LINEAR_NBLOCK;
-        int64_t nn = c->N - n0 < LINEAR_NBLOCK ? c->N - n0 : LINEAR_NBLOCK;
-        const float *w;
-        if (wbuf) {
-            weight_rows_f32(c->kt, c->W, n0, nn, c->K, wbuf);
-            w = wbuf;
-        } else {
-            w = (const float *)c->W->data + n0 * c->K;
-        }
-        c->kt->gemm_f32(c->M, nn, c->K, c->x, c->K, w, c->K, c->y + n0, c->N, 0);
-        if (c->bias)
-            for (int64_t m = 0; m < c->M; m++)
-                for (int64_t n = 0; n < nn; n++) c->y[m * c->N + n0 + n] += c->bias[n0 + n];
-    }
-    free(wbuf);
-}
-
-void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
-                const float *bias) {
-    linear_ctx c = {cvx_kernels_active(), y, x, M, K, W->shape[0], W, bias};
-    int64_t blocks = (c.N + LINEAR_NBLOCK - 1) / LINEAR_NBLOCK;
-    cvx_pool_parallel_for(pool, blocks, 1, linear_task, &c);
-}
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 /* ---- gemm --------------------------------------------------------------------------------------------- */
 
 typedef struct {
     const cvx_kernel_table *kt;
     int64_t M, N, K;
-    const float *A, *B;
-    int64_t lda, ldb, ldc;
-    float *C;
+    const float *A; /* [M, K], row stride lda */
+    int64_t lda;
+    cvx_dtype bdt;
+    const void *B; /* [N, K] in bdt, row stride ldb elements */
+    int64_t ldb;
+    float *C; /* [M, N], row stride ldc */
+    int64_t ldc;
     int accumulate;
+    const float *bias; /* [N] or NULL */
+    int64_t parts_n, part_w, part_h; /* task grid: parts_n columns of width part_w, rows of height part_h */
+    int64_t nc, mc;                  /* block sizes used by the tasks */
+    float *bufs;                     /* per thread: packed B (GEMM_KC x nc) then packed A (mc x GEMM_KC) */
+    int64_t buf_floats;
 } gemm_ctx;
 
-#define GEMM_MBLOCK 32
+static void gemm_block(const gemm_ctx *c, float *pb, float *pa, int64_t m0, int64_t mlen, int64_t n0, int64_t nlen) {
+    const cvx_kernel_table *kt = c->kt;
+    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
+    for (int64_t jc = n0; jc < n0 + nlen; jc += c->nc) {
+        int64_t nc = min64(c->nc, n0 + nlen - jc);
+        for (int64_t pc = 0; pc < c->K; pc += GEMM_KC) {
+            int64_t kc = min64(GEMM_KC, c->K - pc);
+            int acc = c->accumulate || pc > 0;
+            kt->gemm_pack_b(c->bdt, c->B, c->ldb, jc, nc, pc, kc, pb);
+            for (int64_t ic = m0; ic < m0 + mlen; ic += c->mc) {
+                int64_t mc = min64(c->mc, m0 + mlen - ic);
+                kt->gemm_pack_a(c->A + ic * c->lda + pc, c->lda, mc, kc, pa);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    int nn = (int)min64(nr, nc - jr);
+                    const float *bias = !acc && c->bias ? c->bias + jc + jr : NULL;
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        int mm = (int)min64(mr, mc - ir);
+                        kt->gemm_ukernel(kc, pa + ir * kc, mr, pb + jr * kc, c->C + (ic + ir) * c->ldc + jc + jr,
+                                         c->ldc, mm, nn, acc, bias);
+                    }
+                }
+            }
+        }
+    }
+}
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     gemm_ctx *c = arg;
-    for (int64_t blk = begin; blk < end; blk++) {
-        int64_t m0 = blk * GEMM_MBLOCK;
-        int64_t mm = c->M - m0 < GEMM_MBLOCK ? c->M - m0 : GEMM_MBLOCK;
-        c->kt->gemm_f32(mm, c->N, c->K, c->A + m0 * c->lda, c->lda, c->B, c->ldb, c->C + m0 * c->ldc, c->ldc,
-                        c->accumulate);
+    float *pb = c->bufs + (int64_t)thread_index * c->buf_floats;
+    float *pa = pb + GEMM_KC * round_up(c->nc, c->kt->gemm_nr);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t n0 = (t % c->parts_n) * c->part_w, m0 = (t / c->parts_n) * c->part_h;
+        if (n0 >= c->N || m0 >= c->M) continue;
+        gemm_block(c, pb, pa, m0, min64(c->part_h, c->M - m0), n0, min64(c->part_w, c->N - n0));
     }
+}
+
+/* K == 0: the sum is empty. */
+static void gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias) {
+    if (accumulate) return;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
+}
+
+static void gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
+                     int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                     const float *bias) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        gemm_empty(M, N, C, ldc, accumulate, bias);
+        return;
+    }
+    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
+    int nt = cvx_pool_size(pool);
+    gemm_ctx c = {kt, M, N, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias, 1, N, M, 0, 0, NULL, 0};
+    if (nt > 1) {
+        /* A few tasks per thread so a busy core does not hold the others up; columns first (no duplicated
+         * up-cast), at least 4 panels wide; then rows. */
+        int64_t target = (int64_t)nt * 3;
+        c.parts_n = min64(target, ceil_div(N, 4 * nr));
+        c.part_w = round_up(ceil_div(N, c.parts_n), nr);
+        c.parts_n = ceil_div(N, c.part_w);
+        int64_t parts_m = min64(ceil_div(target, c.parts_n), ceil_div(M, 4 * mr));
+        c.part_h = round_up(ceil_div(M, parts_m), mr);
+    }
+    c.nc = min64(round_up(GEMM_NC, nr), round_up(c.part_w, nr));
+    c.mc = min64(round_up(GEMM_MC, mr), round_up(c.part_h, mr));
+    c.buf_floats = round_up(GEMM_KC * round_up(c.nc, nr) + c.mc * GEMM_KC, 16);
+    c.bufs = alloc_floats((size_t)(c.buf_floats * nt));
+    if (!c.bufs) {
+        /* Out of memory for packing buffers: the plain reference loop needs none. */
+        if (bdt == CVX_DTYPE_F32) {
+            cvx_kernels_ref.gemm_f32(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+            if (bias && !accumulate)
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t n = 0; n < N; n++) C[m * ldc + n] += bias[n];
+            return;
+        }
+        float w[64];
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t m = 0; m < M; m++) {
+                float s = 0.0f;
+                for (int64_t k0 = 0; k0 < K; k0 += 64) {
+                    int64_t kk = min64(64, K - k0);
+                    if (bdt == CVX_DTYPE_F16) kt->f16_to_f32((const uint16_t *)B + n * ldb + k0, w, kk);
+                    else kt->bf16_to_f32((const uint16_t *)B + n * ldb + k0, w, kk);
+                    for (int64_t k = 0; k < kk; k++) s += A[m * lda + k0 + k] * w[k];
+                }
+                C[m * ldc + n] = (accumulate ? C[m * ldc + n] : (bias ? bias[n] : 0.0f)) + s;
+            }
+        }
+        return;
+    }
+    int64_t tasks = c.parts_n * ceil_div(M, c.part_h);
+    cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
+    free(c.bufs);
+}
+
+void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate) {
+    gemm_run(kt, NULL, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
+}
+
+void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
+                const float *bias) {
+    cvx_dtype dt = W->dtype;
+    if (dt != CVX_DTYPE_F16 && dt != CVX_DTYPE_BF16) dt = CVX_DTYPE_F32;
+    gemm_run(cvx_kernels_active(), pool, M, W->shape[0], K, x, K, dt, W->data, K, y, W->shape[0], 0, bias);
 }
 
 void cvx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    gemm_ctx c = {cvx_kernels_active(), M, N, K, A, B, lda, ldb, ldc, C, accumulate};
-    cvx_pool_parallel_for(pool, (M + GEMM_MBLOCK - 1) / GEMM_MBLOCK, 1, gemm_task, &c);
+    gemm_run(cvx_kernels_active(), pool, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
 }
 
 /* ---- attention ---------------------------------------------------------------------------------------- */
 
-#define ATTN_KTILE 128
+#define ATTN_BQ 96  /* queries per block: a multiple of every path's mr and nr */
+#define ATTN_BK 192 /* keys per tile: a multiple of every path's mr */
 
 typedef struct {
+    const cvx_kernel_table *kt;
     float *out;
     const float *q, *k, *v, *bias;
-    int64_t ldo, ldq, ldk, ldv, H, Lq, Lk, D;
+    int64_t ldo, ldq, ldk, ldv, B, H, Lq, Lk, D;
     float scale;
+    int64_t qparts, qpart_len; /* query ranges per (batch, head) */
+    int64_t bq, bk;            /* block sizes */
+    int64_t ld_s, ld_o, dpad;  /* row strides of S^T and of the O block; D rounded up to nr */
+    float *bufs;
+    int64_t buf_floats;
 } attn_ctx;
 
-/* One task = one (batch, head, query row): online softmax over key tiles (running max m, sum l). */
+/* Buffer layout of one thread (floats): packed K (Lk' x D), packed V (dpad x Lk), packed Q (bq' x D),
+ * S^T (bk x ld_s), O (bq x ld_o), running max / sum / correction (3 x bq'). */
+static int64_t attn_buffer(const attn_ctx *c, int64_t *off) {
+    const int64_t mr = c->kt->gemm_mr, nr = c->kt->gemm_nr;
+    int64_t n = 0;
+    off[0] = n, n += round_up(round_up(c->Lk, mr) * c->D, 16);
+    off[1] = n, n += round_up(c->dpad * c->Lk, 16);
+    off[2] = n, n += round_up(round_up(c->bq, nr) * c->D, 16);
+    off[3] = n, n += round_up(c->bk * c->ld_s, 16);
+    off[4] = n, n += round_up(c->bq * c->ld_o, 16);
+    off[5] = n, n += round_up(3 * c->ld_s, 16);
+    return n;
+}
+
+static void attn_head(const attn_ctx *c, float *buf, int64_t b, int64_t h, int64_t q0, int64_t qlen) {
+    const cvx_kernel_table *kt = c->kt;
+    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr, D = c->D, Lk = c->Lk;
+    int64_t off[6];
+    attn_buffer(c, off);
+    float *kp = buf + off[0], *vp = buf + off[1], *qp = buf + off[2], *st = buf + off[3], *ob = buf + off[4];
+    float *mx = buf + off[5], *l = mx + c->ld_s, *corr = l + c->ld_s;
+
+    const float *kb = c->k + b * Lk * c->ldk + h * D; /* [Lk, D], row stride ldk */
+    const float *vb = c->v + b * Lk * c->ldv + h * D; /* [Lk, D], row stride ldv */
+    /* Keys as A panels (mr keys x D); values as B panels (for each key, nr consecutive channels). */
+    kt->gemm_pack_a(kb, c->ldk, Lk, D, kp);
+    for (int64_t d0 = 0; d0 < D; d0 += nr) {
+        int64_t dn = min64(nr, D - d0);
+        float *dst = vp + d0 * Lk;
+        for (int64_t j = 0; j < Lk; j++) {
+            memcpy(dst + j * nr, vb + j * c->ldv + d0, (size_t)dn * sizeof(float));
+            for (int64_t t = dn; t < nr; t++) dst[j * nr + t] = 0.0f;
+        }
+    }
+
+    for (int64_t i0 = q0; i0 < q0 + qlen; i0 += c->bq) {
+        int64_t nq = min64(c->bq, q0 + qlen - i0);
+        const float *qb = c->q + (b * c->Lq + i0) * c->ldq + h * D; /* [nq, D], row stride ldq */
+        kt->gemm_pack_b(CVX_DTYPE_F32, qb, c->ldq, 0, nq, 0, D, qp);
+        for (int64_t i = 0; i < nq; i++) {
+            mx[i] = -INFINITY;
+            l[i] = 0.0f;
+            memset(ob + i * c->ld_o, 0, (size_t)c->ld_o * sizeof(float));
+        }
+        /* Columns past nq of S^T are read by the P·V micro-kernel (mr lanes) but never stored: keep them 0. */
+        for (int64_t j = 0; j < c->bk; j++)
+            for (int64_t i = nq; i < c->ld_s; i++) st[j * c->ld_s + i] = 0.0f;
+
+        for (int64_t j0 = 0; j0 < Lk; j0 += c->bk) {
+            int64_t nk = min64(c->bk, Lk - j0);
+            /* S^T[j, i] = k_j · q_i */
+            for (int64_t i = 0; i < nq; i += nr) {
+                int nn = (int)min64(nr, nq - i);
+                for (int64_t j = 0; j < nk; j += mr)
+                    kt->gemm_ukernel(D, kp + (j0 + j) * D, mr, qp + i * D, st + j * c->ld_s + i, c->ld_s,
+                                     (int)min64(mr, nk - j), nn, 0, NULL);
+            }
+            float scale = c->scale;
+            if (c->bias) {
+                /* scale·(q·k) + bias[h, i, j], as the reference orders it. */
+                const float *bb = c->bias + (h * c->Lq + i0) * Lk + j0;
+                for (int64_t j = 0; j < nk; j++)
+                    for (int64_t i = 0; i < nq; i++)
+                        st[j * c->ld_s + i] = st[j * c->ld_s + i] * scale + bb[i * Lk + j];
+                scale = 1.0f;
+            }
+            kt->softmax_tile(st, c->ld_s, nk, nq, scale, mx, l, corr);
+            for (int64_t i = 0; i < nq; i++) {
+                if (corr[i] == 1.0f) continue;
+                float *o = ob + i * c->ld_o;
+                for (int64_t d = 0; d < D; d++) o[d] *= corr[i];
+            }
+            /* O[i, d] += sum_j P[i, j] V[j, d]: P^T rows are the packed-A layout with stride ld_s. */
+            for (int64_t d0 = 0; d0 < D; d0 += nr) {
+                int nn = (int)min64(nr, D - d0);
+                for (int64_t i = 0; i < nq; i += mr)
+                    kt->gemm_ukernel(nk, st + i, c->ld_s, vp + d0 * Lk + j0 * nr, ob + i * c->ld_o + d0, c->ld_o,
+                                     (int)min64(mr, nq - i), nn, 1, NULL);
+            }
+        }
+        for (int64_t i = 0; i < nq; i++) {
+            float inv = 1.0f / l[i];
+            const float *o = ob + i * c->ld_o;
+            float *dst = c->out + (b * c->Lq + i0 + i) * c->ldo + h * D;
+            for (int64_t d = 0; d < D; d++) dst[d] = o[d] * inv;
+        }
+    }
+}
+
 static void attn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     attn_ctx *c = arg;
-    float *acc = malloc((size_t)c->D * sizeof(float));
-    float s[ATTN_KTILE];
-    for (int64_t r = begin; r < end; r++) {
-        int64_t i = r % c->Lq;
-        int64_t h = (r / c->Lq) % c->H;
-        int64_t b = r / (c->Lq * c->H);
+    float *buf = c->bufs + (int64_t)thread_index * c->buf_floats;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t part = t % c->qparts, bh = t / c->qparts;
+        int64_t q0 = part * c->qpart_len;
+        if (q0 >= c->Lq) continue;
+        attn_head(c, buf, bh / c->H, bh % c->H, q0, min64(c->qpart_len, c->Lq - q0));
+    }
+}
+
+/* Without memory for the tiles: one query row at a time, plain loops (the original reference). */
+static void attn_rowwise(const attn_ctx *c) {
+    for (int64_t r = 0; r < c->B * c->H * c->Lq; r++) {
+        int64_t i = r % c->Lq, h = (r / c->Lq) % c->H, b = r / (c->Lq * c->H);
         const float *qi = c->q + (b * c->Lq + i) * c->ldq + h * c->D;
         const float *brow = c->bias ? c->bias + (h * c->Lq + i) * c->Lk : NULL;
+        float *oi = c->out + (b * c->Lq + i) * c->ldo + h * c->D;
         float m = -INFINITY, l = 0.0f;
-        memset(acc, 0, (size_t)c->D * sizeof(float));
-        for (int64_t j0 = 0; j0 < c->Lk; j0 += ATTN_KTILE) {
-            int64_t nj = c->Lk - j0 < ATTN_KTILE ? c->Lk - j0 : ATTN_KTILE;
-            float tile_max = -INFINITY;
-            for (int64_t j = 0; j < nj; j++) {
-                const float *kj = c->k + (b * c->Lk + j0 + j) * c->ldk + h * c->D;
-                float dot = 0.0f;
-                for (int64_t d = 0; d < c->D; d++) dot += qi[d] * kj[d];
-                dot *= c->scale;
-                if (brow) dot += brow[j0 + j];
-                s[j] = dot;
-                if (dot > tile_max) tile_max = dot;
-            }
-            float m_new = tile_max > m ? tile_max : m;
-            float correction = m == -INFINITY ? 0.0f : expf(m - m_new);
-            l *= correction;
-            for (int64_t d = 0; d < c->D; d++) acc[d] *= correction;
-            for (int64_t j = 0; j < nj; j++) {
-                float p = expf(s[j] - m_new);
-                l += p;
-                const float *vj = c->v + (b * c->Lk + j0 + j) * c->ldv + h * c->D;
-                for (int64_t d = 0; d < c->D; d++) acc[d] += p * vj[d];
-            }
+        for (int64_t d = 0; d < c->D; d++) oi[d] = 0.0f;
+        for (int64_t j = 0; j < c->Lk; j++) {
+            const float *kj = c->k + (b * c->Lk + j) * c->ldk + h * c->D;
+            const float *vj = c->v + (b * c->Lk + j) * c->ldv + h * c->D;
+            float s = 0.0f;
+            for (int64_t d = 0; d < c->D; d++) s += qi[d] * kj[d];
+            s *= c->scale;
+            if (brow) s += brow[j];
+            float m_new = s > m ? s : m;
+            float use = m_new == -INFINITY ? 0.0f : m_new;
+            float corr = expf(m - use), p = expf(s - use);
+            l = l * corr + p;
+            for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + p * vj[d];
             m = m_new;
         }
-        float *oi = c->out + (b * c->Lq + i) * c->ldo + h * c->D;
-        float inv = 1.0f / l;
-        for (int64_t d = 0; d < c->D; d++) oi[d] = acc[d] * inv;
+        for (int64_t d = 0; d < c->D; d++) oi[d] /= l;
     }
-    free(acc);
 }
 
 void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                    int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                    int64_t D, float scale, const float *bias) {
-    attn_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, H, Lq, Lk, D, scale};
-    cvx_pool_parallel_for(pool, B * H * Lq, 0, attn_task, &c);
+    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
+    const cvx_kernel_table *kt = cvx_kernels_active();
+    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
+    int nt = cvx_pool_size(pool);
+    attn_ctx c = {kt, out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, 0, 0, 0, 0, 0, NULL, 0};
+    if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
+        for (int64_t r = 0; r < B * Lq; r++)
+            for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
+        return;
+    }
+    /* Split the queries of a head only when there are too few heads to keep the threads busy (each part
+     * packs the head's keys and values again). */
+    int64_t target = nt > 1 ? (int64_t)nt * 4 : 1;
+    if (B * H < target) {
+        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, 2 * mr));
+        c.qpart_len = ceil_div(Lq, c.qparts);
+        c.qparts = ceil_div(Lq, c.qpart_len);
+    }
+    c.bq = min64(ATTN_BQ, round_up(c.qpart_len, mr));
+    c.bk = ATTN_BK;
+    c.ld_s = round_up(round_up(c.bq, mr), nr);
+    c.dpad = round_up(D, nr);
+    c.ld_o = c.dpad;
+    int64_t off[6];
+    c.buf_floats = attn_buffer(&c, off);
+    c.bufs = alloc_floats((size_t)(c.buf_floats * nt));
+    if (!c.bufs) {
+        attn_rowwise(&c);
+        return;
+    }
+    cvx_pool_parallel_for(pool, B * H * c.qparts, 1, attn_task, &c);
+    free(c.bufs);
 }
 
 /* ---- norms and activations ---------------------------------------------------------------------------- */
 
 typedef struct {
+    const cvx_kernel_table *kt;
     float *y;
     const float *x;
     int64_t dim;
@@ -160,60 +364,46 @@ typedef struct {
 
 static void norm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     norm_ctx *c = arg;
-    for (int64_t r = begin; r < end; r++) {
-        const float *x = c->x + r * c->dim;
-        float *y = c->y + r * c->dim;
-        double mean = 0.0, var = 0.0;
-        if (c->rms) {
-            for (int64_t i = 0; i < c->dim; i++) var += (double)x[i] * x[i];
-            var /= (double)c->dim;
-        } else {
-            for (int64_t i = 0; i < c->dim; i++) mean += x[i];
-            mean /= (double)c->dim;
-            for (int64_t i = 0; i < c->dim; i++) {
-                double d = x[i] - mean;
-                var += d * d;
-            }
-            var /= (double)c->dim;
-        }
-        float inv = (float)(1.0 / sqrt(var + (double)c->eps));
-        float fmean = (float)mean;
-        for (int64_t i = 0; i < c->dim; i++) {
-            float v = (x[i] - fmean) * inv;
-            if (c->w) v *= c->w[i];
-            if (c->b) v += c->b[i];
-            y[i] = v;
-        }
-    }
+    for (int64_t r = begin; r < end; r++) c->kt->norm_row(c->y + r * c->dim, c->x + r * c->dim, c->dim, c->w, c->b, c->eps, c->rms);
 }
+
+static int64_t rows_chunk(int64_t dim) { return dim >= 4096 ? 1 : 4096 / (dim > 0 ? dim : 1); }
 
 void cvx_layernorm(cvx_pool *pool, float *y, const float *x, int64_t rows, int64_t dim, const float *w,
                    const float *b, float eps) {
-    norm_ctx c = {y, x, dim, w, b, eps, 0};
-    cvx_pool_parallel_for(pool, rows, 0, norm_task, &c);
+    norm_ctx c = {cvx_kernels_active(), y, x, dim, w, b, eps, 0};
+    cvx_pool_parallel_for(pool, rows, rows_chunk(dim), norm_task, &c);
 }
 
 void cvx_rmsnorm(cvx_pool *pool, float *y, const float *x, int64_t rows, int64_t dim, const float *w, float eps) {
-    norm_ctx c = {y, x, dim, w, NULL, eps, 1};
-    cvx_pool_parallel_for(pool, rows, 0, norm_task, &c);
+    norm_ctx c = {cvx_kernels_active(), y, x, dim, w, NULL, eps, 1};
+    cvx_pool_parallel_for(pool, rows, rows_chunk(dim), norm_task, &c);
 }
 
+typedef struct {
+    const cvx_kernel_table *kt;
+    float *x;
+} act_ctx;
+
 static void gelu_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    float *x = arg;
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-    for (int64_t i = begin; i < end; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k0 * (v + k1 * v * v * v)));
-    }
+    act_ctx *c = arg;
+    c->kt->gelu_tanh(c->x + begin, end - begin);
 }
 
 static void silu_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    float *x = arg;
-    for (int64_t i = begin; i < end; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    act_ctx *c = arg;
+    c->kt->silu(c->x + begin, end - begin);
 }
 
-void cvx_gelu_tanh(cvx_pool *pool, float *x, int64_t n) { cvx_pool_parallel_for(pool, n, 1 << 14, gelu_task, x); }
-void cvx_silu(cvx_pool *pool, float *x, int64_t n) { cvx_pool_parallel_for(pool, n, 1 << 14, silu_task, x); }
+void cvx_gelu_tanh(cvx_pool *pool, float *x, int64_t n) {
+    act_ctx c = {cvx_kernels_active(), x};
+    cvx_pool_parallel_for(pool, n, 1 << 14, gelu_task, &c);
+}
+
+void cvx_silu(cvx_pool *pool, float *x, int64_t n) {
+    act_ctx c = {cvx_kernels_active(), x};
+    cvx_pool_parallel_for(pool, n, 1 << 14, silu_task, &c);
+}
 
 typedef struct {
     float *dst;

@@ -1,0 +1,391 @@
+/* Every kernel path this machine supports (ref, avx2, avx512, ...) against independent double-precision
+ * computations, on odd shapes with tails, strided inputs, 1-row cases and all weight dtypes, single-threaded
+ * and with a 2-thread pool.
+ *
+ * Tolerances are worst-case rounding bounds, not fitted numbers: with u = 2^-24, a float sum of n products
+ * (any order, with or without FMA) is within γ_n·Σ|a·b| of the exact one, γ_n = n·u/(1 - n·u); the
+ * transcendental functions (exp, tanh) are allowed EXP_ULPS units of relative error. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "core/threadpool.h"
+#include "kernels/kernels.h"
+#include "testlib.h"
+
+#define U (1.0 / 16777216.0)
+#define EXP_ULPS 4.0
+
+static double gamma_n(double n) { return n * U / (1.0 - n * U); }
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static double urand(void) { /* [0, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / 9007199254740992.0;
+}
+static float frand(void) { return (float)(2.0 * urand() - 1.0); }
+static void fill(float *p, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) p[i] = frand() * scale;
+}
+
+static const char *g_path = "";
+static int g_threads = 1;
+
+/* ---- linear / gemm -------------------------------------------------------------------------------------- */
+
+/* Rounds a weight through its storage dtype, so the reference sees exactly the values the kernel up-casts. */
+static void store_weights(cvx_dtype dt, const float *w, int64_t n, void *dst) {
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == CVX_DTYPE_F16) ((uint16_t *)dst)[i] = cvx_f32_to_f16(w[i]);
+        else if (dt == CVX_DTYPE_BF16) ((uint16_t *)dst)[i] = cvx_f32_to_bf16(w[i]);
+        else ((float *)dst)[i] = w[i];
+    }
+}
+static double weight_at(cvx_dtype dt, const void *w, int64_t i) {
+    if (dt == CVX_DTYPE_F16) return cvx_f16_to_f32(((const uint16_t *)w)[i]);
+    if (dt == CVX_DTYPE_BF16) return cvx_bf16_to_f32(((const uint16_t *)w)[i]);
+    return ((const float *)w)[i];
+}
+
+static void check_linear(cvx_pool *pool, int64_t M, int64_t K, int64_t N, cvx_dtype dt, int with_bias) {
+    float *x = malloc(sizeof(float) * (size_t)(M * K + 1));
+    float *wf = malloc(sizeof(float) * (size_t)(N * K + 1));
+    void *w = malloc(sizeof(float) * (size_t)(N * K + 1));
+    float *bias = malloc(sizeof(float) * (size_t)(N + 1));
+    float *y = malloc(sizeof(float) * (size_t)(M * N + 1));
+    fill(x, M * K, 1.0f);
+    fill(wf, N * K, 0.5f);
+    fill(bias, N, 2.0f);
+    store_weights(dt, wf, N * K, w);
+    for (int64_t i = 0; i < M * N; i++) y[i] = NAN; /* every output must be written */
+    int64_t shape[2] = {N, K};
+    cvx_tensor W = cvx_tensor_view(dt, w, 2, shape);
+    cvx_linear(pool, y, x, M, K, &W, with_bias ? bias : NULL);
+    int bad = 0;
+    double worst = 0;
+    for (int64_t m = 0; m < M && bad < 3; m++)
+        for (int64_t n = 0; n < N && bad < 3; n++) {
+            double s = 0, sa = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)x[m * K + k] * weight_at(dt, w, n * K + k);
+                s += p;
+                sa += fabs(p);
+            }
+            if (with_bias) s += bias[n], sa += fabs(bias[n]);
+            double tol = gamma_n((double)K + 1) * sa;
+            double err = fabs(y[m * N + n] - s);
+            if (err / (tol + 1e-300) > worst) worst = err / (tol + 1e-300);
+            if (!(err <= tol)) {
+                bad++;
+                CHECK_MSG(0, "[%s, %d thr] linear M=%lld K=%lld N=%lld %s bias=%d: y[%lld,%lld]=%.9g want %.9g (tol %.3g)",
+                          g_path, g_threads, (long long)M, (long long)K, (long long)N, cvx_dtype_name(dt), with_bias,
+                          (long long)m, (long long)n, y[m * N + n], s, tol);
+            }
+        }
+    CHECK(bad == 0);
+    free(x), free(wf), free(w), free(bias), free(y);
+}
+
+static void check_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, int64_t pad, int accumulate) {
+    int64_t lda = K + pad, ldb = K + 2 * pad, ldc = N + 3 * pad;
+    float *A = malloc(sizeof(float) * (size_t)(M * lda + 1));
+    float *B = malloc(sizeof(float) * (size_t)(N * ldb + 1));
+    float *C = malloc(sizeof(float) * (size_t)(M * ldc + 1));
+    float *C0 = malloc(sizeof(float) * (size_t)(M * ldc + 1));
+    fill(A, M * lda, 1.0f);
+    fill(B, N * ldb, 1.0f);
+    fill(C0, M * ldc, 3.0f);
+    if (!accumulate)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) C0[m * ldc + n] = NAN;
+    memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
+    cvx_gemm_nt(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < ldc; n++) {
+            if (n >= N) { /* padding between rows stays untouched */
+                if (memcmp(&C[m * ldc + n], &C0[m * ldc + n], sizeof(float)) != 0) bad++;
+                continue;
+            }
+            double s = accumulate ? C0[m * ldc + n] : 0.0, sa = fabs(s);
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)A[m * lda + k] * B[n * ldb + k];
+                s += p;
+                sa += fabs(p);
+            }
+            double tol = gamma_n((double)K + 1) * sa;
+            if (!(fabs(C[m * ldc + n] - s) <= tol) && bad++ < 3)
+                CHECK_MSG(0, "[%s, %d thr] gemm_nt M=%lld N=%lld K=%lld acc=%d: C[%lld,%lld]=%.9g want %.9g", g_path,
+                          g_threads, (long long)M, (long long)N, (long long)K, accumulate, (long long)m, (long long)n,
+                          C[m * ldc + n], s);
+        }
+    CHECK_MSG(bad == 0, "[%s] gemm_nt M=%lld N=%lld K=%lld: %d bad", g_path, (long long)M, (long long)N, (long long)K,
+              bad);
+    free(A), free(B), free(C), free(C0);
+}
+
+/* The table's own single-threaded entry (strided, accumulate). */
+static void check_table_gemm(const cvx_kernel_table *kt) {
+    int64_t M = 7, N = 19, K = 45, lda = 50, ldb = 47, ldc = 23;
+    float A[7 * 50], B[19 * 47], C[7 * 23];
+    fill(A, M * lda, 1.0f);
+    fill(B, N * ldb, 1.0f);
+    fill(C, M * ldc, 1.0f);
+    float C0[7 * 23];
+    memcpy(C0, C, sizeof C);
+    kt->gemm_f32(M, N, K, A, lda, B, ldb, C, ldc, 1);
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = C0[m * ldc + n], sa = fabs(s);
+            for (int64_t k = 0; k < K; k++) s += (double)A[m * lda + k] * B[n * ldb + k], sa += fabs((double)A[m * lda + k] * B[n * ldb + k]);
+            if (!(fabs(C[m * ldc + n] - s) <= gamma_n((double)K + 1) * sa)) bad++;
+        }
+    CHECK_MSG(bad == 0, "[%s] table gemm_f32: %d bad", kt->name, bad);
+}
+
+/* ---- attention ------------------------------------------------------------------------------------------ */
+
+/* q, k, v are interleaved in one [B, L, 3·H·D] buffer (as a fused qkv projection leaves them), so every
+ * row stride differs from H·D; out has its own padding. */
+static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int with_bias,
+                            float qscale) {
+    int64_t HD = H * D, ldq = 3 * HD + 1, ldk = 3 * HD + 1, ldv = 3 * HD + 1, ldo = HD + 5;
+    float *qb = malloc(sizeof(float) * (size_t)(B * Lq * ldq + 1));
+    float *kvb = malloc(sizeof(float) * (size_t)(B * Lk * ldk + 1));
+    float *out = malloc(sizeof(float) * (size_t)(B * Lq * ldo + 1));
+    float *bias = with_bias ? malloc(sizeof(float) * (size_t)(H * Lq * Lk + 1)) : NULL;
+    fill(qb, B * Lq * ldq, qscale);
+    fill(kvb, B * Lk * ldk, 1.0f);
+    if (bias) fill(bias, H * Lq * Lk, 4.0f);
+    for (int64_t i = 0; i < B * Lq * ldo; i++) out[i] = -7.0f;
+    const float *q = qb, *k = kvb + HD, *v = kvb + 2 * HD;
+    float scale = 1.0f / sqrtf((float)D);
+    cvx_attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+
+    double *s = malloc(sizeof(double) * (size_t)Lk), *delta = malloc(sizeof(double) * (size_t)Lk);
+    int bad = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < Lq; i++) {
+                const float *qi = q + (b * Lq + i) * ldq + h * D;
+                double mx = -INFINITY, dmax = 0;
+                for (int64_t j = 0; j < Lk; j++) {
+                    const float *kj = k + (b * Lk + j) * ldk + h * D;
+                    double dot = 0, sa = 0;
+                    for (int64_t d = 0; d < D; d++) dot += (double)qi[d] * kj[d], sa += fabs((double)qi[d] * kj[d]);
+                    s[j] = dot * scale;
+                    /* Error of the computed score: the dot product, the scaling, the bias add. */
+                    delta[j] = gamma_n((double)D + 2) * sa * scale;
+                    if (bias) {
+                        double bj = bias[(h * Lq + i) * Lk + j];
+                        s[j] += bj;
+                        delta[j] += U * (fabs(s[j]) + fabs(bj));
+                    }
+                    if (s[j] > mx) mx = s[j];
+                    if (delta[j] > dmax) dmax = delta[j];
+                }
+                double l = 0;
+                for (int64_t j = 0; j < Lk; j++) l += exp(s[j] - mx);
+                /* Relative error of each weight exp(s_j - max): both scores' errors and exp's own; the sum and
+                 * the weighted sum add γ_Lk each; per-tile rescaling adds a few u that cancel to first order. */
+                double rel = 2.0 * (2.0 * dmax + EXP_ULPS * U) + 2.0 * gamma_n((double)Lk + 8);
+                for (int64_t d = 0; d < D; d++) {
+                    double o = 0, oa = 0;
+                    for (int64_t j = 0; j < Lk; j++) {
+                        double p = exp(s[j] - mx) / l, vv = v[(b * Lk + j) * ldv + h * D + d];
+                        o += p * vv;
+                        oa += p * fabs(vv);
+                    }
+                    double got = out[(b * Lq + i) * ldo + h * D + d];
+                    double tol = rel * oa + U * fabs(o);
+                    if (!(fabs(got - o) <= tol) && bad++ < 3)
+                        CHECK_MSG(0, "[%s, %d thr] attention B=%lld H=%lld Lq=%lld Lk=%lld D=%lld bias=%d: out[%lld,%lld,%lld,%lld]=%.9g want %.9g (tol %.3g)",
+                                  g_path, g_threads, (long long)B, (long long)H, (long long)Lq, (long long)Lk,
+                                  (long long)D, with_bias, (long long)b, (long long)i, (long long)h, (long long)d, got, o,
+                                  tol);
+                }
+                for (int64_t d = HD; d < ldo; d++) /* the row padding is not written */
+                    if (h == 0 && out[(b * Lq + i) * ldo + d] != -7.0f && bad++ < 3) CHECK_MSG(0, "attention wrote padding");
+            }
+    CHECK(bad == 0);
+    free(s), free(delta), free(qb), free(kvb), free(out), free(bias);
+}
+
+/* ---- norms and activations ------------------------------------------------------------------------------ */
+
+static void check_norm(cvx_pool *pool, int64_t rows, int64_t dim, int rms, int affine, int in_place, float eps,
+                       float offset) {
+    float *x = malloc(sizeof(float) * (size_t)(rows * dim + 1));
+    float *y = malloc(sizeof(float) * (size_t)(rows * dim + 1));
+    float *w = malloc(sizeof(float) * (size_t)(dim + 1)), *b = malloc(sizeof(float) * (size_t)(dim + 1));
+    fill(x, rows * dim, 3.0f);
+    for (int64_t i = 0; i < rows * dim; i++) x[i] += offset; /* a large mean stresses the variance */
+    fill(w, dim, 2.0f);
+    fill(b, dim, 1.0f);
+    float *x0 = malloc(sizeof(float) * (size_t)(rows * dim + 1));
+    memcpy(x0, x, sizeof(float) * (size_t)(rows * dim));
+    float *dst = in_place ? x : y;
+    if (rms) cvx_rmsnorm(pool, dst, x, rows, dim, affine ? w : NULL, eps);
+    else cvx_layernorm(pool, dst, x, rows, dim, affine ? w : NULL, affine ? b : NULL, eps);
+    int bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x0 + r * dim;
+        double mean = 0, var = 0;
+        if (!rms) {
+            for (int64_t i = 0; i < dim; i++) mean += xr[i];
+            mean /= (double)dim;
+        }
+        for (int64_t i = 0; i < dim; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= (double)dim;
+        double inv = 1.0 / sqrt(var + (double)eps);
+        for (int64_t i = 0; i < dim; i++) {
+            double wi = affine ? w[i] : 1.0, bi = affine && !rms ? b[i] : 0.0;
+            double want = (xr[i] - mean) * inv * wi + bi;
+            /* Rounding of the mean and of 1/σ (statistics in double, then to float), x - mean, ·inv, ·w, +b. */
+            double tol = 8.0 * U * (fabs(xr[i]) + fabs(mean)) * inv * fabs(wi) + 2.0 * U * fabs(want) + U * fabs(bi);
+            double got = dst[r * dim + i];
+            if (!(fabs(got - want) <= tol) && bad++ < 3)
+                CHECK_MSG(0, "[%s, %d thr] %s rows=%lld dim=%lld: y[%lld,%lld]=%.9g want %.9g", g_path, g_threads,
+                          rms ? "rmsnorm" : "layernorm", (long long)rows, (long long)dim, (long long)r, (long long)i,
+                          got, want);
+        }
+    }
+    CHECK(bad == 0);
+    free(x), free(y), free(w), free(b), free(x0);
+}
+
+static float special_value(int64_t i, float scale) {
+    switch (i % 97) {
+    case 0: return 0.0f;
+    case 1: return -0.0f;
+    case 2: return 90.0f;
+    case 3: return -90.0f;
+    case 4: return 1e-30f;
+    case 5: return -200.0f;
+    case 6: return 200.0f;
+    default: return frand() * scale;
+    }
+}
+
+static void check_activations(cvx_pool *pool, int64_t n) {
+    float *x = malloc(sizeof(float) * (size_t)(n + 1)), *g = malloc(sizeof(float) * (size_t)(n + 1)),
+          *s = malloc(sizeof(float) * (size_t)(n + 1));
+    for (int64_t i = 0; i < n; i++) x[i] = special_value(i, i % 3 == 0 ? 12.0f : 3.0f);
+    memcpy(g, x, sizeof(float) * (size_t)n);
+    memcpy(s, x, sizeof(float) * (size_t)n);
+    cvx_gelu_tanh(pool, g, n);
+    cvx_silu(pool, s, n);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double xv = x[i], inner = 0.7978845608028654 * (xv + 0.044715 * xv * xv * xv), t = tanh(inner);
+        double want = 0.5 * xv * (1.0 + t);
+        /* The float inner argument (≈4u relative) moves tanh by sech²·|δ|; tanh's own error; then 1 + t
+         * and the products. */
+        double dt = 4.0 * U * fabs(inner) * (1.0 - t * t) + EXP_ULPS * U * fabs(t);
+        double tol = 0.5 * fabs(xv) * (dt + 2.0 * U * fabs(1.0 + t)) + 2.0 * U * fabs(want) + 1e-45;
+        if (!(fabs(g[i] - want) <= tol) && bad++ < 3)
+            CHECK_MSG(0, "[%s] gelu_tanh(%.9g) = %.9g want %.9g", g_path, xv, g[i], want);
+        double e = exp(-xv), ws = xv / (1.0 + e);
+        /* exp's error is damped by e/(1+e); the add and divide round once each. */
+        double tols = fabs(ws) * (EXP_ULPS * U * e / (1.0 + e) + 3.0 * U) + 1e-45;
+        if (-xv > 88.72) tols = fabs(ws); /* exp(-x) overflows in float: x/inf = -0 (as torch's x/(1+exp(-x))) */
+        if (!(fabs(s[i] - ws) <= tols) && bad++ < 3) CHECK_MSG(0, "[%s] silu(%.9g) = %.9g want %.9g", g_path, xv, s[i], ws);
+    }
+    CHECK(bad == 0);
+    float nan_in[2] = {NAN, INFINITY};
+    cvx_gelu_tanh(NULL, nan_in, 2);
+    CHECK(isnan(nan_in[0]) && nan_in[1] == INFINITY);
+    float nan_s[3] = {NAN, INFINITY, -INFINITY};
+    cvx_silu(NULL, nan_s, 3);
+    CHECK(isnan(nan_s[0]) && nan_s[1] == INFINITY && (nan_s[2] == 0.0f || isnan(nan_s[2])));
+    free(x), free(g), free(s);
+}
+
+/* Up-casts are exact: every f16 and bf16 bit pattern, through the table and through cvx_to_f32. */
+static void check_conversions(cvx_pool *pool, const cvx_kernel_table *kt) {
+    uint16_t *h = malloc(sizeof(uint16_t) * 65536 + 64);
+    float *a = malloc(sizeof(float) * 65536 + 64), *b = malloc(sizeof(float) * 65536 + 64);
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    for (int bf = 0; bf < 2; bf++) {
+        /* Odd offsets and lengths exercise the unaligned heads and tails. */
+        int64_t off = 3, n = 65536 - 3 - 5;
+        if (bf) kt->bf16_to_f32(h + off, a, n);
+        else kt->f16_to_f32(h + off, a, n);
+        int64_t shape[1] = {n};
+        cvx_tensor t = cvx_tensor_view(bf ? CVX_DTYPE_BF16 : CVX_DTYPE_F16, h + off, 1, shape);
+        cvx_to_f32(pool, b, &t);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float want = bf ? cvx_bf16_to_f32(h[off + i]) : cvx_f16_to_f32(h[off + i]);
+            if (isnan(want) ? !(isnan(a[i]) && isnan(b[i])) : (memcmp(&a[i], &want, 4) || memcmp(&b[i], &want, 4)))
+                bad++;
+        }
+        CHECK_MSG(bad == 0, "[%s] %s up-cast: %d values differ", kt->name, bf ? "bf16" : "f16", bad);
+    }
+    free(h), free(a), free(b);
+}
+
+static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
+    g_path = kt->name;
+    g_threads = cvx_pool_size(pool);
+    cvx_kernels_set_active_for_testing(kt);
+
+    static const int64_t lin[][3] = {{1, 1, 1},    {1, 7, 5},     {2, 16, 32},   {3, 17, 33},   {13, 31, 47},
+                                     {12, 64, 64}, {25, 96, 100}, {37, 300, 70}, {5, 520, 9},   {64, 257, 129},
+                                     {1, 600, 300}, {130, 40, 3},  {200, 33, 200}};
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
+        for (int dt = 0; dt < 3; dt++) {
+            cvx_dtype d = dt == 0 ? CVX_DTYPE_F32 : dt == 1 ? CVX_DTYPE_F16 : CVX_DTYPE_BF16;
+            check_linear(pool, lin[i][0], lin[i][1], lin[i][2], d, (int)((i + (size_t)dt) % 2));
+        }
+    check_linear(pool, 4, 0, 6, CVX_DTYPE_F32, 1); /* K = 0: y = bias */
+
+    static const int64_t gm[][3] = {{1, 1, 1}, {5, 3, 2}, {17, 33, 300}, {40, 70, 9}, {3, 100, 257}, {90, 10, 64}};
+    for (size_t i = 0; i < sizeof gm / sizeof gm[0]; i++) {
+        check_gemm_nt(pool, gm[i][0], gm[i][1], gm[i][2], 0, 0);
+        check_gemm_nt(pool, gm[i][0], gm[i][1], gm[i][2], 3, 1);
+    }
+    check_table_gemm(kt);
+
+    static const int64_t at[][5] = {{1, 1, 1, 1, 8},    {1, 2, 5, 7, 16},   {2, 3, 13, 1, 13},  {1, 1, 97, 200, 64},
+                                    {2, 2, 33, 130, 32}, {1, 1, 7, 400, 128}, {1, 3, 130, 45, 24}, {2, 1, 1, 385, 40}};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+        for (int bias = 0; bias < 2; bias++)
+            check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f);
+
+    static const int64_t nd[][2] = {{1, 1}, {3, 7}, {5, 33}, {2, 4099}, {17, 64}};
+    for (size_t i = 0; i < sizeof nd / sizeof nd[0]; i++)
+        for (int v = 0; v < 4; v++) {
+            check_norm(pool, nd[i][0], nd[i][1], v & 1, (v >> 1) & 1, (int)(i % 2), v ? 1e-6f : 1e-5f, 0.0f);
+            check_norm(pool, nd[i][0], nd[i][1], v & 1, 1, 0, 1e-5f, 100.0f);
+        }
+    check_activations(pool, 1000);
+    check_activations(pool, 70001);
+    check_conversions(pool, kt);
+}
+
+int main(void) {
+    cvx_pool *pool = cvx_pool_new(2);
+    CHECK(pool != NULL);
+    const cvx_kernel_table *done[CVX_ISA_COUNT] = {0};
+    int ndone = 0;
+    for (int isa = 0; isa < CVX_ISA_COUNT; isa++) {
+        if (!cvx_isa_supported((cvx_isa)isa)) continue;
+        const cvx_kernel_table *kt = cvx_kernels_for((cvx_isa)isa);
+        int seen = 0;
+        for (int i = 0; i < ndone; i++) seen |= done[i] == kt;
+        if (seen || !kt) continue;
+        done[ndone++] = kt;
+        printf("path %s\n", kt->name);
+        run_path(kt, NULL);
+        run_path(kt, pool);
+    }
+    cvx_kernels_set_active_for_testing(NULL);
+    cvx_pool_free(pool);
+    return cvx_test_finish("test_kernels");
+}
