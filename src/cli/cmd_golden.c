@@ -1,0 +1,54 @@
+/* cogvideox golden [--dump DIR] [--threads N] [--verbose] CASE_DIR... */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "golden/golden.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cogvideox golden [--dump DIR] [--threads N] [--verbose] PATH...\n"
+            "Runs golden cases (folders with case.json or cases.json, in the formats of shared/golden) and compares\n"
+            "against the reference implementation's numbers as each case's \"check\" object says. PATH may be a\n"
+            "case folder, a component folder or the golden root. Prints PASS/FAIL/SKIP per case; exits 1 on any\n"
+            "FAIL.\n"
+            "  --dump DIR     write what was computed to DIR/<case>.safetensors (DIR/<set>.json for tokenizer sets)\n"
+            "  --threads N    worker threads (default: all cores)\n"
+            "  --verbose      print every compared tensor\n");
+}
+
+int cvx_cmd_golden(int argc, char **argv) {
+    cvx_golden_options opt = {NULL, 0, 0, NULL};
+    const char *paths[256];
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--dump") && i + 1 < argc) {
+            opt.dump_dir = argv[++i];
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            long long v;
+            if (cvx_cli_parse_int(argv[++i], 1, 1024, &v) != 0) {
+                fprintf(stderr, "cogvideox golden: --threads needs a number from 1 to 1024\n");
+                return 2;
+            }
+            opt.threads = (int)v;
+        } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
+            opt.verbose = 1;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "cogvideox golden: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (n < 256) {
+            paths[n++] = argv[i];
+        }
+    }
+    if (n == 0) {
+        usage(stderr);
+        return 2;
+    }
+    int fails = cvx_golden_run(paths, n, &opt);
+    if (fails < 0) return 2;
+    return fails ? 1 : 0;
+}
