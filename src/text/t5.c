@@ -22,36 +22,15 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 
-/* ---- config ------------------------------------------------------------------------------------------- */
+/* dense_act_fn, as ACT2FN names it. */
+typedef enum { ACT_RELU, ACT_GELU_NEW, ACT_GELU, ACT_SILU } t5_act;
 
-static cvx_status get_int(const json_t *j, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out,
-                          cvx_error *err) {
-    const json_t *v = json_object_get(j, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return CVX_OK;
-    }
-    double d;
-    if (json_is_integer(v))
-        d = (double)json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)))
-        d = json_real_value(v);
-    else
-        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"%s\" must be an integer", key);
-    if (!(d >= (double)min && d <= (double)max))
-        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"%s\" = %.17g is out of range [%lld, %lld]", key, d,
-                        (long long)min, (long long)max);
-    *out = (int64_t)d;
-    return CVX_OK;
-}
-
-static int parse_act(const char *name, cvx_t5_act *act) {
+static int parse_act(const char *name, t5_act *act) {
     static const struct {
         const char *name;
-        cvx_t5_act act;
-    } acts[] = {{"relu", CVX_T5_ACT_RELU},         {"gelu_new", CVX_T5_ACT_GELU_NEW},
-                {"gelu_pytorch_tanh", CVX_T5_ACT_GELU_NEW}, {"gelu", CVX_T5_ACT_GELU},
-                {"silu", CVX_T5_ACT_SILU},         {"swish", CVX_T5_ACT_SILU}};
+        t5_act act;
+    } acts[] = {{"relu", ACT_RELU}, {"gelu_new", ACT_GELU_NEW}, {"gelu_pytorch_tanh", ACT_GELU_NEW},
+                {"gelu", ACT_GELU}, {"silu", ACT_SILU},         {"swish", ACT_SILU}};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         if (!strcmp(name, acts[i].name)) {
             *act = acts[i].act;
@@ -60,84 +39,27 @@ static int parse_act(const char *name, cvx_t5_act *act) {
     return -1;
 }
 
-cvx_status cvx_t5_config_parse(cvx_t5_config *cfg, const json_t *j, cvx_error *err) {
-    memset(cfg, 0, sizeof *cfg);
-    if (!json_is_object(j)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: not a JSON object");
-    const json_t *mt = json_object_get(j, "model_type");
-    if (mt && (!json_is_string(mt) || (strcmp(json_string_value(mt), "t5") && strcmp(json_string_value(mt), "mt5"))))
-        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "T5 config: model_type %s%s%s is not supported (expected \"t5\")",
-                        json_is_string(mt) ? "\"" : "", json_is_string(mt) ? json_string_value(mt) : "(not a string)",
-                        json_is_string(mt) ? "\"" : "");
-    /* Defaults are T5Config's. Upper bounds keep every product of sizes far from int64/size_t overflow. */
-    cvx_status st;
-    if ((st = get_int(j, "vocab_size", 32128, 1, 1 << 24, &cfg->vocab_size, err)) ||
-        (st = get_int(j, "d_model", 512, 1, 1 << 16, &cfg->d_model, err)) ||
-        (st = get_int(j, "d_kv", 64, 1, 1 << 12, &cfg->d_kv, err)) ||
-        (st = get_int(j, "d_ff", 2048, 1, 1 << 18, &cfg->d_ff, err)) ||
-        (st = get_int(j, "num_layers", 6, 1, 1 << 10, &cfg->num_layers, err)) ||
-        (st = get_int(j, "num_heads", 8, 1, 1 << 10, &cfg->num_heads, err)) ||
-        (st = get_int(j, "relative_attention_num_buckets", 32, 4, 1 << 12, &cfg->num_buckets, err)) ||
-        (st = get_int(j, "relative_attention_max_distance", 128, 1, 1 << 20, &cfg->max_distance, err)))
-        return st;
-    if (cfg->num_heads * cfg->d_kv > (1 << 18))
-        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: num_heads × d_kv = %lld is too large",
-                        (long long)(cfg->num_heads * cfg->d_kv));
-    /* The bucket maths divides by log(max_distance / max_exact) with max_exact = num_buckets / 4. */
-    if (cfg->max_distance <= cfg->num_buckets / 4)
-        return cvx_fail(err, CVX_ERR_FORMAT,
-                        "T5 config: relative_attention_max_distance (%lld) must exceed num_buckets/4 (%lld)",
-                        (long long)cfg->max_distance, (long long)(cfg->num_buckets / 4));
-
-    const json_t *eps = json_object_get(j, "layer_norm_epsilon");
-    if (!eps || json_is_null(eps))
-        cfg->eps = 1e-6f;
-    else if (json_is_number(eps) && json_number_value(eps) >= 0 && json_number_value(eps) < 1)
-        cfg->eps = (float)json_number_value(eps);
-    else
-        return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"layer_norm_epsilon\" must be a number in [0, 1)");
-
-    /* T5Config: feed_forward_proj "[gated-]ACT"; "gated-gelu" means gelu_new. Explicit dense_act_fn /
-     * is_gated_act keys override the derived values, as PretrainedConfig's extra kwargs do. */
-    const json_t *ffp = json_object_get(j, "feed_forward_proj");
-    const char *proj = "relu";
-    if (ffp && !json_is_null(ffp)) {
-        if (!json_is_string(ffp)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"feed_forward_proj\" must be a string");
-        proj = json_string_value(ffp);
-    }
-    const char *act_name = proj;
-    cfg->gated = 0;
-    if (!strncmp(proj, "gated-", 6)) {
-        cfg->gated = 1;
-        act_name = proj + 6;
-    }
-    if (strchr(act_name, '-'))
-        return cvx_fail(err, CVX_ERR_FORMAT,
-                        "T5 config: feed_forward_proj \"%s\" is not of the form [gated-]ACT (e.g. \"gated-gelu\")", proj);
-    if (!strcmp(proj, "gated-gelu")) act_name = "gelu_new";
-    const json_t *daf = json_object_get(j, "dense_act_fn");
-    if (daf && !json_is_null(daf)) {
-        if (!json_is_string(daf)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"dense_act_fn\" must be a string");
-        act_name = json_string_value(daf);
-    }
-    if (parse_act(act_name, &cfg->act))
+/* What the encoder needs beyond cvx_t5_config_read's range checks. */
+static cvx_status check_config(const cvx_t5_config *c, const char *label, t5_act *act, cvx_error *err) {
+    /* dense_act_fn as T5Config derives it from feed_forward_proj when the file does not repeat it. */
+    const char *name = c->dense_act_fn;
+    if (!*name) name = !strcmp(c->feed_forward_proj, "gated-gelu") ? "gelu_new"
+                       : strncmp(c->feed_forward_proj, "gated-", 6) ? c->feed_forward_proj
+                                                                    : c->feed_forward_proj + 6;
+    if (parse_act(name, act))
         return cvx_fail(err, CVX_ERR_UNSUPPORTED,
-                        "T5 config: activation \"%s\" is not supported (relu, gelu_new, gelu, silu)", act_name);
-    const json_t *iga = json_object_get(j, "is_gated_act");
-    if (iga && !json_is_null(iga)) {
-        if (!json_is_boolean(iga)) return cvx_fail(err, CVX_ERR_FORMAT, "T5 config: \"is_gated_act\" must be a boolean");
-        cfg->gated = json_is_true(iga);
-    }
+                        "%s: activation \"%s\" (feed_forward_proj \"%s\") is not supported (relu, gelu_new, gelu, silu)",
+                        label, name, c->feed_forward_proj);
+    /* The bucket maths halves num_buckets twice and divides by log(max_distance / max_exact). */
+    if (c->relative_attention_num_buckets < 4)
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: relative_attention_num_buckets = %lld is below 4", label,
+                        (long long)c->relative_attention_num_buckets);
+    if (c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4)
+        return cvx_fail(err, CVX_ERR_FORMAT,
+                        "%s: relative_attention_max_distance (%lld) must exceed relative_attention_num_buckets/4 (%lld)",
+                        label, (long long)c->relative_attention_max_distance,
+                        (long long)(c->relative_attention_num_buckets / 4));
     return CVX_OK;
-}
-
-cvx_status cvx_t5_config_load(cvx_t5_config *cfg, const char *path, cvx_error *err) {
-    json_error_t jerr;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j) return cvx_fail(err, CVX_ERR_FORMAT, "%s: %s (line %d)", path, jerr.text, jerr.line);
-    cvx_status st = cvx_t5_config_parse(cfg, j, err);
-    json_decref(j);
-    if (st) cvx_error_prefix(err, "%s: ", path);
-    return st;
 }
 
 /* ---- model -------------------------------------------------------------------------------------------- */
@@ -154,6 +76,8 @@ typedef struct {
 
 struct cvx_t5 {
     cvx_t5_config cfg;
+    t5_act act;
+    float eps;
     cvx_weights *w;
     cvx_tensor embed; /* [V, D] shared.weight */
     float *rel_bias;  /* [NB, H] f32 copy of block 0's relative_attention_bias (indexed [bucket, head]) */
@@ -221,16 +145,17 @@ static cvx_status bind_weights(cvx_t5 *m, cvx_error *err) {
         return cvx_fail(err, CVX_ERR_NOT_FOUND, "tensor \"shared.weight\" (or its tied alias %s) not found", emb);
     if ((st = get_weight(m, emb, V, D, 2, &m->embed, err))) return st;
 
-    size_t nvec = (size_t)(c->num_buckets * c->num_heads + D + 2 * c->num_layers * D);
+    const int64_t NB = c->relative_attention_num_buckets;
+    size_t nvec = (size_t)(NB * c->num_heads + D + 2 * c->num_layers * D);
     m->vecs = malloc(nvec * sizeof(float));
     m->blocks = calloc((size_t)c->num_layers, sizeof *m->blocks);
     if (!m->vecs || !m->blocks) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "T5: out of memory for the weight table");
     float *p = m->vecs;
-    m->rel_bias = p, p += c->num_buckets * c->num_heads;
+    m->rel_bias = p, p += NB * c->num_heads;
     m->final_ln = p, p += D;
 
     if ((st = get_vector(m, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2,
-                         c->num_buckets, c->num_heads, m->rel_bias, err)) ||
+                         NB, c->num_heads, m->rel_bias, err)) ||
         (st = get_vector(m, "encoder.final_layer_norm.weight", 1, D, 1, m->final_ln, err)))
         return st;
 
@@ -247,7 +172,7 @@ static cvx_status bind_weights(cvx_t5 *m, cvx_error *err) {
         W2(k, "layer.0.SelfAttention.k.weight", I, D);
         W2(v, "layer.0.SelfAttention.v.weight", I, D);
         W2(o, "layer.0.SelfAttention.o.weight", D, I);
-        if (c->gated) {
+        if (c->is_gated_act) {
             W2(wi0, "layer.1.DenseReluDense.wi_0.weight", F, D);
             W2(wi1, "layer.1.DenseReluDense.wi_1.weight", F, D);
         } else {
@@ -272,7 +197,12 @@ cvx_status cvx_t5_open(cvx_t5 **out, const char *dir, cvx_error *err) {
         free(m);
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "T5: path too long: %s", dir);
     }
-    cvx_status st = cvx_t5_config_load(&m->cfg, path, err);
+    cvx_config *cfg = NULL;
+    cvx_status st = cvx_config_load(&cfg, path, err);
+    if (!st) st = cvx_t5_config_read(cfg, &m->cfg, err);
+    if (!st) st = check_config(&m->cfg, path, &m->act, err);
+    cvx_config_free(cfg);
+    m->eps = (float)m->cfg.layer_norm_epsilon;
     if (!st) st = cvx_weights_open(&m->w, dir, err);
     if (!st) {
         st = bind_weights(m, err);
@@ -321,7 +251,7 @@ int64_t cvx_t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_dis
 typedef struct {
     float *x;
     int64_t n;
-    cvx_t5_act act;
+    t5_act act;
     const float *mul; /* may be NULL */
 } act_ctx;
 
@@ -331,8 +261,8 @@ static void act_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     for (int64_t i = begin; i < end; i++) {
         float v = x[i];
         switch (c->act) {
-        case CVX_T5_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
-        case CVX_T5_ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        case ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
+        case ACT_GELU: v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
         default: break; /* applied by the kernels before this pass */
         }
         x[i] = c->mul ? v * c->mul[i] : v;
@@ -340,11 +270,11 @@ static void act_task(void *arg, int64_t begin, int64_t end, int thread_index) {
 }
 
 /* x = act(x) (* mul). gelu_new and silu go through the kernels layer (they are shared with the transformer). */
-static void activation(cvx_pool *pool, cvx_t5_act act, float *x, const float *mul, int64_t n) {
-    if (act == CVX_T5_ACT_GELU_NEW) cvx_gelu_tanh(pool, x, n);
-    else if (act == CVX_T5_ACT_SILU) cvx_silu(pool, x, n);
+static void activation(cvx_pool *pool, t5_act act, float *x, const float *mul, int64_t n) {
+    if (act == ACT_GELU_NEW) cvx_gelu_tanh(pool, x, n);
+    else if (act == ACT_SILU) cvx_silu(pool, x, n);
     act_ctx c = {x, n, act, mul};
-    if (!mul && (act == CVX_T5_ACT_GELU_NEW || act == CVX_T5_ACT_SILU)) return;
+    if (!mul && (act == ACT_GELU_NEW || act == ACT_SILU)) return;
     cvx_pool_parallel_for(pool, n, 1 << 14, act_task, &c);
 }
 
@@ -376,10 +306,9 @@ static void tap_block(tapper *t, int64_t i, const char *what, float *data, int64
     tap_f32(t, name, data, 3, shape);
 }
 
-static size_t add_size(size_t *total, int64_t floats) {
-    /* 64 bytes of slack per buffer for the arena's alignment. */
-    *total += (size_t)floats * sizeof(float) + 64;
-    return *total;
+/* Bytes of `count` buffers of `floats` floats each in the arena (64-byte aligned starts). */
+static void add_size(size_t *total, int count, int64_t floats) {
+    *total += (size_t)count * (((size_t)floats * sizeof(float) + 63) & ~(size_t)63);
 }
 
 cvx_status cvx_t5_encode(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, float *out) {
@@ -424,12 +353,13 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
 
     /* One arena for every activation. */
     size_t total = 0;
-    add_size(&total, H * L * L);  /* pb */
-    add_size(&total, 2 * T * D);  /* x, n */
-    add_size(&total, 4 * T * I);  /* q, k, v, a */
-    add_size(&total, 2 * T * F);  /* g, g1 */
+    add_size(&total, 1, H * L * L);                  /* pb */
+    add_size(&total, 2, T * D);                      /* x, n */
+    add_size(&total, 4, T * I);                      /* q, k, v, a */
+    add_size(&total, c->is_gated_act ? 2 : 1, T * F); /* g (, g1) */
     cvx_arena arena;
-    if (cvx_arena_init(&arena, total)) {
+    /* The arena only reserves address space: refuse sizes no machine could back instead of faulting later. */
+    if (total > ((size_t)1 << 37) || cvx_arena_init(&arena, total)) {
         free(tok);
         return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "T5 encode: cannot reserve %zu bytes of activations", total);
     }
@@ -441,9 +371,13 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
     float *v = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] */
     float *a = cvx_arena_alloc(&arena, (size_t)(T * I) * sizeof(float));      /* [T, I] attention out */
     float *g = cvx_arena_alloc(&arena, (size_t)(T * F) * sizeof(float));      /* [T, F] */
-    float *g1 = cvx_arena_alloc(&arena, (size_t)(T * F) * sizeof(float));     /* [T, F] (gated) */
+    float *g1 = c->is_gated_act ? cvx_arena_alloc(&arena, (size_t)(T * F) * sizeof(float)) : NULL; /* [T, F] */
     tapper tp = {tap, CVX_OK};
     cvx_status st = CVX_OK;
+    if (!pb || !x || !n || !q || !k || !v || !a || !g || (c->is_gated_act && !g1)) {
+        st = cvx_fail(&m->err, CVX_ERR_INTERNAL, "T5 encode: activation plan too small");
+        goto done;
+    }
     double t0 = cvx_time_seconds();
 
     /* Relative position bias, pb[h, i, j] = rel_bias[bucket(j - i), h]; buckets depend only on j - i. */
@@ -453,7 +387,8 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         goto done;
     }
     for (int64_t d = -(L - 1); d <= L - 1; d++)
-        bucket[d + L - 1] = cvx_t5_relative_bucket(d, c->num_buckets, c->max_distance);
+        bucket[d + L - 1] =
+            cvx_t5_relative_bucket(d, c->relative_attention_num_buckets, c->relative_attention_max_distance);
     for (int64_t h = 0; h < H; h++)
         for (int64_t i = 0; i < L; i++)
             for (int64_t j = 0; j < L; j++) pb[(h * L + i) * L + j] = m->rel_bias[bucket[j - i + L - 1] * H + h];
@@ -494,7 +429,7 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         const t5_block *b = &m->blocks[li];
         double tb = cvx_time_seconds();
         /* Self-attention sub-layer. */
-        cvx_rmsnorm(pool, n, x, T, D, b->ln_attn, c->eps);
+        cvx_rmsnorm(pool, n, x, T, D, b->ln_attn, m->eps);
         tap_block(&tp, li, "attn_layernorm_out", n, B, L, D);
         cvx_linear(pool, q, n, T, D, &b->q, NULL);
         cvx_linear(pool, k, n, T, D, &b->k, NULL);
@@ -505,11 +440,11 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         add_inplace(x, n, T * D);
         tap_block(&tp, li, "after_attn_residual", x, B, L, D);
         /* Feed-forward sub-layer. */
-        cvx_rmsnorm(pool, n, x, T, D, b->ln_ff, c->eps);
+        cvx_rmsnorm(pool, n, x, T, D, b->ln_ff, m->eps);
         tap_block(&tp, li, "ff_layernorm_out", n, B, L, D);
         cvx_linear(pool, g, n, T, D, &b->wi0, NULL);
-        if (c->gated) cvx_linear(pool, g1, n, T, D, &b->wi1, NULL);
-        activation(pool, c->act, g, c->gated ? g1 : NULL, T * F);
+        if (c->is_gated_act) cvx_linear(pool, g1, n, T, D, &b->wi1, NULL);
+        activation(pool, m->act, g, c->is_gated_act ? g1 : NULL, T * F);
         tap_block(&tp, li, "ff_gated_hidden", g, B, L, F);
         cvx_linear(pool, n, g, T, F, &b->wo, NULL);
         add_inplace(x, n, T * D);
@@ -522,7 +457,7 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         if (!m->err.status) cvx_fail(&m->err, st, "T5 encode: the intermediate-tensor observer failed");
         goto done;
     }
-    cvx_rmsnorm(pool, out, x, T, D, m->final_ln, c->eps);
+    cvx_rmsnorm(pool, out, x, T, D, m->final_ln, m->eps);
     cvx_log_info(NULL, "t5: encoded %lld × %lld tokens in %.2f s", (long long)B, (long long)L,
                  cvx_time_seconds() - t0);
 done:

@@ -12,44 +12,17 @@
 #ifndef CVX_TEXT_T5_H
 #define CVX_TEXT_T5_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
-
-typedef enum {
-    CVX_T5_ACT_RELU = 0, /* "relu" */
-    CVX_T5_ACT_GELU_NEW, /* "gelu_new" / "gelu_pytorch_tanh": the tanh approximation (T5 v1.1's "gated-gelu") */
-    CVX_T5_ACT_GELU,     /* "gelu": the exact erf form */
-    CVX_T5_ACT_SILU      /* "silu" / "swish" */
-} cvx_t5_act;
-
-/* A transformers T5Config, the fields the encoder uses (missing keys take T5Config's defaults). */
-typedef struct {
-    int64_t vocab_size;   /* V */
-    int64_t d_model;      /* D */
-    int64_t d_kv;         /* K */
-    int64_t d_ff;         /* F */
-    int64_t num_layers;
-    int64_t num_heads;    /* H */
-    int64_t num_buckets;  /* relative_attention_num_buckets */
-    int64_t max_distance; /* relative_attention_max_distance */
-    float eps;            /* layer_norm_epsilon */
-    int gated;            /* is_gated_act: wo(act(wi_0 x) * wi_1 x) instead of wo(act(wi x)) */
-    cvx_t5_act act;       /* dense_act_fn */
-} cvx_t5_config;
-
-/* Parses and validates a T5Config JSON object (an unsupported activation, a non-T5 model_type, or sizes out of
- * range are refused with a message naming the key). */
-cvx_status cvx_t5_config_parse(cvx_t5_config *cfg, const json_t *json, cvx_error *err);
-/* Same, from a config.json file. */
-cvx_status cvx_t5_config_load(cvx_t5_config *cfg, const char *path, cvx_error *err);
+#include "io/config.h" /* cvx_t5_config: the T5Config reader shared with the model-folder checks */
 
 typedef struct cvx_t5 cvx_t5;
 
-/* Opens a text_encoder folder: config.json + weights (model.safetensors.index.json and its shards, or a single
+/* Opens a text_encoder folder: config.json (read by cvx_t5_config_read; the activation must be relu, gelu_new,
+ * gelu or silu, gated or not) + weights (model.safetensors.index.json and its shards, or a single
  * model.safetensors). Every tensor the config implies is looked up by its checkpoint name and shape-checked;
  * errors name the tensor. The weights stay mapped until cvx_t5_close. */
 cvx_status cvx_t5_open(cvx_t5 **out, const char *dir, cvx_error *err);
