@@ -715,13 +715,20 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     if (call->cancel && call->cancel(call->cancel_user_data))
         return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled after the last block");
 
-    /* 4. Output head: norm_final per video row (the 5b's norm over the joint sequence is row-wise too), then
-     * AdaLayerNorm with shift = first half, scale = second half of linear(silu(emb)). The video rows of n are
-     * packed [B, N, D] from here on. */
-    for (int64_t b = 0; b < B; b++)
-        cvx_layernorm(pool, n + b * N * D, x + (b * S + L) * D, N, D, m->nf_w, m->nf_b, eps);
+    /* 4. Output head: norm_final (the 5b applies it to cat([text, video]) and slices: the same rows, and its
+     * observer sees the joint tensor the reference recorded), then AdaLayerNorm with shift = first half,
+     * scale = second half of linear(silu(emb)). From here on the video rows of n are packed [B, N, D]. */
     int64_t vshape[3] = {B, N, D};
-    if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
+    if (cfg->use_rotary_positional_embeddings) {
+        cvx_layernorm(pool, n, x, B * S, D, m->nf_w, m->nf_b, eps);
+        if ((st = tap_emit(&f, "norm_final", n, 3, jshape)) != CVX_OK) return st;
+        for (int64_t b = 0; b < B; b++) /* packing moves rows down only, so ascending b never overwrites a source */
+            memmove(n + b * N * D, n + (b * S + L) * D, sizeof(float) * (size_t)(N * D));
+    } else {
+        for (int64_t b = 0; b < B; b++)
+            cvx_layernorm(pool, n + b * N * D, x + (b * S + L) * D, N, D, m->nf_w, m->nf_b, eps);
+        if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
+    }
     cvx_linear(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_b);
     cvx_layernorm(pool, n, n, B * N, D, m->out_norm_w, m->out_norm_b, eps);
     rows_ctx oc = {n, NULL, mod, N, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};

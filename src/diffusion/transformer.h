@@ -73,7 +73,8 @@ const cvx_error *cvx_dit_error(const cvx_dit *m);
  *   before positions), "pos_embedding" [N, D] (video rows of the sincos table, 2b only), "patch_embed"
  *   [B, S, D], per block i: "block<i>.norm1" [B, S, D], "block<i>.norm1_mod" [B, 6D] (shift, scale, gate,
  *   enc_shift, enc_scale, enc_gate), "block<i>.attn1" [B, S, D], "block<i>.norm2", "block<i>.norm2_mod",
- *   "block<i>.ff" [B, S, D], "block<i>.out" [B, S, D]; then "norm_final" [B, N, D], "norm_out" [B, N, D],
+ *   "block<i>.ff" [B, S, D], "block<i>.out" [B, S, D]; then "norm_final" [B, N, D] ([B, S, D] for rope models, which
+ *   normalise the joint sequence), "norm_out" [B, N, D],
  *   "proj_out" [B, N, C·p·p].
  * `wants` (NULL = everything) is asked first; `fn` sees a view valid only during the call; a non-OK status
  * from fn stops the forward and is returned. */
