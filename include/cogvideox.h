@@ -99,6 +99,83 @@ int cvx_isa_from_name(const char *name);
 /* Whether the machine can run that path (CPU + OS support). */
 int cvx_isa_supported(cvx_isa isa);
 
+/* ---- engine: a model folder opened once -------------------------------------------------------------------- */
+typedef struct cvx_engine cvx_engine;
+
+typedef struct {
+    int threads;       /* worker threads for the math; <= 0: all cores */
+    cvx_logger logger; /* where the engine logs (stage timings at CVX_LOG_INFO) */
+} cvx_engine_params;
+
+cvx_engine_params cvx_engine_params_default(void);
+
+/* Opens a diffusers CogVideoX pipeline folder (model_index.json + tokenizer/, text_encoder/, transformer/, vae/,
+ * scheduler/): validates every config and every tensor's name, shape and dtype, and maps the weights. Nothing is
+ * computed yet. On failure *out is NULL and, when err_buf is given, the message is written there. */
+cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params, char *err_buf,
+                           size_t err_buf_size);
+void cvx_engine_close(cvx_engine *engine);
+/* The message of the engine's last failure ("" if none). */
+const char *cvx_engine_last_error(const cvx_engine *engine);
+
+/* ---- one generation -------------------------------------------------------------------------------------- */
+typedef enum { CVX_PRECISION_FP32 = 0, CVX_PRECISION_BF16 = 1 } cvx_precision;
+typedef enum { CVX_NOISE_F32 = 0, CVX_NOISE_F16 = 1 } cvx_noise_dtype;
+typedef enum {
+    CVX_PHASE_ENCODE = 0, /* tokenizer + T5 (prompt and negative prompt) */
+    CVX_PHASE_DENOISE,    /* the transformer loop: step of steps */
+    CVX_PHASE_DECODE,     /* VAE */
+    CVX_PHASE_WRITE       /* MP4 / PNG output */
+} cvx_phase;
+
+typedef struct {
+    cvx_phase phase;
+    int step, steps;         /* CVX_PHASE_DENOISE: steps done so far (0..steps) */
+    double fraction;         /* of the whole generation, 0..1 (estimated from the work per stage) */
+    double elapsed_seconds;  /* since the generation started */
+    double remaining_seconds; /* estimate; < 0 while unknown */
+} cvx_progress;
+
+typedef void (*cvx_progress_fn)(const cvx_progress *progress, void *user_data);
+/* Polled between transformer blocks and between VAE batches: return non-zero to cancel. */
+typedef int (*cvx_cancel_fn)(void *user_data);
+
+typedef struct {
+    const char *prompt;
+    const char *negative_prompt; /* "" */
+    int steps;                   /* 50 */
+    float guidance_scale;        /* 6.0 */
+    uint64_t seed;               /* 123456; torch's CPU generator (the low 32 bits seed MT19937, as torch) */
+    int num_frames;              /* 49; 4N+1 from 5 to 49 */
+    int height, width;           /* 0: the transformer config's sample size × 8 (480×720 for the 2b) */
+    int fps;                     /* 8 */
+    cvx_precision precision;     /* CVX_PRECISION_FP32 */
+    cvx_noise_dtype noise_dtype; /* CVX_NOISE_F32 (f16 = the fp16 pipeline's native draw) */
+    int use_dynamic_cfg;         /* 0 */
+    const char *scheduler;       /* NULL: the folder's; "ddim" or "dpm" overrides */
+    const char *output_path;     /* MP4 to write, or NULL */
+    const char *frames_dir;      /* PNG frames DIR/00000.png ..., or NULL */
+    cvx_progress_fn progress;
+    void *progress_user_data;
+    cvx_cancel_fn should_cancel;
+    void *cancel_user_data;
+} cvx_generate_params;
+
+cvx_generate_params cvx_generate_params_default(void);
+
+/* What a generation produced. Frames are owned by the result: free with cvx_video_free. */
+typedef struct {
+    int num_frames, height, width, fps;
+    uint8_t *frames; /* [num_frames, height, width, 3] RGB */
+    double seconds[4]; /* wall time per phase (cvx_phase order) */
+    uint64_t seed;
+} cvx_video;
+
+/* Runs one generation. Stages run one after another and each releases its memory before the next starts.
+ * Returns CVX_ERR_CANCELLED (and writes no output file) when should_cancel asked for it. `out` may be NULL. */
+cvx_status cvx_generate(cvx_engine *engine, const cvx_generate_params *params, cvx_video *out);
+void cvx_video_free(cvx_video *video);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,11 @@ packages=(
   cmake                # build system + CTest
   pkg-config           # locating the -dev libraries below
   libjansson-dev       # JSON: safetensors headers, diffusers configs, golden case files
+  libavformat-dev      # MP4 muxing (FFmpeg), with faststart for browsers
+  libavcodec-dev       # H.264 through libx264 (Debian's libavcodec is built with it) and PNG frames
+  libswscale-dev       # RGB -> yuv420p conversion for H.264
+  libavutil-dev        # FFmpeg's common utilities (frames, options, errors)
+  ffmpeg               # ffprobe: the tests check the MP4s we write
   clang                # libFuzzer targets (fuzz/) and the sanitizer build
   libclang-rt-14-dev   # clang's ASan/UBSan/libFuzzer runtimes
 )
