@@ -50,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             sum += d == d;
         }
     }
+    (void)sum;
     (void)cvx_safetensors_metadata(st, "format");
     cvx_safetensors_close(st);
     free(buf);

@@ -489,7 +489,7 @@ static void test_legal_oddities(void) {
                         "\"f\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [1, 5]},"
                         "\"z1\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [1, 1]},"
                         "\"z0\": {\"dtype\": \"BF16\", \"shape\": [2, 0], \"data_offsets\": [0, 0]},"
-                        "\"__metadata__\": {}}",
+                        "\"__metadata__\": null}",
                         5);
     cvx_status s = cvx_safetensors_open(&st, p, &err);
     CHECK_MSG(s == CVX_OK, "%s", err.message);

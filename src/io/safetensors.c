@@ -138,6 +138,7 @@ static int is_known_unsupported_dtype(const char *s) {
 }
 
 static cvx_status parse_metadata(cvx_safetensors *st, json_t *obj, cvx_error *err) {
+    if (json_is_null(obj)) return CVX_OK; /* serde reads null as "no metadata" (an Option) */
     if (!json_is_object(obj))
         return failp(err, CVX_ERR_FORMAT, st->path, "\"__metadata__\" is %s, expected an object of strings",
                      json_type_name(obj));
