@@ -4,7 +4,7 @@
  *
  * Tolerances are worst-case rounding bounds, not fitted numbers: with u = 2^-24, a float sum of n products
  * (any order, with or without FMA) is within γ_n·Σ|a·b| of the exact one, γ_n = n·u/(1 - n·u); the
- * transcendental functions (exp, tanh) are allowed EXP_ULPS units of relative error. */
+ * transcendental functions (exp, tanh) are allowed EXP_ULPS units in the last place. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +16,7 @@
 #include "testlib.h"
 
 #define U (1.0 / 16777216.0)
-#define EXP_ULPS 4.0
+#define EXP_ULPS 2.0 /* measured: the vector exp and tanh are within 1.3 ulp over their range, glibc's within 2 */
 
 static double gamma_n(double n) { return n * U / (1.0 - n * U); }
 

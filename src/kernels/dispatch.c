@@ -8,7 +8,11 @@
 const cvx_kernel_table *cvx_kernels_for(cvx_isa isa) {
     switch (isa) {
     case CVX_ISA_REF: return &cvx_kernels_ref;
-    default: return &cvx_kernels_ref;
+    case CVX_ISA_AVX2: return &cvx_kernels_avx2;
+    case CVX_ISA_AVX512:
+    case CVX_ISA_AVX512BF16:
+    case CVX_ISA_AMX: return &cvx_kernels_avx512;
+    default: return NULL;
     }
 }
 

@@ -1,0 +1,294 @@
+/* The fp32 kernels written once over a vector width: avx2.c (8 lanes) and avx512.c (16 lanes) define the
+ * primitives below and include this file, which builds their cvx_kernel_table.
+ *
+ * The including file defines:
+ *   VW (lanes), V (float vector), VD (double vector of VW/2 lanes), MR (micro-tile rows, <= VW),
+ *   TABLE_NAME, TABLE_ISA, TABLE_STR,
+ *   v_zero, v_set1, v_load, v_store, v_loadn(p, n) (first n lanes, rest 0), v_storen(p, v, n), v_fma(a, b, c),
+ *   v_add, v_sub, v_mul, v_div, v_max, v_min, v_abs, v_neg_inf_to_zero, v_sign_or(a, sign_from),
+ *   v_lt(a, b, x, y) (lanes a < b take x, others y), v_round, v_scale2(p, n) (p·2^n, n integral float),
+ *   v_load_f16n / v_load_bf16n (first n halves, up-cast), transpose(V r[VW]),
+ *   vd_zero, vd_set1, vd_lo(V) / vd_hi(V) (to double), vd_add, vd_sub, vd_fma, vd_hsum.
+ *
+ * Micro-tile: MR rows x NR = 2·VW columns of C in 2·MR accumulators; per k step two vector loads of packed
+ * B and MR broadcasts of packed A. */
+#include <math.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "kernels/kernels_internal.h"
+
+#define NR (2 * VW)
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* ---- packing ---------------------------------------------------------------------------------------- */
+
+/* Element index arithmetic stays in the source dtype; n valid lanes, the rest read as 0. */
+ALWAYS_INLINE V load_elems(cvx_dtype dt, const void *base, int64_t idx, int n) {
+    if (dt == CVX_DTYPE_F16) return v_load_f16n((const uint16_t *)base + idx, n);
+    if (dt == CVX_DTYPE_BF16) return v_load_bf16n((const uint16_t *)base + idx, n);
+    return n == VW ? v_load((const float *)base + idx) : v_loadn((const float *)base + idx, n);
+}
+
+/* rows (<= VW) rows x k columns of src (row stride ld, starting at element idx0) transposed into
+ * dst[p*dst_stride + r] for p < k, r < lanes (rows past `rows` are written as 0). */
+ALWAYS_INLINE void pack_transposed(cvx_dtype dt, const void *src, int64_t idx0, int64_t ld, int rows, int64_t k,
+                                   float *dst, int64_t dst_stride, int lanes) {
+    V r[VW];
+    for (int64_t p = 0; p < k; p += VW) {
+        int kn = k - p < VW ? (int)(k - p) : VW;
+        for (int i = 0; i < VW; i++) r[i] = i < rows ? load_elems(dt, src, idx0 + i * ld + p, kn) : v_zero();
+        transpose(r);
+        for (int t = 0; t < kn; t++) {
+            if (lanes == VW) v_store(dst + (p + t) * dst_stride, r[t]);
+            else v_storen(dst + (p + t) * dst_stride, r[t], lanes);
+        }
+    }
+}
+
+static void pack_a(const float *A, int64_t lda, int64_t m, int64_t k, float *dst) {
+    for (int64_t i0 = 0; i0 < m; i0 += MR, dst += MR * k) {
+        int rows = m - i0 < MR ? (int)(m - i0) : MR;
+        pack_transposed(CVX_DTYPE_F32, A, i0 * lda, lda, rows, k, dst, MR, MR);
+    }
+}
+
+ALWAYS_INLINE void pack_b_dt(cvx_dtype dt, const void *B, int64_t ldb, int64_t n0, int64_t n, int64_t k0, int64_t k,
+                             float *dst) {
+    for (int64_t j0 = 0; j0 < n; j0 += NR, dst += NR * k)
+        for (int g = 0; g < 2; g++) {
+            int64_t left = n - j0 - g * VW;
+            int rows = left <= 0 ? 0 : left < VW ? (int)left : VW;
+            pack_transposed(dt, B, (n0 + j0 + g * VW) * ldb + k0, ldb, rows, k, dst + g * VW, NR, VW);
+        }
+}
+
+static void pack_b(cvx_dtype dt, const void *B, int64_t ldb, int64_t n0, int64_t n, int64_t k0, int64_t k,
+                   float *dst) {
+    switch (dt) {
+    case CVX_DTYPE_F16: pack_b_dt(CVX_DTYPE_F16, B, ldb, n0, n, k0, k, dst); break;
+    case CVX_DTYPE_BF16: pack_b_dt(CVX_DTYPE_BF16, B, ldb, n0, n, k0, k, dst); break;
+    default: pack_b_dt(CVX_DTYPE_F32, B, ldb, n0, n, k0, k, dst); break;
+    }
+}
+
+/* ---- micro-kernel ----------------------------------------------------------------------------------- */
+
+ALWAYS_INLINE void store_row(float *c, V v, int n, int accumulate, const float *bias) {
+    if (n == VW) {
+        if (accumulate) v = v_add(v_load(c), v);
+        else if (bias) v = v_add(v, v_load(bias));
+        v_store(c, v);
+    } else if (n > 0) {
+        if (accumulate) v = v_add(v_loadn(c, n), v);
+        else if (bias) v = v_add(v, v_loadn(bias, n));
+        v_storen(c, v, n);
+    }
+}
+
+/* m is a compile-time constant after inlining, so the accumulators live in registers. */
+ALWAYS_INLINE void ukernel_m(const int m, int64_t k, const float *a, int64_t as, const float *b, float *C,
+                             int64_t ldc, int n, int accumulate, const float *bias) {
+    V c0[MR], c1[MR];
+    for (int i = 0; i < m; i++) c0[i] = c1[i] = v_zero();
+    for (int64_t p = 0; p < k; p++, a += as, b += NR) {
+        V b0 = v_load(b), b1 = v_load(b + VW);
+        for (int i = 0; i < m; i++) {
+            V ai = v_set1(a[i]);
+            c0[i] = v_fma(ai, b0, c0[i]);
+            c1[i] = v_fma(ai, b1, c1[i]);
+        }
+    }
+    int n0 = n < VW ? n : VW, n1 = n - n0;
+    for (int i = 0; i < m; i++) {
+        store_row(C + i * ldc, c0[i], n0, accumulate, bias);
+        store_row(C + i * ldc + VW, c1[i], n1, accumulate, bias ? bias + VW : NULL);
+    }
+}
+
+static void ukernel(int64_t k, const float *a, int64_t as, const float *b, float *C, int64_t ldc, int m, int n,
+                    int accumulate, const float *bias) {
+    switch (m) {
+#define UK_CASE(i) \
+    case i: ukernel_m(i, k, a, as, b, C, ldc, n, accumulate, bias); break;
+    UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
+#if MR > 6
+    UK_CASE(7) UK_CASE(8) UK_CASE(9) UK_CASE(10) UK_CASE(11) UK_CASE(12)
+#endif
+#if MR > 12
+#error "MR > 12: add cases"
+#endif
+#undef UK_CASE
+    default: break;
+    }
+}
+
+static void gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc, int accumulate);
+
+/* ---- exp, tanh ------------------------------------------------------------------------------------------ */
+
+/* exp(x): x = n·ln2 + r, |r| <= ln2/2, Cephes' degree-7 polynomial for e^r, then ·2^n (v_scale2 handles
+ * subnormal results and overflow to inf). About 1 ulp; NaN propagates (the clamp keeps NaN lanes). */
+ALWAYS_INLINE V v_exp(V x) {
+    x = v_min(v_set1(88.8f), v_max(v_set1(-110.0f), x));
+    V n = v_round(v_mul(x, v_set1(1.44269504088896341f)));
+    V r = v_fma(n, v_set1(-0.693359375f), x);
+    r = v_fma(n, v_set1(2.12194440e-4f), r);
+    V p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    return v_scale2(p, n);
+}
+
+/* tanh(u): Cephes' odd polynomial for |u| < 0.625, else 1 - 2/(e^{2|u|} + 1) with u's sign. */
+ALWAYS_INLINE V v_tanh(V u) {
+    V a = v_abs(u);
+    V z = v_mul(u, u);
+    V p = v_set1(-5.70498872745e-3f);
+    p = v_fma(p, z, v_set1(2.06390887954e-2f));
+    p = v_fma(p, z, v_set1(-5.37397155531e-2f));
+    p = v_fma(p, z, v_set1(1.33314422036e-1f));
+    p = v_fma(p, z, v_set1(-3.33332819422e-1f));
+    V small = v_fma(v_mul(p, z), u, u);
+    V e = v_exp(v_add(a, a));
+    V big = v_sign_or(v_sub(v_set1(1.0f), v_div(v_set1(2.0f), v_add(e, v_set1(1.0f)))), u);
+    return v_lt(a, v_set1(0.625f), small, big);
+}
+
+ALWAYS_INLINE V v_gelu(V x) {
+    V x3 = v_mul(v_mul(x, x), x);
+    V inner = v_mul(v_set1(CVX_GELU_K0), v_add(x, v_mul(v_set1(CVX_GELU_K1), x3)));
+    V t = v_tanh(inner);
+    return v_mul(v_mul(v_set1(0.5f), x), v_add(v_set1(1.0f), t));
+}
+
+ALWAYS_INLINE V v_silu(V x) { return v_div(x, v_add(v_set1(1.0f), v_exp(v_sub(v_zero(), x)))); }
+
+static void gelu_tanh(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) v_store(x + i, v_gelu(v_load(x + i)));
+    if (i < n) v_storen(x + i, v_gelu(v_loadn(x + i, (int)(n - i))), (int)(n - i));
+}
+
+static void silu(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) v_store(x + i, v_silu(v_load(x + i)));
+    if (i < n) v_storen(x + i, v_silu(v_loadn(x + i, (int)(n - i))), (int)(n - i));
+}
+
+/* ---- online softmax tile ------------------------------------------------------------------------------- */
+
+static void softmax_tile(float *st, int64_t ld, int64_t nk, int64_t nq, float scale, float *mx, float *l,
+                         float *corr) {
+    for (int64_t i0 = 0; i0 < nq; i0 += VW) {
+        int cnt = nq - i0 < VW ? (int)(nq - i0) : VW;
+        V m_old = v_loadn(mx + i0, cnt), m = m_old, vs = v_set1(scale);
+        for (int64_t j = 0; j < nk; j++) {
+            float *row = st + j * ld + i0;
+            V s = v_loadn(row, cnt);
+            if (scale != 1.0f) {
+                s = v_mul(s, vs);
+                v_storen(row, s, cnt);
+            }
+            m = v_max(m, s);
+        }
+        /* A column that is still all -inf keeps finite exp() arguments (its weights are 0). */
+        V use = v_neg_inf_to_zero(m);
+        V cr = v_exp(v_sub(m_old, use));
+        V sum = v_zero();
+        for (int64_t j = 0; j < nk; j++) {
+            float *row = st + j * ld + i0;
+            V p = v_exp(v_sub(v_loadn(row, cnt), use));
+            v_storen(row, p, cnt);
+            sum = v_add(sum, p);
+        }
+        v_storen(l + i0, v_fma(v_loadn(l + i0, cnt), cr, sum), cnt);
+        v_storen(corr + i0, cr, cnt);
+        v_storen(mx + i0, m, cnt);
+    }
+}
+
+/* ---- norms ---------------------------------------------------------------------------------------------- */
+
+static void norm_row(float *y, const float *x, int64_t dim, const float *w, const float *b, float eps, int rms) {
+    double mean = 0.0;
+    int64_t full = dim / VW * VW;
+    if (!rms) {
+        VD s0 = vd_zero(), s1 = vd_zero();
+        for (int64_t i = 0; i < full; i += VW) {
+            V v = v_load(x + i);
+            s0 = vd_add(s0, vd_lo(v));
+            s1 = vd_add(s1, vd_hi(v));
+        }
+        mean = vd_hsum(vd_add(s0, s1));
+        for (int64_t i = full; i < dim; i++) mean += x[i];
+        mean /= (double)dim;
+    }
+    VD vm = vd_set1(mean), q0 = vd_zero(), q1 = vd_zero();
+    for (int64_t i = 0; i < full; i += VW) {
+        V v = v_load(x + i);
+        VD d0 = vd_sub(vd_lo(v), vm), d1 = vd_sub(vd_hi(v), vm);
+        q0 = vd_fma(d0, d0, q0);
+        q1 = vd_fma(d1, d1, q1);
+    }
+    double var = vd_hsum(vd_add(q0, q1));
+    for (int64_t i = full; i < dim; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= (double)dim;
+    V inv = v_set1((float)(1.0 / sqrt(var + (double)eps)));
+    V fm = v_set1((float)mean);
+    for (int64_t i = 0; i < dim; i += VW) {
+        int n = dim - i < VW ? (int)(dim - i) : VW;
+        V v = v_mul(v_sub(v_loadn(x + i, n), fm), inv);
+        if (w) v = v_mul(v, v_loadn(w + i, n));
+        if (b && !rms) v = v_add(v, v_loadn(b + i, n));
+        v_storen(y + i, v, n);
+    }
+}
+
+/* ---- conversions --------------------------------------------------------------------------------------- */
+
+static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i += VW) {
+        int c = n - i < VW ? (int)(n - i) : VW;
+        V v = v_load_f16n(src + i, c);
+        if (c == VW) v_store(dst + i, v);
+        else v_storen(dst + i, v, c);
+    }
+}
+
+static void bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i += VW) {
+        int c = n - i < VW ? (int)(n - i) : VW;
+        V v = v_load_bf16n(src + i, c);
+        if (c == VW) v_store(dst + i, v);
+        else v_storen(dst + i, v, c);
+    }
+}
+
+const cvx_kernel_table TABLE_NAME = {
+    .isa = TABLE_ISA,
+    .name = TABLE_STR,
+    .gemm_f32 = gemm_f32,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+    .gemm_mr = MR,
+    .gemm_nr = NR,
+    .gemm_pack_a = pack_a,
+    .gemm_pack_b = pack_b,
+    .gemm_ukernel = ukernel,
+    .softmax_tile = softmax_tile,
+    .norm_row = norm_row,
+    .gelu_tanh = gelu_tanh,
+    .silu = silu,
+};
+
+static void gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc, int accumulate) {
+    cvx__gemm_single(&TABLE_NAME, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
