@@ -1,0 +1,134 @@
+/* CogVideoXPipeline's denoising loop (see denoise.h). */
+#include "diffusion/denoise.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "diffusion/rope.h"
+
+cvx_denoise_params cvx_denoise_params_default(void) {
+    cvx_denoise_params p;
+    memset(&p, 0, sizeof p);
+    p.num_inference_steps = 50;
+    p.guidance_scale = 6.0;
+    p.height_px = 480;
+    p.width_px = 720;
+    p.vae_scale_spatial = 8;
+    return p;
+}
+
+double cvx_denoise_guidance(const cvx_denoise_params *p, int64_t timestep) {
+    if (!p->use_dynamic_cfg) return p->guidance_scale;
+    /* Python: (N − t) / N is true division of ints, ** 5.0 and math.cos in float64; the argument is about
+     * −7.7e6 at t = 999, where float32 would be meaningless. */
+    double N = (double)p->num_inference_steps;
+    double x = ((double)p->num_inference_steps - (double)timestep) / N;
+    return 1.0 + p->guidance_scale * ((1.0 - cos(M_PI * pow(x, 5.0))) / 2.0);
+}
+
+void cvx_denoise_initial_latents(cvx_rng *g, float *latents, int64_t numel) {
+    cvx_rng_randn_f32(g, latents, numel, CVX_RNG_AVX2);
+    /* init_noise_sigma is 1.0 for both CogVideoX schedulers: the multiplication is exact */
+}
+
+cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_params *p, const float *prompt,
+                       const float *negative, int64_t nb, int64_t L, float *latents, int64_t F, int64_t H, int64_t W,
+                       cvx_rng *g, cvx_error *err) {
+    const cvx_dit_config *cfg = cvx_dit_get_config(model);
+    const int64_t C = cfg->in_channels, Dt = cfg->text_embed_dim;
+    const int cfg_on = p->guidance_scale > 1.0;
+    const int64_t Bm = cfg_on ? 2 * nb : nb;
+    const int64_t n = nb * F * C * H * W; /* one copy of the latents */
+    if (!prompt || !latents || nb <= 0 || L <= 0 || F <= 0 || H <= 0 || W <= 0)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: prompt, latents and positive sizes are required");
+    if (cfg_on && !negative)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: guidance_scale %g > 1 needs negative prompt embeddings",
+                        p->guidance_scale);
+    if (cfg->out_channels != C)
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "denoise: the model maps %d channels to %d; the loop needs equal",
+                        cfg->in_channels, cfg->out_channels);
+    if (cvx_scheduler_kind(sched) == CVX_SCHED_DPM && !g)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: the DPM scheduler needs the pipeline's generator");
+    cvx_status st = cvx_scheduler_set_timesteps(sched, p->num_inference_steps, err);
+    if (st != CVX_OK) return st;
+    int64_t count = 0;
+    const int64_t *timesteps = cvx_scheduler_timesteps(sched, &count);
+
+    float *model_in = malloc(sizeof(float) * (size_t)(Bm / nb * n));  /* [Bm, F, C, H, W] */
+    float *model_out = malloc(sizeof(float) * (size_t)(Bm / nb * n)); /* [Bm, F, C, H, W] */
+    float *guided = malloc(sizeof(float) * (size_t)n);                /* [nb, F, C, H, W] */
+    float *text = malloc(sizeof(float) * (size_t)(Bm * L * Dt));      /* [Bm, L, Dt] = cat([negative, prompt]) */
+    int64_t *tsteps = malloc(sizeof(int64_t) * (size_t)Bm);
+    float *rope_cos = NULL, *rope_sin = NULL;
+    cvx_sched_state state;
+    memset(&state, 0, sizeof state);
+    if (!model_in || !model_out || !guided || !text || !tsteps) {
+        st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "denoise: out of memory");
+        goto done;
+    }
+    if ((st = cvx_sched_state_init(&state, n, err)) != CVX_OK) goto done;
+    if (cfg_on) {
+        memcpy(text, negative, sizeof(float) * (size_t)(nb * L * Dt));
+        memcpy(text + nb * L * Dt, prompt, sizeof(float) * (size_t)(nb * L * Dt));
+    } else {
+        memcpy(text, prompt, sizeof(float) * (size_t)(nb * L * Dt));
+    }
+    if (cfg->use_rotary_positional_embeddings) {
+        cvx_rope_params rp = cvx_rope_params_default(p->height_px, p->width_px, (int)F, cfg->attention_head_dim);
+        rp.vae_scale_spatial = p->vae_scale_spatial;
+        rp.patch_size = cfg->patch_size;
+        int gh, gw;
+        int64_t rows;
+        if ((st = cvx_rope_shape(&rp, &gh, &gw, &rows, err)) != CVX_OK) goto done;
+        if (rows != F * (H / cfg->patch_size) * (W / cfg->patch_size)) {
+            st = cvx_fail(err, CVX_ERR_SHAPE,
+                          "denoise: %dx%d px gives a %dx%d rope grid but the latents give %lldx%lld patches",
+                          p->height_px, p->width_px, gh, gw, (long long)(H / cfg->patch_size),
+                          (long long)(W / cfg->patch_size));
+            goto done;
+        }
+        rope_cos = malloc(sizeof(float) * (size_t)(rows * cfg->attention_head_dim));
+        rope_sin = malloc(sizeof(float) * (size_t)(rows * cfg->attention_head_dim));
+        if (!rope_cos || !rope_sin) {
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "denoise: out of memory");
+            goto done;
+        }
+        if ((st = cvx_rope_tables(&rp, rope_cos, rope_sin, err)) != CVX_OK) goto done;
+    }
+
+    for (int64_t i = 0; i < count; i++) {
+        if (p->cancel && p->cancel(p->cancel_user_data)) {
+            st = cvx_fail(err, CVX_ERR_CANCELLED, "denoise: cancelled before step %lld of %lld", (long long)i,
+                          (long long)count);
+            goto done;
+        }
+        double t0 = cvx_time_seconds();
+        int64_t t = timesteps[i];
+        for (int64_t k = 0; k < Bm / nb; k++) memcpy(model_in + k * n, latents, sizeof(float) * (size_t)n);
+        for (int64_t b = 0; b < Bm; b++) tsteps[b] = t;
+        cvx_dit_call call = {Bm, F, H, W, L, model_in, text, tsteps, rope_cos, rope_sin, model_out, p->pool, NULL,
+                             p->cancel, p->cancel_user_data};
+        if ((st = cvx_dit_forward(model, &call)) != CVX_OK) {
+            cvx_error_copy(err, cvx_dit_error(model));
+            goto done;
+        }
+        double gs = cvx_denoise_guidance(p, t);
+        const float *v = model_out;
+        if (cfg_on) {
+            const float gf = (float)gs, *unc = model_out, *txt = model_out + n;
+            for (int64_t j = 0; j < n; j++) guided[j] = unc[j] + gf * (txt[j] - unc[j]);
+            v = guided;
+        }
+        if ((st = cvx_scheduler_step(sched, &state, v, t, latents, g, latents, err)) != CVX_OK) goto done;
+        if (p->progress) {
+            cvx_denoise_step info = {i, count, t, gs, model_in, model_out, latents, cvx_time_seconds() - t0};
+            p->progress(p->progress_user_data, &info);
+        }
+    }
+done:
+    cvx_sched_state_release(&state);
+    free(model_in), free(model_out), free(guided), free(text), free(tsteps), free(rope_cos), free(rope_sin);
+    return st;
+}

@@ -1,0 +1,67 @@
+/* The denoising loop of diffusers 0.30.3 CogVideoXPipeline.__call__ (step 8), from prompt embeddings and
+ * initial latents to the final latents (output_type="latent"):
+ *
+ *   for i, t in enumerate(timesteps):
+ *       model_in = cat([latents, latents])                     (CFG: uncond half first)
+ *       v = transformer(model_in, cat([negative, prompt]), t.expand(2·nb), rope).float()
+ *       g = 1 + gs·(1 − cos(π·((N − t)/N)^5))/2                 (use_dynamic_cfg; t is the timestep VALUE, float64)
+ *       v = v_uncond + g·(v_text − v_uncond)                    (g rounded to float32, as torch's scalar op)
+ *       latents = scheduler.step(v, [old x0, t_back,] t, latents, generator)
+ *
+ * Dimension letters: nb videos, F latent frames, C channels, H × W latent size, L text tokens, Dt text width.
+ * Rotary tables (5b) are computed here from the pixel size the pipeline was called with. */
+#ifndef CVX_DIFFUSION_DENOISE_H
+#define CVX_DIFFUSION_DENOISE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/threadpool.h"
+#include "diffusion/rng.h"
+#include "diffusion/scheduler.h"
+#include "diffusion/transformer.h"
+
+/* What a progress callback sees after each step (pointers valid only during the call). */
+typedef struct {
+    int64_t step, total;         /* 0-based index, number of timesteps */
+    int64_t timestep;
+    double guidance_scale;       /* the scale this step used (changes per step with dynamic CFG) */
+    const float *model_input;    /* [Bm, F, C, H, W], Bm = 2·nb with CFG, else nb */
+    const float *model_output;   /* [Bm, F, C, H, W] transformer output before guidance */
+    const float *latents;        /* [nb, F, C, H, W] after the scheduler step */
+    double seconds;              /* wall time of this step */
+} cvx_denoise_step;
+
+typedef void (*cvx_denoise_progress_fn)(void *user_data, const cvx_denoise_step *step);
+
+typedef struct {
+    int64_t num_inference_steps; /* 50 */
+    double guidance_scale;       /* 6.0; CFG runs when > 1 */
+    int use_dynamic_cfg;         /* 0 */
+    int height_px, width_px;     /* the requested video size (rope tables); 480 × 720 */
+    int vae_scale_spatial;       /* 8 */
+    cvx_pool *pool;
+    cvx_denoise_progress_fn progress; /* called after every step (may be NULL) */
+    void *progress_user_data;
+    cvx_dit_cancel_fn cancel;    /* polled between transformer blocks and between steps (may be NULL) */
+    void *cancel_user_data;
+} cvx_denoise_params;
+
+cvx_denoise_params cvx_denoise_params_default(void);
+
+/* The guidance scale of a step: gs, or with dynamic CFG the pipeline's float64 formula at timestep t. */
+double cvx_denoise_guidance(const cvx_denoise_params *p, int64_t timestep);
+
+/* prepare_latents: randn_tensor([nb, F, C, H, W], generator, float32) × init_noise_sigma (1.0). */
+void cvx_denoise_initial_latents(cvx_rng *g, float *latents, int64_t numel);
+
+/* Runs the loop. The scheduler is set to num_inference_steps here; `g` is the generator that drew the initial
+ * latents (the DPM scheduler keeps drawing from it; DDIM does not use it and it may be NULL).
+ * prompt / negative: [nb, L, Dt] (negative is required when guidance_scale > 1).
+ * latents: [nb, F, C, H, W], the initial noise in, the final latents out. A cancel gives CVX_ERR_CANCELLED with
+ * the latents of the last finished step. Errors are recorded in err. */
+cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_params *p, const float *prompt,
+                       const float *negative, int64_t nb, int64_t L, float *latents, int64_t F, int64_t H, int64_t W,
+                       cvx_rng *g, cvx_error *err);
+
+#endif
