@@ -10,6 +10,7 @@
  *  - bpe: highest score first, ties to the leftmost pair. */
 #include "text/spm.h"
 
+#include <errno.h>
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,7 +541,7 @@ cvx_status cvx_spm_load_memory(const void *data, size_t size, cvx_spm **out, cvx
 cvx_status cvx_spm_load_file(const char *path, cvx_spm **out, cvx_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return cvx_fail(err, CVX_ERR_IO, "spm: cannot open %s", path);
+    if (!f) return cvx_fail(err, CVX_ERR_IO, "spm: cannot open %s: %s", path, strerror(errno));
     uint8_t *data = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
