@@ -296,8 +296,8 @@ cvx_status cvx_model_expected_tensors(cvx_class cls, const cvx_config *cfg, cvx_
 }
 
 /* ---- checking weights ------------------------------------------------------------------------------------ */
-cvx_status cvx_model_check_weights(const char *component, const cvx_tensor_list *expected, const cvx_weights *w,
-                                   cvx_error *err) {
+cvx_status cvx_model_check_weights(const char *component, const char *where, const cvx_tensor_list *expected,
+                                   const cvx_weights *w, cvx_error *err) {
     cvx_status first = CVX_OK;
     int problems = 0;
     char msg[CVX_ERROR_MESSAGE_MAX], have[96], want[96];
@@ -309,7 +309,7 @@ cvx_status cvx_model_check_weights(const char *component, const cvx_tensor_list 
         cvx_shape_str(e->ndim, e->shape, want, sizeof want);
         if (!t) {
             st = CVX_ERR_NOT_FOUND;
-            snprintf(msg, sizeof msg, "%s: tensor \"%s\" %s is missing from the weights", component, e->name, want);
+            snprintf(msg, sizeof msg, "%s: tensor \"%s\" %s is missing from %s", component, e->name, want, where);
         } else if (t->dtype != CVX_DTYPE_F32 && t->dtype != CVX_DTYPE_F16 && t->dtype != CVX_DTYPE_BF16) {
             st = CVX_ERR_SHAPE;
             snprintf(msg, sizeof msg, "%s: tensor \"%s\" in %s has dtype %s (expected F32, F16 or BF16)", component,
@@ -404,7 +404,7 @@ static cvx_status open_weights(cvx_model_component *c, cvx_error *err) {
     cvx_weights *w;
     cvx_status st = cvx_weights_open(&w, c->dir, err);
     if (st) return cvx_error_prefix(err, "%s: ", c->name);
-    st = cvx_model_check_weights(c->name, &c->expected, w, err);
+    st = cvx_model_check_weights(c->name, c->dir, &c->expected, w, err);
     if (!st) {
         size_t n = cvx_weights_count(w);
         const char *files[256];

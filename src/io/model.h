@@ -109,9 +109,9 @@ void cvx_model_close(cvx_model *m);
 const cvx_model_component *cvx_model_component_get(const cvx_model *m, const char *name);
 
 /* Checks one component's weights against its expected tensors (exported for engine loaders that open the
- * weights themselves). Names the component in errors. */
-cvx_status cvx_model_check_weights(const char *component, const cvx_tensor_list *expected, const cvx_weights *w,
-                                   cvx_error *err);
+ * weights themselves). Errors name the component, the tensor and `where` (the weights' folder or file). */
+cvx_status cvx_model_check_weights(const char *component, const char *where, const cvx_tensor_list *expected,
+                                   const cvx_weights *w, cvx_error *err);
 
 /* ---- memory estimate for the default generation ---------------------------------------------------------- */
 typedef struct {
