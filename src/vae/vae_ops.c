@@ -1,0 +1,459 @@
+/* The VAE's conv engine, GroupNorm statistics and conv caches (see vae_ops.h for the layout). */
+#include "vae/vae_ops.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+
+cvx_status cvx__vact_alloc(cvx__vact *a, int64_t C, int64_t T, int64_t H, int64_t W, cvx_error *err) {
+    a->C = C;
+    a->T = T;
+    a->H = H;
+    a->W = W;
+    a->data = NULL;
+    int64_t n = C * T * H * W;
+    if (C <= 0 || T <= 0 || H <= 0 || W <= 0 || n / C / T / H != W)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "VAE: bad activation size %lldx%lldx%lldx%lld", (long long)C,
+                        (long long)T, (long long)H, (long long)W);
+    a->data = malloc((size_t)n * sizeof(float));
+    if (!a->data)
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a %lldx%lldx%lldx%lld activation (%.2f GB)",
+                        (long long)C, (long long)T, (long long)H, (long long)W, (double)n * 4 / 1e9);
+    return CVX_OK;
+}
+
+void cvx__vact_free(cvx__vact *a) {
+    free(a->data);
+    a->data = NULL;
+}
+
+int64_t cvx__vnearest(int64_t dst, int64_t in_size, int64_t out_size) {
+    /* ATen's nearest_idx: the same size and exact doubling are special-cased, otherwise
+     * floor(dst · (float)in/out) in float, clamped. */
+    if (out_size == in_size) return dst;
+    if (out_size == 2 * in_size) return dst >> 1;
+    float scale = (float)in_size / (float)out_size;
+    int64_t s = (int64_t)floorf((float)dst * scale);
+    return s < in_size - 1 ? s : in_size - 1;
+}
+
+void cvx__vxform_row(const cvx__vxform *xf, const cvx__vact *x, int64_t t, int64_t y, float *dst) {
+    const int64_t C = x->C, W = x->W;
+    const float *src = x->data + ((t * x->H + y) * W) * C;
+    const float *a = xf->a, *b = xf->b;
+    if (xf->zy) {
+        const float *zyr = xf->zy + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
+        const float *zbr = xf->zb + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
+        for (int64_t i = 0; i < W; i++) {
+            const float *s = src + i * C;
+            const float *zy = zyr + xf->xmap[i] * C, *zb = zbr + xf->xmap[i] * C;
+            float *d = dst + i * C;
+            for (int64_t c = 0; c < C; c++) {
+                float v = s[c] * a[c] + b[c];
+                d[c] = v * zy[c] + zb[c];
+            }
+        }
+    } else {
+        for (int64_t i = 0; i < W; i++) {
+            const float *s = src + i * C;
+            float *d = dst + i * C;
+            for (int64_t c = 0; c < C; c++) d[c] = s[c] * a[c] + b[c];
+        }
+    }
+    if (xf->silu) cvx_silu(NULL, dst, W * C);
+}
+
+/* ---- GroupNorm statistics ------------------------------------------------------------------------------ */
+
+#define GN_CHUNKS 64
+
+typedef struct {
+    const cvx__vact *x;
+    int64_t rows, nchunks;
+    double *part; /* [nchunks][2][C] */
+} gn_ctx;
+
+static void gn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    gn_ctx *g = arg;
+    const int64_t C = g->x->C, W = g->x->W;
+    for (int64_t ch = begin; ch < end; ch++) {
+        double *s = g->part + ch * 2 * C, *q = s + C;
+        memset(s, 0, (size_t)(2 * C) * sizeof(double));
+        int64_t r0 = g->rows * ch / g->nchunks, r1 = g->rows * (ch + 1) / g->nchunks;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *p = g->x->data + r * W * C;
+            for (int64_t i = 0; i < W; i++, p += C)
+                for (int64_t c = 0; c < C; c++) {
+                    double v = p[c];
+                    s[c] += v;
+                    q[c] += v * v;
+                }
+        }
+    }
+}
+
+cvx_status cvx__vgroupnorm_fold(cvx_pool *pool, const cvx__vact *x, int64_t groups, double eps, const float *gamma,
+                                const float *beta, float *a, float *b, cvx_error *err) {
+    const int64_t C = x->C, cg = C / groups;
+    gn_ctx g = {x, x->T * x->H, 0, NULL};
+    /* A fixed partition (not per thread) keeps the sums, and so the result, independent of the thread count. */
+    g.nchunks = g.rows < GN_CHUNKS ? g.rows : GN_CHUNKS;
+    g.part = malloc((size_t)(g.nchunks * 2 * C) * sizeof(double));
+    double *tot = calloc((size_t)(2 * C), sizeof(double));
+    if (!g.part || !tot) {
+        free(g.part);
+        free(tot);
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    }
+    cvx_pool_parallel_for(pool, g.nchunks, 1, gn_task, &g);
+    for (int64_t ch = 0; ch < g.nchunks; ch++)
+        for (int64_t c = 0; c < 2 * C; c++) tot[c] += g.part[ch * 2 * C + c];
+    const double n = (double)cg * (double)(x->T * x->H * x->W);
+    for (int64_t gi = 0; gi < groups; gi++) {
+        double s = 0, q = 0;
+        for (int64_t c = gi * cg; c < (gi + 1) * cg; c++) {
+            s += tot[c];
+            q += tot[C + c];
+        }
+        double mean = s / n, var = q / n - mean * mean;
+        if (var < 0) var = 0;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int64_t c = gi * cg; c < (gi + 1) * cg; c++) {
+            double sc = rstd * (double)gamma[c];
+            a[c] = (float)sc;
+            b[c] = (float)((double)beta[c] - mean * sc);
+        }
+    }
+    free(g.part);
+    free(tot);
+    return CVX_OK;
+}
+
+/* ---- conv caches --------------------------------------------------------------------------------------- */
+
+struct cvx__vcache {
+    int n;
+    int64_t *elems; /* per slot: 2 frames */
+    int *valid;
+    float **mem;
+    int fd;          /* spill file, -1 = memory */
+    int64_t *offset; /* per slot, bytes */
+    int64_t file_end;
+};
+
+cvx_status cvx__vcache_new(cvx__vcache **out, int nslots, const char *spill_dir, cvx_error *err) {
+    *out = NULL;
+    cvx__vcache *c = calloc(1, sizeof *c);
+    if (!c) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    c->n = nslots;
+    c->fd = -1;
+    c->elems = calloc((size_t)nslots + 1, sizeof *c->elems);
+    c->valid = calloc((size_t)nslots + 1, sizeof *c->valid);
+    c->mem = calloc((size_t)nslots + 1, sizeof *c->mem);
+    c->offset = calloc((size_t)nslots + 1, sizeof *c->offset);
+    if (!c->elems || !c->valid || !c->mem || !c->offset) {
+        cvx__vcache_free(c);
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    }
+    if (spill_dir) {
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/cvx-vae-cache-XXXXXX", spill_dir) >= sizeof path) {
+            cvx__vcache_free(c);
+            return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "VAE: spill directory path too long");
+        }
+        c->fd = mkstemp(path);
+        if (c->fd < 0) {
+            int e = errno;
+            cvx__vcache_free(c);
+            return cvx_fail(err, CVX_ERR_IO, "VAE: cannot create a conv-cache file in %s: %s", spill_dir, strerror(e));
+        }
+        unlink(path); /* gone when closed, even after a crash */
+    }
+    *out = c;
+    return CVX_OK;
+}
+
+void cvx__vcache_clear(cvx__vcache *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) {
+        free(c->mem[i]);
+        c->mem[i] = NULL;
+        c->valid[i] = 0;
+        c->elems[i] = 0;
+        c->offset[i] = 0;
+    }
+    if (c->fd >= 0 && c->file_end) {
+        c->file_end = 0;
+        if (ftruncate(c->fd, 0)) { /* only frees disk space early; the file is unlinked anyway */
+        }
+    }
+}
+
+void cvx__vcache_free(cvx__vcache *c) {
+    if (!c) return;
+    if (c->mem)
+        for (int i = 0; i < c->n; i++) free(c->mem[i]);
+    if (c->fd >= 0) close(c->fd);
+    free(c->elems);
+    free(c->valid);
+    free(c->mem);
+    free(c->offset);
+    free(c);
+}
+
+int cvx__vcache_valid(const cvx__vcache *c, int slot) { return c && slot >= 0 && slot < c->n && c->valid[slot]; }
+
+static int io_full(int fd, void *buf, size_t n, off_t off, int write) {
+    char *p = buf;
+    while (n) {
+        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+        ssize_t r = write ? pwrite(fd, p, chunk, off) : pread(fd, p, chunk, off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r;
+        n -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+/* Makes `slot` hold 2 frames of frame_elems (keeping its content when the size is unchanged). */
+static cvx_status cache_prepare(cvx__vcache *c, int slot, int64_t frame_elems, cvx_error *err) {
+    int64_t elems = 2 * frame_elems;
+    if (c->elems[slot] == elems && (c->fd >= 0 || c->mem[slot])) return CVX_OK;
+    c->valid[slot] = 0;
+    c->elems[slot] = elems;
+    if (c->fd >= 0) {
+        c->offset[slot] = c->file_end;
+        c->file_end += elems * (int64_t)sizeof(float);
+        return CVX_OK;
+    }
+    free(c->mem[slot]);
+    c->mem[slot] = malloc((size_t)elems * sizeof(float));
+    if (!c->mem[slot])
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a conv cache (%.2f GB)",
+                        (double)elems * 4 / 1e9);
+    return CVX_OK;
+}
+
+static int cache_rw(cvx__vcache *c, int slot, int64_t off_elems, int64_t n, float *buf, int write) {
+    if (c->fd < 0) {
+        float *p = c->mem[slot] + off_elems;
+        if (write)
+            memcpy(p, buf, (size_t)n * sizeof(float));
+        else
+            memcpy(buf, p, (size_t)n * sizeof(float));
+        return 0;
+    }
+    return io_full(c->fd, buf, (size_t)n * sizeof(float), (off_t)(c->offset[slot] + off_elems * (int64_t)sizeof(float)),
+                   write);
+}
+
+/* ---- weights ------------------------------------------------------------------------------------------- */
+
+float *cvx__vpack_conv(const cvx_tensor *w, int64_t cout, int64_t cin, int kt) {
+    int64_t n = cout * cin * kt * 9;
+    float *full = malloc((size_t)n * sizeof(float));
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!full || !p) {
+        free(full);
+        free(p);
+        return NULL;
+    }
+    cvx_to_f32(NULL, full, w); /* [Cout][Cin][kt][3][3] */
+    for (int64_t o = 0; o < cout; o++)
+        for (int64_t i = 0; i < cin; i++)
+            for (int dt = 0; dt < kt; dt++)
+                for (int dy = 0; dy < 3; dy++)
+                    for (int dx = 0; dx < 3; dx++)
+                        p[(((int64_t)(dt * 3 + dy) * cout + o) * 3 + dx) * cin + i] =
+                            full[(((o * cin + i) * kt + dt) * 3 + dy) * 3 + dx];
+    free(full);
+    return p;
+}
+
+/* ---- the conv engine ----------------------------------------------------------------------------------- */
+
+#define BAND_ROWS 4 /* output rows per task: the gathered rows are shared by the band's outputs */
+
+typedef struct {
+    const cvx__vconv *cv;
+    const cvx_kernel_table *kt;
+    int64_t Cin, Hv, Wv, Wp, Ho, Wo, pad, nbands;
+    int64_t t;       /* output frame */
+    float *out;      /* where frame t goes */
+    float **scratch; /* per thread: patch + one transformed source row */
+    int64_t patch_elems;
+    int *failed;     /* per thread: a cache read failed */
+} conv_ctx;
+
+/* The input frame for output frame t, temporal tap dt: source frame index, or -1 - j for cache frame j. */
+static int64_t tap_frame(const conv_ctx *x, int64_t t, int dt) {
+    const cvx__vconv *cv = x->cv;
+    if (cv->kt == 1) return cv->tmap ? cv->tmap[t] : t;
+    int64_t p = t + dt; /* index into the front-padded sequence */
+    if (p >= 2) return p - 2;
+    if (cvx__vcache_valid(cv->cache, cv->slot)) return -1 - p;
+    return 0; /* no context yet: replicas of frame 0 */
+}
+
+/* Gathers source row r of frame f (transformed) into dst (W·Cin values, duplicated to 2W when up2x). */
+static int gather_row(const conv_ctx *x, int64_t f, int64_t r, float *dst, float *tmp) {
+    const cvx__vconv *cv = x->cv;
+    const cvx__vact *s = cv->src;
+    const int64_t C = s->C, W = s->W;
+    if (f < 0) { /* cache frame: already the conv's input */
+        return cache_rw(cv->cache, cv->slot, (-1 - f) * s->H * W * C + r * W * C, W * C, dst, 0);
+    }
+    const float *row;
+    if (cv->xf) {
+        float *o = cv->up2x ? tmp : dst;
+        cvx__vxform_row(cv->xf, s, f, r, o);
+        row = o;
+    } else {
+        row = s->data + ((f * s->H + r) * W) * C;
+        if (!cv->up2x) {
+            memcpy(dst, row, (size_t)(W * C) * sizeof(float));
+            return 0;
+        }
+    }
+    if (cv->up2x)
+        for (int64_t i = 0; i < W; i++) {
+            memcpy(dst + (2 * i) * C, row + i * C, (size_t)C * sizeof(float));
+            memcpy(dst + (2 * i + 1) * C, row + i * C, (size_t)C * sizeof(float));
+        }
+    return 0;
+}
+
+static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    conv_ctx *x = arg;
+    const cvx__vconv *cv = x->cv;
+    const int64_t Cin = x->Cin, Cout = cv->cout, Wp = x->Wp, Wo = x->Wo, K = 3 * Cin, st = cv->stride;
+    float *patch = x->scratch[thread_index], *tmp = patch + x->patch_elems;
+    for (int64_t band = begin; band < end; band++) {
+        int64_t y0 = band * BAND_ROWS, rows = x->Ho - y0 < BAND_ROWS ? x->Ho - y0 : BAND_ROWS;
+        int64_t nrows = (rows - 1) * st + 3;
+        /* Gather: patch[dt][rr][Wp][Cin], zero outside the (virtual) input. */
+        for (int dt = 0; dt < cv->kt; dt++) {
+            int64_t f = tap_frame(x, x->t, dt);
+            for (int64_t rr = 0; rr < nrows; rr++) {
+                float *prow = patch + ((dt * nrows + rr) * Wp) * Cin;
+                int64_t iy = y0 * st - x->pad + rr;
+                if (iy < 0 || iy >= x->Hv) {
+                    memset(prow, 0, (size_t)(Wp * Cin) * sizeof(float));
+                    continue;
+                }
+                if (x->pad) memset(prow, 0, (size_t)Cin * sizeof(float));
+                memset(prow + (x->pad + x->Wv) * Cin, 0, (size_t)((Wp - x->pad - x->Wv) * Cin) * sizeof(float));
+                if (gather_row(x, f, cv->up2x ? iy / 2 : iy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
+            }
+        }
+        for (int64_t yo = y0; yo < y0 + rows; yo++) {
+            float *crow = x->out + yo * Wo * Cout;
+            int acc = 0;
+            for (int dt = 0; dt < cv->kt; dt++)
+                for (int dy = 0; dy < 3; dy++) {
+                    const float *A = patch + ((dt * nrows + (yo - y0) * st + dy) * Wp) * Cin;
+                    const float *B = cv->w + (int64_t)(dt * 3 + dy) * Cout * K;
+                    x->kt->gemm_f32(Wo, Cout, K, A, st * Cin, B, K, crow, Cout, acc);
+                    acc = 1;
+                }
+            if (cv->res) {
+                const cvx__vact *r = cv->res;
+                const float *rrow = r->data + ((x->t * r->H + yo) * r->W) * r->C;
+                if (cv->wsc)
+                    x->kt->gemm_f32(Wo, Cout, r->C, rrow, r->C, cv->wsc, r->C, crow, Cout, 1);
+                else
+                    for (int64_t i = 0; i < Wo * Cout; i++) crow[i] += rrow[i];
+            }
+            if (cv->bias || cv->bsc)
+                for (int64_t i = 0; i < Wo; i++) {
+                    float *c = crow + i * Cout;
+                    if (cv->bias)
+                        for (int64_t o = 0; o < Cout; o++) c[o] += cv->bias[o];
+                    if (cv->bsc)
+                        for (int64_t o = 0; o < Cout; o++) c[o] += cv->bsc[o];
+                }
+        }
+    }
+}
+
+int64_t cvx__vconv_out_size(const cvx__vconv *cv, int64_t n) {
+    int64_t padded = cv->pad_right_only ? n + 1 : n + 2;
+    return (padded - 3) / cv->stride + 1;
+}
+
+/* Stores the last 2 frames of the front-padded, transformed input as the next batch's context. */
+static cvx_status store_cache(conv_ctx *x, cvx_error *err) {
+    const cvx__vconv *cv = x->cv;
+    const cvx__vact *s = cv->src;
+    const int64_t rowe = s->W * s->C, frame = s->H * rowe;
+    int had = cvx__vcache_valid(cv->cache, cv->slot);
+    cvx_status st = cache_prepare(cv->cache, cv->slot, frame, err);
+    if (st) return st;
+    if (had && !cvx__vcache_valid(cv->cache, cv->slot)) had = 0; /* resized: the old context is gone */
+    float *row = x->scratch[0], *tmp = row + rowe;
+    for (int j = 0; j < 2; j++) {
+        int64_t p = s->T + j; /* padded index of the frame that becomes cache frame j */
+        int64_t f = p >= 2 ? p - 2 : had ? -1 - p : 0;
+        for (int64_t r = 0; r < s->H; r++) {
+            if (gather_row(x, f, r, row, tmp) || cache_rw(cv->cache, cv->slot, j * frame + r * rowe, rowe, row, 1))
+                return cvx_fail(err, CVX_ERR_IO, "VAE: conv cache I/O failed: %s", strerror(errno));
+        }
+    }
+    cv->cache->valid[cv->slot] = 1;
+    return CVX_OK;
+}
+
+cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) {
+    const cvx__vact *s = cv->src;
+    conv_ctx x = {0};
+    x.cv = cv;
+    x.kt = cvx_kernels_active();
+    x.Cin = s->C;
+    x.Hv = cv->up2x ? 2 * s->H : s->H;
+    x.Wv = cv->up2x ? 2 * s->W : s->W;
+    x.pad = cv->pad_right_only ? 0 : 1;
+    x.Wp = x.Wv + (cv->pad_right_only ? 1 : 2);
+    x.Ho = cvx__vconv_out_size(cv, x.Hv);
+    x.Wo = cvx__vconv_out_size(cv, x.Wv);
+    x.nbands = (x.Ho + BAND_ROWS - 1) / BAND_ROWS;
+    int64_t band_rows = ((x.Ho < BAND_ROWS ? x.Ho : BAND_ROWS) - 1) * cv->stride + 3;
+    x.patch_elems = cv->kt * band_rows * x.Wp * x.Cin;
+    int64_t row_elems = s->W * s->C;
+    int nth = cvx_pool_size(pool);
+    int64_t scratch_elems = x.patch_elems + row_elems;
+    if (scratch_elems < 2 * row_elems) scratch_elems = 2 * row_elems; /* store_cache: row + tmp */
+    const int64_t out_frame = x.Ho * x.Wo * cv->cout;
+    float *stage = NULL;
+    x.scratch = calloc((size_t)nth, sizeof(float *));
+    x.failed = calloc((size_t)nth, sizeof(int));
+    cvx_status st = CVX_OK;
+    if (!x.scratch || !x.failed) st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    for (int i = 0; !st && i < nth; i++)
+        if (!(x.scratch[i] = malloc((size_t)scratch_elems * sizeof(float))))
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
+    if (!st && cv->inplace && !(stage = malloc((size_t)out_frame * sizeof(float))))
+        st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a staged frame (%.2f GB)",
+                      (double)out_frame * 4 / 1e9);
+    for (int64_t t = 0; !st && t < cv->T_out; t++) {
+        x.t = t;
+        x.out = cv->inplace ? stage : cv->dst + t * out_frame;
+        cvx_pool_parallel_for(pool, x.nbands, 1, conv_task, &x);
+        for (int i = 0; i < nth; i++)
+            if (x.failed[i]) st = cvx_fail(err, CVX_ERR_IO, "VAE: reading a conv cache failed: %s", strerror(errno));
+        if (!st && cv->inplace) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
+    }
+    if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(&x, err);
+    if (x.scratch)
+        for (int i = 0; i < nth; i++) free(x.scratch[i]);
+    free(x.scratch);
+    free(x.failed);
+    free(stage);
+    return st;
+}
