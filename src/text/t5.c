@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/log.h"
@@ -278,6 +280,25 @@ static void activation(cvx_pool *pool, t5_act act, float *x, const float *mul, i
     cvx_pool_parallel_for(pool, n, 1 << 14, act_task, &c);
 }
 
+/* Asks the kernel to start reading a weight's pages from the file (MADV_WILLNEED is asynchronous readahead).
+ * Touching a cold mmap'd checkpoint page by page reads it several times slower than the disk streams, so the
+ * next block's weights are requested while the current block computes. Advice only: failures are ignored. */
+static void prefetch(const cvx_tensor *t) {
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    uintptr_t lo = (uintptr_t)t->data & ~(uintptr_t)(page - 1);
+    uintptr_t hi = (uintptr_t)t->data + cvx_tensor_nbytes(t);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
+}
+
+static void prefetch_block(const cvx_t5 *m, int64_t i) {
+    if (i < 0 || i >= m->cfg.num_layers) return;
+    const t5_block *b = &m->blocks[i];
+    const cvx_tensor *ts[] = {&b->q, &b->k, &b->v, &b->o, &b->wi0, &b->wi1, &b->wo};
+    for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++)
+        if (ts[j]->data) prefetch(ts[j]);
+}
+
 static void add_inplace(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -425,9 +446,11 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         tap_f32(&tp, "embeddings", x, 3, shape);
     }
 
+    prefetch_block(m, 0);
     for (int64_t li = 0; li < c->num_layers && !tp.st; li++) {
         const t5_block *b = &m->blocks[li];
         double tb = cvx_time_seconds();
+        prefetch_block(m, li + 1);
         /* Self-attention sub-layer. */
         cvx_rmsnorm(pool, n, x, T, D, b->ln_attn, m->eps);
         tap_block(&tp, li, "attn_layernorm_out", n, B, L, D);
