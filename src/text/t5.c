@@ -284,8 +284,8 @@ static void activation(cvx_pool *pool, t5_act act, float *x, const float *mul, i
  * Touching a cold mmap'd checkpoint page by page reads it several times slower than the disk streams, so the
  * next block's weights are requested while the current block computes. Advice only: failures are ignored. */
 static void prefetch(const cvx_tensor *t) {
-    static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
     uintptr_t lo = (uintptr_t)t->data & ~(uintptr_t)(page - 1);
     uintptr_t hi = (uintptr_t)t->data + cvx_tensor_nbytes(t);
     if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
