@@ -139,6 +139,10 @@ typedef struct {
 typedef void (*cvx_progress_fn)(const cvx_progress *progress, void *user_data);
 /* Polled between transformer blocks and between VAE batches: return non-zero to cancel. */
 typedef int (*cvx_cancel_fn)(void *user_data);
+/* Called after every completed denoising step with the state needed to resume from it (an opaque, versioned
+ * blob: latents, scheduler state, generator state, and a digest of the parameters it belongs to). Store it
+ * atomically; returning an error fails the generation. */
+typedef cvx_status (*cvx_checkpoint_fn)(const void *state, size_t size, int step, int steps, void *user_data);
 
 typedef struct {
     const char *prompt;
@@ -159,6 +163,12 @@ typedef struct {
     void *progress_user_data;
     cvx_cancel_fn should_cancel;
     void *cancel_user_data;
+    cvx_checkpoint_fn checkpoint; /* NULL: no checkpoints */
+    void *checkpoint_user_data;
+    /* A blob a checkpoint callback received for the same parameters: the generation continues after that step
+     * and produces exactly the video an uninterrupted run would. A blob for other parameters is refused. */
+    const void *resume_state;
+    size_t resume_state_size;
 } cvx_generate_params;
 
 cvx_generate_params cvx_generate_params_default(void);
