@@ -279,12 +279,14 @@ float *cvx__vpack_conv(const cvx_tensor *w, int64_t cout, int64_t cin, int kt) {
 
 /* ---- the conv engine ----------------------------------------------------------------------------------- */
 
-#define BAND_ROWS 4 /* output rows per task: the gathered rows are shared by the band's outputs */
+/* Output rows per task: the gathered (transformed) input rows are shared by the band's outputs and the GEMMs
+ * get about this many rows of A. */
+#define BAND_PIXELS 768
 
 typedef struct {
     const cvx__vconv *cv;
     const cvx_kernel_table *kt;
-    int64_t Cin, Hv, Wv, Wp, Ho, Wo, pad, nbands;
+    int64_t Cin, Hv, Wv, Wp, Ho, Wo, pad, band, nbands, row_elems;
     int64_t t;       /* output frame */
     float *out;      /* where frame t goes */
     float **scratch; /* per thread: patch + one transformed source row */
@@ -334,9 +336,9 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     conv_ctx *x = arg;
     const cvx__vconv *cv = x->cv;
     const int64_t Cin = x->Cin, Cout = cv->cout, Wp = x->Wp, Wo = x->Wo, K = 3 * Cin, st = cv->stride;
-    float *patch = x->scratch[thread_index], *tmp = patch + x->patch_elems;
+    float *patch = x->scratch[thread_index], *tmp = patch + x->patch_elems, *ctmp = tmp + x->row_elems;
     for (int64_t band = begin; band < end; band++) {
-        int64_t y0 = band * BAND_ROWS, rows = x->Ho - y0 < BAND_ROWS ? x->Ho - y0 : BAND_ROWS;
+        int64_t y0 = band * x->band, rows = x->Ho - y0 < x->band ? x->Ho - y0 : x->band;
         int64_t nrows = (rows - 1) * st + 3;
         /* Gather: patch[dt][rr][Wp][Cin], zero outside the (virtual) input. */
         for (int dt = 0; dt < cv->kt; dt++) {
@@ -353,10 +355,26 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
                 if (gather_row(x, f, cv->up2x ? iy / 2 : iy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
             }
         }
+        if (st == 1) {
+            /* One GEMM per tap over the whole band: A's rows run through the gathered rows back to back, so
+             * the 2 padding pixels of each row give 2 discarded outputs, and the weights are packed once per
+             * band instead of once per row. */
+            const int64_t M = (rows - 1) * Wp + Wo;
+            int acc = 0;
+            for (int dt = 0; dt < cv->kt; dt++)
+                for (int dy = 0; dy < 3; dy++) {
+                    const float *A = patch + ((dt * nrows + dy) * Wp) * Cin;
+                    const float *B = cv->w + (int64_t)(dt * 3 + dy) * Cout * K;
+                    x->kt->gemm_f32(M, Cout, K, A, Cin, B, K, ctmp, Cout, acc);
+                    acc = 1;
+                }
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(x->out + (y0 + r) * Wo * Cout, ctmp + r * Wp * Cout, (size_t)(Wo * Cout) * sizeof(float));
+        }
         for (int64_t yo = y0; yo < y0 + rows; yo++) {
             float *crow = x->out + yo * Wo * Cout;
             int acc = 0;
-            for (int dt = 0; dt < cv->kt; dt++)
+            for (int dt = 0; st != 1 && dt < cv->kt; dt++)
                 for (int dy = 0; dy < 3; dy++) {
                     const float *A = patch + ((dt * nrows + (yo - y0) * st + dy) * Wp) * Cin;
                     const float *B = cv->w + (int64_t)(dt * 3 + dy) * Cout * K;
@@ -422,13 +440,16 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
     x.Wp = x.Wv + (cv->pad_right_only ? 1 : 2);
     x.Ho = cvx__vconv_out_size(cv, x.Hv);
     x.Wo = cvx__vconv_out_size(cv, x.Wv);
-    x.nbands = (x.Ho + BAND_ROWS - 1) / BAND_ROWS;
-    int64_t band_rows = ((x.Ho < BAND_ROWS ? x.Ho : BAND_ROWS) - 1) * cv->stride + 3;
-    x.patch_elems = cv->kt * band_rows * x.Wp * x.Cin;
-    int64_t row_elems = s->W * s->C;
     int nth = cvx_pool_size(pool);
-    int64_t scratch_elems = x.patch_elems + row_elems;
-    if (scratch_elems < 2 * row_elems) scratch_elems = 2 * row_elems; /* store_cache: row + tmp */
+    x.band = (BAND_PIXELS + x.Wp - 1) / x.Wp;
+    if (x.band > (x.Ho + 2 * nth - 1) / (2 * nth)) x.band = (x.Ho + 2 * nth - 1) / (2 * nth); /* >= 2 tasks/thread */
+    if (x.band < 1) x.band = 1;
+    x.nbands = (x.Ho + x.band - 1) / x.band;
+    int64_t band_rows = (x.band - 1) * cv->stride + 3;
+    x.patch_elems = cv->kt * band_rows * x.Wp * x.Cin;
+    x.row_elems = s->W * s->C;
+    int64_t scratch_elems = x.patch_elems + x.row_elems + (cv->stride == 1 ? x.band * x.Wp * cv->cout : 0);
+    if (scratch_elems < 2 * x.row_elems) scratch_elems = 2 * x.row_elems; /* store_cache: row + tmp */
     const int64_t out_frame = x.Ho * x.Wo * cv->cout;
     float *stage = NULL;
     x.scratch = calloc((size_t)nth, sizeof(float *));
