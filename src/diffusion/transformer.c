@@ -393,32 +393,43 @@ void cvx_dit_timestep_proj(const int64_t *t, int64_t n, int dim, int flip_sin_to
     }
 }
 
-/* get_1d_sincos_pos_embed_from_grid for one position: [sin(pos·ω_k) | cos(pos·ω_k)], ω_k = 10000^(−k/(d/2))
- * in float64, stored as float32. */
-static void sincos_1d(int d, float pos, float *out) {
+/* get_1d_sincos_pos_embed_from_grid for positions 0..n-1 (pos = fl32(i / scale)): out [n, d] rows
+ * [sin(pos·ω_k) | cos(pos·ω_k)], ω_k = 10000^(−k/(d/2)) in float64, stored as float32. */
+static void sincos_axis(int d, int64_t n, float scale, float *out) {
     int h = d / 2;
-    for (int k = 0; k < h; k++) {
-        double omega = 1.0 / pow(10000.0, (double)k / ((double)d / 2.0));
-        double a = (double)pos * omega;
-        out[k] = (float)sin(a);
-        out[h + k] = (float)cos(a);
+    for (int64_t i = 0; i < n; i++) {
+        double pos = (double)((float)i / scale); /* numpy: float32 arange / python float → float32 */
+        for (int k = 0; k < h; k++) {
+            double a = pos * (1.0 / pow(10000.0, (double)k / ((double)d / 2.0)));
+            out[i * d + k] = (float)sin(a);
+            out[i * d + h + k] = (float)cos(a);
+        }
     }
 }
 
-void cvx_dit_sincos_table(int D, int64_t F, int64_t Hp, int64_t Wp, double spatial_scale, double temporal_scale,
-                          float *out) {
-    int dt = D / 4, ds = 3 * D / 4, dhalf = ds / 2;
-    /* numpy: float32 arange / python float → float32 positions */
-    float ss = (float)spatial_scale, ts = (float)temporal_scale;
+cvx_status cvx_dit_sincos_table(int D, int64_t F, int64_t Hp, int64_t Wp, double spatial_scale, double temporal_scale,
+                                float *out) {
+    int dt = D / 4, dh = 3 * D / 4 / 2;
+    float *tt = malloc(sizeof(float) * (size_t)(F * dt)), *tx = malloc(sizeof(float) * (size_t)(Wp * dh));
+    float *ty = malloc(sizeof(float) * (size_t)(Hp * dh));
+    if (!tt || !tx || !ty) {
+        free(tt), free(tx), free(ty);
+        return CVX_ERR_OUT_OF_MEMORY;
+    }
+    sincos_axis(dt, F, (float)temporal_scale, tt);
+    sincos_axis(dh, Wp, (float)spatial_scale, tx);
+    sincos_axis(dh, Hp, (float)spatial_scale, ty);
     for (int64_t f = 0; f < F; f++)
         for (int64_t y = 0; y < Hp; y++)
             for (int64_t x = 0; x < Wp; x++) {
                 float *row = out + ((f * Hp + y) * Wp + x) * D;
-                sincos_1d(dt, (float)f / ts, row);
-                /* meshgrid(w, h): the first spatial half encodes the column (x), the second the row (y) */
-                sincos_1d(dhalf, (float)x / ss, row + dt);
-                sincos_1d(dhalf, (float)y / ss, row + dt + dhalf);
+                /* [temporal | spatial]; meshgrid(w, h): the first spatial half encodes the column (x) */
+                memcpy(row, tt + f * dt, sizeof(float) * (size_t)dt);
+                memcpy(row + dt, tx + x * dh, sizeof(float) * (size_t)dh);
+                memcpy(row + dt + dh, ty + y * dh, sizeof(float) * (size_t)dh);
             }
+    free(tt), free(tx), free(ty);
+    return CVX_OK;
 }
 
 double cvx_dit_flops(const cvx_dit_config *c, int64_t B, int64_t F, int64_t H, int64_t W, int64_t L) {
@@ -635,8 +646,9 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     if (!cfg->use_rotary_positional_embeddings) {
         /* v0.30.3 recomputes the table for the runtime F/H/W; at the config's sample size that equals the buffer */
         float *pos = q;
-        cvx_dit_sincos_table((int)D, F, Hp, Wp, cfg->spatial_interpolation_scale, cfg->temporal_interpolation_scale,
-                             pos);
+        if (cvx_dit_sincos_table((int)D, F, Hp, Wp, cfg->spatial_interpolation_scale,
+                                 cfg->temporal_interpolation_scale, pos) != CVX_OK)
+            return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "transformer: out of memory for the sincos table");
         int64_t pshape[2] = {N, D};
         if ((st = tap_emit(&f, "pos_embedding", pos, 2, pshape)) != CVX_OK) return st;
         for (int64_t b = 0; b < B; b++) {

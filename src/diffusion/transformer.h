@@ -113,8 +113,8 @@ void cvx_dit_timestep_proj(const int64_t *t, int64_t n, int dim, int flip_sin_to
 
 /* The video rows of the 2b sincos table for an F × Hp × Wp token grid: out [F·Hp·Wp, D]
  * (get_3d_sincos_pos_embed: [temporal D/4 | spatial 3D/4], spatial = [x-coordinate | y-coordinate] halves,
- * each [sin | cos]). D must be a multiple of 16. */
-void cvx_dit_sincos_table(int D, int64_t F, int64_t Hp, int64_t Wp, double spatial_scale, double temporal_scale,
-                          float *out);
+ * each [sin | cos]). D must be a multiple of 16. Fails only when out of memory. */
+cvx_status cvx_dit_sincos_table(int D, int64_t F, int64_t Hp, int64_t Wp, double spatial_scale, double temporal_scale,
+                                float *out);
 
 #endif
