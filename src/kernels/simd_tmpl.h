@@ -91,6 +91,8 @@ ALWAYS_INLINE void store_row(float *c, V v, int n, int accumulate, const float *
 ALWAYS_INLINE void ukernel_m(const int m, int64_t k, const float *a, int64_t as, const float *b, float *C,
                              int64_t ldc, int n, int accumulate, const float *bias) {
     V c0[MR], c1[MR];
+    /* Unrolled before loop distribution sees it, so the zeroing is not turned into a memset of a stack copy. */
+#pragma GCC unroll 16
     for (int i = 0; i < m; i++) c0[i] = c1[i] = v_zero();
     for (int64_t p = 0; p < k; p++, a += as, b += NR) {
         V b0 = v_load(b), b1 = v_load(b + VW);
@@ -186,25 +188,31 @@ static void silu(float *x, int64_t n) {
 
 static void softmax_tile(float *st, int64_t ld, int64_t nk, int64_t nq, float scale, float *mx, float *l,
                          float *corr) {
+    /* For scale > 0, max(scale·s) = scale·max(s): the scaling folds into the exp argument (one fma), so
+     * the scores are read twice and written once. */
+    int folded = scale > 0.0f;
+    V vs = v_set1(scale);
     for (int64_t i0 = 0; i0 < nq; i0 += VW) {
         int cnt = nq - i0 < VW ? (int)(nq - i0) : VW;
-        V m_old = v_loadn(mx + i0, cnt), m = m_old, vs = v_set1(scale);
+        V m_old = v_loadn(mx + i0, cnt), m = v_set1(-INFINITY);
         for (int64_t j = 0; j < nk; j++) {
             float *row = st + j * ld + i0;
             V s = v_loadn(row, cnt);
-            if (scale != 1.0f) {
+            if (!folded) {
                 s = v_mul(s, vs);
                 v_storen(row, s, cnt);
             }
             m = v_max(m, s);
         }
+        if (folded) m = v_mul(m, vs);
+        m = v_max(m_old, m);
         /* A column that is still all -inf keeps finite exp() arguments (its weights are 0). */
         V use = v_neg_inf_to_zero(m);
         V cr = v_exp(v_sub(m_old, use));
-        V sum = v_zero();
+        V sum = v_zero(), neg_use = v_sub(v_zero(), use), one = v_set1(folded ? scale : 1.0f);
         for (int64_t j = 0; j < nk; j++) {
             float *row = st + j * ld + i0;
-            V p = v_exp(v_sub(v_loadn(row, cnt), use));
+            V p = v_exp(v_fma(v_loadn(row, cnt), one, neg_use));
             v_storen(row, p, cnt);
             sum = v_add(sum, p);
         }
