@@ -484,9 +484,11 @@ static void test_random_models(cvx_pool *pool) {
     json_object_set_new(v[2].cfg, "attention_head_dim", json_integer(4));
     json_object_set_new(v[2].cfg, "num_layers", json_integer(1));
     json_object_set_new(v[2].cfg, "norm_eps", json_real(1e-3));
-    /* no blocks at all: embedding + output head only */
-    v[3] = (variant){"zero layers (embeddings and output head only)", base_config(), CVX_DTYPE_F32, 2, 1, 4, 6, 5};
-    json_object_set_new(v[3].cfg, "num_layers", json_integer(0));
+    /* a single frame at the config's own sample size (the table the reference keeps as a buffer), three layers */
+    v[3] = (variant){"sincos at the sample size, 1 frame, 3 layers, swish", base_config(), CVX_DTYPE_F32, 2, 1, 4, 6, 5};
+    json_object_set_new(v[3].cfg, "sample_frames", json_integer(1));
+    json_object_set_new(v[3].cfg, "num_layers", json_integer(3));
+    json_object_set_new(v[3].cfg, "timestep_activation_fn", json_string("swish"));
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) run_variant(&v[i], pool);
 }
 
@@ -526,7 +528,16 @@ static void test_validation(void) {
     expect_config_error("norm_eps", json_string("x"), CVX_ERR_FORMAT, "norm_eps");
     expect_config_error("activation_fn", json_string("relu"), CVX_ERR_UNSUPPORTED, "relu");
     expect_config_error("timestep_activation_fn", json_string("mish"), CVX_ERR_UNSUPPORTED, "mish");
-    expect_config_error("use_learned_positional_embeddings", json_true(), CVX_ERR_UNSUPPORTED, "learned");
+    expect_config_error("spatial_interpolation_scale", json_real(0.0), CVX_ERR_FORMAT, "interpolation");
+    expect_config_error("num_layers", json_integer(100000), CVX_ERR_FORMAT, "num_layers");
+    expect_config_error("use_learned_positional_embeddings", json_true(), CVX_ERR_FORMAT, "learned"); /* sincos */
+    {
+        json_t *jl = base_config();
+        json_object_set_new(jl, "use_rotary_positional_embeddings", json_true());
+        json_object_set_new(jl, "use_learned_positional_embeddings", json_true()); /* 5b-I2V */
+        CHECK(cvx_dit_config_parse(&c, jl, &err) == CVX_ERR_UNSUPPORTED && strstr(err.message, "learned"));
+        json_decref(jl);
+    }
     expect_config_error("patch_size_t", json_integer(2), CVX_ERR_UNSUPPORTED, "patch_size_t");
     expect_config_error("_class_name", json_string("AutoencoderKLCogVideoX"), CVX_ERR_FORMAT, "AutoencoderKLCogVideoX");
     expect_config_error("num_attention_heads", json_integer(3), CVX_ERR_FORMAT, "divisible by 16"); /* 24 sincos */

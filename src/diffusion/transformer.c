@@ -12,11 +12,11 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "io/config.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 
 #define DIT_MAX_DIM (1 << 20)
-#define DIT_MAX_LAYERS 512
 #define DIT_FF_ROWS 2048 /* feed-forward rows per chunk: the [rows, 4D] hidden stays a few tens of MB */
 
 typedef struct {
@@ -61,131 +61,62 @@ struct cvx_dit {
 
 /* ---- config -------------------------------------------------------------------------------------------- */
 
-static cvx_status cfg_int(const json_t *j, const char *key, int def, int min, int max, int *out, cvx_error *err) {
-    json_t *v = json_object_get(j, key);
-    if (!v) {
-        *out = def;
-        return CVX_OK;
-    }
-    double d;
-    if (json_is_integer(v))
-        d = (double)json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)))
-        d = json_real_value(v);
-    else
-        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be an integer", key);
-    if (d < min || d > max)
-        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" = %.17g is outside [%d, %d]", key, d, min,
-                        max);
-    *out = (int)d;
-    return CVX_OK;
-}
-
-static cvx_status cfg_float(const json_t *j, const char *key, double def, double min, double max, double *out,
-                            cvx_error *err) {
-    json_t *v = json_object_get(j, key);
-    if (!v) {
-        *out = def;
-        return CVX_OK;
-    }
-    if (!json_is_number(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be a number", key);
-    double d = json_number_value(v);
-    if (!(d >= min && d <= max))
-        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" = %.17g is outside [%g, %g]", key, d, min,
-                        max);
-    *out = d;
-    return CVX_OK;
-}
-
-static cvx_status cfg_bool(const json_t *j, const char *key, int def, int *out, cvx_error *err) {
-    json_t *v = json_object_get(j, key);
-    if (!v) {
-        *out = def;
-        return CVX_OK;
-    }
-    if (!json_is_boolean(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be true/false", key);
-    *out = json_is_true(v);
-    return CVX_OK;
-}
-
-static cvx_status cfg_string(const json_t *j, const char *key, const char *def, const char **out, cvx_error *err) {
-    json_t *v = json_object_get(j, key);
-    if (!v) {
-        *out = def;
-        return CVX_OK;
-    }
-    if (!json_is_string(v)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: \"%s\" must be a string", key);
-    *out = json_string_value(v);
-    return CVX_OK;
-}
-
 cvx_status cvx_dit_config_parse(cvx_dit_config *cfg, const json_t *j, cvx_error *err) {
-    if (!json_is_object(j)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: not a JSON object");
     memset(cfg, 0, sizeof *cfg);
-    const char *cls = "", *act = "", *tact = "";
-    cvx_status st;
-#define TRY(x)                     \
-    if ((st = (x)) != CVX_OK) return st
-    TRY(cfg_string(j, "_class_name", "CogVideoXTransformer3DModel", &cls, err));
-    if (strcmp(cls, "CogVideoXTransformer3DModel") != 0)
-        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: _class_name \"%s\" is not CogVideoXTransformer3DModel",
-                        cls);
-    TRY(cfg_int(j, "num_attention_heads", 30, 1, DIT_MAX_DIM, &cfg->num_attention_heads, err));
-    TRY(cfg_int(j, "attention_head_dim", 64, 1, DIT_MAX_DIM, &cfg->attention_head_dim, err));
-    TRY(cfg_int(j, "in_channels", 16, 1, DIT_MAX_DIM, &cfg->in_channels, err));
-    TRY(cfg_int(j, "out_channels", 16, 1, DIT_MAX_DIM, &cfg->out_channels, err));
-    TRY(cfg_bool(j, "flip_sin_to_cos", 1, &cfg->flip_sin_to_cos, err));
-    TRY(cfg_float(j, "freq_shift", 0.0, -1e6, 1e6, &cfg->freq_shift, err));
-    TRY(cfg_int(j, "time_embed_dim", 512, 1, DIT_MAX_DIM, &cfg->time_embed_dim, err));
-    TRY(cfg_int(j, "text_embed_dim", 4096, 1, DIT_MAX_DIM, &cfg->text_embed_dim, err));
-    TRY(cfg_int(j, "num_layers", 30, 0, DIT_MAX_LAYERS, &cfg->num_layers, err));
-    TRY(cfg_bool(j, "attention_bias", 1, &cfg->attention_bias, err));
-    TRY(cfg_int(j, "sample_width", 90, 1, DIT_MAX_DIM, &cfg->sample_width, err));
-    TRY(cfg_int(j, "sample_height", 60, 1, DIT_MAX_DIM, &cfg->sample_height, err));
-    TRY(cfg_int(j, "sample_frames", 49, 1, DIT_MAX_DIM, &cfg->sample_frames, err));
-    TRY(cfg_int(j, "patch_size", 2, 1, 64, &cfg->patch_size, err));
-    TRY(cfg_int(j, "temporal_compression_ratio", 4, 1, 64, &cfg->temporal_compression_ratio, err));
-    TRY(cfg_int(j, "max_text_seq_length", 226, 1, DIT_MAX_DIM, &cfg->max_text_seq_length, err));
-    TRY(cfg_string(j, "activation_fn", "gelu-approximate", &act, err));
-    TRY(cfg_string(j, "timestep_activation_fn", "silu", &tact, err));
-    TRY(cfg_bool(j, "norm_elementwise_affine", 1, &cfg->norm_elementwise_affine, err));
-    TRY(cfg_float(j, "norm_eps", 1e-5, 0.0, 1.0, &cfg->norm_eps, err));
-    TRY(cfg_float(j, "spatial_interpolation_scale", 1.875, 1e-6, 1e6, &cfg->spatial_interpolation_scale, err));
-    TRY(cfg_float(j, "temporal_interpolation_scale", 1.0, 1e-6, 1e6, &cfg->temporal_interpolation_scale, err));
-    TRY(cfg_bool(j, "use_rotary_positional_embeddings", 0, &cfg->use_rotary_positional_embeddings, err));
-    TRY(cfg_bool(j, "use_learned_positional_embeddings", 0, &cfg->use_learned_positional_embeddings, err));
-    TRY(cfg_bool(j, "patch_bias", 1, &cfg->patch_bias, err));
-#undef TRY
-    if (strcmp(act, "gelu-approximate") == 0)
-        cfg->activation = CVX_DIT_GELU_TANH;
-    else if (strcmp(act, "gelu") == 0)
-        cfg->activation = CVX_DIT_GELU_ERF;
-    else
-        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: activation_fn \"%s\" is not supported", act);
-    if (strcmp(tact, "silu") != 0 && strcmp(tact, "swish") != 0)
-        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: timestep_activation_fn \"%s\" is not supported",
-                        tact);
-    /* CogVideoX 1.5 options (not in diffusers 0.30.3) and the 5b-I2V learned table are not implemented. */
+    if (!json_is_object(j)) return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: not a JSON object");
+    /* the class defaults and range checks live in one place (io/config.c); this adds what the engine needs */
+    cvx_config *c = NULL;
+    cvx_transformer_config t;
+    int patch_bias = 1;
+    cvx_status st = cvx_config_from_json(&c, (json_t *)j, "transformer config", err);
+    if (st == CVX_OK) st = cvx_transformer_config_read(c, &t, err);
+    if (st == CVX_OK) st = cvx_config_bool(c, "patch_bias", 1, &patch_bias, err);
+    /* CogVideoX 1.5 options (not in diffusers 0.30.3) are not implemented */
     const char *later[] = {"patch_size_t", "ofs_embed_dim"};
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
-        json_t *v = json_object_get(j, later[i]);
-        if (v && !json_is_null(v))
-            return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: \"%s\" (CogVideoX 1.5) is not supported",
-                            later[i]);
-    }
-    if (cfg->use_learned_positional_embeddings)
+    for (size_t i = 0; st == CVX_OK && i < sizeof later / sizeof later[0]; i++)
+        if (cvx_config_has(c, later[i]))
+            st = cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: \"%s\" (CogVideoX 1.5) is not supported",
+                          later[i]);
+    cvx_config_free(c);
+    if (st != CVX_OK) return st;
+    if (t.use_learned_positional_embeddings)
         return cvx_fail(err, CVX_ERR_UNSUPPORTED,
                         "transformer config: use_learned_positional_embeddings (5b-I2V) is not supported");
-    int64_t inner = (int64_t)cfg->num_attention_heads * cfg->attention_head_dim;
-    if (inner > DIT_MAX_DIM)
-        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: inner dim %d x %d is too large",
-                        cfg->num_attention_heads, cfg->attention_head_dim);
-    cfg->inner_dim = (int)inner;
+    if (strcmp(t.timestep_activation_fn, "silu") != 0 && strcmp(t.timestep_activation_fn, "swish") != 0)
+        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: timestep_activation_fn \"%s\" is not supported",
+                        t.timestep_activation_fn);
+    if (!(t.spatial_interpolation_scale > 0) || !(t.temporal_interpolation_scale > 0))
+        return cvx_fail(err, CVX_ERR_FORMAT, "transformer config: interpolation scales must be positive");
+    cfg->num_attention_heads = (int)t.num_attention_heads;
+    cfg->attention_head_dim = (int)t.attention_head_dim;
+    cfg->in_channels = (int)t.in_channels;
+    cfg->out_channels = (int)t.out_channels;
+    cfg->flip_sin_to_cos = t.flip_sin_to_cos;
+    cfg->freq_shift = (double)t.freq_shift;
+    cfg->time_embed_dim = (int)t.time_embed_dim;
+    cfg->text_embed_dim = (int)t.text_embed_dim;
+    cfg->num_layers = (int)t.num_layers;
+    cfg->attention_bias = t.attention_bias;
+    cfg->sample_width = (int)t.sample_width;
+    cfg->sample_height = (int)t.sample_height;
+    cfg->sample_frames = (int)t.sample_frames;
+    cfg->patch_size = (int)t.patch_size;
+    cfg->temporal_compression_ratio = (int)t.temporal_compression_ratio;
+    cfg->max_text_seq_length = (int)t.max_text_seq_length;
+    cfg->activation = strcmp(t.activation_fn, "gelu") == 0 ? CVX_DIT_GELU_ERF : CVX_DIT_GELU_TANH;
+    cfg->norm_elementwise_affine = t.norm_elementwise_affine;
+    cfg->norm_eps = t.norm_eps;
+    cfg->spatial_interpolation_scale = t.spatial_interpolation_scale;
+    cfg->temporal_interpolation_scale = t.temporal_interpolation_scale;
+    cfg->use_rotary_positional_embeddings = t.use_rotary_positional_embeddings;
+    cfg->use_learned_positional_embeddings = t.use_learned_positional_embeddings;
+    cfg->patch_bias = patch_bias;
+    cfg->inner_dim = (int)t.inner_dim;
     /* get_3d_sincos_pos_embed splits D into D/4 temporal + 2 × 3D/8 spatial, each an even sin|cos width. */
-    if (!cfg->use_rotary_positional_embeddings && inner % 16 != 0)
+    if (!cfg->use_rotary_positional_embeddings && cfg->inner_dim % 16 != 0)
         return cvx_fail(err, CVX_ERR_FORMAT,
-                        "transformer config: sincos positions need heads x head_dim = %lld divisible by 16",
-                        (long long)inner);
+                        "transformer config: sincos positions need heads x head_dim = %d divisible by 16",
+                        cfg->inner_dim);
     return CVX_OK;
 }
 
