@@ -498,9 +498,15 @@ static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     if (cfg->use_rotary_positional_embeddings && (!c->rope_cos || !c->rope_sin))
         return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
                         "transformer: this model uses rotary embeddings; rope_cos/rope_sin are required");
+    /* every buffer of the plan must stay far from int64/size_t overflow */
     double tokens = (double)c->B * ((double)c->L + (double)c->F * (double)(c->H / p) * (double)(c->W / p));
-    if (tokens * cfg->inner_dim * 4.0 > 1e12)
-        return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: %.0f tokens is too many", tokens);
+    double lat = (double)c->B * (double)c->F * (double)(cfg->in_channels > cfg->out_channels ? cfg->in_channels
+                                                                                             : cfg->out_channels) *
+                 (double)c->H * (double)c->W;
+    if (tokens * cfg->inner_dim * 4.0 > 1e12 || lat * 4.0 > 1e12 ||
+        (double)c->B * (double)c->L * cfg->text_embed_dim * 4.0 > 1e12)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: %.0f tokens / %.0f latent values is too many", tokens,
+                        lat);
     return CVX_OK;
 }
 

@@ -100,7 +100,7 @@ typedef struct {
     void *cancel_user_data;
 } cvx_dit_call;
 
-/* One forward pass. Shape errors (H or W not a multiple of p, L ≠ max_text_seq_length with sincos
+/* One forward pass (one at a time per model: the activations live in the model's arena). Shape errors (H or W not a multiple of p, L ≠ max_text_seq_length with sincos
  * positions, missing rope tables) fail before any work. */
 cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call);
 
