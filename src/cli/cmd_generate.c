@@ -1,0 +1,233 @@
+/* cogvideox generate: prompt in, MP4 (and/or PNG frames) out.
+ * Exit codes: 0 ok, 1 bad arguments, 2 model or I/O error, 130 cancelled (SIGINT/SIGTERM cancel cleanly: the
+ * engine stops within one transformer block and removes partial files). */
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cogvideox.h"
+
+static volatile sig_atomic_t g_interrupted = 0;
+static void on_signal(int sig) { g_interrupted = sig; }
+static int should_cancel(void *user_data) { return g_interrupted != 0; }
+
+typedef struct {
+    int quiet, tty;
+    int last_percent;
+    cvx_phase last_phase;
+    int last_step;
+} progress_state;
+
+static const char *const phase_names[] = {"encode", "denoise", "decode", "write"};
+
+static void fmt_seconds(double s, char *buf, size_t size) {
+    if (s < 0) snprintf(buf, size, "?");
+    else if (s < 60) snprintf(buf, size, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, size, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void on_progress(const cvx_progress *p, void *user_data) {
+    progress_state *ps = user_data;
+    if (ps->quiet) return;
+    char el[32], rem[32];
+    fmt_seconds(p->elapsed_seconds, el, sizeof el);
+    fmt_seconds(p->remaining_seconds, rem, sizeof rem);
+    int percent = (int)(p->fraction * 100.0 + 0.5);
+    const char *phase = (unsigned)p->phase < 4 ? phase_names[p->phase] : "?";
+    if (ps->tty) {
+        int width = 30, filled = (int)(p->fraction * width + 0.5);
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+        bar[width] = '\0';
+        if (p->phase == CVX_PHASE_DENOISE)
+            fprintf(stderr, "\r[%s] %3d%% %-7s step %d/%d  elapsed %s  left %s   ", bar, percent, phase, p->step,
+                    p->steps, el, rem);
+        else
+            fprintf(stderr, "\r[%s] %3d%% %-7s                elapsed %s  left %s   ", bar, percent, phase, el, rem);
+        fflush(stderr);
+    } else {
+        /* Plain lines: one per phase change and per denoising step. */
+        if (p->phase == ps->last_phase && p->step == ps->last_step && percent == ps->last_percent) return;
+        if (p->phase == CVX_PHASE_DENOISE)
+            fprintf(stderr, "%3d%% denoise step %d/%d elapsed %s left %s\n", percent, p->step, p->steps, el, rem);
+        else if (p->phase != ps->last_phase)
+            fprintf(stderr, "%3d%% %s elapsed %s left %s\n", percent, phase, el, rem);
+    }
+    ps->last_phase = p->phase;
+    ps->last_step = p->step;
+    ps->last_percent = percent;
+}
+
+static void usage(FILE *f) {
+    cvx_generate_params d = cvx_generate_params_default();
+    fprintf(f,
+            "usage: cogvideox generate -m MODEL_DIR -p PROMPT [options]\n"
+            "  -m, --model DIR            diffusers CogVideoX folder\n"
+            "  -p, --prompt TEXT          what to generate\n"
+            "  -n, --negative-prompt TEXT (default \"\")\n"
+            "  -o, --output FILE.mp4      H.264 MP4 to write (default output.mp4)\n"
+            "      --frames-dir DIR       also write the frames as DIR/00000.png, 00001.png, ...\n"
+            "      --steps N              denoising steps (default %d)\n"
+            "      --guidance G, --scale G  classifier-free guidance scale (default %.1f)\n"
+            "      --seed N               (default %llu)\n"
+            "      --frames N             4k+1 from 5 to 49 (default %d)\n"
+            "      --height H, --width W  multiples of 16 (default: the model's sample size, 480x720 for the 2b)\n"
+            "      --fps N                (default %d)\n"
+            "      --scheduler ddim|dpm   (default: the model folder's)\n"
+            "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
+            "      --precision fp32|bf16  (default fp32)\n"
+            "      --noise-dtype f32|f16  initial-noise draw (f16 = the fp16 GPU pipeline's draw)\n"
+            "      --threads N            (default: all cores)\n"
+            "      --quiet                no progress output\n"
+            "      --json                 print a JSON summary on stdout\n",
+            d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps);
+}
+
+static int bad_arg(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "cogvideox generate: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+int cvx_cmd_generate(int argc, char **argv) {
+    cvx_generate_params p = cvx_generate_params_default();
+    cvx_engine_params ep = cvx_engine_params_default();
+    const char *model_dir = NULL;
+    int quiet = 0, json = 0, have_prompt = 0;
+    p.output_path = "output.mp4";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--dynamic-cfg")) {
+            p.use_dynamic_cfg = 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            model_dir = argv[++i];
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            p.prompt = argv[++i];
+            have_prompt = 1;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--negative-prompt")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            p.negative_prompt = argv[++i];
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            p.output_path = argv[++i];
+        } else if (!strcmp(a, "--frames-dir")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            p.frames_dir = argv[++i];
+        } else if (!strcmp(a, "--steps") || !strcmp(a, "--frames") || !strcmp(a, "--height") ||
+                   !strcmp(a, "--width") || !strcmp(a, "--fps") || !strcmp(a, "--threads")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            if (cvx_cli_parse_int(v, 0, 1000000, &n) != 0) return bad_arg("%s: '%s' is not a non-negative integer", a, v);
+            i++;
+            if (!strcmp(a, "--steps")) p.steps = (int)n;
+            else if (!strcmp(a, "--frames")) p.num_frames = (int)n;
+            else if (!strcmp(a, "--height")) p.height = (int)n;
+            else if (!strcmp(a, "--width")) p.width = (int)n;
+            else if (!strcmp(a, "--fps")) p.fps = (int)n;
+            else ep.threads = (int)n;
+        } else if (!strcmp(a, "--seed")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            char *end;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (!*v || *end || *v == '-') return bad_arg("%s: '%s' is not a non-negative integer", a, v);
+            p.seed = s;
+            i++;
+        } else if (!strcmp(a, "--guidance") || !strcmp(a, "--scale")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            char *end;
+            double g = strtod(v, &end);
+            if (!*v || *end || !(g >= 0.0 && g <= 100.0)) return bad_arg("%s: '%s' is not a number from 0 to 100", a, v);
+            p.guidance_scale = (float)g;
+            i++;
+        } else if (!strcmp(a, "--scheduler")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            if (strcmp(v, "ddim") && strcmp(v, "dpm")) return bad_arg("%s: unknown scheduler '%s' (ddim or dpm)", a, v);
+            p.scheduler = argv[++i];
+        } else if (!strcmp(a, "--precision")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            if (!strcmp(v, "fp32")) p.precision = CVX_PRECISION_FP32;
+            else if (!strcmp(v, "bf16")) p.precision = CVX_PRECISION_BF16;
+            else return bad_arg("%s: unknown precision '%s' (fp32 or bf16)", a, v);
+            i++;
+        } else if (!strcmp(a, "--noise-dtype")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            if (!strcmp(v, "f32")) p.noise_dtype = CVX_NOISE_F32;
+            else if (!strcmp(v, "f16")) p.noise_dtype = CVX_NOISE_F16;
+            else return bad_arg("%s: unknown noise dtype '%s' (f32 or f16)", a, v);
+            i++;
+        } else {
+            fprintf(stderr, "cogvideox generate: unknown option '%s'\n", a);
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (!model_dir) return bad_arg("-m MODEL_DIR is required%s%s", "", "");
+    if (!have_prompt) return bad_arg("-p PROMPT is required%s%s", "", "");
+
+    progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1};
+    p.progress = on_progress;
+    p.progress_user_data = &ps;
+    p.should_cancel = should_cancel;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    char err[1024] = "";
+    cvx_engine *engine = NULL;
+    cvx_status st = cvx_engine_open(&engine, model_dir, &ep, err, sizeof err);
+    if (st != CVX_OK) {
+        fprintf(stderr, "cogvideox generate: %s\n", err);
+        return st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
+    }
+    cvx_video video;
+    memset(&video, 0, sizeof video);
+    st = cvx_generate(engine, &p, &video);
+    if (ps.tty && !quiet) fputc('\n', stderr);
+    int rc = 0;
+    if (st == CVX_ERR_CANCELLED) {
+        fprintf(stderr, "cogvideox generate: cancelled\n");
+        rc = 130;
+    } else if (st != CVX_OK) {
+        fprintf(stderr, "cogvideox generate: %s\n", cvx_engine_last_error(engine));
+        rc = st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
+    } else {
+        double total = video.seconds[0] + video.seconds[1] + video.seconds[2] + video.seconds[3];
+        if (json) {
+            json_t *j = json_pack("{s:s?, s:s?, s:I, s:i, s:i, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}}", "output",
+                                  p.output_path, "frames_dir", p.frames_dir, "seed", (json_int_t)video.seed, "frames",
+                                  video.num_frames, "height", video.height, "width", video.width, "fps", video.fps,
+                                  "seconds", "encode", video.seconds[0], "denoise", video.seconds[1], "decode",
+                                  video.seconds[2], "write", video.seconds[3], "total", total);
+            char *s = json_dumps(j, JSON_INDENT(2));
+            printf("%s\n", s ? s : "{}");
+            free(s);
+            json_decref(j);
+        } else if (!quiet) {
+            fprintf(stderr, "wrote %s%s%s: %d frames %dx%d at %d fps in %.1fs (encode %.1fs, denoise %.1fs, decode %.1fs, "
+                    "write %.1fs)\n", p.output_path ? p.output_path : "", p.output_path && p.frames_dir ? " and " : "",
+                    p.frames_dir ? p.frames_dir : "", video.num_frames, video.width, video.height, video.fps, total,
+                    video.seconds[0], video.seconds[1], video.seconds[2], video.seconds[3]);
+        }
+    }
+    cvx_video_free(&video);
+    cvx_engine_close(engine);
+    return rc;
+}

@@ -1,0 +1,630 @@
+/* The engine: diffusers 0.30.3 CogVideoXPipeline.__call__ (text-to-video) from a model folder to frames and
+ * files, in stages that each hold their weights only while they run:
+ *
+ *   tokenizer (226 ids) -> T5 encoder [prompt; negative] -> (T5 released)
+ *   initial noise [1, F, C, H, W] from torch's CPU generator (seed) -> transformer + scheduler loop with CFG
+ *   -> (transformer released) -> latents permuted and scaled by 1/scaling_factor -> VAE decode in frame batches
+ *   -> (VAE released) -> uint8 frames (round half even) -> H.264 MP4 / PNG frames.
+ *
+ * Dimension letters: F latent frames ((frames − 1)/4 + 1), C latent channels (16), H × W latent size (pixels / 8),
+ * L text tokens (226), Dt text width (4096). */
+#include "diffusion/pipeline.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/log.h"
+#include "core/threadpool.h"
+#include "diffusion/denoise.h"
+#include "diffusion/rng.h"
+#include "diffusion/scheduler.h"
+#include "diffusion/transformer.h"
+#include "io/model.h"
+#include "media/video.h"
+#include "text/t5.h"
+#include "text/t5_tokenizer.h"
+#include "vae/vae.h"
+
+struct cvx_engine {
+    char *dir;
+    cvx_model *model; /* validated folder: configs, expected tensors */
+    cvx_t5_tokenizer *tokenizer;
+    json_t *scheduler_config;
+    cvx_pool *pool;
+    cvx_logger logger;
+    cvx_error err;
+};
+
+cvx_engine_params cvx_engine_params_default(void) {
+    cvx_engine_params p;
+    memset(&p, 0, sizeof p);
+    p.threads = 0;
+    p.logger = cvx_logger_default();
+    return p;
+}
+
+cvx_generate_params cvx_generate_params_default(void) {
+    cvx_generate_params p;
+    memset(&p, 0, sizeof p);
+    p.prompt = "";
+    p.negative_prompt = "";
+    p.steps = 50;
+    p.guidance_scale = 6.0f;
+    p.seed = 123456;
+    p.num_frames = 49;
+    p.fps = 8;
+    p.precision = CVX_PRECISION_FP32;
+    p.noise_dtype = CVX_NOISE_F32;
+    return p;
+}
+
+static char *path_join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params, char *err_buf,
+                           size_t err_buf_size) {
+    *out = NULL;
+    cvx_engine_params defaults = cvx_engine_params_default();
+    if (!params) params = &defaults;
+    cvx_engine *e = calloc(1, sizeof *e);
+    cvx_error err;
+    cvx_error_clear(&err);
+    cvx_status st;
+    char *path = NULL;
+    if (!e) {
+        st = cvx_fail(&err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    e->logger = params->logger;
+    e->dir = strdup(model_dir);
+    cvx_model_open_params mp = cvx_model_open_params_default();
+    mp.check_weights = 1;
+    st = cvx_model_open(&e->model, model_dir, &mp, &err);
+    if (st != CVX_OK) goto fail;
+    const cvx_model_component *tok = cvx_model_component_get(e->model, "tokenizer");
+    path = path_join(tok->dir, "spiece.model");
+    st = cvx_t5_tokenizer_load_file(path, &e->tokenizer, &err);
+    if (st != CVX_OK) goto fail;
+    free(path);
+    const cvx_model_component *sc = cvx_model_component_get(e->model, "scheduler");
+    path = path_join(sc->dir, "scheduler_config.json");
+    json_error_t je;
+    e->scheduler_config = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!e->scheduler_config) {
+        st = cvx_fail(&err, CVX_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
+        goto fail;
+    }
+    /* Check the scheduler config now, not in the middle of a generation. */
+    cvx_scheduler *probe = NULL;
+    st = cvx_scheduler_create(&probe, e->scheduler_config, CVX_SCHED_AUTO, path, &err);
+    cvx_scheduler_free(probe);
+    if (st != CVX_OK) goto fail;
+    free(path);
+    path = NULL;
+    e->pool = cvx_pool_new(params->threads);
+    if (!e->pool) {
+        st = cvx_fail(&err, CVX_ERR_OUT_OF_MEMORY, "cannot start %d worker threads", params->threads);
+        goto fail;
+    }
+    cvx_log_info(&e->logger, "opened %s (%d threads)", model_dir, cvx_pool_size(e->pool));
+    *out = e;
+    return CVX_OK;
+fail:
+    free(path);
+    if (err_buf && err_buf_size) snprintf(err_buf, err_buf_size, "%s", cvx_error_message(&err));
+    cvx_engine_close(e);
+    return st;
+}
+
+void cvx_engine_close(cvx_engine *e) {
+    if (!e) return;
+    cvx_pool_free(e->pool);
+    json_decref(e->scheduler_config);
+    cvx_t5_tokenizer_free(e->tokenizer);
+    cvx_model_close(e->model);
+    free(e->dir);
+    free(e);
+}
+
+const char *cvx_engine_last_error(const cvx_engine *e) { return e ? e->err.message : ""; }
+
+void cvx_video_free(cvx_video *v) {
+    if (!v) return;
+    free(v->frames);
+    v->frames = NULL;
+}
+
+/* ---- one generation ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    cvx_engine *e;
+    const cvx_generate_params *p;
+    const cvx_pipeline_tap *tap;
+    double t0;
+    /* progress model: the share of the total work of each phase, from a FLOP estimate */
+    double weight[4], base[4];
+    cvx_phase phase;
+    int steps;
+    int cancelled;
+    /* step_latents_after when tapped: [N, latent numel] */
+    float *step_latents;
+    int64_t latent_numel;
+    int64_t n_timesteps;
+    int64_t dims[4]; /* F, C, H, W of the latents */
+    int cfg;         /* classifier-free guidance on (batch [uncond; cond]) */
+    cvx_status tap_status;
+} gen_ctx;
+
+static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
+    if (!g->p->progress) return;
+    cvx_progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.phase = phase;
+    pr.step = step;
+    pr.steps = g->steps;
+    double f = g->base[phase] + g->weight[phase] * (within < 0 ? 0 : within > 1 ? 1 : within);
+    pr.fraction = f > 1 ? 1 : f;
+    pr.elapsed_seconds = cvx_time_seconds() - g->t0;
+    /* Estimate once real work of the dominant phase has been timed. */
+    pr.remaining_seconds = (phase >= CVX_PHASE_DENOISE && step > 0) || phase > CVX_PHASE_DENOISE
+                               ? pr.elapsed_seconds / (pr.fraction > 1e-9 ? pr.fraction : 1e-9) * (1 - pr.fraction)
+                               : -1;
+    g->p->progress(&pr, g->p->progress_user_data);
+}
+
+static int poll_cancel(void *user_data) {
+    gen_ctx *g = user_data;
+    if (!g->cancelled && g->p->should_cancel && g->p->should_cancel(g->p->cancel_user_data)) g->cancelled = 1;
+    return g->cancelled;
+}
+
+static cvx_status tap(gen_ctx *g, const char *name, cvx_dtype dt, void *data, int ndim, const int64_t *shape) {
+    if (!g->tap || !g->tap->fn) return CVX_OK;
+    cvx_tensor t = cvx_tensor_view(dt, data, ndim, shape);
+    return g->tap->fn(g->tap->user_data, name, &t);
+}
+
+static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int *height, int *width) {
+    const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
+    const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
+    int spatial = 1 << (vae->cfg.vae.n_blocks - 1);
+    if (!p->prompt) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "prompt is required");
+    if (p->steps < 1 || p->steps > 1000)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "steps must be from 1 to 1000, got %d", p->steps);
+    if (!isfinite(p->guidance_scale) || p->guidance_scale < 0 || p->guidance_scale > 100)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "guidance scale must be from 0 to 100, got %g",
+                        (double)p->guidance_scale);
+    int tc = (int)vae->cfg.vae.temporal_compression_ratio;
+    if (p->num_frames < 5 || p->num_frames > 49 || (p->num_frames - 1) % tc != 0)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "frames must be %dk+1 from 5 to 49 (8k+1 is what the model card recommends), got %d", tc,
+                        p->num_frames);
+    *height = p->height ? p->height : (int)tr->cfg.transformer.sample_height * spatial;
+    *width = p->width ? p->width : (int)tr->cfg.transformer.sample_width * spatial;
+    int mult = spatial * (int)tr->cfg.transformer.patch_size;
+    if (*height < mult || *width < mult || *height % mult || *width % mult || *height > 2048 || *width > 2048)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "height and width must be multiples of %d from %d to 2048, got %dx%d", mult, mult, *height,
+                        *width);
+    if (p->fps < 1 || p->fps > 120)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "fps must be from 1 to 120, got %d", p->fps);
+    if (p->precision != CVX_PRECISION_FP32)
+        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED,
+                        "precision bf16 is not available yet in this version (fp32 is the reference path)");
+    if (p->noise_dtype != CVX_NOISE_F32 && p->noise_dtype != CVX_NOISE_F16)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown initial-noise dtype");
+    if (p->scheduler && strcmp(p->scheduler, "ddim") && strcmp(p->scheduler, "dpm"))
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown scheduler '%s' (ddim or dpm)", p->scheduler);
+    if (p->resume_state || p->resume_state_size)
+        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED, "resuming from a checkpoint is not available yet");
+    return CVX_OK;
+}
+
+/* Share of the work per phase, from rough FLOP counts, for the progress fraction. */
+static void plan_progress(gen_ctx *g, int64_t F, int64_t H, int64_t W, int frames, int height, int width, int cfg) {
+    const cvx_model *m = g->e->model;
+    const cvx_model_component *t5 = cvx_model_component_get(m, "text_encoder");
+    const cvx_model_component *tr = cvx_model_component_get(m, "transformer");
+    const cvx_model_component *vae = cvx_model_component_get(m, "vae");
+    double L = (double)tr->cfg.transformer.max_text_seq_length;
+    double p = (double)tr->cfg.transformer.patch_size;
+    double seq = L + (double)F * (double)H / p * (double)W / p;
+    double batch = cfg ? 2 : 1;
+    double enc = 2.0 * (double)t5->expected.numel * L * batch;
+    double D = (double)tr->cfg.transformer.num_attention_heads * (double)tr->cfg.transformer.attention_head_dim;
+    double step = batch * (2.0 * (double)tr->expected.numel * seq +
+                           4.0 * seq * seq * D * (double)tr->cfg.transformer.num_layers);
+    double den = step * g->steps;
+    /* VAE decoder: ~ 2 × parameters × output pixels / (a channel-width factor); calibrated on the 2b (≈0.31 PFLOP
+     * for 49×480×720 with 123M decoder parameters) */
+    double dec = 0.31e15 * ((double)frames * height * width / (49.0 * 480 * 720)) *
+                 ((double)vae->expected.numel / 215.6e6);
+    double wr = 1e-3 * (enc + den + dec);
+    double total = enc + den + dec + wr;
+    g->weight[CVX_PHASE_ENCODE] = enc / total;
+    g->weight[CVX_PHASE_DENOISE] = den / total;
+    g->weight[CVX_PHASE_DECODE] = dec / total;
+    g->weight[CVX_PHASE_WRITE] = wr / total;
+    g->base[0] = 0;
+    for (int i = 1; i < 4; i++) g->base[i] = g->base[i - 1] + g->weight[i - 1];
+}
+
+/* ---- stage 1: text ---------------------------------------------------------------------------------------- */
+static cvx_status encode_text(gen_ctx *g, int cfg, int64_t L, float **embeds_out, int64_t *dt_out) {
+    cvx_engine *e = g->e;
+    const cvx_generate_params *p = g->p;
+    cvx_status st;
+    int nb = cfg ? 2 : 1;
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)(nb * L));
+    cvx_t5_tokens tokens;
+    memset(&tokens, 0, sizeof tokens);
+    cvx_t5 *t5 = NULL;
+    float *embeds = NULL;
+    if (!ids) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    const char *texts[2] = {p->prompt, p->negative_prompt ? p->negative_prompt : ""};
+    static const char *const id_names[2] = {"prompt_input_ids", "negative_prompt_input_ids"};
+    for (int b = 0; b < nb; b++) {
+        st = cvx_t5_tokenize(e->tokenizer, texts[b], strlen(texts[b]), (int)L, &tokens, &e->err);
+        if (st != CVX_OK) goto done;
+        if ((int64_t)tokens.n_ids != L) {
+            st = cvx_fail(&e->err, CVX_ERR_INTERNAL, "tokenizer returned %zu ids, expected %lld", tokens.n_ids,
+                          (long long)L);
+            goto done;
+        }
+        for (int64_t i = 0; i < L; i++) ids[b * L + i] = tokens.ids[i];
+        int64_t shape[2] = {1, L};
+        if ((st = tap(g, id_names[b], CVX_DTYPE_I64, ids + b * L, 2, shape)) != CVX_OK) goto done;
+    }
+    const cvx_model_component *te = cvx_model_component_get(e->model, "text_encoder");
+    st = cvx_t5_open(&t5, te->dir, &e->err);
+    if (st != CVX_OK) goto done;
+    int64_t Dt = cvx_t5_get_config(t5)->d_model;
+    embeds = malloc(sizeof(float) * (size_t)(nb * L * Dt));
+    if (!embeds) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the text embeddings");
+        goto done;
+    }
+    int64_t ids_shape[2] = {nb, L};
+    cvx_tensor ids_t = cvx_tensor_view(CVX_DTYPE_I64, ids, 2, ids_shape);
+    st = cvx_t5_encode(t5, e->pool, &ids_t, embeds);
+    if (st != CVX_OK) {
+        cvx_fail(&e->err, st, "text encoder: %s", cvx_t5_last_error(t5));
+        goto done;
+    }
+    int64_t eshape[3] = {1, L, Dt};
+    if ((st = tap(g, "prompt_embeds", CVX_DTYPE_F32, embeds, 3, eshape)) != CVX_OK) goto done;
+    if (cfg && (st = tap(g, "negative_prompt_embeds", CVX_DTYPE_F32, embeds + L * Dt, 3, eshape)) != CVX_OK) goto done;
+    *embeds_out = embeds;
+    *dt_out = Dt;
+    embeds = NULL;
+done:
+    free(embeds);
+    cvx_t5_close(t5); /* the largest weights: released before the transformer maps its own */
+    cvx_t5_tokens_free(&tokens);
+    free(ids);
+    return st;
+}
+
+/* ---- stage 2: denoising ---------------------------------------------------------------------------------- */
+static void on_step(void *user_data, const cvx_denoise_step *s) {
+    gen_ctx *g = user_data;
+    if (g->tap && g->tap_status == CVX_OK) {
+        if (s->step == 0 && s->model_output) {
+            int64_t shape[5] = {g->cfg ? 2 : 1, g->dims[0], g->dims[1], g->dims[2], g->dims[3]};
+            g->tap_status = tap(g, "step0_transformer_output", CVX_DTYPE_F32, (void *)s->model_output, 5, shape);
+        }
+        if (g->step_latents && s->step < g->n_timesteps)
+            memcpy(g->step_latents + s->step * g->latent_numel, s->latents, sizeof(float) * (size_t)g->latent_numel);
+    }
+    report(g, CVX_PHASE_DENOISE, (double)(s->step + 1) / (double)s->total, (int)(s->step + 1));
+}
+
+static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, float *latents, int64_t F, int64_t C,
+                          int64_t H, int64_t W, int height, int width) {
+    cvx_engine *e = g->e;
+    const cvx_generate_params *p = g->p;
+    cvx_status st;
+    cvx_dit *dit = NULL;
+    cvx_scheduler *sched = NULL;
+    cvx_rng rng;
+    cvx_rng_seed(&rng, p->seed);
+    int64_t n = F * C * H * W;
+    g->latent_numel = n;
+
+    /* prepare_latents: randn([1, F, C, H, W], generator) in the pipeline's dtype */
+    if (p->noise_dtype == CVX_NOISE_F16) {
+        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+        if (!h) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        cvx_rng_randn_f16(&rng, h, n);
+        cvx_f16_to_f32_array(h, latents, (size_t)n);
+        free(h);
+    } else {
+        cvx_denoise_initial_latents(&rng, latents, n);
+    }
+    int64_t lshape[5] = {1, F, C, H, W};
+    if ((st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) return st;
+
+    cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
+    st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
+    if (st != CVX_OK) return st;
+    int64_t ts[1002], nts = 0;
+    st = cvx_scheduler_timesteps_for(sched, p->steps, ts, &nts, &e->err);
+    if (st != CVX_OK) goto done;
+    g->n_timesteps = nts;
+    int64_t tshape[1] = {nts};
+    if ((st = tap(g, "step_timesteps", CVX_DTYPE_I64, ts, 1, tshape)) != CVX_OK) goto done;
+    if (g->tap) {
+        g->step_latents = malloc(sizeof(float) * (size_t)(nts * n));
+        if (!g->step_latents) {
+            st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+            goto done;
+        }
+    }
+
+    const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
+    st = cvx_dit_open_dir(&dit, tr->dir, &e->err);
+    if (st != CVX_OK) goto done;
+    const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
+    cvx_denoise_params dp = cvx_denoise_params_default();
+    dp.num_inference_steps = p->steps;
+    dp.guidance_scale = p->guidance_scale;
+    dp.use_dynamic_cfg = p->use_dynamic_cfg;
+    dp.height_px = height;
+    dp.width_px = width;
+    dp.vae_scale_spatial = 1 << (vae->cfg.vae.n_blocks - 1);
+    dp.pool = e->pool;
+    dp.progress = on_step;
+    dp.progress_user_data = g;
+    dp.cancel = poll_cancel;
+    dp.cancel_user_data = g;
+    const float *negative = cfg ? embeds + L * cvx_dit_get_config(dit)->text_embed_dim : NULL;
+    report(g, CVX_PHASE_DENOISE, 0, 0);
+    g->dims[0] = F;
+    g->dims[1] = C;
+    g->dims[2] = H;
+    g->dims[3] = W;
+    g->cfg = cfg;
+    st = cvx_denoise(dit, sched, &dp, embeds, negative, 1, L, latents, F, H, W, &rng, &e->err);
+    if (st == CVX_OK && g->tap_status != CVX_OK) st = g->tap_status;
+    if (st != CVX_OK) goto done;
+    if (g->step_latents) {
+        int64_t sshape[6] = {nts, 1, F, C, H, W};
+        if ((st = tap(g, "step_latents_after", CVX_DTYPE_F32, g->step_latents, 6, sshape)) != CVX_OK) goto done;
+    }
+    st = tap(g, "final_latents", CVX_DTYPE_F32, latents, 5, lshape);
+done:
+    free(g->step_latents);
+    g->step_latents = NULL;
+    cvx_dit_free(dit);
+    cvx_scheduler_free(sched);
+    return st;
+}
+
+/* ---- stage 3: decoding ----------------------------------------------------------------------------------- */
+static int vae_progress(void *user_data, int done, int total) {
+    gen_ctx *g = user_data;
+    report(g, CVX_PHASE_DECODE, total > 0 ? (double)done / total : 1.0, 0);
+    return poll_cancel(g);
+}
+
+static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C, int64_t H, int64_t W,
+                         uint8_t **frames_out, int64_t out_shape[5]) {
+    cvx_engine *e = g->e;
+    cvx_status st;
+    cvx_vae *vae = NULL;
+    float *z = NULL, *sample = NULL;
+    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
+    st = cvx_vae_open(&vae, vc->dir, CVX_VAE_DECODER, &e->err);
+    if (st != CVX_OK) return st;
+    int64_t lshape[5] = {1, F, C, H, W};
+    int64_t zshape[5] = {1, C, F, H, W};
+    z = malloc(sizeof(float) * (size_t)(F * C * H * W));
+    if (!z) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    cvx_vae_latents_to_z(latents, lshape, cvx_vae_get_config(vae)->scaling_factor, z);
+    cvx_vae_params vp = cvx_vae_params_default(vae);
+    vp.progress = vae_progress;
+    vp.progress_user_data = g;
+    st = cvx_vae_decode_shape(vae, &vp, zshape, out_shape);
+    if (st != CVX_OK) {
+        cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
+        goto done;
+    }
+    int64_t numel = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] * out_shape[4];
+    sample = malloc(sizeof(float) * (size_t)numel);
+    uint8_t *frames = malloc((size_t)numel);
+    if (!sample || !frames) {
+        free(frames);
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the decoded video");
+        goto done;
+    }
+    report(g, CVX_PHASE_DECODE, 0, 0);
+    st = cvx_vae_decode(vae, e->pool, &vp, z, zshape, sample);
+    if (st != CVX_OK) {
+        if (st == CVX_ERR_CANCELLED) cvx_fail(&e->err, st, "cancelled");
+        else cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
+        free(frames);
+        goto done;
+    }
+    if ((st = tap(g, "video", CVX_DTYPE_F32, sample, 5, out_shape)) != CVX_OK) {
+        free(frames);
+        goto done;
+    }
+    cvx_vae_postprocess(sample, out_shape, NULL, frames, NULL);
+    int64_t fshape[4] = {out_shape[2], out_shape[3], out_shape[4], 3};
+    if ((st = tap(g, "frames_uint8", CVX_DTYPE_U8, frames, 4, fshape)) != CVX_OK) {
+        free(frames);
+        goto done;
+    }
+    *frames_out = frames;
+done:
+    free(sample);
+    free(z);
+    cvx_vae_close(vae);
+    return st;
+}
+
+/* ---- stage 4: files ----------------------------------------------------------------------------------------- */
+static int mkdirs(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static cvx_status write_outputs(gen_ctx *g, const uint8_t *frames, int n, int height, int width) {
+    cvx_engine *e = g->e;
+    const cvx_generate_params *p = g->p;
+    cvx_status st = CVX_OK;
+    size_t frame_bytes = (size_t)height * (size_t)width * 3;
+    int written_png = 0;
+    cvx_mp4_writer *mw = NULL;
+    if (p->output_path) {
+        st = cvx_mp4_open(&mw, p->output_path, width, height, p->fps, &e->err);
+        if (st != CVX_OK) return st;
+    }
+    if (p->frames_dir && mkdirs(p->frames_dir) != 0) {
+        st = cvx_fail(&e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(errno));
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        if (poll_cancel(g)) {
+            st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
+            goto fail;
+        }
+        const uint8_t *f = frames + (size_t)i * frame_bytes;
+        if (mw && (st = cvx_mp4_write_frames(mw, f, 1, &e->err)) != CVX_OK) goto fail;
+        if (p->frames_dir) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
+            if ((st = cvx_png_write(path, f, width, height, &e->err)) != CVX_OK) goto fail;
+            written_png = i + 1;
+        }
+        report(g, CVX_PHASE_WRITE, (double)(i + 1) / n, 0);
+    }
+    if (mw) {
+        st = cvx_mp4_close(mw, &e->err);
+        mw = NULL;
+        if (st != CVX_OK) goto fail;
+    }
+    return CVX_OK;
+fail:
+    cvx_mp4_abort(mw);
+    for (int i = 0; i < written_png; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
+        remove(path);
+    }
+    return st;
+}
+
+cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_video *out,
+                               const cvx_pipeline_tap *tp) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!e) return CVX_ERR_INVALID_ARGUMENT;
+    cvx_error_clear(&e->err);
+    if (!p) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "no parameters");
+    int height = 0, width = 0;
+    cvx_status st = validate(e, p, &height, &width);
+    if (st != CVX_OK) return st;
+
+    const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
+    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
+    int spatial = 1 << (vc->cfg.vae.n_blocks - 1);
+    int64_t L = tr->cfg.transformer.max_text_seq_length;
+    int64_t F = (p->num_frames - 1) / vc->cfg.vae.temporal_compression_ratio + 1;
+    int64_t C = tr->cfg.transformer.in_channels;
+    int64_t H = height / spatial, W = width / spatial;
+    int cfg = p->guidance_scale > 1.0f; /* do_classifier_free_guidance */
+
+    gen_ctx g;
+    memset(&g, 0, sizeof g);
+    g.e = e;
+    g.p = p;
+    g.tap = tp;
+    g.t0 = cvx_time_seconds();
+    g.steps = p->steps;
+    int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
+    plan_progress(&g, F, H, W, out_frames, height, width, cfg);
+    double seconds[4] = {0, 0, 0, 0};
+    float *embeds = NULL, *latents = NULL;
+    uint8_t *frames = NULL;
+    int64_t Dt = 0, vshape[5] = {0, 0, 0, 0, 0};
+
+    report(&g, CVX_PHASE_ENCODE, 0, 0);
+    double t = cvx_time_seconds();
+    st = encode_text(&g, cfg, L, &embeds, &Dt);
+    seconds[CVX_PHASE_ENCODE] = cvx_time_seconds() - t;
+    if (st != CVX_OK) goto done;
+    cvx_log_info(&e->logger, "encode: %.2fs", seconds[CVX_PHASE_ENCODE]);
+    if (poll_cancel(&g)) {
+        st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
+        goto done;
+    }
+
+    latents = malloc(sizeof(float) * (size_t)(F * C * H * W));
+    if (!latents) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the latents");
+        goto done;
+    }
+    t = cvx_time_seconds();
+    st = denoise(&g, embeds, cfg, L, latents, F, C, H, W, height, width);
+    seconds[CVX_PHASE_DENOISE] = cvx_time_seconds() - t;
+    free(embeds);
+    embeds = NULL;
+    if (st != CVX_OK) goto done;
+    cvx_log_info(&e->logger, "denoise: %d steps in %.2fs", p->steps, seconds[CVX_PHASE_DENOISE]);
+
+    t = cvx_time_seconds();
+    st = decode(&g, latents, F, C, H, W, &frames, vshape);
+    seconds[CVX_PHASE_DECODE] = cvx_time_seconds() - t;
+    if (st != CVX_OK) goto done;
+    cvx_log_info(&e->logger, "decode: %.2fs", seconds[CVX_PHASE_DECODE]);
+
+    t = cvx_time_seconds();
+    st = write_outputs(&g, frames, (int)vshape[2], (int)vshape[3], (int)vshape[4]);
+    seconds[CVX_PHASE_WRITE] = cvx_time_seconds() - t;
+    if (st != CVX_OK) goto done;
+    report(&g, CVX_PHASE_WRITE, 1, 0);
+    if (out) {
+        out->num_frames = (int)vshape[2];
+        out->height = (int)vshape[3];
+        out->width = (int)vshape[4];
+        out->fps = p->fps;
+        out->frames = frames;
+        out->seed = p->seed;
+        memcpy(out->seconds, seconds, sizeof seconds);
+        frames = NULL;
+    }
+done:
+    if (st == CVX_ERR_CANCELLED || g.cancelled) {
+        st = CVX_ERR_CANCELLED;
+        cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
+    }
+    free(frames);
+    free(latents);
+    free(embeds);
+    return st;
+}
+
+cvx_status cvx_generate(cvx_engine *e, const cvx_generate_params *p, cvx_video *out) {
+    return cvx_generate_tapped(e, p, out, NULL);
+}

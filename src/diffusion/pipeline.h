@@ -1,0 +1,29 @@
+/* Internal side of the public engine API (include/cogvideox.h): an observer of the stage outputs, used by the
+ * end-to-end golden handler to compare every seam (ids, embeddings, noise, latents per step, video, frames)
+ * with the reference's CogVideoXPipeline.__call__. */
+#ifndef CVX_DIFFUSION_PIPELINE_H
+#define CVX_DIFFUSION_PIPELINE_H
+
+#include "cogvideox.h"
+#include "core/tensor.h"
+
+/* Tensor names, as the e2e golden files spell them:
+ *   prompt_input_ids, negative_prompt_input_ids   I64 [1, L]
+ *   prompt_embeds, negative_prompt_embeds         F32 [1, L, Dt]
+ *   initial_latents                               F32 [1, F, C, H, W]
+ *   step_timesteps                                I64 [N]
+ *   step0_transformer_output                      F32 [2, F, C, H, W]  (before guidance)
+ *   step_latents_after                            F32 [N, 1, F, C, H, W]
+ *   final_latents                                 F32 [1, F, C, H, W]
+ *   video                                         F32 [1, 3, frames, H·8, W·8]  (decoded, unclamped)
+ *   frames_uint8                                  U8 [frames, H·8, W·8, 3]
+ * The view is valid only during the call; a non-OK status stops the generation and is returned. */
+typedef struct {
+    cvx_status (*fn)(void *user_data, const char *name, const cvx_tensor *t);
+    void *user_data;
+} cvx_pipeline_tap;
+
+cvx_status cvx_generate_tapped(cvx_engine *engine, const cvx_generate_params *params, cvx_video *out,
+                               const cvx_pipeline_tap *tap);
+
+#endif
