@@ -1100,7 +1100,8 @@ void cvx_vae_postprocess(const float *x, const int64_t s[5], float *np, uint8_t 
                     const int64_t o = ((b * F + f) * n + i) * C + c;
                     const float v255 = v * 255.0f;
                     if (np) np[o] = v;
-                    if (u8) u8[o] = (uint8_t)rintf(v255); /* numpy's round: half to even */
-                    if (u8_trunc) u8_trunc[o] = (uint8_t)v255;
+                    /* NaN survives torch's clamp; its uint8 cast is undefined in C (numpy gives 0 on x86). */
+                    if (u8) u8[o] = v != v ? 0 : (uint8_t)rintf(v255); /* numpy's round: half to even */
+                    if (u8_trunc) u8_trunc[o] = v != v ? 0 : (uint8_t)v255;
                 }
 }
