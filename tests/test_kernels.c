@@ -337,7 +337,8 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
 
     static const int64_t lin[][3] = {{1, 1, 1},    {1, 7, 5},     {2, 16, 32},   {3, 17, 33},   {13, 31, 47},
                                      {12, 64, 64}, {25, 96, 100}, {37, 300, 70}, {5, 520, 9},   {64, 257, 129},
-                                     {1, 600, 300}, {130, 40, 3},  {200, 33, 200}};
+                                     {1, 600, 300}, {130, 40, 3},  {200, 33, 200}, {4, 77, 301},  {2, 1030, 67},
+                                     {5, 77, 41}};
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
         for (int dt = 0; dt < 3; dt++) {
             cvx_dtype d = dt == 0 ? CVX_DTYPE_F32 : dt == 1 ? CVX_DTYPE_F16 : CVX_DTYPE_BF16;
@@ -345,7 +346,8 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
         }
     check_linear(pool, 4, 0, 6, CVX_DTYPE_F32, 1); /* K = 0: y = bias */
 
-    static const int64_t gm[][3] = {{1, 1, 1}, {5, 3, 2}, {17, 33, 300}, {40, 70, 9}, {3, 100, 257}, {90, 10, 64}};
+    static const int64_t gm[][3] = {{1, 1, 1}, {5, 3, 2}, {17, 33, 300}, {40, 70, 9}, {3, 100, 257}, {90, 10, 64},
+                                    {4, 9, 17}};
     for (size_t i = 0; i < sizeof gm / sizeof gm[0]; i++) {
         check_gemm_nt(pool, gm[i][0], gm[i][1], gm[i][2], 0, 0);
         check_gemm_nt(pool, gm[i][0], gm[i][1], gm[i][2], 3, 1);

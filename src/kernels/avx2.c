@@ -81,6 +81,11 @@ INL void transpose(V r[8]) {
     }
 }
 
+INL float v_hsum(V a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
 INL VD vd_zero(void) { return _mm256_setzero_pd(); }
 INL VD vd_set1(double x) { return _mm256_set1_pd(x); }
 INL VD vd_lo(V v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }

@@ -78,6 +78,7 @@ INL void transpose(V r[16]) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
+INL float v_hsum(V a) { return _mm512_reduce_add_ps(a); }
 INL VD vd_zero(void) { return _mm512_setzero_pd(); }
 INL VD vd_set1(double x) { return _mm512_set1_pd(x); }
 INL VD vd_lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }

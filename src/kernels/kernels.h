@@ -21,6 +21,8 @@
  * element (k, i) at a[k*a_stride + i]; B into micro-panels of gemm_nr rows, element (k, j) at b[k*gemm_nr + j].
  * Packing is where stored f16/bf16 weights are up-cast (exactly), so the micro-kernel only sees f32; a bf16
  * path can later pack into its own layout behind the same driver. */
+#define CVX_GEMV_MAX_ROWS 4
+
 typedef struct {
     cvx_isa isa;
     const char *name;
@@ -44,6 +46,11 @@ typedef struct {
      * bias is not NULL. */
     void (*gemm_ukernel)(int64_t k, const float *a, int64_t a_stride, const float *b, float *C, int64_t ldc,
                          int m, int n, int accumulate, const float *bias);
+    /* Few rows, no packing (packing would cost more than the math): for i < m <= CVX_GEMV_MAX_ROWS, j < n,
+     * y[i*ldy + j] (+)= sum_{p<k} x[i*ldx + p] · B[(n0 + j)*ldb + p], B in F32/F16/BF16 (row stride ldb
+     * elements); accumulate=0 overwrites y, adding bias[j] when bias is not NULL. */
+    void (*gemv)(int m, int64_t k, const float *x, int64_t ldx, cvx_dtype dt, const void *B, int64_t ldb, int64_t n0,
+                 int64_t n, float *y, int64_t ldy, int accumulate, const float *bias);
     /* One key tile of the online softmax, scores transposed: st[j*ld + i] for key j < nk, query i < nq.
      * Scales the scores by `scale`, updates the running max mx[i], writes corr[i] = exp(old mx - new mx)
      * (the factor the caller applies to its accumulators), replaces st by exp(s - new mx) and updates the

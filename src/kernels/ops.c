@@ -90,6 +90,27 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     }
 }
 
+typedef struct {
+    const cvx_kernel_table *kt;
+    int m;
+    int64_t K;
+    const float *A;
+    int64_t lda;
+    cvx_dtype bdt;
+    const void *B;
+    int64_t ldb;
+    float *C;
+    int64_t ldc;
+    int accumulate;
+    const float *bias;
+} gemv_ctx;
+
+static void gemv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    gemv_ctx *c = arg;
+    c->kt->gemv(c->m, c->K, c->A, c->lda, c->bdt, c->B, c->ldb, begin, end - begin, c->C + begin, c->ldc,
+                c->accumulate, c->bias ? c->bias + begin : NULL);
+}
+
 /* K == 0: the sum is empty. */
 static void gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias) {
     if (accumulate) return;
@@ -107,6 +128,13 @@ static void gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int6
     }
     const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
     int nt = cvx_pool_size(pool);
+    if (M <= CVX_GEMV_MAX_ROWS) {
+        /* Each weight is used at most 4 times: stream it once, straight from storage. */
+        gemv_ctx g = {kt, (int)M, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias};
+        int64_t chunk = round_up(ceil_div(N, (int64_t)nt * 4), 4);
+        cvx_pool_parallel_for(pool, N, chunk < 16 ? 16 : chunk, gemv_task, &g);
+        return;
+    }
     gemm_ctx c = {kt, M, N, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias, 1, N, M, 0, 0, NULL, 0};
     if (nt > 1) {
         /* A few tasks per thread so a busy core does not hold the others up; columns first (no duplicated

@@ -60,6 +60,17 @@ static void ref_ukernel(int64_t k, const float *a, int64_t a_stride, const float
         }
 }
 
+static void ref_gemv(int m, int64_t k, const float *x, int64_t ldx, cvx_dtype dt, const void *B, int64_t ldb,
+                     int64_t n0, int64_t n, float *y, int64_t ldy, int accumulate, const float *bias) {
+    for (int i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int64_t p = 0; p < k; p++) s += x[i * ldx + p] * b_elem(dt, B, (n0 + j) * ldb + p);
+            float *c = y + i * ldy + j;
+            *c = accumulate ? *c + s : s + (bias ? bias[j] : 0.0f);
+        }
+}
+
 static void ref_softmax_tile(float *st, int64_t ld, int64_t nk, int64_t nq, float scale, float *mx, float *l,
                              float *corr) {
     for (int64_t i = 0; i < nq; i++) {
@@ -126,6 +137,7 @@ const cvx_kernel_table cvx_kernels_ref = {
     .gemm_pack_a = ref_pack_a,
     .gemm_pack_b = ref_pack_b,
     .gemm_ukernel = ref_ukernel,
+    .gemv = ref_gemv,
     .softmax_tile = ref_softmax_tile,
     .norm_row = ref_norm_row,
     .gelu_tanh = ref_gelu_tanh,

@@ -8,7 +8,8 @@
  *   v_add, v_sub, v_mul, v_div, v_max, v_min, v_abs, v_neg_inf_to_zero, v_sign_or(a, sign_from),
  *   v_lt(a, b, x, y) (lanes a < b take x, others y), v_round, v_scale2(p, n) (p·2^n, n integral float),
  *   v_load_f16n / v_load_bf16n (first n halves, up-cast), transpose(V r[VW]),
- *   vd_zero, vd_set1, vd_lo(V) / vd_hi(V) (to double), vd_add, vd_sub, vd_fma, vd_hsum.
+ *   v_hsum (sum of the lanes), vd_zero, vd_set1, vd_lo(V) / vd_hi(V) (to double), vd_add, vd_sub, vd_fma,
+ *   vd_hsum.
  *
  * Micro-tile: MR rows x NR = 2·VW columns of C in 2·MR accumulators; per k step two vector loads of packed
  * B and MR broadcasts of packed A. */
@@ -128,6 +129,60 @@ static void ukernel(int64_t k, const float *a, int64_t as, const float *b, float
 
 static void gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float *C, int64_t ldc, int accumulate);
+
+/* ---- few-row products ----------------------------------------------------------------------------------- */
+
+/* m rows of x against R weight rows at a time, vectorised along k; one horizontal sum per output. */
+ALWAYS_INLINE void gemv_block(const int m, const int R, cvx_dtype dt, int64_t k, const float *x, int64_t ldx,
+                              const void *B, int64_t ldb, int64_t row, float *y, int64_t ldy, int accumulate,
+                              const float *bias) {
+    V acc[CVX_GEMV_MAX_ROWS][4];
+    for (int i = 0; i < m; i++)
+        for (int r = 0; r < R; r++) acc[i][r] = v_zero();
+    for (int64_t p = 0; p < k; p += VW) {
+        int cnt = k - p < VW ? (int)(k - p) : VW;
+        V xv[CVX_GEMV_MAX_ROWS];
+        for (int i = 0; i < m; i++) xv[i] = cnt == VW ? v_load(x + i * ldx + p) : v_loadn(x + i * ldx + p, cnt);
+        for (int r = 0; r < R; r++) {
+            V w = load_elems(dt, B, (row + r) * ldb + p, cnt);
+            for (int i = 0; i < m; i++) acc[i][r] = v_fma(xv[i], w, acc[i][r]);
+        }
+    }
+    for (int i = 0; i < m; i++)
+        for (int r = 0; r < R; r++) {
+            float s = v_hsum(acc[i][r]), *c = y + i * ldy + r;
+            *c = accumulate ? *c + s : s + (bias ? bias[r] : 0.0f);
+        }
+}
+
+ALWAYS_INLINE void gemv_m(const int m, cvx_dtype dt, int64_t k, const float *x, int64_t ldx, const void *B,
+                          int64_t ldb, int64_t n0, int64_t n, float *y, int64_t ldy, int accumulate, const float *bias) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        gemv_block(m, 4, dt, k, x, ldx, B, ldb, n0 + j, y + j, ldy, accumulate, bias ? bias + j : NULL);
+    for (; j < n; j++)
+        gemv_block(m, 1, dt, k, x, ldx, B, ldb, n0 + j, y + j, ldy, accumulate, bias ? bias + j : NULL);
+}
+
+ALWAYS_INLINE void gemv_dt(cvx_dtype dt, int m, int64_t k, const float *x, int64_t ldx, const void *B, int64_t ldb,
+                           int64_t n0, int64_t n, float *y, int64_t ldy, int accumulate, const float *bias) {
+    switch (m) {
+    case 1: gemv_m(1, dt, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    case 2: gemv_m(2, dt, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    case 3: gemv_m(3, dt, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    case 4: gemv_m(4, dt, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    default: break;
+    }
+}
+
+static void gemv(int m, int64_t k, const float *x, int64_t ldx, cvx_dtype dt, const void *B, int64_t ldb, int64_t n0,
+                 int64_t n, float *y, int64_t ldy, int accumulate, const float *bias) {
+    switch (dt) {
+    case CVX_DTYPE_F16: gemv_dt(CVX_DTYPE_F16, m, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    case CVX_DTYPE_BF16: gemv_dt(CVX_DTYPE_BF16, m, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    default: gemv_dt(CVX_DTYPE_F32, m, k, x, ldx, B, ldb, n0, n, y, ldy, accumulate, bias); break;
+    }
+}
 
 /* ---- exp, tanh ------------------------------------------------------------------------------------------ */
 
@@ -290,6 +345,7 @@ const cvx_kernel_table TABLE_NAME = {
     .gemm_pack_a = pack_a,
     .gemm_pack_b = pack_b,
     .gemm_ukernel = ukernel,
+    .gemv = gemv,
     .softmax_tile = softmax_tile,
     .norm_row = norm_row,
     .gelu_tanh = gelu_tanh,
