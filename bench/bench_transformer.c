@@ -203,6 +203,10 @@ int main(int argc, char **argv) {
                    "(%.2f TFLOP), peak RSS %.2f GB\n",
                    (long long)F, (long long)(L + N), sec, sec / (c->num_layers ? c->num_layers : 1), flops / sec / 1e9,
                    flops / 1e12, peak_rss_gb());
+            const cvx_dit_timings *tm = cvx_dit_last_timings(m);
+            printf("    q/k/v/out projections %.2f s, attention %.2f s, feed-forward %.2f s, rest %.2f s\n",
+                   tm->projections, tm->attention, tm->feed_forward,
+                   tm->total - tm->projections - tm->attention - tm->feed_forward);
         }
         free(lat), free(out), free(text), free(rc_cos), free(rc_sin);
     }

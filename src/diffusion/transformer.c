@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/log.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
@@ -56,6 +57,7 @@ struct cvx_dit {
     int64_t n_expected;        /* tensors the config implies (a checkpoint with more is refused) */
     char **expected;
     cvx_arena arena;
+    cvx_dit_timings timings;   /* of the last forward */
     cvx_error err;
 };
 
@@ -300,6 +302,7 @@ cvx_status cvx_dit_open_dir(cvx_dit **out, const char *dir, cvx_error *err) {
 
 const cvx_dit_config *cvx_dit_get_config(const cvx_dit *m) { return &m->cfg; }
 const cvx_error *cvx_dit_error(const cvx_dit *m) { return &m->err; }
+const cvx_dit_timings *cvx_dit_last_timings(const cvx_dit *m) { return &m->timings; }
 
 /* ---- position and time tables -------------------------------------------------------------------------- */
 
@@ -617,6 +620,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
 
         /* joint attention */
+        double t_a = cvx_time_seconds();
         cvx_linear(pool, q, n, B * S, D, &blk->q_w, blk->q_b);
         cvx_linear(pool, k, n, B * S, D, &blk->k_w, blk->k_b);
         cvx_linear(pool, v, n, B * S, D, &blk->v_w, blk->v_b);
@@ -626,8 +630,13 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
             rope_ctx r = {q, k, call->rope_cos, call->rope_sin, S, L, Hd, Dh};
             cvx_pool_parallel_for(pool, B * N, 0, rope_task, &r);
         }
+        double t_b = cvx_time_seconds();
         cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+        double t_c = cvx_time_seconds();
         cvx_linear(pool, q, o, B * S, D, &blk->o_w, blk->o_b);
+        double t_d = cvx_time_seconds();
+        m->timings.projections += (t_b - t_a) + (t_d - t_c);
+        m->timings.attention += t_c - t_b;
         snprintf(name, sizeof name, "block%d.attn1", i);
         if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
         rc.y = x;
@@ -644,6 +653,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
         snprintf(name, sizeof name, "block%d.norm2", i);
         if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
+        double t_e = cvx_time_seconds();
         for (int64_t r0 = 0; r0 < B * S; r0 += ff_rows) {
             int64_t rows = B * S - r0 < ff_rows ? B * S - r0 : ff_rows;
             cvx_linear(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_b);
@@ -653,6 +663,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
                 cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
             cvx_linear(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_b);
         }
+        m->timings.feed_forward += cvx_time_seconds() - t_e;
         snprintf(name, sizeof name, "block%d.ff", i);
         if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
         rc.y = x;
@@ -704,9 +715,12 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
 
 cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call) {
     cvx_error_clear(&m->err);
+    memset(&m->timings, 0, sizeof m->timings);
     cvx_status st = check_call(m, call);
     if (st != CVX_OK) return st;
+    double t0 = cvx_time_seconds();
     st = forward_impl(m, call);
+    m->timings.total = cvx_time_seconds() - t0;
     cvx_arena_reset(&m->arena, 0);
     return st;
 }

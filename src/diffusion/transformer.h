@@ -104,6 +104,12 @@ typedef struct {
  * positions, missing rope tables) fail before any work. */
 cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call);
 
+/* Wall time of the last forward by part (seconds): q/k/v/out projections, attention, feed-forward, all. */
+typedef struct {
+    double projections, attention, feed_forward, total;
+} cvx_dit_timings;
+const cvx_dit_timings *cvx_dit_last_timings(const cvx_dit *m);
+
 /* Floating-point operations of one forward at these sizes (multiply-add = 2), for benchmarks. */
 double cvx_dit_flops(const cvx_dit_config *cfg, int64_t B, int64_t F, int64_t H, int64_t W, int64_t L);
 
