@@ -153,7 +153,7 @@ static void run_case(const char *case_dir, const char *tmp) {
                   (long long)F);
         int64_t differing = 0, too_far = 0, total = 0;
         for (int64_t f = 0; f < F; f++) {
-            snprintf(path, sizeof path, "%s/%05lld.png", frames_dir, (long long)f);
+            snprintf(path, sizeof path, "%.4000s/%05d.png", frames_dir, (int)f);
             int pw = 0, ph = 0;
             uint8_t *rgb = read_png(path, &pw, &ph);
             CHECK_MSG(rgb && pw == W && ph == H, "%s: bad PNG", path);
