@@ -101,12 +101,15 @@ static void check_same_text(const char *what, const char *got, size_t got_len, c
 }
 
 static void test_config_text(void) {
-    static const char *const files[] = {
-        REAL "/cogvideox-2b/model_index.json",        REAL "/cogvideox-2b/scheduler/scheduler_config.json",
-        REAL "/cogvideox-2b/text_encoder_config.json", REAL "/cogvideox-2b/transformer/config.json",
-        REAL "/cogvideox-2b/vae_config.json",          REAL "/cogvideox-5b/transformer/config.json",
-        REAL "/cogvideox-5b/scheduler/scheduler_config.json", REAL "/cogvideox-2b/tokenizer/tokenizer_config.json",
-        REAL "/cogvideox-2b/text_encoder_index.predicted.json"};
+    static const char *const files[] = {REAL "/cogvideox-2b/model_index.json",
+                                        REAL "/cogvideox-2b/scheduler/scheduler_config.json",
+                                        REAL "/cogvideox-2b/text_encoder_config.json",
+                                        REAL "/cogvideox-2b/transformer/config.json",
+                                        REAL "/cogvideox-2b/vae_config.json",
+                                        REAL "/cogvideox-5b/transformer/config.json",
+                                        REAL "/cogvideox-5b/scheduler/scheduler_config.json",
+                                        REAL "/cogvideox-2b/tokenizer/tokenizer_config.json",
+                                        REAL "/cogvideox-2b/text_encoder_index.predicted.json"};
     /* parse + re-emit reproduces every file */
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         json_error_t je;
@@ -137,7 +140,8 @@ static void test_config_text(void) {
     /* the tiny preset's transformer / VAE configs are the e2e golden model's */
     const char *g = cvx_test_shared_golden();
     if (g) {
-        static const char *const tiny[][2] = {{"transformer", "transformer/config.json"}, {"vae", "vae/config.json"},
+        static const char *const tiny[][2] = {{"transformer", "transformer/config.json"},
+                                              {"vae", "vae/config.json"},
                                               {"scheduler", "scheduler/scheduler_config.json"},
                                               {"model_index", "model_index.json"}};
         for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++) {
@@ -154,14 +158,15 @@ static void test_config_text(void) {
         }
     }
     /* Python's float repr and ensure_ascii */
-    json_t *j = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s,s:[],s:{}}", "a", 1e-05, "b", 0.0001, "c", 1e16, "d",
-                          123456789.125, "e", -0.0, "f", 1.5e-300, "g", 0.1, "h", "\xc3\xa9\xf0\x9f\x98\x80\"\\\n\x01",
-                          "i", "j");
+    json_t *j =
+        json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s,s:[],s:{}}", "a", 1e-05, "b", 0.0001, "c", 1e16, "d", 123456789.125,
+                  "e", -0.0, "f", 1.5e-300, "g", 0.1, "h", "\xc3\xa9\xf0\x9f\x98\x80\"\\\n\x01", "i", "j");
     size_t len;
     char *text = cvx_json_dumps_python(j, &len);
-    const char *want = "{\n  \"a\": 1e-05,\n  \"b\": 0.0001,\n  \"c\": 1e+16,\n  \"d\": 123456789.125,\n  \"e\": -0.0,\n"
-                       "  \"f\": 1.5e-300,\n  \"g\": 0.1,\n  \"h\": \"\\u00e9\\ud83d\\ude00\\\"\\\\\\n\\u0001\",\n"
-                       "  \"i\": [],\n  \"j\": {}\n}\n";
+    const char *want =
+        "{\n  \"a\": 1e-05,\n  \"b\": 0.0001,\n  \"c\": 1e+16,\n  \"d\": 123456789.125,\n  \"e\": -0.0,\n"
+        "  \"f\": 1.5e-300,\n  \"g\": 0.1,\n  \"h\": \"\\u00e9\\ud83d\\ude00\\\"\\\\\\n\\u0001\",\n"
+        "  \"i\": [],\n  \"j\": {}\n}\n";
     CHECK_MSG(text && !strcmp(text, want), "python dumps: got\n%s", text ? text : "(null)");
     free(text);
     json_decref(j);
@@ -188,7 +193,8 @@ static void test_shards(void) {
     json_t *man = json_load_file(REAL "/cogvideox-2b/text_encoder_manifest.json", 0, NULL);
     json_t *bytes = json_object_get(json_object_get(man, "predicted_sharding"), "shard_bytes");
     uint64_t got[2] = {0, 0};
-    for (size_t i = 0; i < l.n; i++) got[shard_of[i]] += (uint64_t)l.t[i].numel * 2;
+    for (size_t i = 0; i < l.n; i++)
+        got[shard_of[i]] += (uint64_t)l.t[i].numel * 2;
     CHECK(json_integer_value(json_object_get(bytes, "model-00001-of-00002.safetensors")) == (json_int_t)got[0]);
     CHECK(json_integer_value(json_object_get(bytes, "model-00002-of-00002.safetensors")) == (json_int_t)got[1]);
     /* fp32: 4 shards, as mochi's fp32 T5-XXL index */
@@ -208,7 +214,8 @@ static void check_case_weights(const char *config_path, const char *weights_path
     CHECK_MSG(cvx_config_load(&cfg, config_path, &err) == CVX_OK, "%s", err.message);
     if (cfg) CHECK_MSG(cvx_model_expected_tensors(cls, cfg, &l, &err) == CVX_OK, "%s", err.message);
     CHECK_MSG(cvx_weights_open(&w, weights_path, &err) == CVX_OK, "%s", err.message);
-    if (w && l.n) CHECK_MSG(cvx_model_check_weights(config_path, weights_path, &l, w, &err) == CVX_OK, "%s", err.message);
+    if (w && l.n)
+        CHECK_MSG(cvx_model_check_weights(config_path, weights_path, &l, w, &err) == CVX_OK, "%s", err.message);
     cvx_weights_close(w);
     cvx_tensor_list_free(&l);
     cvx_config_free(cfg);
@@ -322,7 +329,8 @@ static void test_config_errors(void) {
                      "\"snr_shift_scale\": 1.0, \"prediction_type\": \"v_prediction\"}";
     CHECK(cvx_config_parse(&c, s5, strlen(s5), "s5", NULL) == CVX_OK);
     CHECK(cvx_scheduler_config_read(c, CVX_CLASS_DPM_SCHEDULER, &sc, NULL) == CVX_OK);
-    CHECK(sc.cls == CVX_CLASS_DPM_SCHEDULER && sc.snr_shift_scale == 1.0 && !strcmp(sc.prediction_type, "v_prediction"));
+    CHECK(sc.cls == CVX_CLASS_DPM_SCHEDULER && sc.snr_shift_scale == 1.0 &&
+          !strcmp(sc.prediction_type, "v_prediction"));
     cvx_config_free(c);
 }
 
@@ -400,7 +408,8 @@ static void test_tiny(void) {
         CHECK(!strcmp(m->pipeline_class, "CogVideoXPipeline"));
         const cvx_model_component *te = cvx_model_component_get(m, "text_encoder"),
                                   *tr = cvx_model_component_get(m, "transformer"),
-                                  *va = cvx_model_component_get(m, "vae"), *tok = cvx_model_component_get(m, "tokenizer"),
+                                  *va = cvx_model_component_get(m, "vae"),
+                                  *tok = cvx_model_component_get(m, "tokenizer"),
                                   *sc = cvx_model_component_get(m, "scheduler");
         CHECK(te && tr && va && tok && sc);
         if (te && tr && va && tok && sc) {
@@ -516,6 +525,20 @@ static void test_tiny(void) {
         fclose(f);
     }
     expect_open_error(dir, "StableDiffusionPipeline", NULL);
+    /* a 5b-style folder: the DPM scheduler class is accepted */
+    f = fopen(path, "wb");
+    if (f) {
+        fputs("{\"_class_name\": \"CogVideoXPipeline\", \"scheduler\": [\"diffusers\", \"CogVideoXDPMScheduler\"], "
+              "\"text_encoder\": [\"transformers\", \"T5EncoderModel\"], \"tokenizer\": [\"transformers\", "
+              "\"T5Tokenizer\"], "
+              "\"transformer\": [\"diffusers\", \"CogVideoXTransformer3DModel\"], \"vae\": [\"diffusers\", "
+              "\"AutoencoderKLCogVideoX\"]}",
+              f);
+        fclose(f);
+    }
+    CHECK_MSG(cvx_model_open(&m, dir, NULL, &err) == CVX_OK, "%s", err.message);
+    if (m) CHECK(cvx_model_component_get(m, "scheduler")->cls == CVX_CLASS_DPM_SCHEDULER);
+    cvx_model_close(m);
     restore(path);
     snprintf(path, sizeof path, "%s/transformer/config.json", dir);
     snprintf(orig, sizeof orig, "%s.orig", path);

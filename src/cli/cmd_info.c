@@ -29,11 +29,21 @@ static int info_cpu(int json) {
     const struct {
         const char *name;
         int v;
-    } feats[] = {{"sse4.2", c->sse42},      {"avx", c->avx},           {"avx2", c->avx2},
-                 {"fma", c->fma},           {"f16c", c->f16c},         {"avx512f", c->avx512f},
-                 {"avx512bw", c->avx512bw}, {"avx512vl", c->avx512vl}, {"avx512dq", c->avx512dq},
-                 {"avx512_bf16", c->avx512_bf16}, {"avx512_vnni", c->avx512_vnni}, {"avx_vnni", c->avx_vnni},
-                 {"amx_tile", c->amx_tile}, {"amx_bf16", c->amx_bf16}, {"amx_int8", c->amx_int8}};
+    } feats[] = {{"sse4.2", c->sse42},
+                 {"avx", c->avx},
+                 {"avx2", c->avx2},
+                 {"fma", c->fma},
+                 {"f16c", c->f16c},
+                 {"avx512f", c->avx512f},
+                 {"avx512bw", c->avx512bw},
+                 {"avx512vl", c->avx512vl},
+                 {"avx512dq", c->avx512dq},
+                 {"avx512_bf16", c->avx512_bf16},
+                 {"avx512_vnni", c->avx512_vnni},
+                 {"avx_vnni", c->avx_vnni},
+                 {"amx_tile", c->amx_tile},
+                 {"amx_bf16", c->amx_bf16},
+                 {"amx_int8", c->amx_int8}};
     const int nf = (int)(sizeof feats / sizeof feats[0]);
     int amx_usable = cvx_isa_supported(CVX_ISA_AMX);
     if (json) {
@@ -41,7 +51,8 @@ static int info_cpu(int json) {
         json_object_set_new(o, "vendor", json_string(c->vendor));
         json_object_set_new(o, "brand", json_string(c->brand));
         json_object_set_new(o, "logical_cpus", json_integer(c->logical_cpus));
-        for (int i = 0; i < nf; i++) json_object_set_new(f, feats[i].name, json_boolean(feats[i].v));
+        for (int i = 0; i < nf; i++)
+            json_object_set_new(f, feats[i].name, json_boolean(feats[i].v));
         json_object_set_new(o, "features", f);
         json_object_set_new(o, "os_avx", json_boolean(c->os_avx));
         json_object_set_new(o, "os_avx512", json_boolean(c->os_avx512));
@@ -49,9 +60,9 @@ static int info_cpu(int json) {
         json_object_set_new(o, "amx_permitted", json_boolean(c->amx_permitted));
         json_object_set_new(o, "amx_usable", json_boolean(amx_usable));
         for (int i = 0; i < CVX_ISA_COUNT; i++)
-            json_object_set_new(paths, cvx_isa_name((cvx_isa)i), json_pack("{s:b,s:b}", "supported",
-                                                                            cvx_isa_supported((cvx_isa)i), "built",
-                                                                            cvx_kernels_for((cvx_isa)i) != NULL));
+            json_object_set_new(paths, cvx_isa_name((cvx_isa)i),
+                                json_pack("{s:b,s:b}", "supported", cvx_isa_supported((cvx_isa)i), "built",
+                                          cvx_kernels_for((cvx_isa)i) != NULL));
         json_object_set_new(o, "paths", paths);
         json_object_set_new(o, "best_path", json_string(cvx_isa_name(cvx_isa_best())));
         json_object_set_new(o, "active_path", json_string(cvx_isa_name(cvx_isa_active())));
@@ -65,12 +76,14 @@ static int info_cpu(int json) {
     }
     printf("cpu          %s (%s), %d logical CPUs\n", c->brand[0] ? c->brand : "?", c->vendor, c->logical_cpus);
     printf("features    ");
-    for (int i = 0; i < nf; i++) printf(" %s%s", feats[i].v ? "+" : "-", feats[i].name);
+    for (int i = 0; i < nf; i++)
+        printf(" %s%s", feats[i].v ? "+" : "-", feats[i].name);
     printf("\nos support   avx state %s, avx-512 state %s, amx tile state %s; amx permission %s\n",
            c->os_avx ? "on" : "off", c->os_avx512 ? "on" : "off", c->os_amx ? "on" : "off",
            c->amx_permitted ? "granted" : "not granted");
-    printf("amx          %s\n", amx_usable ? "usable" : c->amx_tile ? "present but not usable (OS state or permission)"
-                                                                    : "not present");
+    printf("amx          %s\n", amx_usable    ? "usable"
+                                : c->amx_tile ? "present but not usable (OS state or permission)"
+                                              : "not present");
     printf("paths       ");
     for (int i = 0; i < CVX_ISA_COUNT; i++)
         printf(" %s%s%s", cvx_isa_name((cvx_isa)i), cvx_isa_supported((cvx_isa)i) ? "" : "(unsupported)",
@@ -97,10 +110,14 @@ static const char *commas(int64_t v, char *buf, size_t size) {
 }
 
 static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull) snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull) snprintf(buf, size, "%.1f MB", b / 1e6);
-    else if (b >= 1000ull) snprintf(buf, size, "%.1f kB", b / 1e3);
-    else snprintf(buf, size, "%" PRIu64 " B", b);
+    if (b >= 1000000000ull)
+        snprintf(buf, size, "%.2f GB", b / 1e9);
+    else if (b >= 1000000ull)
+        snprintf(buf, size, "%.1f MB", b / 1e6);
+    else if (b >= 1000ull)
+        snprintf(buf, size, "%.1f kB", b / 1e3);
+    else
+        snprintf(buf, size, "%" PRIu64 " B", b);
     return buf;
 }
 
@@ -113,7 +130,8 @@ static void dtypes_str(const cvx_model_component *c, char *buf, size_t size) {
         if (mixed)
             o += (size_t)snprintf(buf + o, o < size ? size - o : 0, "%s%s %.0f%%", o ? ", " : "",
                                   cvx_dtype_name((cvx_dtype)d), 100.0 * c->dtype_params[d] / c->n_params);
-        else o += (size_t)snprintf(buf + o, o < size ? size - o : 0, "%s", cvx_dtype_name((cvx_dtype)d));
+        else
+            o += (size_t)snprintf(buf + o, o < size ? size - o : 0, "%s", cvx_dtype_name((cvx_dtype)d));
         if (o >= size) break;
     }
 }
@@ -124,7 +142,8 @@ static void describe(const cvx_model_component *c, char *buf, size_t size) {
         if (c->model_max_length > 0)
             snprintf(buf, size, "spiece.model %" PRIu64 " bytes, model_max_length %lld", c->spiece_bytes,
                      (long long)c->model_max_length);
-        else snprintf(buf, size, "spiece.model %" PRIu64 " bytes", c->spiece_bytes);
+        else
+            snprintf(buf, size, "spiece.model %" PRIu64 " bytes", c->spiece_bytes);
         break;
     case CVX_CLASS_T5_ENCODER: {
         const cvx_t5_config *t = &c->cfg.t5;
@@ -164,8 +183,7 @@ static void describe(const cvx_model_component *c, char *buf, size_t size) {
         const cvx_scheduler_config *s = &c->cfg.scheduler;
         snprintf(buf, size, "%s, %s spacing, %lld train steps, %s beta %g..%g%s, snr_shift_scale %g",
                  s->prediction_type, s->timestep_spacing, (long long)s->num_train_timesteps, s->beta_schedule,
-                 s->beta_start, s->beta_end, s->rescale_betas_zero_snr ? ", zero-SNR rescale" : "",
-                 s->snr_shift_scale);
+                 s->beta_start, s->beta_end, s->rescale_betas_zero_snr ? ", zero-SNR rescale" : "", s->snr_shift_scale);
         break;
     }
     }
@@ -184,7 +202,8 @@ static int info_model(const char *dir, int json, int check_weights) {
     int have_me = check_weights && cvx_model_memory_estimate(m, &me, &err) == CVX_OK;
     int64_t total_params = 0;
     uint64_t total_bytes = 0;
-    for (int i = 0; i < m->n_comp; i++) total_params += m->comp[i].n_params, total_bytes += m->comp[i].file_bytes;
+    for (int i = 0; i < m->n_comp; i++)
+        total_params += m->comp[i].n_params, total_bytes += m->comp[i].file_bytes;
     char desc[512], a[64], b[64], dt[96];
     if (json) {
         json_t *o = json_object(), *comps = json_array();
@@ -194,9 +213,10 @@ static int info_model(const char *dir, int json, int check_weights) {
         for (int i = 0; i < m->n_comp; i++) {
             const cvx_model_component *c = &m->comp[i];
             describe(c, desc, sizeof desc);
-            json_t *cj = json_pack("{s:s,s:s,s:s,s:s}", "name", c->name, "library", c->library, "class",
-                                   c->class_name, "summary", desc);
-            if (c->config && c->cls != CVX_CLASS_T5_TOKENIZER) json_object_set(cj, "config", cvx_config_json(c->config));
+            json_t *cj = json_pack("{s:s,s:s,s:s,s:s}", "name", c->name, "library", c->library, "class", c->class_name,
+                                   "summary", desc);
+            if (c->config && c->cls != CVX_CLASS_T5_TOKENIZER)
+                json_object_set(cj, "config", cvx_config_json(c->config));
             if (c->expected.n) {
                 json_object_set_new(cj, "tensors", json_integer((json_int_t)c->expected.n));
                 json_object_set_new(cj, "parameters_expected", json_integer(c->expected.numel));
@@ -244,9 +264,9 @@ static int info_model(const char *dir, int json, int check_weights) {
         describe(c, desc, sizeof desc);
         if (c->weights_checked) {
             dtypes_str(c, dt, sizeof dt);
-            printf("%-13s %-28s %15s params  %-5s %10s in %d file%s (%zu tensors, names and shapes checked)\n",
-                   c->name, c->class_name, commas(c->n_params, a, sizeof a), dt, human(c->file_bytes, b, sizeof b),
-                   c->n_files, c->n_files == 1 ? "" : "s", c->expected.n);
+            printf("%-13s %-28s %15s params  %-5s %10s in %d file%s (%zu tensors, names and shapes checked)\n", c->name,
+                   c->class_name, commas(c->n_params, a, sizeof a), dt, human(c->file_bytes, b, sizeof b), c->n_files,
+                   c->n_files == 1 ? "" : "s", c->expected.n);
         } else if (c->expected.n) {
             printf("%-13s %-28s %15s params (from the config; weights not opened)\n", c->name, c->class_name,
                    commas(c->expected.numel, a, sizeof a));
@@ -282,14 +302,18 @@ int cvx_cmd_info(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--cpu")) cpu = 1;
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--no-weights")) check_weights = 0;
+        } else if (!strcmp(argv[i], "--cpu"))
+            cpu = 1;
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--no-weights"))
+            check_weights = 0;
         else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "info: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
-        } else if (!dir) dir = argv[i];
+        } else if (!dir)
+            dir = argv[i];
         else {
             fprintf(stderr, "info: more than one folder given\n");
             return 2;

@@ -13,22 +13,24 @@
 #include "io/model_maker.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: cogvideox make-model [--preset tiny|cogvideox-2b] [--seed N] [--dtype f16|bf16|f32]\n"
-            "                            [--threads N] -o DIR\n"
-            "Writes a complete CogVideoX pipeline folder (diffusers layout) with deterministic random weights.\n"
-            "  --preset NAME   tiny (default: small sizes, a few MB, runs in seconds) or cogvideox-2b (the real\n"
-            "                  CogVideoX-2b shapes: ~13 GB in f16, ~26 GB in f32)\n"
-            "  --seed N        weight seed (default 0); the same seed writes the same bytes\n"
-            "  --dtype T       storage dtype of the weights: f16 (default), bf16 or f32\n"
-            "  --threads N     threads generating values (default: all cores)\n"
-            "  -o, --output DIR  the folder to write (created; weight files of an earlier run are replaced)\n");
+    fprintf(f, "usage: cogvideox make-model [--preset tiny|cogvideox-2b] [--seed N] [--dtype f16|bf16|f32]\n"
+               "                            [--threads N] -o DIR\n"
+               "Writes a complete CogVideoX pipeline folder (diffusers layout) with deterministic random weights.\n"
+               "  --preset NAME   tiny (default: small sizes, a few MB, runs in seconds) or cogvideox-2b (the real\n"
+               "                  CogVideoX-2b shapes: ~13 GB in f16, ~26 GB in f32)\n"
+               "  --seed N        weight seed (default 0); the same seed writes the same bytes\n"
+               "  --dtype T       storage dtype of the weights: f16 (default), bf16 or f32\n"
+               "  --threads N     threads generating values (default: all cores)\n"
+               "  -o, --output DIR  the folder to write (created; weight files of an earlier run are replaced)\n");
 }
 
 static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull) snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull) snprintf(buf, size, "%.1f MB", b / 1e6);
-    else snprintf(buf, size, "%.1f kB", b / 1e3);
+    if (b >= 1000000000ull)
+        snprintf(buf, size, "%.2f GB", b / 1e9);
+    else if (b >= 1000000ull)
+        snprintf(buf, size, "%.1f MB", b / 1e6);
+    else
+        snprintf(buf, size, "%.1f kB", b / 1e3);
     return buf;
 }
 
@@ -76,9 +78,12 @@ int cvx_cmd_make_model(int argc, char **argv) {
             }
             p.seed = (uint64_t)n, i++;
         } else if (!strcmp(a, "--dtype") && v) {
-            if (!strcmp(v, "f16") || !strcmp(v, "fp16") || !strcmp(v, "float16")) p.dtype = CVX_DTYPE_F16;
-            else if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16")) p.dtype = CVX_DTYPE_BF16;
-            else if (!strcmp(v, "f32") || !strcmp(v, "fp32") || !strcmp(v, "float32")) p.dtype = CVX_DTYPE_F32;
+            if (!strcmp(v, "f16") || !strcmp(v, "fp16") || !strcmp(v, "float16"))
+                p.dtype = CVX_DTYPE_F16;
+            else if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16"))
+                p.dtype = CVX_DTYPE_BF16;
+            else if (!strcmp(v, "f32") || !strcmp(v, "fp32") || !strcmp(v, "float32"))
+                p.dtype = CVX_DTYPE_F32;
             else {
                 fprintf(stderr, "make-model: unknown dtype '%s' (expected f16, bf16 or f32)\n", v);
                 return 2;
@@ -122,7 +127,8 @@ int cvx_cmd_make_model(int argc, char **argv) {
     }
     int64_t params = 0;
     uint64_t bytes = 0;
-    for (int i = 0; i < m->n_comp; i++) params += m->comp[i].n_params, bytes += m->comp[i].file_bytes;
+    for (int i = 0; i < m->n_comp; i++)
+        params += m->comp[i].n_params, bytes += m->comp[i].file_bytes;
     char hb[32];
     printf("wrote %s: preset %s, %s weights, seed %llu: %lld parameters, %s of weights in %.1f s\n", out, p.preset,
            cvx_dtype_name(p.dtype), (unsigned long long)p.seed, (long long)params, human(bytes, hb, sizeof hb),

@@ -72,8 +72,9 @@ cvx_status cvx_config_parse(cvx_config **out, const void *text, size_t size, con
     json_error_t je;
     /* JSON_ALLOW_NUL keeps a stray NUL from silently truncating keys; duplicates would be ambiguous. */
     json_t *root = json_loadb(text, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!root) return cvx_fail(err, CVX_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", label, je.line,
-                               je.column, je.text);
+    if (!root)
+        return cvx_fail(err, CVX_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", label, je.line, je.column,
+                        je.text);
     cvx_status st = cvx_config_from_json(out, root, label, err);
     json_decref(root);
     return st;
@@ -82,8 +83,9 @@ cvx_status cvx_config_parse(cvx_config **out, const void *text, size_t size, con
 cvx_status cvx_config_load(cvx_config **out, const char *path, cvx_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return cvx_fail(err, errno == ENOENT ? CVX_ERR_NOT_FOUND : CVX_ERR_IO, "%s: cannot open: %s", path,
-                            strerror(errno));
+    if (!f)
+        return cvx_fail(err, errno == ENOENT ? CVX_ERR_NOT_FOUND : CVX_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
     char *buf = malloc(CVX_CONFIG_MAX_FILE + 1);
     if (!buf) {
         fclose(f);
@@ -93,8 +95,10 @@ cvx_status cvx_config_load(cvx_config **out, const char *path, cvx_error *err) {
     int bad = ferror(f);
     fclose(f);
     cvx_status st;
-    if (bad) st = cvx_fail(err, CVX_ERR_IO, "%s: read error", path);
-    else st = cvx_config_parse(out, buf, n, path, err);
+    if (bad)
+        st = cvx_fail(err, CVX_ERR_IO, "%s: read error", path);
+    else
+        st = cvx_config_parse(out, buf, n, path, err);
     free(buf);
     return st;
 }
@@ -212,7 +216,8 @@ cvx_status cvx_config_int_array(const cvx_config *c, const char *key, const int6
                                 int64_t min, int64_t max, int64_t *out, int *n, cvx_error *err) {
     json_t *v = json_object_get(c->root, key);
     if (!v) {
-        for (int i = 0; i < ndef; i++) out[i] = def[i];
+        for (int i = 0; i < ndef; i++)
+            out[i] = def[i];
         *n = ndef;
         return CVX_OK;
     }
@@ -242,7 +247,8 @@ cvx_status cvx_config_string_array(const cvx_config *c, const char *key, const c
                                    const char **out, int *n, cvx_error *err) {
     json_t *v = json_object_get(c->root, key);
     if (!v) {
-        for (int i = 0; i < ndef; i++) out[i] = def[i];
+        for (int i = 0; i < ndef; i++)
+            out[i] = def[i];
         *n = ndef;
         return CVX_OK;
     }
@@ -265,10 +271,10 @@ cvx_status cvx_config_string_array(const cvx_config *c, const char *key, const c
 }
 
 /* ---- typed configs --------------------------------------------------------------------------------------- */
-#define TRY(expr)                          \
-    do {                                   \
-        cvx_status st_ = (expr);           \
-        if (st_ != CVX_OK) return st_;     \
+#define TRY(expr)                                                                                                      \
+    do {                                                                                                               \
+        cvx_status st_ = (expr);                                                                                       \
+        if (st_ != CVX_OK) return st_;                                                                                 \
     } while (0)
 
 static void copy_str(char *dst, size_t size, const char *src) { snprintf(dst, size, "%s", src); }
@@ -397,17 +403,20 @@ cvx_status cvx_vae_config_read(const cvx_config *c, cvx_vae_config *o, cvx_error
     TRY(cvx_config_string_array(c, "down_block_types", def_down, 4, CVX_VAE_MAX_BLOCKS, types, &n, err));
     for (int i = 0; i < n; i++)
         if (strcmp(types[i], "CogVideoXDownBlock3D"))
-            return cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: \"down_block_types\"[%d] = \"%.64s\" (only CogVideoXDownBlock3D exists)",
-                            c->label, i, types[i]);
+            return cvx_fail(err, CVX_ERR_UNSUPPORTED,
+                            "%s: \"down_block_types\"[%d] = \"%.64s\" (only CogVideoXDownBlock3D exists)", c->label, i,
+                            types[i]);
     /* The encoder walks down_block_types and indexes block_out_channels with the same i. */
     if (n != o->n_blocks)
-        return cvx_fail(err, CVX_ERR_FORMAT, "%s: \"down_block_types\" has %d entries but \"block_out_channels\" has %d",
-                        c->label, n, o->n_blocks);
+        return cvx_fail(err, CVX_ERR_FORMAT,
+                        "%s: \"down_block_types\" has %d entries but \"block_out_channels\" has %d", c->label, n,
+                        o->n_blocks);
     TRY(cvx_config_string_array(c, "up_block_types", def_up, 4, CVX_VAE_MAX_BLOCKS, types, &n, err));
     for (int i = 0; i < n; i++)
         if (strcmp(types[i], "CogVideoXUpBlock3D"))
-            return cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: \"up_block_types\"[%d] = \"%.64s\" (only CogVideoXUpBlock3D exists)",
-                            c->label, i, types[i]);
+            return cvx_fail(err, CVX_ERR_UNSUPPORTED,
+                            "%s: \"up_block_types\"[%d] = \"%.64s\" (only CogVideoXUpBlock3D exists)", c->label, i,
+                            types[i]);
     if (n != o->n_blocks)
         return cvx_fail(err, CVX_ERR_FORMAT, "%s: \"up_block_types\" has %d entries but \"block_out_channels\" has %d",
                         c->label, n, o->n_blocks);
@@ -487,7 +496,8 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *nb = realloc(b->buf, cap);
         if (!nb) {
             b->oom = 1;
@@ -504,7 +514,8 @@ static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 static void sb_indent(sbuf *b, int level) {
     sb_put(b, "\n", 1);
-    for (int i = 0; i < level; i++) sb_put(b, "  ", 2);
+    for (int i = 0; i < level; i++)
+        sb_put(b, "  ", 2);
 }
 
 /* json.dumps' ensure_ascii: every character outside ' '..'~' becomes an escape, non-BMP as a surrogate pair. */
@@ -515,12 +526,18 @@ static void put_string(sbuf *b, const char *s, size_t n) {
         unsigned char ch = (unsigned char)s[i];
         uint32_t cp;
         size_t len = 1;
-        if (ch < 0x80) cp = ch;
-        else if ((ch & 0xE0) == 0xC0 && i + 1 < n) cp = ch & 0x1F, len = 2;
-        else if ((ch & 0xF0) == 0xE0 && i + 2 < n) cp = ch & 0x0F, len = 3;
-        else if ((ch & 0xF8) == 0xF0 && i + 3 < n) cp = ch & 0x07, len = 4;
-        else cp = 0xFFFD; /* jansson only holds valid UTF-8, so this is unreachable */
-        for (size_t k = 1; k < len; k++) cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
+        if (ch < 0x80)
+            cp = ch;
+        else if ((ch & 0xE0) == 0xC0 && i + 1 < n)
+            cp = ch & 0x1F, len = 2;
+        else if ((ch & 0xF0) == 0xE0 && i + 2 < n)
+            cp = ch & 0x0F, len = 3;
+        else if ((ch & 0xF8) == 0xF0 && i + 3 < n)
+            cp = ch & 0x07, len = 4;
+        else
+            cp = 0xFFFD; /* jansson only holds valid UTF-8, so this is unreachable */
+        for (size_t k = 1; k < len; k++)
+            cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
         i += len;
         switch (cp) {
         case '"': sb_puts(b, "\\\""); continue;
@@ -540,7 +557,8 @@ static void put_string(sbuf *b, const char *s, size_t n) {
             sb_puts(b, tmp);
         } else {
             uint32_t v = cp - 0x10000;
-            snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", (unsigned)(0xD800 + (v >> 10)), (unsigned)(0xDC00 + (v & 0x3FF)));
+            snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", (unsigned)(0xD800 + (v >> 10)),
+                     (unsigned)(0xDC00 + (v & 0x3FF)));
             sb_puts(b, tmp);
         }
     }
@@ -568,7 +586,8 @@ static int put_float(sbuf *b, double v) {
     int nd = 0;
     for (; *p && *p != 'e'; p++)
         if (*p >= '0' && *p <= '9') digits[nd++] = *p;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = '\0';
     int exp10 = atoi(p + 1);
     char out[64];
@@ -578,21 +597,27 @@ static int put_float(sbuf *b, double v) {
         if (exp10 < 0) {
             out[o++] = '0';
             out[o++] = '.';
-            for (int i = 0; i < -exp10 - 1; i++) out[o++] = '0';
-            for (int i = 0; i < nd; i++) out[o++] = digits[i];
+            for (int i = 0; i < -exp10 - 1; i++)
+                out[o++] = '0';
+            for (int i = 0; i < nd; i++)
+                out[o++] = digits[i];
         } else {
-            for (int i = 0; i <= exp10; i++) out[o++] = i < nd ? digits[i] : '0';
+            for (int i = 0; i <= exp10; i++)
+                out[o++] = i < nd ? digits[i] : '0';
             out[o++] = '.';
             if (nd > exp10 + 1)
-                for (int i = exp10 + 1; i < nd; i++) out[o++] = digits[i];
-            else out[o++] = '0';
+                for (int i = exp10 + 1; i < nd; i++)
+                    out[o++] = digits[i];
+            else
+                out[o++] = '0';
         }
         out[o] = '\0';
     } else {
         out[o++] = digits[0];
         if (nd > 1) {
             out[o++] = '.';
-            for (int i = 1; i < nd; i++) out[o++] = digits[i];
+            for (int i = 1; i < nd; i++)
+                out[o++] = digits[i];
         }
         snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
     }

@@ -23,12 +23,12 @@
 /* The component classes CogVideoX pipelines use (model_index.json spellings via cvx_class_from_name). */
 typedef enum {
     CVX_CLASS_UNKNOWN = 0,
-    CVX_CLASS_T5_TOKENIZER,    /* transformers T5Tokenizer (also T5TokenizerFast: same spiece.model) */
-    CVX_CLASS_T5_ENCODER,      /* transformers T5EncoderModel */
-    CVX_CLASS_TRANSFORMER_3D,  /* diffusers CogVideoXTransformer3DModel */
-    CVX_CLASS_VAE,             /* diffusers AutoencoderKLCogVideoX */
-    CVX_CLASS_DDIM_SCHEDULER,  /* diffusers CogVideoXDDIMScheduler */
-    CVX_CLASS_DPM_SCHEDULER,   /* diffusers CogVideoXDPMScheduler */
+    CVX_CLASS_T5_TOKENIZER,   /* transformers T5Tokenizer (also T5TokenizerFast: same spiece.model) */
+    CVX_CLASS_T5_ENCODER,     /* transformers T5EncoderModel */
+    CVX_CLASS_TRANSFORMER_3D, /* diffusers CogVideoXTransformer3DModel */
+    CVX_CLASS_VAE,            /* diffusers AutoencoderKLCogVideoX */
+    CVX_CLASS_DDIM_SCHEDULER, /* diffusers CogVideoXDDIMScheduler */
+    CVX_CLASS_DPM_SCHEDULER,  /* diffusers CogVideoXDPMScheduler */
     CVX_CLASS_COUNT
 } cvx_class;
 
@@ -76,7 +76,7 @@ cvx_status cvx_config_string_array(const cvx_config *c, const char *key, const c
                                    const char **out, int *n, cvx_error *err);
 
 /* ---- typed configs with the class defaults ---------------------------------------------------------------- */
-#define CVX_CONFIG_MAX_DIM (1 << 20)  /* any width, channel count or vocabulary */
+#define CVX_CONFIG_MAX_DIM (1 << 20) /* any width, channel count or vocabulary */
 #define CVX_CONFIG_MAX_LAYERS 512
 #define CVX_VAE_MAX_BLOCKS 8
 
@@ -127,39 +127,39 @@ typedef struct {
 
 /* diffusers AutoencoderKLCogVideoX (v0.30.3 __init__). */
 typedef struct {
-    int64_t in_channels, out_channels;                  /* 3, 3 */
-    int n_blocks;                                       /* len(block_out_channels) = len(down/up_block_types) */
-    int64_t block_out_channels[CVX_VAE_MAX_BLOCKS];     /* 128, 256, 256, 512 */
-    int64_t latent_channels;                            /* 16 */
-    int64_t layers_per_block;                           /* 3 (decoder blocks have one more) */
-    char act_fn[16];                                    /* "silu" */
-    double norm_eps;                                    /* 1e-6 */
-    int64_t norm_num_groups;                            /* 32 */
-    double temporal_compression_ratio;                  /* 4 (declared float) */
-    int temporal_compress_level;                        /* derived: int(log2(ratio)) */
-    int64_t sample_height, sample_width;                /* 480, 720 */
-    double scaling_factor;                              /* 1.15258426 */
+    int64_t in_channels, out_channels;              /* 3, 3 */
+    int n_blocks;                                   /* len(block_out_channels) = len(down/up_block_types) */
+    int64_t block_out_channels[CVX_VAE_MAX_BLOCKS]; /* 128, 256, 256, 512 */
+    int64_t latent_channels;                        /* 16 */
+    int64_t layers_per_block;                       /* 3 (decoder blocks have one more) */
+    char act_fn[16];                                /* "silu" */
+    double norm_eps;                                /* 1e-6 */
+    int64_t norm_num_groups;                        /* 32 */
+    double temporal_compression_ratio;              /* 4 (declared float) */
+    int temporal_compress_level;                    /* derived: int(log2(ratio)) */
+    int64_t sample_height, sample_width;            /* 480, 720 */
+    double scaling_factor;                          /* 1.15258426 */
     int has_shift_factor;
-    double shift_factor;                                /* null */
-    int force_upcast;                                   /* true */
-    int use_quant_conv, use_post_quant_conv;            /* false, false */
+    double shift_factor;                     /* null */
+    int force_upcast;                        /* true */
+    int use_quant_conv, use_post_quant_conv; /* false, false */
 } cvx_vae_config;
 
 /* diffusers CogVideoXDDIMScheduler / CogVideoXDPMScheduler (same __init__ in v0.30.3). */
 typedef struct {
-    cvx_class cls;                 /* CVX_CLASS_DDIM_SCHEDULER or CVX_CLASS_DPM_SCHEDULER */
-    int64_t num_train_timesteps;   /* 1000 */
-    double beta_start, beta_end;   /* 0.00085, 0.012 */
-    char beta_schedule[32];        /* "scaled_linear" | "linear" | "squaredcos_cap_v2" */
-    int clip_sample;               /* true */
-    int set_alpha_to_one;          /* true */
-    int64_t steps_offset;          /* 0 */
-    char prediction_type[32];      /* "epsilon" | "v_prediction" | "sample" */
-    double clip_sample_range;      /* 1.0 */
-    double sample_max_value;       /* 1.0 */
-    char timestep_spacing[16];     /* "leading" | "trailing" | "linspace" */
-    int rescale_betas_zero_snr;    /* false */
-    double snr_shift_scale;        /* 3.0 */
+    cvx_class cls;               /* CVX_CLASS_DDIM_SCHEDULER or CVX_CLASS_DPM_SCHEDULER */
+    int64_t num_train_timesteps; /* 1000 */
+    double beta_start, beta_end; /* 0.00085, 0.012 */
+    char beta_schedule[32];      /* "scaled_linear" | "linear" | "squaredcos_cap_v2" */
+    int clip_sample;             /* true */
+    int set_alpha_to_one;        /* true */
+    int64_t steps_offset;        /* 0 */
+    char prediction_type[32];    /* "epsilon" | "v_prediction" | "sample" */
+    double clip_sample_range;    /* 1.0 */
+    double sample_max_value;     /* 1.0 */
+    char timestep_spacing[16];   /* "leading" | "trailing" | "linspace" */
+    int rescale_betas_zero_snr;  /* false */
+    double snr_shift_scale;      /* 3.0 */
 } cvx_scheduler_config;
 
 cvx_status cvx_t5_config_read(const cvx_config *c, cvx_t5_config *out, cvx_error *err);

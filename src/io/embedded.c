@@ -2,12 +2,12 @@
  * CVX_EMBED_SPIECE_PATH and CVX_EMBED_T5_DIR are set by CMakeLists.txt (data/t5/spiece.model, data/t5). */
 #include "io/embedded.h"
 
-#define CVX__EMBED(sym, path)                        \
-    __asm__(".section .rodata\n"                     \
-            ".balign 16\n" #sym "_begin:\n"          \
-            ".incbin \"" path "\"\n" #sym "_end:\n"  \
-            ".previous\n");                          \
-    extern const unsigned char sym##_begin[] __asm__(#sym "_begin"); \
+#define CVX__EMBED(sym, path)                                                                                          \
+    __asm__(".section .rodata\n"                                                                                       \
+            ".balign 16\n" #sym "_begin:\n"                                                                            \
+            ".incbin \"" path "\"\n" #sym "_end:\n"                                                                    \
+            ".previous\n");                                                                                            \
+    extern const unsigned char sym##_begin[] __asm__(#sym "_begin");                                                   \
     extern const unsigned char sym##_end[] __asm__(#sym "_end");
 
 CVX__EMBED(cvx__spiece, CVX_EMBED_SPIECE_PATH)

@@ -26,10 +26,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define TRY(expr)                          \
-    do {                                   \
-        cvx_status st_ = (expr);           \
-        if (st_ != CVX_OK) return st_;     \
+#define TRY(expr)                                                                                                      \
+    do {                                                                                                               \
+        cvx_status st_ = (expr);                                                                                       \
+        if (st_ != CVX_OK) return st_;                                                                                 \
     } while (0)
 
 /* ---- tensor lists ---------------------------------------------------------------------------------------- */
@@ -55,10 +55,10 @@ typedef struct {
     const char *label;
 } builder;
 
-static cvx_status add(builder *b, cvx_param_kind kind, int64_t fan_in, int ndim, const int64_t *shape,
-                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static cvx_status add(builder *b, cvx_param_kind kind, int64_t fan_in, int ndim, const int64_t *shape,
-                      const char *fmt, ...) {
+static cvx_status add(builder *b, cvx_param_kind kind, int64_t fan_in, int ndim, const int64_t *shape, const char *fmt,
+                      ...) __attribute__((format(printf, 6, 7)));
+static cvx_status add(builder *b, cvx_param_kind kind, int64_t fan_in, int ndim, const int64_t *shape, const char *fmt,
+                      ...) {
     cvx_tensor_list *l = b->l;
     if (l->n >= MAX_TENSORS)
         return cvx_fail(b->err, CVX_ERR_FORMAT, "%s: the config implies more than %d tensors", b->label, MAX_TENSORS);
@@ -157,8 +157,8 @@ static cvx_status transformer_tensors(builder *b, const cvx_config *cfg) {
     const int affine = c.norm_elementwise_affine;
     if (c.use_learned_positional_embeddings) {
         /* A persistent buffer of patch_embed itself, so it precedes the sub-modules' parameters. */
-        int64_t patches = (c.sample_height / p) * (c.sample_width / p) *
-                          ((c.sample_frames - 1) / c.temporal_compression_ratio + 1);
+        int64_t patches =
+            (c.sample_height / p) * (c.sample_width / p) * ((c.sample_frames - 1) / c.temporal_compression_ratio + 1);
         TRY(add(b, CVX_PARAM_POS_EMBEDDING, 0, 3, S(1, c.max_text_seq_length + patches, C),
                 "patch_embed.pos_embedding"));
     }
@@ -316,7 +316,8 @@ cvx_status cvx_model_check_weights(const char *component, const char *where, con
                      t->name, t->file, cvx_dtype_name(t->dtype));
         } else {
             int same = t->ndim == e->ndim;
-            for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
+            for (int d = 0; same && d < e->ndim; d++)
+                same = t->shape[d] == e->shape[d];
             if (!same) {
                 st = CVX_ERR_SHAPE;
                 snprintf(msg, sizeof msg, "%s: tensor \"%s\" in %s has shape %s, but the config implies %s", component,
@@ -327,7 +328,8 @@ cvx_status cvx_model_check_weights(const char *component, const char *where, con
         if (!st && e->alt_name[0] && cvx_weights_find(w, e->name) && cvx_weights_find(w, e->alt_name)) {
             const cvx_st_tensor *a = cvx_weights_find(w, e->alt_name);
             int same = a->ndim == e->ndim;
-            for (int d = 0; same && d < e->ndim; d++) same = a->shape[d] == e->shape[d];
+            for (int d = 0; same && d < e->ndim; d++)
+                same = a->shape[d] == e->shape[d];
             if (!same) {
                 st = CVX_ERR_SHAPE;
                 snprintf(msg, sizeof msg, "%s: tensor \"%s\" in %s has shape %s, but the config implies %s", component,
@@ -412,11 +414,13 @@ static cvx_status open_weights(cvx_model_component *c, cvx_error *err) {
         for (size_t i = 0; i < n; i++) {
             const cvx_st_tensor *t = cvx_weights_at(w, i);
             int64_t numel = 1;
-            for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+            for (int d = 0; d < t->ndim; d++)
+                numel *= t->shape[d];
             c->n_params += numel;
             c->dtype_params[t->dtype] += numel;
             int seen = 0;
-            for (int k = 0; k < nf && !seen; k++) seen = !strcmp(files[k], t->file);
+            for (int k = 0; k < nf && !seen; k++)
+                seen = !strcmp(files[k], t->file);
             if (!seen && nf < 256) {
                 files[nf++] = t->file;
                 c->file_bytes += file_size(t->file);
@@ -509,9 +513,8 @@ static cvx_status read_index(cvx_model *m, cvx_error *err) {
         st = cvx_fail(err, CVX_ERR_UNSUPPORTED,
                       "%s: pipeline class \"%.64s\" is not supported (expected CogVideoXPipeline, "
                       "CogVideoXImageToVideoPipeline or CogVideoXVideoToVideoPipeline)",
-                      cvx_config_label(idx), json_is_string(json_object_get(cvx_config_json(idx), "_class_name"))
-                                                 ? s
-                                                 : "(none)");
+                      cvx_config_label(idx),
+                      json_is_string(json_object_get(cvx_config_json(idx), "_class_name")) ? s : "(none)");
     }
     if (!st) snprintf(m->pipeline_class, sizeof m->pipeline_class, "%s", pipelines[k]);
     if (!st) st = cvx_config_string(idx, "_diffusers_version", "", &s, err);
@@ -580,10 +583,12 @@ cvx_status cvx_model_open(cvx_model **out, const char *dir, const cvx_model_open
     if (!st) m->n_comp = N_SLOTS;
     for (int i = 0; i < m->n_comp && !st; i++) {
         cvx_model_component *c = &m->comp[i];
-        if (!(c->dir = path_join(dir, c->name))) st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!(c->dir = path_join(dir, c->name)))
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         else if (!is_dir(c->dir))
             st = cvx_fail(err, CVX_ERR_NOT_FOUND, "%s: the \"%s\" component's folder is missing", c->dir, c->name);
-        else st = open_component(c, &p, err);
+        else
+            st = open_component(c, &p, err);
     }
     if (st) {
         cvx_model_close(m);

@@ -59,26 +59,26 @@ long cvx_tensor_list_find(const cvx_tensor_list *l, const char *name);
 #define CVX_MODEL_MAX_COMPONENTS 8
 
 typedef struct {
-    char name[32];        /* "transformer" (the model_index.json key, also the sub-folder) */
-    char library[32];     /* "diffusers" | "transformers" */
-    char class_name[64];  /* as model_index.json spells it */
+    char name[32];       /* "transformer" (the model_index.json key, also the sub-folder) */
+    char library[32];    /* "diffusers" | "transformers" */
+    char class_name[64]; /* as model_index.json spells it */
     cvx_class cls;
-    char *dir;            /* DIR/name */
-    cvx_config *config;   /* config.json / scheduler_config.json / tokenizer_config.json (NULL when absent) */
+    char *dir;          /* DIR/name */
+    cvx_config *config; /* config.json / scheduler_config.json / tokenizer_config.json (NULL when absent) */
     union {
         cvx_t5_config t5;
         cvx_transformer_config transformer;
         cvx_vae_config vae;
         cvx_scheduler_config scheduler;
-    } cfg;                /* the typed config, by cls */
+    } cfg;                    /* the typed config, by cls */
     cvx_tensor_list expected; /* empty for tokenizer and scheduler */
 
     /* Filled when the weights were checked (cvx_model_open_params.check_weights). */
     int weights_checked;
-    int n_files;                       /* weight files (shards) */
-    uint64_t file_bytes;               /* bytes on disk of the weight files and the index */
-    uint64_t data_bytes;               /* bytes of tensor data */
-    int64_t n_params;                  /* elements over all tensors */
+    int n_files;                           /* weight files (shards) */
+    uint64_t file_bytes;                   /* bytes on disk of the weight files and the index */
+    uint64_t data_bytes;                   /* bytes of tensor data */
+    int64_t n_params;                      /* elements over all tensors */
     int64_t dtype_params[CVX_DTYPE_COUNT]; /* elements per storage dtype */
     /* Tokenizer: the spiece.model size, and model_max_length when tokenizer_config.json says it. */
     uint64_t spiece_bytes;
@@ -87,7 +87,7 @@ typedef struct {
 
 typedef struct cvx_model {
     char *dir;
-    char pipeline_class[64];   /* "CogVideoXPipeline", ... */
+    char pipeline_class[64]; /* "CogVideoXPipeline", ... */
     char diffusers_version[32];
     cvx_model_component comp[CVX_MODEL_MAX_COMPONENTS];
     int n_comp;
@@ -115,14 +115,14 @@ cvx_status cvx_model_check_weights(const char *component, const char *where, con
 
 /* ---- memory estimate for the default generation ---------------------------------------------------------- */
 typedef struct {
-    int64_t height, width, frames;  /* the default video: sample size × VAE spatial factor, sample_frames */
-    int64_t latent_frames;          /* (frames − 1) / temporal ratio + 1 */
-    int64_t seq_len;                /* transformer tokens: text + patches */
+    int64_t height, width, frames; /* the default video: sample size × VAE spatial factor, sample_frames */
+    int64_t latent_frames;         /* (frames − 1) / temporal ratio + 1 */
+    int64_t seq_len;               /* transformer tokens: text + patches */
     uint64_t t5_weights, t5_act;
     uint64_t transformer_weights, transformer_act;
     uint64_t vae_weights, vae_act;
-    uint64_t peak;                  /* max over the three stages of weights + activations */
-    const char *peak_stage;         /* "text encoder" | "transformer" | "vae decode" */
+    uint64_t peak;          /* max over the three stages of weights + activations */
+    const char *peak_stage; /* "text encoder" | "transformer" | "vae decode" */
 } cvx_memory_estimate;
 
 /* Needs the weights checked (stored bytes). */

@@ -17,22 +17,24 @@
 #include "io/embedded.h"
 #include "io/safetensors.h"
 
-#define TRY(expr)                          \
-    do {                                   \
-        cvx_status st_ = (expr);           \
-        if (st_ != CVX_OK) return st_;     \
+#define TRY(expr)                                                                                                      \
+    do {                                                                                                               \
+        cvx_status st_ = (expr);                                                                                       \
+        if (st_ != CVX_OK) return st_;                                                                                 \
     } while (0)
 
 /* ---- preset configs ------------------------------------------------------------------------------------ */
-static const char model_index_2b[] =
-    "{\"_class_name\": \"CogVideoXPipeline\", \"_diffusers_version\": \"0.30.3\","
-    " \"scheduler\": [\"diffusers\", \"CogVideoXDDIMScheduler\"], \"text_encoder\": [\"transformers\", \"T5EncoderModel\"],"
-    " \"tokenizer\": [\"transformers\", \"T5Tokenizer\"],"
-    " \"transformer\": [\"diffusers\", \"CogVideoXTransformer3DModel\"], \"vae\": [\"diffusers\", \"AutoencoderKLCogVideoX\"]}";
+static const char model_index_2b[] = "{\"_class_name\": \"CogVideoXPipeline\", \"_diffusers_version\": \"0.30.3\","
+                                     " \"scheduler\": [\"diffusers\", \"CogVideoXDDIMScheduler\"], \"text_encoder\": "
+                                     "[\"transformers\", \"T5EncoderModel\"],"
+                                     " \"tokenizer\": [\"transformers\", \"T5Tokenizer\"],"
+                                     " \"transformer\": [\"diffusers\", \"CogVideoXTransformer3DModel\"], \"vae\": "
+                                     "[\"diffusers\", \"AutoencoderKLCogVideoX\"]}";
 
 static const char scheduler_2b[] =
     "{\"_class_name\": \"CogVideoXDDIMScheduler\", \"_diffusers_version\": \"0.30.3\", \"beta_end\": 0.012,"
-    " \"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"clip_sample\": false, \"clip_sample_range\": 1.0,"
+    " \"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"clip_sample\": false, \"clip_sample_range\": "
+    "1.0,"
     " \"num_train_timesteps\": 1000, \"prediction_type\": \"v_prediction\", \"rescale_betas_zero_snr\": true,"
     " \"sample_max_value\": 1.0, \"set_alpha_to_one\": true, \"snr_shift_scale\": 3.0, \"steps_offset\": 0,"
     " \"timestep_spacing\": \"trailing\", \"trained_betas\": null}";
@@ -60,7 +62,8 @@ static const char vae_2b[] =
     "{\"_class_name\": \"AutoencoderKLCogVideoX\", \"_diffusers_version\": \"0.30.3\", \"act_fn\": \"silu\","
     " \"block_out_channels\": [128, 256, 256, 512], \"down_block_types\": [\"CogVideoXDownBlock3D\","
     " \"CogVideoXDownBlock3D\", \"CogVideoXDownBlock3D\", \"CogVideoXDownBlock3D\"], \"force_upcast\": true,"
-    " \"in_channels\": 3, \"latent_channels\": 16, \"latents_mean\": null, \"latents_std\": null, \"layers_per_block\": 3,"
+    " \"in_channels\": 3, \"latent_channels\": 16, \"latents_mean\": null, \"latents_std\": null, "
+    "\"layers_per_block\": 3,"
     " \"norm_eps\": 1e-06, \"norm_num_groups\": 32, \"out_channels\": 3, \"sample_height\": 480, \"sample_width\": 720,"
     " \"scaling_factor\": 1.15258426, \"shift_factor\": null, \"temporal_compression_ratio\": 4,"
     " \"up_block_types\": [\"CogVideoXUpBlock3D\", \"CogVideoXUpBlock3D\", \"CogVideoXUpBlock3D\","
@@ -86,12 +89,18 @@ cvx_status cvx_make_model_config(const char *preset, const char *component, json
     if (id < 0)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected tiny or cogvideox-2b)", preset);
     const char *base = NULL, *tiny = NULL;
-    if (!strcmp(component, "model_index")) base = model_index_2b;
-    else if (!strcmp(component, "scheduler")) base = scheduler_2b;
-    else if (!strcmp(component, "text_encoder")) base = text_encoder_2b, tiny = text_encoder_tiny;
-    else if (!strcmp(component, "transformer")) base = transformer_2b, tiny = transformer_tiny;
-    else if (!strcmp(component, "vae")) base = vae_2b, tiny = vae_tiny;
-    else return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown component \"%s\"", component);
+    if (!strcmp(component, "model_index"))
+        base = model_index_2b;
+    else if (!strcmp(component, "scheduler"))
+        base = scheduler_2b;
+    else if (!strcmp(component, "text_encoder"))
+        base = text_encoder_2b, tiny = text_encoder_tiny;
+    else if (!strcmp(component, "transformer"))
+        base = transformer_2b, tiny = transformer_tiny;
+    else if (!strcmp(component, "vae"))
+        base = vae_2b, tiny = vae_tiny;
+    else
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown component \"%s\"", component);
     json_error_t je;
     json_t *cfg = json_loads(base, 0, &je);
     if (!cfg) return cvx_fail(err, CVX_ERR_INTERNAL, "preset %s/%s: %s", preset, component, je.text);
@@ -125,7 +134,8 @@ int cvx_shard_split(const cvx_tensor_list *l, size_t elem_size, uint64_t max_byt
         }
         if (current_size + size > max_bytes) {
             current = n_shards++;
-            for (size_t k = 0; k < n_pending; k++) shard_of[pending[k]] = current;
+            for (size_t k = 0; k < n_pending; k++)
+                shard_of[pending[k]] = current;
             n_pending = 0;
             current_size = 0;
         }
@@ -134,15 +144,18 @@ int cvx_shard_split(const cvx_tensor_list *l, size_t elem_size, uint64_t max_byt
     }
     if (n_pending) {
         current = n_shards++;
-        for (size_t k = 0; k < n_pending; k++) shard_of[pending[k]] = current;
+        for (size_t k = 0; k < n_pending; k++)
+            shard_of[pending[k]] = current;
     }
     free(pending);
     return n_shards;
 }
 
 void cvx_shard_filename(char *buf, size_t size, const char *stem, int shard, int n_shards) {
-    if (n_shards <= 1) snprintf(buf, size, "%s.safetensors", stem);
-    else snprintf(buf, size, "%s-%05d-of-%05d.safetensors", stem, shard + 1, n_shards);
+    if (n_shards <= 1)
+        snprintf(buf, size, "%s.safetensors", stem);
+    else
+        snprintf(buf, size, "%s-%05d-of-%05d.safetensors", stem, shard + 1, n_shards);
 }
 
 json_t *cvx_shard_index_json(const cvx_tensor_list *l, const int *shard_of, int n_shards, const char *stem,
@@ -176,7 +189,8 @@ static uint64_t splitmix64(uint64_t z) {
 
 static uint64_t fnv1a64(const char *s) {
     uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
     return h;
 }
 
@@ -184,8 +198,8 @@ static uint64_t fnv1a64(const char *s) {
  * uniforms, Irwin-Hall, rescaled). One hash per element, no transcendental functions. */
 static inline float stream_normal(uint64_t key, uint64_t i) {
     uint64_t r = splitmix64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
-    uint32_t s = (uint32_t)(r & 0xFFFF) + (uint32_t)((r >> 16) & 0xFFFF) + (uint32_t)((r >> 32) & 0xFFFF) +
-                 (uint32_t)(r >> 48);
+    uint32_t s =
+        (uint32_t)(r & 0xFFFF) + (uint32_t)((r >> 16) & 0xFFFF) + (uint32_t)((r >> 32) & 0xFFFF) + (uint32_t)(r >> 48);
     /* each term uniform on {0..65535}: mean 4·32767.5, variance 4·(65536² − 1)/12 */
     return (float)(((double)s - 131070.0) * (1.7320508075688772 / 65536.0));
 }
@@ -259,8 +273,7 @@ static cvx_status fill_tensor(void *user_data, size_t index, void *dst, size_t n
     const cvx_expected_tensor *e = &w->list->t[w->order[index]];
     if ((uint64_t)e->numel * cvx_dtype_size(w->p->dtype) != nbytes)
         return cvx_fail(err, CVX_ERR_INTERNAL, "size mismatch for %s", e->name);
-    fill_job j = {e, splitmix64(splitmix64(w->p->seed) ^ fnv1a64(e->name)), rule_for(e, w->t5_d_kv), w->p->dtype,
-                  dst};
+    fill_job j = {e, splitmix64(splitmix64(w->p->seed) ^ fnv1a64(e->name)), rule_for(e, w->t5_d_kv), w->p->dtype, dst};
     int64_t chunks = (e->numel + FILL_CHUNK - 1) / FILL_CHUNK;
     cvx_pool_parallel_for(chunks > 1 ? w->pool : NULL, chunks, 1, fill_range, &j);
     /* Progress counts the tensor once it is produced; the write of a tensor follows at once. */
@@ -284,8 +297,7 @@ static cvx_status mkdir_p(const char *path, cvx_error *err) {
         }
     }
     struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return cvx_fail(err, CVX_ERR_IO, "%s: not a folder", path);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return cvx_fail(err, CVX_ERR_IO, "%s: not a folder", path);
     return CVX_OK;
 }
 
@@ -463,10 +475,12 @@ cvx_status cvx_make_model(const char *dir, const cvx_make_model_params *params, 
         snprintf(path, sizeof path, "%s/tokenizer/%s", dir, tok[i].name);
         st = write_bytes(path, data, n, err);
     }
-    if (!st) st = write_component(dir, "text_encoder", CVX_CLASS_T5_ENCODER, "model",
-                                  id == 0 ? TINY_T5_MAX_SHARD : HUB_MAX_SHARD, &w, err);
-    if (!st) st = write_component(dir, "transformer", CVX_CLASS_TRANSFORMER_3D, "diffusion_pytorch_model",
-                                  HUB_MAX_SHARD, &w, err);
+    if (!st)
+        st = write_component(dir, "text_encoder", CVX_CLASS_T5_ENCODER, "model",
+                             id == 0 ? TINY_T5_MAX_SHARD : HUB_MAX_SHARD, &w, err);
+    if (!st)
+        st = write_component(dir, "transformer", CVX_CLASS_TRANSFORMER_3D, "diffusion_pytorch_model", HUB_MAX_SHARD, &w,
+                             err);
     if (!st) st = write_component(dir, "vae", CVX_CLASS_VAE, "diffusion_pytorch_model", HUB_MAX_SHARD, &w, err);
     json_t *j = NULL;
     if (!st) {

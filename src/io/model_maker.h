@@ -32,10 +32,10 @@
 typedef void (*cvx_make_model_progress_fn)(const char *file, uint64_t done, uint64_t total, void *user_data);
 
 typedef struct {
-    const char *preset;  /* "tiny" (default) | "cogvideox-2b" */
-    uint64_t seed;       /* 0 */
-    cvx_dtype dtype;     /* storage: CVX_DTYPE_F16 (default), CVX_DTYPE_BF16 or CVX_DTYPE_F32 */
-    int threads;         /* 0: all cores */
+    const char *preset; /* "tiny" (default) | "cogvideox-2b" */
+    uint64_t seed;      /* 0 */
+    cvx_dtype dtype;    /* storage: CVX_DTYPE_F16 (default), CVX_DTYPE_BF16 or CVX_DTYPE_F32 */
+    int threads;        /* 0: all cores */
     cvx_make_model_progress_fn progress;
     void *user_data;
 } cvx_make_model_params;
