@@ -739,7 +739,7 @@ static cvx_status append_ws(const cvx_spm *m, cvx_spm_result *r, cvx_error *err)
     return CVX_OK;
 }
 
-cvx_status cvx_spm_normalize(const cvx_spm *m, const char *text, size_t len, cvx_spm_result *r, cvx_error *err) {
+static cvx_status normalize_text(const cvx_spm *m, const char *text, size_t len, cvx_spm_result *r, cvx_error *err) {
     const uint8_t *in = (const uint8_t *)text;
     cvx_status st;
     r->normalized_len = 0;
@@ -749,6 +749,7 @@ cvx_status cvx_spm_normalize(const cvx_spm *m, const char *text, size_t len, cvx
                         CVX_SPM_MAX_INPUT);
     if (!text && len) return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "spm: NULL text");
     if ((st = ensure_normalized(r, len + len / 4 + 16, err))) return st;
+    r->normalized[0] = 0;
     const char *rep;
     size_t rep_len, used;
 
@@ -800,6 +801,15 @@ cvx_status cvx_spm_normalize(const cvx_spm *m, const char *text, size_t len, cvx
     if (m->treat_ws_as_suffix && m->add_dummy_prefix && (st = append_ws(m, r, err))) return st;
     r->normalized[r->normalized_len] = 0;
     return CVX_OK;
+}
+
+cvx_status cvx_spm_normalize(const cvx_spm *m, const char *text, size_t len, cvx_spm_result *r, cvx_error *err) {
+    cvx_status st = normalize_text(m, text, len, r, err);
+    if (st) { /* leave an empty, terminated text behind, never a partial one */
+        r->normalized_len = 0;
+        if (r->normalized) r->normalized[0] = 0;
+    }
+    return st;
 }
 
 /* ---- encoders --------------------------------------------------------------------------------------- */
@@ -1140,11 +1150,13 @@ cvx_status cvx_spm_encode(const cvx_spm *m, const char *text, size_t len, cvx_sp
     cvx_status st = cvx_spm_normalize(m, text, len, r, err);
     if (st || r->normalized_len == 0) return st;
     switch (m->model_type) {
-    case CVX_SPM_UNIGRAM: return encode_unigram(m, r, err);
-    case CVX_SPM_BPE: return encode_bpe(m, r, err);
-    case CVX_SPM_WORD: return encode_word(m, r, err);
-    default: return encode_char(m, r, err);
+    case CVX_SPM_UNIGRAM: st = encode_unigram(m, r, err); break;
+    case CVX_SPM_BPE: st = encode_bpe(m, r, err); break;
+    case CVX_SPM_WORD: st = encode_word(m, r, err); break;
+    default: st = encode_char(m, r, err);
     }
+    if (st) r->n_tokens = 0; /* no partial output */
+    return st;
 }
 
 const char *cvx_spm_token_text(const cvx_spm *m, const cvx_spm_result *r, size_t i, size_t *len) {

@@ -173,7 +173,7 @@ static cvx_status push(cvx_t5_tokens *o, int32_t id, const char *text, size_t le
     return CVX_OK;
 }
 
-cvx_status cvx_t5_tokenize(const cvx_t5_tokenizer *tok, const char *text, size_t len, int max_length,
+static cvx_status tokenize(const cvx_t5_tokenizer *tok, const char *text, size_t len, int max_length,
                            cvx_t5_tokens *o, cvx_error *err) {
     cvx_status st;
     o->n_no_special = o->n_ids = o->n_unpadded = 0;
@@ -232,4 +232,11 @@ cvx_status cvx_t5_tokenize(const cvx_t5_tokenizer *tok, const char *text, size_t
     o->n_unpadded = n;
     o->n_ids = total;
     return CVX_OK;
+}
+
+cvx_status cvx_t5_tokenize(const cvx_t5_tokenizer *tok, const char *text, size_t len, int max_length,
+                           cvx_t5_tokens *o, cvx_error *err) {
+    cvx_status st = tokenize(tok, text, len, max_length, o, err);
+    if (st) o->n_no_special = o->n_ids = o->n_unpadded = 0; /* no partial output */
+    return st;
 }
