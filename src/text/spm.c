@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <float.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -721,6 +722,9 @@ static cvx_status normalize_prefix(const cvx_spm *m, const uint8_t *s, size_t n,
 
 static cvx_status ensure_normalized(cvx_spm_result *r, size_t need, cvx_error *err) {
     if (need + 1 <= r->normalized_cap) return CVX_OK;
+    /* lattice positions and token spans are 32-bit */
+    if (need >= (size_t)INT32_MAX)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "spm: the normalized text would exceed 2 GiB");
     size_t cap = r->normalized_cap ? r->normalized_cap : 256;
     while (cap < need + 1) cap *= 2;
     char *p = realloc(r->normalized, cap);
