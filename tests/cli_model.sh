@@ -42,7 +42,7 @@ size=$(du -sk "$M" | cut -f1)
 "$BIN" info "$M" >"$TMP/info" 2>"$TMP/err" || bad "info: $(cat "$TMP/err")"
 for n in "CogVideoXPipeline" "T5EncoderModel" "CogVideoXTransformer3DModel" "AutoencoderKLCogVideoX" \
          "CogVideoXDDIMScheduler" "518,544 params" "45,344 params" "245,383 params" "total         809,271 params" \
-         "peak memory" "default video 9 frames of 48x80"; do
+         "peak memory" "default video 49 frames of 48x80"; do
     grep -qF -- "$n" "$TMP/info" || bad "info: '$n' missing"
 done
 ok "info tiny"

@@ -629,7 +629,9 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
     const int64_t spatial = (int64_t)1 << (vc->n_blocks - 1), tcr = (int64_t)vc->temporal_compression_ratio;
     e->height = tc->sample_height * spatial;
     e->width = tc->sample_width * spatial;
-    e->frames = tc->sample_frames;
+    /* CogVideoXPipeline.__call__'s num_frames default (49) does not follow the config; height and width come from
+     * the transformer's sample size (480×720 for the real models, as the call's defaults). */
+    e->frames = 49;
     e->latent_frames = (e->frames - 1) / tcr + 1;
     const int64_t L = tc->max_text_seq_length, hl = tc->sample_height, wl = tc->sample_width;
     e->seq_len = L + e->latent_frames * (hl / tc->patch_size) * (wl / tc->patch_size);
@@ -644,7 +646,8 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
     e->transformer_weights = tr->data_bytes;
     e->transformer_act = f32 * B * (uint64_t)e->seq_len * 10 * (uint64_t)tc->inner_dim;
     /* VAE decode: frame batches of 2 latent frames (3 first when odd); the largest feature map of the decoder
-     * (channels × frames × H × W) held three times (input, normed, conv output), plus the decoded video. */
+     * (channels × frames × H × W) held twice (a resnet's input and the map it writes over frame by frame), plus
+     * the decoded video. */
     int64_t T = e->latent_frames > 1 && (e->latent_frames & 1) ? 3 : e->latent_frames < 2 ? e->latent_frames : 2;
     int64_t H = hl, W = wl, ch = vc->block_out_channels[vc->n_blocks - 1];
     uint64_t largest = (uint64_t)(ch * T * H * W);
@@ -662,7 +665,7 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
     }
     int64_t out_frames = e->latent_frames & 1 ? 4 * e->latent_frames - 3 : 4 * e->latent_frames;
     e->vae_weights = va->data_bytes;
-    e->vae_act = f32 * 3 * largest + f32 * (uint64_t)(vc->out_channels * out_frames * e->height * e->width);
+    e->vae_act = f32 * 2 * largest + f32 * (uint64_t)(vc->out_channels * out_frames * e->height * e->width);
     uint64_t s1 = e->t5_weights + e->t5_act, s2 = e->transformer_weights + e->transformer_act,
              s3 = e->vae_weights + e->vae_act;
     e->peak = s1, e->peak_stage = "text encoder";

@@ -218,6 +218,8 @@ static init_rule rule_for(const cvx_expected_tensor *e, int64_t t5_d_kv) {
         r.std = (float)(1.0 / sqrt((double)e->fan_in));
         if (t5_d_kv > 0 && n > 23 && !strcmp(e->name + n - 23, ".SelfAttention.q.weight"))
             r.std = (float)(1.0 / sqrt((double)e->fan_in * (double)t5_d_kv));
+        /* Halved so that decoded videos of a random model mostly stay inside [-1, 1] (std ≈ 0.5 instead of 1). */
+        if (!strcmp(e->name, "decoder.conv_out.conv.weight")) r.std *= 0.5f;
         break;
     case CVX_PARAM_BIAS:
         /* SpatialNorm3D multiplies by conv_y(z): centred on 1 it starts as a plain GroupNorm. */
