@@ -152,6 +152,9 @@ static void check_table_gemm(const cvx_kernel_table *kt) {
 
 /* q, k, v are interleaved in one [B, L, 3·H·D] buffer (as a fused qkv projection leaves them), so every
  * row stride differs from H·D; out has its own padding. */
+/* with_bias: 0 none, 1 random, 2 random with -inf masks: query i sees only keys j >= (7i) mod Lk, so whole key
+ * tiles are masked for some queries (the running max starts at -inf), and query 1 (when Lq > 1) sees nothing
+ * (softmax of all -inf is NaN, as in torch). */
 static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int with_bias,
                             float qscale) {
     int64_t HD = H * D, ldq = 3 * HD + 1, ldk = 3 * HD + 1, ldv = 3 * HD + 1, ldo = HD + 5;
@@ -162,6 +165,11 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
     fill(qb, B * Lq * ldq, qscale);
     fill(kvb, B * Lk * ldk, 1.0f);
     if (bias) fill(bias, H * Lq * Lk, 4.0f);
+    if (with_bias == 2)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < Lq; i++)
+                for (int64_t j = 0; j < Lk; j++)
+                    if (j < (7 * i) % Lk || i == 1) bias[(h * Lq + i) * Lk + j] = -INFINITY;
     for (int64_t i = 0; i < B * Lq * ldo; i++) out[i] = -7.0f;
     const float *q = qb, *k = kvb + HD, *v = kvb + 2 * HD;
     float scale = 1.0f / sqrtf((float)D);
@@ -184,7 +192,8 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                     if (bias) {
                         double bj = bias[(h * Lq + i) * Lk + j];
                         s[j] += bj;
-                        delta[j] += U * (fabs(s[j]) + fabs(bj));
+                        if (isfinite(bj)) delta[j] += U * (fabs(s[j]) + fabs(bj));
+                        else delta[j] = 0;
                     }
                     if (s[j] > mx) mx = s[j];
                     if (delta[j] > dmax) dmax = delta[j];
@@ -203,7 +212,8 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                     }
                     double got = out[(b * Lq + i) * ldo + h * D + d];
                     double tol = rel * oa + U * fabs(o);
-                    if (!(fabs(got - o) <= tol) && bad++ < 3)
+                    int ok = isnan(o) ? isnan(got) : fabs(got - o) <= tol;
+                    if (!ok && bad++ < 3)
                         CHECK_MSG(0, "[%s, %d thr] attention B=%lld H=%lld Lq=%lld Lk=%lld D=%lld bias=%d: out[%lld,%lld,%lld,%lld]=%.9g want %.9g (tol %.3g)",
                                   g_path, g_threads, (long long)B, (long long)H, (long long)Lq, (long long)Lk,
                                   (long long)D, with_bias, (long long)b, (long long)i, (long long)h, (long long)d, got, o,
@@ -357,7 +367,7 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     static const int64_t at[][5] = {{1, 1, 1, 1, 8},    {1, 2, 5, 7, 16},   {2, 3, 13, 1, 13},  {1, 1, 97, 200, 64},
                                     {2, 2, 33, 130, 32}, {1, 1, 7, 400, 128}, {1, 3, 130, 45, 24}, {2, 1, 1, 385, 40}};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
-        for (int bias = 0; bias < 2; bias++)
+        for (int bias = 0; bias < 3; bias++)
             check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f);
 
     static const int64_t nd[][2] = {{1, 1}, {3, 7}, {5, 33}, {2, 4099}, {17, 64}};
