@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/half.h"
@@ -27,6 +28,14 @@
 #include "io/model_maker.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+
+/* CPU seconds of the whole process (all threads): on a shared machine GFLOP per CPU-second says more about
+ * the code than wall time does. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static double peak_rss_gb(void) {
     struct rusage ru;
@@ -101,6 +110,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *keep = NULL, *frames_arg = "1,4";
     int synthetic = 0, layers = 0, threads = 0, repeat = 1;
     cvx_dtype dt = CVX_DTYPE_F16;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* figures appear as they are measured, also into a file */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = v, i++;
@@ -192,17 +202,17 @@ int main(int argc, char **argv) {
         double flops = cvx_dit_flops(c, B, F, H, W, L);
         for (int r = 0; r < repeat; r++) {
             cvx_dit_call call = {B, F, H, W, L, lat, text, ts, rc_cos, rc_sin, out, pool, NULL, NULL, NULL};
-            double t1 = cvx_time_seconds();
+            double t1 = cvx_time_seconds(), c1 = cpu_seconds();
             if (cvx_dit_forward(m, &call)) {
                 fprintf(stderr, "bench_transformer: %s\n", cvx_error_message(cvx_dit_error(m)));
                 rc = 1;
                 break;
             }
-            double sec = cvx_time_seconds() - t1;
+            double sec = cvx_time_seconds() - t1, cpu = cpu_seconds() - c1;
             printf("frames %lld (%lld joint tokens x 2): %.2f s per step (%.3f s per layer), %.1f GFLOP/s "
-                   "(%.2f TFLOP), peak RSS %.2f GB\n",
+                   "(%.2f TFLOP; %.1f GFLOP per CPU-second over %.1f CPU-s), peak RSS %.2f GB\n",
                    (long long)F, (long long)(L + N), sec, sec / (c->num_layers ? c->num_layers : 1), flops / sec / 1e9,
-                   flops / 1e12, peak_rss_gb());
+                   flops / 1e12, flops / cpu / 1e9, cpu, peak_rss_gb());
             const cvx_dit_timings *tm = cvx_dit_last_timings(m);
             printf("    q/k/v/out projections %.2f s, attention %.2f s, feed-forward %.2f s, rest %.2f s\n",
                    tm->projections, tm->attention, tm->feed_forward,

@@ -144,9 +144,10 @@ static void make_params(model_params *m, const cvx_dit_config *c, cvx_dtype dt, 
     add_param(m, 'b', 0, 1, po, 0, 0, 0, "proj_out.bias");
 }
 
-/* Writes the parameters (skipping `skip`, and with `reshape`'s first dim +1 when given) to path. */
-static int write_params(const model_params *m, const char *path, const char *skip, const char *reshape,
-                        const char *extra) {
+/* Writes the parameters (skipping `skip`, and with `reshape`'s first dim +1 when given) to path; `half` (if
+ * given) is stored as F16 in an otherwise wider file, which shifts every later tensor off its alignment. */
+static int write_params_ex(const model_params *m, const char *path, const char *skip, const char *reshape,
+                           const char *extra, const char *half) {
     cvx_st_entry e[MAX_PARAMS + 1];
     memset(e, 0, sizeof e);
     void *bufs[MAX_PARAMS + 1] = {0};
@@ -154,8 +155,9 @@ static int write_params(const model_params *m, const char *path, const char *ski
     for (int i = 0; i < m->n; i++) {
         const param *p = &m->p[i];
         if (skip && !strcmp(skip, p->name)) continue;
+        cvx_dtype dt = half && !strcmp(half, p->name) ? CVX_DTYPE_F16 : m->dt;
         e[n].name = p->name;
-        e[n].dtype = m->dt;
+        e[n].dtype = dt;
         e[n].ndim = p->ndim;
         memset(e[n].shape, 0, sizeof e[n].shape);
         for (int k = 0; k < p->ndim; k++) e[n].shape[k] = p->shape[k];
@@ -164,13 +166,13 @@ static int write_params(const model_params *m, const char *path, const char *ski
             cnt = cnt / p->shape[0] * (p->shape[0] + 1);
             e[n].shape[0]++;
         }
-        size_t es = cvx_dtype_size(m->dt);
+        size_t es = cvx_dtype_size(dt);
         unsigned char *b = calloc((size_t)cnt, es);
         for (int64_t k = 0; k < p->n; k++) {
             float f = (float)p->v[k];
-            if (m->dt == CVX_DTYPE_F32) memcpy(b + k * es, &f, 4);
+            if (dt == CVX_DTYPE_F32) memcpy(b + k * es, &f, 4);
             else {
-                uint16_t h = m->dt == CVX_DTYPE_F16 ? cvx_f32_to_f16(f) : cvx_f32_to_bf16(f);
+                uint16_t h = dt == CVX_DTYPE_F16 ? cvx_f32_to_f16(f) : cvx_f32_to_bf16(f);
                 memcpy(b + k * es, &h, 2);
             }
         }
@@ -184,6 +186,11 @@ static int write_params(const model_params *m, const char *path, const char *ski
     for (int i = 0; i < n; i++) free(bufs[i]);
     if (st) fprintf(stderr, "write_params: %s\n", err.message);
     return st;
+}
+
+static int write_params(const model_params *m, const char *path, const char *skip, const char *reshape,
+                        const char *extra) {
+    return write_params_ex(m, path, skip, reshape, extra, NULL);
 }
 
 /* ---- the float64 reference forward ------------------------------------------------------------------------ */
@@ -395,6 +402,7 @@ typedef struct {
     json_t *cfg; /* stolen */
     cvx_dtype dt;
     int64_t B, F, H, W, L;
+    const char *half; /* a tensor stored as F16 (odd length: later tensors land misaligned) */
 } variant;
 
 static void run_variant(variant *va, cvx_pool *pool) {
@@ -408,9 +416,12 @@ static void run_variant(variant *va, cvx_pool *pool) {
     }
     model_params mp;
     make_params(&mp, &c, va->dt, 77 + (uint64_t)va->B * 1000 + (uint64_t)va->W);
+    for (int i = 0; va->half && i < mp.n; i++)
+        if (!strcmp(mp.p[i].name, va->half))
+            for (int64_t k = 0; k < mp.p[i].n; k++) mp.p[i].v[k] = cvx_f16_to_f32(cvx_f32_to_f16((float)mp.p[i].v[k]));
     char path[4096];
     snprintf(path, sizeof path, "%s/w.safetensors", tmp_root);
-    CHECK(write_params(&mp, path, NULL, NULL, NULL) == 0);
+    CHECK(write_params_ex(&mp, path, NULL, NULL, NULL, va->half) == 0);
     cvx_dit *m = NULL;
     st = cvx_dit_open(&m, &c, path, &err);
     CHECK_MSG(st == CVX_OK, "%s: %s", va->what, err.message);
@@ -457,11 +468,11 @@ static void run_variant(variant *va, cvx_pool *pool) {
 }
 
 static void test_random_models(cvx_pool *pool) {
-    variant v[4];
+    variant v[5];
     /* sincos at a runtime size ≠ sample size, in ≠ out channels, sin-first sinusoid with freq_shift 1, other
      * interpolation scales, batch 3 with different timesteps */
     v[0] = (variant){"sincos, in 3 -> out 5, freq_shift 1, sin|cos, scales 1.5/2", base_config(), CVX_DTYPE_F32,
-                     3, 3, 6, 4, 5};
+                     3, 3, 6, 4, 5, NULL};
     json_object_set_new(v[0].cfg, "out_channels", json_integer(5));
     json_object_set_new(v[0].cfg, "freq_shift", json_integer(1));
     json_object_set_new(v[0].cfg, "flip_sin_to_cos", json_false());
@@ -469,7 +480,7 @@ static void test_random_models(cvx_pool *pool) {
     json_object_set_new(v[0].cfg, "temporal_interpolation_scale", json_real(2.0));
     /* rope, exact GELU, no norm affine, no q/k/v bias, no patch bias, BF16, patch 1 with odd sizes, L free */
     v[1] = (variant){"rope, erf GELU, no affine/qkv bias/patch bias, BF16, p 1", base_config(), CVX_DTYPE_BF16, 2, 2, 3,
-                     5, 4};
+                     5, 4, NULL};
     json_object_set_new(v[1].cfg, "use_rotary_positional_embeddings", json_true());
     json_object_set_new(v[1].cfg, "num_attention_heads", json_integer(3));
     json_object_set_new(v[1].cfg, "activation_fn", json_string("gelu"));
@@ -478,17 +489,23 @@ static void test_random_models(cvx_pool *pool) {
     json_object_set_new(v[1].cfg, "patch_bias", json_false());
     json_object_set_new(v[1].cfg, "patch_size", json_integer(1));
     /* F16, patch 3, 4 heads x 4, one layer, norm_eps 1e-3 */
-    v[2] = (variant){"sincos, F16, p 3, 4 heads x 4, norm_eps 1e-3", base_config(), CVX_DTYPE_F16, 1, 2, 6, 9, 5};
+    v[2] = (variant){"sincos, F16, p 3, 4 heads x 4, norm_eps 1e-3", base_config(), CVX_DTYPE_F16, 1, 2, 6, 9, 5, NULL};
     json_object_set_new(v[2].cfg, "patch_size", json_integer(3));
     json_object_set_new(v[2].cfg, "num_attention_heads", json_integer(4));
     json_object_set_new(v[2].cfg, "attention_head_dim", json_integer(4));
     json_object_set_new(v[2].cfg, "num_layers", json_integer(1));
     json_object_set_new(v[2].cfg, "norm_eps", json_real(1e-3));
     /* a single frame at the config's own sample size (the table the reference keeps as a buffer), three layers */
-    v[3] = (variant){"sincos at the sample size, 1 frame, 3 layers, swish", base_config(), CVX_DTYPE_F32, 2, 1, 4, 6, 5};
+    v[3] = (variant){"sincos at the sample size, 1 frame, 3 layers, swish", base_config(), CVX_DTYPE_F32, 2, 1, 4, 6, 5, NULL};
     json_object_set_new(v[3].cfg, "sample_frames", json_integer(1));
     json_object_set_new(v[3].cfg, "num_layers", json_integer(3));
     json_object_set_new(v[3].cfg, "timestep_activation_fn", json_string("swish"));
+    /* head_dim 1 (16 heads): norm_q.weight [1] stored F16 leaves every later F32 tensor 2 bytes off alignment */
+    v[4] = (variant){"misaligned F32 tensors (an F16 [1] ahead), 16 heads x 1", base_config(), CVX_DTYPE_F32, 1, 2, 4, 6,
+                     5, "transformer_blocks.0.attn1.norm_q.weight"};
+    json_object_set_new(v[4].cfg, "num_attention_heads", json_integer(16));
+    json_object_set_new(v[4].cfg, "attention_head_dim", json_integer(1));
+    json_object_set_new(v[4].cfg, "num_layers", json_integer(1));
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) run_variant(&v[i], pool);
 }
 

@@ -7,6 +7,7 @@
 #include "diffusion/transformer.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ struct cvx_dit {
     cvx_tensor proj_w;         /* [C_out·p·p, D] */
     float *proj_b;             /* [C_out·p·p] */
     dit_block *blocks;
-    float **vecs;              /* every f32 copy of a small vector, for freeing */
+    float **vecs;              /* f32 copies of small vectors and aligned copies of misaligned matrices */
     size_t n_vecs, cap_vecs;
     int64_t n_expected;        /* tensors the config implies (a checkpoint with more is refused) */
     char **expected;
@@ -136,13 +137,37 @@ static cvx_status expect_name(cvx_dit *m, const char *name) {
     return CVX_OK;
 }
 
-/* A matrix stays a view into the mapping; the kernels read F32/F16/BF16 only. */
+static cvx_status keep_buffer(cvx_dit *m, float *v) {
+    if (m->n_vecs == m->cap_vecs) {
+        size_t cap = m->cap_vecs ? 2 * m->cap_vecs : 64;
+        float **p = realloc(m->vecs, sizeof(float *) * cap);
+        if (!p) {
+            free(v);
+            return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        m->vecs = p;
+        m->cap_vecs = cap;
+    }
+    m->vecs[m->n_vecs++] = v;
+    return CVX_OK;
+}
+
+/* A matrix stays a view into the mapping; the kernels read F32/F16/BF16 only. A tensor a crafted file stores
+ * misaligned for its dtype (never in files save_pretrained writes) gets an aligned private copy. */
 static cvx_status get_mat(cvx_dit *m, const char *name, int ndim, const int64_t *shape, cvx_tensor *out) {
     cvx_status st = cvx_weights_get(m->weights, name, ndim, shape, out, &m->err);
     if (st != CVX_OK) return st;
     if (out->dtype != CVX_DTYPE_F32 && out->dtype != CVX_DTYPE_F16 && out->dtype != CVX_DTYPE_BF16)
         return cvx_fail(&m->err, CVX_ERR_SHAPE, "tensor \"%s\" has dtype %s; weights must be F32, F16 or BF16", name,
                         cvx_dtype_name(out->dtype));
+    if ((uintptr_t)out->data % cvx_dtype_size(out->dtype) != 0) {
+        size_t bytes = cvx_tensor_nbytes(out);
+        float *copy = malloc(bytes + 4);
+        if (!copy) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for an aligned copy of \"%s\"", name);
+        memcpy(copy, out->data, bytes);
+        if ((st = keep_buffer(m, copy)) != CVX_OK) return st;
+        out->data = copy;
+    }
     return expect_name(m, name);
 }
 
@@ -156,16 +181,9 @@ static cvx_status get_vec(cvx_dit *m, const char *name, int64_t n, float **out) 
     cvx_tensor t;
     cvx_status st = cvx_weights_get(m->weights, name, 1, &n, &t, &m->err);
     if (st != CVX_OK) return st;
-    if (m->n_vecs == m->cap_vecs) {
-        size_t cap = m->cap_vecs ? 2 * m->cap_vecs : 64;
-        float **p = realloc(m->vecs, sizeof(float *) * cap);
-        if (!p) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
-        m->vecs = p;
-        m->cap_vecs = cap;
-    }
     float *v = malloc(sizeof(float) * (size_t)n);
     if (!v) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for \"%s\"", name);
-    m->vecs[m->n_vecs++] = v;
+    if ((st = keep_buffer(m, v)) != CVX_OK) return st;
     if (cvx_tensor_to_f32(&t, v) != 0)
         return cvx_fail(&m->err, CVX_ERR_SHAPE, "tensor \"%s\": dtype %s is not a float type", name,
                         cvx_dtype_name(t.dtype));
