@@ -26,7 +26,9 @@
 typedef struct {
     cvx_isa isa;
     const char *name;
-    /* C[m, n] (+)= sum_k A[m, k] * B[n, k], single-threaded, any sizes and strides. */
+    /* C[m, n] (+)= sum_k A[m, k] * B[n, k], any sizes and strides, on the calling thread only (for use
+     * inside a caller's own parallel tasks): the blocked GEMM of ops.c with this path's micro-kernel; its
+     * packing buffers are allocated per call. */
     void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float *C, int64_t ldc, int accumulate);
     /* dst[i] = (float)src[i] for stored weights. */
@@ -65,7 +67,8 @@ typedef struct {
     void (*silu)(float *x, int64_t n);
 } cvx_kernel_table;
 
-/* The table of a path (NULL if that path is not built); cvx_kernels_active() is the one the models use. */
+/* The table of a path (a path without its own kernels gets the closest lower one: avx512bf16 and amx run the
+ * avx512 fp32 kernels for now; NULL for an unknown path); cvx_kernels_active() is the one the models use. */
 const cvx_kernel_table *cvx_kernels_for(cvx_isa isa);
 const cvx_kernel_table *cvx_kernels_active(void);
 
