@@ -1,0 +1,171 @@
+/* cogvideox serve: the Wiro-compatible task service (src/service/service.h) around one engine.
+ *
+ *   cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [--public-url URL]
+ *                   [--slug OWNER/MODEL] [--threads N]
+ *                   [--http-threads N] [--queue-limit N] [--retention-days N] [--body-limit BYTES]
+ *                   [--max-attempts N] [--nonce-window SECONDS] [--callback-backoff-ms MS]
+ *
+ * Prints "listening on http://HOST:PORT" on stdout once it accepts requests (PORT 0 picks a free port, which the
+ * line tells). SIGINT/SIGTERM stop it gracefully: the running generation is re-queued with its checkpoint. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cogvideox.h"
+#include "service/service.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [options]\n"
+            "  --model DIR              diffusers CogVideoX folder (cogvideox make-model / download)\n"
+            "  --store PATH             SQLite store, created on first use; its server key is PATH.key (0600)\n"
+            "  --outputs DIR            where videos are written and served from (/files/...)\n"
+            "  --listen HOST:PORT       IPv4 address and port (port 0: any free port)\n"
+            "  --public-url URL         base of outputs[].url (default: http://<request Host>)\n"
+            "  --slug OWNER/MODEL       the model's name in /v1/Run/OWNER/MODEL (default THUDM/CogVideoX-2b)\n"
+            "  --threads N              math threads of the engine (default: all cores)\n"
+            "  --http-threads N         HTTP threads (default 4)\n"
+            "  --queue-limit N          tasks waiting or running before Run answers 429 (default 100)\n"
+            "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
+            "  --body-limit BYTES       largest request body (default 1048576)\n"
+            "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
+            "  --nonce-window SECONDS   how long a used nonce is refused for state-changing calls (default 86400)\n"
+            "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n");
+}
+
+typedef struct {
+    cvx_engine *engine;
+} real_engine;
+
+static cvx_status real_generate(void *ctx, const cvx_generate_params *p, char *err, size_t err_size) {
+    real_engine *re = ctx;
+    cvx_status st = cvx_generate(re->engine, p, NULL);
+    if (st != CVX_OK) snprintf(err, err_size, "%s", cvx_engine_last_error(re->engine));
+    return st;
+}
+
+static int parse_listen(const char *s, char *host, size_t host_size, int *port) {
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= host_size) return -1;
+    long long p;
+    if (cvx_cli_parse_int(colon + 1, 0, 65535, &p)) return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    *port = (int)p;
+    return 0;
+}
+
+int cvx_cmd_serve(int argc, char **argv) {
+    cvx_svc_config cfg = cvx_svc_config_default();
+    const char *model = NULL, *listen = NULL, *slug = NULL;
+    long long threads = 0;
+    char host[256], owner[64], project[64];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "cogvideox serve: unknown option or missing value: %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        long long n;
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--store")) cfg.store_path = v;
+        else if (!strcmp(a, "--outputs")) cfg.outputs_dir = v;
+        else if (!strcmp(a, "--listen")) listen = v;
+        else if (!strcmp(a, "--public-url")) cfg.public_url = v;
+        else if (!strcmp(a, "--slug")) slug = v;
+        else if (!strcmp(a, "--threads")) bad = cvx_cli_parse_int(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--http-threads")) bad = cvx_cli_parse_int(v, 1, 64, &n), cfg.http_threads = (int)n;
+        else if (!strcmp(a, "--queue-limit")) bad = cvx_cli_parse_int(v, 1, 1000000, &n), cfg.queue_limit = (int)n;
+        else if (!strcmp(a, "--retention-days")) bad = cvx_cli_parse_int(v, 0, 100000, &n), cfg.retention_days = (int)n;
+        else if (!strcmp(a, "--body-limit")) bad = cvx_cli_parse_int(v, 1024, 1 << 30, &n), cfg.body_limit = (size_t)n;
+        else if (!strcmp(a, "--max-attempts")) bad = cvx_cli_parse_int(v, 1, 1000, &n), cfg.max_attempts = (int)n;
+        else if (!strcmp(a, "--nonce-window")) bad = cvx_cli_parse_int(v, 1, 1LL << 40, &n), cfg.nonce_window_s = n;
+        else if (!strcmp(a, "--callback-backoff-ms"))
+            bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
+        else {
+            fprintf(stderr, "cogvideox serve: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "cogvideox serve: bad value for %s: %s\n", a, v);
+            return 2;
+        }
+    }
+    if (!model || !cfg.store_path || !cfg.outputs_dir || !listen) {
+        fprintf(stderr, "cogvideox serve: --model, --store, --outputs and --listen are required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (parse_listen(listen, host, sizeof host, &cfg.port)) {
+        fprintf(stderr, "cogvideox serve: --listen wants HOST:PORT (e.g. 127.0.0.1:8080), not %s\n", listen);
+        return 2;
+    }
+    cfg.listen_host = host;
+    if (slug) {
+        const char *sl = strchr(slug, '/');
+        if (!sl || sl == slug || !sl[1] || strchr(sl + 1, '/') || (size_t)(sl - slug) >= sizeof owner ||
+            strlen(sl + 1) >= sizeof project) {
+            fprintf(stderr, "cogvideox serve: --slug wants OWNER/MODEL, not %s\n", slug);
+            return 2;
+        }
+        memcpy(owner, slug, (size_t)(sl - slug));
+        owner[sl - slug] = 0;
+        snprintf(project, sizeof project, "%s", sl + 1);
+        cfg.slug_owner = owner;
+        cfg.slug_project = project;
+    }
+    if (cfg.public_url && strncmp(cfg.public_url, "http://", 7) && strncmp(cfg.public_url, "https://", 8)) {
+        fprintf(stderr, "cogvideox serve: --public-url must start with http:// or https://\n");
+        return 2;
+    }
+    char err[1024];
+    if (cvx_svc_limits_from_model(&cfg.limits, model, err, sizeof err)) {
+        fprintf(stderr, "cogvideox serve: %s\n", err);
+        return 1;
+    }
+
+    /* signals go to sigwait below; every thread started from here inherits the mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    real_engine re = {0};
+    cvx_engine_params ep = cvx_engine_params_default();
+    ep.threads = (int)threads;
+    if (cvx_engine_open(&re.engine, model, &ep, err, sizeof err) != CVX_OK) {
+        fprintf(stderr, "cogvideox serve: %s\n", err);
+        return 1;
+    }
+    cfg.engine.generate = real_generate;
+    cfg.engine.ctx = &re;
+    cvx_svc *svc = NULL;
+    if (cvx_svc_start(&svc, &cfg, err, sizeof err)) {
+        fprintf(stderr, "cogvideox serve: %s\n", err);
+        cvx_engine_close(re.engine);
+        return 1;
+    }
+    printf("listening on http://%s:%d (model %s as %s/%s)\n", host, cvx_svc_port(svc), model, cfg.slug_owner,
+           cfg.slug_project);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "cogvideox serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cvx_svc_stop(svc);
+    cvx_engine_close(re.engine);
+    return 0;
+}

@@ -1,0 +1,540 @@
+/* The endpoints of WIRO_API.md: Run, Task/Detail, Task/Cancel, Task/Kill, Task/List, Task/InputOutputDelete,
+ * Tool/List, Tool/Detail; the task object; the validation of Run's inputs. Answers carry `result` and `errors` at the
+ * top level; numbers inside task objects are strings; business errors are HTTP 200 with result false. */
+#include "service/api.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "service/body.h"
+
+static const char *DEFAULT_PROMPT =
+    "A sprawling futuristic city illuminated by neon lights, with flying cars zipping through the air. The skyline is "
+    "filled with towering skyscrapers, and holographic advertisements flicker on every corner. The camera zooms "
+    "through the streets, capturing the hustle and bustle of a technologically advanced society.";
+static const char *MODEL_DESCRIPTION =
+    "CogVideoX-2b text-to-video diffusion model (THUDM), run natively on the CPU by cogvideox.";
+
+void cvx_svc_reply_error(cvx_svc_reply *rp, int http_status, int code, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rp->status = http_status;
+    json_decref(rp->body);
+    rp->body = json_pack("{s:b, s:[{s:i, s:s}]}", "result", 0, "errors", "code", code, "message", msg);
+}
+
+static json_t *num_str(long long v) {
+    char b[32];
+    snprintf(b, sizeof b, "%lld", v);
+    return json_string(b);
+}
+
+/* ---- the task object ---- */
+
+void cvx_svc_default_base(const cvx_svc *svc, char *out, size_t size) {
+    if (svc->public_url) snprintf(out, size, "%s", svc->public_url);
+    else snprintf(out, size, "http://%s:%d", svc->listen_host, svc->port);
+}
+
+json_t *cvx_svc_outputs_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url) {
+    json_t *a = json_array();
+    if (!t->out_name[0] || t->out_deleted) return a;
+    char url[1200];
+    snprintf(url, sizeof url, "%s/files/%s/%s", base_url, t->out_key, t->out_name);
+    json_t *expire = json_null();
+    if (svc->cfg.retention_days > 0) expire = num_str(t->out_time + (long long)svc->cfg.retention_days * 86400);
+    json_array_append_new(
+        a, json_pack("{s:o, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:s, s:s, s:i, s:o, s:s}", "id", num_str(t->id),
+                     "name", t->out_name, "contenttype", "video/mp4", "parentid", "0", "uuid", t->uuid, "size",
+                     num_str(t->out_size), "addedtime", num_str(t->out_time), "modifiedtime", num_str(t->out_time),
+                     "accesskey", t->out_key, "foldercount", "0", "filecount", "0", "ispublic", 0, "expiretime",
+                     expire, "url", url));
+    return a;
+}
+
+json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url) {
+    json_t *params = json_loads(t->params ? t->params : "{}", 0, NULL);
+    if (!params) params = json_object();
+    char elapsed[32];
+    snprintf(elapsed, sizeof elapsed, "%.4f", t->elapsed);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", num_str(t->id));
+    json_object_set_new(o, "uuid", json_string(t->uuid));
+    json_object_set_new(o, "name", json_string(""));
+    json_object_set_new(o, "socketaccesstoken", json_string(t->token));
+    json_object_set_new(o, "parameters", params);
+    json_object_set_new(o, "debugoutput", json_string(t->debugoutput ? t->debugoutput : ""));
+    json_object_set_new(o, "debugerror", json_string(t->debugerror ? t->debugerror : ""));
+    json_object_set_new(o, "starttime", num_str(t->starttime));
+    json_object_set_new(o, "endtime", num_str(t->endtime));
+    json_object_set_new(o, "elapsedseconds", json_string(elapsed));
+    json_object_set_new(o, "status", json_string(t->status));
+    json_object_set_new(o, "cps", json_string("0"));
+    json_object_set_new(o, "totalcost", json_string("0"));
+    json_object_set_new(o, "projectid", num_str(t->project));
+    json_object_set_new(o, "modelid", json_string("1"));
+    json_object_set_new(o, "runtype", json_string("model"));
+    json_object_set_new(o, "callbackurl", json_string(t->callbackurl ? t->callbackurl : ""));
+    json_object_set_new(o, "createtime", num_str(t->createtime));
+    json_object_set_new(o, "canceltime", num_str(t->canceltime));
+    json_object_set_new(o, "assigntime", num_str(t->assigntime));
+    json_object_set_new(o, "accepttime", num_str(t->accepttime));
+    json_object_set_new(o, "preprocessstarttime", num_str(t->preprocessstarttime));
+    json_object_set_new(o, "preprocessendtime", num_str(t->preprocessendtime));
+    json_object_set_new(o, "postprocessstarttime", num_str(t->postprocessstarttime));
+    json_object_set_new(o, "postprocessendtime", num_str(t->postprocessendtime));
+    json_object_set_new(o, "pexit", json_string(t->pexit));
+    json_object_set_new(o, "modeldescription", json_string(MODEL_DESCRIPTION));
+    json_object_set_new(o, "modelslugowner", json_string(t->slugowner));
+    json_object_set_new(o, "modelslugproject", json_string(t->slugproject));
+    json_object_set_new(o, "outputs", cvx_svc_outputs_json(svc, t, base_url));
+    json_object_set_new(o, "size", num_str(t->out_name[0] && !t->out_deleted ? t->out_size : 0));
+    return o;
+}
+
+char *cvx_svc_event_text(const char *type, const cvx_svc_task *t, json_t *message, int result) {
+    json_t *o = json_pack("{s:s, s:o, s:s, s:o, s:b}", "type", type, "id", num_str(t->id), "tasktoken", t->token,
+                          "message", message ? message : json_null(), "result", result);
+    if (!o) return NULL;
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static int status_ordinal(const char *s) {
+    static const char *names[] = {"task_queue",  "task_accept", "task_preprocess_start", "task_preprocess_end",
+                                  "task_assign", "task_start",  "task_output",           "task_end",
+                                  "task_postprocess_start"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(s, names[i])) return i;
+    return CVX_SVC_EV_FINAL; /* task_postprocess_end, task_cancel */
+}
+
+void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t) {
+    int ord = status_ordinal(t->status);
+    json_t *msg = NULL;
+    char base[512];
+    if (!strcmp(t->status, "task_postprocess_end")) {
+        cvx_svc_default_base(svc, base, sizeof base);
+        msg = cvx_svc_outputs_json(svc, t, base);
+    }
+    char *text = cvx_svc_event_text(t->status, t, msg, 1);
+    if (text) cvx_svc_hub_publish(svc->hub, t->id, ord, 0, ord == CVX_SVC_EV_FINAL, text);
+    free(text);
+}
+
+/* ---- Run ---- */
+
+static int ok_callback_url(const char *u) {
+    size_t len = strlen(u);
+    if (len > 2048) return 0;
+    const char *rest;
+    if (!strncasecmp(u, "http://", 7)) rest = u + 7;
+    else if (!strncasecmp(u, "https://", 8)) rest = u + 8;
+    else return 0;
+    size_t auth_len = strcspn(rest, "/?#");
+    if (auth_len == 0 || memchr(rest, '@', auth_len)) return 0; /* no host, or credentials in the URL */
+    for (const char *c = u; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) return 0;
+    return 1;
+}
+
+static int bad_number(cvx_svc_reply *rp, const char *name) {
+    cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be integer or float", name);
+    return -1;
+}
+
+static int get_int(const cvx_svc_request *rq, cvx_svc_reply *rp, const char *name, long long def, long long lo,
+                   long long hi, long long *out) {
+    int r = cvx_svc_field_int(rq->fields, name, out);
+    if (r < 0) return bad_number(rp, name);
+    if (r == 0) *out = def;
+    if (*out < lo || *out > hi) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be between %lld and %lld", name, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_text(const cvx_svc_request *rq, cvx_svc_reply *rp, const char *name, size_t max, const char **out,
+                    char *buf, size_t buf_size) {
+    int r = cvx_svc_field_text(rq->fields, name, out, buf, buf_size);
+    if (r < 0) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be text", name);
+        return -1;
+    }
+    if (r == 0) *out = NULL;
+    if (*out && strlen(*out) > max) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be at most %zu bytes long", name, max);
+        return -1;
+    }
+    return 0;
+}
+
+static int slug_matches(const cvx_svc *svc, const char *owner, size_t owner_len, const char *project) {
+    return strlen(svc->slug_owner) == owner_len && !strncasecmp(owner, svc->slug_owner, owner_len) &&
+           !strcasecmp(project, svc->slug_project);
+}
+
+static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc *svc = rq->svc;
+    const cvx_svc_model_limits *L = &svc->cfg.limits;
+    const char *rest = rq->path_rest; /* "{owner}/{model}" */
+    const char *slash = strchr(rest, '/');
+    if (!slash || strchr(slash + 1, '/') || !slug_matches(svc, rest, (size_t)(slash - rest), slash + 1)) {
+        cvx_svc_reply_error(rp, 200, 1, "slug-owner-project-not-exist");
+        return;
+    }
+    const char *prompt, *negative, *callback;
+    char b1[64], b2[64], b3[64];
+    if (get_text(rq, rp, "prompt", L->max_prompt_bytes, &prompt, b1, sizeof b1)) return;
+    if (!prompt) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [prompt] required");
+        return;
+    }
+    long long steps, frames, width, height, fps;
+    if (get_int(rq, rp, "steps", L->default_steps, 1, L->max_steps, &steps)) return;
+    double scale = L->default_scale;
+    int r = cvx_svc_field_double(rq->fields, "scale", &scale);
+    if (r < 0) return (void)bad_number(rp, "scale");
+    if (scale < 0 || scale > L->max_scale) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [scale] must be between 0 and %g", L->max_scale);
+        return;
+    }
+    unsigned long long seed = 123456;
+    r = cvx_svc_field_u64(rq->fields, "seed", &seed);
+    if (r < 0) {
+        long long neg;
+        if (cvx_svc_field_int(rq->fields, "seed", &neg) == 1) /* a number, just not a seed */
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [seed] must be between 0 and %" PRIu64, UINT64_MAX);
+        else
+            bad_number(rp, "seed");
+        return;
+    }
+    if (get_text(rq, rp, "negativePrompt", L->max_prompt_bytes, &negative, b2, sizeof b2)) return;
+    if (get_int(rq, rp, "numFrames", L->default_frames, 5, L->max_frames, &frames)) return;
+    if ((frames - 1) % 4) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [numFrames] must be 4N+1 (5, 9, 13, ..., %d)",
+                            L->max_frames);
+        return;
+    }
+    if (get_int(rq, rp, "width", L->default_width, 16, L->max_width, &width)) return;
+    if (get_int(rq, rp, "height", L->default_height, 16, L->max_height, &height)) return;
+    if (width % 16 || height % 16) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be a multiple of 16", width % 16 ? "width" : "height");
+        return;
+    }
+    if (get_int(rq, rp, "fps", L->default_fps, 1, L->max_fps, &fps)) return;
+    if (get_text(rq, rp, "callbackUrl", 4096, &callback, b3, sizeof b3)) return;
+    if (callback && !ok_callback_url(callback)) {
+        cvx_svc_reply_error(rp, 200, 0,
+                            "Request parameter [callbackUrl] must be an http or https URL without credentials");
+        return;
+    }
+
+    cvx_svc_task t;
+    memset(&t, 0, sizeof t);
+    char key[33], seed_text[32];
+    snprintf(seed_text, sizeof seed_text, "%llu", seed);
+    if (cvx_svc_uuid(t.uuid) || cvx_svc_random_token(t.token, 30) || cvx_svc_random_token(key, 32)) {
+        cvx_svc_reply_error(rp, 500, 0, "No random numbers available.");
+        return;
+    }
+    json_t *gen = json_pack("{s:s, s:s, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:s}", "prompt", prompt, "negative_prompt",
+                            negative ? negative : "", "steps", (int)steps, "guidance_scale", scale, "seed", seed_text,
+                            "num_frames", (int)frames, "width", (int)width, "height", (int)height, "fps", (int)fps,
+                            "output_key", key);
+    t.params = json_dumps(rq->fields, JSON_COMPACT);
+    t.gen = gen ? json_dumps(gen, JSON_COMPACT) : NULL;
+    json_decref(gen);
+    t.callbackurl = strdup(callback ? callback : "");
+    t.project = rq->project->id;
+    snprintf(t.slugowner, sizeof t.slugowner, "%s", svc->slug_owner);
+    snprintf(t.slugproject, sizeof t.slugproject, "%s", svc->slug_project);
+    t.createtime = cvx_svc_now_s();
+    char err[256];
+    int added = t.params && t.gen && t.callbackurl
+                    ? cvx_svc_store_task_add(svc->store, &t, svc->cfg.queue_limit, err, sizeof err)
+                    : -1;
+    if (added < 0) {
+        cvx_svc_log(svc, CVX_LOG_ERROR, "Run: %s", err);
+        cvx_svc_reply_error(rp, 500, 0, "The task could not be stored.");
+    } else if (added == 0) {
+        cvx_svc_reply_error(rp, 429, 96, "The queue is full (%d tasks); try again later.", svc->cfg.queue_limit);
+        rp->retry_after_s = 30;
+    } else {
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: queued for project %lld (%lld steps, %lldx%lld, %lld frames)",
+                    t.id, t.project, steps, width, height, frames);
+        rp->status = 200;
+        rp->body = json_pack("{s:[], s:o, s:s, s:b}", "errors", "taskid", num_str(t.id), "socketaccesstoken", t.token,
+                             "result", 1);
+        cvx_svc_wake_worker(svc);
+    }
+    cvx_svc_task_clear(&t);
+}
+
+/* ---- task lookups ---- */
+
+/* Finds the caller's task from tasktoken / socketaccesstoken / taskid: 1 found (t filled), 0 an error was replied. */
+static int find_task(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc_task *t) {
+    const char *token = NULL;
+    char buf[64];
+    if (cvx_svc_field_text(rq->fields, "tasktoken", &token, buf, sizeof buf) != 1 &&
+        cvx_svc_field_text(rq->fields, "socketaccesstoken", &token, buf, sizeof buf) != 1)
+        token = NULL;
+    long long id = 0;
+    int has_id = 0;
+    if (!token) {
+        const char *idtext;
+        char ib[64];
+        if (cvx_svc_field_text(rq->fields, "taskid", &idtext, ib, sizeof ib) == 1) {
+            has_id = 1;
+            if (cvx_svc_field_int(rq->fields, "taskid", &id) != 1) id = -1; /* not a number: no such task */
+        }
+    }
+    if (!token && !has_id) {
+        cvx_svc_reply_error(rp, 200, 0, "taskid or socketaccesstoken is required");
+        return 0;
+    }
+    char err[256];
+    int r = id < 0 ? 0 : cvx_svc_store_task_get(rq->svc->store, id, token, t, err, sizeof err);
+    if (r < 0) {
+        cvx_svc_log(rq->svc, CVX_LOG_ERROR, "task lookup: %s", err);
+        cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
+        return 0;
+    }
+    if (r == 0) {
+        cvx_svc_reply_error(rp, 200, 1, "There is no task yet.");
+        return 0;
+    }
+    if (t->project != rq->project->id) {
+        cvx_svc_task_clear(t);
+        cvx_svc_reply_error(rp, 200, 0, "You don't have any permission for this action.");
+        return 0;
+    }
+    return 1;
+}
+
+static void reply_tasklist(const cvx_svc_request *rq, cvx_svc_reply *rp, const cvx_svc_task *t, int with_total) {
+    rp->status = 200;
+    rp->body = json_pack("{s:[], s:[o], s:b}", "errors", "tasklist", cvx_svc_task_json(rq->svc, t, rq->base_url),
+                         "result", 1);
+    if (with_total) json_object_set_new(rp->body, "total", json_string("1"));
+}
+
+static void api_detail(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc_task t;
+    if (!find_task(rq, rp, &t)) return;
+    reply_tasklist(rq, rp, &t, 1);
+    cvx_svc_task_clear(&t);
+}
+
+/* Re-reads a task after a change, publishes its status and answers with it. */
+static void answer_changed(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc_task *t) {
+    char err[256];
+    long long id = t->id;
+    cvx_svc_task_clear(t);
+    if (cvx_svc_store_task_get(rq->svc->store, id, NULL, t, err, sizeof err) != 1) {
+        cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
+        return;
+    }
+    cvx_svc_publish_status(rq->svc, t);
+    cvx_svc_wake_callbacks(rq->svc);
+    reply_tasklist(rq, rp, t, 0);
+    cvx_svc_task_clear(t);
+}
+
+static void api_cancel(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc_task t;
+    if (!find_task(rq, rp, &t)) return;
+    if (!strcmp(t.status, "task_cancel")) { /* idempotent: WiroKit retries Cancel */
+        reply_tasklist(rq, rp, &t, 0);
+        cvx_svc_task_clear(&t);
+        return;
+    }
+    char err[256];
+    int r = cvx_svc_store_task_cancel(rq->svc->store, t.id, 1, cvx_svc_now_s(), err, sizeof err);
+    if (r < 0) {
+        cvx_svc_log(rq->svc, CVX_LOG_ERROR, "Cancel: %s", err);
+        cvx_svc_reply_error(rp, 500, 0, "The task could not be cancelled.");
+    } else if (r == 0) {
+        cvx_svc_reply_error(rp, 200, 1, "Task is not in a cancellable state.");
+    } else {
+        cvx_svc_log(rq->svc, CVX_LOG_INFO, "task %lld: cancelled", t.id);
+        answer_changed(rq, rp, &t);
+    }
+    cvx_svc_task_clear(&t);
+}
+
+static void api_kill(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc *svc = rq->svc;
+    cvx_svc_task t;
+    if (!find_task(rq, rp, &t)) return;
+    if (!strcmp(t.status, "task_cancel")) {
+        reply_tasklist(rq, rp, &t, 0);
+        cvx_svc_task_clear(&t);
+        return;
+    }
+    char err[256];
+    int r = cvx_svc_store_task_cancel(svc->store, t.id, 0, cvx_svc_now_s(), err, sizeof err);
+    if (r < 0) {
+        cvx_svc_log(svc, CVX_LOG_ERROR, "Kill: %s", err);
+        cvx_svc_reply_error(rp, 500, 0, "Task could not be killed: %s", "internal error");
+    } else if (r == 0) {
+        cvx_svc_reply_error(rp, 200, 1, "Task could not be killed: %s", "the task has already ended");
+    } else {
+        if (atomic_load(&svc->running_task) == t.id) atomic_store(&svc->kill_requested, 1);
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: killed", t.id);
+        answer_changed(rq, rp, &t);
+    }
+    cvx_svc_task_clear(&t);
+}
+
+typedef struct {
+    const cvx_svc_request *rq;
+    json_t *list;
+} list_ctx;
+
+static void list_one(const cvx_svc_task *t, void *ud) {
+    list_ctx *c = ud;
+    json_array_append_new(c->list, cvx_svc_task_json(c->rq->svc, t, c->rq->base_url));
+}
+
+static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    long long start, limit;
+    if (get_int(rq, rp, "start", 0, 0, INT64_MAX / 2, &start)) return;
+    if (get_int(rq, rp, "limit", 20, 1, 1000, &limit)) return;
+    const char *order = NULL;
+    char b[64];
+    int desc = 1;
+    if (cvx_svc_field_text(rq->fields, "order", &order, b, sizeof b) == 1) {
+        if (!strcasecmp(order, "ASC")) desc = 0;
+        else if (strcasecmp(order, "DESC")) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [order] must be ASC or DESC");
+            return;
+        }
+    }
+    list_ctx c = {rq, json_array()};
+    long long total = 0;
+    char err[256];
+    if (cvx_svc_store_task_list(rq->svc->store, rq->project->id, desc, start, (int)limit, &total, list_one, &c, err,
+                                sizeof err) < 0) {
+        json_decref(c.list);
+        cvx_svc_log(rq->svc, CVX_LOG_ERROR, "List: %s", err);
+        cvx_svc_reply_error(rp, 500, 0, "The tasks could not be read.");
+        return;
+    }
+    rp->status = 200;
+    rp->body = json_pack("{s:o, s:[], s:o, s:b}", "total", num_str(total), "errors", "tasklist", c.list, "result", 1);
+}
+
+static void api_io_delete(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc_task t;
+    if (!find_task(rq, rp, &t)) return;
+    if (strcmp(t.status, "task_postprocess_end") && strcmp(t.status, "task_cancel")) {
+        cvx_svc_reply_error(rp, 200, 0, "Task must be completed or cancelled before deleting files");
+        cvx_svc_task_clear(&t);
+        return;
+    }
+    char err[256];
+    if (t.out_key[0] && !t.out_deleted) {
+        if (cvx_svc_remove_output(rq->svc, t.out_key)) cvx_svc_log(rq->svc, CVX_LOG_WARN, "task %lld: output files not all removed", t.id);
+        if (cvx_svc_store_output_deleted(rq->svc->store, t.id, err, sizeof err) < 0) {
+            cvx_svc_reply_error(rp, 500, 0, "The outputs could not be deleted.");
+            cvx_svc_task_clear(&t);
+            return;
+        }
+    }
+    cvx_svc_task_clear(&t);
+    rp->status = 200;
+    rp->body = json_pack("{s:b, s:[]}", "result", 1, "errors");
+}
+
+/* ---- Tool ---- */
+
+static json_t *param_item(const char *id, const char *type, const char *label, int required, json_t *def, json_t *min,
+                          json_t *max, json_t *step, const char *note) {
+    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:s}", "id", id, "type", type, "label", label,
+                     "required", required, "default", def, "min", min ? min : json_null(), "max",
+                     max ? max : json_null(), "step", step ? step : json_null(), "note", note);
+}
+
+static json_t *tool_json(const cvx_svc *svc, int with_params) {
+    const cvx_svc_model_limits *L = &svc->cfg.limits;
+    char title[160];
+    snprintf(title, sizeof title, "%s", svc->slug_project);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s, s]}", "id", "1", "title", title, "slugowner",
+                          svc->slug_owner, "slugproject", svc->slug_project, "description", MODEL_DESCRIPTION,
+                          "categories", "text-to-video", "tags", "video", "cogvideox");
+    if (!with_params) return o;
+    char b[64];
+    json_t *items = json_array();
+    json_array_append_new(items, param_item("prompt", "textarea", "Prompt", 1, json_string(DEFAULT_PROMPT), NULL,
+                                            json_integer((json_int_t)L->max_prompt_bytes), NULL,
+                                            "What the video shows; tokens beyond 226 are dropped, as the reference "
+                                            "pipeline does. max: bytes."));
+    json_array_append_new(items, param_item("negativePrompt", "textarea", "Negative prompt", 0, json_string(""), NULL,
+                                            json_integer((json_int_t)L->max_prompt_bytes), NULL,
+                                            "What the video should not show (classifier-free guidance's other half)."));
+    snprintf(b, sizeof b, "%d", L->default_steps);
+    json_array_append_new(items, param_item("steps", "number", "Steps", 0, json_string(b), json_integer(1),
+                                            json_integer(L->max_steps), json_integer(1), "Denoising steps."));
+    snprintf(b, sizeof b, "%.1f", L->default_scale);
+    json_array_append_new(items, param_item("scale", "float", "Guidance scale", 0, json_string(b), json_integer(0),
+                                            json_real(L->max_scale), json_real(0.1), "Classifier-free guidance scale."));
+    json_array_append_new(items, param_item("seed", "text", "Seed", 0, json_string("123456"), json_integer(0),
+                                            json_string("18446744073709551615"), NULL,
+                                            "Integer seed of the CPU generator (its low 32 bits, as torch)."));
+    snprintf(b, sizeof b, "%d", L->default_frames);
+    json_array_append_new(items, param_item("numFrames", "number", "Frames", 0, json_string(b), json_integer(5),
+                                            json_integer(L->max_frames), json_integer(4), "4N+1 frames."));
+    snprintf(b, sizeof b, "%d", L->default_width);
+    json_array_append_new(items, param_item("width", "number", "Width", 0, json_string(b), json_integer(16),
+                                            json_integer(L->max_width), json_integer(16), "Pixels, a multiple of 16."));
+    snprintf(b, sizeof b, "%d", L->default_height);
+    json_array_append_new(items, param_item("height", "number", "Height", 0, json_string(b), json_integer(16),
+                                            json_integer(L->max_height), json_integer(16), "Pixels, a multiple of 16."));
+    snprintf(b, sizeof b, "%d", L->default_fps);
+    json_array_append_new(items, param_item("fps", "number", "Frames per second", 0, json_string(b), json_integer(1),
+                                            json_integer(L->max_fps), json_integer(1), "Of the MP4 file."));
+    json_object_set_new(o, "parameters", json_pack("[{s:s, s:o}]", "title", "Inputs", "items", items));
+    return o;
+}
+
+static void api_tool_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    rp->status = 200;
+    rp->body = json_pack("{s:s, s:[], s:[o], s:b}", "total", "1", "errors", "tool", tool_json(rq->svc, 0), "result", 1);
+}
+
+static void api_tool_detail(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    const char *owner = NULL, *project = NULL;
+    char b1[64], b2[64];
+    int ho = cvx_svc_field_text(rq->fields, "slugowner", &owner, b1, sizeof b1) == 1;
+    int hp = cvx_svc_field_text(rq->fields, "slugproject", &project, b2, sizeof b2) == 1;
+    if ((ho && strcasecmp(owner, rq->svc->slug_owner)) || (hp && strcasecmp(project, rq->svc->slug_project))) {
+        cvx_svc_reply_error(rp, 200, 1, "slug-owner-project-not-exist");
+        return;
+    }
+    rp->status = 200;
+    rp->body = json_pack("{s:[], s:[o], s:b}", "errors", "tool", tool_json(rq->svc, 1), "result", 1);
+}
+
+const cvx_svc_route cvx_svc_routes[] = {
+    {"/v1/Run/", CVX_SVC_ROUTE_AUTH | CVX_SVC_ROUTE_STATE | CVX_SVC_ROUTE_PREFIX, api_run},
+    {"/v1/Task/Detail", CVX_SVC_ROUTE_AUTH, api_detail},
+    {"/v1/Task/Cancel", CVX_SVC_ROUTE_AUTH | CVX_SVC_ROUTE_STATE, api_cancel},
+    {"/v1/Task/Kill", CVX_SVC_ROUTE_AUTH | CVX_SVC_ROUTE_STATE, api_kill},
+    {"/v1/Task/List", CVX_SVC_ROUTE_AUTH, api_list},
+    {"/v1/Task/InputOutputDelete", CVX_SVC_ROUTE_AUTH | CVX_SVC_ROUTE_STATE, api_io_delete},
+    {"/v1/Tool/List", CVX_SVC_ROUTE_AUTH, api_tool_list},
+    {"/v1/Tool/Detail", CVX_SVC_ROUTE_AUTH, api_tool_detail},
+};
+const int cvx_svc_route_count = (int)(sizeof cvx_svc_routes / sizeof cvx_svc_routes[0]);

@@ -1,0 +1,592 @@
+/* The HTTP side of the task service on libmicrohttpd (internal thread pool): request bodies are collected up to
+ * body_limit (413 beyond, decided from Content-Length before reading when it is sent), then parsed (body.h),
+ * authenticated (auth.h) and handed to the route's handler (api.c). Also: GET /healthz, the output files under
+ * /files/<key>/<name> (Range, Content-Length, content types; names are checked against a strict alphabet, so no
+ * path can leave the outputs folder), the WebSocket upgrade at /v1/socket (ws.c), and the service's start/stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "service/api.h"
+#include "service/body.h"
+#include "service/internal.h"
+#include "service/web.h"
+
+/* ---- small shared helpers ---- */
+
+long long cvx_svc_now_s(void) { return (long long)time(NULL); }
+
+long long cvx_svc_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) {
+    if (level > svc->cfg.logger.level) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (svc->cfg.logger.fn) {
+        svc->cfg.logger.fn(level, msg, svc->cfg.logger.user_data);
+    } else {
+        static const char *names[] = {"error", "warn", "info", "debug"};
+        fprintf(stderr, "cogvideox serve: %s: %s\n", names[level], msg);
+    }
+}
+
+void cvx_svc_wake_worker(cvx_svc *svc) {
+    pthread_mutex_lock(&svc->mu);
+    svc->worker_wake = 1;
+    pthread_cond_signal(&svc->wake_worker);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+void cvx_svc_wake_callbacks(cvx_svc *svc) {
+    pthread_mutex_lock(&svc->mu);
+    svc->callbacks_wake = 1;
+    pthread_cond_signal(&svc->wake_callbacks);
+    pthread_mutex_unlock(&svc->mu);
+}
+
+static int key_ok(const char *k, size_t len) {
+    if (len < 16 || len > 64) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+static int name_ok(const char *n, size_t len) {
+    if (len < 1 || len > 64 || n[0] == '.') return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= '0' && n[i] <= '9') ||
+              n[i] == '.' || n[i] == '_' || n[i] == '-'))
+            return 0;
+    return 1;
+}
+
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key) {
+    if (!key_ok(out_key, strlen(out_key))) return -1;
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : -1;
+    int r = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0)) r = -1;
+    }
+    closedir(d);
+    if (rmdir(dir) && errno != ENOENT) r = -1;
+    return r;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body, int retry_after_s) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) text = strdup("{\"result\":false,\"errors\":[{\"code\":0,\"message\":\"Internal error.\"}]}");
+    if (!text) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (retry_after_s > 0) {
+        char b[16];
+        snprintf(b, sizeof b, "%d", retry_after_s);
+        MHD_add_response_header(r, "Retry-After", b);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, int status, int code, const char *msg) {
+    json_t *b = json_pack("{s:b, s:[{s:i, s:s}]}", "result", 0, "errors", "code", code, "message", msg);
+    return send_json(conn, status, b, 0);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, int status, const char *type, const void *data,
+                                 size_t len, const char *cache) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (cache) MHD_add_response_header(r, "Cache-Control", cache);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- output files ---- */
+
+static const char *content_type_of(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return "application/octet-stream";
+    if (!strcasecmp(dot, ".mp4")) return "video/mp4";
+    if (!strcasecmp(dot, ".png")) return "image/png";
+    if (!strcasecmp(dot, ".gif")) return "image/gif";
+    if (!strcasecmp(dot, ".webp")) return "image/webp";
+    if (!strcasecmp(dot, ".json")) return "application/json";
+    return "application/octet-stream";
+}
+
+/* One "bytes=" range against size: 1 = [*from, *to], 0 = no usable Range (serve the whole file), -1 = 416. */
+static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *to) {
+    if (!h) return 0;
+    while (*h == ' ') h++;
+    if (strncasecmp(h, "bytes=", 6)) return 0;
+    h += 6;
+    if (strchr(h, ',')) return 0; /* several ranges: a 200 with the whole file is a valid answer */
+    while (*h == ' ') h++;
+    char *end;
+    if (*h == '-') { /* the last N bytes */
+        errno = 0;
+        unsigned long long n = strtoull(h + 1, &end, 10);
+        if (errno || end == h + 1 || *end) return 0;
+        if (n == 0 || size == 0) return -1;
+        if (n > size) n = size;
+        *from = size - n;
+        *to = size - 1;
+        return 1;
+    }
+    if (*h < '0' || *h > '9') return 0;
+    errno = 0;
+    unsigned long long a = strtoull(h, &end, 10);
+    if (errno || *end != '-') return 0;
+    const char *b = end + 1;
+    unsigned long long z = size ? size - 1 : 0;
+    if (*b) {
+        if (*b < '0' || *b > '9') return 0;
+        errno = 0;
+        z = strtoull(b, &end, 10);
+        if (errno || *end) return 0;
+        if (z < a) return 0;
+        if (z >= size) z = size - 1;
+    }
+    if (a >= size) return -1;
+    *from = a;
+    *to = z;
+    return 1;
+}
+
+static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, const char *rest) {
+    const char *slash = strchr(rest, '/');
+    if (!slash || !key_ok(rest, (size_t)(slash - rest)) || !name_ok(slash + 1, strlen(slash + 1)))
+        return send_error(conn, 404, 1, "File not found.");
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%.*s/%s", svc->outputs_dir, (int)(slash - rest), rest, slash + 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        return send_error(conn, 404, 1, "File not found.");
+    }
+    uint64_t size = (uint64_t)st.st_size, from = 0, to = size ? size - 1 : 0;
+    int pr = parse_range(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range"), size, &from, &to);
+    struct MHD_Response *r;
+    int status = 200;
+    char cr[96];
+    if (pr < 0) {
+        close(fd);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
+        MHD_add_response_header(r, "Content-Range", cr);
+        status = 416;
+    } else {
+        /* MHD owns fd from here and closes it with the response */
+        r = MHD_create_response_from_fd_at_offset64(pr ? to - from + 1 : size, fd, pr ? from : 0);
+        if (!r) {
+            close(fd);
+            return MHD_NO;
+        }
+        if (pr) {
+            snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from, to, size);
+            MHD_add_response_header(r, "Content-Range", cr);
+            status = 206;
+        }
+        MHD_add_response_header(r, "Content-Type", content_type_of(slash + 1));
+    }
+    MHD_add_response_header(r, "Accept-Ranges", "bytes");
+    MHD_add_response_header(r, "Cache-Control", "private, max-age=86400");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- API requests ---- */
+
+typedef struct {
+    const cvx_svc_route *route;
+    char *body;
+    size_t len, cap;
+    int too_large;
+} request_ctx;
+
+static const cvx_svc_route *find_route(const char *url, const char **rest) {
+    for (int i = 0; i < cvx_svc_route_count; i++) {
+        const cvx_svc_route *r = &cvx_svc_routes[i];
+        size_t pl = strlen(r->path);
+        if (r->flags & CVX_SVC_ROUTE_PREFIX) {
+            if (!strncasecmp(url, r->path, pl) && url[pl]) {
+                *rest = url + pl;
+                return r;
+            }
+        } else if (!strcasecmp(url, r->path) || (!strncasecmp(url, r->path, pl) && !strcmp(url + pl, "/"))) {
+            *rest = "";
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* The base of outputs[].url for this request: --public-url, else http://<Host>. */
+static void request_base(cvx_svc *svc, struct MHD_Connection *conn, char *out, size_t size) {
+    if (svc->public_url) {
+        snprintf(out, size, "%s", svc->public_url);
+        return;
+    }
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    int ok = host && *host && strlen(host) < 256;
+    for (const char *c = host; ok && *c; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr(".-:[]_", *c);
+    if (ok) snprintf(out, size, "http://%s", host);
+    else cvx_svc_default_base(svc, out, size);
+}
+
+static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, const char *rest) {
+    const cvx_svc_route *route = rc->route;
+    if (rc->too_large) return send_error(conn, 413, 0, "Request body is too large.");
+    cvx_svc_project project;
+    memset(&project, 0, sizeof project);
+    if (route->flags & CVX_SVC_ROUTE_AUTH) {
+        cvx_svc_auth_result ar;
+        cvx_svc_authenticate(svc->store, svc->server_key, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key"),
+                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-nonce"),
+                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-signature"),
+                             (route->flags & CVX_SVC_ROUTE_STATE) != 0, cvx_svc_now_s(), svc->cfg.nonce_window_s,
+                             &project, &ar);
+        if (!ar.ok) {
+            cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
+            return send_error(conn, ar.http_status, 0, ar.message);
+        }
+    }
+    json_t *fields = NULL;
+    char err[256];
+    if (cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+                           rc->body ? rc->body : "", rc->len, &fields, err, sizeof err)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Request parameters are invalid. %s", err);
+        return send_error(conn, 200, 0, msg);
+    }
+    char base[600];
+    request_base(svc, conn, base, sizeof base);
+    cvx_svc_request rq = {.svc = svc, .project = &project, .fields = fields, .base_url = base, .path_rest = rest};
+    cvx_svc_reply rp = {0};
+    route->handler(&rq, &rp);
+    json_decref(fields);
+    if (!rp.body) return send_error(conn, 500, 0, "Internal error.");
+    return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    cvx_svc *svc = cls;
+    request_ctx *rc = *con_cls;
+    if (!rc) {
+        int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+        if (is_get && !strcmp(url, "/healthz")) {
+            int ok = atomic_load(&svc->ready) && !atomic_load(&svc->stopping);
+            json_t *b = json_pack("{s:s, s:s}", "status", ok ? "ok" : "starting", "version", cvx_version());
+            return send_json(conn, ok ? 200 : 503, b, 0);
+        }
+        if (is_get && !strncmp(url, "/files/", 7)) return serve_file(svc, conn, url + 7);
+        if (!strcmp(method, "GET") && !strcmp(url, "/v1/socket")) return cvx_svc_ws_handle(svc, conn) ? MHD_YES : MHD_NO;
+        if (is_get) {
+            const cvx_svc_web_file *f = cvx_svc_web_find(url);
+            if (f) return send_text(conn, 200, f->content_type, f->data, f->size, "no-cache");
+        }
+        const char *rest = NULL;
+        const cvx_svc_route *route = strcmp(method, "POST") ? NULL : find_route(url, &rest);
+        if (!route) return send_error(conn, 404, 0, "Error parsing url.");
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > svc->cfg.body_limit)
+            return send_error(conn, 413, 0, "Request body is too large.");
+        rc = calloc(1, sizeof *rc);
+        if (!rc) return MHD_NO;
+        rc->route = route;
+        *con_cls = rc;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rc->too_large || rc->len + n > svc->cfg.body_limit) {
+            rc->too_large = 1; /* keep reading and dropping: the answer goes out when the body is over */
+            free(rc->body);
+            rc->body = NULL;
+            rc->len = rc->cap = 0;
+            return MHD_YES;
+        }
+        if (rc->len + n + 1 > rc->cap) {
+            size_t cap = rc->cap ? rc->cap * 2 : 4096;
+            while (cap < rc->len + n + 1) cap *= 2;
+            char *b = realloc(rc->body, cap);
+            if (!b) return MHD_NO;
+            rc->body = b;
+            rc->cap = cap;
+        }
+        memcpy(rc->body + rc->len, upload_data, n);
+        rc->len += n;
+        rc->body[rc->len] = 0;
+        return MHD_YES;
+    }
+    const char *rest = NULL;
+    find_route(url, &rest);
+    return run_api(svc, conn, rc, rest ? rest : "");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    request_ctx *rc = *con_cls;
+    if (!rc) return;
+    free(rc->body);
+    free(rc);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    cvx_svc *svc = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t l = strlen(msg);
+    while (l && msg[l - 1] == '\n') msg[--l] = 0;
+    cvx_svc_log(svc, CVX_LOG_DEBUG, "http: %s", msg);
+}
+
+/* ---- start / stop ---- */
+
+cvx_svc_config cvx_svc_config_default(void) {
+    cvx_svc_config c;
+    memset(&c, 0, sizeof c);
+    c.listen_host = "127.0.0.1";
+    c.slug_owner = "THUDM";
+    c.slug_project = "CogVideoX-2b";
+    c.http_threads = 4;
+    c.body_limit = 1 << 20;
+    c.queue_limit = 100;
+    c.nonce_window_s = 86400;
+    c.max_attempts = 3;
+    c.callback_tries = 3;
+    c.callback_backoff_ms = 1000;
+    c.callback_timeout_ms = 10000;
+    c.max_websockets = 256;
+    c.limits = (cvx_svc_model_limits){.default_steps = 50,
+                                      .default_scale = 6.0,
+                                      .default_frames = 49,
+                                      .default_width = 720,
+                                      .default_height = 480,
+                                      .default_fps = 8,
+                                      .max_steps = 200,
+                                      .max_scale = 30.0,
+                                      .max_frames = 49,
+                                      .max_width = 1440,
+                                      .max_height = 1440,
+                                      .max_fps = 60,
+                                      .max_prompt_bytes = 10000};
+    c.logger = cvx_logger_default();
+    return c;
+}
+
+int cvx_svc_limits_from_model(cvx_svc_model_limits *L, const char *model_dir, char *err, size_t n) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/transformer/config.json", model_dir);
+    json_error_t je;
+    json_t *c = json_load_file(path, 0, &je);
+    if (!c) {
+        snprintf(err, n, "%s: %s", path, je.text);
+        return -1;
+    }
+    json_int_t f = json_integer_value(json_object_get(c, "sample_frames"));
+    json_int_t h = json_integer_value(json_object_get(c, "sample_height"));
+    json_int_t w = json_integer_value(json_object_get(c, "sample_width"));
+    json_decref(c);
+    if (f < 5 || h < 2 || w < 2 || h > 1024 || w > 1024 || (f - 1) % 4) {
+        snprintf(err, n, "%s: sample_frames/sample_height/sample_width are missing or out of range", path);
+        return -1;
+    }
+    /* the pipeline's default size: the latent sample size times the VAE's spatial factor 8 */
+    L->default_frames = f <= L->max_frames ? (int)f : L->max_frames;
+    L->default_height = (int)h * 8;
+    L->default_width = (int)w * 8;
+    return 0;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int make_dir(const char *path, char *err, size_t n) {
+    if (mkdir(path, 0755) && errno != EEXIST) {
+        snprintf(err, n, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
+        snprintf(err, n, "%s: not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+int cvx_svc_port(const cvx_svc *svc) { return svc->port; }
+
+int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t n) {
+    *out = NULL;
+    if (!config->store_path || !config->outputs_dir || !config->engine.generate) {
+        snprintf(err, n, "the service needs a store, an outputs folder and an engine");
+        return -1;
+    }
+    cvx_svc *svc = calloc(1, sizeof *svc);
+    if (!svc) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    svc->cfg = *config;
+    svc->store_path = strdup(config->store_path);
+    svc->outputs_dir = strdup(config->outputs_dir);
+    svc->listen_host = strdup(config->listen_host ? config->listen_host : "127.0.0.1");
+    svc->public_url = dup_or_null(config->public_url);
+    if (svc->public_url) {
+        size_t l = strlen(svc->public_url);
+        while (l && svc->public_url[l - 1] == '/') svc->public_url[--l] = 0;
+    }
+    svc->slug_owner = strdup(config->slug_owner ? config->slug_owner : "THUDM");
+    svc->slug_project = strdup(config->slug_project ? config->slug_project : "CogVideoX-2b");
+    pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->wake_worker, NULL);
+    pthread_cond_init(&svc->wake_callbacks, NULL);
+    pthread_cond_init(&svc->websockets_done, NULL);
+    svc->hub = cvx_svc_hub_new();
+    size_t cl = strlen(config->outputs_dir) + 16;
+    svc->ckpt_dir = malloc(cl);
+    if (svc->ckpt_dir) snprintf(svc->ckpt_dir, cl, "%s/.checkpoints", config->outputs_dir);
+    if (!svc->store_path || !svc->outputs_dir || !svc->listen_host || !svc->slug_owner || !svc->slug_project ||
+        !svc->hub || !svc->ckpt_dir || (config->public_url && !svc->public_url)) {
+        snprintf(err, n, "out of memory");
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    char keypath[1200];
+    cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
+    if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
+        cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
+        cvx_svc_keyfile_load(keypath, 1, svc->server_key, err, n)) {
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), err, n);
+    if (recovered < 0) {
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    if (recovered > 0) cvx_svc_log(svc, CVX_LOG_INFO, "recovered %d interrupted tasks", recovered);
+
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)config->port);
+    if (inet_pton(AF_INET, svc->listen_host, &addr.sin_addr) != 1) {
+        snprintf(err, n, "listen address %s: not an IPv4 address", svc->listen_host);
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
+                                0, NULL, NULL, on_request, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(config->http_threads > 0 ? config->http_threads : 1),
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
+                                MHD_OPTION_END);
+    if (!svc->mhd) {
+        snprintf(err, n, "cannot listen on %s:%d (%s)", svc->listen_host, config->port, strerror(errno));
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(svc->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    svc->port = info ? info->port : config->port;
+    if (pthread_create(&svc->worker, NULL, cvx_svc_worker_main, svc)) {
+        snprintf(err, n, "cannot start the worker thread");
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    svc->worker_started = 1;
+    if (pthread_create(&svc->callbacks, NULL, cvx_svc_callbacks_main, svc)) {
+        snprintf(err, n, "cannot start the callback thread");
+        cvx_svc_stop(svc);
+        return -1;
+    }
+    svc->callbacks_started = 1;
+    *out = svc;
+    return 0;
+}
+
+void cvx_svc_stop(cvx_svc *svc) {
+    if (!svc) return;
+    atomic_store(&svc->stopping, 1);
+    cvx_svc_wake_worker(svc);
+    cvx_svc_wake_callbacks(svc);
+    if (svc->mhd) MHD_quiesce_daemon(svc->mhd);
+    /* the worker stops at the engine's next cancellation check and re-queues its task */
+    if (svc->worker_started) pthread_join(svc->worker, NULL);
+    if (svc->callbacks_started) pthread_join(svc->callbacks, NULL);
+    /* WebSocket sessions watch `stopping` and close within a poll interval */
+    pthread_mutex_lock(&svc->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    while (svc->websockets > 0)
+        if (pthread_cond_timedwait(&svc->websockets_done, &svc->mu, &ts)) break;
+    int left = svc->websockets;
+    pthread_mutex_unlock(&svc->mu);
+    if (svc->mhd) {
+        if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions did not close", left);
+        else MHD_stop_daemon(svc->mhd); /* with sessions still open the daemon is left to the process exit */
+    }
+    if (!left) {
+        cvx_svc_store_close(svc->store);
+        cvx_svc_hub_free(svc->hub);
+        pthread_mutex_destroy(&svc->mu);
+        pthread_cond_destroy(&svc->wake_worker);
+        pthread_cond_destroy(&svc->wake_callbacks);
+        pthread_cond_destroy(&svc->websockets_done);
+        free(svc->store_path);
+        free(svc->outputs_dir);
+        free(svc->listen_host);
+        free(svc->public_url);
+        free(svc->slug_owner);
+        free(svc->slug_project);
+        free(svc->ckpt_dir);
+        free(svc);
+    }
+}

@@ -1,0 +1,109 @@
+/* Internals shared by the service's files: the server object, the progress hub, the worker, callbacks and the
+ * WebSocket sessions. Not part of any public interface. */
+#ifndef CVX_SERVICE_INTERNAL_H
+#define CVX_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "service/auth.h"
+#include "service/service.h"
+#include "service/store.h"
+
+/* ---- progress hub: worker -> WebSocket sessions ---- */
+
+/* Order of the lifecycle events; a session skips events at or below what it already sent. */
+enum {
+    CVX_SVC_EV_QUEUE = 0, CVX_SVC_EV_ACCEPT, CVX_SVC_EV_PREPROCESS_START, CVX_SVC_EV_PREPROCESS_END,
+    CVX_SVC_EV_ASSIGN, CVX_SVC_EV_START, CVX_SVC_EV_OUTPUT, CVX_SVC_EV_END, CVX_SVC_EV_POSTPROCESS_START,
+    CVX_SVC_EV_ERROR, CVX_SVC_EV_FINAL
+};
+
+typedef struct cvx_svc_hub cvx_svc_hub;
+typedef struct cvx_svc_sub cvx_svc_sub;
+
+typedef struct {
+    char *text;    /* the frame's JSON text (malloc'ed) */
+    int ordinal;   /* CVX_SVC_EV_* */
+    int step;      /* task_output: stepCurrent */
+    int terminal;
+} cvx_svc_event;
+
+cvx_svc_hub *cvx_svc_hub_new(void);
+void cvx_svc_hub_free(cvx_svc_hub *hub);
+/* A subscription to one task's events; its fd becomes readable when events wait. NULL on failure. */
+cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *hub, long long task_id);
+void cvx_svc_hub_unsubscribe(cvx_svc_hub *hub, cvx_svc_sub *sub);
+int cvx_svc_sub_fd(const cvx_svc_sub *sub);
+/* Takes the next event (1) or none (0); the caller frees ev->text. */
+int cvx_svc_sub_pop(cvx_svc_sub *sub, cvx_svc_event *ev);
+/* Sends an event to every subscriber of the task (the text is copied); remembers the last task_output frame. */
+void cvx_svc_hub_publish(cvx_svc_hub *hub, long long task_id, int ordinal, int step, int terminal, const char *text);
+/* The last task_output frame of a task still running (malloc'ed copy) or NULL. */
+char *cvx_svc_hub_last_output(cvx_svc_hub *hub, long long task_id, int *step);
+void cvx_svc_hub_forget(cvx_svc_hub *hub, long long task_id);
+
+/* ---- the server ---- */
+
+struct cvx_svc {
+    cvx_svc_config cfg;          /* strings below are owned copies */
+    char *store_path, *outputs_dir, *listen_host, *public_url, *slug_owner, *slug_project, *ckpt_dir;
+    cvx_svc_store *store;
+    uint8_t server_key[32];
+    cvx_svc_hub *hub;
+    struct MHD_Daemon *mhd;
+    int port;
+
+    /* worker */
+    pthread_t worker;
+    int worker_started;
+    pthread_mutex_t mu;          /* guards the wake flags and the websocket count */
+    pthread_cond_t wake_worker;
+    int worker_wake;
+    atomic_llong running_task;   /* id of the task being generated, 0 = none */
+    atomic_int kill_requested;   /* a Kill for running_task arrived */
+    atomic_int stopping;
+    atomic_int ready;            /* store open and worker waiting for tasks */
+
+    /* callbacks + housekeeping */
+    pthread_t callbacks;
+    int callbacks_started;
+    pthread_cond_t wake_callbacks;
+    int callbacks_wake;
+
+    /* websocket sessions */
+    int websockets;
+    pthread_cond_t websockets_done;
+};
+
+void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+long long cvx_svc_now_s(void);
+long long cvx_svc_now_ms(void);
+
+void cvx_svc_wake_worker(cvx_svc *svc);
+void cvx_svc_wake_callbacks(cvx_svc *svc);
+void *cvx_svc_worker_main(void *arg);
+void *cvx_svc_callbacks_main(void *arg);
+
+/* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
+json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
+/* The outputs array of a task. */
+json_t *cvx_svc_outputs_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
+/* A WebSocket frame {"type", "id", "tasktoken", "message", "result"}; message is stolen (NULL = null). */
+char *cvx_svc_event_text(const char *type, const cvx_svc_task *t, json_t *message, int result);
+/* The base of output URLs without a request: --public-url, else http://listen_host:port. */
+void cvx_svc_default_base(const cvx_svc *svc, char *out, size_t size);
+/* Publishes a lifecycle event of t to the hub (outputs as the message for task_postprocess_end). */
+void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t);
+/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
+
+/* ---- WebSocket sessions ---- */
+struct MHD_Connection;
+/* Handles GET /v1/socket: answers 101 and starts a session thread, or answers an error. */
+int cvx_svc_ws_handle(cvx_svc *svc, struct MHD_Connection *conn);
+
+#endif

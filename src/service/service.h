@@ -1,0 +1,75 @@
+/* The Wiro-compatible task service (`cogvideox serve`): an HTTP server (libmicrohttpd thread pool) whose threads
+ * parse, authenticate, validate and enqueue; one inference worker thread that owns the engine and runs one task at
+ * a time; a progress hub that fans the worker's events out to WebSocket sessions; a callback thread (libcurl); a
+ * durable store (store.h). The HTTP contract is ../shared/design/WIRO_API.md, documented in docs/API.md.
+ *
+ * The engine is reached through cvx_svc_engine (a function pointer + context) so that tests can run the whole
+ * service with a stand-in; `cogvideox serve` passes the real cvx_generate. */
+#ifndef CVX_SERVICE_SERVICE_H
+#define CVX_SERVICE_SERVICE_H
+
+#include <stddef.h>
+
+#include "cogvideox.h"
+
+typedef struct {
+    /* Runs one generation as cvx_generate does (progress, should_cancel, checkpoint and resume_state are set by
+     * the worker). On failure the message goes to err. */
+    cvx_status (*generate)(void *ctx, const cvx_generate_params *params, char *err, size_t err_size);
+    void *ctx;
+} cvx_svc_engine;
+
+/* What Tool/Detail publishes and Run validates against: the served model's defaults and our ranges. */
+typedef struct {
+    int default_steps;         /* 50 */
+    double default_scale;      /* 6.0 */
+    int default_frames;        /* the transformer config's sample_frames (49 for the 2b) */
+    int default_width, default_height; /* sample size x 8 (720x480 for the 2b) */
+    int default_fps;           /* 8 */
+    int max_steps;             /* 200 */
+    double max_scale;          /* 30 */
+    int max_frames;            /* 49 (4N+1 from 5) */
+    int max_width, max_height; /* multiples of 16 */
+    int max_fps;               /* 60 */
+    size_t max_prompt_bytes;   /* 10000: far beyond 226 tokens, which the tokenizer truncates to */
+} cvx_svc_model_limits;
+
+typedef struct {
+    const char *store_path;      /* SQLite file (created on first use); the server key is "<store>.key" */
+    const char *outputs_dir;     /* created if missing */
+    const char *listen_host;     /* "127.0.0.1" */
+    int port;                    /* 0: any free port (cvx_svc_port tells which) */
+    const char *public_url;      /* base of outputs[].url; NULL: http://<request Host> */
+    const char *slug_owner;      /* "THUDM" */
+    const char *slug_project;    /* "CogVideoX-2b" */
+    int http_threads;            /* 4 */
+    size_t body_limit;           /* 1 MiB: 413 beyond */
+    int queue_limit;             /* 100 tasks waiting or running: 429 beyond */
+    long long nonce_window_s;    /* 86400: how long a used nonce is remembered per key */
+    int max_attempts;            /* 3: a task interrupted by crashes this often fails */
+    int retention_days;          /* 0: keep outputs forever */
+    int callback_tries;          /* 3 */
+    int callback_backoff_ms;     /* 1000: the first retry waits this long, then doubles */
+    int callback_timeout_ms;     /* 10000 per try */
+    int max_websockets;          /* 256 */
+    cvx_svc_model_limits limits;
+    cvx_svc_engine engine;
+    cvx_logger logger;
+} cvx_svc_config;
+
+cvx_svc_config cvx_svc_config_default(void);
+
+/* Reads the served model's defaults (frames, size) from a model folder's transformer/config.json into limits. */
+int cvx_svc_limits_from_model(cvx_svc_model_limits *limits, const char *model_dir, char *err, size_t err_size);
+
+typedef struct cvx_svc cvx_svc;
+
+/* Opens the store, recovers interrupted tasks, starts the worker, the callback thread and the HTTP server. */
+int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t err_size);
+/* The port the server listens on. */
+int cvx_svc_port(const cvx_svc *svc);
+/* Graceful stop: the running generation is cancelled at its next check, checkpointed and re-queued; the server
+ * stops accepting, WebSocket sessions close, threads are joined. NULL is fine. */
+void cvx_svc_stop(cvx_svc *svc);
+
+#endif

@@ -1,0 +1,141 @@
+/* The task service's durable store: projects (API keys), tasks with their lifecycle and output metadata, nonces
+ * and pending callbacks. One SQLite file in WAL mode with synchronous=FULL (a task is on disk before Run answers);
+ * the schema is versioned with PRAGMA user_version. The interface is a set of named operations, no SQL outside
+ * store.c, so that a PostgreSQL backend can implement the same functions later.
+ *
+ * Thread safety: one connection behind a mutex; every function may be called from any thread. Functions return
+ * 0 (or a count / 1 = found) on success and -1 on a database failure, with the message in err. */
+#ifndef CVX_SERVICE_STORE_H
+#define CVX_SERVICE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CVX_SVC_SCHEMA_VERSION 1
+
+typedef struct cvx_svc_store cvx_svc_store;
+
+enum { CVX_SVC_MODE_SIGNATURE = 0, CVX_SVC_MODE_KEY_ONLY = 1 };
+
+typedef struct {
+    long long id;             /* the public projectid is this number as text */
+    char name[128];
+    char apikey[72];
+    int mode;                 /* CVX_SVC_MODE_* */
+    uint8_t secret_enc[256];  /* AES-256-GCM sealed secret (auth.h); empty in key-only mode */
+    size_t secret_enc_len;
+    long long created;        /* unix seconds */
+    int revoked;
+} cvx_svc_project;
+
+/* Callback delivery state of a task. */
+enum { CVX_SVC_CB_NONE = 0, CVX_SVC_CB_PENDING = 1, CVX_SVC_CB_DELIVERED = 2, CVX_SVC_CB_FAILED = 3 };
+
+typedef struct {
+    long long id;
+    char uuid[40];
+    char token[40];            /* socketaccesstoken = tasktoken */
+    long long project;
+    char status[32];
+    char *params;              /* JSON object of the inputs as received */
+    char *gen;                 /* JSON object of the validated generation parameters */
+    char *callbackurl;
+    char slugowner[64], slugproject[64];
+    long long createtime, accepttime, preprocessstarttime, preprocessendtime, assigntime, starttime, endtime,
+        postprocessstarttime, postprocessendtime, canceltime; /* unix seconds, 0 = not yet */
+    char pexit[16];            /* "" while not finished */
+    char *debugoutput, *debugerror;
+    double elapsed;            /* seconds of generation */
+    int attempts;              /* times the worker claimed it */
+    char out_name[64];         /* "" = no output */
+    char out_key[72];          /* the unguessable folder of the output under the outputs dir and in its URL */
+    long long out_size, out_time;
+    int out_deleted;
+    int cb_state, cb_tries;
+    long long cb_next_ms;
+} cvx_svc_task;
+
+/* Frees the heap strings of a task filled by the store (the struct itself is the caller's). */
+void cvx_svc_task_clear(cvx_svc_task *t);
+
+/* Opens or creates the store at `path`. */
+int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t err_size);
+void cvx_svc_store_close(cvx_svc_store *s);
+
+/* ---- projects ---- */
+/* Inserts p (id and created are set). -1 also when the API key exists. */
+int cvx_svc_store_project_add(cvx_svc_store *s, cvx_svc_project *p, char *err, size_t err_size);
+/* 1 found (revoked ones too: check p->revoked), 0 unknown, -1 error. */
+int cvx_svc_store_project_by_key(cvx_svc_store *s, const char *apikey, cvx_svc_project *p, char *err,
+                                 size_t err_size);
+/* Calls fn for every project in id order; returns the count or -1. */
+int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_project *p, void *ud), void *ud,
+                               char *err, size_t err_size);
+/* 1 revoked, 0 unknown key, -1 error. */
+int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
+
+/* ---- nonces ---- */
+/* Records (apikey, nonce) seen at now_s; 1 = first time within window_s, 0 = a replay, -1 error. Entries older
+ * than the window are purged as a side effect. */
+int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
+                            long long window_s, char *err, size_t err_size);
+
+/* ---- tasks ---- */
+/* Inserts a new task in status task_queue when fewer than queue_limit tasks are waiting or running (0 = no limit);
+ * t->id is set. Returns 1 inserted, 0 queue full, -1 error. */
+int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, char *err, size_t err_size);
+/* 1 found, 0 unknown, -1 error. by_token when token != NULL, else by id. */
+int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cvx_svc_task *t, char *err,
+                           size_t err_size);
+/* The project's tasks, ordered by id (desc != 0: newest first), from `start`, at most `limit`; *total = the
+ * project's task count. fn gets each task (cleared after the call). Returns the number listed or -1. */
+int cvx_svc_store_task_list(cvx_svc_store *s, long long project, int desc, long long start, int limit,
+                            long long *total, void (*fn)(const cvx_svc_task *t, void *ud), void *ud, char *err,
+                            size_t err_size);
+/* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
+int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
+
+/* Time columns a transition may set. */
+typedef enum {
+    CVX_SVC_T_NONE = 0, CVX_SVC_T_ACCEPT, CVX_SVC_T_PREPROCESS_START, CVX_SVC_T_PREPROCESS_END, CVX_SVC_T_ASSIGN,
+    CVX_SVC_T_START, CVX_SVC_T_END, CVX_SVC_T_POSTPROCESS_START, CVX_SVC_T_POSTPROCESS_END
+} cvx_svc_time_col;
+
+/* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the time column.
+ * 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, const char *status, cvx_svc_time_col col,
+                                  long long now_s, char *err, size_t err_size);
+/* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
+int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
+                           char *err, size_t err_size);
+/* The final transition: task_postprocess_end with pexit, debugerror (NULL = keep), the output (out_name NULL =
+ * none), elapsed; schedules the callback when the task has a callbackurl. Guarded like a transition. */
+int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit, const char *debugerror,
+                              const char *out_name, const char *out_key, long long out_size, double elapsed,
+                              long long now_s, char *err, size_t err_size);
+/* task_cancel with canceltime = now (schedules the callback). only_queued: only from task_queue (Task/Cancel);
+ * else from any non-final status (Task/Kill). 1 cancelled, 0 not in such a state, -1 error. */
+int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, long long now_s, char *err,
+                              size_t err_size);
+/* Puts a claimed, non-final task back in the queue (graceful shutdown: attempts - 1, it was not a crash). */
+int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t err_size);
+/* On start: every task that a previous process left between task_accept and task_postprocess_start goes back to
+ * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror. Returns the
+ * number of tasks touched or -1. */
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t err_size);
+/* Marks the output deleted (files are the caller's). */
+int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t err_size);
+/* Outputs written before cutoff_s and not deleted: fn gets each (task cleared after the call). Returns count. */
+int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, void (*fn)(const cvx_svc_task *t, void *ud),
+                                 void *ud, char *err, size_t err_size);
+
+/* ---- callbacks ---- */
+/* The task with the earliest due callback (cb_state pending, cb_next_ms <= now_ms): 1 found, 0 none; *next_ms =
+ * when the next one is due (0 = none pending). */
+int cvx_svc_store_callback_due(cvx_svc_store *s, long long now_ms, cvx_svc_task *t, long long *next_ms, char *err,
+                               size_t err_size);
+/* Records a delivery attempt: state (pending with a new due time, delivered or failed), tries. */
+int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
+                                  size_t err_size);
+
+#endif

@@ -1,0 +1,424 @@
+/* The inference worker: the one thread that owns the engine. It claims the oldest queued task, walks it through
+ * Wiro's lifecycle (task_accept → task_preprocess_start/end → task_assign → task_start → task_output per denoising
+ * step → task_end → task_postprocess_start → task_postprocess_end), and:
+ *  - checkpoints after every completed step (the engine's opaque resume blob, written to a temporary file, fsynced
+ *    and renamed over <outputs>/.checkpoints/<task id>.ckpt), so a task re-queued after a crash resumes from its last
+ *    completed step and produces the video an uninterrupted run would;
+ *  - stops at the engine's next cancellation check when Task/Kill lands (the task is task_cancel already) or when
+ *    the server stops (the task goes back to the queue with its checkpoint);
+ *  - ends every failure, early or late, as task_postprocess_end with pexit "1" and a debugerror. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "service/internal.h"
+
+#define CKPT_MAGIC "CVXSVCK1"
+#define CKPT_HEADER 24 /* magic, step (int32), steps (int32), blob size (uint64) */
+
+typedef struct {
+    cvx_svc *svc;
+    cvx_svc_task *task;
+    int steps;
+    int first_step;        /* the step this run started from (resume) */
+    int last_step;         /* last step reported */
+    double prev_elapsed;   /* elapsed_seconds of the previous denoising report */
+    double elapsed_before; /* generation seconds of earlier, interrupted runs */
+    double elapsed;
+    int ckpt_failed;
+    char ckpt_err[256];
+} run_ctx;
+
+static void ckpt_path(const cvx_svc *svc, long long id, char *out, size_t size, int tmp) {
+    snprintf(out, size, "%s/%lld.ckpt%s", svc->ckpt_dir, id, tmp ? ".tmp" : "");
+}
+
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+static cvx_status on_checkpoint(const void *state, size_t size, int step, int steps, void *ud) {
+    run_ctx *rc = ud;
+    char tmp[1200], path[1200];
+    ckpt_path(rc->svc, rc->task->id, tmp, sizeof tmp, 1);
+    ckpt_path(rc->svc, rc->task->id, path, sizeof path, 0);
+    uint8_t head[CKPT_HEADER];
+    memcpy(head, CKPT_MAGIC, 8);
+    int32_t s32 = step, n32 = steps;
+    uint64_t sz = size;
+    memcpy(head + 8, &s32, 4);
+    memcpy(head + 12, &n32, 4);
+    memcpy(head + 16, &sz, 8);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = fd >= 0;
+    if (ok) {
+        const uint8_t *parts[2] = {head, state};
+        size_t lens[2] = {CKPT_HEADER, size};
+        for (int k = 0; k < 2 && ok; k++) {
+            size_t off = 0;
+            while (off < lens[k]) {
+                ssize_t w = write(fd, parts[k] + off, lens[k] - off);
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) {
+                    ok = 0;
+                    break;
+                }
+                off += (size_t)w;
+            }
+        }
+        ok = ok && fsync(fd) == 0;
+        ok = (close(fd) == 0) && ok;
+    }
+    ok = ok && rename(tmp, path) == 0 && fsync_dir(rc->svc->ckpt_dir) == 0;
+    if (!ok) {
+        snprintf(rc->ckpt_err, sizeof rc->ckpt_err, "writing the checkpoint %.160s: %s", path, strerror(errno));
+        rc->ckpt_failed = 1;
+        unlink(tmp);
+        return CVX_ERR_IO;
+    }
+    return CVX_OK;
+}
+
+/* Reads a checkpoint: returns the blob (malloc'ed) and its step, or NULL when there is none or it is unusable. */
+static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps) {
+    char path[1200];
+    ckpt_path(svc, id, path, sizeof path, 0);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t head[CKPT_HEADER];
+    void *blob = NULL;
+    uint64_t sz = 0;
+    int32_t s32 = 0, n32 = 0;
+    struct stat st;
+    if (fread(head, 1, CKPT_HEADER, f) == CKPT_HEADER && !memcmp(head, CKPT_MAGIC, 8) && !fstat(fileno(f), &st)) {
+        memcpy(&s32, head + 8, 4);
+        memcpy(&n32, head + 12, 4);
+        memcpy(&sz, head + 16, 8);
+        if (sz > 0 && (uint64_t)st.st_size == CKPT_HEADER + sz && (blob = malloc(sz)) && fread(blob, 1, sz, f) != sz) {
+            free(blob);
+            blob = NULL;
+        }
+    }
+    fclose(f);
+    if (!blob) {
+        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: ignoring the unreadable checkpoint %s", id, path);
+        unlink(path);
+        return NULL;
+    }
+    *size = sz;
+    *step = s32;
+    *steps = n32;
+    return blob;
+}
+
+static void remove_checkpoint(cvx_svc *svc, long long id) {
+    char path[1200];
+    ckpt_path(svc, id, path, sizeof path, 0);
+    unlink(path);
+    ckpt_path(svc, id, path, sizeof path, 1);
+    unlink(path);
+}
+
+static int should_cancel(void *ud) {
+    run_ctx *rc = ud;
+    return atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested);
+}
+
+static void fmt_seconds(double s, char *out, size_t size) {
+    if (s < 0) snprintf(out, size, "?");
+    else snprintf(out, size, "%.0fs", s);
+}
+
+static void on_progress(const cvx_progress *p, void *ud) {
+    run_ctx *rc = ud;
+    if (p->phase != CVX_PHASE_DENOISE || p->step <= rc->last_step || p->step < 1) return;
+    /* it/s over the steps since the previous report (the first one also carries the text encoding) */
+    int base = rc->last_step >= 0 ? rc->last_step : (rc->first_step > 0 ? rc->first_step : 0);
+    double dt = p->elapsed_seconds - (rc->last_step >= 0 ? rc->prev_elapsed : 0.0);
+    double speed = dt > 0 ? (p->step - base) / dt : 0.0;
+    rc->prev_elapsed = p->elapsed_seconds;
+    rc->last_step = p->step;
+    rc->steps = p->steps;
+    rc->elapsed = rc->elapsed_before + p->elapsed_seconds;
+    char pct[16], cur[16], tot[16], spd[32], el[32], rem[32];
+    snprintf(pct, sizeof pct, "%d", p->steps > 0 ? (int)(100.0 * p->step / p->steps) : 0);
+    snprintf(cur, sizeof cur, "%d", p->step);
+    snprintf(tot, sizeof tot, "%d", p->steps);
+    snprintf(spd, sizeof spd, "%.2f", speed);
+    fmt_seconds(rc->elapsed, el, sizeof el);
+    fmt_seconds(p->remaining_seconds, rem, sizeof rem);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "progressGenerate", "task",
+                            "Generate", "percentage", pct, "stepCurrent", cur, "stepTotal", tot, "speed", spd,
+                            "speedType", "it/s", "elapsedTime", el, "remainingTime", rem);
+    char line[256];
+    snprintf(line, sizeof line, "Generate: step %d/%d (%s%%), %s it/s, elapsed %s, remaining %s", p->step, p->steps,
+             pct, spd, el, rem);
+    char err[256];
+    snprintf(rc->task->status, sizeof rc->task->status, "task_output");
+    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, "task_output", line, rc->elapsed, err, sizeof err) < 0)
+        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
+    char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
+    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
+    free(text);
+}
+
+/* A transition + its event; 0 when a Kill made the task final meanwhile. */
+static int step_to(cvx_svc *svc, cvx_svc_task *t, const char *status, cvx_svc_time_col col) {
+    char err[256];
+    int r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err);
+    if (r < 0) {
+        cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+        return 0;
+    }
+    if (r == 0) return 0;
+    snprintf(t->status, sizeof t->status, "%s", status);
+    cvx_svc_publish_status(svc, t);
+    return 1;
+}
+
+/* The final transition of a failure: task_error event, then task_postprocess_end with pexit 1. */
+static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *message, double elapsed) {
+    char err[256];
+    cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, message);
+    char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
+    if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
+    free(text);
+    int r = cvx_svc_store_task_finish(svc->store, t->id, "1", message, NULL, NULL, 0, elapsed, cvx_svc_now_s(), err,
+                                      sizeof err);
+    if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+    if (r > 0) {
+        cvx_svc_task fresh;
+        if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
+            cvx_svc_publish_status(svc, &fresh);
+            cvx_svc_task_clear(&fresh);
+        }
+        cvx_svc_wake_callbacks(svc);
+    }
+}
+
+typedef struct {
+    const char *prompt, *negative, *out_key;
+    int steps, frames, width, height, fps;
+    double scale;
+    unsigned long long seed;
+} gen_params;
+
+static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
+    json_t *seed = json_object_get(g, "seed");
+    p->prompt = json_string_value(json_object_get(g, "prompt"));
+    p->negative = json_string_value(json_object_get(g, "negative_prompt"));
+    p->out_key = json_string_value(json_object_get(g, "output_key"));
+    p->steps = (int)json_integer_value(json_object_get(g, "steps"));
+    p->frames = (int)json_integer_value(json_object_get(g, "num_frames"));
+    p->width = (int)json_integer_value(json_object_get(g, "width"));
+    p->height = (int)json_integer_value(json_object_get(g, "height"));
+    p->fps = (int)json_integer_value(json_object_get(g, "fps"));
+    p->scale = json_number_value(json_object_get(g, "guidance_scale"));
+    if (!p->prompt || !p->negative || !p->out_key || !json_is_string(seed) || p->steps < 1) {
+        snprintf(err, n, "the stored generation parameters are incomplete");
+        return -1;
+    }
+    p->seed = strtoull(json_string_value(seed), NULL, 10);
+    /* the key names a folder: only what cvx_svc_random_token makes */
+    if (strlen(p->out_key) < 16 || strspn(p->out_key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
+                                       strlen(p->out_key)) {
+        snprintf(err, n, "the stored output key is malformed");
+        return -1;
+    }
+    return 0;
+}
+
+static void run_task(cvx_svc *svc, cvx_svc_task *t) {
+    char err[512] = "";
+    double t0 = (double)cvx_svc_now_ms() / 1e3;
+    cvx_svc_publish_status(svc, t); /* task_accept */
+    if (!step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START)) return;
+
+    json_t *g = json_loads(t->gen, 0, NULL);
+    gen_params gp;
+    if (!g || parse_gen(g, &gp, err, sizeof err)) {
+        fail_task(svc, t, err[0] ? err : "the stored generation parameters are not JSON", 0);
+        json_decref(g);
+        return;
+    }
+    char dir[1200], out_path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, gp.out_key);
+    snprintf(out_path, sizeof out_path, "%s/0.mp4", dir);
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        snprintf(err, sizeof err, "cannot create the output folder: %s", strerror(errno));
+        fail_task(svc, t, err, 0);
+        json_decref(g);
+        return;
+    }
+    run_ctx rc = {.svc = svc, .task = t, .first_step = -1, .last_step = -1, .elapsed_before = t->elapsed};
+    size_t resume_size = 0;
+    int resume_step = 0, resume_steps = 0;
+    void *resume = load_checkpoint(svc, t->id, &resume_size, &resume_step, &resume_steps);
+    if (resume) {
+        char line[160];
+        snprintf(line, sizeof line, "Resuming from the checkpoint of step %d/%d (attempt %d)", resume_step,
+                 resume_steps, t->attempts);
+        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
+        rc.first_step = resume_step;
+    }
+    if (!step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END) ||
+        !step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN)) {
+        free(resume);
+        json_decref(g);
+        cvx_svc_remove_output(svc, gp.out_key);
+        remove_checkpoint(svc, t->id);
+        return;
+    }
+    atomic_store(&svc->kill_requested, 0);
+    atomic_store(&svc->running_task, t->id);
+    if (!step_to(svc, t, "task_start", CVX_SVC_T_START)) {
+        atomic_store(&svc->running_task, 0);
+        free(resume);
+        json_decref(g);
+        cvx_svc_remove_output(svc, gp.out_key);
+        remove_checkpoint(svc, t->id);
+        return;
+    }
+
+    cvx_generate_params p = cvx_generate_params_default();
+    p.prompt = gp.prompt;
+    p.negative_prompt = gp.negative;
+    p.steps = gp.steps;
+    p.guidance_scale = (float)gp.scale;
+    p.seed = gp.seed;
+    p.num_frames = gp.frames;
+    p.width = gp.width;
+    p.height = gp.height;
+    p.fps = gp.fps;
+    p.output_path = out_path;
+    p.progress = on_progress;
+    p.progress_user_data = &rc;
+    p.should_cancel = should_cancel;
+    p.cancel_user_data = &rc;
+    p.checkpoint = on_checkpoint;
+    p.checkpoint_user_data = &rc;
+    p.resume_state = resume;
+    p.resume_state_size = resume_size;
+    cvx_status st = svc->cfg.engine.generate(svc->cfg.engine.ctx, &p, err, sizeof err);
+    if (st != CVX_OK && st != CVX_ERR_CANCELLED && resume && rc.last_step < 0 && !rc.ckpt_failed) {
+        /* a checkpoint the engine refuses (another engine version, say) costs the steps it saved, not the task */
+        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: resuming failed (%s); starting from step 0", t->id, err);
+        cvx_svc_store_task_log(svc->store, t->id, "task_start", "The checkpoint was refused; starting from step 0",
+                               t->elapsed, err, sizeof err);
+        remove_checkpoint(svc, t->id);
+        p.resume_state = NULL;
+        p.resume_state_size = 0;
+        rc.first_step = -1;
+        err[0] = 0;
+        st = svc->cfg.engine.generate(svc->cfg.engine.ctx, &p, err, sizeof err);
+    }
+    free(resume);
+    int killed = atomic_load(&svc->kill_requested);
+    atomic_store(&svc->running_task, 0);
+    double elapsed = rc.last_step >= 0 ? rc.elapsed : t->elapsed + (double)cvx_svc_now_ms() / 1e3 - t0;
+
+    if (st == CVX_ERR_CANCELLED && !killed && atomic_load(&svc->stopping)) {
+        /* graceful shutdown: back to the queue; the checkpoint of the last completed step stays */
+        if (cvx_svc_store_task_requeue(svc->store, t->id, err, sizeof err) < 0)
+            cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+        else
+            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: re-queued at shutdown after step %d", t->id, rc.last_step);
+        cvx_svc_hub_forget(svc->hub, t->id);
+        json_decref(g);
+        return;
+    }
+    if (st == CVX_ERR_CANCELLED) { /* Task/Kill: the task is task_cancel already */
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: killed", t->id);
+        remove_checkpoint(svc, t->id);
+        cvx_svc_remove_output(svc, gp.out_key);
+        cvx_svc_hub_forget(svc->hub, t->id);
+        json_decref(g);
+        return;
+    }
+    if (st != CVX_OK) {
+        char msg[800];
+        snprintf(msg, sizeof msg, "Generation failed: %s (%s)", rc.ckpt_failed ? rc.ckpt_err : (err[0] ? err : "?"),
+                 cvx_status_name(st));
+        remove_checkpoint(svc, t->id);
+        cvx_svc_remove_output(svc, gp.out_key);
+        fail_task(svc, t, msg, elapsed);
+        json_decref(g);
+        return;
+    }
+    struct stat sb;
+    if (stat(out_path, &sb) || !S_ISREG(sb.st_mode)) {
+        remove_checkpoint(svc, t->id);
+        fail_task(svc, t, "Generation finished without writing the video file.", elapsed);
+        json_decref(g);
+        return;
+    }
+    if (step_to(svc, t, "task_end", CVX_SVC_T_END) &&
+        step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START)) {
+        int r = cvx_svc_store_task_finish(svc->store, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size,
+                                          elapsed, cvx_svc_now_s(), err, sizeof err);
+        if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+        if (r > 0) {
+            cvx_svc_task fresh;
+            if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
+                cvx_svc_publish_status(svc, &fresh);
+                cvx_svc_task_clear(&fresh);
+            }
+            cvx_svc_wake_callbacks(svc);
+            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed,
+                        (long long)sb.st_size);
+        } else {
+            cvx_svc_remove_output(svc, gp.out_key);
+        }
+    } else {
+        cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
+    }
+    remove_checkpoint(svc, t->id);
+    cvx_svc_hub_forget(svc->hub, t->id);
+    json_decref(g);
+}
+
+void *cvx_svc_worker_main(void *arg) {
+    cvx_svc *svc = arg;
+    atomic_store(&svc->ready, 1);
+    int backoff_ms = 0;
+    while (!atomic_load(&svc->stopping)) {
+        cvx_svc_task t;
+        char err[256];
+        int r = cvx_svc_store_task_claim(svc->store, cvx_svc_now_s(), &t, err, sizeof err);
+        if (r > 0) {
+            backoff_ms = 0;
+            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: claimed (attempt %d)", t.id, t.attempts);
+            run_task(svc, &t);
+            cvx_svc_task_clear(&t);
+            continue;
+        }
+        if (r < 0) {
+            cvx_svc_log(svc, CVX_LOG_ERROR, "worker: %s", err);
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+        }
+        pthread_mutex_lock(&svc->mu);
+        if (!svc->worker_wake && !atomic_load(&svc->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long long wait_ms = backoff_ms ? backoff_ms : 2000; /* a safety net for a missed wake-up */
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&svc->wake_worker, &svc->mu, &ts);
+        }
+        svc->worker_wake = 0;
+        pthread_mutex_unlock(&svc->mu);
+    }
+    return NULL;
+}
