@@ -277,7 +277,11 @@ cvx_status cvx_config_string_array(const cvx_config *c, const char *key, const c
         if (st_ != CVX_OK) return st_;                                                                                 \
     } while (0)
 
-static void copy_str(char *dst, size_t size, const char *src) { snprintf(dst, size, "%s", src); }
+/* src may be dst itself (a field that is its own default): then there is nothing to copy, and snprintf with
+ * overlapping buffers would be undefined. */
+static void copy_str(char *dst, size_t size, const char *src) {
+    if (src != dst) snprintf(dst, size, "%s", src);
+}
 
 /* Where the class lets the value be a string of limited length. */
 static cvx_status bounded_string(const cvx_config *c, const char *key, const char *def, char *dst, size_t size,
