@@ -17,9 +17,9 @@ packages=(
   libclang-rt-14-dev   # clang's ASan/UBSan/libFuzzer runtimes
   libmicrohttpd-dev    # the service's HTTP server (thread pool, upgrade for WebSocket)
   libwslay-dev         # WebSocket framing for live progress (/v1/socket) over libmicrohttpd's upgrade
-  libssl-dev           # libcrypto: HMAC-SHA256 signatures, CSPRNG tokens, AES-GCM for API secrets at rest
+  libssl-dev           # libcrypto: HMAC-SHA256 signatures, CSPRNG tokens, AES-GCM for API secrets at rest; sha256 of downloads
   libsqlite3-dev       # the service's durable store (tasks, projects, nonces), WAL mode
-  libcurl4-openssl-dev # task callbacks (POST to callbackUrl with timeouts) and the tests' HTTP client
+  libcurl4-openssl-dev # task callbacks (POST to callbackUrl with timeouts) and the tests' HTTP client; cogvideox download (hub)
 )
 
 missing=()
