@@ -1,16 +1,16 @@
 /* bench_vae: decodes a latent with the full-size CogVideoX-2b VAE (random weights) and prints the time and the
  * peak RSS.
  *
- *   bench_vae [--vae DIR] [--frames T] [--height H] [--width W] [--threads N] [--spill DIR] [--tiled]
- *             [--encode]
+ *   bench_vae [--vae DIR] [--frames T] [--height H] [--width W] [--threads N] [--spill DIR] [--no-spill]
+ *             [--tiled] [--write DIR]
  *
  * --vae DIR: a vae folder (e.g. `cogvideox make-model --preset cogvideox-2b -o M` then M/vae). Without it the
  * bench writes the VAE alone (the cogvideox-2b preset's config, F16 weights ~ N(0, 1/fan_in), norm scales
  * 1 + 0.1·N, biases and shifts 0.02·N; 431 MB) to a temporary folder and removes it afterwards.
- * Defaults: the real latent 13 × 60 × 90 (49 frames of 480 × 720), all cores, conv caches in memory.
- * --spill DIR keeps the conv caches in an unlinked file there; --tiled uses the reference's tiled decode with its
- * default tiles. Peak RSS is getrusage's ru_maxrss (the whole process: weights that were touched, activations,
- * caches, the output). */
+ * Defaults: the real latent 13 × 60 × 90 (49 frames of 480 × 720), all cores, the library's defaults (conv
+ * caches spilled to $TMPDIR past 2 GiB). --spill DIR always spills them there, --no-spill keeps them in memory;
+ * --tiled uses the reference's tiled decode with its default tiles. Peak RSS is getrusage's ru_maxrss (the whole process: weights that were touched, activations,
+ * caches, the output). --write DIR only writes the random VAE folder (config.json + weights) to DIR. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,9 +102,9 @@ static int on_progress(void *user, int done, int total) {
 }
 
 int main(int argc, char **argv) {
-    const char *vae_dir = NULL, *spill = NULL;
+    const char *vae_dir = NULL, *spill = NULL, *write_dir = NULL;
     int64_t T = 13, H = 60, W = 90;
-    int threads = 0, tiled = 0;
+    int threads = 0, tiled = 0, no_spill = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--vae") && v) vae_dir = argv[++i];
@@ -114,14 +114,23 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--spill") && v) spill = argv[++i];
         else if (!strcmp(a, "--tiled")) tiled = 1;
+        else if (!strcmp(a, "--no-spill")) no_spill = 1;
+        else if (!strcmp(a, "--write") && v) write_dir = argv[++i];
         else {
             fprintf(stderr,
                     "usage: bench_vae [--vae DIR] [--frames T] [--height H] [--width W] [--threads N] [--spill DIR] "
-                    "[--tiled]\n");
+                    "[--tiled] [--no-spill] [--write DIR]\n");
             return 2;
         }
     }
     cvx_error err = {0};
+    if (write_dir) { /* only write the random VAE folder (it must exist) */
+        if (write_vae(write_dir, &err)) {
+            fprintf(stderr, "bench_vae: writing the VAE: %s\n", cvx_error_message(&err));
+            return 1;
+        }
+        return 0;
+    }
     char tmp[] = "/tmp/bench-vae-XXXXXX";
     int made = 0;
     if (!vae_dir) {
@@ -147,6 +156,7 @@ int main(int argc, char **argv) {
     }
     cvx_vae_params p = cvx_vae_params_default(vae);
     p.spill_dir = spill;
+    if (no_spill) p.cache_memory_limit = -1;
     p.tiling = tiled;
     double t0 = cvx_time_seconds();
     p.progress = on_progress;
@@ -169,7 +179,8 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < zn; i++) z[i] = draw(&s, 1.0f);
     printf("decode %lld x %lld x %lld latent -> %lld frames of %lld x %lld, %d threads, caches %s%s\n",
            (long long)T, (long long)H, (long long)W, (long long)os[2], (long long)os[3], (long long)os[4],
-           cvx_pool_size(pool), spill ? "spilled to " : "in memory", spill ? spill : "");
+           cvx_pool_size(pool), spill ? "spilled to " : no_spill ? "in memory" : "spilled past 2 GiB",
+           spill ? spill : "");
     fflush(stdout);
     t0 = cvx_time_seconds();
     if (cvx_vae_decode(vae, pool, &p, z, zs, o)) {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "kernels/kernels.h"
 #include "vae/vae_ops.h"
 
@@ -325,6 +326,7 @@ cvx_vae_params cvx_vae_params_default(const cvx_vae *m) {
     p.tile_sample_min_width = m ? m->cfg.sample_width / 2 : 360;
     p.tile_overlap_factor_height = 1.0 / 6.0;
     p.tile_overlap_factor_width = 1.0 / 5.0;
+    p.cache_memory_limit = (int64_t)2 << 30;
     return p;
 }
 
@@ -698,6 +700,44 @@ static cvx_status encoder_fwd(run_ctx *r, const cvx__vact *in, cvx__vact *out) {
     return st;
 }
 
+/* ---- conv caches --------------------------------------------------------------------------------------- */
+
+static int64_t resnet_cache(const vresnet *r, int64_t px) { return (r->cin + r->cout) * px; }
+
+/* Floats the conv caches of one decoder (or encoder) pass over an H x W input hold: 2 frames of every causal
+ * conv's input at that conv's resolution. */
+static int64_t cache_floats(const cvx_vae *m, int enc, int64_t H, int64_t W) {
+    const vcoder *c = enc ? &m->enc : &m->dec;
+    int64_t n = c->conv_in.cin * H * W;
+    if (!enc)
+        for (int i = 0; i < 2; i++) n += resnet_cache(&c->mid[i], H * W);
+    for (int i = 0; i < c->nb; i++) {
+        const vblock *b = &c->blocks[i];
+        for (int j = 0; j < b->n; j++) n += resnet_cache(&b->r[j], H * W);
+        if (b->has_sampler) {
+            H = enc ? (H - 2) / 2 + 1 : 2 * H;
+            W = enc ? (W - 2) / 2 + 1 : 2 * W;
+        }
+    }
+    if (enc)
+        for (int i = 0; i < 2; i++) n += resnet_cache(&c->mid[i], H * W);
+    n += c->conv_out.cin * H * W;
+    return 2 * n;
+}
+
+static cvx_status open_cache(cvx_vae *m, const cvx_vae_params *p, int enc, int64_t H, int64_t W, int64_t batches,
+                             cvx__vcache **out) {
+    const char *dir = p->spill_dir;
+    int64_t bytes = (int64_t)sizeof(float) * cache_floats(m, enc, H, W);
+    if (!dir && batches > 1 && p->cache_memory_limit >= 0 && bytes > p->cache_memory_limit) {
+        dir = getenv("TMPDIR");
+        if (!dir || !*dir) dir = "/tmp";
+    }
+    cvx_log_info(NULL, "VAE %s: conv caches %.2f GB %s%s", enc ? "encode" : "decode", (double)bytes / 1e9,
+                 dir ? "in a temporary file in " : "in memory", dir ? dir : "");
+    return cvx__vcache_new(out, m->nslots, dir, &m->err);
+}
+
 /* ---- frame batching, tiling ---------------------------------------------------------------------------- */
 
 static int64_t spatial_factor(const cvx_vae *m) { return (int64_t)1 << (m->cfg.n_blocks - 1); }
@@ -948,9 +988,10 @@ cvx_status cvx_vae_decode(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, c
     int use;
     tiling tl;
     if ((st = tiling_plan(m, p, zs[3], zs[4], &use, &tl))) return st;
-    cvx__vcache *cache = NULL;
-    if ((st = cvx__vcache_new(&cache, m->nslots, p->spill_dir, &m->err))) return st;
     const int64_t B = zs[0], L = zs[1], T = zs[2], H = zs[3], W = zs[4];
+    cvx__vcache *cache = NULL;
+    if ((st = open_cache(m, p, 0, use ? tl.tlh : H, use ? tl.tlw : W, n_batches(T, p->latent_frames_batch), &cache)))
+        return st;
     progress pr = {0, (int)(B * n_batches(T, p->latent_frames_batch))};
     if (use) pr.total *= (int)(((H + tl.oh - 1) / tl.oh) * ((W + tl.ow - 1) / tl.ow));
     const int64_t zstride = L * T * H * W, ostride = os[1] * os[2] * os[3] * os[4];
@@ -1012,10 +1053,10 @@ cvx_status cvx_vae_encode(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, c
     int64_t hs[5];
     cvx_status st = cvx_vae_encode_shape(m, p, xs, hs);
     if (st) return st;
-    cvx__vcache *cache = NULL;
-    if ((st = cvx__vcache_new(&cache, m->nslots, p->spill_dir, &m->err))) return st;
     const int64_t B = xs[0], C = xs[1], F = xs[2], H = xs[3], W = xs[4], bs = p->sample_frames_batch;
     const int64_t nb = F > 1 ? F / bs : 1, hn = hs[3] * hs[4];
+    cvx__vcache *cache = NULL;
+    if ((st = open_cache(m, p, 1, H, W, nb, &cache))) return st;
     progress pr = {0, (int)(B * nb)};
     for (int64_t b = 0; !st && b < B; b++) {
         const float *xb = x + b * C * F * H * W;

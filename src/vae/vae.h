@@ -72,15 +72,18 @@ typedef struct {
     int tiling;
     int64_t tile_sample_min_height, tile_sample_min_width;
     double tile_overlap_factor_height, tile_overlap_factor_width;
-    /* Directory for a temporary file holding the conv caches (unlinked at once; NULL keeps them in memory). */
+    /* Where the conv caches live: in memory unless they would exceed cache_memory_limit bytes (default 2 GiB;
+     * a full-size 480x720 decode needs about 5.5 GB of them; < 0: never spill), then in an unlinked temporary
+     * file in spill_dir (NULL: $TMPDIR, else /tmp). Setting spill_dir always spills. */
     const char *spill_dir;
     /* Called after every decoder/encoder call on a frame batch; a non-zero return cancels (CVX_ERR_CANCELLED). */
     int (*progress)(void *user_data, int done, int total);
     void *progress_user_data;
     const cvx_vae_tap *tap;
+    int64_t cache_memory_limit;
 } cvx_vae_params;
 
-/* The reference's defaults for this model (tiling off). */
+/* The reference's defaults for this model (tiling off), caches spilled past 2 GiB. */
 cvx_vae_params cvx_vae_params_default(const cvx_vae *vae);
 
 /* Shape of decode's output for z [B, L, T, H, W] under params (tiling changes the spatial size when the tiles
