@@ -522,7 +522,7 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         cvx_svc_stop(svc);
         return -1;
     }
-    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
+    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                 0, NULL, NULL, on_request, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(config->http_threads > 0 ? config->http_threads : 1),
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
@@ -556,7 +556,10 @@ void cvx_svc_stop(cvx_svc *svc) {
     atomic_store(&svc->stopping, 1);
     cvx_svc_wake_worker(svc);
     cvx_svc_wake_callbacks(svc);
-    if (svc->mhd) MHD_quiesce_daemon(svc->mhd);
+    if (svc->mhd) { /* stop accepting now; the listening socket is ours to close */
+        MHD_socket ls = MHD_quiesce_daemon(svc->mhd);
+        if (ls != MHD_INVALID_SOCKET) close(ls);
+    }
     /* the worker stops at the engine's next cancellation check and re-queues its task */
     if (svc->worker_started) pthread_join(svc->worker, NULL);
     if (svc->callbacks_started) pthread_join(svc->callbacks, NULL);

@@ -34,7 +34,9 @@ typedef struct {
     cvx_svc_sub *sub;
     long long task_id;
     int last_ordinal, last_step;
-    int closing;
+    int closing;                   /* no more frames will be queued */
+    uint16_t close_code;
+    int close_queued;              /* the close frame is queued (after every data frame went out) */
     long long close_deadline;
 } session;
 
@@ -95,11 +97,13 @@ static void queue_text(session *s, const char *text) {
     wslay_event_queue_msg(s->ctx, &msg);
 }
 
+/* wslay sends control frames before queued data frames: the close goes into the queue only once the data frames
+ * before it are out (see session_main). */
 static void start_close(session *s, uint16_t code) {
     if (s->closing) return;
     s->closing = 1;
+    s->close_code = code;
     s->close_deadline = cvx_svc_now_ms() + WS_CLOSE_TIMEOUT_MS;
-    wslay_event_queue_close(s->ctx, code, NULL, 0);
 }
 
 static int ordinal_of(const char *status) {
@@ -188,6 +192,11 @@ static void *session_main(void *arg) {
             last_ping = now;
         }
         if (wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0) break;
+        if (s->closing && !s->close_queued && wslay_event_get_queued_msg_count(s->ctx) == 0) {
+            wslay_event_queue_close(s->ctx, s->close_code, NULL, 0);
+            s->close_queued = 1;
+            if (wslay_event_send(s->ctx) != 0) break;
+        }
         int want_read = wslay_event_want_read(s->ctx), want_write = wslay_event_want_write(s->ctx);
         if (!want_read && !want_write) break;
         struct pollfd pfd[2] = {{.fd = s->fd, .events = (short)((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0))},

@@ -1,0 +1,1276 @@
+/* The task service (src/service/) driven over HTTP and WebSocket on 127.0.0.1, with a stand-in engine that
+ * honours the engine contract (progress per step, cancellation, a checkpoint per step, resume from a blob, an
+ * output file that depends only on the parameters), so that every path of the service runs in seconds:
+ * body parsing and coercion, signatures (openssl's output line), key-only projects, replayed nonces, another
+ * project's task, every validation error, 404/413/429, cancel of a queued task, kill of a running one, callbacks to
+ * a receiver that fails twice, one task_output per step over the WebSocket, Range requests, InputOutputDelete,
+ * Task/List, the Tool calls, a graceful stop that re-queues and resumes, and a kill -9 of a server process (this program
+ * re-executed with --child) followed by a restart that resumes from the last checkpointed step with the same
+ * output. tests/cli_service.sh does the same with the real binary and engine. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "service/auth.h"
+#include "service/body.h"
+#include "service/service.h"
+#include "service/store.h"
+#include "testlib.h"
+
+/* ---- helpers ---- */
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the stand-in engine ---- */
+
+typedef struct {
+    int delay_ms;            /* per step */
+    atomic_int runs;
+    atomic_int last_start;   /* the step the last run started after (resume) */
+} fake_engine;
+
+static unsigned long long digest_of(const cvx_generate_params *p) {
+    unsigned long long h = 1469598103934665603ULL;
+    for (const char *c = p->prompt; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    h ^= (unsigned long long)p->steps * 31 + p->seed * 7 + (unsigned long long)p->num_frames * 131 +
+         (unsigned long long)p->width * 1009 + (unsigned long long)p->height * 9176 + (unsigned long long)p->fps;
+    return h;
+}
+
+static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *err, size_t n) {
+    fake_engine *f = ctx;
+    atomic_fetch_add(&f->runs, 1);
+    unsigned long long d = digest_of(p);
+    int start = 0;
+    if (p->resume_state) {
+        unsigned long long got;
+        int step;
+        char blob[96];
+        snprintf(blob, sizeof blob, "%.*s", (int)(p->resume_state_size < 95 ? p->resume_state_size : 95),
+                 (const char *)p->resume_state);
+        if (sscanf(blob, "FAKE %llx %d", &got, &step) != 2 || got != d) {
+            snprintf(err, n, "checkpoint for other parameters");
+            return CVX_ERR_INVALID_ARGUMENT;
+        }
+        start = step;
+    }
+    atomic_store(&f->last_start, start);
+    if (!strcmp(p->prompt, "FAIL")) {
+        snprintf(err, n, "the stand-in engine was told to fail");
+        return CVX_ERR_INTERNAL;
+    }
+    long long t0 = now_ms();
+    for (int s = start + 1; s <= p->steps; s++) {
+        for (int k = 0; k < 5; k++) {
+            if (p->should_cancel && p->should_cancel(p->cancel_user_data)) return CVX_ERR_CANCELLED;
+            sleep_ms(f->delay_ms / 5);
+        }
+        cvx_progress pr = {.phase = CVX_PHASE_DENOISE, .step = s, .steps = p->steps, .fraction = (double)s / p->steps,
+                           .elapsed_seconds = (now_ms() - t0) / 1e3, .remaining_seconds = (p->steps - s) * f->delay_ms / 1e3};
+        if (p->progress) p->progress(&pr, p->progress_user_data);
+        char blob[96];
+        int len = snprintf(blob, sizeof blob, "FAKE %llx %d", d, s);
+        if (p->checkpoint && p->checkpoint(blob, (size_t)len, s, p->steps, p->checkpoint_user_data) != CVX_OK) {
+            snprintf(err, n, "checkpoint refused");
+            return CVX_ERR_IO;
+        }
+    }
+    char part[1200];
+    snprintf(part, sizeof part, "%s.part", p->output_path);
+    FILE *o = fopen(part, "wb");
+    if (!o) {
+        snprintf(err, n, "%s: %s", part, strerror(errno));
+        return CVX_ERR_IO;
+    }
+    /* 5000 bytes that depend on the parameters only */
+    for (int i = 0; i < 5000; i++) fputc((int)((d >> (i % 56)) + (unsigned)i * 7) & 0xff, o);
+    fclose(o);
+    rename(part, p->output_path);
+    return CVX_OK;
+}
+
+/* ---- HTTP client ---- */
+
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    char headers[4096];
+    size_t hlen;
+    json_t *json;
+} resp;
+
+static size_t on_body(char *p, size_t s, size_t n, void *ud) {
+    resp *r = ud;
+    char *b = realloc(r->body, r->len + s * n + 1);
+    if (!b) return 0;
+    memcpy(b + r->len, p, s * n);
+    r->body = b;
+    r->len += s * n;
+    b[r->len] = 0;
+    return s * n;
+}
+
+static size_t on_header(char *p, size_t s, size_t n, void *ud) {
+    resp *r = ud;
+    size_t k = s * n;
+    if (r->hlen + k < sizeof r->headers) {
+        memcpy(r->headers + r->hlen, p, k);
+        r->hlen += k;
+        r->headers[r->hlen] = 0;
+    }
+    return k;
+}
+
+static void resp_free(resp *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+/* hdrs: NULL-terminated "Name: value" lines. method NULL: POST when body != NULL, else GET. */
+static int http(const char *method, const char *url, const char *body, size_t body_len, const char *const *hdrs,
+                resp *r) {
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (int i = 0; hdrs && hdrs[i]; i++) h = curl_slist_append(h, hdrs[i]);
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    if (method && !strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (method) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r->body) r->json = json_loadb(r->body, r->len, 0, NULL);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static int has_header(const resp *r, const char *line) { return strcasestr(r->headers, line) != NULL; }
+
+/* ---- the API as a client sees it ---- */
+
+typedef struct {
+    char base[64];
+    char apikey[72], secret[40];
+    long long nonce;
+} client;
+
+static long long g_nonce = 1700000000000LL;
+
+/* Signed call (key-only when secret is empty); nonce 0 = a fresh one. */
+static int api(client *cl, const char *path, const char *ctype, const char *body, long long nonce, resp *r) {
+    char url[256], k[128], n[64], s[128], ct[128];
+    snprintf(url, sizeof url, "%s%s", cl->base, path);
+    snprintf(k, sizeof k, "x-api-key: %s", cl->apikey);
+    const char *hdrs[5] = {k, NULL, NULL, NULL, NULL};
+    int i = 1;
+    if (cl->secret[0]) {
+        cl->nonce = nonce ? nonce : ++g_nonce;
+        char ns[32], sig[65];
+        snprintf(ns, sizeof ns, "%lld", cl->nonce);
+        cvx_svc_signature(cl->apikey, cl->secret, ns, sig);
+        snprintf(n, sizeof n, "x-nonce: %s", ns);
+        snprintf(s, sizeof s, "x-signature: %s", sig);
+        hdrs[i++] = n;
+        hdrs[i++] = s;
+    }
+    snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
+    hdrs[i++] = ct;
+    return http("POST", url, body ? body : "", body ? strlen(body) : 0, hdrs, r);
+}
+
+static const char *err_msg(const resp *r) {
+    json_t *e = json_array_get(json_object_get(r->json, "errors"), 0);
+    const char *m = json_string_value(json_object_get(e, "message"));
+    return m ? m : "";
+}
+
+static int err_code(const resp *r) {
+    return (int)json_integer_value(json_object_get(json_array_get(json_object_get(r->json, "errors"), 0), "code"));
+}
+
+static int result_true(const resp *r) { return json_is_true(json_object_get(r->json, "result")); }
+
+static json_t *task0(const resp *r) { return json_array_get(json_object_get(r->json, "tasklist"), 0); }
+
+static const char *task_field(const resp *r, const char *name) {
+    const char *v = json_string_value(json_object_get(task0(r), name));
+    return v ? v : "";
+}
+
+/* Runs a task; returns the taskid (> 0) and the token. */
+static long long run_task(client *cl, const char *body, char token[64]) {
+    resp r;
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, body, 0, &r);
+    long long id = 0;
+    if (r.status == 200 && result_true(&r)) {
+        id = atoll(json_string_value(json_object_get(r.json, "taskid")));
+        snprintf(token, 64, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    } else {
+        fprintf(stderr, "Run failed: %ld %s\n", r.status, r.body ? r.body : "");
+    }
+    resp_free(&r);
+    return id;
+}
+
+/* Polls Task/Detail until the status is one of `want` (comma-separated) or timeout; returns 1 when reached. */
+static int wait_status(client *cl, const char *token, const char *want, int timeout_ms, resp *out) {
+    long long end = now_ms() + timeout_ms;
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", token);
+    for (;;) {
+        resp r;
+        api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+        const char *st = task_field(&r, "status");
+        char pat[64];
+        snprintf(pat, sizeof pat, "%s", st);
+        int hit = st[0] && strstr(want, pat) != NULL;
+        if (hit || now_ms() > end) {
+            if (out) *out = r;
+            else resp_free(&r);
+            return hit;
+        }
+        resp_free(&r);
+        sleep_ms(20);
+    }
+}
+
+/* Waits until the task's debugoutput mentions step >= min_step. */
+static int wait_step(client *cl, const char *token, int min_step, int timeout_ms) {
+    long long end = now_ms() + timeout_ms;
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", token);
+    while (now_ms() < end) {
+        resp r;
+        api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+        const char *d = task_field(&r, "debugoutput");
+        int best = 0;
+        for (const char *p = strstr(d, "step "); p; p = strstr(p + 1, "step ")) {
+            int s;
+            if (sscanf(p, "step %d/", &s) == 1 && s > best) best = s;
+        }
+        resp_free(&r);
+        if (best >= min_step) return best;
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+/* ---- a tiny WebSocket client ---- */
+
+static int ws_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /v1/socket HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     port);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    char head[1024];
+    size_t got = 0;
+    while (got < sizeof head - 1) {
+        if (read(fd, head + got, 1) != 1) break;
+        got++;
+        head[got] = 0;
+        if (got >= 4 && !memcmp(head + got - 4, "\r\n\r\n", 4)) break;
+    }
+    /* RFC 6455's example key gives this accept value */
+    if (!strstr(head, " 101 ") || !strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")) {
+        fprintf(stderr, "ws handshake: %s\n", head);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int ws_send_text(int fd, const char *text) {
+    size_t len = strlen(text);
+    uint8_t hdr[8] = {0x81, 0, 0, 0, 0, 0, 0, 0};
+    size_t hl;
+    if (len < 126) {
+        hdr[1] = (uint8_t)(0x80 | len);
+        hl = 2;
+    } else {
+        hdr[1] = 0x80 | 126;
+        hdr[2] = (uint8_t)(len >> 8);
+        hdr[3] = (uint8_t)len;
+        hl = 4;
+    }
+    uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
+    uint8_t *buf = malloc(hl + 4 + len);
+    memcpy(buf, hdr, hl);
+    memcpy(buf + hl, mask, 4);
+    for (size_t i = 0; i < len; i++) buf[hl + 4 + i] = (uint8_t)text[i] ^ mask[i % 4];
+    ssize_t w = write(fd, buf, hl + 4 + len);
+    free(buf);
+    return w == (ssize_t)(hl + 4 + len) ? 0 : -1;
+}
+
+static int read_full(int fd, uint8_t *b, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads text frames into a JSON array until a close frame (returns 1), EOF/timeout (0). */
+static int ws_collect(int fd, json_t *frames) {
+    for (int guard = 0; guard < 10000; guard++) {
+        uint8_t h[2];
+        if (read_full(fd, h, 2)) return 0;
+        uint64_t len = h[1] & 0x7f;
+        if (len == 126) {
+            uint8_t e[2];
+            if (read_full(fd, e, 2)) return 0;
+            len = ((uint64_t)e[0] << 8) | e[1];
+        } else if (len == 127) {
+            uint8_t e[8];
+            if (read_full(fd, e, 8)) return 0;
+            len = 0;
+            for (int i = 0; i < 8; i++) len = (len << 8) | e[i];
+        }
+        if (len > (1u << 24)) return 0;
+        uint8_t *p = malloc(len + 1);
+        if (read_full(fd, p, len)) {
+            free(p);
+            return 0;
+        }
+        p[len] = 0;
+        int op = h[0] & 0x0f;
+        if (op == 1) {
+            json_t *j = json_loadb((char *)p, len, 0, NULL);
+            json_array_append_new(frames, j ? j : json_string((char *)p));
+        }
+        free(p);
+        if (op == 8) return 1;
+    }
+    return 0;
+}
+
+/* ---- fixture ---- */
+
+typedef struct {
+    char dir[512], store[600], outputs[600];
+    cvx_svc *svc;
+    fake_engine engine;
+    int port;
+} server;
+
+static void quiet_log(cvx_log_level level, const char *msg, void *ud) {
+    if (level <= CVX_LOG_WARN && getenv("CVX_TEST_VERBOSE")) fprintf(stderr, "[svc] %s\n", msg);
+}
+
+static cvx_svc_config test_config(server *s) {
+    cvx_svc_config c = cvx_svc_config_default();
+    c.store_path = s->store;
+    c.outputs_dir = s->outputs;
+    c.port = s->port;
+    c.engine.generate = fake_generate;
+    c.engine.ctx = &s->engine;
+    c.callback_backoff_ms = 100;
+    c.callback_timeout_ms = 3000;
+    c.http_threads = 2;
+    c.queue_limit = 6;
+    c.body_limit = 64 * 1024;
+    c.limits.default_frames = 9;
+    c.limits.default_width = 80;
+    c.limits.default_height = 48;
+    c.logger.fn = quiet_log;
+    c.logger.level = CVX_LOG_DEBUG;
+    return c;
+}
+
+static int start(server *s) {
+    cvx_svc_config c = test_config(s);
+    char err[512];
+    if (cvx_svc_start(&s->svc, &c, err, sizeof err)) {
+        fprintf(stderr, "start: %s\n", err);
+        return -1;
+    }
+    s->port = cvx_svc_port(s->svc);
+    return 0;
+}
+
+static void add_project(const char *store_path, int key_only, client *cl, int port) {
+    cvx_svc_store *st;
+    char err[512];
+    uint8_t key[32];
+    char kp[700];
+    cvx_svc_keyfile_path(store_path, kp, sizeof kp);
+    CHECK(cvx_svc_store_open(&st, store_path, err, sizeof err) == 0);
+    CHECK(cvx_svc_keyfile_load(kp, 1, key, err, sizeof err) == 0);
+    cvx_svc_project p;
+    memset(&p, 0, sizeof p);
+    cvx_svc_random_token(p.apikey, 32);
+    p.mode = key_only ? CVX_SVC_MODE_KEY_ONLY : CVX_SVC_MODE_SIGNATURE;
+    memset(cl, 0, sizeof *cl);
+    if (!key_only) {
+        cvx_svc_random_token(cl->secret, 32);
+        cvx_svc_seal(key, p.apikey, cl->secret, p.secret_enc, sizeof p.secret_enc, &p.secret_enc_len);
+    }
+    CHECK(cvx_svc_store_project_add(st, &p, err, sizeof err) == 0);
+    cvx_svc_store_close(st);
+    snprintf(cl->apikey, sizeof cl->apikey, "%s", p.apikey);
+    snprintf(cl->base, sizeof cl->base, "http://127.0.0.1:%d", port);
+}
+
+/* ---- unit parts ---- */
+
+static void test_body(void) {
+    json_t *f;
+    char err[256];
+    /* JSON under a multipart content type, as the model page's curl sends it */
+    const char *recipe = "{ \"prompt\": \"a\", \"steps\": 50, \"scale\": \"6.0\" }";
+    CHECK(cvx_svc_body_parse("multipart/form-data", recipe, strlen(recipe), &f, err, sizeof err) == 0);
+    long long i;
+    double d;
+    unsigned long long u;
+    CHECK(cvx_svc_field_int(f, "steps", &i) == 1 && i == 50);
+    CHECK(cvx_svc_field_double(f, "scale", &d) == 1 && d == 6.0);
+    json_decref(f);
+    /* the Detail curl after the shell: a bare token and a trailing comma */
+    const char *lenient = "{ \"tasktoken\": eDcCm5yyUfIvMFspTwww49OUfgXkQt, }";
+    CHECK(cvx_svc_body_parse("multipart/form-data", lenient, strlen(lenient), &f, err, sizeof err) == 0);
+    CHECK(f && !strcmp(json_string_value(json_object_get(f, "tasktoken")), "eDcCm5yyUfIvMFspTwww49OUfgXkQt"));
+    json_decref(f);
+    const char *ue = "prompt=a+b%21&steps=12&seed=18446744073709551615&&";
+    CHECK(cvx_svc_body_parse("application/x-www-form-urlencoded", ue, strlen(ue), &f, err, sizeof err) == 0);
+    CHECK(!strcmp(json_string_value(json_object_get(f, "prompt")), "a b!"));
+    CHECK(cvx_svc_field_u64(f, "seed", &u) == 1 && u == 18446744073709551615ULL);
+    json_decref(f);
+    const char *mp = "--XyZ\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nline1\r\nline2\r\n--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"steps\"\r\n\r\n7\r\n--XyZ--\r\n";
+    CHECK(cvx_svc_body_parse("multipart/form-data; boundary=XyZ", mp, strlen(mp), &f, err, sizeof err) == 0);
+    CHECK(f && !strcmp(json_string_value(json_object_get(f, "prompt")), "line1\r\nline2"));
+    CHECK(cvx_svc_field_int(f, "steps", &i) == 1 && i == 7);
+    json_decref(f);
+    const char *mpf = "--b\r\nContent-Disposition: form-data; name=\"x\"; filename=\"a.png\"\r\n\r\nPNG\r\n--b--";
+    CHECK(cvx_svc_body_parse("multipart/form-data; boundary=b", mpf, strlen(mpf), &f, err, sizeof err) < 0);
+    CHECK(strstr(err, "file") != NULL);
+    CHECK(cvx_svc_body_parse("multipart/form-data", "a=1", 3, &f, err, sizeof err) < 0);
+    CHECK(cvx_svc_body_parse("application/json", "[1,2]", 5, &f, err, sizeof err) < 0);
+    CHECK(cvx_svc_body_parse("application/json", "{\"a\": {\"b\": ", 12, &f, err, sizeof err) < 0);
+    CHECK(cvx_svc_body_parse(NULL, "{\"a\":\"\\u0000\"}", 14, &f, err, sizeof err) < 0);
+    CHECK(cvx_svc_body_parse(NULL, "", 0, &f, err, sizeof err) == 0 && json_object_size(f) == 0);
+    json_decref(f);
+    /* coercion */
+    f = json_pack("{s:s, s:f, s:s, s:s, s:s, s:i, s:s, s:b}", "a", " 12 ", "b", 3.0, "c", "1e3", "d", "nan", "e",
+                  "0x10", "g", -5, "h", "", "t", 1);
+    CHECK(cvx_svc_field_int(f, "a", &i) == 1 && i == 12);
+    CHECK(cvx_svc_field_int(f, "b", &i) == 1 && i == 3);
+    CHECK(cvx_svc_field_int(f, "c", &i) == 1 && i == 1000);
+    CHECK(cvx_svc_field_double(f, "d", &d) == -1);
+    CHECK(cvx_svc_field_double(f, "e", &d) == -1);
+    CHECK(cvx_svc_field_u64(f, "g", &u) == -1);
+    CHECK(cvx_svc_field_int(f, "h", &i) == 0);
+    CHECK(cvx_svc_field_int(f, "missing", &i) == 0);
+    CHECK(cvx_svc_field_int(f, "t", &i) == -1);
+    const char *txt;
+    char buf[64];
+    CHECK(cvx_svc_field_text(f, "g", &txt, buf, sizeof buf) == 1 && !strcmp(txt, "-5"));
+    json_decref(f);
+}
+
+static void test_crypto(const char *dir) {
+    char sig[65];
+    cvx_svc_signature("testkey", "testsecret", "1700000000000", sig);
+    /* echo -n "testsecret1700000000000" | openssl dgst -sha256 -hmac "testkey" */
+    const char *want = "568aa574459ac90bb7ea30e691309fbfb3ee43dd998dc1259c8df1205e6e911a";
+    CHECK(!strcmp(sig, want));
+    CHECK(cvx_svc_signature_ok("SHA2-256(stdin)= 568aa574459ac90bb7ea30e691309fbfb3ee43dd998dc1259c8df1205e6e911a",
+                               "testkey", "testsecret", "1700000000000"));
+    CHECK(cvx_svc_signature_ok("(stdin)= 568AA574459AC90BB7EA30E691309FBFB3EE43DD998DC1259C8DF1205E6E911A\n", "testkey",
+                               "testsecret", "1700000000000"));
+    CHECK(!cvx_svc_signature_ok(want, "testkey", "testsecret", "1700000000001"));
+    CHECK(!cvx_svc_signature_ok("568aa574", "testkey", "testsecret", "1700000000000"));
+    CHECK(!cvx_svc_signature_ok("", "testkey", "testsecret", "1700000000000"));
+    char tok[31];
+    CHECK(cvx_svc_random_token(tok, 30) == 0 && strlen(tok) == 30 && strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") == 30);
+    uint8_t key[32], sealed[128];
+    size_t sl;
+    char plain[64], kp[700], err[256];
+    snprintf(kp, sizeof kp, "%s/unit.key", dir);
+    CHECK(cvx_svc_keyfile_load(kp, 0, key, err, sizeof err) < 0);
+    CHECK(cvx_svc_keyfile_load(kp, 1, key, err, sizeof err) == 0);
+    struct stat st;
+    CHECK(stat(kp, &st) == 0 && (st.st_mode & 0777) == 0600);
+    uint8_t key2[32];
+    CHECK(cvx_svc_keyfile_load(kp, 1, key2, err, sizeof err) == 0 && !memcmp(key, key2, 32));
+    chmod(kp, 0644);
+    CHECK(cvx_svc_keyfile_load(kp, 1, key2, err, sizeof err) < 0 && strstr(err, "chmod 600"));
+    CHECK(cvx_svc_seal(key, "apikey", "s3cret", sealed, sizeof sealed, &sl) == 0 && sl == 12 + 6 + 16);
+    CHECK(memmem(sealed, sl, "s3cret", 6) == NULL);
+    CHECK(cvx_svc_unseal(key, "apikey", sealed, sl, plain, sizeof plain) == 0 && !strcmp(plain, "s3cret"));
+    CHECK(cvx_svc_unseal(key, "otherkey", sealed, sl, plain, sizeof plain) < 0);
+    sealed[14] ^= 1;
+    CHECK(cvx_svc_unseal(key, "apikey", sealed, sl, plain, sizeof plain) < 0);
+    char acc[32];
+    cvx_svc_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
+    CHECK(!strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+}
+
+/* ---- callback receiver: fails the first `fail` requests with 500 ---- */
+
+typedef struct {
+    atomic_int hits;
+    int fail;
+    char last[65536];
+    pthread_mutex_t mu;
+} receiver;
+
+typedef struct {
+    char *buf;
+    size_t len;
+} rbody;
+
+static enum MHD_Result on_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                             const char *version, const char *data, size_t *size, void **con_cls) {
+    receiver *rv = cls;
+    rbody *b = *con_cls;
+    if (!b) {
+        *con_cls = calloc(1, sizeof *b);
+        return MHD_YES;
+    }
+    if (*size) {
+        b->buf = realloc(b->buf, b->len + *size + 1);
+        memcpy(b->buf + b->len, data, *size);
+        b->len += *size;
+        b->buf[b->len] = 0;
+        *size = 0;
+        return MHD_YES;
+    }
+    int n = atomic_fetch_add(&rv->hits, 1) + 1;
+    pthread_mutex_lock(&rv->mu);
+    snprintf(rv->last, sizeof rv->last, "%s", b->buf ? b->buf : "");
+    pthread_mutex_unlock(&rv->mu);
+    struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(conn, n <= rv->fail ? 500 : 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void on_cb_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
+    rbody *b = *con_cls;
+    if (b) free(b->buf);
+    free(b);
+}
+
+/* ---- the server tests ---- */
+
+static void test_basics(server *s, client *cl, client *other, client *ko) {
+    resp r;
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", cl->base);
+    http(NULL, url, NULL, 0, NULL, &r);
+    CHECK_MSG(r.status == 200 && r.body && strstr(r.body, "\"ok\""), "healthz %ld", r.status);
+    resp_free(&r);
+
+    /* routing */
+    snprintf(url, sizeof url, "%s/v1/Nope", cl->base);
+    http("POST", url, "{}", 2, NULL, &r);
+    CHECK(r.status == 404 && !strcmp(err_msg(&r), "Error parsing url."));
+    resp_free(&r);
+    snprintf(url, sizeof url, "%s/v1/Task/Detail", cl->base);
+    http(NULL, url, NULL, 0, NULL, &r);
+    CHECK(r.status == 404);
+    resp_free(&r);
+
+    /* Tool */
+    api(cl, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "tool"), 0), "slugproject")),
+                  "CogVideoX-2b"));
+    resp_free(&r);
+    api(cl, "/v1/Tool/Detail", NULL, "{\"slugowner\":\"thudm\",\"slugproject\":\"cogvideox-2b\"}", 0, &r);
+    json_t *items = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(r.json, "tool"), 0), "parameters"), 0), "items");
+    int seen_steps = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        if (!strcmp(json_string_value(json_object_get(it, "id")), "steps")) {
+            seen_steps = json_integer_value(json_object_get(it, "min")) == 1 &&
+                         json_integer_value(json_object_get(it, "max")) == 200 &&
+                         !strcmp(json_string_value(json_object_get(it, "default")), "50");
+        }
+        if (!strcmp(json_string_value(json_object_get(it, "id")), "numFrames"))
+            CHECK(!strcmp(json_string_value(json_object_get(it, "default")), "9"));
+    }
+    CHECK_MSG(seen_steps, "Tool/Detail steps item: %s", r.body);
+    resp_free(&r);
+    api(cl, "/v1/Tool/Detail", NULL, "{\"slugowner\":\"x\",\"slugproject\":\"y\"}", 0, &r);
+    CHECK(r.status == 200 && err_code(&r) == 1 && !strcmp(err_msg(&r), "slug-owner-project-not-exist"));
+    resp_free(&r);
+
+    /* authentication */
+    client nokey = *cl;
+    nokey.apikey[0] = 0;
+    nokey.secret[0] = 0;
+    api(&nokey, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 401 && !strcmp(err_msg(&r), "Project authorization is not founded."));
+    resp_free(&r);
+    client unknown = *cl;
+    snprintf(unknown.apikey, sizeof unknown.apikey, "nosuchkey");
+    api(&unknown, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 401 && !strcmp(err_msg(&r), "Project authorization is not founded."));
+    resp_free(&r);
+    client nosig = *cl;
+    nosig.secret[0] = 0; /* a signature project called without x-nonce/x-signature */
+    api(&nosig, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 401 &&
+          !strcmp(err_msg(&r), "Project requires signature authentication. x-signature and x-nonce headers are required."));
+    resp_free(&r);
+    client wrong = *cl;
+    snprintf(wrong.secret, sizeof wrong.secret, "not-the-secret");
+    api(&wrong, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 401 && !strcmp(err_msg(&r), "Project authorization is not valid."));
+    resp_free(&r);
+    /* key-only project: the key alone */
+    api(ko, "/v1/Tool/List", NULL, "{}", 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+
+    /* validation errors, each with Wiro's message */
+    struct {
+        const char *body, *msg;
+        int code;
+    } bad[] = {
+        {"{\"steps\": 5}", "Request parameter [prompt] required", 0},
+        {"{\"prompt\": \"\"}", "Request parameter [prompt] required", 0},
+        {"{\"prompt\": \"a\", \"steps\": \"abc\"}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"steps\": 0}", "Request parameter [steps] must be between 1 and 200", 0},
+        {"{\"prompt\": \"a\", \"steps\": \"201\"}", "Request parameter [steps] must be between 1 and 200", 0},
+        {"{\"prompt\": \"a\", \"steps\": 2.5}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"scale\": \"six\"}", "Request parameter [scale] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"scale\": 31}", "Request parameter [scale] must be between 0 and 30", 0},
+        {"{\"prompt\": \"a\", \"seed\": \"abc\"}", "Request parameter [seed] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"seed\": -1}", "Request parameter [seed] must be between 0 and 18446744073709551615", 0},
+        {"{\"prompt\": \"a\", \"numFrames\": 6}", "Request parameter [numFrames] must be 4N+1 (5, 9, 13, ..., 49)", 0},
+        {"{\"prompt\": \"a\", \"numFrames\": 53}", "Request parameter [numFrames] must be between 5 and 49", 0},
+        {"{\"prompt\": \"a\", \"width\": 72}", "Request parameter [width] must be a multiple of 16", 0},
+        {"{\"prompt\": \"a\", \"height\": 8}", "Request parameter [height] must be between 16 and 1440", 0},
+        {"{\"prompt\": \"a\", \"fps\": 0}", "Request parameter [fps] must be between 1 and 60", 0},
+        {"{\"prompt\": \"a\", \"callbackUrl\": \"You can provide a callback URL; Wiro will send a POST request to it "
+         "when the task is completed.\"}",
+         "Request parameter [callbackUrl] must be an http or https URL without credentials", 0},
+        {"{\"prompt\": \"a\", \"callbackUrl\": \"http://user:pw@127.0.0.1/x\"}",
+         "Request parameter [callbackUrl] must be an http or https URL without credentials", 0},
+        {"{\"prompt\": \"a\", \"callbackUrl\": \"file:///etc/passwd\"}",
+         "Request parameter [callbackUrl] must be an http or https URL without credentials", 0},
+        {"{\"prompt\": [1]}", "Request parameter [prompt] must be text", 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, bad[i].body, 0, &r);
+        CHECK_MSG(r.status == 200 && !result_true(&r) && err_code(&r) == bad[i].code && !strcmp(err_msg(&r), bad[i].msg),
+                  "%s -> %ld %s", bad[i].body, r.status, r.body ? r.body : "");
+        resp_free(&r);
+    }
+    char *huge_prompt = malloc(10100);
+    memset(huge_prompt, 'a', 10050);
+    huge_prompt[10050] = 0;
+    char *hb = malloc(10200);
+    snprintf(hb, 10200, "{\"prompt\":\"%s\"}", huge_prompt);
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, hb, 0, &r);
+    CHECK(r.status == 200 && strstr(err_msg(&r), "[prompt] must be at most 10000 bytes"));
+    resp_free(&r);
+    free(huge_prompt);
+    free(hb);
+    api(cl, "/v1/Run/THUDM/CogVideoX-5b", NULL, "{\"prompt\":\"a\"}", 0, &r);
+    CHECK(r.status == 200 && err_code(&r) == 1 && !strcmp(err_msg(&r), "slug-owner-project-not-exist"));
+    resp_free(&r);
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", "multipart/form-data", "prompt=a", 0, &r);
+    CHECK(r.status == 200 && !result_true(&r) && strstr(err_msg(&r), "Request parameters are invalid."));
+    resp_free(&r);
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\": ", 0, &r);
+    CHECK(r.status == 200 && strstr(err_msg(&r), "Request parameters are invalid."));
+    resp_free(&r);
+    /* body over the limit: 413, from Content-Length */
+    size_t big_len = 100 * 1024;
+    char *big = malloc(big_len + 1);
+    memset(big, ' ', big_len);
+    big[0] = '{';
+    big[big_len - 1] = '}';
+    big[big_len] = 0;
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, big, 0, &r);
+    CHECK_MSG(r.status == 413, "413: %ld", r.status);
+    resp_free(&r);
+    free(big);
+
+    /* detail errors */
+    api(cl, "/v1/Task/Detail", NULL, "{}", 0, &r);
+    CHECK(err_code(&r) == 0 && !strcmp(err_msg(&r), "taskid or socketaccesstoken is required"));
+    resp_free(&r);
+    api(cl, "/v1/Task/Detail", NULL, "{\"tasktoken\":\"nosuchtoken\"}", 0, &r);
+    CHECK(err_code(&r) == 1 && !strcmp(err_msg(&r), "There is no task yet."));
+    resp_free(&r);
+    api(cl, "/v1/Task/Detail", NULL, "{\"taskid\":\"x1\"}", 0, &r);
+    CHECK(err_code(&r) == 1 && !strcmp(err_msg(&r), "There is no task yet."));
+    resp_free(&r);
+
+    /* a complete run: JSON numbers and a millisecond nonce (Wiro-MCP / WiroKit), then the recipe's poll */
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"a red fox\",\"steps\":4,\"scale\":6,\"seed\":123456}", tok);
+    CHECK(id > 0 && strlen(tok) == 30);
+    long long reused = cl->nonce; /* Run's nonce, which the recipe reuses to poll Detail */
+    /* readable at once */
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r) && !strcmp(json_string_value(json_object_get(r.json, "total")), "1"));
+    resp_free(&r);
+    /* read-only calls may repeat a nonce (the recipe polls Detail with Run's nonce) */
+    api(cl, "/v1/Task/Detail", NULL, body, reused, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    api(cl, "/v1/Task/Detail", NULL, body, reused, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    /* state-changing calls may not */
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"x\"}", reused, &r);
+    CHECK(r.status == 401 && strstr(err_msg(&r), "Nonce has already been used"));
+    resp_free(&r);
+    /* another project's task */
+    api(other, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK(r.status == 200 && err_code(&r) == 0 && !strcmp(err_msg(&r), "You don't have any permission for this action."));
+    resp_free(&r);
+    api(other, "/v1/Task/Kill", NULL, body, 0, &r);
+    CHECK(!strcmp(err_msg(&r), "You don't have any permission for this action."));
+    resp_free(&r);
+
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK(!strcmp(task_field(&r, "pexit"), "0"));
+    json_t *outs = json_object_get(task0(&r), "outputs");
+    json_t *o0 = json_array_get(outs, 0);
+    CHECK(json_array_size(outs) == 1 && !strcmp(json_string_value(json_object_get(o0, "name")), "0.mp4") &&
+          !strcmp(json_string_value(json_object_get(o0, "contenttype")), "video/mp4") &&
+          !strcmp(json_string_value(json_object_get(o0, "size")), "5000"));
+    CHECK(!strcmp(task_field(&r, "size"), "5000"));
+    CHECK(json_is_integer(json_object_get(o0, "ispublic")));
+    const char *times[] = {"createtime", "accepttime", "preprocessstarttime", "preprocessendtime", "assigntime",
+                           "starttime", "endtime", "postprocessstarttime", "postprocessendtime"};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        CHECK_MSG(atoll(task_field(&r, times[i])) > 1600000000, "%s", times[i]);
+    CHECK(!strcmp(task_field(&r, "canceltime"), "0"));
+    CHECK(json_is_string(json_object_get(task0(&r), "elapsedseconds")) && strchr(task_field(&r, "elapsedseconds"), '.'));
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(task0(&r), "parameters"), "prompt")), "a red fox"));
+    char file_url[512];
+    snprintf(file_url, sizeof file_url, "%s", json_string_value(json_object_get(o0, "url")));
+    resp_free(&r);
+
+    /* the output: plain GET, Range, HEAD, no traversal */
+    CHECK(!strncmp(file_url, cl->base, strlen(cl->base)));
+    http(NULL, file_url, NULL, 0, NULL, &r);
+    CHECK(r.status == 200 && r.len == 5000 && has_header(&r, "Content-Type: video/mp4") &&
+          has_header(&r, "Content-Length: 5000") && has_header(&r, "Accept-Ranges: bytes"));
+    char *whole = r.body;
+    r.body = NULL;
+    resp_free(&r);
+    const char *range_hdr[] = {"Range: bytes=100-199", NULL};
+    http(NULL, file_url, NULL, 0, range_hdr, &r);
+    CHECK(r.status == 206 && r.len == 100 && has_header(&r, "Content-Range: bytes 100-199/5000") &&
+          !memcmp(r.body, whole + 100, 100));
+    resp_free(&r);
+    const char *suffix_hdr[] = {"Range: bytes=-10", NULL};
+    http(NULL, file_url, NULL, 0, suffix_hdr, &r);
+    CHECK(r.status == 206 && r.len == 10 && has_header(&r, "Content-Range: bytes 4990-4999/5000") &&
+          !memcmp(r.body, whole + 4990, 10));
+    resp_free(&r);
+    const char *open_hdr[] = {"Range: bytes=4000-", NULL};
+    http(NULL, file_url, NULL, 0, open_hdr, &r);
+    CHECK(r.status == 206 && r.len == 1000);
+    resp_free(&r);
+    const char *past_hdr[] = {"Range: bytes=5000-", NULL};
+    http(NULL, file_url, NULL, 0, past_hdr, &r);
+    CHECK(r.status == 416 && has_header(&r, "Content-Range: bytes */5000"));
+    resp_free(&r);
+    http("HEAD", file_url, NULL, 0, NULL, &r);
+    CHECK(r.status == 200 && has_header(&r, "Content-Length: 5000") && r.len == 0);
+    resp_free(&r);
+    free(whole);
+    const char *evil[] = {"/files/../test.db", "/files/%2e%2e/x", "/files/aaaaaaaaaaaaaaaa/../../etc/passwd",
+                          "/files/.checkpoints/1.ckpt", "/files/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/0.mp4"};
+    for (size_t i = 0; i < sizeof evil / sizeof evil[0]; i++) {
+        snprintf(url, sizeof url, "%s%s", cl->base, evil[i]);
+        http(NULL, url, NULL, 0, NULL, &r);
+        CHECK_MSG(r.status == 404, "%s -> %ld", evil[i], r.status);
+        resp_free(&r);
+    }
+
+    /* the WebSocket after the end: replay of task_postprocess_end with the outputs, then close */
+    int fd = ws_connect(s->port);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", tok);
+        ws_send_text(fd, msg);
+        json_t *frames = json_array();
+        CHECK(ws_collect(fd, frames) == 1);
+        json_t *f0 = json_array_get(frames, 0);
+        CHECK_MSG(json_array_size(frames) == 1 &&
+                      !strcmp(json_string_value(json_object_get(f0, "type")), "task_postprocess_end") &&
+                      json_array_size(json_object_get(f0, "message")) == 1,
+                  "ws replay: %s", json_dumps(frames, 0));
+        json_decref(frames);
+        close(fd);
+    }
+    /* unknown token: one task_error with result false, then close */
+    fd = ws_connect(s->port);
+    if (fd >= 0) {
+        ws_send_text(fd, "{\"type\":\"task_info\",\"tasktoken\":\"nope\"}");
+        json_t *frames = json_array();
+        CHECK(ws_collect(fd, frames) == 1);
+        json_t *f0 = json_array_get(frames, 0);
+        CHECK(json_array_size(frames) == 1 && !strcmp(json_string_value(json_object_get(f0, "type")), "task_error") &&
+              json_is_false(json_object_get(f0, "result")));
+        json_decref(frames);
+        close(fd);
+    }
+
+    /* Task/List: the caller's tasks only */
+    run_task(cl, "{\"prompt\":\"second\",\"steps\":1}", tok);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    api(cl, "/v1/Task/List", NULL, "{\"type\":\"model\",\"sort\":\"id\",\"order\":\"DESC\",\"start\":\"0\",\"limit\":\"1\"}", 0, &r);
+    CHECK(result_true(&r) && !strcmp(json_string_value(json_object_get(r.json, "total")), "2") &&
+          json_array_size(json_object_get(r.json, "tasklist")) == 1 && !strcmp(task_field(&r, "socketaccesstoken"), tok));
+    resp_free(&r);
+    api(cl, "/v1/Task/List", NULL, "{\"order\":\"ASC\",\"limit\":10}", 0, &r);
+    CHECK(json_array_size(json_object_get(r.json, "tasklist")) == 2 && atoll(task_field(&r, "id")) == id);
+    resp_free(&r);
+    api(other, "/v1/Task/List", NULL, "{}", 0, &r);
+    CHECK(result_true(&r) && !strcmp(json_string_value(json_object_get(r.json, "total")), "0"));
+    resp_free(&r);
+
+    /* InputOutputDelete: files go, the record stays; idempotent */
+    snprintf(body, sizeof body, "{\"taskid\":%lld}", id);
+    api(cl, "/v1/Task/InputOutputDelete", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    api(cl, "/v1/Task/InputOutputDelete", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    http(NULL, file_url, NULL, 0, NULL, &r);
+    CHECK(r.status == 404);
+    resp_free(&r);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK(json_array_size(json_object_get(task0(&r), "outputs")) == 0 && !strcmp(task_field(&r, "status"), "task_postprocess_end"));
+    resp_free(&r);
+
+    /* urlencoded and real multipart Run bodies */
+    char ue_tok[64];
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", "application/x-www-form-urlencoded", "prompt=a+cat&steps=2&seed=7", 0, &r);
+    CHECK(result_true(&r));
+    snprintf(ue_tok, sizeof ue_tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    resp_free(&r);
+    const char *mp = "--zz\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na dog\r\n--zz\r\n"
+                     "Content-Disposition: form-data; name=\"steps\"\r\n\r\n2\r\n--zz--\r\n";
+    api(cl, "/v1/Run/thudm/cogvideox-2b", "multipart/form-data; boundary=zz", mp, 0, &r);
+    CHECK(result_true(&r));
+    char mp_tok[64];
+    snprintf(mp_tok, sizeof mp_tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    resp_free(&r);
+    CHECK(wait_status(cl, ue_tok, "task_postprocess_end", 10000, &r));
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(task0(&r), "parameters"), "prompt")), "a cat"));
+    resp_free(&r);
+    CHECK(wait_status(cl, mp_tok, "task_postprocess_end", 10000, NULL));
+
+    /* a failing generation ends as task_postprocess_end with pexit 1 and a debugerror */
+    run_task(cl, "{\"prompt\":\"FAIL\",\"steps\":2}", tok);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK(!strcmp(task_field(&r, "pexit"), "1") && strstr(task_field(&r, "debugerror"), "told to fail") &&
+          json_array_size(json_object_get(task0(&r), "outputs")) == 0);
+    resp_free(&r);
+}
+
+static void test_progress_cancel_kill(server *s, client *cl) {
+    resp r;
+    s->engine.delay_ms = 60;
+    /* live progress: one task_output per step, then the outputs */
+    char tok[64], body[128];
+    long long id = run_task(cl, "{\"prompt\":\"live\",\"steps\":8}", tok);
+    int fd = ws_connect(s->port);
+    CHECK(fd >= 0 && id > 0);
+    if (fd >= 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", tok);
+        ws_send_text(fd, msg);
+        json_t *frames = json_array();
+        CHECK(ws_collect(fd, frames) == 1);
+        int steps_seen[9] = {0}, outputs = 0, final = 0, bad = 0;
+        for (size_t i = 0; i < json_array_size(frames); i++) {
+            json_t *f = json_array_get(frames, i);
+            const char *type = json_string_value(json_object_get(f, "type"));
+            if (!type || strcmp(json_string_value(json_object_get(f, "tasktoken")), tok)) bad++;
+            else if (!strcmp(type, "task_output")) {
+                json_t *m = json_object_get(f, "message");
+                int st = atoi(json_string_value(json_object_get(m, "stepCurrent")));
+                if (st >= 1 && st <= 8) steps_seen[st]++;
+                if (strcmp(json_string_value(json_object_get(m, "type")), "progressGenerate") ||
+                    strcmp(json_string_value(json_object_get(m, "stepTotal")), "8") ||
+                    !json_is_string(json_object_get(m, "percentage")) || !json_is_string(json_object_get(m, "speed")))
+                    bad++;
+                outputs++;
+            } else if (!strcmp(type, "task_postprocess_end")) {
+                final++;
+                if (json_array_size(json_object_get(f, "message")) != 1) bad++;
+            }
+        }
+        int each_once = 1;
+        for (int k = 1; k <= 8; k++) each_once &= steps_seen[k] == 1;
+        CHECK_MSG(each_once && outputs == 8 && final == 1 && !bad, "ws frames: %s", json_dumps(frames, 0));
+        json_decref(frames);
+        close(fd);
+    }
+
+    /* cancel of a queued task; kill of a running one */
+    s->engine.delay_ms = 100;
+    char run_tok[64], q_tok[64];
+    run_task(cl, "{\"prompt\":\"long\",\"steps\":60}", run_tok);
+    run_task(cl, "{\"prompt\":\"queued\",\"steps\":2}", q_tok);
+    CHECK(wait_step(cl, run_tok, 1, 5000) >= 1);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", q_tok);
+    api(cl, "/v1/Task/Cancel", NULL, body, 0, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r) && !strcmp(task_field(&r, "status"), "task_cancel") &&
+                  atoll(task_field(&r, "canceltime")) > 0,
+              "cancel: %s", r.body);
+    resp_free(&r);
+    api(cl, "/v1/Task/Cancel", NULL, body, 0, &r); /* idempotent */
+    CHECK(r.status == 200 && result_true(&r) && !strcmp(task_field(&r, "status"), "task_cancel"));
+    resp_free(&r);
+    snprintf(body, sizeof body, "{\"socketaccesstoken\":\"%s\"}", run_tok);
+    api(cl, "/v1/Task/Cancel", NULL, body, 0, &r);
+    CHECK(err_code(&r) == 1 && !strcmp(err_msg(&r), "Task is not in a cancellable state."));
+    resp_free(&r);
+    long long t0 = now_ms();
+    api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r) && !strcmp(task_field(&r, "status"), "task_cancel"));
+    resp_free(&r);
+    api(cl, "/v1/Task/Kill", NULL, body, 0, &r); /* idempotent */
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    /* the worker is free again soon: the next task completes */
+    char next_tok[64];
+    run_task(cl, "{\"prompt\":\"after kill\",\"steps\":1}", next_tok);
+    CHECK(wait_status(cl, next_tok, "task_postprocess_end", 5000, NULL));
+    CHECK_MSG(now_ms() - t0 < 3000, "kill took %lld ms", now_ms() - t0);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", run_tok);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK(!strcmp(task_field(&r, "status"), "task_cancel") && json_array_size(json_object_get(task0(&r), "outputs")) == 0);
+    resp_free(&r);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", next_tok);
+    api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    CHECK(err_code(&r) == 1 && !strcmp(err_msg(&r), "Task could not be killed: the task has already ended"));
+    resp_free(&r);
+    api(cl, "/v1/Task/Cancel", NULL, body, 0, &r);
+    CHECK(err_code(&r) == 1);
+    resp_free(&r);
+    api(cl, "/v1/Task/InputOutputDelete", NULL, "{\"tasktoken\":\"nope\"}", 0, &r);
+    CHECK(err_code(&r) == 1);
+    resp_free(&r);
+
+    /* the queue limit: 429 with Retry-After and code 96 */
+    char toks[8][40];
+    int accepted = 0, limited = 0;
+    for (int i = 0; i < 8; i++) {
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"fill\",\"steps\":40}", 0, &r);
+        if (r.status == 200 && result_true(&r))
+            snprintf(toks[accepted++], 40, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+        else if (r.status == 429 && err_code(&r) == 96 && has_header(&r, "Retry-After:"))
+            limited++;
+        resp_free(&r);
+    }
+    CHECK_MSG(accepted == 6 && limited == 2, "accepted %d limited %d", accepted, limited);
+    /* InputOutputDelete of an unfinished task is refused */
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%.39s\"}", toks[accepted - 1]);
+    api(cl, "/v1/Task/InputOutputDelete", NULL, body, 0, &r);
+    CHECK(!result_true(&r) && !strcmp(err_msg(&r), "Task must be completed or cancelled before deleting files"));
+    resp_free(&r);
+    for (int i = 0; i < accepted; i++) {
+        snprintf(body, sizeof body, "{\"tasktoken\":\"%.39s\"}", toks[i]);
+        api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+        CHECK(result_true(&r));
+        resp_free(&r);
+    }
+}
+
+static void test_callbacks(server *s, client *cl) {
+    receiver rv;
+    memset(&rv, 0, sizeof rv);
+    rv.fail = 2;
+    pthread_mutex_init(&rv.mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
+                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+                                            on_cb_done, NULL, MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (!d) return;
+    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    s->engine.delay_ms = 5;
+    char body[256], tok[64];
+    snprintf(body, sizeof body, "{\"prompt\":\"cb\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}", port);
+    run_task(cl, body, tok);
+    long long end = now_ms() + 15000;
+    while (atomic_load(&rv.hits) < 3 && now_ms() < end) sleep_ms(20);
+    sleep_ms(300); /* a fourth delivery would be a bug */
+    CHECK_MSG(atomic_load(&rv.hits) == 3, "callback hits %d", atomic_load(&rv.hits));
+    pthread_mutex_lock(&rv.mu);
+    json_t *j = json_loads(rv.last, 0, NULL);
+    pthread_mutex_unlock(&rv.mu);
+    json_t *t = json_array_get(json_object_get(j, "tasklist"), 0);
+    CHECK_MSG(json_is_true(json_object_get(j, "result")) &&
+                  !strcmp(json_string_value(json_object_get(t, "status")), "task_postprocess_end") &&
+                  !strcmp(json_string_value(json_object_get(t, "socketaccesstoken")), tok) &&
+                  json_array_size(json_object_get(t, "outputs")) == 1,
+              "callback body: %s", rv.last);
+    json_decref(j);
+    /* a cancelled task calls back too; an unreachable receiver never blocks the queue */
+    s->engine.delay_ms = 100;
+    char blocker[64], cancelled[64];
+    run_task(cl, "{\"prompt\":\"blocker\",\"steps\":30}", blocker);
+    snprintf(body, sizeof body, "{\"prompt\":\"c\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}", port);
+    run_task(cl, body, cancelled);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", cancelled);
+    resp r;
+    api(cl, "/v1/Task/Cancel", NULL, body, 0, &r);
+    CHECK(result_true(&r));
+    resp_free(&r);
+    end = now_ms() + 5000;
+    while (atomic_load(&rv.hits) < 4 && now_ms() < end) sleep_ms(20);
+    pthread_mutex_lock(&rv.mu);
+    CHECK_MSG(atomic_load(&rv.hits) == 4 && strstr(rv.last, "\"task_cancel\""), "cancel callback: %s", rv.last);
+    pthread_mutex_unlock(&rv.mu);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", blocker);
+    api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    resp_free(&r);
+    MHD_stop_daemon(d);
+    pthread_mutex_destroy(&rv.mu);
+}
+
+/* Graceful stop mid-generation: the task goes back to the queue and a new server resumes it from its checkpoint. */
+static void test_graceful_resume(server *s, client *cl) {
+    s->engine.delay_ms = 50;
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"resume me\",\"steps\":30,\"seed\":42}", tok);
+    int reached = wait_step(cl, tok, 5, 10000);
+    CHECK(reached >= 5);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    /* the store says queued; the checkpoint is there */
+    cvx_svc_store *st;
+    char err[256];
+    cvx_svc_task t;
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_get(st, id, NULL, &t, err, sizeof err) == 1 && !strcmp(t.status, "task_queue"));
+    cvx_svc_task_clear(&t);
+    cvx_svc_store_close(st);
+    char ck[800];
+    snprintf(ck, sizeof ck, "%s/.checkpoints/%lld.ckpt", s->outputs, id);
+    struct stat sb;
+    CHECK(stat(ck, &sb) == 0);
+    /* a fresh start on the same port */
+    s->engine.delay_ms = 5;
+    CHECK(start(s) == 0);
+    resp r;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK(!strcmp(task_field(&r, "pexit"), "0"));
+    int resumed_at = -1;
+    const char *d = strstr(task_field(&r, "debugoutput"), "Resuming from the checkpoint of step ");
+    if (d) sscanf(d, "Resuming from the checkpoint of step %d", &resumed_at);
+    CHECK_MSG(resumed_at >= 5 && resumed_at == atomic_load(&s->engine.last_start), "resumed at %d, engine %d",
+              resumed_at, atomic_load(&s->engine.last_start));
+    resp_free(&r);
+    CHECK(stat(ck, &sb) != 0); /* the checkpoint is gone with the task */
+}
+
+/* ---- kill -9: the server in a child process ---- */
+
+static int child_main(const char *dir, int port, int delay_ms) {
+    server s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.store, sizeof s.store, "%s/kill.db", dir);
+    snprintf(s.outputs, sizeof s.outputs, "%s/kill-out", dir);
+    s.port = port;
+    s.engine.delay_ms = delay_ms;
+    if (start(&s)) return 1;
+    for (;;) pause(); /* until SIGKILL */
+}
+
+static pid_t spawn_child(const char *self, const char *dir, int port, int delay_ms) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char p[16], d[16];
+        snprintf(p, sizeof p, "%d", port);
+        snprintf(d, sizeof d, "%d", delay_ms);
+        execl(self, self, "--child", dir, p, d, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_healthy(int port, int timeout_ms) {
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        resp r;
+        int ok = http(NULL, url, NULL, 0, NULL, &r) == 0 && r.status == 200;
+        resp_free(&r);
+        if (ok) return 1;
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t l = sizeof a;
+    int port = -1;
+    if (!bind(fd, (struct sockaddr *)&a, sizeof a) && !getsockname(fd, (struct sockaddr *)&a, &l)) port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void test_kill9(const char *self, const char *dir) {
+    char store[600];
+    snprintf(store, sizeof store, "%s/kill.db", dir);
+    int port = free_port();
+    client cl;
+    add_project(store, 0, &cl, port);
+    pid_t pid = spawn_child(self, dir, port, 60);
+    CHECK(wait_healthy(port, 10000));
+    char tok[64];
+    long long id = run_task(&cl, "{\"prompt\":\"crash me\",\"steps\":40,\"seed\":9}", tok);
+    CHECK(id > 0);
+    int reached = wait_step(&cl, tok, 6, 15000);
+    CHECK(reached >= 6);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* the reference: an uninterrupted run of the same parameters, for the bytes of the output */
+    pid = spawn_child(self, dir, port, 2);
+    CHECK(wait_healthy(port, 10000));
+    resp r;
+    CHECK(wait_status(&cl, tok, "task_postprocess_end", 20000, &r));
+    CHECK(!strcmp(task_field(&r, "pexit"), "0"));
+    int resumed_at = -1;
+    const char *d = strstr(task_field(&r, "debugoutput"), "Resuming from the checkpoint of step ");
+    if (d) sscanf(d, "Resuming from the checkpoint of step %d", &resumed_at);
+    /* a step is logged just before its checkpoint is written: the kill may fall between the two */
+    CHECK_MSG(resumed_at >= reached - 1 && resumed_at < 40, "resumed at %d after reaching %d", resumed_at, reached);
+    /* steps after the resume point were reported once each; none before it ran again */
+    const char *log = task_field(&r, "debugoutput");
+    char needle[64];
+    snprintf(needle, sizeof needle, "Generate: step %d/40", resumed_at + 1);
+    const char *after = strstr(log, "Resuming");
+    CHECK(after && strstr(after, needle));
+    snprintf(needle, sizeof needle, "Generate: step %d/40", resumed_at);
+    CHECK(after && !strstr(after, needle));
+    char url1[512];
+    snprintf(url1, sizeof url1, "%s", json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url")));
+    resp_free(&r);
+    char tok2[64];
+    run_task(&cl, "{\"prompt\":\"crash me\",\"steps\":40,\"seed\":9}", tok2);
+    CHECK(wait_status(&cl, tok2, "task_postprocess_end", 20000, &r));
+    char url2[512];
+    snprintf(url2, sizeof url2, "%s", json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url")));
+    resp_free(&r);
+    resp a, b;
+    http(NULL, url1, NULL, 0, NULL, &a);
+    http(NULL, url2, NULL, 0, NULL, &b);
+    CHECK(a.status == 200 && b.status == 200 && a.len == b.len && a.len > 0 && !memcmp(a.body, b.body, a.len));
+    resp_free(&a);
+    resp_free(&b);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--child")) return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char tmp[512];
+    const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
+    test_body();
+    test_crypto(dir);
+
+    server s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.store, sizeof s.store, "%s/test.db", dir);
+    snprintf(s.outputs, sizeof s.outputs, "%s/out", dir);
+    s.engine.delay_ms = 5;
+    CHECK(start(&s) == 0);
+    if (s.svc) {
+        client cl, other, ko;
+        add_project(s.store, 0, &cl, s.port);
+        add_project(s.store, 0, &other, s.port);
+        add_project(s.store, 1, &ko, s.port);
+        test_basics(&s, &cl, &other, &ko);
+        test_progress_cancel_kill(&s, &cl);
+        test_callbacks(&s, &cl);
+        test_graceful_resume(&s, &cl);
+        cvx_svc_stop(s.svc);
+    }
+    char self[600];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        test_kill9(self, dir);
+    }
+    cvx_test_rmtree(dir);
+    curl_global_cleanup();
+    return cvx_test_finish("test_service");
+}
