@@ -277,6 +277,57 @@ float *cvx__vpack_conv(const cvx_tensor *w, int64_t cout, int64_t cin, int kt) {
     return p;
 }
 
+/* ---- GEMM with the weights packed once per conv --------------------------------------------------------- */
+/* The blocked loop of the kernels' GEMM driver (ops.c), with B (the weights) packed once per conv call instead
+ * of once per GEMM: the table's packing and micro-kernel, K in blocks of PG_KC, A in blocks of PG_MC rows. */
+#define PG_KC 256
+#define PG_MC 192
+
+typedef struct {
+    int64_t N, K, npad; /* npad = N rounded up to nr */
+    float *data;        /* K block b (k0 = b·PG_KC) at data + b·PG_KC·npad: ceil(N/nr) panels of kc x nr */
+} packed_b;
+
+static int64_t round_up64(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+static float *alloc_aligned(int64_t n) {
+    void *p = NULL;
+    return posix_memalign(&p, 64, (size_t)(n > 0 ? n : 1) * sizeof(float)) ? NULL : p;
+}
+
+/* B [N][K] f32 (row stride K). */
+static int pack_b(const cvx_kernel_table *kt, const float *B, int64_t N, int64_t K, packed_b *pb) {
+    pb->N = N;
+    pb->K = K;
+    pb->npad = round_up64(N, kt->gemm_nr);
+    pb->data = alloc_aligned(round_up64(K, PG_KC) * pb->npad);
+    if (!pb->data) return -1;
+    for (int64_t k0 = 0; k0 < K; k0 += PG_KC)
+        kt->gemm_pack_b(CVX_DTYPE_F32, B, K, 0, N, k0, K - k0 < PG_KC ? K - k0 : PG_KC, pb->data + k0 * pb->npad);
+    return 0;
+}
+
+/* C[M, N] (+)= A[M, K] · Bᵀ; pa holds PG_MC x PG_KC floats (rounded up to mr). */
+static void pgemm(const cvx_kernel_table *kt, int64_t M, const float *A, int64_t lda, const packed_b *pb, float *C,
+                  int64_t ldc, int accumulate, float *pa) {
+    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr, N = pb->N, K = pb->K;
+    for (int64_t k0 = 0; k0 < K; k0 += PG_KC) {
+        const int64_t kc = K - k0 < PG_KC ? K - k0 : PG_KC;
+        const float *bb = pb->data + k0 * pb->npad;
+        const int acc = accumulate || k0 > 0;
+        for (int64_t i0 = 0; i0 < M; i0 += PG_MC) {
+            const int64_t mc = M - i0 < PG_MC ? M - i0 : PG_MC;
+            kt->gemm_pack_a(A + i0 * lda + k0, lda, mc, kc, pa);
+            for (int64_t j = 0; j < N; j += nr) {
+                const int nn = (int)(N - j < nr ? N - j : nr);
+                for (int64_t i = 0; i < mc; i += mr)
+                    kt->gemm_ukernel(kc, pa + i * kc, mr, bb + j * kc, C + (i0 + i) * ldc + j, ldc,
+                                     (int)(mc - i < mr ? mc - i : mr), nn, acc, NULL);
+            }
+        }
+    }
+}
+
 /* ---- the conv engine ----------------------------------------------------------------------------------- */
 
 /* Output rows per task: the gathered (transformed) input rows are shared by the band's outputs and the GEMMs
@@ -289,7 +340,9 @@ typedef struct {
     int64_t Cin, Hv, Wv, Wp, Ho, Wo, pad, band, nbands, row_elems;
     int64_t t;       /* output frame */
     float *out;      /* where frame t goes */
-    float **scratch; /* per thread: patch + one transformed source row */
+    float **scratch; /* per thread: patch + one transformed source row + band output */
+    float **pa;      /* per thread: packed A block */
+    packed_b *pb;    /* per (dt, dy) tap, then the shortcut */
     int64_t patch_elems;
     int *failed;     /* per thread: a cache read failed */
 } conv_ctx;
@@ -335,8 +388,9 @@ static int gather_row(const conv_ctx *x, int64_t f, int64_t r, float *dst, float
 static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     conv_ctx *x = arg;
     const cvx__vconv *cv = x->cv;
-    const int64_t Cin = x->Cin, Cout = cv->cout, Wp = x->Wp, Wo = x->Wo, K = 3 * Cin, st = cv->stride;
+    const int64_t Cin = x->Cin, Cout = cv->cout, Wp = x->Wp, Wo = x->Wo, st = cv->stride;
     float *patch = x->scratch[thread_index], *tmp = patch + x->patch_elems, *ctmp = tmp + x->row_elems;
+    float *pa = x->pa[thread_index];
     for (int64_t band = begin; band < end; band++) {
         int64_t y0 = band * x->band, rows = x->Ho - y0 < x->band ? x->Ho - y0 : x->band;
         int64_t nrows = (rows - 1) * st + 3;
@@ -364,8 +418,7 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             for (int dt = 0; dt < cv->kt; dt++)
                 for (int dy = 0; dy < 3; dy++) {
                     const float *A = patch + ((dt * nrows + dy) * Wp) * Cin;
-                    const float *B = cv->w + (int64_t)(dt * 3 + dy) * Cout * K;
-                    x->kt->gemm_f32(M, Cout, K, A, Cin, B, K, ctmp, Cout, acc);
+                    pgemm(x->kt, M, A, Cin, &x->pb[dt * 3 + dy], ctmp, Cout, acc, pa);
                     acc = 1;
                 }
             for (int64_t r = 0; r < rows; r++)
@@ -377,15 +430,14 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             for (int dt = 0; st != 1 && dt < cv->kt; dt++)
                 for (int dy = 0; dy < 3; dy++) {
                     const float *A = patch + ((dt * nrows + (yo - y0) * st + dy) * Wp) * Cin;
-                    const float *B = cv->w + (int64_t)(dt * 3 + dy) * Cout * K;
-                    x->kt->gemm_f32(Wo, Cout, K, A, st * Cin, B, K, crow, Cout, acc);
+                    pgemm(x->kt, Wo, A, st * Cin, &x->pb[dt * 3 + dy], crow, Cout, acc, pa);
                     acc = 1;
                 }
             if (cv->res) {
                 const cvx__vact *r = cv->res;
                 const float *rrow = r->data + ((x->t * r->H + yo) * r->W) * r->C;
                 if (cv->wsc)
-                    x->kt->gemm_f32(Wo, Cout, r->C, rrow, r->C, cv->wsc, r->C, crow, Cout, 1);
+                    pgemm(x->kt, Wo, rrow, r->C, &x->pb[cv->kt * 3], crow, Cout, 1, pa);
                 else
                     for (int64_t i = 0; i < Wo * Cout; i++) crow[i] += rrow[i];
             }
@@ -452,13 +504,23 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
     if (scratch_elems < 2 * x.row_elems) scratch_elems = 2 * x.row_elems; /* store_cache: row + tmp */
     const int64_t out_frame = x.Ho * x.Wo * cv->cout;
     float *stage = NULL;
+    const int ntaps = cv->kt * 3 + (cv->wsc ? 1 : 0);
     x.scratch = calloc((size_t)nth, sizeof(float *));
+    x.pa = calloc((size_t)nth, sizeof(float *));
     x.failed = calloc((size_t)nth, sizeof(int));
+    x.pb = calloc((size_t)ntaps, sizeof(packed_b));
     cvx_status st = CVX_OK;
-    if (!x.scratch || !x.failed) st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    if (!x.scratch || !x.pa || !x.failed || !x.pb) st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
     for (int i = 0; !st && i < nth; i++)
-        if (!(x.scratch[i] = malloc((size_t)scratch_elems * sizeof(float))))
+        if (!(x.scratch[i] = malloc((size_t)scratch_elems * sizeof(float))) ||
+            !(x.pa[i] = alloc_aligned(round_up64(PG_MC, x.kt->gemm_mr) * PG_KC)))
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
+    for (int g = 0; !st && g < ntaps; g++) {
+        int sc = g == cv->kt * 3; /* the shortcut [Cout][Cres] */
+        int64_t K = sc ? cv->res->C : 3 * x.Cin;
+        if (pack_b(x.kt, sc ? cv->wsc : cv->w + (int64_t)g * cv->cout * K, cv->cout, K, &x.pb[g]))
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for packed weights");
+    }
     if (!st && cv->inplace && !(stage = malloc((size_t)out_frame * sizeof(float))))
         st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a staged frame (%.2f GB)",
                       (double)out_frame * 4 / 1e9);
@@ -471,9 +533,14 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         if (!st && cv->inplace) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
     }
     if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(&x, err);
-    if (x.scratch)
-        for (int i = 0; i < nth; i++) free(x.scratch[i]);
+    for (int i = 0; i < nth; i++) {
+        if (x.scratch) free(x.scratch[i]);
+        if (x.pa) free(x.pa[i]);
+    }
+    for (int g = 0; x.pb && g < ntaps; g++) free(x.pb[g].data);
     free(x.scratch);
+    free(x.pa);
+    free(x.pb);
     free(x.failed);
     free(stage);
     return st;
