@@ -176,6 +176,9 @@ struct srv {
     int fail503_left; /* answer 503 this many times to file requests */
     json_t *extra_sibling; /* appended to the listing (hostile listings) */
     char short_path[256];  /* listed 10 bytes shorter than it is */
+    char stall_path[256];  /* send half of this file, then wait (at most 10 s) for stall_release */
+    volatile int stalling, stall_release;
+    volatile int handled; /* requests answered and logged */
     pthread_mutex_t mu;
     req_log log[MAX_LOG];
     int n_log;
@@ -184,7 +187,8 @@ struct srv {
 static void srv_reset(srv *s) {
     pthread_mutex_lock(&s->mu);
     s->n_log = 0;
-    s->token[0] = s->drop_path[0] = s->corrupt_path[0] = s->short_path[0] = 0;
+    s->token[0] = s->drop_path[0] = s->corrupt_path[0] = s->short_path[0] = s->stall_path[0] = 0;
+    s->stalling = s->stall_release = 0;
     s->lfs_redirect = 0;
     s->drops_left = s->ignore_range = s->fail503_left = 0;
     if (s->extra_sibling) json_decref(s->extra_sibling);
@@ -251,6 +255,7 @@ static void serve_file(srv *s, int fd, const repo_file *f, long long range_from,
         drop_at = s->drop_at;
     }
     corrupt = !strcmp(s->corrupt_path, f->path);
+    int stall = !strcmp(s->stall_path, f->path);
     int ignore = s->ignore_range;
     pthread_mutex_unlock(&s->mu);
 
@@ -281,7 +286,15 @@ static void serve_file(srv *s, int fd, const repo_file *f, long long range_from,
     if (corrupt && f->size / 2 >= start) body[f->size / 2 - start] ^= 0x5a;
     size_t send_n = n;
     if (dropping && start + n > drop_at) send_n = drop_at > start ? drop_at - start : 0;
+    if (stall) send_n = n / 2;
     send_all(fd, body, send_n);
+    if (stall) {
+        s->stalling = 1;
+        for (int i = 0; i < 1000 && !s->stall_release && !s->stop; i++) {
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+    }
     free(body);
     lg->status = status;
     lg->body_sent = send_n;
@@ -422,6 +435,7 @@ static void handle(srv *s, int fd) {
     }
     pthread_mutex_lock(&s->mu);
     if (s->n_log < MAX_LOG) s->log[s->n_log++] = lg;
+    s->handled++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -931,8 +945,8 @@ static void test_errors(srv *hub, const char *tmp) {
 }
 
 /* ---- the cogvideox binary -------------------------------------------------------------------------------- */
-static int run_cli(const char *bin, char *const argv[], const char *env_endpoint, const char *env_token,
-                   const char *out_file) {
+static pid_t spawn_cli(const char *bin, char *const argv[], const char *env_endpoint, const char *env_token,
+                       const char *out_file) {
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -947,7 +961,12 @@ static int run_cli(const char *bin, char *const argv[], const char *env_endpoint
         execv(bin, argv);
         _exit(127);
     }
+    return pid;
+}
+
+static int wait_cli(pid_t pid, const char *out_file) {
     int status = 0, code = -1;
+    if (pid < 0) return -1;
     /* Bounded wait: 60 s. */
     for (int i = 0; i < 6000; i++) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -970,6 +989,11 @@ static int run_cli(const char *bin, char *const argv[], const char *env_endpoint
         free(d);
     }
     return code;
+}
+
+static int run_cli(const char *bin, char *const argv[], const char *env_endpoint, const char *env_token,
+                   const char *out_file) {
+    return wait_cli(spawn_cli(bin, argv, env_endpoint, env_token, out_file), out_file);
 }
 
 static int file_has(const char *path, const char *needle) {
@@ -1029,6 +1053,48 @@ static void test_cli(const repo *r, srv *hub, srv *cdn, const char *tmp) {
     char *a8[] = {bin, "download", "test-org/missing", "-o", dir, "--token", "hf_cli", NULL};
     rc = run_cli(bin, a8, g_endpoint, NULL, out);
     CHECK_MSG(rc == 2 && file_has(out, "not found"), "rc %d", rc);
+
+    /* SIGINT in the middle of a file: exit 130, the partial file kept, the next run sends only the rest. */
+    const repo_file *big = repo_find(r, BIG);
+    fresh(dir, sizeof dir, tmp, "cli3");
+    srv_reset(cdn);
+    snprintf(cdn->stall_path, sizeof cdn->stall_path, "%s", BIG);
+    pid_t pid = spawn_cli(bin, a4, NULL, NULL, out);
+    for (int i = 0; i < 1000 && !cdn->stalling; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(cdn->stalling);
+    struct timespec settle = {0, 100000000}; /* let the client write what it got */
+    nanosleep(&settle, NULL);
+    int handled = cdn->handled;
+    kill(pid, SIGINT);
+    rc = wait_cli(pid, out);
+    cdn->stall_release = 1;
+    for (int i = 0; i < 1000 && cdn->handled == handled; i++) { /* the stalled request is logged */
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_MSG(rc == 130 && file_has(out, "interrupted"), "rc %d", rc);
+    char fin[1100], part[1400], idx[1100];
+    snprintf(fin, sizeof fin, "%s/%s", dir, BIG);
+    snprintf(idx, sizeof idx, "%s/model_index.json", dir);
+    cvx_hub_file hf = {0};
+    hf.path = (char *)BIG;
+    hf.lfs = 1;
+    snprintf(hf.sha256, sizeof hf.sha256, "%s", big->sha256);
+    cvx_hub_partial_path(part, sizeof part, dir, &hf);
+    struct stat sb;
+    CHECK(!exists(fin) && !exists(idx));
+    CHECK_MSG(stat(part, &sb) == 0 && sb.st_size > 0 && (size_t)sb.st_size <= big->size / 2, "partial %s", part);
+    size_t had = stat(part, &sb) == 0 ? (size_t)sb.st_size : 0;
+    srv_reset(cdn);
+    rc = run_cli(bin, a4, NULL, NULL, out);
+    int k;
+    size_t sent = sent_for(cdn, BIG, &k);
+    CHECK_MSG(rc == 0 && file_has(out, "resuming at") && sent == big->size - had && k == 1, "rc %d sent %zu", rc,
+              sent);
+    check_folder(r, dir, 0);
     cvx_test_rmtree(dir);
 }
 

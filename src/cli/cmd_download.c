@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -81,13 +82,18 @@ static void progress(const cvx_hub_progress *p, void *user_data) {
         double rate = p->elapsed_s > 0.2 ? p->received / p->elapsed_s : 0;
         double left = rate > 0 && p->total >= p->done ? (p->total - p->done) / rate : -1;
         int pct = p->total ? (int)(p->done * 100 / p->total) : 100;
-        int width = 24, fill = pct * width / 100;
-        char bar[32];
+        int width = 20, fill = pct * width / 100;
+        char bar[32], line[512];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
-        fprintf(stderr, "\r[%s] %3d%% %9s / %-9s %9s/s  %7s left  %d/%d %-40.40s", bar, pct,
-                human(p->done, a, sizeof a), human(p->total, b, sizeof b), human((uint64_t)rate, c, sizeof c),
-                clock_str(left, d, sizeof d), p->index + 1, p->count, p->file);
+        snprintf(line, sizeof line, "[%s] %3d%% %s / %s  %s/s  ETA %s  %d/%d %s", bar, pct,
+                 human(p->done, a, sizeof a), human(p->total, b, sizeof b), human((uint64_t)rate, c, sizeof c),
+                 clock_str(left, d, sizeof d), p->index + 1, p->count, p->file);
+        /* One terminal row, so that "\r" redraws it instead of scrolling. */
+        struct winsize ws;
+        int cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 80;
+        if ((int)strlen(line) > cols - 1) line[cols - 1] = 0;
+        fprintf(stderr, "\r%s\033[K", line);
         fflush(stderr);
         ps->bar_open = 1;
         if (p->event == CVX_HUB_FILE_DONE && p->index + 1 == p->count) fputc('\n', stderr), ps->bar_open = 0;

@@ -638,6 +638,7 @@ static cvx_status ctx_init(hub_ctx *c, const cvx_hub_params *p, cvx_error *err) 
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024); /* fewer write() calls on multi-GB files */
     return CVX_OK;
 }
 
@@ -737,6 +738,36 @@ done:
     return st;
 }
 
+static cvx_hub_listing *listing_new(const char *endpoint, const char *repo_id, const char *revision) {
+    cvx_hub_listing *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->endpoint = xstrdup(endpoint);
+    l->repo_id = xstrdup(repo_id);
+    l->revision = xstrdup(revision);
+    if (!l->endpoint || !l->repo_id || !l->revision) {
+        cvx_hub_listing_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+cvx_status cvx_hub_listing_parse(const char *json, size_t len, const char *endpoint, const char *repo_id,
+                                 const char *revision, const char *where, cvx_hub_listing **out, cvx_error *err) {
+    if (!out) return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "cvx_hub_listing_parse: out is NULL");
+    *out = NULL;
+    if (!json || !endpoint || !repo_id || !revision)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "cvx_hub_listing_parse: NULL argument");
+    cvx_hub_listing *l = listing_new(endpoint, repo_id, revision);
+    if (!l) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    cvx_status st = parse_listing(l, json, len, where ? where : "listing", err);
+    if (st) {
+        cvx_hub_listing_free(l);
+        return st;
+    }
+    *out = l;
+    return CVX_OK;
+}
+
 static cvx_status list_with(hub_ctx *c, const char *repo_id, cvx_hub_listing **out, cvx_error *err) {
     *out = NULL;
     if (!cvx_hub_valid_repo_id(repo_id))
@@ -749,15 +780,8 @@ static cvx_status list_with(hub_ctx *c, const char *repo_id, cvx_hub_listing **o
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "revision '%.100s…' is too long", rev);
     snprintf(url, sizeof url, "%s/api/models/%s/revision/%s?blobs=true", c->endpoint, repo_id, qrev);
 
-    cvx_hub_listing *l = calloc(1, sizeof *l);
+    cvx_hub_listing *l = listing_new(c->endpoint, repo_id, rev);
     if (!l) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
-    l->endpoint = xstrdup(c->endpoint);
-    l->repo_id = xstrdup(repo_id);
-    l->revision = xstrdup(rev);
-    if (!l->endpoint || !l->repo_id || !l->revision) {
-        cvx_hub_listing_free(l);
-        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
-    }
     http_resp r = {0};
     r.body_limit = HUB_MAX_LISTING_BYTES;
     cvx_status st = CVX_OK;

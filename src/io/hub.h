@@ -119,6 +119,10 @@ int cvx_hub_valid_repo_id(const char *repo_id);
  * CVX_ERR_FORMAT (a listing that is not what the hub serves). *out is NULL on failure. */
 cvx_status cvx_hub_list(const char *repo_id, const cvx_hub_params *params, cvx_hub_listing **out, cvx_error *err);
 void cvx_hub_listing_free(cvx_hub_listing *l);
+/* Parses the listing request's JSON answer (what cvx_hub_list does after the request). Errors are
+ * CVX_ERR_FORMAT naming `where`; file paths are checked for safety when a file is downloaded. */
+cvx_status cvx_hub_listing_parse(const char *json, size_t len, const char *endpoint, const char *repo_id,
+                                 const char *revision, const char *where, cvx_hub_listing **out, cvx_error *err);
 
 /* Downloads one file of a listing into dir/<path> (resume, retries, verification, atomic rename). A file
  * already complete there is verified and kept. Verification failures (CVX_ERR_MISMATCH) name the file and
