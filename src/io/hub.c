@@ -1201,7 +1201,9 @@ cvx_status cvx_hub_download(const char *repo_id, const char *dir, const cvx_hub_
         goto done;
     }
     if (res) {
-        snprintf(res->commit, sizeof res->commit, "%s", strcmp(l->commit, l->revision) ? l->commit : "");
+        /* The commit the API named (parse_listing falls back to the revision when it named none). */
+        int named = is_hex(l->commit, strlen(l->commit)) && strlen(l->commit) >= 40 && strlen(l->commit) <= 64;
+        snprintf(res->commit, sizeof res->commit, "%s", named ? l->commit : "");
         res->n_files = (int)n_sel;
         res->bytes = c.total;
     }
