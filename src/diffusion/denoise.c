@@ -69,6 +69,23 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         goto done;
     }
     if ((st = cvx_sched_state_init(&state, n, err)) != CVX_OK) goto done;
+    if (p->start_step < 0 || p->start_step > count || (p->start_step > 0 && !p->resume_state)) {
+        st = cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: cannot resume at step %lld of %lld%s",
+                      (long long)p->start_step, (long long)count, p->resume_state ? "" : " without a scheduler state");
+        goto done;
+    }
+    if (p->start_step > 0) {
+        const cvx_sched_state *rs = p->resume_state;
+        if (rs->n != n) {
+            st = cvx_fail(err, CVX_ERR_SHAPE, "denoise: the resume state holds %lld values, the latents %lld",
+                          (long long)rs->n, (long long)n);
+            goto done;
+        }
+        memcpy(state.pred_original_sample, rs->pred_original_sample, sizeof(float) * (size_t)n);
+        state.has_pred = rs->has_pred;
+        state.timestep_back = rs->timestep_back;
+        state.has_back = rs->has_back;
+    }
     if (cfg_on) {
         memcpy(text, negative, sizeof(float) * (size_t)(nb * L * Dt));
         memcpy(text + nb * L * Dt, prompt, sizeof(float) * (size_t)(nb * L * Dt));
@@ -98,7 +115,7 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         if ((st = cvx_rope_tables(&rp, rope_cos, rope_sin, err)) != CVX_OK) goto done;
     }
 
-    for (int64_t i = 0; i < count; i++) {
+    for (int64_t i = p->start_step; i < count; i++) {
         if (p->cancel && p->cancel(p->cancel_user_data)) {
             st = cvx_fail(err, CVX_ERR_CANCELLED, "denoise: cancelled before step %lld of %lld", (long long)i,
                           (long long)count);
@@ -123,7 +140,8 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         }
         if ((st = cvx_scheduler_step(sched, &state, v, t, latents, g, latents, err)) != CVX_OK) goto done;
         if (p->progress) {
-            cvx_denoise_step info = {i, count, t, gs, model_in, model_out, latents, cvx_time_seconds() - t0};
+            cvx_denoise_step info = {i,        count,  t, gs, model_in, model_out, latents, cvx_time_seconds() - t0,
+                                     &state,   g};
             p->progress(p->progress_user_data, &info);
         }
     }

@@ -30,6 +30,10 @@ typedef struct {
     const float *model_output;   /* [Bm, F, C, H, W] transformer output before guidance */
     const float *latents;        /* [nb, F, C, H, W] after the scheduler step */
     double seconds;              /* wall time of this step */
+    /* Everything a resumed loop needs besides the latents (checkpoints): the scheduler's carried state and the
+     * generator after this step. */
+    const cvx_sched_state *state;
+    const cvx_rng *generator;    /* NULL when the loop has none */
 } cvx_denoise_step;
 
 typedef void (*cvx_denoise_progress_fn)(void *user_data, const cvx_denoise_step *step);
@@ -45,6 +49,11 @@ typedef struct {
     void *progress_user_data;
     cvx_dit_cancel_fn cancel;    /* polled between transformer blocks and between steps (may be NULL) */
     void *cancel_user_data;
+    /* Resuming: start at timestep index start_step (0 = the beginning) with `latents` being the latents after
+     * step start_step − 1, resume_state the scheduler state after that step (required when start_step > 0) and
+     * the generator in its state after that step. The result is identical to an uninterrupted loop. */
+    int64_t start_step;
+    const cvx_sched_state *resume_state;
 } cvx_denoise_params;
 
 cvx_denoise_params cvx_denoise_params_default(void);

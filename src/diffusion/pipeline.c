@@ -164,7 +164,75 @@ typedef struct {
     int64_t dims[4]; /* F, C, H, W of the latents */
     int cfg;         /* classifier-free guidance on (batch [uncond; cond]) */
     cvx_status tap_status;
+    /* checkpoints */
+    uint64_t params_hash;
+    unsigned char *ckpt;     /* the blob being built, reused every step */
+    size_t ckpt_size;
+    cvx_status ckpt_status;
 } gen_ctx;
+
+/* ---- checkpoints --------------------------------------------------------------------------------------------
+ * A blob = header + latents after the step [n] + the scheduler's carried x0 [n]. Host byte order (x86-64); the
+ * params hash ties it to the parameters that produced it, so a blob is never applied to another generation. */
+#define CKPT_MAGIC "CVXCKPT1"
+#define CKPT_VERSION 1u
+
+typedef struct {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_bytes;
+    uint64_t params_hash;
+    int64_t step;  /* steps completed */
+    int64_t count; /* timesteps in the loop */
+    int64_t n;     /* latent values */
+    int64_t timestep_back;
+    int32_t has_pred, has_back;
+    cvx_rng rng; /* the generator after the step */
+} ckpt_header;
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_params(const cvx_generate_params *p, int height, int width) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *neg = p->negative_prompt ? p->negative_prompt : "";
+    const char *sched = p->scheduler ? p->scheduler : "";
+    h = fnv1a(h, p->prompt, strlen(p->prompt) + 1);
+    h = fnv1a(h, neg, strlen(neg) + 1);
+    h = fnv1a(h, sched, strlen(sched) + 1);
+    int32_t ints[8] = {p->steps, p->num_frames, height, width, p->use_dynamic_cfg, (int32_t)p->noise_dtype,
+                       (int32_t)p->precision, 0};
+    h = fnv1a(h, ints, sizeof ints);
+    h = fnv1a(h, &p->guidance_scale, sizeof p->guidance_scale);
+    h = fnv1a(h, &p->seed, sizeof p->seed);
+    return h;
+}
+
+/* Checks a resume blob against this generation and returns its header (pointers into the blob). */
+static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint64_t params_hash, int64_t n,
+                             const ckpt_header **hdr, const float **latents, const float **pred) {
+    const ckpt_header *h = blob;
+    if (size < sizeof *h || memcmp(h->magic, CKPT_MAGIC, 8) != 0)
+        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: not a cogvideox checkpoint");
+    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
+        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: version %u is not this build's %u", h->version,
+                        CKPT_VERSION);
+    if (h->params_hash != params_hash)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: it belongs to other generation parameters");
+    if (h->n != n || size != sizeof *h + 2 * (size_t)n * sizeof(float))
+        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values", size,
+                        (long long)n);
+    if (h->step < 1 || h->step > h->count || h->rng.next < 0 || h->rng.next > CVX_MT19937_N)
+        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: step %lld of %lld is out of range",
+                        (long long)h->step, (long long)h->count);
+    *hdr = h;
+    *latents = (const float *)((const unsigned char *)blob + sizeof *h);
+    *pred = *latents + n;
+    return CVX_OK;
+}
 
 static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
     if (!g->p->progress) return;
@@ -174,7 +242,8 @@ static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
     pr.step = step;
     pr.steps = g->steps;
     double f = g->base[phase] + g->weight[phase] * (within < 0 ? 0 : within > 1 ? 1 : within);
-    pr.fraction = f > 1 ? 1 : f;
+    /* the last phase finished is the whole job, whatever the rounding of the sum of the weights */
+    pr.fraction = f > 1 || (phase == CVX_PHASE_WRITE && within >= 1) ? 1 : f;
     pr.elapsed_seconds = cvx_time_seconds() - g->t0;
     /* Estimate once real work of the dominant phase has been timed. */
     pr.remaining_seconds = (phase >= CVX_PHASE_DENOISE && step > 0) || phase > CVX_PHASE_DENOISE
@@ -185,6 +254,7 @@ static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
 
 static int poll_cancel(void *user_data) {
     gen_ctx *g = user_data;
+    if (g->ckpt_status != CVX_OK) return 1; /* stop: the caller could not store a checkpoint */
     if (!g->cancelled && g->p->should_cancel && g->p->should_cancel(g->p->cancel_user_data)) g->cancelled = 1;
     return g->cancelled;
 }
@@ -226,8 +296,8 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int *hei
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown initial-noise dtype");
     if (p->scheduler && strcmp(p->scheduler, "ddim") && strcmp(p->scheduler, "dpm"))
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown scheduler '%s' (ddim or dpm)", p->scheduler);
-    if (p->resume_state || p->resume_state_size)
-        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED, "resuming from a checkpoint is not available yet");
+    if (!p->resume_state != !p->resume_state_size)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: a pointer and a size are both needed");
     return CVX_OK;
 }
 
@@ -327,6 +397,29 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
         if (g->step_latents && s->step < g->n_timesteps)
             memcpy(g->step_latents + s->step * g->latent_numel, s->latents, sizeof(float) * (size_t)g->latent_numel);
     }
+    if (g->p->checkpoint && g->ckpt_status == CVX_OK) {
+        int64_t n = g->latent_numel;
+        ckpt_header *h = (ckpt_header *)g->ckpt;
+        memset(h, 0, sizeof *h);
+        memcpy(h->magic, CKPT_MAGIC, 8);
+        h->version = CKPT_VERSION;
+        h->header_bytes = sizeof *h;
+        h->params_hash = g->params_hash;
+        h->step = s->step + 1;
+        h->count = s->total;
+        h->n = n;
+        h->timestep_back = s->state->timestep_back;
+        h->has_pred = s->state->has_pred;
+        h->has_back = s->state->has_back;
+        if (s->generator) h->rng = *s->generator;
+        memcpy(g->ckpt + sizeof *h, s->latents, sizeof(float) * (size_t)n);
+        memcpy(g->ckpt + sizeof *h + sizeof(float) * (size_t)n, s->state->pred_original_sample,
+               sizeof(float) * (size_t)n);
+        g->ckpt_status = g->p->checkpoint(g->ckpt, g->ckpt_size, (int)(s->step + 1), (int)s->total,
+                                          g->p->checkpoint_user_data);
+        if (g->ckpt_status != CVX_OK)
+            cvx_fail(&g->e->err, g->ckpt_status, "checkpoint after step %d failed", (int)(s->step + 1));
+    }
     report(g, CVX_PHASE_DENOISE, (double)(s->step + 1) / (double)s->total, (int)(s->step + 1));
 }
 
@@ -342,8 +435,16 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     int64_t n = F * C * H * W;
     g->latent_numel = n;
 
-    /* prepare_latents: randn([1, F, C, H, W], generator) in the pipeline's dtype */
-    if (p->noise_dtype == CVX_NOISE_F16) {
+    const ckpt_header *resume = NULL;
+    const float *resume_latents = NULL, *resume_pred = NULL;
+    if (p->resume_state) {
+        st = ckpt_parse(e, p->resume_state, p->resume_state_size, g->params_hash, n, &resume, &resume_latents,
+                        &resume_pred);
+        if (st != CVX_OK) return st;
+        memcpy(latents, resume_latents, sizeof(float) * (size_t)n);
+        rng = resume->rng;
+    } else if (p->noise_dtype == CVX_NOISE_F16) {
+        /* prepare_latents: randn([1, F, C, H, W], generator) in the pipeline's dtype */
         uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
         if (!h) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         cvx_rng_randn_f16(&rng, h, n);
@@ -353,7 +454,12 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
         cvx_denoise_initial_latents(&rng, latents, n);
     }
     int64_t lshape[5] = {1, F, C, H, W};
-    if ((st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) return st;
+    if (!resume && (st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) return st;
+    if (p->checkpoint) {
+        g->ckpt_size = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float);
+        g->ckpt = malloc(g->ckpt_size);
+        if (!g->ckpt) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for checkpoints");
+    }
 
     cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
     st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
@@ -389,13 +495,31 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     dp.cancel = poll_cancel;
     dp.cancel_user_data = g;
     const float *negative = cfg ? embeds + L * cvx_dit_get_config(dit)->text_embed_dim : NULL;
-    report(g, CVX_PHASE_DENOISE, 0, 0);
+    if (!resume) report(g, CVX_PHASE_DENOISE, 0, 0);
     g->dims[0] = F;
     g->dims[1] = C;
     g->dims[2] = H;
     g->dims[3] = W;
     g->cfg = cfg;
+    cvx_sched_state rs;
+    memset(&rs, 0, sizeof rs);
+    if (resume) {
+        if (resume->count != nts) {
+            st = cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: %lld timesteps, this run has %lld",
+                          (long long)resume->count, (long long)nts);
+            goto done;
+        }
+        rs.n = n;
+        rs.pred_original_sample = (float *)resume_pred;
+        rs.has_pred = resume->has_pred;
+        rs.timestep_back = resume->timestep_back;
+        rs.has_back = resume->has_back;
+        dp.start_step = resume->step;
+        dp.resume_state = &rs;
+        report(g, CVX_PHASE_DENOISE, (double)resume->step / (double)nts, (int)resume->step);
+    }
     st = cvx_denoise(dit, sched, &dp, embeds, negative, 1, L, latents, F, H, W, &rng, &e->err);
+    if (st == CVX_ERR_CANCELLED && g->ckpt_status != CVX_OK) st = g->ckpt_status;
     if (st == CVX_OK && g->tap_status != CVX_OK) st = g->tap_status;
     if (st != CVX_OK) goto done;
     if (g->step_latents) {
@@ -404,6 +528,8 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     }
     st = tap(g, "final_latents", CVX_DTYPE_F32, latents, 5, lshape);
 done:
+    free(g->ckpt);
+    g->ckpt = NULL;
     free(g->step_latents);
     g->step_latents = NULL;
     cvx_dit_free(dit);
@@ -562,6 +688,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     g.tap = tp;
     g.t0 = cvx_time_seconds();
     g.steps = p->steps;
+    g.params_hash = hash_params(p, height, width);
     int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};

@@ -309,7 +309,7 @@ static int dump_case(const cvx_golden_case *c, const char *dir, cvx_error *err) 
 
 static json_t *load_json(const char *path, cvx_error *err) {
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!j) cvx_fail(err, CVX_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
     return j;
 }
