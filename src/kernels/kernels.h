@@ -112,4 +112,33 @@ void cvx_silu(cvx_pool *pool, float *x, int64_t n);
 /* Exact up-cast of any float view (F32/F16/BF16/F64) into dst (numel floats). */
 void cvx_to_f32(cvx_pool *pool, float *dst, const cvx_tensor *src);
 
+/* ---- the bf16 fast path (--precision bf16) ----------------------------------------------------------------
+ * Activations enter the matrix products rounded to bf16 (round-to-nearest-even, as torch), products accumulate
+ * in f32, results are f32. Weights are converted once, at load, into the active path's packed bf16 layout (from
+ * F32/F16/BF16 storage). Every path implements these: AMX-BF16 tiles, AVX512-BF16 vdpbf16ps, and — for machines
+ * without bf16 dot products — an emulation on the fp32 kernels with the same rounding of the inputs (correct,
+ * not fast). Norms, softmax statistics, residual streams stay f32 in the callers. */
+typedef struct cvx_packed cvx_packed;
+
+/* Packs W [N, K] (a 2-D view in F32/F16/BF16) for cvx_linear_bf16 with the active path's layout. Returns
+ * CVX_ERR_OUT_OF_MEMORY or CVX_ERR_INVALID_ARGUMENT (dtype, shape) on failure; *out is NULL then. The pool may
+ * be NULL. */
+cvx_status cvx_pack_bf16(cvx_pool *pool, const cvx_tensor *W, cvx_packed **out);
+void cvx_packed_free(cvx_packed *p);
+size_t cvx_packed_bytes(const cvx_packed *p);
+int64_t cvx_packed_rows(const cvx_packed *p); /* N */
+int64_t cvx_packed_cols(const cvx_packed *p); /* K */
+
+/* y[M, N] = bf16(x)[M, K] · Wᵀ + bias[N] (bias f32, may be NULL); f32 accumulation. y must not alias x. */
+void cvx_linear_bf16(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
+                     const float *bias);
+/* C[M, N] = bf16(A)[M, K] · bf16(B)[N, K]ᵀ (both f32 in memory, rounded on the fly), f32 accumulation. */
+void cvx_gemm_nt_bf16(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float *C, int64_t ldc, int accumulate);
+/* cvx_attention with Q·Kᵀ and P·V as bf16 products (q, k, v and the probabilities rounded to bf16), f32
+ * accumulation and f32 softmax statistics; same arguments and layout. */
+void cvx_attention_bf16(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                        int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                        int64_t D, float scale, const float *bias);
+
 #endif
