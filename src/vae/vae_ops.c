@@ -459,22 +459,37 @@ int64_t cvx__vconv_out_size(const cvx__vconv *cv, int64_t n) {
 }
 
 /* Stores the last 2 frames of the front-padded, transformed input as the next batch's context. */
-static cvx_status store_cache(conv_ctx *x, cvx_error *err) {
+typedef struct {
+    const conv_ctx *x;
+    int64_t f, off; /* source frame (gather_row's convention), element offset of the cache frame */
+} store_ctx;
+
+static void store_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    store_ctx *c = arg;
+    const cvx__vconv *cv = c->x->cv;
+    const int64_t rowe = c->x->row_elems;
+    float *row = c->x->scratch[thread_index], *tmp = row + rowe;
+    for (int64_t r = begin; r < end; r++)
+        if (gather_row(c->x, c->f, r, row, tmp) || cache_rw(cv->cache, cv->slot, c->off + r * rowe, rowe, row, 1))
+            c->x->failed[thread_index] = 1;
+}
+
+/* Stores the last 2 frames of the front-padded, transformed input as the next batch's context. Frame 0 is
+ * written before frame 1 is: with a 1-frame input, new frame 0 is the old frame 1 of the same slot. */
+static cvx_status store_cache(cvx_pool *pool, conv_ctx *x, cvx_error *err) {
     const cvx__vconv *cv = x->cv;
     const cvx__vact *s = cv->src;
-    const int64_t rowe = s->W * s->C, frame = s->H * rowe;
+    const int64_t frame = s->H * x->row_elems;
     int had = cvx__vcache_valid(cv->cache, cv->slot);
     cvx_status st = cache_prepare(cv->cache, cv->slot, frame, err);
     if (st) return st;
     if (had && !cvx__vcache_valid(cv->cache, cv->slot)) had = 0; /* resized: the old context is gone */
-    float *row = x->scratch[0], *tmp = row + rowe;
     for (int j = 0; j < 2; j++) {
         int64_t p = s->T + j; /* padded index of the frame that becomes cache frame j */
-        int64_t f = p >= 2 ? p - 2 : had ? -1 - p : 0;
-        for (int64_t r = 0; r < s->H; r++) {
-            if (gather_row(x, f, r, row, tmp) || cache_rw(cv->cache, cv->slot, j * frame + r * rowe, rowe, row, 1))
-                return cvx_fail(err, CVX_ERR_IO, "VAE: conv cache I/O failed: %s", strerror(errno));
-        }
+        store_ctx c = {x, p >= 2 ? p - 2 : had ? -1 - p : 0, j * frame};
+        cvx_pool_parallel_for(pool, s->H, 0, store_task, &c);
+        for (int i = 0; i < cvx_pool_size(pool); i++)
+            if (x->failed[i]) return cvx_fail(err, CVX_ERR_IO, "VAE: conv cache I/O failed: %s", strerror(errno));
     }
     cv->cache->valid[cv->slot] = 1;
     return CVX_OK;
@@ -532,7 +547,7 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
             if (x.failed[i]) st = cvx_fail(err, CVX_ERR_IO, "VAE: reading a conv cache failed: %s", strerror(errno));
         if (!st && cv->inplace) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
     }
-    if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(&x, err);
+    if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(pool, &x, err);
     for (int i = 0; i < nth; i++) {
         if (x.scratch) free(x.scratch[i]);
         if (x.pa) free(x.pa[i]);
