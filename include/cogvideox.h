@@ -169,6 +169,7 @@ typedef struct {
      * and produces exactly the video an uninterrupted run would. A blob for other parameters is refused. */
     const void *resume_state;
     size_t resume_state_size;
+    const char *preview_path;    /* an animated WebP preview to write, or NULL */
 } cvx_generate_params;
 
 cvx_generate_params cvx_generate_params_default(void);

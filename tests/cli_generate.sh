@@ -25,7 +25,8 @@ h=$(sed -n 's/.*"sample_height": *\([0-9]*\).*/\1/p' "$tmp/model/transformer/con
 w=$(sed -n 's/.*"sample_width": *\([0-9]*\).*/\1/p' "$tmp/model/transformer/config.json")
 expect "$tmp/default.mp4" codec_name=h264 pix_fmt=yuv420p nb_read_frames=49 r_frame_rate=8/1 "width=$((w * 8))" "height=$((h * 8))"
 "$bin" generate -m "$tmp/model" -p "a red fox in the snow" -o "$tmp/small.mp4" --frames 9 --fps 12 \
-  --height 32 --width 64 --steps 3 --json >"$tmp/summary.json" 2>/dev/null
+  --height 32 --width 64 --steps 3 --preview "$tmp/small.webp" --json >"$tmp/summary.json" 2>/dev/null
+head -c 16 "$tmp/small.webp" | grep -q "WEBPVP8X" || { echo "FAIL: --preview did not write an animated WebP"; fail=1; }
 expect "$tmp/small.mp4" codec_name=h264 pix_fmt=yuv420p nb_read_frames=9 r_frame_rate=12/1 width=64 height=32
 grep -q '"frames": 9' "$tmp/summary.json" || { echo "FAIL: --json summary: $(cat "$tmp/summary.json")"; fail=1; }
 # 13 frames = 4 latent frames (even): the reference's VAE returns 16

@@ -47,12 +47,12 @@ static void test_mp4(const char *dir) {
     snprintf(path, sizeof path, "%s/out.mp4", dir);
     cvx_error err;
     cvx_error_clear(&err);
-    cvx_mp4_writer *mw;
-    CHECK(cvx_mp4_open(&mw, path, w, h, 8, &err) == CVX_OK);
+    cvx_video_writer *mw;
+    CHECK(cvx_video_open(&mw, path, CVX_VIDEO_MP4, w, h, 8, &err) == CVX_OK);
     CHECK(!file_exists(path)); /* only the .part exists while writing */
-    CHECK(cvx_mp4_write_frames(mw, rgb, 4, &err) == CVX_OK);
-    CHECK(cvx_mp4_write_frames(mw, rgb + (size_t)4 * h * w * 3, n - 4, &err) == CVX_OK);
-    CHECK_MSG(cvx_mp4_close(mw, &err) == CVX_OK, "%s", cvx_error_message(&err));
+    CHECK(cvx_video_write_frames(mw, rgb, 4, &err) == CVX_OK);
+    CHECK(cvx_video_write_frames(mw, rgb + (size_t)4 * h * w * 3, n - 4, &err) == CVX_OK);
+    CHECK_MSG(cvx_video_close(mw, &err) == CVX_OK, "%s", cvx_error_message(&err));
     CHECK(file_exists(path));
     char part[600];
     snprintf(part, sizeof part, "%s.part", path);
@@ -80,19 +80,46 @@ static void test_mp4(const char *dir) {
     /* Abort leaves nothing. */
     char path2[512];
     snprintf(path2, sizeof path2, "%s/aborted.mp4", dir);
-    CHECK(cvx_mp4_open(&mw, path2, w, h, 8, &err) == CVX_OK);
-    CHECK(cvx_mp4_write_frames(mw, rgb, 2, &err) == CVX_OK);
-    cvx_mp4_abort(mw);
+    CHECK(cvx_video_open(&mw, path2, CVX_VIDEO_MP4, w, h, 8, &err) == CVX_OK);
+    CHECK(cvx_video_write_frames(mw, rgb, 2, &err) == CVX_OK);
+    cvx_video_abort(mw);
     snprintf(part, sizeof part, "%s.part", path2);
     CHECK(!file_exists(path2) && !file_exists(part));
-    cvx_mp4_abort(NULL);
+    cvx_video_abort(NULL);
 
     /* Bad arguments. */
-    CHECK(cvx_mp4_open(&mw, path2, 81, 48, 8, &err) == CVX_ERR_INVALID_ARGUMENT && mw == NULL);
+    CHECK(cvx_video_open(&mw, path2, CVX_VIDEO_MP4, 81, 48, 8, &err) == CVX_ERR_INVALID_ARGUMENT && mw == NULL);
     CHECK(strstr(cvx_error_message(&err), "even") != NULL);
-    CHECK(cvx_mp4_open(&mw, path2, 80, 48, 0, &err) == CVX_ERR_INVALID_ARGUMENT);
-    CHECK(cvx_mp4_open(&mw, "/nonexistent-dir/x.mp4", 80, 48, 8, &err) == CVX_ERR_IO);
+    CHECK(cvx_video_open(&mw, path2, CVX_VIDEO_MP4, 80, 48, 0, &err) == CVX_ERR_INVALID_ARGUMENT);
+    CHECK(cvx_video_open(&mw, "/nonexistent-dir/x.mp4", CVX_VIDEO_MP4, 80, 48, 8, &err) == CVX_ERR_IO);
     CHECK(strstr(cvx_error_message(&err), "/nonexistent-dir/x.mp4") != NULL);
+    free(rgb);
+}
+
+/* Animated WebP: a RIFF/WEBP file with an ANIM chunk and one ANMF chunk per frame. */
+static void test_webp(const char *dir) {
+    const int n = 5, h = 32, w = 48;
+    uint8_t *rgb = malloc((size_t)n * h * w * 3);
+    fill_frames(rgb, n, h, w);
+    char path[512];
+    snprintf(path, sizeof path, "%s/preview.webp", dir);
+    cvx_error err;
+    cvx_video_writer *vw;
+    CHECK(cvx_video_open(&vw, path, CVX_VIDEO_WEBP, w, h, 8, &err) == CVX_OK);
+    CHECK(cvx_video_write_frames(vw, rgb, n, &err) == CVX_OK);
+    CHECK_MSG(cvx_video_close(vw, &err) == CVX_OK, "%s", cvx_error_message(&err));
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f) {
+        static unsigned char buf[1 << 20];
+        size_t got = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        CHECK(got > 30 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBPVP8X", 8));
+        CHECK(memmem(buf, got, "ANIM", 4) != NULL);
+        int frames = 0;
+        for (const unsigned char *p = buf; (p = memmem(p, got - (size_t)(p - buf), "ANMF", 4)); p += 4) frames++;
+        CHECK_MSG(frames == n, "%d ANMF chunks, expected %d", frames, n);
+    }
     free(rgb);
 }
 
@@ -143,6 +170,7 @@ int main(void) {
     if (!cvx_test_tmpdir(dir, sizeof dir)) return 1;
     test_mp4(dir);
     test_png(dir);
+    test_webp(dir);
     cvx_test_rmtree(dir);
     return cvx_test_finish("test_media");
 }

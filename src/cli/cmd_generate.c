@@ -72,6 +72,7 @@ static void usage(FILE *f) {
             "  -n, --negative-prompt TEXT (default \"\")\n"
             "  -o, --output FILE.mp4      H.264 MP4 to write (default output.mp4)\n"
             "      --frames-dir DIR       also write the frames as DIR/00000.png, 00001.png, ...\n"
+            "      --preview FILE.webp    also write an animated WebP preview\n"
             "      --steps N              denoising steps (default %d)\n"
             "      --guidance G, --scale G  classifier-free guidance scale (default %.1f)\n"
             "      --seed N               (default %llu)\n"
@@ -130,6 +131,9 @@ int cvx_cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--frames-dir")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             p.frames_dir = argv[++i];
+        } else if (!strcmp(a, "--preview")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            p.preview_path = argv[++i];
         } else if (!strcmp(a, "--steps") || !strcmp(a, "--frames") || !strcmp(a, "--height") ||
                    !strcmp(a, "--width") || !strcmp(a, "--fps") || !strcmp(a, "--threads")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");

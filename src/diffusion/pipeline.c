@@ -622,11 +622,14 @@ static cvx_status write_outputs(gen_ctx *g, const uint8_t *frames, int n, int he
     cvx_status st = CVX_OK;
     size_t frame_bytes = (size_t)height * (size_t)width * 3;
     int written_png = 0;
-    cvx_mp4_writer *mw = NULL;
-    if (p->output_path) {
-        st = cvx_mp4_open(&mw, p->output_path, width, height, p->fps, &e->err);
-        if (st != CVX_OK) return st;
-    }
+    /* the MP4 and the animated preview, fed the same frames */
+    cvx_video_writer *vw[2] = {NULL, NULL};
+    int finished[2] = {0, 0};
+    const char *paths[2] = {p->output_path, p->preview_path};
+    const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
+    for (int k = 0; k < 2; k++)
+        if (paths[k] && (st = cvx_video_open(&vw[k], paths[k], formats[k], width, height, p->fps, &e->err)) != CVX_OK)
+            goto fail;
     if (p->frames_dir && mkdirs(p->frames_dir) != 0) {
         st = cvx_fail(&e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(errno));
         goto fail;
@@ -637,7 +640,8 @@ static cvx_status write_outputs(gen_ctx *g, const uint8_t *frames, int n, int he
             goto fail;
         }
         const uint8_t *f = frames + (size_t)i * frame_bytes;
-        if (mw && (st = cvx_mp4_write_frames(mw, f, 1, &e->err)) != CVX_OK) goto fail;
+        for (int k = 0; k < 2; k++)
+            if (vw[k] && (st = cvx_video_write_frames(vw[k], f, 1, &e->err)) != CVX_OK) goto fail;
         if (p->frames_dir) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
@@ -646,14 +650,20 @@ static cvx_status write_outputs(gen_ctx *g, const uint8_t *frames, int n, int he
         }
         report(g, CVX_PHASE_WRITE, (double)(i + 1) / n, 0);
     }
-    if (mw) {
-        st = cvx_mp4_close(mw, &e->err);
-        mw = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (!vw[k]) continue;
+        st = cvx_video_close(vw[k], &e->err);
+        vw[k] = NULL;
         if (st != CVX_OK) goto fail;
+        finished[k] = 1;
     }
     return CVX_OK;
 fail:
-    cvx_mp4_abort(mw);
+    for (int k = 0; k < 2; k++) {
+        cvx_video_abort(vw[k]);
+        /* a file already finished (the MP4 when the preview failed) goes too: all or nothing */
+        if (finished[k]) remove(paths[k]);
+    }
     for (int i = 0; i < written_png; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);

@@ -1,6 +1,7 @@
 /* Video and image output through FFmpeg's libavformat/libavcodec:
  *  - H.264 MP4 (libx264, yuv420p, BT.709 limited range, constant frame rate, "+faststart" so browsers can play it
  *    while it downloads), fed frame by frame so the VAE's temporal batches go out as they are decoded;
+ *  - an animated WebP preview (libwebp, lossy, looping) — small enough for a gallery or a chat message;
  *  - PNG (8-bit RGB, the exact uint8 frames).
  * Files are written under a temporary name (path + ".part") and renamed when complete, so a failed or cancelled
  * write never leaves a partial file under the real name. */
@@ -11,17 +12,23 @@
 
 #include "core/error.h"
 
-typedef struct cvx_mp4_writer cvx_mp4_writer;
+typedef struct cvx_video_writer cvx_video_writer;
 
-/* width and height must be even (yuv420p); fps >= 1. */
-cvx_status cvx_mp4_open(cvx_mp4_writer **out, const char *path, int width, int height, int fps, cvx_error *err);
+typedef enum {
+    CVX_VIDEO_MP4 = 0, /* H.264 in MP4 */
+    CVX_VIDEO_WEBP = 1 /* animated WebP */
+} cvx_video_format;
+
+/* width and height must be even (yuv420p); fps from 1 to 240. */
+cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_format format, int width, int height,
+                          int fps, cvx_error *err);
 /* Encodes n frames of RGB [n, height, width, 3]. */
-cvx_status cvx_mp4_write_frames(cvx_mp4_writer *w, const uint8_t *rgb, int n, cvx_error *err);
+cvx_status cvx_video_write_frames(cvx_video_writer *w, const uint8_t *rgb, int n, cvx_error *err);
 /* Flushes the encoder, finishes the file and renames it into place; frees w (also on failure, which removes the
  * partial file). */
-cvx_status cvx_mp4_close(cvx_mp4_writer *w, cvx_error *err);
+cvx_status cvx_video_close(cvx_video_writer *w, cvx_error *err);
 /* Stops without a file: removes the partial output and frees w (NULL is fine). */
-void cvx_mp4_abort(cvx_mp4_writer *w);
+void cvx_video_abort(cvx_video_writer *w);
 
 /* Writes one RGB image [height, width, 3] as an 8-bit PNG. */
 cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int height, cvx_error *err);

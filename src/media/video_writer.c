@@ -1,4 +1,5 @@
-/* H.264 MP4 writer on libavformat/libavcodec (libx264) + libswscale for RGB -> yuv420p. */
+/* Video writers on libavformat/libavcodec: H.264 MP4 (libx264) and animated WebP (libwebp), with libswscale for
+ * RGB -> yuv420p. */
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/error.h>
@@ -11,7 +12,7 @@
 
 #include "media/video.h"
 
-struct cvx_mp4_writer {
+struct cvx_video_writer {
     char *path, *part_path;
     int width, height;
     AVFormatContext *fmt;
@@ -30,7 +31,7 @@ static cvx_status av_fail(cvx_error *err, const char *path, const char *what, in
     return cvx_fail(err, CVX_ERR_IO, "%s: %s: %s", path, what, buf);
 }
 
-static void writer_free(cvx_mp4_writer *w, int remove_part) {
+static void writer_free(cvx_video_writer *w, int remove_part) {
     if (!w) return;
     if (w->fmt && w->fmt->pb) avio_closep(&w->fmt->pb);
     if (remove_part && w->part_path) remove(w->part_path);
@@ -44,14 +45,18 @@ static void writer_free(cvx_mp4_writer *w, int remove_part) {
     free(w);
 }
 
-cvx_status cvx_mp4_open(cvx_mp4_writer **out, const char *path, int width, int height, int fps, cvx_error *err) {
+cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_format format, int width, int height,
+                          int fps, cvx_error *err) {
     *out = NULL;
     if (width <= 0 || height <= 0 || (width & 1) || (height & 1))
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: H.264 yuv420p needs an even frame size, got %dx%d", path,
                         width, height);
     if (fps < 1 || fps > 240) return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: fps %d out of range", path, fps);
+    if (format != CVX_VIDEO_MP4 && format != CVX_VIDEO_WEBP)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: unknown video format", path);
+    const int mp4 = format == CVX_VIDEO_MP4;
     av_log_set_level(AV_LOG_ERROR);
-    cvx_mp4_writer *w = calloc(1, sizeof *w);
+    cvx_video_writer *w = calloc(1, sizeof *w);
     if (!w) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     w->width = width;
     w->height = height;
@@ -65,14 +70,15 @@ cvx_status cvx_mp4_open(cvx_mp4_writer **out, const char *path, int width, int h
     snprintf(w->part_path, n, "%s.part", path);
 
     cvx_status st;
-    int rc = avformat_alloc_output_context2(&w->fmt, NULL, "mp4", w->part_path);
+    int rc = avformat_alloc_output_context2(&w->fmt, NULL, mp4 ? "mp4" : "webp", w->part_path);
     if (rc < 0) {
-        st = av_fail(err, path, "cannot create an MP4 muxer", rc);
+        st = av_fail(err, path, mp4 ? "cannot create an MP4 muxer" : "cannot create a WebP muxer", rc);
         goto fail;
     }
-    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+    const char *codec_name = mp4 ? "libx264" : "libwebp_anim";
+    const AVCodec *codec = avcodec_find_encoder_by_name(codec_name);
     if (!codec) {
-        st = cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no libx264 encoder", path);
+        st = cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no %s encoder", path, codec_name);
         goto fail;
     }
     w->stream = avformat_new_stream(w->fmt, NULL);
@@ -94,9 +100,14 @@ cvx_status cvx_mp4_open(cvx_mp4_writer **out, const char *path, int width, int h
     w->enc->color_primaries = AVCOL_PRI_BT709;
     w->enc->color_trc = AVCOL_TRC_BT709;
     if (w->fmt->oformat->flags & AVFMT_GLOBALHEADER) w->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    av_opt_set(w->enc->priv_data, "preset", "medium", 0);
-    av_opt_set(w->enc->priv_data, "crf", "18", 0);
-    av_opt_set(w->enc->priv_data, "profile", "high", 0);
+    if (mp4) {
+        av_opt_set(w->enc->priv_data, "preset", "medium", 0);
+        av_opt_set(w->enc->priv_data, "crf", "18", 0);
+        av_opt_set(w->enc->priv_data, "profile", "high", 0);
+    } else {
+        av_opt_set(w->enc->priv_data, "quality", "75", 0);
+        av_opt_set(w->enc->priv_data, "preset", "picture", 0);
+    }
     /* One thread: the engine's own pool owns the cores; encoding 49 frames is cheap next to the model. */
     w->enc->thread_count = 1;
     rc = avcodec_open2(w->enc, codec, NULL);
@@ -136,11 +147,12 @@ cvx_status cvx_mp4_open(cvx_mp4_writer **out, const char *path, int width, int h
         goto fail;
     }
     AVDictionary *opts = NULL;
-    av_dict_set(&opts, "movflags", "+faststart", 0);
+    if (mp4) av_dict_set(&opts, "movflags", "+faststart", 0);
+    else av_dict_set(&opts, "loop", "0", 0); /* loop forever */
     rc = avformat_write_header(w->fmt, &opts);
     av_dict_free(&opts);
     if (rc < 0) {
-        st = av_fail(err, path, "cannot write the MP4 header", rc);
+        st = av_fail(err, path, "cannot write the header", rc);
         goto fail;
     }
     w->header_written = 1;
@@ -152,7 +164,7 @@ fail:
 }
 
 /* Sends one frame (NULL = flush) and writes every packet the encoder has ready. */
-static cvx_status encode(cvx_mp4_writer *w, AVFrame *frame, cvx_error *err) {
+static cvx_status encode(cvx_video_writer *w, AVFrame *frame, cvx_error *err) {
     int rc = avcodec_send_frame(w->enc, frame);
     if (rc < 0) return av_fail(err, w->path, "encoding", rc);
     for (;;) {
@@ -166,7 +178,7 @@ static cvx_status encode(cvx_mp4_writer *w, AVFrame *frame, cvx_error *err) {
     }
 }
 
-cvx_status cvx_mp4_write_frames(cvx_mp4_writer *w, const uint8_t *rgb, int n, cvx_error *err) {
+cvx_status cvx_video_write_frames(cvx_video_writer *w, const uint8_t *rgb, int n, cvx_error *err) {
     size_t frame_bytes = (size_t)w->width * (size_t)w->height * 3;
     for (int i = 0; i < n; i++) {
         int rc = av_frame_make_writable(w->frame);
@@ -181,12 +193,12 @@ cvx_status cvx_mp4_write_frames(cvx_mp4_writer *w, const uint8_t *rgb, int n, cv
     return CVX_OK;
 }
 
-cvx_status cvx_mp4_close(cvx_mp4_writer *w, cvx_error *err) {
+cvx_status cvx_video_close(cvx_video_writer *w, cvx_error *err) {
     if (!w) return CVX_OK;
     cvx_status st = encode(w, NULL, err);
     if (st == CVX_OK) {
         int rc = av_write_trailer(w->fmt);
-        if (rc < 0) st = av_fail(err, w->path, "cannot finish the MP4", rc);
+        if (rc < 0) st = av_fail(err, w->path, "cannot finish the file", rc);
     }
     if (st == CVX_OK) {
         int rc = avio_closep(&w->fmt->pb);
@@ -198,7 +210,7 @@ cvx_status cvx_mp4_close(cvx_mp4_writer *w, cvx_error *err) {
     return st;
 }
 
-void cvx_mp4_abort(cvx_mp4_writer *w) { writer_free(w, 1); }
+void cvx_video_abort(cvx_video_writer *w) { writer_free(w, 1); }
 
 cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int height, cvx_error *err) {
     const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
