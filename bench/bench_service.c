@@ -1,0 +1,205 @@
+/* Load test of the task service's HTTP side: the server runs in this process with a stand-in engine that finishes
+ * at once (so the figures are the HTTP threads, auth, store and JSON, not the model), and C client threads with
+ * keep-alive libcurl handles send signed Task/Detail calls, then Run calls, for a fixed time each. Prints requests/s
+ * and latency percentiles per endpoint.
+ *
+ *   bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]
+ *
+ * Loopback only; the store is a temporary SQLite file (synchronous=FULL, so Run's rate is bounded by fsync). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "service/auth.h"
+#include "service/service.h"
+#include "service/store.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static cvx_status instant_generate(void *ctx, const cvx_generate_params *p, char *err, size_t n) {
+    char part[1200];
+    snprintf(part, sizeof part, "%s.part", p->output_path);
+    FILE *f = fopen(part, "wb");
+    if (!f) return CVX_ERR_IO;
+    fputs("not a video", f);
+    fclose(f);
+    rename(part, p->output_path);
+    return CVX_OK;
+}
+
+typedef struct {
+    const char *url, *body, *apikey, *secret;
+    double seconds;
+    atomic_llong *nonce;
+    double *lat;
+    size_t n, cap;
+    long errors;
+} worker;
+
+static size_t sink(char *p, size_t s, size_t n, void *ud) { return s * n; }
+
+static void *client_main(void *arg) {
+    worker *w = arg;
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, w->url);
+    if (w->body[0]) curl_easy_setopt(c, CURLOPT_POSTFIELDS, w->body);
+    else curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    double end = now_s() + w->seconds;
+    while (now_s() < end) {
+        char k[128], nn[64], s[128];
+        struct curl_slist *h = NULL;
+        snprintf(k, sizeof k, "x-api-key: %s", w->apikey);
+        h = curl_slist_append(h, k);
+        h = curl_slist_append(h, "Content-Type: application/json");
+        if (w->secret[0]) {
+            char ns[32], sig[65];
+            snprintf(ns, sizeof ns, "%lld", atomic_fetch_add(w->nonce, 1));
+            cvx_svc_signature(w->apikey, w->secret, ns, sig);
+            snprintf(nn, sizeof nn, "x-nonce: %s", ns);
+            snprintf(s, sizeof s, "x-signature: %s", sig);
+            h = curl_slist_append(h, nn);
+            h = curl_slist_append(h, s);
+        }
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        double t0 = now_s();
+        CURLcode rc = curl_easy_perform(c);
+        double dt = now_s() - t0;
+        long code = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_slist_free_all(h);
+        if (rc != CURLE_OK || code != 200) {
+            w->errors++;
+            continue;
+        }
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 4096;
+            w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
+        }
+        w->lat[w->n++] = dt;
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void phase(const char *name, const char *url, const char *body, int clients, double seconds,
+                  const char *apikey, const char *secret, atomic_llong *nonce) {
+    worker *w = calloc((size_t)clients, sizeof *w);
+    pthread_t *th = calloc((size_t)clients, sizeof *th);
+    double t0 = now_s();
+    for (int i = 0; i < clients; i++) {
+        w[i] = (worker){.url = url, .body = body, .apikey = apikey, .secret = secret, .seconds = seconds, .nonce = nonce};
+        pthread_create(&th[i], NULL, client_main, &w[i]);
+    }
+    size_t total = 0;
+    long errors = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(th[i], NULL);
+        total += w[i].n;
+        errors += w[i].errors;
+    }
+    double wall = now_s() - t0;
+    double *all = malloc((total ? total : 1) * sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < clients; i++) {
+        memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
+        k += w[i].n;
+        free(w[i].lat);
+    }
+    qsort(all, total, sizeof *all, cmp);
+#define PCT(p) (total ? all[(size_t)((p) / 100.0 * (double)(total - 1))] * 1e3 : 0.0)
+    printf("%-12s clients %3d  %8.0f req/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %ld\n", name,
+           clients, total / wall, PCT(50), PCT(90), PCT(99), PCT(100), errors);
+    fflush(stdout);
+    free(all);
+    free(w);
+    free(th);
+}
+
+int main(int argc, char **argv) {
+    int clients = 16, http_threads = 4, key_only = 0;
+    double seconds = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--clients") && i + 1 < argc) clients = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--http-threads") && i + 1 < argc) http_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--key-only")) key_only = 1;
+        else {
+            fprintf(stderr, "usage: bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]\n");
+            return 2;
+        }
+    }
+    if (clients < 1 || clients > 1024 || seconds <= 0) return 2;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char dir[] = "/tmp/cvx-bench-service-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char store[256], outputs[256], err[512];
+    snprintf(store, sizeof store, "%s/b.db", dir);
+    snprintf(outputs, sizeof outputs, "%s/out", dir);
+    cvx_svc_config cfg = cvx_svc_config_default();
+    cfg.store_path = store;
+    cfg.outputs_dir = outputs;
+    cfg.http_threads = http_threads;
+    cfg.queue_limit = 0;
+    cfg.engine.generate = instant_generate;
+    cfg.logger.level = CVX_LOG_ERROR;
+    cvx_svc *svc;
+    if (cvx_svc_start(&svc, &cfg, err, sizeof err)) {
+        fprintf(stderr, "bench_service: %s\n", err);
+        return 1;
+    }
+    /* a project, as `keys create` makes it */
+    cvx_svc_store *st;
+    uint8_t key[32];
+    char kp[300];
+    cvx_svc_keyfile_path(store, kp, sizeof kp);
+    cvx_svc_project p;
+    memset(&p, 0, sizeof p);
+    char secret[33] = "";
+    cvx_svc_random_token(p.apikey, 32);
+    p.mode = key_only ? CVX_SVC_MODE_KEY_ONLY : CVX_SVC_MODE_SIGNATURE;
+    if (!key_only) cvx_svc_random_token(secret, 32);
+    if (cvx_svc_store_open(&st, store, err, sizeof err) || cvx_svc_keyfile_load(kp, 1, key, err, sizeof err) ||
+        (!key_only && cvx_svc_seal(key, p.apikey, secret, p.secret_enc, sizeof p.secret_enc, &p.secret_enc_len)) ||
+        cvx_svc_store_project_add(st, &p, err, sizeof err)) {
+        fprintf(stderr, "bench_service: %s\n", err);
+        return 1;
+    }
+    cvx_svc_store_close(st);
+    atomic_llong nonce = 1700000000000LL;
+    char url[128], body[128];
+    /* one finished task to read */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
+    phase("warm-up Run", url, "{\"prompt\":\"bench\",\"steps\":1}", 1, 0.2, p.apikey, secret, &nonce);
+    snprintf(body, sizeof body, "{\"taskid\":\"1\"}");
+    printf("cogvideox serve load test: %d HTTP threads, %s auth, %d clients, %.0f s per phase, %ld cores\n",
+           http_threads, key_only ? "key-only" : "signature", clients, seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Task/Detail", cvx_svc_port(svc));
+    phase("Task/Detail", url, body, clients, seconds, p.apikey, secret, &nonce);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", cvx_svc_port(svc));
+    phase("GET healthz", url, "", clients, seconds, "-", "", &nonce);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
+    phase("Run", url, "{\"prompt\":\"a bench\",\"steps\":1}", clients, seconds, p.apikey, secret, &nonce);
+    cvx_svc_stop(svc);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) fprintf(stderr, "bench_service: could not remove %s\n", dir);
+    curl_global_cleanup();
+    return 0;
+}
