@@ -324,7 +324,8 @@ static int ws_connect(int port) {
         if (got >= 4 && !memcmp(head + got - 4, "\r\n\r\n", 4)) break;
     }
     /* RFC 6455's example key gives this accept value */
-    if (!strstr(head, " 101 ") || !strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")) {
+    if (!strstr(head, " 101 ") || !strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") || !strcasestr(head, "Connection: Upgrade") ||
+        !strcasestr(head, "Upgrade: websocket")) {
         fprintf(stderr, "ws handshake: %s\n", head);
         close(fd);
         return -1;
