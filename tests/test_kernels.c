@@ -20,6 +20,14 @@
 
 static double gamma_n(double n) { return n * U / (1.0 - n * U); }
 
+/* The bf16 path rounds its inputs to bf16 (8 significant bits: relative error <= U_BF = 2^-8, ties to even as
+ * torch) and multiplies them exactly in f32: its results are checked against exact sums of the rounded inputs
+ * with the f32 summation bound γ_n·Σ|a·b|. Against the unrounded inputs that is within
+ * (2·U_BF + U_BF² + γ_n)·Σ|a·b|, the bound a bf16 caller must budget for. */
+#define U_BF (1.0 / 256.0)
+static double rb(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
+static double as_double(float x) { return x; }
+
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static double urand(void) { /* [0, 1) */
     g_rng ^= g_rng << 13;
@@ -155,8 +163,9 @@ static void check_table_gemm(const cvx_kernel_table *kt) {
 /* with_bias: 0 none, 1 random, 2 random with -inf masks: query i sees only keys j >= (7i) mod Lk, so whole key
  * tiles are masked for some queries (the running max starts at -inf), and query 1 (when Lq > 1) sees nothing
  * (softmax of all -inf is NaN, as in torch). */
+/* bf16: cvx_attention_bf16, checked against the exact attention of the bf16-rounded q, k, v (see rb()). */
 static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int with_bias,
-                            float qscale) {
+                            float qscale, int bf16) {
     int64_t HD = H * D, ldq = 3 * HD + 1, ldk = 3 * HD + 1, ldv = 3 * HD + 1, ldo = HD + 5;
     float *qb = malloc(sizeof(float) * (size_t)(B * Lq * ldq + 1));
     float *kvb = malloc(sizeof(float) * (size_t)(B * Lk * ldk + 1));
@@ -173,7 +182,9 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
     for (int64_t i = 0; i < B * Lq * ldo; i++) out[i] = -7.0f;
     const float *q = qb, *k = kvb + HD, *v = kvb + 2 * HD;
     float scale = 1.0f / sqrtf((float)D);
-    cvx_attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+    if (bf16) cvx_attention_bf16(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+    else cvx_attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+    double (*in)(float) = bf16 ? rb : as_double;
 
     double *s = malloc(sizeof(double) * (size_t)Lk), *delta = malloc(sizeof(double) * (size_t)Lk);
     int bad = 0;
@@ -185,7 +196,7 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                 for (int64_t j = 0; j < Lk; j++) {
                     const float *kj = k + (b * Lk + j) * ldk + h * D;
                     double dot = 0, sa = 0;
-                    for (int64_t d = 0; d < D; d++) dot += (double)qi[d] * kj[d], sa += fabs((double)qi[d] * kj[d]);
+                    for (int64_t d = 0; d < D; d++) dot += in(qi[d]) * in(kj[d]), sa += fabs(in(qi[d]) * in(kj[d]));
                     s[j] = dot * scale;
                     /* Error of the computed score: the dot product, the scaling, the bias add. */
                     delta[j] = gamma_n((double)D + 2) * sa * scale;
@@ -203,20 +214,25 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                 /* Relative error of each weight exp(s_j - max): both scores' errors and exp's own; the sum and
                  * the weighted sum add γ_Lk each; per-tile rescaling adds a few u that cancel to first order. */
                 double rel = 2.0 * (2.0 * dmax + EXP_ULPS * U) + 2.0 * gamma_n((double)Lk + 8);
+                /* bf16: P·V takes each weight rounded to bf16 (relative error <= U_BF) while the sum l keeps
+                 * the f32 ones; weights below 2^-126 may be read as 0 by the bf16 dot product (DAZ), at most
+                 * Lk·2^-126·max|v| / l with l >= 1. */
+                if (bf16) rel += U_BF;
                 for (int64_t d = 0; d < D; d++) {
-                    double o = 0, oa = 0;
+                    double o = 0, oa = 0, vmax = 0;
                     for (int64_t j = 0; j < Lk; j++) {
-                        double p = exp(s[j] - mx) / l, vv = v[(b * Lk + j) * ldv + h * D + d];
+                        double p = exp(s[j] - mx) / l, vv = in(v[(b * Lk + j) * ldv + h * D + d]);
                         o += p * vv;
                         oa += p * fabs(vv);
+                        if (fabs(vv) > vmax) vmax = fabs(vv);
                     }
                     double got = out[(b * Lq + i) * ldo + h * D + d];
-                    double tol = rel * oa + U * fabs(o);
+                    double tol = rel * oa + U * fabs(o) + (bf16 ? (double)Lk * ldexp(1.0, -126) * vmax : 0.0);
                     int ok = isnan(o) ? isnan(got) : fabs(got - o) <= tol;
                     if (!ok && bad++ < 3)
-                        CHECK_MSG(0, "[%s, %d thr] attention B=%lld H=%lld Lq=%lld Lk=%lld D=%lld bias=%d: out[%lld,%lld,%lld,%lld]=%.9g want %.9g (tol %.3g)",
-                                  g_path, g_threads, (long long)B, (long long)H, (long long)Lq, (long long)Lk,
-                                  (long long)D, with_bias, (long long)b, (long long)i, (long long)h, (long long)d, got, o,
+                        CHECK_MSG(0, "[%s%s, %d thr] attention B=%lld H=%lld Lq=%lld Lk=%lld D=%lld bias=%d: out[%lld,%lld,%lld,%lld]=%.9g want %.9g (tol %.3g)",
+                                  g_path, bf16 ? " bf16" : "", g_threads, (long long)B, (long long)H, (long long)Lq,
+                                  (long long)Lk, (long long)D, with_bias, (long long)b, (long long)i, (long long)h, (long long)d, got, o,
                                   tol);
                 }
                 for (int64_t d = HD; d < ldo; d++) /* the row padding is not written */
@@ -340,6 +356,145 @@ static void check_conversions(cvx_pool *pool, const cvx_kernel_table *kt) {
     free(h), free(a), free(b);
 }
 
+
+/* ---- the bf16 path ---------------------------------------------------------------------------------------- */
+
+/* x has a few special rows: row 1 (when M > 2) holds a NaN (its outputs must all be NaN, the others not
+ * touched by it) and values exactly halfway between two bf16 (ties go to even). */
+static void check_linear_bf16(cvx_pool *pool, int64_t M, int64_t K, int64_t N, cvx_dtype dt, int with_bias) {
+    float *x = malloc(sizeof(float) * (size_t)(M * K + 1));
+    float *wf = malloc(sizeof(float) * (size_t)(N * K + 1));
+    void *w = malloc(sizeof(float) * (size_t)(N * K + 1));
+    float *bias = malloc(sizeof(float) * (size_t)(N + 1));
+    float *y = malloc(sizeof(float) * (size_t)(M * N + 1));
+    fill(x, M * K, 1.0f);
+    fill(wf, N * K, 0.5f);
+    fill(bias, N, 2.0f);
+    for (int64_t i = 0; i < M * K; i += 5) x[i] = cvx_f32_from_bits((cvx_f32_bits(x[i]) & 0xFFFF0000u) | 0x8000u);
+    int nan_row = M > 2 && K > 0;
+    if (nan_row) x[1 * K + K / 2] = NAN;
+    store_weights(dt, wf, N * K, w);
+    for (int64_t i = 0; i < M * N; i++) y[i] = -12345.0f; /* every output must be written */
+    int64_t shape[2] = {N, K};
+    cvx_tensor W = cvx_tensor_view(dt, w, 2, shape);
+    cvx_packed *pk = NULL;
+    CHECK(cvx_pack_bf16(pool, &W, &pk) == CVX_OK && pk);
+    if (!pk) goto done;
+    CHECK(cvx_packed_rows(pk) == N && cvx_packed_cols(pk) == K && cvx_packed_bytes(pk) >= (size_t)(N * K) * 2);
+    cvx_linear_bf16(pool, y, x, M, K, pk, with_bias ? bias : NULL);
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double got = y[m * N + n];
+            if (nan_row && m == 1) {
+                if (!isnan(got) && bad++ < 3) CHECK_MSG(0, "[%s] linear_bf16: NaN input row gave %g", g_path, got);
+                continue;
+            }
+            double s = 0, sa = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = rb(x[m * K + k]) * rb((float)weight_at(dt, w, n * K + k));
+                s += p;
+                sa += fabs(p);
+            }
+            if (with_bias) s += bias[n], sa += fabs(bias[n]);
+            double tol = gamma_n((double)K + 1) * sa;
+            if (!(fabs(got - s) <= tol) && bad++ < 3)
+                CHECK_MSG(0, "[%s, %d thr] linear_bf16 M=%lld K=%lld N=%lld %s bias=%d: y[%lld,%lld]=%.9g want %.9g (tol %.3g)",
+                          g_path, g_threads, (long long)M, (long long)K, (long long)N, cvx_dtype_name(dt), with_bias,
+                          (long long)m, (long long)n, got, s, tol);
+        }
+    CHECK(bad == 0);
+    cvx_packed_free(pk);
+done:
+    free(x), free(wf), free(w), free(bias), free(y);
+}
+
+static void check_gemm_nt_bf16(cvx_pool *pool, int64_t M, int64_t N, int64_t K, int64_t pad, int accumulate) {
+    int64_t lda = K + pad, ldb = K + 2 * pad, ldc = N + 3 * pad;
+    float *A = malloc(sizeof(float) * (size_t)(M * lda + 1));
+    float *B = malloc(sizeof(float) * (size_t)(N * ldb + 1));
+    float *C = malloc(sizeof(float) * (size_t)(M * ldc + 1));
+    float *C0 = malloc(sizeof(float) * (size_t)(M * ldc + 1));
+    fill(A, M * lda, 1.0f);
+    fill(B, N * ldb, 3.0f);
+    fill(C0, M * ldc, 3.0f);
+    if (!accumulate)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) C0[m * ldc + n] = NAN;
+    memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
+    cvx_gemm_nt_bf16(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < ldc; n++) {
+            if (n >= N) {
+                if (memcmp(&C[m * ldc + n], &C0[m * ldc + n], sizeof(float)) != 0) bad++;
+                continue;
+            }
+            double s = accumulate ? C0[m * ldc + n] : 0.0, sa = fabs(s);
+            for (int64_t k = 0; k < K; k++) {
+                double p = rb(A[m * lda + k]) * rb(B[n * ldb + k]);
+                s += p;
+                sa += fabs(p);
+            }
+            double tol = gamma_n((double)K + 1) * sa;
+            if (!(fabs(C[m * ldc + n] - s) <= tol) && bad++ < 3)
+                CHECK_MSG(0, "[%s, %d thr] gemm_nt_bf16 M=%lld N=%lld K=%lld acc=%d: C[%lld,%lld]=%.9g want %.9g",
+                          g_path, g_threads, (long long)M, (long long)N, (long long)K, accumulate, (long long)m,
+                          (long long)n, C[m * ldc + n], s);
+        }
+    CHECK_MSG(bad == 0, "[%s] gemm_nt_bf16 M=%lld N=%lld K=%lld: %d bad", g_path, (long long)M, (long long)N,
+              (long long)K, bad);
+    free(A), free(B), free(C), free(C0);
+}
+
+static void check_pack_errors(void) {
+    float w[6] = {1, 2, 3, 4, 5, 6};
+    int64_t s2[2] = {2, 3}, s3[3] = {1, 2, 3};
+    cvx_packed *p = (cvx_packed *)(uintptr_t)1;
+    cvx_tensor t3 = cvx_tensor_view(CVX_DTYPE_F32, w, 3, s3);
+    CHECK(cvx_pack_bf16(NULL, &t3, &p) == CVX_ERR_INVALID_ARGUMENT && p == NULL);
+    cvx_tensor ti = cvx_tensor_view(CVX_DTYPE_I32, w, 2, s2);
+    CHECK(cvx_pack_bf16(NULL, &ti, &p) == CVX_ERR_INVALID_ARGUMENT && p == NULL);
+    CHECK(cvx_pack_bf16(NULL, NULL, &p) == CVX_ERR_INVALID_ARGUMENT && p == NULL);
+    cvx_tensor t = cvx_tensor_view(CVX_DTYPE_F32, w, 2, s2);
+    CHECK(cvx_pack_bf16(NULL, &t, NULL) == CVX_ERR_INVALID_ARGUMENT);
+    int64_t huge[2] = {(int64_t)1 << 40, (int64_t)1 << 30};
+    cvx_tensor th = cvx_tensor_view(CVX_DTYPE_F32, w, 2, huge);
+    CHECK(cvx_pack_bf16(NULL, &th, &p) != CVX_OK && p == NULL);
+    cvx_packed_free(NULL);
+    CHECK(cvx_packed_bytes(NULL) == 0 && cvx_packed_rows(NULL) == 0);
+}
+
+static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
+    cvx_bf16_kernels_set_active_for_testing(bt);
+    char name[64];
+    snprintf(name, sizeof name, "bf16 %s over %s", cvx_bf16_kernels_name(bt), cvx_kernels_active()->name);
+    g_path = name;
+    g_threads = cvx_pool_size(pool);
+    static const int64_t lin[][3] = {{1, 1, 1},     {1, 7, 5},      {2, 16, 32},    {3, 17, 33},   {13, 31, 47},
+                                     {12, 64, 64},  {25, 96, 100},  {37, 300, 70},  {5, 520, 9},   {64, 257, 129},
+                                     {1, 600, 300}, {130, 40, 3},   {200, 33, 200}, {4, 77, 301},  {29, 1030, 67},
+                                     {3, 0, 5},     {97, 640, 161}, {33, 64, 31},   {16, 32, 16}};
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
+        for (int dt = 0; dt < 3; dt++) {
+            cvx_dtype d = dt == 0 ? CVX_DTYPE_F32 : dt == 1 ? CVX_DTYPE_F16 : CVX_DTYPE_BF16;
+            check_linear_bf16(pool, lin[i][0], lin[i][1], lin[i][2], d, (int)((i + (size_t)dt) % 2));
+        }
+    static const int64_t gm[][3] = {{1, 1, 1},    {5, 3, 2},   {17, 33, 300}, {40, 70, 9},
+                                    {3, 100, 257}, {90, 10, 64}, {4, 9, 17},    {70, 130, 65}};
+    for (size_t i = 0; i < sizeof gm / sizeof gm[0]; i++) {
+        check_gemm_nt_bf16(pool, gm[i][0], gm[i][1], gm[i][2], 0, 0);
+        check_gemm_nt_bf16(pool, gm[i][0], gm[i][1], gm[i][2], 3, 1);
+    }
+    static const int64_t at[][5] = {{1, 1, 1, 1, 8},     {1, 2, 5, 7, 16},    {2, 3, 13, 1, 13},
+                                    {1, 1, 97, 200, 64},  {2, 2, 33, 130, 32}, {1, 1, 7, 400, 128},
+                                    {1, 3, 130, 45, 24},  {2, 1, 1, 385, 40},  {1, 2, 70, 300, 64},
+                                    {1, 1, 40, 33, 80},   {1, 1, 19, 21, 3}};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+        for (int bias = 0; bias < 3; bias++)
+            check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f, 1);
+}
+
 static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     g_path = kt->name;
     g_threads = cvx_pool_size(pool);
@@ -368,7 +523,7 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
                                     {2, 2, 33, 130, 32}, {1, 1, 7, 400, 128}, {1, 3, 130, 45, 24}, {2, 1, 1, 385, 40}};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
         for (int bias = 0; bias < 3; bias++)
-            check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f);
+            check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f, 0);
 
     static const int64_t nd[][2] = {{1, 1}, {3, 7}, {5, 33}, {2, 4099}, {17, 64}};
     for (size_t i = 0; i < sizeof nd / sizeof nd[0]; i++)
@@ -397,6 +552,26 @@ int main(void) {
         run_path(kt, NULL);
         run_path(kt, pool);
     }
+    /* The bf16 path of every instruction set, over that set's fp32 kernels (what the emulation runs on). */
+    check_pack_errors();
+    const cvx_bf16_table *bdone[CVX_ISA_COUNT] = {0};
+    const cvx_kernel_table *bover[CVX_ISA_COUNT] = {0};
+    int nbdone = 0;
+    for (int isa = 0; isa < CVX_ISA_COUNT; isa++) {
+        if (!cvx_isa_supported((cvx_isa)isa)) continue;
+        const cvx_kernel_table *kt = cvx_kernels_for((cvx_isa)isa);
+        const cvx_bf16_table *bt = cvx_bf16_kernels_for((cvx_isa)isa);
+        CHECK(bt != NULL);
+        int seen = 0;
+        for (int i = 0; i < nbdone; i++) seen |= bdone[i] == bt && bover[i] == kt;
+        if (seen || !bt || !kt) continue;
+        bdone[nbdone] = bt, bover[nbdone++] = kt;
+        cvx_kernels_set_active_for_testing(kt);
+        printf("bf16 path %s over %s\n", cvx_bf16_kernels_name(bt), kt->name);
+        run_bf16_path(bt, NULL);
+        run_bf16_path(bt, pool);
+    }
+    cvx_bf16_kernels_set_active_for_testing(NULL);
     cvx_kernels_set_active_for_testing(NULL);
     cvx_pool_free(pool);
     return cvx_test_finish("test_kernels");

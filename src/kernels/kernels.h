@@ -120,6 +120,16 @@ void cvx_to_f32(cvx_pool *pool, float *dst, const cvx_tensor *src);
  * not fast). Norms, softmax statistics, residual streams stay f32 in the callers. */
 typedef struct cvx_packed cvx_packed;
 
+/* The bf16 path of an instruction set (tables in kernels_internal.h): the emulation for ref/avx2/avx512,
+ * vdpbf16ps for avx512bf16, tiles for amx; cvx_bf16_kernels_active() follows cvx_isa_active(). A packed
+ * weight remembers the path that packed it, and cvx_linear_bf16 runs on that path. */
+typedef struct cvx_bf16_table cvx_bf16_table;
+const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa);
+const cvx_bf16_table *cvx_bf16_kernels_active(void);
+const char *cvx_bf16_kernels_name(const cvx_bf16_table *t);
+/* Tests only, as cvx_kernels_set_active_for_testing (NULL restores the normal choice). */
+void cvx_bf16_kernels_set_active_for_testing(const cvx_bf16_table *t);
+
 /* Packs W [N, K] (a 2-D view in F32/F16/BF16) for cvx_linear_bf16 with the active path's layout. Returns
  * CVX_ERR_OUT_OF_MEMORY or CVX_ERR_INVALID_ARGUMENT (dtype, shape) on failure; *out is NULL then. The pool may
  * be NULL. */

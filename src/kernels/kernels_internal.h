@@ -12,4 +12,53 @@
 void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate);
 
+/* The threaded GEMM driver of ops.c (cvx_linear / cvx_gemm_nt) with an explicit table and B dtype. */
+void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                   const float *bias);
+/* cvx_attention with an explicit table; bf16 = 1 rounds q, k, v and the probabilities (after the f32 running
+ * sum has taken them) to bf16: the emulated cvx_attention_bf16. */
+void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, int64_t ldo, const float *q,
+                        int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
+                        int64_t Lq, int64_t Lk, int64_t D, float scale, const float *bias, int bf16);
+
+/* ---- the bf16 fast path (bf16.c drives; avx512bf16.c / amx.c supply kernels) ---------------------------- */
+
+/* Packed weight layouts. */
+typedef enum {
+    /* bf16 [N, K] row-major: the emulation feeds it to the fp32 kernels as a BF16 weight view. */
+    CVX_PACK_ROWS = 0,
+    /* Panels of CVX_PACK_NR output rows (N padded with zero rows): panel p holds, for each pair of K columns
+     * (K padded with zeros to kp, a multiple of CVX_PACK_KALIGN), CVX_PACK_NR 32-bit words (W[n, 2t] in the
+     * low half, W[n, 2t+1] in the high half): the operand layout of vdpbf16ps and of AMX's B tiles
+     * (16 rows of K pairs x 16 columns at a 4·CVX_PACK_NR-byte stride). Panel p starts at p·NR·kp elements. */
+    CVX_PACK_PAIRS = 1,
+} cvx_pack_layout;
+
+#define CVX_PACK_NR 32
+#define CVX_PACK_KALIGN 32 /* one AMX tile's K; also keeps every panel's K pairs whole */
+
+struct cvx_packed {
+    const cvx_bf16_table *kt; /* the path that packed it (and runs cvx_linear_bf16 on it) */
+    int64_t n, k;             /* W [N, K] */
+    int64_t kp;               /* K as stored (CVX_PACK_PAIRS: padded) */
+    size_t bytes;
+    uint16_t *data; /* 64-byte aligned */
+};
+
+struct cvx_bf16_table {
+    cvx_isa isa;
+    const char *name;
+    cvx_pack_layout layout;
+    void (*linear)(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
+                   const float *bias);
+    void (*gemm_nt)(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float *C, int64_t ldc, int accumulate);
+    void (*attention)(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                      int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                      int64_t D, float scale, const float *bias);
+};
+
+extern const cvx_bf16_table cvx_bf16_emu; /* bf16.c: rounds, then the fp32 kernels of the active table */
+
 #endif

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "kernels/kernels_internal.h"
 
 /* Blocking parameters (floats). GEMM_KC x nr of packed B is L1-sized; GEMM_MC x GEMM_KC of packed A is
@@ -22,6 +23,12 @@
 #define GEMM_KC 256
 #define GEMM_MC 192
 #define GEMM_NC 2048
+
+/* x rounded to the nearest bf16 (ties to even, as torch), kept as a float. */
+static inline float round_bf16(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
+static void round_bf16_n(float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++) p[i] = round_bf16(p[i]);
+}
 
 static void *alloc_floats(size_t n) {
     void *p = NULL;
@@ -118,9 +125,9 @@ static void gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumula
         for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
 }
 
-static void gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
-                     int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
-                     const float *bias) {
+void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                   const float *bias) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         gemm_empty(M, N, C, ldc, accumulate, bias);
@@ -181,19 +188,19 @@ static void gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int6
 
 void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    gemm_run(kt, NULL, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
+    cvx__gemm_run(kt, NULL, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
 }
 
 void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
                 const float *bias) {
     cvx_dtype dt = W->dtype;
     if (dt != CVX_DTYPE_F16 && dt != CVX_DTYPE_BF16) dt = CVX_DTYPE_F32;
-    gemm_run(cvx_kernels_active(), pool, M, W->shape[0], K, x, K, dt, W->data, K, y, W->shape[0], 0, bias);
+    cvx__gemm_run(cvx_kernels_active(), pool, M, W->shape[0], K, x, K, dt, W->data, K, y, W->shape[0], 0, bias);
 }
 
 void cvx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    gemm_run(cvx_kernels_active(), pool, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
+    cvx__gemm_run(cvx_kernels_active(), pool, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
 }
 
 /* ---- attention ---------------------------------------------------------------------------------------- */
@@ -207,6 +214,7 @@ typedef struct {
     const float *q, *k, *v, *bias;
     int64_t ldo, ldq, ldk, ldv, B, H, Lq, Lk, D;
     float scale;
+    int bf16;                  /* round q, k, v and the probabilities to bf16 (cvx_attention_bf16's emulation) */
     int64_t qparts, qpart_len; /* query ranges per (batch, head) */
     int64_t bq, bk;            /* block sizes */
     int64_t ld_s, ld_o, dpad;  /* row strides of S^T and of the O block; D rounded up to nr */
@@ -248,11 +256,17 @@ static void attn_head(const attn_ctx *c, float *buf, int64_t b, int64_t h, int64
             for (int64_t t = dn; t < nr; t++) dst[j * nr + t] = 0.0f;
         }
     }
+    /* Rounding commutes with packing (elementwise), so the packed copies are rounded in place. */
+    if (c->bf16) {
+        round_bf16_n(kp, round_up(Lk, mr) * D);
+        round_bf16_n(vp, c->dpad * Lk);
+    }
 
     for (int64_t i0 = q0; i0 < q0 + qlen; i0 += c->bq) {
         int64_t nq = min64(c->bq, q0 + qlen - i0);
         const float *qb = c->q + (b * c->Lq + i0) * c->ldq + h * D; /* [nq, D], row stride ldq */
         kt->gemm_pack_b(CVX_DTYPE_F32, qb, c->ldq, 0, nq, 0, D, qp);
+        if (c->bf16) round_bf16_n(qp, round_up(nq, nr) * D);
         for (int64_t i = 0; i < nq; i++) {
             mx[i] = -INFINITY;
             l[i] = 0.0f;
@@ -281,6 +295,9 @@ static void attn_head(const attn_ctx *c, float *buf, int64_t b, int64_t h, int64
                 scale = 1.0f;
             }
             kt->softmax_tile(st, c->ld_s, nk, nq, scale, mx, l, corr);
+            /* The running sum l used the f32 probabilities; P·V gets them rounded. */
+            if (c->bf16)
+                for (int64_t j = 0; j < nk; j++) round_bf16_n(st + j * c->ld_s, nq);
             for (int64_t i = 0; i < nq; i++) {
                 if (corr[i] == 1.0f) continue;
                 float *o = ob + i * c->ld_o;
@@ -327,28 +344,35 @@ static void attn_rowwise(const attn_ctx *c) {
             const float *kj = c->k + (b * c->Lk + j) * c->ldk + h * c->D;
             const float *vj = c->v + (b * c->Lk + j) * c->ldv + h * c->D;
             float s = 0.0f;
-            for (int64_t d = 0; d < c->D; d++) s += qi[d] * kj[d];
+            if (c->bf16)
+                for (int64_t d = 0; d < c->D; d++) s += round_bf16(qi[d]) * round_bf16(kj[d]);
+            else
+                for (int64_t d = 0; d < c->D; d++) s += qi[d] * kj[d];
             s *= c->scale;
             if (brow) s += brow[j];
             float m_new = s > m ? s : m;
             float use = m_new == -INFINITY ? 0.0f : m_new;
             float corr = expf(m - use), p = expf(s - use);
             l = l * corr + p;
-            for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + p * vj[d];
+            if (c->bf16) {
+                float pr = round_bf16(p);
+                for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + pr * round_bf16(vj[d]);
+            } else {
+                for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + p * vj[d];
+            }
             m = m_new;
         }
         for (int64_t d = 0; d < c->D; d++) oi[d] /= l;
     }
 }
 
-void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
-                   int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
-                   int64_t D, float scale, const float *bias) {
+void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, int64_t ldo, const float *q,
+                        int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
+                        int64_t Lq, int64_t Lk, int64_t D, float scale, const float *bias, int bf16) {
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
-    const cvx_kernel_table *kt = cvx_kernels_active();
     const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
     int nt = cvx_pool_size(pool);
-    attn_ctx c = {kt, out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, 0, 0, 0, 0, 0, NULL, 0};
+    attn_ctx c = {kt, out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, bf16, 1, Lq, 0, 0, 0, 0, 0, NULL, 0};
     if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
         for (int64_t r = 0; r < B * Lq; r++)
             for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
@@ -376,6 +400,12 @@ void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int6
     }
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, attn_task, &c);
     free(c.bufs);
+}
+
+void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                   int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                   int64_t D, float scale, const float *bias) {
+    cvx__attention_run(cvx_kernels_active(), pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias, 0);
 }
 
 /* ---- norms and activations ---------------------------------------------------------------------------- */
