@@ -160,8 +160,8 @@ static void test_cancel_and_validation(cvx_engine *e, const char *tmp) {
         CHECK(stat(out, &st) != 0);
     }
     cvx_generate_params q = base(NULL);
-    q.precision = CVX_PRECISION_BF16;
-    CHECK(cvx_generate(e, &q, NULL) == CVX_ERR_UNSUPPORTED);
+    q.precision = (cvx_precision)7;
+    CHECK(cvx_generate(e, &q, NULL) == CVX_ERR_INVALID_ARGUMENT);
     q = base(NULL);
     q.prompt = NULL;
     CHECK(cvx_generate(e, &q, NULL) == CVX_ERR_INVALID_ARGUMENT);

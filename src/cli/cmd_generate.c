@@ -63,6 +63,14 @@ static void on_progress(const cvx_progress *p, void *user_data) {
     ps->last_percent = percent;
 }
 
+/* The CLI's precision: bf16 where the CPU multiplies bf16 natively (AVX512-BF16 dot products or AMX tiles),
+ * fp32 elsewhere (the emulated bf16 path would be slower than fp32 there). The library's own default stays
+ * fp32, the reference path (golden and end-to-end parity, the service's reproducibility). */
+static cvx_precision default_precision(void) {
+    return cvx_isa_supported(CVX_ISA_AVX512BF16) || cvx_isa_supported(CVX_ISA_AMX) ? CVX_PRECISION_BF16
+                                                                                   : CVX_PRECISION_FP32;
+}
+
 static void usage(FILE *f) {
     cvx_generate_params d = cvx_generate_params_default();
     fprintf(f,
@@ -81,12 +89,16 @@ static void usage(FILE *f) {
             "      --fps N                (default %d)\n"
             "      --scheduler ddim|dpm   (default: the model folder's)\n"
             "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
-            "      --precision fp32|bf16  (default fp32)\n"
+            "      --precision fp32|bf16  matrix products in bf16 (f32 accumulation; norms, softmax, residuals\n"
+            "                             and the VAE stay f32) or fp32, the reference path that the golden\n"
+            "                             tests check (default here: %s; bf16 wherever the CPU has bf16 dot\n"
+            "                             products or AMX)\n"
             "      --noise-dtype f32|f16  initial-noise draw (f16 = the fp16 GPU pipeline's draw)\n"
             "      --threads N            (default: all cores)\n"
             "      --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout\n",
-            d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps);
+            d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
+            default_precision() == CVX_PRECISION_BF16 ? "bf16" : "fp32");
 }
 
 static int bad_arg(const char *fmt, const char *a, const char *b) {
@@ -102,6 +114,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL;
     int quiet = 0, json = 0, have_prompt = 0;
     p.output_path = "output.mp4";
+    p.precision = default_precision();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -215,11 +228,12 @@ int cvx_cmd_generate(int argc, char **argv) {
     } else {
         double total = video.seconds[0] + video.seconds[1] + video.seconds[2] + video.seconds[3];
         if (json) {
-            json_t *j = json_pack("{s:s?, s:s?, s:I, s:i, s:i, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}}", "output",
+            json_t *j = json_pack("{s:s?, s:s?, s:I, s:i, s:i, s:i, s:i, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "output",
                                   p.output_path, "frames_dir", p.frames_dir, "seed", (json_int_t)video.seed, "frames",
                                   video.num_frames, "height", video.height, "width", video.width, "fps", video.fps,
-                                  "seconds", "encode", video.seconds[0], "denoise", video.seconds[1], "decode",
-                                  video.seconds[2], "write", video.seconds[3], "total", total);
+                                  "precision", p.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32", "seconds",
+                                  "encode", video.seconds[0], "denoise", video.seconds[1], "decode", video.seconds[2],
+                                  "write", video.seconds[3], "total", total);
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");
             free(s);

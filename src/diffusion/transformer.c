@@ -3,7 +3,12 @@
  * Layout: the hidden state is one joint buffer x [B, S, D] with each batch's L text rows first, so the
  * reference's cat([text, video]) (attention, feed-forward) costs nothing and the two streams differ only in
  * which modulation chunk a row uses. The feed-forward runs over row chunks so its 4D-wide hidden never
- * exists for the whole sequence. */
+ * exists for the whole sequence.
+ *
+ * bf16 precision (cvx_dit_set_precision): every weight matrix gets a packed bf16 copy (cvx_pack_bf16) that
+ * the products use instead of the mapping, whose pages are then dropped from the process; the attention's
+ * q·kᵀ and p·v go through cvx_attention_bf16. Norms, modulation, rope, gates, residual stream and the
+ * time/position tables stay f32. */
 #include "diffusion/transformer.h"
 
 #include <math.h>
@@ -11,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/log.h"
@@ -35,6 +42,8 @@ typedef struct {
     float *ff1_b;                    /* [4D] */
     cvx_tensor ff2_w;                /* [D, 4D] */
     float *ff2_b;                    /* [D] */
+    /* bf16 copies of the matrices above (NULL in fp32 precision), same shapes */
+    cvx_packed *norm1_lin_p, *q_p, *k_p, *v_p, *o_p, *norm2_lin_p, *ff1_p, *ff2_p;
 } dit_block;
 
 struct cvx_dit {
@@ -52,6 +61,8 @@ struct cvx_dit {
     float *out_norm_w, *out_norm_b; /* [D] */
     cvx_tensor proj_w;         /* [C_out·p·p, D] */
     float *proj_b;             /* [C_out·p·p] */
+    cvx_packed *patch_p, *text_p, *t1_p, *t2_p, *out_lin_p, *proj_p; /* bf16 copies (NULL in fp32) */
+    cvx_precision precision;
     dit_block *blocks;
     float **vecs;              /* f32 copies of small vectors and aligned copies of misaligned matrices */
     size_t n_vecs, cap_vecs;
@@ -275,8 +286,115 @@ static cvx_status bind_weights(cvx_dit *m) {
     return CVX_OK;
 }
 
+/* ---- bf16 copies of the weights ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const cvx_tensor *w;
+    cvx_packed **p;
+} mat_ref;
+
+/* Every weight matrix with the slot of its packed copy; returns the count (refs may be NULL to count). */
+static size_t list_mats(cvx_dit *m, mat_ref *refs) {
+    size_t n = 0;
+#define MAT(owner, field)                                                     \
+    do {                                                                      \
+        if (refs) refs[n] = (mat_ref){&(owner)->field##_w, &(owner)->field##_p}; \
+        n++;                                                                  \
+    } while (0)
+    MAT(m, patch);
+    MAT(m, text);
+    MAT(m, t1);
+    MAT(m, t2);
+    MAT(m, out_lin);
+    MAT(m, proj);
+    for (int i = 0; m->blocks && i < m->cfg.num_layers; i++) {
+        dit_block *b = &m->blocks[i];
+        MAT(b, norm1_lin);
+        MAT(b, q);
+        MAT(b, k);
+        MAT(b, v);
+        MAT(b, o);
+        MAT(b, norm2_lin);
+        MAT(b, ff1);
+        MAT(b, ff2);
+    }
+#undef MAT
+    return n;
+}
+
+static void free_packs(cvx_dit *m) {
+    size_t n = list_mats(m, NULL);
+    mat_ref *refs = malloc(sizeof(mat_ref) * (n ? n : 1));
+    if (!refs) return; /* only reachable from a failed open, before anything was packed */
+    list_mats(m, refs);
+    for (size_t i = 0; i < n; i++) {
+        cvx_packed_free(*refs[i].p);
+        *refs[i].p = NULL;
+    }
+    free(refs);
+}
+
+/* Drops a packed matrix's mapped pages from the process (the pages whole inside it). Never for an aligned
+ * private copy (MADV_DONTNEED would zero it): those are in m->vecs. A later access refaults the same bytes. */
+static void release_pages(const cvx_dit *m, const cvx_tensor *t) {
+    for (size_t i = 0; i < m->n_vecs; i++)
+        if ((const void *)m->vecs[i] == t->data) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    uintptr_t lo = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t hi = ((uintptr_t)t->data + cvx_tensor_nbytes(t)) & ~(uintptr_t)(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+cvx_status cvx_dit_set_precision(cvx_dit *m, cvx_precision precision, cvx_pool *pool) {
+    cvx_error_clear(&m->err);
+    if (precision != CVX_PRECISION_FP32 && precision != CVX_PRECISION_BF16)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "transformer: unknown precision %d", (int)precision);
+    if (precision == m->precision) return CVX_OK;
+    free_packs(m);
+    m->precision = CVX_PRECISION_FP32;
+    if (precision == CVX_PRECISION_FP32) return CVX_OK;
+    size_t n = list_mats(m, NULL);
+    mat_ref *refs = malloc(sizeof(mat_ref) * n);
+    if (!refs) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "transformer: out of memory");
+    list_mats(m, refs);
+    double t0 = cvx_time_seconds();
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        cvx_status st = cvx_pack_bf16(pool, refs[i].w, refs[i].p);
+        if (st != CVX_OK) {
+            free(refs);
+            free_packs(m);
+            return cvx_fail(&m->err, st, "transformer: cannot pack the weights for bf16 (%s; %zu MB packed so far)",
+                            cvx_status_text(st), bytes >> 20);
+        }
+        bytes += cvx_packed_bytes(*refs[i].p);
+        release_pages(m, refs[i].w);
+    }
+    free(refs);
+    m->precision = CVX_PRECISION_BF16;
+    cvx_log_info(NULL, "transformer: %zu weight matrices packed for bf16 (%.0f MB) in %.2f s", n,
+                 (double)bytes / (1 << 20), cvx_time_seconds() - t0);
+    return CVX_OK;
+}
+
+cvx_precision cvx_dit_get_precision(const cvx_dit *m) { return m->precision; }
+
+uint64_t cvx_dit_packed_bytes(const cvx_dit *m) {
+    uint64_t bytes = 0;
+    size_t n = list_mats((cvx_dit *)m, NULL);
+    mat_ref *refs = malloc(sizeof(mat_ref) * (n ? n : 1));
+    if (!refs) return 0;
+    list_mats((cvx_dit *)m, refs);
+    for (size_t i = 0; i < n; i++)
+        if (*refs[i].p) bytes += cvx_packed_bytes(*refs[i].p);
+    free(refs);
+    return bytes;
+}
+
 void cvx_dit_free(cvx_dit *m) {
     if (!m) return;
+    free_packs(m);
     for (size_t i = 0; i < m->n_vecs; i++) free(m->vecs[i]);
     free(m->vecs);
     for (int64_t i = 0; i < m->n_expected; i++) free(m->expected[i]);
@@ -500,6 +618,13 @@ static void gelu_erf_task(void *arg, int64_t begin, int64_t end, int ti) {
     for (int64_t i = begin; i < end; i++) x[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] * 0.7071067811865476)));
 }
 
+/* y = x·Wᵀ + b through the packed bf16 copy when there is one, else the reference f32 product. */
+static void lin(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *w,
+                const cvx_packed *p, const float *b) {
+    if (p) cvx_linear_bf16(pool, y, x, M, K, p, b);
+    else cvx_linear(pool, y, x, M, K, w, b);
+}
+
 static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     const cvx_dit_config *cfg = &m->cfg;
     int64_t p = cfg->patch_size;
@@ -575,9 +700,9 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     cvx_dit_timestep_proj(call->timesteps, B, (int)D, cfg->flip_sin_to_cos, cfg->freq_shift, tproj);
     int64_t shp[3] = {B, D};
     if ((st = tap_emit(&f, "time_proj", tproj, 2, shp)) != CVX_OK) return st;
-    cvx_linear(pool, semb, tproj, B, D, &m->t1_w, m->t1_b);
+    lin(pool, semb, tproj, B, D, &m->t1_w, m->t1_p, m->t1_b);
     cvx_silu(pool, semb, B * E);
-    cvx_linear(pool, emb, semb, B, E, &m->t2_w, m->t2_b);
+    lin(pool, emb, semb, B, E, &m->t2_w, m->t2_p, m->t2_b);
     shp[1] = E;
     if ((st = tap_emit(&f, "time_embedding", emb, 2, shp)) != CVX_OK) return st;
     memcpy(semb, emb, sizeof(float) * (size_t)(B * E));
@@ -585,8 +710,8 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
 
     /* 2. Patch embedding: text rows, then per-frame patch conv as patches × weight [D, C·p·p]ᵀ */
     for (int64_t b = 0; b < B; b++)
-        cvx_linear(pool, x + b * S * D, call->text + b * L * cfg->text_embed_dim, L, cfg->text_embed_dim, &m->text_w,
-                   m->text_b);
+        lin(pool, x + b * S * D, call->text + b * L * cfg->text_embed_dim, L, cfg->text_embed_dim, &m->text_w,
+            m->text_p, m->text_b);
     if ((st = tap_rows(&f, "text_proj", x, B, S, 0, L, D)) != CVX_OK) return st;
     for (int64_t b = 0; b < B; b++)
         for (int64_t fr = 0; fr < F; fr++)
@@ -599,7 +724,8 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
                                 dst[(c * p + dy) * p + dx] =
                                     call->latents[(((b * F + fr) * Cin + c) * H + y * p + dy) * W + xx * p + dx];
                 }
-    for (int64_t b = 0; b < B; b++) cvx_linear(pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch_w, m->patch_b);
+    for (int64_t b = 0; b < B; b++)
+        lin(pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch_w, m->patch_p, m->patch_b);
     if ((st = tap_rows(&f, "patch_conv", x, B, S, L, N, D)) != CVX_OK) return st;
     if (!cfg->use_rotary_positional_embeddings) {
         /* v0.30.3 recomputes the table for the runtime F/H/W; at the config's sample size that equals the buffer */
@@ -629,7 +755,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         rows_ctx rc = {n, NULL, mod, S, L, D, 6 * D, 0, 1, 3, 4, 2, 5};
 
         /* norm1: shift, scale, gate, enc_shift, enc_scale, enc_gate = linear(silu(emb)).chunk(6) */
-        cvx_linear(pool, mod, semb, B, E, &blk->norm1_lin_w, blk->norm1_lin_b);
+        lin(pool, mod, semb, B, E, &blk->norm1_lin_w, blk->norm1_lin_p, blk->norm1_lin_b);
         cvx_layernorm(pool, n, x, B * S, D, blk->norm1_w, blk->norm1_b, eps);
         cvx_pool_parallel_for(pool, B * S, 0, modulate_task, &rc);
         snprintf(name, sizeof name, "block%d.norm1_mod", i);
@@ -639,9 +765,9 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
 
         /* joint attention */
         double t_a = cvx_time_seconds();
-        cvx_linear(pool, q, n, B * S, D, &blk->q_w, blk->q_b);
-        cvx_linear(pool, k, n, B * S, D, &blk->k_w, blk->k_b);
-        cvx_linear(pool, v, n, B * S, D, &blk->v_w, blk->v_b);
+        lin(pool, q, n, B * S, D, &blk->q_w, blk->q_p, blk->q_b);
+        lin(pool, k, n, B * S, D, &blk->k_w, blk->k_p, blk->k_b);
+        lin(pool, v, n, B * S, D, &blk->v_w, blk->v_p, blk->v_b);
         cvx_layernorm(pool, q, q, B * S * Hd, Dh, blk->nq_w, blk->nq_b, qk_eps);
         cvx_layernorm(pool, k, k, B * S * Hd, Dh, blk->nk_w, blk->nk_b, qk_eps);
         if (cfg->use_rotary_positional_embeddings) {
@@ -649,9 +775,12 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
             cvx_pool_parallel_for(pool, B * N, 0, rope_task, &r);
         }
         double t_b = cvx_time_seconds();
-        cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+        if (m->precision == CVX_PRECISION_BF16)
+            cvx_attention_bf16(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+        else
+            cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
         double t_c = cvx_time_seconds();
-        cvx_linear(pool, q, o, B * S, D, &blk->o_w, blk->o_b);
+        lin(pool, q, o, B * S, D, &blk->o_w, blk->o_p, blk->o_b);
         double t_d = cvx_time_seconds();
         m->timings.projections += (t_b - t_a) + (t_d - t_c);
         m->timings.attention += t_c - t_b;
@@ -662,7 +791,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
 
         /* norm2 + feed-forward on cat([text, video]) */
-        cvx_linear(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_b);
+        lin(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_p, blk->norm2_lin_b);
         cvx_layernorm(pool, n, x, B * S, D, blk->norm2_w, blk->norm2_b, eps);
         rc.y = n;
         rc.src = NULL;
@@ -674,12 +803,12 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         double t_e = cvx_time_seconds();
         for (int64_t r0 = 0; r0 < B * S; r0 += ff_rows) {
             int64_t rows = B * S - r0 < ff_rows ? B * S - r0 : ff_rows;
-            cvx_linear(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_b);
+            lin(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_p, blk->ff1_b);
             if (cfg->activation == CVX_DIT_GELU_TANH)
                 cvx_gelu_tanh(pool, hid, rows * FFD);
             else
                 cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
-            cvx_linear(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_b);
+            lin(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_p, blk->ff2_b);
         }
         m->timings.feed_forward += cvx_time_seconds() - t_e;
         snprintf(name, sizeof name, "block%d.ff", i);
@@ -707,12 +836,12 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
             cvx_layernorm(pool, n + b * N * D, x + (b * S + L) * D, N, D, m->nf_w, m->nf_b, eps);
         if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
     }
-    cvx_linear(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_b);
+    lin(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_p, m->out_lin_b);
     cvx_layernorm(pool, n, n, B * N, D, m->out_norm_w, m->out_norm_b, eps);
     rows_ctx oc = {n, NULL, mod, N, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
     cvx_pool_parallel_for(pool, B * N, 0, modulate_task, &oc);
     if ((st = tap_emit(&f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
-    cvx_linear(pool, proj, n, B * N, D, &m->proj_w, m->proj_b);
+    lin(pool, proj, n, B * N, D, &m->proj_w, m->proj_p, m->proj_b);
     vshape[2] = Cpp;
     if ((st = tap_emit(&f, "proj_out", proj, 3, vshape)) != CVX_OK) return st;
 

@@ -13,13 +13,15 @@
  *   norm_final → AdaLayerNorm(emb) (shift, scale) → proj_out [B, N, C·p·p] → unpatchify [B, F, C, H, W]
  *
  * Weights stay in their stored dtype (F32/F16/BF16, mmap'd) and are up-cast inside the kernels; all
- * activations are f32 in one arena sized from the call's shapes. */
+ * activations are f32 in one arena sized from the call's shapes. That is the reference path; see
+ * cvx_dit_set_precision for the bf16 one. */
 #ifndef CVX_DIFFUSION_TRANSFORMER_H
 #define CVX_DIFFUSION_TRANSFORMER_H
 
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cogvideox.h" /* cvx_precision */
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -64,6 +66,18 @@ cvx_status cvx_dit_open(cvx_dit **out, const cvx_dit_config *cfg, const char *we
 cvx_status cvx_dit_open_dir(cvx_dit **out, const char *dir, cvx_error *err);
 void cvx_dit_free(cvx_dit *m);
 const cvx_dit_config *cvx_dit_get_config(const cvx_dit *m);
+
+/* The precision of later forwards. CVX_PRECISION_FP32 (the default) is the reference path.
+ * CVX_PRECISION_BF16 converts every weight matrix once, now, into the kernels' packed bf16 layout (≈ 2 bytes
+ * per parameter: 3.4 GB for the 2b) and drops the mapping's pages from the process; every linear layer then
+ * takes bf16-rounded activations with f32 accumulation, and the attention's q·kᵀ and p·v are bf16 products
+ * (kernels.h). LayerNorms (q/k per head included), modulation, rope, gates, GELU, the residual stream and the
+ * time/position tables stay f32. Switching back to fp32 frees the packed copies. Fails (recorded on the model,
+ * precision unchanged: fp32) when out of memory or for an unknown value. */
+cvx_status cvx_dit_set_precision(cvx_dit *m, cvx_precision precision, cvx_pool *pool);
+cvx_precision cvx_dit_get_precision(const cvx_dit *m);
+/* Bytes of the packed bf16 weights (0 in fp32). */
+uint64_t cvx_dit_packed_bytes(const cvx_dit *m);
 /* The model's last failure (forward errors are recorded here). */
 const cvx_error *cvx_dit_error(const cvx_dit *m);
 

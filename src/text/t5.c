@@ -9,7 +9,10 @@
  *   g  = act(n·Wi0ᵀ) * (n·Wi1ᵀ)  (gated)  |  act(n·Wiᵀ)       [T, F]
  *   x += g·Wwoᵀ
  * then last_hidden_state = RMSNorm(x) · final_ln. pb [H, L, L] is computed once from block 0's
- * relative_attention_bias and added in every block (T5Stack passes block 0's position_bias on). */
+ * relative_attention_bias and added in every block (T5Stack passes block 0's position_bias on).
+ *
+ * bf16 precision: the seven matrices of block i are packed (cvx_pack_bf16) right before block i runs and freed
+ * after it; the products above go through cvx_linear_bf16 / cvx_attention_bf16, everything else is unchanged. */
 #include "text/t5.h"
 
 #include <math.h>
@@ -88,6 +91,7 @@ struct cvx_t5 {
     float *vecs;      /* the one allocation behind rel_bias, final_ln and the blocks' norm weights */
     void **copies;    /* aligned copies of tensors a crafted file stored misaligned (normally none) */
     size_t n_copies, cap_copies;
+    cvx_precision precision;
     cvx_error err;
 };
 
@@ -229,6 +233,15 @@ void cvx_t5_close(cvx_t5 *m) {
 }
 
 const cvx_t5_config *cvx_t5_get_config(const cvx_t5 *m) { return &m->cfg; }
+
+cvx_status cvx_t5_set_precision(cvx_t5 *m, cvx_precision precision) {
+    if (precision != CVX_PRECISION_FP32 && precision != CVX_PRECISION_BF16)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "T5: unknown precision %d", (int)precision);
+    m->precision = precision;
+    return CVX_OK;
+}
+
+cvx_precision cvx_t5_get_precision(const cvx_t5 *m) { return m->precision; }
 const char *cvx_t5_last_error(const cvx_t5 *m) { return m ? cvx_error_message(&m->err) : "no model"; }
 uint64_t cvx_t5_weight_bytes(const cvx_t5 *m) { return m ? cvx_weights_nbytes(m->w) : 0; }
 
@@ -297,6 +310,59 @@ static void prefetch_block(const cvx_t5 *m, int64_t i) {
     const cvx_tensor *ts[] = {&b->q, &b->k, &b->v, &b->o, &b->wi0, &b->wi1, &b->wo};
     for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++)
         if (ts[j]->data) prefetch(ts[j]);
+}
+
+/* Drops a used weight's pages from the process (the pages whole inside it: neighbours may still be needed).
+ * Only for views into the read-only file mapping: MADV_DONTNEED on a private copy would zero it. A later
+ * access refaults the same bytes from the page cache or the file, so this never changes a result. */
+static void release(const cvx_t5 *m, const cvx_tensor *t) {
+    if (!t->data) return;
+    for (size_t i = 0; i < m->n_copies; i++)
+        if (m->copies[i] == t->data) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    uintptr_t lo = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t hi = ((uintptr_t)t->data + cvx_tensor_nbytes(t)) & ~(uintptr_t)(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void release_block(const cvx_t5 *m, int64_t i) {
+    const t5_block *b = &m->blocks[i];
+    const cvx_tensor *ts[] = {&b->q, &b->k, &b->v, &b->o, &b->wi0, &b->wi1, &b->wo};
+    for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) release(m, ts[j]);
+}
+
+/* One block's matrices in the bf16 kernels' layout (packed just before the block runs). */
+enum { PK_Q, PK_K, PK_V, PK_O, PK_WI0, PK_WI1, PK_WO, PK_COUNT };
+
+static void free_packs(cvx_packed **pk) {
+    for (int j = 0; j < PK_COUNT; j++) {
+        cvx_packed_free(pk[j]);
+        pk[j] = NULL;
+    }
+}
+
+static cvx_status pack_block(cvx_t5 *m, cvx_pool *pool, int64_t i, cvx_packed **pk) {
+    const t5_block *b = &m->blocks[i];
+    const cvx_tensor *ts[PK_COUNT] = {&b->q, &b->k, &b->v, &b->o, &b->wi0, &b->wi1, &b->wo};
+    static const char *const names[PK_COUNT] = {"q", "k", "v", "o", "wi_0", "wi_1", "wo"};
+    for (int j = 0; j < PK_COUNT; j++) {
+        if (!ts[j]->data) continue; /* wi_1 of a non-gated model */
+        cvx_status st = cvx_pack_bf16(pool, ts[j], &pk[j]);
+        if (st) {
+            free_packs(pk);
+            return cvx_fail(&m->err, st, "T5 encode: cannot pack block %lld's %s weight for bf16 (%s)", (long long)i,
+                            names[j], cvx_status_text(st));
+        }
+    }
+    return CVX_OK;
+}
+
+/* y = x·Wᵀ through the packed bf16 weight when there is one, else the reference f32 product. */
+static void linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *w,
+                   const cvx_packed *p) {
+    if (p) cvx_linear_bf16(pool, y, x, M, K, p, NULL);
+    else cvx_linear(pool, y, x, M, K, w, NULL);
 }
 
 static void add_inplace(float *x, const float *y, int64_t n) {
@@ -447,31 +513,37 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
     }
 
     prefetch_block(m, 0);
+    const int bf16 = m->precision == CVX_PRECISION_BF16;
+    cvx_packed *pk[PK_COUNT] = {NULL};
     for (int64_t li = 0; li < c->num_layers && !tp.st; li++) {
         const t5_block *b = &m->blocks[li];
         double tb = cvx_time_seconds();
         prefetch_block(m, li + 1);
+        if (bf16 && (st = pack_block(m, pool, li, pk))) goto done;
         /* Self-attention sub-layer. */
         cvx_rmsnorm(pool, n, x, T, D, b->ln_attn, m->eps);
         tap_block(&tp, li, "attn_layernorm_out", n, B, L, D);
-        cvx_linear(pool, q, n, T, D, &b->q, NULL);
-        cvx_linear(pool, k, n, T, D, &b->k, NULL);
-        cvx_linear(pool, v, n, T, D, &b->v, NULL);
-        cvx_attention(pool, a, I, q, I, k, I, v, I, B, H, L, L, K, 1.0f, pb);
-        cvx_linear(pool, n, a, T, I, &b->o, NULL);
+        linear(pool, q, n, T, D, &b->q, pk[PK_Q]);
+        linear(pool, k, n, T, D, &b->k, pk[PK_K]);
+        linear(pool, v, n, T, D, &b->v, pk[PK_V]);
+        if (bf16) cvx_attention_bf16(pool, a, I, q, I, k, I, v, I, B, H, L, L, K, 1.0f, pb);
+        else cvx_attention(pool, a, I, q, I, k, I, v, I, B, H, L, L, K, 1.0f, pb);
+        linear(pool, n, a, T, I, &b->o, pk[PK_O]);
         tap_block(&tp, li, "attn_out_before_residual", n, B, L, D);
         add_inplace(x, n, T * D);
         tap_block(&tp, li, "after_attn_residual", x, B, L, D);
         /* Feed-forward sub-layer. */
         cvx_rmsnorm(pool, n, x, T, D, b->ln_ff, m->eps);
         tap_block(&tp, li, "ff_layernorm_out", n, B, L, D);
-        cvx_linear(pool, g, n, T, D, &b->wi0, NULL);
-        if (c->is_gated_act) cvx_linear(pool, g1, n, T, D, &b->wi1, NULL);
+        linear(pool, g, n, T, D, &b->wi0, pk[PK_WI0]);
+        if (c->is_gated_act) linear(pool, g1, n, T, D, &b->wi1, pk[PK_WI1]);
         activation(pool, m->act, g, c->is_gated_act ? g1 : NULL, T * F);
         tap_block(&tp, li, "ff_gated_hidden", g, B, L, F);
-        cvx_linear(pool, n, g, T, F, &b->wo, NULL);
+        linear(pool, n, g, T, F, &b->wo, pk[PK_WO]);
         add_inplace(x, n, T * D);
         tap_block(&tp, li, "out", x, B, L, D);
+        free_packs(pk);
+        release_block(m, li);
         cvx_log_debug(NULL, "t5: block %lld/%lld %.2f s", (long long)li + 1, (long long)c->num_layers,
                       cvx_time_seconds() - tb);
     }
@@ -481,8 +553,8 @@ cvx_status cvx_t5_encode_tap(cvx_t5 *m, cvx_pool *pool, const cvx_tensor *ids, f
         goto done;
     }
     cvx_rmsnorm(pool, out, x, T, D, m->final_ln, m->eps);
-    cvx_log_info(NULL, "t5: encoded %lld × %lld tokens in %.2f s", (long long)B, (long long)L,
-                 cvx_time_seconds() - t0);
+    cvx_log_info(NULL, "t5: encoded %lld × %lld tokens in %.2f s (%s)", (long long)B, (long long)L,
+                 cvx_time_seconds() - t0, bf16 ? "bf16" : "fp32");
 done:
     cvx_arena_free(&arena);
     free(tok);

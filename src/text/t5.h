@@ -8,7 +8,12 @@
  *
  * Weights stay in their stored dtype (F32/F16/BF16, mmap'd through cvx_weights) and are up-cast exactly on the
  * fly by the kernels; only the small vectors (norm weights, the [NB, H] position-bias table) are copied to f32.
- * Compute is f32 throughout (the reference path). */
+ * Compute is f32 throughout (the reference path) unless cvx_t5_set_precision picks bf16 (see there).
+ *
+ * Memory: the encoder streams its layers. Each layer's mapped pages are asked for just before it runs
+ * (MADV_WILLNEED) and dropped from the process right after (MADV_DONTNEED: a read-only file mapping refaults
+ * from the page cache or the file if touched again), so the resident set stays near one layer plus the
+ * activations instead of the whole checkpoint (9.5 GB for T5-v1.1-XXL in f16). */
 #ifndef CVX_TEXT_T5_H
 #define CVX_TEXT_T5_H
 
@@ -17,6 +22,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "cogvideox.h"  /* cvx_precision */
 #include "io/config.h" /* cvx_t5_config: the T5Config reader shared with the model-folder checks */
 
 typedef struct cvx_t5 cvx_t5;
@@ -33,6 +39,16 @@ const cvx_t5_config *cvx_t5_get_config(const cvx_t5 *model);
 const char *cvx_t5_last_error(const cvx_t5 *model);
 /* Bytes of weight data held (mapped) by the model. */
 uint64_t cvx_t5_weight_bytes(const cvx_t5 *model);
+
+/* The precision of the matrix products of later encodes. CVX_PRECISION_FP32 (the default) is the reference
+ * path. CVX_PRECISION_BF16: every q/k/v/o/wi/wo product takes bf16-rounded activations and weights with f32
+ * accumulation (kernels.h's bf16 path), and so do the attention's q·kᵀ and p·v; the embeddings, RMSNorms,
+ * position bias, softmax statistics, activations, the FFN output and the residual stream stay f32 (what
+ * transformers keeps in fp32 for T5, `_keep_in_fp32_modules = ["wo"]`, exists because fp16 overflows there; bf16
+ * has f32's range). Each layer's weights are packed into the kernels' bf16 layout just before the layer runs and
+ * freed after it, so no second copy of the checkpoint is ever resident. Fails only for an unknown value. */
+cvx_status cvx_t5_set_precision(cvx_t5 *model, cvx_precision precision);
+cvx_precision cvx_t5_get_precision(const cvx_t5 *model);
 
 /* An observer of intermediate tensors (for golden tests). Names, following the reference's hooks:
  *   "relative_position_bucket" I64 [L, L], "position_bias" [1, H, L, L], "embeddings" [B, L, D],
