@@ -15,9 +15,10 @@
  * Memory: activations are kept per sample and per frame batch only (channels-last, [T][H][W][C]), the spatial
  * norm's conditioning is computed at the latent resolution and looked up (never interpolated in memory), the
  * upsampler's nearest 2x is done while gathering the conv input, and the resnets write their output over their
- * input frame by frame. The conv caches (2 frames of every causal conv's input) can be kept in a temporary file
- * (params.spill_dir) so that a full-size decode fits in a few GB; tiled decoding (the reference's
- * enable_tiling) bounds memory by the tile instead. Weights stay in their stored dtype (mmap'd) and are up-cast
+ * input frame by frame. The conv caches (2 frames of every causal conv's input: 5.6 GB for a 480x720 decode)
+ * go to an unlinked temporary file past params.cache_memory_limit, so a full-size decode peaks at about 5.3 GB
+ * (bench/bench_vae); tiled decoding (the reference's enable_tiling) bounds memory by the tile instead (about
+ * 3 GB with the default tiles). Weights stay in their stored dtype (mmap'd) and are up-cast
  * exactly, one conv at a time. Compute is f32 (the reference path). */
 #ifndef CVX_VAE_VAE_H
 #define CVX_VAE_VAE_H

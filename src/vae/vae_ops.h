@@ -2,10 +2,12 @@
  * engine (CogVideoXCausalConv3d, the up/down samplers' per-frame Conv2d, 1x1x1 shortcuts) and the conv caches.
  *
  * Layout: one sample and one frame batch at a time, x[t][y][x][c] (channels-last), so a conv is an implicit
- * GEMM: for every output row, 3·kt calls of  out[Wo, Cout] += A[Wo, 3·Cin] · Wp[Cout, 3·Cin]ᵀ  where A's rows
- * are overlapping windows of a gathered input row (pixels x·stride .. x·stride+2, contiguous in channels-last)
- * and Wp is the weight repacked as [kt·3 (dt, dy)][Cout][3 (dx)][Cin]. The gather applies the preceding
- * GroupNorm / SpatialNorm3D + SiLU per row, so normalised activations are never stored whole. */
+ * GEMM: for a band of output rows, 3·kt products  out[M, Cout] += A[M, 3·Cin] · Wp[Cout, 3·Cin]ᵀ  where A's
+ * rows are overlapping windows of the gathered input rows (pixels x·stride .. x·stride+2, contiguous in
+ * channels-last) and Wp is the weight repacked as [kt·3 (dt, dy)][Cout][3 (dx)][Cin], packed once per call for
+ * the kernels' micro-kernel. The gather applies the preceding GroupNorm / SpatialNorm3D + SiLU per row, so
+ * normalised activations are never stored whole. Work is split over row bands of one output frame at a time
+ * (results do not depend on the thread count). */
 #ifndef CVX_VAE_VAE_OPS_H
 #define CVX_VAE_VAE_OPS_H
 
