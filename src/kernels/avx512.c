@@ -89,3 +89,19 @@ INL VD vd_fma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
 INL double vd_hsum(VD a) { return _mm512_reduce_add_pd(a); }
 
 #include "kernels/simd_tmpl.h"
+
+/* Register peak of the fp32 FMA: 24 independent chains (latency 4 x 2 per cycle, with room to spare). */
+double cvx__peak_avx512(int64_t iters) {
+    V c[24], a = v_set1(1.0f), b = v_set1(0.0f);
+    for (int i = 0; i < 24; i++) c[i] = v_set1((float)i);
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; i++) c[i] = v_fma(c[i], a, b);
+        __asm__ volatile("" : "+x"(a)); /* keeps the loop from being folded */
+    }
+    V s = c[0];
+    for (int i = 1; i < 24; i++) s = v_add(s, c[i]);
+    volatile float sink = v_hsum(s);
+    (void)sink;
+    return (double)iters * 24.0 * 2.0 * VW;
+}

@@ -53,6 +53,27 @@ static void pack_pairs_task(void *arg, int64_t begin, int64_t end, int thread_in
     (void)thread_index;
     pack_ctx *c = arg;
     const int64_t N = c->p->n, K = c->p->k, kp = c->p->kp;
+    if (c->p->kt->pack_panel) {
+        /* The path's own vectorised packing, from f32 rows (F16/BF16 up-cast exactly, a panel at a time). */
+        const cvx_kernel_table *ft = cvx_kernels_active();
+        float *tmp = NULL;
+        if (c->W->dtype != CVX_DTYPE_F32) tmp = malloc(sizeof(float) * (size_t)(CVX_PACK_NR * (K > 0 ? K : 1)));
+        if (c->W->dtype == CVX_DTYPE_F32 || tmp) {
+            for (int64_t pnl = begin; pnl < end; pnl++) {
+                int64_t n0 = pnl * CVX_PACK_NR, nn = min64(CVX_PACK_NR, N - n0);
+                const float *rows = (const float *)c->W->data + n0 * K;
+                if (tmp) {
+                    const uint16_t *src = (const uint16_t *)c->W->data + n0 * K;
+                    if (c->W->dtype == CVX_DTYPE_F16) ft->f16_to_f32(src, tmp, nn * K);
+                    else ft->bf16_to_f32(src, tmp, nn * K);
+                    rows = tmp;
+                }
+                c->p->kt->pack_panel(rows, K, nn, K, kp, c->p->data + pnl * CVX_PACK_NR * kp);
+            }
+            free(tmp);
+            return;
+        }
+    }
     for (int64_t pnl = begin; pnl < end; pnl++) {
         uint16_t *dst = c->p->data + pnl * CVX_PACK_NR * kp;
         for (int64_t t = 0; t < kp / 2; t++)
@@ -209,9 +230,9 @@ const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa) {
     switch (isa) {
     case CVX_ISA_REF:
     case CVX_ISA_AVX2:
-    case CVX_ISA_AVX512:
+    case CVX_ISA_AVX512: return &cvx_bf16_emu;
     case CVX_ISA_AVX512BF16:
-    case CVX_ISA_AMX: return &cvx_bf16_emu;
+    case CVX_ISA_AMX: return &cvx_bf16_avx512bf16;
     default: return NULL;
     }
 }

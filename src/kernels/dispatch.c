@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "kernels/kernels.h"
+#include <string.h>
+
+#include "kernels/kernels_internal.h"
 
 const cvx_kernel_table *cvx_kernels_for(cvx_isa isa) {
     switch (isa) {
@@ -30,4 +32,16 @@ const cvx_kernel_table *cvx_kernels_active(void) {
 
 void cvx_kernels_set_active_for_testing(const cvx_kernel_table *kt) {
     atomic_store_explicit(&g_override, kt, memory_order_release);
+}
+
+double cvx_kernels_peak_probe(const char *family, int64_t iters) {
+    if (!family) return 0.0;
+    if (!strcmp(family, "fp32")) {
+        if (cvx_isa_supported(CVX_ISA_AVX512)) return cvx__peak_avx512(iters);
+        if (cvx_isa_supported(CVX_ISA_AVX2)) return cvx__peak_avx2(iters);
+        return 0.0;
+    }
+    if (!strcmp(family, "bf16")) return cvx_isa_supported(CVX_ISA_AVX512BF16) ? cvx__peak_avx512bf16(iters) : 0.0;
+    if (!strcmp(family, "amx")) return cvx_isa_supported(CVX_ISA_AMX) ? cvx__peak_amx(iters) : 0.0;
+    return 0.0;
 }

@@ -77,6 +77,11 @@ extern const cvx_kernel_table cvx_kernels_ref;
 extern const cvx_kernel_table cvx_kernels_avx2;   /* avx2.c */
 extern const cvx_kernel_table cvx_kernels_avx512; /* avx512.c */
 
+/* Register-resident throughput probe for benchmarks: runs `iters` rounds of independent dot-product chains of
+ * one family on the calling thread and returns the flops done (0 when this CPU lacks the family); the caller
+ * times it. Families: "fp32" (FMA at the widest width the CPU has), "bf16" (vdpbf16ps), "amx" (tdpbf16ps). */
+double cvx_kernels_peak_probe(const char *family, int64_t iters);
+
 /* Tests only: makes the ops below use `kt` (NULL restores the normal choice). Not thread-safe with respect
  * to ops running at the same time. */
 void cvx_kernels_set_active_for_testing(const cvx_kernel_table *kt);

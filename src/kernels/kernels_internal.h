@@ -57,8 +57,18 @@ struct cvx_bf16_table {
     void (*attention)(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                       int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                       int64_t D, float scale, const float *bias);
+    /* CVX_PACK_PAIRS: one panel (n <= CVX_PACK_NR f32 rows of k values, row stride ld) into dst, K padded with
+     * zeros to kp; NULL: bf16.c packs with portable code. */
+    void (*pack_panel)(const float *rows, int64_t ld, int64_t n, int64_t k, int64_t kp, uint16_t *dst);
 };
 
-extern const cvx_bf16_table cvx_bf16_emu; /* bf16.c: rounds, then the fp32 kernels of the active table */
+extern const cvx_bf16_table cvx_bf16_emu;        /* bf16.c: rounds, then the fp32 kernels of the active table */
+extern const cvx_bf16_table cvx_bf16_avx512bf16; /* avx512bf16.c */
+
+/* Register-peak probes (see cvx_kernels_peak_probe): flops done by `iters` rounds. */
+double cvx__peak_avx2(int64_t iters);
+double cvx__peak_avx512(int64_t iters);
+double cvx__peak_avx512bf16(int64_t iters);
+double cvx__peak_amx(int64_t iters);
 
 #endif

@@ -1,0 +1,321 @@
+/* The AVX512-BF16 path of the bf16 fast path: vdpbf16ps (two bf16 products per f32 lane, f32 accumulation).
+ *
+ * GEMM, C[M, N] = bf16(A)[M, K] · W[N, K]ᵀ (+ bias): W is packed once (CVX_PACK_PAIRS, kernels_internal.h:
+ * panels of 32 output columns, K pairs interleaved, so one 64-byte row of a panel is the second operand of
+ * vdpbf16ps for 16 columns). A is converted while it is packed (vcvtne2ps2bf16, round to nearest even) into
+ * micro-panels of MR rows: for each K pair, MR 32-bit words that the micro-kernel broadcasts.
+ * Micro-tile: MR = 12 rows x 32 columns in 24 zmm accumulators; per K pair two panel loads and 12 broadcasts
+ * feed 24 vdpbf16ps (the instruction's latency is 6 cycles at 2 per cycle, so 12+ chains keep it busy).
+ * Blocking: KC (<= 2048 K values) x MC (96 rows) of packed A stays in L2 while each 32-column panel slice
+ * (KC x 32 bf16, <= 128 KB) streams through L1/L2 once per row block; long K blocks amortise the C tile's
+ * read-modify-write, which otherwise costs more than the L1 reuse of a short block gains (measured).
+ * Threads split rows first (row blocks of MC), then columns when there are too few row blocks.
+ *
+ * vcvtne2ps2bf16 and vdpbf16ps treat f32/bf16 subnormal inputs as zero (torch would keep a bf16 subnormal);
+ * everything else matches c10::BFloat16's rounding. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "kernels/kernels_internal.h"
+
+#define MR 12
+#define NR CVX_PACK_NR /* 32: two zmm of columns */
+#define KC_MAX 2048
+#define MC 96 /* multiple of MR */
+
+#define INL static inline __attribute__((always_inline))
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+INL __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
+
+/* 16 x 16 32-bit elements in registers; afterwards r[i] holds column i. */
+INL void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+        __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+        t[0 + c] = _mm512_shuffle_f32x4(u0, w0, 0x88);
+        t[8 + c] = _mm512_shuffle_f32x4(u0, w0, 0xDD);
+        t[4 + c] = _mm512_shuffle_f32x4(u1, w1, 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(u1, w1, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* n (<= 32) floats -> bf16, word t = (p[2t], p[2t+1]) pairs in order; missing elements are 0. */
+INL __m512 cvt_pairs(const float *p, int n) {
+    __m512 lo, hi;
+    if (n >= 32) {
+        lo = _mm512_loadu_ps(p);
+        hi = _mm512_loadu_ps(p + 16);
+    } else {
+        lo = _mm512_maskz_loadu_ps(lanes(n), p);
+        hi = _mm512_maskz_loadu_ps(lanes(n - 16), p + 16);
+    }
+    /* The second source fills the low 256 bits. */
+    return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* rows (<= 16) rows of k floats (row stride ld) -> for each pair t < ceil(k/2), `lanes_out` words at
+ * dst[t*dst_stride + r] (row r's pair t; rows past `rows` are 0). */
+INL void pack_pairs_transposed(const float *src, int64_t ld, int rows, int64_t k, uint32_t *dst, int64_t dst_stride,
+                               int lanes_out) {
+    __m512 r[16];
+    for (int64_t p = 0; p < k; p += 32) {
+        int kn = (int)min64(32, k - p), tn = (kn + 1) / 2;
+        for (int i = 0; i < 16; i++) r[i] = i < rows ? cvt_pairs(src + i * ld + p, kn) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int t = 0; t < tn; t++) _mm512_mask_storeu_ps((float *)dst + (p / 2 + t) * dst_stride, lanes(lanes_out), r[t]);
+    }
+}
+
+/* A[m, k] (row stride lda) -> ceil(m/MR) micro-panels of ceil(k/2) x MR words (panel stride MR·ceil(k/2)). */
+static void pack_a(const float *A, int64_t lda, int64_t m, int64_t k, uint32_t *dst) {
+    int64_t kp = (k + 1) / 2;
+    for (int64_t i0 = 0; i0 < m; i0 += MR, dst += MR * kp)
+        pack_pairs_transposed(A + i0 * lda, lda, (int)min64(MR, m - i0), k, dst, MR, MR);
+}
+
+/* B[n, k] f32 (row stride ldb) -> CVX_PACK_PAIRS panels with K padded to kp (even) by zeros. */
+static void pack_b_pairs(const float *B, int64_t ldb, int64_t n, int64_t k, int64_t kp, uint32_t *dst) {
+    for (int64_t j0 = 0; j0 < n; j0 += NR, dst += NR * (kp / 2)) {
+        for (int g = 0; g < 2; g++) {
+            int rows = (int)max64(0, min64(16, n - j0 - 16 * g));
+            pack_pairs_transposed(B + (j0 + 16 * g) * ldb, ldb, rows, k, dst + 16 * g, NR, 16);
+        }
+        for (int64_t t = (k + 1) / 2; t < kp / 2; t++) memset(dst + t * NR, 0, NR * sizeof(uint32_t));
+    }
+}
+
+/* ---- micro-kernel ----------------------------------------------------------------------------------------- */
+
+INL void store_tile_row(float *c, __m512 v, int n, int acc, const float *bias) {
+    if (n >= 16) {
+        if (acc) v = _mm512_add_ps(v, _mm512_loadu_ps(c));
+        else if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias));
+        _mm512_storeu_ps(c, v);
+    } else if (n > 0) {
+        __mmask16 k = lanes(n);
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, c));
+        else if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias));
+        _mm512_mask_storeu_ps(c, k, v);
+    }
+}
+
+/* C[i, j] (+)= sum_t a[t*MR + i] · b[t*NR + j] (bf16 pairs) for i < m, j < n; m is a compile-time constant
+ * after inlining, so the accumulators live in registers. */
+INL void ukernel_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *C, int64_t ldc, int n,
+                   int acc, const float *bias) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < kp; t++, a += MR, b += NR) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < m; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+        }
+    }
+    int n0 = n < 16 ? n : 16, n1 = n - n0;
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++) {
+        store_tile_row(C + i * ldc, c0[i], n0, acc, bias);
+        store_tile_row(C + i * ldc + 16, c1[i], n1, acc, bias ? bias + 16 : NULL);
+    }
+}
+
+static void ukernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *C, int64_t ldc, int n, int acc,
+                    const float *bias) {
+    switch (m) {
+#define UK_CASE(i) \
+    case i: ukernel_m(i, kp, a, b, C, ldc, n, acc, bias); break;
+        UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
+        UK_CASE(7) UK_CASE(8) UK_CASE(9) UK_CASE(10) UK_CASE(11) UK_CASE(12)
+#undef UK_CASE
+    default: break;
+    }
+}
+
+/* ---- GEMM driver -------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t M, N, K;
+    const float *A; /* [M, K], row stride lda */
+    int64_t lda;
+    const uint32_t *B; /* CVX_PACK_PAIRS panels, K padded to bkp */
+    int64_t bkp;
+    float *C; /* [M, N], row stride ldc */
+    int64_t ldc;
+    int accumulate;
+    const float *bias;
+    int64_t kc, mc, nparts, part_w;
+    uint32_t *abufs; /* per thread: mc x kc bf16 */
+    int64_t abuf_words;
+} gemm_ctx;
+
+static void gemm_block(const gemm_ctx *c, uint32_t *abuf, int64_t m0, int64_t mlen, int64_t n0, int64_t nlen) {
+    for (int64_t pc = 0; pc < c->K; pc += c->kc) {
+        int64_t kk = min64(c->kc, c->K - pc), kp = (kk + 1) / 2;
+        int acc = c->accumulate || pc > 0;
+        pack_a(c->A + m0 * c->lda + pc, c->lda, mlen, kk, abuf);
+        for (int64_t jr = n0; jr < n0 + nlen; jr += NR) {
+            const uint32_t *bp = c->B + (jr / NR) * NR * (c->bkp / 2) + (pc / 2) * NR;
+            int nn = (int)min64(NR, n0 + nlen - jr);
+            const float *bias = !acc && c->bias ? c->bias + jr : NULL;
+            for (int64_t ir = 0; ir < mlen; ir += MR)
+                ukernel((int)min64(MR, mlen - ir), kp, abuf + ir * kp, bp, c->C + (m0 + ir) * c->ldc + jr, c->ldc, nn,
+                        acc, bias);
+        }
+    }
+}
+
+static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    gemm_ctx *c = arg;
+    uint32_t *abuf = c->abufs + thread_index * c->abuf_words;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
+        if (m0 >= c->M || n0 >= c->N) continue;
+        gemm_block(c, abuf, m0, min64(c->mc, c->M - m0), n0, min64(c->part_w, c->N - n0));
+    }
+}
+
+/* Returns 0 when the packing buffers cannot be allocated (nothing written). */
+static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
+                      int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
+        return 1;
+    }
+    int nt = cvx_pool_size(pool);
+    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, 0, 0, 1, round_up(N, NR), NULL, 0};
+    /* K blocks of equal length (a multiple of CVX_PACK_KALIGN so they start on a pair of every panel). */
+    int64_t kblocks = ceil_div(K, KC_MAX);
+    c.kc = round_up(ceil_div(K, kblocks), CVX_PACK_KALIGN);
+    c.mc = min64(MC, round_up(M, MR));
+    int64_t mblocks = ceil_div(M, c.mc);
+    int64_t target = nt > 1 ? 4 * (int64_t)nt : 1;
+    if (mblocks < target) {
+        c.nparts = min64(ceil_div(target, mblocks), ceil_div(N, 2 * NR));
+        c.part_w = round_up(ceil_div(N, c.nparts), NR);
+        c.nparts = ceil_div(N, c.part_w);
+    }
+    c.abuf_words = round_up(c.mc * (c.kc / 2), 16);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, (size_t)(c.abuf_words * nt) * sizeof(uint32_t)) != 0) return 0;
+    c.abufs = mem;
+    int64_t tasks = mblocks * c.nparts;
+    cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
+    free(mem);
+    return 1;
+}
+
+static void bf16_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
+                        const float *bias) {
+    if (gemm_pairs(pool, M, W->n, K, x, K, (const uint32_t *)W->data, W->kp, y, W->n, 0, bias)) return;
+    /* Out of memory for 2 x 384 KB of packing buffers: one MR x 64 block at a time from the stack. */
+    uint32_t abuf[MR * 32];
+    const uint32_t *B = (const uint32_t *)W->data;
+    for (int64_t m0 = 0; m0 < M; m0 += MR) {
+        int mm = (int)min64(MR, M - m0);
+        for (int64_t pc = 0; pc < K; pc += 64) {
+            int64_t kk = min64(64, K - pc);
+            pack_a(x + m0 * K + pc, K, mm, kk, abuf);
+            for (int64_t jr = 0; jr < W->n; jr += NR)
+                ukernel(mm, (kk + 1) / 2, abuf, B + (jr / NR) * NR * (W->kp / 2) + (pc / 2) * NR, y + m0 * W->n + jr,
+                        W->n, (int)min64(NR, W->n - jr), pc > 0, pc == 0 ? (bias ? bias + jr : NULL) : NULL);
+        }
+    }
+}
+
+typedef struct {
+    const float *B;
+    int64_t ldb, N, K, kp;
+    uint32_t *dst;
+} packb_ctx;
+
+static void packb_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    (void)thread_index;
+    packb_ctx *c = arg;
+    for (int64_t p = begin; p < end; p++)
+        pack_b_pairs(c->B + p * NR * c->ldb, c->ldb, min64(NR, c->N - p * NR), c->K, c->kp, c->dst + p * NR * (c->kp / 2));
+}
+
+static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    /* B converted once into the weight layout (it is reused by every row block), then the linear driver. */
+    int64_t kp = round_up(K > 0 ? K : 1, CVX_PACK_KALIGN), panels = ceil_div(N, NR);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
+        packb_ctx pc = {B, ldb, N, K, kp, mem};
+        cvx_pool_parallel_for(pool, panels, 1, packb_task, &pc);
+        int ok = gemm_pairs(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL);
+        free(mem);
+        if (ok) return;
+    }
+    cvx_bf16_emu.gemm_nt(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                           int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                           int64_t D, float scale, const float *bias) {
+    cvx_bf16_emu.attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+}
+
+/* ---- packing of weights ------------------------------------------------------------------------------------ */
+
+static void pack_panel(const float *rows, int64_t ld, int64_t n, int64_t k, int64_t kp, uint16_t *dst) {
+    pack_b_pairs(rows, ld, n, k, kp, (uint32_t *)dst);
+}
+
+/* ---- register peak ----------------------------------------------------------------------------------------- */
+
+double cvx__peak_avx512bf16(int64_t iters) {
+    __m512 c[24];
+    for (int i = 0; i < 24; i++) c[i] = _mm512_set1_ps((float)i);
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3F80), b = (__m512bh)_mm512_set1_epi16(0);
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; i++) c[i] = _mm512_dpbf16_ps(c[i], a, b);
+        __asm__ volatile("" : "+v"(a)); /* keeps the loop from being folded */
+    }
+    __m512 s = c[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, c[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iters * 24.0 * 64.0;
+}
+
+const cvx_bf16_table cvx_bf16_avx512bf16 = {
+    .isa = CVX_ISA_AVX512BF16,
+    .name = "avx512bf16",
+    .layout = CVX_PACK_PAIRS,
+    .linear = bf16_linear,
+    .gemm_nt = bf16_gemm_nt,
+    .attention = bf16_attention,
+    .pack_panel = pack_panel,
+};
