@@ -1,4 +1,5 @@
-/* cogvideox golden [--dump DIR] [--threads N] [--verbose] CASE_DIR... */
+/* cogvideox golden [--dump DIR] [--threads N] [--verbose] [--precision fp32|bf16] [--bf16-tolerances FILE]
+ * CASE_DIR... */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,18 +8,22 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox golden [--dump DIR] [--threads N] [--verbose] PATH...\n"
+            "usage: cogvideox golden [--dump DIR] [--threads N] [--verbose] [--precision fp32|bf16] PATH...\n"
             "Runs golden cases (folders with case.json or cases.json, in the formats of shared/golden) and compares\n"
             "against the reference implementation's numbers as each case's \"check\" object says. PATH may be a\n"
             "case folder, a component folder or the golden root. Prints PASS/FAIL/SKIP per case; exits 1 on any\n"
             "FAIL.\n"
             "  --dump DIR     write what was computed to DIR/<case>.safetensors (DIR/<set>.json for tokenizer sets)\n"
             "  --threads N    worker threads (default: all cores)\n"
-            "  --verbose      print every compared tensor\n");
+            "  --verbose      print every compared tensor\n"
+            "  --precision P  fp32 (default: the reference path, the cases' own tolerances) or bf16: the t5,\n"
+            "                 transformer, pipeline and e2e cases run the bf16 path and are held to the bf16 bound\n"
+            "                 of the tolerance table (docs/bf16-tolerances.md); other components run in fp32\n"
+            "  --bf16-tolerances FILE  the table to use instead of the built-in one\n");
 }
 
 int cvx_cmd_golden(int argc, char **argv) {
-    cvx_golden_options opt = {NULL, 0, 0, NULL};
+    cvx_golden_options opt = {NULL, 0, 0, NULL, CVX_PRECISION_FP32, NULL};
     const char *paths[256];
     int n = 0;
     for (int i = 1; i < argc; i++) {
@@ -34,6 +39,16 @@ int cvx_cmd_golden(int argc, char **argv) {
                 return 2;
             }
             opt.threads = (int)v;
+        } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "fp32")) opt.precision = CVX_PRECISION_FP32;
+            else if (!strcmp(v, "bf16")) opt.precision = CVX_PRECISION_BF16;
+            else {
+                fprintf(stderr, "cogvideox golden: --precision must be fp32 or bf16, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--bf16-tolerances") && i + 1 < argc) {
+            opt.bf16_tolerances = argv[++i];
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
             opt.verbose = 1;
         } else if (argv[i][0] == '-') {

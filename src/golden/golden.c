@@ -157,11 +157,12 @@ static void compare_tensor(const cvx_golden_case *c, const char *name, json_t *r
     json_t *u8 = json_object_get(rule, "uint8_max_diff");
     double atol = json_number_value(json_object_get(rule, "atol"));
     double rtol = json_number_value(json_object_get(rule, "rtol"));
-    double max_abs = 0, max_rel = 0, ratio = 0;
-    int64_t bad = 0, differing = 0, first_bad = -1;
+    double max_abs = 0, max_rel = 0, ratio = 0, ref_sq = 0;
+    int64_t bad = 0, differing = 0, first_bad = -1, finite = 0;
     for (int64_t i = 0; i < n; i++) {
         double r = cvx_tensor_get(&ref, i), o = cvx_tensor_get(&out->t, i);
         double d;
+        if (isfinite(r)) ref_sq += r * r, finite++;
         if (isinf(r) || isinf(o) || isnan(r) || isnan(o))
             d = same_value_exact(r, o) ? 0.0 : INFINITY;
         else
@@ -213,9 +214,12 @@ static void compare_tensor(const cvx_golden_case *c, const char *name, json_t *r
                  cvx_tensor_get(&out->t, first_bad), cvx_tensor_get(&ref, first_bad));
     }
     if (msg[0]) note_problem(s, "\"%s\": %s", name, msg);
-    if (verbose)
-        printf("    %-48s max_abs %.3g max_rel %.3g ratio %.3g%s%s\n", name, max_abs, max_rel, ratio, msg[0] ? "  " : "",
-               msg);
+    if (verbose) {
+        /* max_abs / rms(ref): the scale-free deviation the bf16 bound is derived from (docs/bf16-tolerances.md) */
+        double rms = finite ? sqrt(ref_sq / (double)finite) : 0;
+        printf("    %-48s max_abs %.3g max_rel %.3g abs/rms %.3g ratio %.3g%s%s\n", name, max_abs, max_rel,
+               rms > 0 ? max_abs / rms : 0.0, ratio, msg[0] ? "  " : "", msg);
+    }
     if (ratio > s->worst_ratio || !s->worst_name[0]) {
         s->worst_ratio = ratio;
         s->worst_abs = max_abs;
@@ -340,6 +344,7 @@ static void free_case(cvx_golden_case *c) {
 
 typedef struct {
     int pass, fail, skip;
+    json_t *bf16_table; /* --precision bf16: the tolerance table, else NULL */
 } tally;
 
 static void run_case(const char *dir, const cvx_golden_options *opt, cvx_pool *pool, tally *t) {
@@ -391,6 +396,13 @@ static void run_case(const char *dir, const cvx_golden_options *opt, cvx_pool *p
             handler = handlers[i].handler;
             known = 1;
         }
+    if (t->bf16_table && cvx_golden_bf16_component(t->bf16_table, c.component)) {
+        c.precision = CVX_PRECISION_BF16;
+        if (label != label_buf) snprintf(label_buf, sizeof label_buf, "%s", c.name);
+        size_t used = strlen(label_buf);
+        snprintf(label_buf + used, sizeof label_buf - used, " [bf16]");
+        label = label_buf;
+    }
     if (!handler) {
         printf("SKIP %-44s (%s)\n", label, known ? "not implemented" : "unknown component");
         t->skip++;
@@ -427,7 +439,11 @@ static void run_case(const char *dir, const cvx_golden_options *opt, cvx_pool *p
         json_t *compare = json_object_get(c.check, "compare");
         const char *tname;
         json_t *rule;
-        json_object_foreach(compare, tname, rule) compare_tensor(&c, tname, rule, &s, opt->verbose);
+        json_object_foreach(compare, tname, rule) {
+            json_t *r = c.precision == CVX_PRECISION_BF16 ? cvx_golden_bf16_rule(t->bf16_table, &c, tname, rule) : NULL;
+            compare_tensor(&c, tname, r ? r : rule, &s, opt->verbose);
+            json_decref(r);
+        }
     }
     if (s.compared == 0 && !s.failed) note_problem(&s, "%s%s", "check.compare", " names nothing to compare");
     double secs = cvx_time_seconds() - t0;
@@ -506,8 +522,16 @@ static int walk(const char *dir, int depth, const cvx_golden_options *opt, cvx_p
 }
 
 int cvx_golden_run(const char *const *paths, int n_paths, const cvx_golden_options *opt) {
+    tally t = {0, 0, 0, NULL};
+    if (opt->precision == CVX_PRECISION_BF16) {
+        cvx_error err;
+        cvx_error_clear(&err);
+        if (!(t.bf16_table = cvx_golden_bf16_table(opt->bf16_tolerances, &err))) {
+            fprintf(stderr, "cogvideox golden: %s\n", cvx_error_message(&err));
+            return -1;
+        }
+    }
     cvx_pool *pool = cvx_pool_new(opt->threads);
-    tally t = {0, 0, 0};
     int usage_error = 0;
     for (int i = 0; i < n_paths; i++) {
         struct stat st;
@@ -522,6 +546,7 @@ int cvx_golden_run(const char *const *paths, int n_paths, const cvx_golden_optio
         }
     }
     cvx_pool_free(pool);
+    json_decref(t.bf16_table);
     printf("golden: %d passed, %d failed, %d skipped\n", t.pass, t.fail, t.skip);
     if (usage_error && t.fail == 0) return -1;
     return t.fail;

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "cogvideox.h" /* cvx_precision */
 #include "core/error.h"
 #include "core/log.h"
 #include "core/tensor.h"
@@ -28,6 +29,8 @@ struct cvx_golden_case {
     cvx_safetensors *expected; /* the expected_file when it is a safetensors file, else NULL */
     cvx_pool *pool;
     const cvx_logger *logger;
+    cvx_precision precision; /* the compute precision the handler runs in (bf16 only for components that have a
+                              * bf16 path: t5, transformer, pipeline, e2e; the others always get fp32) */
     cvx_error err;         /* a handler's failure message */
 
     /* Outputs, filled by the handler through the functions below (owned by the runner). */
@@ -78,7 +81,21 @@ typedef struct {
     int threads;
     int verbose;          /* print every compared tensor */
     const cvx_logger *logger;
+    /* CVX_PRECISION_BF16: components with a bf16 path run in it and are compared with the bf16 bound of the
+     * tolerance table (docs/bf16-tolerances.md) instead of the case's fp32 tolerances; exact targets stay exact. */
+    cvx_precision precision;
+    const char *bf16_tolerances; /* the table's JSON file; NULL: the one built into the binary */
 } cvx_golden_options;
+
+/* The bf16 bound (golden_bf16.c): loads and checks the tolerance table (path NULL: the built-in one); does the
+ * component have a bf16 path (an entry in the table)?; the rule that replaces a compare rule of the case in bf16
+ * (a new reference; exact rules are returned as they are). */
+json_t *cvx_golden_bf16_table(const char *path, cvx_error *err);
+int cvx_golden_bf16_component(json_t *table, const char *component);
+json_t *cvx_golden_bf16_rule(json_t *table, const cvx_golden_case *c, const char *name, json_t *fp32_rule);
+/* The table's atol_rms for a float target of a component (its per-tensor rule or the default); -1 when the
+ * component has no entry or the tensor keeps its fp32 rule. */
+double cvx_golden_bf16_atol_rms(json_t *table, const char *component, const char *name);
 
 /* Runs every case under each path (a case folder, a component folder, or the golden root). Prints one line per
  * case. Returns the number of FAILs (0 = all passed or skipped), or -1 on a usage error. */

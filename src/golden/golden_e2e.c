@@ -81,6 +81,7 @@ cvx_status cvx_golden_e2e(cvx_golden_case *c) {
     if ((v = json_object_get(params, "guidance_scale"))) p.guidance_scale = (float)json_number_value(v);
     if ((v = json_object_get(params, "use_dynamic_cfg"))) p.use_dynamic_cfg = json_is_true(v);
     p.output_path = NULL;
+    p.precision = c->precision;
     cvx_pipeline_tap tap = {collect, c};
     st = cvx_generate_tapped(engine, &p, NULL, &tap);
     if (st != CVX_OK && c->err.status == CVX_OK) cvx_fail(&c->err, st, "%s", cvx_engine_last_error(engine));

@@ -75,6 +75,10 @@ cvx_status cvx_golden_pipeline(cvx_golden_case *c) {
     if (st != CVX_OK) goto done;
     if ((st = cvx_dit_open(&m, &cfg, cvx_golden_path(c, "weights.safetensors", path, sizeof path), &c->err)) != CVX_OK)
         goto done;
+    if ((st = cvx_dit_set_precision(m, c->precision, c->pool)) != CVX_OK) {
+        cvx_error_copy(&c->err, cvx_dit_error(m));
+        goto done;
+    }
 
     const cvx_st_tensor *pe = cvx_golden_tensor(c, "prompt_embeds");
     if (!pe || pe->ndim != 3 || pe->shape[2] != cfg.text_embed_dim) {

@@ -62,6 +62,11 @@ cvx_status cvx_golden_t5(cvx_golden_case *c) {
     cvx_t5 *model = NULL;
     cvx_status st = cvx_t5_open(&model, dir, &c->err);
     if (st) return st;
+    if ((st = cvx_t5_set_precision(model, c->precision))) {
+        cvx_fail(&c->err, st, "%s", cvx_t5_last_error(model));
+        cvx_t5_close(model);
+        return st;
+    }
     const cvx_t5_config *cfg = cvx_t5_get_config(model);
     const int64_t B = ids.ndim == 2 ? ids.shape[0] : 1, L = ids.shape[ids.ndim > 0 ? ids.ndim - 1 : 0];
     float *out = malloc((size_t)(B * L * cfg->d_model) * sizeof(float));

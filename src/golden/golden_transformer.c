@@ -207,6 +207,11 @@ cvx_status cvx_golden_transformer(cvx_golden_case *c) {
     cvx_dit *m = NULL;
     st = cvx_dit_open(&m, &cfg, cvx_golden_path(c, "weights.safetensors", path, sizeof path), &c->err);
     if (st != CVX_OK) return st;
+    if ((st = cvx_dit_set_precision(m, c->precision, c->pool)) != CVX_OK) {
+        cvx_error_copy(&c->err, cvx_dit_error(m));
+        cvx_dit_free(m);
+        return st;
+    }
     if (cvx_golden_tensor(c, "hidden_states")) {
         st = run_call(c, m, "");
     } else {
