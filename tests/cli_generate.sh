@@ -32,5 +32,10 @@ grep -q '"frames": 9' "$tmp/summary.json" || { echo "FAIL: --json summary: $(cat
 # 13 frames = 4 latent frames (even): the reference's VAE returns 16
 "$bin" generate -m "$tmp/model" -p "x" -o "$tmp/even.mp4" --frames 13 --steps 2 --quiet
 expect "$tmp/even.mp4" nb_read_frames=16
+# The same frames give the same MP4 bytes, whatever the heap held before (MALLOC_PERTURB_ fills it): x264's
+# AVX-512 code used to read memory it never wrote.
+MALLOC_PERTURB_=165 "$bin" generate -m "$tmp/model" -p "x" -o "$tmp/p1.mp4" --frames 9 --steps 2 --quiet
+MALLOC_PERTURB_=77 "$bin" generate -m "$tmp/model" -p "x" -o "$tmp/p2.mp4" --frames 9 --steps 2 --quiet
+cmp -s "$tmp/p1.mp4" "$tmp/p2.mp4" || { echo "FAIL: the same generation gave two different MP4 files"; fail=1; }
 if [ "$fail" -ne 0 ]; then echo "1 passed, 1 failed"; exit 1; fi
-echo "cli_generate: 3 passed, 0 failed"
+echo "cli_generate: 4 passed, 0 failed"

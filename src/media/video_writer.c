@@ -10,7 +10,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cpuid.h>
+
+#include "cogvideox.h"
 #include "media/video.h"
+
+/* x264's instruction sets without AVX-512. Its AVX-512 code reads memory it never wrote (seen with MALLOC_PERTURB_:
+ * the MP4's bytes changed with the heap's old contents while the frames were the same), so the same frames did
+ * not always give the same file. With AVX2 at most the output is reproducible and the speed difference is
+ * irrelevant next to the model. Only sets this CPU has are named (naming one it lacks would crash x264). */
+static void x264_asm_without_avx512(char *buf, size_t size) {
+    const cvx_cpu_info *c = cvx_cpu_get();
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    int sse3 = 0, ssse3 = 0, sse41 = 0, bmi1 = 0, bmi2 = 0, lzcnt = 0;
+    if (__get_cpuid(1, &a, &b, &cx, &d)) {
+        sse3 = cx & 1u;
+        ssse3 = (cx >> 9) & 1u;
+        sse41 = (cx >> 19) & 1u;
+    }
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b, cx, d);
+        bmi1 = (b >> 3) & 1u;
+        bmi2 = (b >> 8) & 1u;
+    }
+    if (__get_cpuid(0x80000001, &a, &b, &cx, &d)) lzcnt = (cx >> 5) & 1u;
+    snprintf(buf, size, "asm=MMX2,SSE,SSE2%s%s%s%s%s%s%s%s%s%s", sse3 ? ",SSE3" : "", ssse3 ? ",SSSE3" : "",
+             sse41 ? ",SSE4.1" : "", c->sse42 ? ",SSE4.2" : "", c->avx ? ",AVX" : "", c->fma ? ",FMA3" : "",
+             bmi1 ? ",BMI1" : "", bmi2 ? ",BMI2" : "", c->avx2 ? ",AVX2" : "", lzcnt ? ",LZCNT" : "");
+}
 
 struct cvx_video_writer {
     char *path, *part_path;
@@ -104,6 +131,9 @@ cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_fo
         av_opt_set(w->enc->priv_data, "preset", "medium", 0);
         av_opt_set(w->enc->priv_data, "crf", "18", 0);
         av_opt_set(w->enc->priv_data, "profile", "high", 0);
+        char params[256];
+        x264_asm_without_avx512(params, sizeof params);
+        av_opt_set(w->enc->priv_data, "x264-params", params, 0);
     } else {
         av_opt_set(w->enc->priv_data, "quality", "75", 0);
         av_opt_set(w->enc->priv_data, "preset", "picture", 0);
