@@ -215,8 +215,10 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                  * the weighted sum add γ_Lk each; per-tile rescaling adds a few u that cancel to first order. */
                 double rel = 2.0 * (2.0 * dmax + EXP_ULPS * U) + 2.0 * gamma_n((double)Lk + 8);
                 /* bf16: P·V takes each weight rounded to bf16 (relative error <= U_BF) while the sum l keeps
-                 * the f32 ones; weights below 2^-126 may be read as 0 by the bf16 dot product (DAZ), at most
-                 * Lk·2^-126·max|v| / l with l >= 1. */
+                 * the f32 ones. Absolute terms, with l >= 1: weights below 2^-126 may be read as 0 by the bf16
+                 * dot product (DAZ), at most Lk·2^-126·max|v|; an exp argument y = s - max computed in another
+                 * order (e.g. in log2 units) is rounded relative to |y|, moving p = e^y by <= u·|y|·e^y <= u/e
+                 * per key, at most Lk·u·max|v|. */
                 if (bf16) rel += U_BF;
                 for (int64_t d = 0; d < D; d++) {
                     double o = 0, oa = 0, vmax = 0;
@@ -227,7 +229,7 @@ static void check_attention(cvx_pool *pool, int64_t B, int64_t H, int64_t Lq, in
                         if (fabs(vv) > vmax) vmax = fabs(vv);
                     }
                     double got = out[(b * Lq + i) * ldo + h * D + d];
-                    double tol = rel * oa + U * fabs(o) + (bf16 ? (double)Lk * ldexp(1.0, -126) * vmax : 0.0);
+                    double tol = rel * oa + U * fabs(o) + (bf16 ? (double)Lk * (ldexp(1.0, -126) + U) * vmax : 0.0);
                     int ok = isnan(o) ? isnan(got) : fabs(got - o) <= tol;
                     if (!ok && bad++ < 3)
                         CHECK_MSG(0, "[%s%s, %d thr] attention B=%lld H=%lld Lq=%lld Lk=%lld D=%lld bias=%d: out[%lld,%lld,%lld,%lld]=%.9g want %.9g (tol %.3g)",

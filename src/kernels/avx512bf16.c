@@ -280,10 +280,245 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
     cvx_bf16_emu.gemm_nt(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
+/* ---- flash attention ---------------------------------------------------------------------------------------
+ * Per (batch, head): K is packed once as CVX_PACK_PAIRS panels (32 keys x head-dim pairs: the B operand of
+ * the GEMM micro-kernel) and V as key pairs x channels (word (t, d) = V[2t, d], V[2t+1, d]). Per block of
+ * ATT_BQ queries (packed like GEMM A rows) and tile of ATT_BK keys:
+ *   S = Q·Kᵀ (f32, the GEMM micro-kernel) -> per query row the running max (in log2 units), p = 2^(y - max)
+ *   with y = s·scale·log2(e) (or (s·scale + bias)·log2(e)), the f32 sum of p, and p rounded to bf16 in key
+ *   order (vcvtne2ps2bf16 gives the pairs directly) -> O += P·V (vdpbf16ps, P words broadcast from its rows).
+ * The running sum l takes the f32 probabilities, P·V the bf16 ones; O and l share each correction factor.
+ * Never an Lq x Lk buffer: S and P are ATT_BQ x ATT_BK. */
+
+#define ATT_BQ 48  /* queries per block: a multiple of MR and of PV_MR */
+#define ATT_BK 256 /* keys per tile: a multiple of NR */
+#define PV_MR 6    /* P·V micro-tile: 6 queries x 64 channels (24 accumulators) */
+
+/* 2^y for y <= 0 (and NaN): y = n + f, |f| <= 1/2, a degree-6 polynomial for 2^f fitted to the relative error
+ * (1.3 ulp in float arithmetic), then ·2^n with vscalefps (exact, underflows to 0). Arguments below -200
+ * (masked keys, -inf) give 0; NaN stays NaN (the constant is max's first operand). */
+INL __m512 exp2_neg(__m512 y) {
+    y = _mm512_max_ps(_mm512_set1_ps(-200.0f), y);
+    __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(y, n);
+    __m512 p = _mm512_set1_ps(1.534581159e-04f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339993122e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618488959e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550328777e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264689e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472057e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000000001e+00f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* O[i, 16j + c] += sum_t P[i*ldp + t] · V[t*ldv + 16j + c] (bf16 pairs) for i < m, j < nv. */
+INL void pv_kernel_m(const int m, const int nv, int64_t kp, const uint32_t *p, int64_t ldp, const uint32_t *v,
+                     int64_t ldv, float *o, int64_t ldo) {
+    __m512 c[PV_MR][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) c[i][j] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < kp; t++, v += ldv) {
+        __m512bh b[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) b[j] = (__m512bh)_mm512_loadu_si512(v + 16 * j);
+#pragma GCC unroll 8
+        for (int i = 0; i < m; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)p[i * ldp + t]);
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) c[i][j] = _mm512_dpbf16_ps(c[i][j], ai, b[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < m; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) {
+            float *dst = o + i * ldo + 16 * j;
+            _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), c[i][j]));
+        }
+}
+
+static void pv_kernel(int m, int nv, int64_t kp, const uint32_t *p, int64_t ldp, const uint32_t *v, int64_t ldv,
+                      float *o, int64_t ldo) {
+#define PV_NV(mm)                                                                  \
+    switch (nv) {                                                                  \
+    case 1: pv_kernel_m(mm, 1, kp, p, ldp, v, ldv, o, ldo); break;                 \
+    case 2: pv_kernel_m(mm, 2, kp, p, ldp, v, ldv, o, ldo); break;                 \
+    case 3: pv_kernel_m(mm, 3, kp, p, ldp, v, ldv, o, ldo); break;                 \
+    default: pv_kernel_m(mm, 4, kp, p, ldp, v, ldv, o, ldo); break;                \
+    }
+    switch (m) {
+    case 1: PV_NV(1) break;
+    case 2: PV_NV(2) break;
+    case 3: PV_NV(3) break;
+    case 4: PV_NV(4) break;
+    case 5: PV_NV(5) break;
+    default: PV_NV(6) break;
+    }
+#undef PV_NV
+}
+
+/* V[Lk, D] (row stride ldv) -> ceil(Lk/2) rows of dv words (dv = D rounded up to 16; pads are 0). */
+static void pack_v_pairs(const float *V, int64_t ldv, int64_t Lk, int64_t D, int64_t dv, uint32_t *dst) {
+    for (int64_t t = 0; t < (Lk + 1) / 2; t++) {
+        const float *r0 = V + 2 * t * ldv, *r1 = r0 + ldv;
+        int has1 = 2 * t + 1 < Lk;
+        for (int64_t d = 0; d < dv; d += 16) {
+            __mmask16 k = lanes((int)min64(16, max64(0, D - d)));
+            __m512 x0 = _mm512_maskz_loadu_ps(k, r0 + d);
+            __m512 x1 = has1 ? _mm512_maskz_loadu_ps(k, r1 + d) : _mm512_setzero_ps();
+            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
+            __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
+            _mm512_storeu_si512(dst + t * dv + d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *q, *k, *v, *bias;
+    int64_t ldo, ldq, ldk, ldv, B, H, Lq, Lk, D;
+    float scale;
+    int64_t qparts, qpart_len;
+    int64_t kpd, dv;          /* head-dim pairs; channels rounded up to 16 */
+    int64_t off_v, off_q, off_s, off_p, off_o, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
+    unsigned char *bufs;
+} att_ctx;
+
+static void att_layout(att_ctx *c) {
+    int64_t n = 0;
+    n += round_up(round_up(c->Lk, NR) * c->kpd * 4, 64); /* packed K */
+    c->off_v = n, n += round_up((c->Lk + 1) / 2 * c->dv * 4, 64);
+    c->off_q = n, n += round_up(round_up(ATT_BQ, MR) * c->kpd * 4, 64);
+    c->off_s = n, n += ATT_BQ * ATT_BK * 4;
+    c->off_p = n, n += ATT_BQ * ATT_BK * 2;
+    c->off_o = n, n += ATT_BQ * c->dv * 4;
+    c->off_stat = n, n += 2 * ATT_BQ * 4;
+    c->buf_bytes = round_up(n, 64);
+}
+
+/* Softmax of one query row over one key tile; returns the correction factor for the row's O and l. */
+INL float softmax_row(float *srow, const float *brow, int64_t nk, float scale, float *m2, float *l, uint32_t *prow) {
+    const float log2e = 1.44269504088896341f;
+    /* y = a·v: v = s (a = scale·log2e) or v = scale·s + bias (a = log2e). max(a·v) = a·max(v) for a >= 0. */
+    float a = brow ? log2e : scale * log2e;
+    __m512 vmax = _mm512_set1_ps(-INFINITY), vmin = _mm512_set1_ps(INFINITY), vs = _mm512_set1_ps(scale);
+    for (int64_t j = 0; j < nk; j += 16) {
+        __mmask16 k = lanes((int)min64(16, nk - j));
+        __m512 x = _mm512_maskz_loadu_ps(k, srow + j);
+        if (brow) {
+            x = _mm512_fmadd_ps(x, vs, _mm512_maskz_loadu_ps(k, brow + j));
+            _mm512_mask_storeu_ps(srow + j, k, x);
+        }
+        vmax = _mm512_mask_max_ps(vmax, k, vmax, x);
+        vmin = _mm512_mask_min_ps(vmin, k, vmin, x);
+    }
+    float mt = a >= 0.0f ? a * _mm512_reduce_max_ps(vmax) : a * _mm512_reduce_min_ps(vmin);
+    float m_old = *m2, m_new = mt > m_old ? mt : m_old;
+    if (mt != mt) m_new = mt; /* NaN scores: the row is NaN, as in torch */
+    float use = m_new == -INFINITY ? 0.0f : m_new;
+    float corr = m_old == -INFINITY ? 0.0f : exp2f(m_old - use);
+    __m512 va = _mm512_set1_ps(a), vneg = _mm512_set1_ps(-use), sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nk; j += 32) {
+        int n0 = (int)min64(16, nk - j), n1 = (int)min64(16, max64(0, nk - j - 16));
+        __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes(n0), srow + j), va, vneg));
+        __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes(n1), srow + j + 16), va, vneg));
+        p0 = _mm512_maskz_mov_ps(lanes(n0), p0);
+        p1 = _mm512_maskz_mov_ps(lanes(n1), p1);
+        sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+        _mm512_storeu_si512(prow + j / 2, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+    }
+    *l = *l * corr + _mm512_reduce_add_ps(sum);
+    *m2 = m_new;
+    return corr;
+}
+
+static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h, int64_t q0, int64_t qlen) {
+    const int64_t D = c->D, Lk = c->Lk, kpd = c->kpd, dv = c->dv;
+    uint32_t *kp = (uint32_t *)buf, *vp = (uint32_t *)(buf + c->off_v), *qp = (uint32_t *)(buf + c->off_q);
+    float *st = (float *)(buf + c->off_s), *ob = (float *)(buf + c->off_o), *m2 = (float *)(buf + c->off_stat);
+    float *l = m2 + ATT_BQ;
+    uint32_t *pb = (uint32_t *)(buf + c->off_p);
+    const int64_t ldp = ATT_BK / 2;
+
+    pack_b_pairs(c->k + b * Lk * c->ldk + h * D, c->ldk, Lk, D, 2 * kpd, kp);
+    pack_v_pairs(c->v + b * Lk * c->ldv + h * D, c->ldv, Lk, D, dv, vp);
+
+    for (int64_t i0 = q0; i0 < q0 + qlen; i0 += ATT_BQ) {
+        int64_t nq = min64(ATT_BQ, q0 + qlen - i0);
+        pack_a(c->q + (b * c->Lq + i0) * c->ldq + h * D, c->ldq, nq, D, qp);
+        for (int64_t i = 0; i < nq; i++) m2[i] = -INFINITY, l[i] = 0.0f;
+        memset(ob, 0, (size_t)(nq * dv) * sizeof(float));
+        for (int64_t j0 = 0; j0 < Lk; j0 += ATT_BK) {
+            int64_t nk = min64(ATT_BK, Lk - j0);
+            for (int64_t i = 0; i < nq; i += MR)
+                for (int64_t j = 0; j < nk; j += NR)
+                    ukernel((int)min64(MR, nq - i), kpd, qp + i * kpd, kp + (j0 + j) * kpd, st + i * ATT_BK + j, ATT_BK,
+                            (int)min64(NR, nk - j), 0, NULL);
+            for (int64_t i = 0; i < nq; i++) {
+                const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
+                float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, &m2[i], &l[i], pb + i * ldp);
+                if (corr != 1.0f) {
+                    __m512 vc = _mm512_set1_ps(corr);
+                    for (int64_t d = 0; d < dv; d += 16)
+                        _mm512_storeu_ps(ob + i * dv + d, _mm512_mul_ps(_mm512_loadu_ps(ob + i * dv + d), vc));
+                }
+            }
+            for (int64_t i = 0; i < nq; i += PV_MR)
+                for (int64_t d = 0; d < dv; d += 64)
+                    pv_kernel((int)min64(PV_MR, nq - i), (int)min64(4, (dv - d) / 16), (nk + 1) / 2, pb + i * ldp, ldp,
+                              vp + (j0 / 2) * dv + d, dv, ob + i * dv + d, dv);
+        }
+        for (int64_t i = 0; i < nq; i++) {
+            float inv = 1.0f / l[i];
+            float *dst = c->out + (b * c->Lq + i0 + i) * c->ldo + h * D;
+            for (int64_t d = 0; d < D; d += 16) {
+                __mmask16 k = lanes((int)min64(16, D - d));
+                _mm512_mask_storeu_ps(dst + d, k, _mm512_mul_ps(_mm512_loadu_ps(ob + i * dv + d), _mm512_set1_ps(inv)));
+            }
+        }
+    }
+}
+
+static void att_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    att_ctx *c = arg;
+    unsigned char *buf = c->bufs + thread_index * c->buf_bytes;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t part = t % c->qparts, bh = t / c->qparts, q0 = part * c->qpart_len;
+        if (q0 >= c->Lq) continue;
+        att_head(c, buf, bh / c->H, bh % c->H, q0, min64(c->qpart_len, c->Lq - q0));
+    }
+}
+
 static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                            int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                            int64_t D, float scale, const float *bias) {
-    cvx_bf16_emu.attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
+    if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
+        for (int64_t r = 0; r < B * Lq; r++)
+            for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
+        return;
+    }
+    int nt = cvx_pool_size(pool);
+    att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, (D + 1) / 2, round_up(D, 16),
+                 0, 0, 0, 0, 0, 0, 0, NULL};
+    /* Split a head's queries only when there are too few heads for the threads (each part packs K, V again). */
+    int64_t target = nt > 1 ? (int64_t)nt * 4 : 1;
+    if (B * H < target) {
+        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, ATT_BQ));
+        c.qpart_len = ceil_div(Lq, c.qparts);
+        c.qparts = ceil_div(Lq, c.qpart_len);
+    }
+    att_layout(&c);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
+        cvx_bf16_emu.attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+        return;
+    }
+    c.bufs = mem;
+    cvx_pool_parallel_for(pool, B * H * c.qparts, 1, att_task, &c);
+    free(mem);
 }
 
 /* ---- packing of weights ------------------------------------------------------------------------------------ */
