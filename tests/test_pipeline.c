@@ -168,6 +168,46 @@ static void test_cancel_and_validation(cvx_engine *e, const char *tmp) {
     CHECK(cvx_generate(NULL, &q, NULL) == CVX_ERR_INVALID_ARGUMENT);
 }
 
+/* Frames reach the files while the VAE still decodes: after the first of two frame batches, its 8 frames are on
+ * disk. */
+typedef struct {
+    const char *dir;
+    int seen_mid_decode;
+    int pngs_mid_decode;
+} stream_probe;
+
+static void probe_progress(const cvx_progress *p, void *user_data) {
+    stream_probe *sp = user_data;
+    if (p->phase != CVX_PHASE_DECODE || sp->seen_mid_decode) return;
+    char path[600];
+    snprintf(path, sizeof path, "%s/00000.png", sp->dir);
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    sp->seen_mid_decode = 1;
+    for (int i = 0; i < 64; i++) {
+        snprintf(path, sizeof path, "%s/%05d.png", sp->dir, i);
+        if (stat(path, &st) == 0) sp->pngs_mid_decode++;
+    }
+}
+
+static void test_streaming(cvx_engine *e, const char *tmp) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/stream", tmp);
+    cvx_generate_params p = base(NULL);
+    p.num_frames = 13; /* 4 latent frames: two VAE batches of 2 → 8 + 8 frames */
+    p.steps = 2;
+    p.frames_dir = dir;
+    stream_probe sp = {dir, 0, 0};
+    p.progress = probe_progress;
+    p.progress_user_data = &sp;
+    cvx_video v;
+    CHECK(cvx_generate(e, &p, &v) == CVX_OK);
+    CHECK(v.num_frames == 16);
+    CHECK_MSG(sp.seen_mid_decode && sp.pngs_mid_decode == 8, "frames on disk during decode: %d",
+              sp.pngs_mid_decode);
+    cvx_video_free(&v);
+}
+
 int main(void) {
     char err[1024];
     cvx_engine *e = NULL;
@@ -183,6 +223,7 @@ int main(void) {
     test_resume(e, NULL);
     test_resume(e, "dpm");
     test_cancel_and_validation(e, tmp);
+    test_streaming(e, tmp);
     cvx_engine_close(e);
     cvx_engine_close(NULL);
     cvx_test_rmtree(tmp);

@@ -546,15 +546,114 @@ done:
     return st;
 }
 
-/* ---- stage 3: decoding ----------------------------------------------------------------------------------- */
+/* ---- stage 3: decoding, with the frames streamed to the files as each VAE frame batch finishes -------------- */
+
+typedef struct {
+    cvx_video_writer *vw[2]; /* MP4, animated preview */
+    int finished[2];
+    int png_written;
+    uint8_t *frames;         /* [frames, H, W, 3] uint8, filled batch by batch */
+    const float *sample;     /* the decoder's output [1, 3, frames, H, W] */
+    int64_t shape[5];
+    double write_seconds;
+} outputs;
+
+static int mkdirs(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
+    const cvx_generate_params *p = g->p;
+    const char *paths[2] = {p->output_path, p->preview_path};
+    const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
+    for (int k = 0; k < 2; k++) {
+        if (!paths[k]) continue;
+        cvx_status st = cvx_video_open(&o->vw[k], paths[k], formats[k], width, height, p->fps, &g->e->err);
+        if (st != CVX_OK) return st;
+    }
+    if (p->frames_dir && mkdirs(p->frames_dir) != 0)
+        return cvx_fail(&g->e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(errno));
+    return CVX_OK;
+}
+
+/* All or nothing: on failure or cancel no output file stays, including a file already finished. */
+static void outputs_abort(gen_ctx *g, outputs *o) {
+    const cvx_generate_params *p = g->p;
+    const char *paths[2] = {p->output_path, p->preview_path};
+    for (int k = 0; k < 2; k++) {
+        cvx_video_abort(o->vw[k]);
+        o->vw[k] = NULL;
+        if (o->finished[k]) remove(paths[k]);
+    }
+    for (int i = 0; i < o->png_written; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
+        remove(path);
+    }
+}
+
+static cvx_status outputs_close(gen_ctx *g, outputs *o) {
+    for (int k = 0; k < 2; k++) {
+        if (!o->vw[k]) continue;
+        cvx_status st = cvx_video_close(o->vw[k], &g->e->err);
+        o->vw[k] = NULL;
+        if (st != CVX_OK) return st;
+        o->finished[k] = 1;
+    }
+    return CVX_OK;
+}
+
+/* Frames [f0, f1) are final: to uint8 (the pipeline's post-processing), then to every output. */
+static cvx_status outputs_write(gen_ctx *g, outputs *o, int64_t f0, int64_t f1) {
+    const cvx_generate_params *p = g->p;
+    double t0 = cvx_time_seconds();
+    const int H = (int)o->shape[3], W = (int)o->shape[4];
+    const size_t frame_bytes = (size_t)H * (size_t)W * 3;
+    cvx_vae_postprocess_frames(o->sample, o->shape, f0, f1, NULL, o->frames + (size_t)f0 * frame_bytes, NULL);
+    cvx_status st = CVX_OK;
+    for (int64_t f = f0; f < f1 && st == CVX_OK; f++) {
+        const uint8_t *rgb = o->frames + (size_t)f * frame_bytes;
+        for (int k = 0; k < 2 && st == CVX_OK; k++)
+            if (o->vw[k]) st = cvx_video_write_frames(o->vw[k], rgb, 1, &g->e->err);
+        if (st == CVX_OK && p->frames_dir) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, (int)f);
+            st = cvx_png_write(path, rgb, W, H, &g->e->err);
+            if (st == CVX_OK) o->png_written = (int)f + 1;
+        }
+    }
+    o->write_seconds += cvx_time_seconds() - t0;
+    return st;
+}
+
+typedef struct {
+    gen_ctx *g;
+    outputs *o;
+    cvx_status st;
+} stream_ctx;
+
 static int vae_progress(void *user_data, int done, int total) {
-    gen_ctx *g = user_data;
-    report(g, CVX_PHASE_DECODE, total > 0 ? (double)done / total : 1.0, 0);
-    return poll_cancel(g);
+    stream_ctx *sc = user_data;
+    report(sc->g, CVX_PHASE_DECODE, total > 0 ? (double)done / total : 1.0, 0);
+    return poll_cancel(sc->g);
+}
+
+static int vae_frames_ready(void *user_data, int sample, int64_t f0, int64_t f1) {
+    stream_ctx *sc = user_data;
+    sc->st = outputs_write(sc->g, sc->o, f0, f1);
+    return sc->st != CVX_OK;
 }
 
 static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C, int64_t H, int64_t W,
-                         uint8_t **frames_out, int64_t out_shape[5]) {
+                         outputs *o) {
     cvx_engine *e = g->e;
     cvx_status st;
     cvx_vae *vae = NULL;
@@ -570,114 +669,41 @@ static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C,
         goto done;
     }
     cvx_vae_latents_to_z(latents, lshape, cvx_vae_get_config(vae)->scaling_factor, z);
+    stream_ctx sc = {g, o, CVX_OK};
     cvx_vae_params vp = cvx_vae_params_default(vae);
     vp.progress = vae_progress;
-    vp.progress_user_data = g;
-    st = cvx_vae_decode_shape(vae, &vp, zshape, out_shape);
+    vp.progress_user_data = &sc;
+    vp.frames_ready = vae_frames_ready;
+    vp.frames_ready_user_data = &sc;
+    st = cvx_vae_decode_shape(vae, &vp, zshape, o->shape);
     if (st != CVX_OK) {
         cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
         goto done;
     }
-    int64_t numel = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] * out_shape[4];
+    int64_t numel = o->shape[0] * o->shape[1] * o->shape[2] * o->shape[3] * o->shape[4];
     sample = malloc(sizeof(float) * (size_t)numel);
-    uint8_t *frames = malloc((size_t)numel);
-    if (!sample || !frames) {
-        free(frames);
+    o->frames = malloc((size_t)numel);
+    if (!sample || !o->frames) {
         st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the decoded video");
         goto done;
     }
+    o->sample = sample;
     report(g, CVX_PHASE_DECODE, 0, 0);
     st = cvx_vae_decode(vae, e->pool, &vp, z, zshape, sample);
     if (st != CVX_OK) {
-        if (st == CVX_ERR_CANCELLED) cvx_fail(&e->err, st, "cancelled");
+        if (sc.st != CVX_OK) st = sc.st; /* an output failed: its message is on the engine already */
+        else if (st == CVX_ERR_CANCELLED) cvx_fail(&e->err, st, "cancelled");
         else cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
-        free(frames);
         goto done;
     }
-    if ((st = tap(g, "video", CVX_DTYPE_F32, sample, 5, out_shape)) != CVX_OK) {
-        free(frames);
-        goto done;
-    }
-    cvx_vae_postprocess(sample, out_shape, NULL, frames, NULL);
-    int64_t fshape[4] = {out_shape[2], out_shape[3], out_shape[4], 3};
-    if ((st = tap(g, "frames_uint8", CVX_DTYPE_U8, frames, 4, fshape)) != CVX_OK) {
-        free(frames);
-        goto done;
-    }
-    *frames_out = frames;
+    if ((st = tap(g, "video", CVX_DTYPE_F32, sample, 5, o->shape)) != CVX_OK) goto done;
+    int64_t fshape[4] = {o->shape[2], o->shape[3], o->shape[4], 3};
+    st = tap(g, "frames_uint8", CVX_DTYPE_U8, o->frames, 4, fshape);
 done:
+    o->sample = NULL;
     free(sample);
     free(z);
     cvx_vae_close(vae);
-    return st;
-}
-
-/* ---- stage 4: files ----------------------------------------------------------------------------------------- */
-static int mkdirs(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *s = buf + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static cvx_status write_outputs(gen_ctx *g, const uint8_t *frames, int n, int height, int width) {
-    cvx_engine *e = g->e;
-    const cvx_generate_params *p = g->p;
-    cvx_status st = CVX_OK;
-    size_t frame_bytes = (size_t)height * (size_t)width * 3;
-    int written_png = 0;
-    /* the MP4 and the animated preview, fed the same frames */
-    cvx_video_writer *vw[2] = {NULL, NULL};
-    int finished[2] = {0, 0};
-    const char *paths[2] = {p->output_path, p->preview_path};
-    const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
-    for (int k = 0; k < 2; k++)
-        if (paths[k] && (st = cvx_video_open(&vw[k], paths[k], formats[k], width, height, p->fps, &e->err)) != CVX_OK)
-            goto fail;
-    if (p->frames_dir && mkdirs(p->frames_dir) != 0) {
-        st = cvx_fail(&e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(errno));
-        goto fail;
-    }
-    for (int i = 0; i < n; i++) {
-        if (poll_cancel(g)) {
-            st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
-            goto fail;
-        }
-        const uint8_t *f = frames + (size_t)i * frame_bytes;
-        for (int k = 0; k < 2; k++)
-            if (vw[k] && (st = cvx_video_write_frames(vw[k], f, 1, &e->err)) != CVX_OK) goto fail;
-        if (p->frames_dir) {
-            char path[4200];
-            snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
-            if ((st = cvx_png_write(path, f, width, height, &e->err)) != CVX_OK) goto fail;
-            written_png = i + 1;
-        }
-        report(g, CVX_PHASE_WRITE, (double)(i + 1) / n, 0);
-    }
-    for (int k = 0; k < 2; k++) {
-        if (!vw[k]) continue;
-        st = cvx_video_close(vw[k], &e->err);
-        vw[k] = NULL;
-        if (st != CVX_OK) goto fail;
-        finished[k] = 1;
-    }
-    return CVX_OK;
-fail:
-    for (int k = 0; k < 2; k++) {
-        cvx_video_abort(vw[k]);
-        /* a file already finished (the MP4 when the preview failed) goes too: all or nothing */
-        if (finished[k]) remove(paths[k]);
-    }
-    for (int i = 0; i < written_png; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, i);
-        remove(path);
-    }
     return st;
 }
 
@@ -712,8 +738,9 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};
     float *embeds = NULL, *latents = NULL;
-    uint8_t *frames = NULL;
-    int64_t Dt = 0, vshape[5] = {0, 0, 0, 0, 0};
+    int64_t Dt = 0;
+    outputs o;
+    memset(&o, 0, sizeof o);
 
     report(&g, CVX_PHASE_ENCODE, 0, 0);
     double t = cvx_time_seconds();
@@ -741,32 +768,37 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
                  p->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
 
     t = cvx_time_seconds();
-    st = decode(&g, latents, F, C, H, W, &frames, vshape);
-    seconds[CVX_PHASE_DECODE] = cvx_time_seconds() - t;
+    if ((st = outputs_open(&g, &o, height, width)) != CVX_OK) goto done;
+    st = decode(&g, latents, F, C, H, W, &o);
+    seconds[CVX_PHASE_DECODE] = cvx_time_seconds() - t - o.write_seconds;
     if (st != CVX_OK) goto done;
     cvx_log_info(&e->logger, "decode: %.2fs", seconds[CVX_PHASE_DECODE]);
-
     t = cvx_time_seconds();
-    st = write_outputs(&g, frames, (int)vshape[2], (int)vshape[3], (int)vshape[4]);
-    seconds[CVX_PHASE_WRITE] = cvx_time_seconds() - t;
+    if (poll_cancel(&g)) {
+        st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
+        goto done;
+    }
+    st = outputs_close(&g, &o);
+    seconds[CVX_PHASE_WRITE] = cvx_time_seconds() - t + o.write_seconds;
     if (st != CVX_OK) goto done;
     report(&g, CVX_PHASE_WRITE, 1, 0);
     if (out) {
-        out->num_frames = (int)vshape[2];
-        out->height = (int)vshape[3];
-        out->width = (int)vshape[4];
+        out->num_frames = (int)o.shape[2];
+        out->height = (int)o.shape[3];
+        out->width = (int)o.shape[4];
         out->fps = p->fps;
-        out->frames = frames;
+        out->frames = o.frames;
         out->seed = p->seed;
         memcpy(out->seconds, seconds, sizeof seconds);
-        frames = NULL;
+        o.frames = NULL;
     }
 done:
     if (st == CVX_ERR_CANCELLED || g.cancelled) {
         st = CVX_ERR_CANCELLED;
         cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
     }
-    free(frames);
+    if (st != CVX_OK) outputs_abort(&g, &o);
+    free(o.frames);
     free(latents);
     free(embeds);
     return st;

@@ -849,9 +849,10 @@ static cvx_status report(cvx_vae *m, const cvx_vae_params *p, progress *pr) {
 }
 
 /* _decode for one sample: z [L][T][ldh-strided H][W] window -> out [C][F][S·H][S·W]. */
+/* stream: out is the caller's output (not a tile), so finished frames are announced (frames_ready). */
 static cvx_status decode_one(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, cvx__vcache *cache,
                              const float *z, int64_t T, int64_t zH0, int64_t zW0, int64_t y0, int64_t x0, int64_t H,
-                             int64_t W, int sample, float *out, progress *pr) {
+                             int64_t W, int sample, float *out, progress *pr, int stream) {
     const int64_t L = m->cfg.latent_channels, bs = p->latent_frames_batch, nb = n_batches(T, bs);
     const int64_t S = spatial_factor(m), Ho = S * H, Wo = S * W;
     int64_t F = 0;
@@ -883,6 +884,9 @@ static cvx_status decode_one(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p
                 for (int64_t i = 0; i < n; i++)
                     for (int64_t c = 0; c < C; c++) out[(c * F + f0 + t) * n + i] = o.data[(t * n + i) * C + c];
             f0 += o.T;
+            if (stream && p->frames_ready &&
+                p->frames_ready(p->frames_ready_user_data, sample, f0 - o.T, f0))
+                st = cvx_fail(&m->err, CVX_ERR_CANCELLED, "VAE: cancelled");
         }
         cvx__vact_free(&o);
         if (!st) st = report(m, p, pr);
@@ -939,7 +943,7 @@ static cvx_status decode_tiled_one(cvx_vae *m, cvx_pool *pool, const cvx_vae_par
                 st = cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a tile");
                 break;
             }
-            if ((st = decode_one(m, pool, p, cache, z, T, H, W, i, j, h, w, sample, t->d, pr))) break;
+            if ((st = decode_one(m, pool, p, cache, z, T, H, W, i, j, h, w, sample, t->d, pr, 0))) break;
             if (p->tap && p->tap->fn) {
                 char name[64];
                 snprintf(name, sizeof name, "%lld.%lld", (long long)a, (long long)b);
@@ -997,9 +1001,13 @@ cvx_status cvx_vae_decode(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, c
     const int64_t zstride = L * T * H * W, ostride = os[1] * os[2] * os[3] * os[4];
     for (int64_t b = 0; !st && b < B; b++) {
         if (use)
+        {
             st = decode_tiled_one(m, pool, p, cache, &tl, z + b * zstride, T, H, W, (int)b, out + b * ostride, os, &pr);
-        else
-            st = decode_one(m, pool, p, cache, z + b * zstride, T, H, W, 0, 0, H, W, (int)b, out + b * ostride, &pr);
+            if (!st && p->frames_ready && p->frames_ready(p->frames_ready_user_data, (int)b, 0, os[2]))
+                st = cvx_fail(&m->err, CVX_ERR_CANCELLED, "VAE: cancelled");
+        } else {
+            st = decode_one(m, pool, p, cache, z + b * zstride, T, H, W, 0, 0, H, W, (int)b, out + b * ostride, &pr, 1);
+        }
     }
     cvx__vcache_free(cache);
     return st;
@@ -1130,19 +1138,24 @@ void cvx_vae_scale_latents(const float *sample, const int64_t s[5], double scali
             }
 }
 
-void cvx_vae_postprocess(const float *x, const int64_t s[5], float *np, uint8_t *u8, uint8_t *u8_trunc) {
-    const int64_t B = s[0], C = s[1], F = s[2], n = s[3] * s[4];
+void cvx_vae_postprocess_frames(const float *x, const int64_t s[5], int64_t f0, int64_t f1, float *np, uint8_t *u8,
+                                uint8_t *u8_trunc) {
+    const int64_t B = s[0], C = s[1], F = s[2], n = s[3] * s[4], Fo = f1 - f0;
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
-            for (int64_t f = 0; f < F; f++)
+            for (int64_t f = f0; f < f1; f++)
                 for (int64_t i = 0; i < n; i++) {
                     float v = x[((b * C + c) * F + f) * n + i] / 2.0f + 0.5f;
                     v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-                    const int64_t o = ((b * F + f) * n + i) * C + c;
+                    const int64_t o = ((b * Fo + f - f0) * n + i) * C + c;
                     const float v255 = v * 255.0f;
                     if (np) np[o] = v;
                     /* NaN survives torch's clamp; its uint8 cast is undefined in C (numpy gives 0 on x86). */
                     if (u8) u8[o] = v != v ? 0 : (uint8_t)rintf(v255); /* numpy's round: half to even */
                     if (u8_trunc) u8_trunc[o] = v != v ? 0 : (uint8_t)v255;
                 }
+}
+
+void cvx_vae_postprocess(const float *x, const int64_t s[5], float *np, uint8_t *u8, uint8_t *u8_trunc) {
+    cvx_vae_postprocess_frames(x, s, 0, s[2], np, u8, u8_trunc);
 }

@@ -82,6 +82,12 @@ typedef struct {
     void *progress_user_data;
     const cvx_vae_tap *tap;
     int64_t cache_memory_limit;
+    /* Streaming (untiled decode only): called when the output frames [f0, f1) of `sample` are final in `out`,
+     * after each frame batch, so a caller can encode them while the next batch decodes. A non-zero return
+     * cancels (CVX_ERR_CANCELLED). Tiled decoding finishes no frame before the last tile row, and calls it once at
+     * the end. */
+    int (*frames_ready)(void *user_data, int sample, int64_t f0, int64_t f1);
+    void *frames_ready_user_data;
 } cvx_vae_params;
 
 /* The reference's defaults for this model (tiling off), caches spilled past 2 GiB. */
@@ -125,5 +131,8 @@ void cvx_vae_scale_latents(const float *sample, const int64_t shape[5], double s
  * float32, laid out [B, F, H, W, C]. np: v itself (output_type="np"); u8: round-half-even(v·255) (the "pil"
  * path); u8_trunc: (uint8)(v·255) (export_to_video on "np" frames). Any output may be NULL. */
 void cvx_vae_postprocess(const float *sample, const int64_t shape[5], float *np, uint8_t *u8, uint8_t *u8_trunc);
+/* The same for the frames [f0, f1) of every sample only; the outputs are [B, f1 − f0, H, W, C]. */
+void cvx_vae_postprocess_frames(const float *sample, const int64_t shape[5], int64_t f0, int64_t f1, float *np,
+                                uint8_t *u8, uint8_t *u8_trunc);
 
 #endif
