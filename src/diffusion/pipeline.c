@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/half.h"
 #include "core/log.h"
 #include "core/threadpool.h"
@@ -65,13 +66,6 @@ cvx_generate_params cvx_generate_params_default(void) {
     return p;
 }
 
-static char *path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params, char *err_buf,
                            size_t err_buf_size) {
     *out = NULL;
@@ -93,12 +87,12 @@ cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_en
     st = cvx_model_open(&e->model, model_dir, &mp, &err);
     if (st != CVX_OK) goto fail;
     const cvx_model_component *tok = cvx_model_component_get(e->model, "tokenizer");
-    path = path_join(tok->dir, "spiece.model");
+    path = cvx_path_join(tok->dir, "spiece.model");
     st = cvx_t5_tokenizer_load_file(path, &e->tokenizer, &err);
     if (st != CVX_OK) goto fail;
     free(path);
     const cvx_model_component *sc = cvx_model_component_get(e->model, "scheduler");
-    path = path_join(sc->dir, "scheduler_config.json");
+    path = cvx_path_join(sc->dir, "scheduler_config.json");
     json_error_t je;
     e->scheduler_config = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!e->scheduler_config) {
@@ -558,18 +552,6 @@ typedef struct {
     double write_seconds;
 } outputs;
 
-static int mkdirs(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *s = buf + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
     const cvx_generate_params *p = g->p;
     const char *paths[2] = {p->output_path, p->preview_path};
@@ -579,8 +561,8 @@ static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
         cvx_status st = cvx_video_open(&o->vw[k], paths[k], formats[k], width, height, p->fps, &g->e->err);
         if (st != CVX_OK) return st;
     }
-    if (p->frames_dir && mkdirs(p->frames_dir) != 0)
-        return cvx_fail(&g->e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(errno));
+    int rc = p->frames_dir ? cvx_mkdirs(p->frames_dir) : 0;
+    if (rc != 0) return cvx_fail(&g->e->err, CVX_ERR_IO, "%s: cannot create the folder: %s", p->frames_dir, strerror(rc));
     return CVX_OK;
 }
 

@@ -2,6 +2,7 @@
  * the token on the endpoint's origin. The protocol (with its sources in huggingface_hub) is described in
  * hub.h. */
 #include "io/hub.h"
+#include "core/fs.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -85,26 +86,13 @@ static const char *human(uint64_t b, char *buf, size_t size) {
     return buf;
 }
 
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return errno;
-    return 0;
-}
-
 static int mkdir_parent(const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return ENAMETOOLONG;
     char *slash = strrchr(buf, '/');
     if (!slash || slash == buf) return 0;
     *slash = 0;
-    return mkdir_p(buf);
+    return cvx_mkdirs(buf);
 }
 
 /* A repo path is safe to join under DIR: relative, no empty / "." / ".." parts, no backslash or control
@@ -1195,7 +1183,7 @@ cvx_status cvx_hub_download(const char *repo_id, const char *dir, const cvx_hub_
                       repo_id, l->revision);
         goto done;
     }
-    int e = mkdir_p(dir);
+    int e = cvx_mkdirs(dir);
     if (e) {
         st = cvx_fail(err, CVX_ERR_IO, "%s: cannot create it: %s", dir, strerror(e));
         goto done;

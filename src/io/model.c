@@ -17,6 +17,8 @@
  *    upsampler except in the last block, norm_out, conv_out). Causal convs hold their Conv3d as `.conv`. */
 #include "io/model.h"
 
+#include "core/fs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -367,13 +369,6 @@ cvx_model_open_params cvx_model_open_params_default(void) {
     return p;
 }
 
-static char *path_join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 static int is_dir(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -443,7 +438,7 @@ static cvx_status open_weights(cvx_model_component *c, cvx_error *err) {
             while ((de = readdir(d))) {
                 size_t len = strlen(de->d_name), sl = strlen(".safetensors.index.json");
                 if (len > sl && !strcmp(de->d_name + len - sl, ".safetensors.index.json")) {
-                    char *ip = path_join(c->dir, de->d_name);
+                    char *ip = cvx_path_join(c->dir, de->d_name);
                     if (ip) c->file_bytes += file_size(ip);
                     free(ip);
                 }
@@ -461,11 +456,11 @@ static cvx_status open_component(cvx_model_component *c, const cvx_model_open_pa
                            : (c->cls == CVX_CLASS_DDIM_SCHEDULER || c->cls == CVX_CLASS_DPM_SCHEDULER)
                                ? "scheduler_config.json"
                                : "config.json";
-    char *cfg_path = path_join(c->dir, cfg_file);
+    char *cfg_path = cvx_path_join(c->dir, cfg_file);
     if (!cfg_path) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     cvx_status st = CVX_OK;
     if (c->cls == CVX_CLASS_T5_TOKENIZER) {
-        char *sp = path_join(c->dir, "spiece.model");
+        char *sp = cvx_path_join(c->dir, "spiece.model");
         c->spiece_bytes = sp ? file_size(sp) : 0;
         if (!c->spiece_bytes)
             st = cvx_fail(err, CVX_ERR_NOT_FOUND, "tokenizer: %s is missing or empty (the T5 SentencePiece model)",
@@ -499,7 +494,7 @@ static cvx_status open_component(cvx_model_component *c, const cvx_model_open_pa
 }
 
 static cvx_status read_index(cvx_model *m, cvx_error *err) {
-    char *path = path_join(m->dir, "model_index.json");
+    char *path = cvx_path_join(m->dir, "model_index.json");
     if (!path) return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     cvx_config *idx;
     cvx_status st = cvx_config_load(&idx, path, err);
@@ -583,7 +578,7 @@ cvx_status cvx_model_open(cvx_model **out, const char *dir, const cvx_model_open
     if (!st) m->n_comp = N_SLOTS;
     for (int i = 0; i < m->n_comp && !st; i++) {
         cvx_model_component *c = &m->comp[i];
-        if (!(c->dir = path_join(dir, c->name)))
+        if (!(c->dir = cvx_path_join(dir, c->name)))
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         else if (!is_dir(c->dir))
             st = cvx_fail(err, CVX_ERR_NOT_FOUND, "%s: the \"%s\" component's folder is missing", c->dir, c->name);

@@ -2,6 +2,7 @@
  * See model_maker.h. The cogvideox-2b configs below are ../shared/golden/real/cogvideox-2b/ (what diffusers
  * 0.30.3 / transformers save for the real checkpoint); the tiny preset changes only sizes. */
 #include "io/model_maker.h"
+#include "core/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -285,21 +286,10 @@ static cvx_status fill_tensor(void *user_data, size_t index, void *dst, size_t n
 }
 
 static cvx_status mkdir_p(const char *path, cvx_error *err) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: path too long", path);
-    for (char *s = buf + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return cvx_fail(err, CVX_ERR_IO, "%s: cannot create the folder: %s", buf, strerror(errno));
-            *s = c;
-            if (!c) break;
-        }
-    }
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return cvx_fail(err, CVX_ERR_IO, "%s: not a folder", path);
+    int rc = cvx_mkdirs(path);
+    if (rc == ENAMETOOLONG) return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: path too long", path);
+    if (rc == ENOTDIR) return cvx_fail(err, CVX_ERR_IO, "%s: not a folder", path);
+    if (rc != 0) return cvx_fail(err, CVX_ERR_IO, "%s: cannot create the folder: %s", path, strerror(rc));
     return CVX_OK;
 }
 
