@@ -82,6 +82,9 @@ INL void pack_pairs_transposed(const float *src, int64_t ld, int rows, int64_t k
     __m512 r[16];
     for (int64_t p = 0; p < k; p += 32) {
         int kn = (int)min64(32, k - p), tn = (kn + 1) / 2;
+        if (p == 0 && k <= 128) /* short rows far apart (attention heads): fetch the next 16 rows */
+            for (int i = 0; i < 16; i++)
+                for (int64_t d = 0; d < k; d += 16) _mm_prefetch((const char *)(src + (16 + i) * ld + d), _MM_HINT_T0);
         for (int i = 0; i < 16; i++) r[i] = i < rows ? cvt_pairs(src + i * ld + p, kn) : _mm512_setzero_ps();
         transpose16(r);
         for (int t = 0; t < tn; t++) _mm512_mask_storeu_ps((float *)dst + (p / 2 + t) * dst_stride, lanes(lanes_out), r[t]);
@@ -124,7 +127,7 @@ INL void store_tile_row(float *c, __m512 v, int n, int acc, const float *bias) {
 /* C[i, j] (+)= sum_t a[t*MR + i] · b[t*NR + j] (bf16 pairs) for i < m, j < n; m is a compile-time constant
  * after inlining, so the accumulators live in registers. */
 INL void ukernel_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *C, int64_t ldc, int n,
-                   int acc, const float *bias) {
+                   int acc, const float *bias, float *rmax) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
     for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
@@ -142,6 +145,12 @@ INL void ukernel_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b
     for (int i = 0; i < m; i++) {
         store_tile_row(C + i * ldc, c0[i], n0, acc, bias);
         store_tile_row(C + i * ldc + 16, c1[i], n1, acc, bias ? bias + 16 : NULL);
+        if (rmax) { /* attention scores: the running row maxima, lane-wise, while the tile is in registers */
+            __m512 r = _mm512_loadu_ps(rmax + 16 * i);
+            r = _mm512_mask_max_ps(r, lanes(n0), r, c0[i]);
+            r = _mm512_mask_max_ps(r, lanes(n1), r, c1[i]);
+            _mm512_storeu_ps(rmax + 16 * i, r);
+        }
     }
 }
 
@@ -149,10 +158,24 @@ static void ukernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, flo
                     const float *bias) {
     switch (m) {
 #define UK_CASE(i) \
-    case i: ukernel_m(i, kp, a, b, C, ldc, n, acc, bias); break;
+    case i: ukernel_m(i, kp, a, b, C, ldc, n, acc, bias, NULL); break;
         UK_CASE(1) UK_CASE(2) UK_CASE(3) UK_CASE(4) UK_CASE(5) UK_CASE(6)
         UK_CASE(7) UK_CASE(8) UK_CASE(9) UK_CASE(10) UK_CASE(11) UK_CASE(12)
 #undef UK_CASE
+    default: break;
+    }
+}
+
+/* Q·Kᵀ tile of the attention: stores S like ukernel (no bias, no accumulation) and folds each row's scores
+ * into rmax[16 i + lane] (running maxima). */
+static void s_kernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *S, int64_t lds, int n,
+                     float *rmax) {
+    switch (m) {
+#define SK_CASE(i) \
+    case i: ukernel_m(i, kp, a, b, S, lds, n, 0, NULL, rmax); break;
+        SK_CASE(1) SK_CASE(2) SK_CASE(3) SK_CASE(4) SK_CASE(5) SK_CASE(6)
+        SK_CASE(7) SK_CASE(8) SK_CASE(9) SK_CASE(10) SK_CASE(11) SK_CASE(12)
+#undef SK_CASE
     default: break;
     }
 }
@@ -294,22 +317,22 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
 #define ATT_BK 256 /* keys per tile: a multiple of NR */
 #define PV_MR 6    /* P·V micro-tile: 6 queries x 64 channels (24 accumulators) */
 
-/* 2^y for y <= 0 (and NaN): y = n + f, |f| <= 1/2, a degree-6 polynomial for 2^f fitted to the relative error
- * (1.3 ulp in float arithmetic), then ·2^n with vscalefps (exact, underflows to 0). Arguments below -200
- * (masked keys, -inf) give 0; NaN stays NaN (the constant is max's first operand). */
+/* 2^y for y <= 0: y = n + f, |f| <= 1/2, a degree-5 polynomial for 2^f fitted to the relative error (3.6 ulp
+ * in float arithmetic, far below the 2^-8 rounding of P; degree 6 would give 1.3 ulp for 2 % more time), then ·2^n with vscalefps (exact; underflows to 0). y = -inf would give NaN (f = -inf
+ * - -inf): callers that may pass it (masked keys) clamp first with exp2_neg_clamped. NaN stays NaN. */
 INL __m512 exp2_neg(__m512 y) {
-    y = _mm512_max_ps(_mm512_set1_ps(-200.0f), y);
     __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(y, n);
-    __m512 p = _mm512_set1_ps(1.534581159e-04f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339993122e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618488959e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550328777e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264689e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472057e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000000001e+00f));
+    __m512 p = _mm512_set1_ps(1.327647152e-03f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675541331e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713275e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402211972e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469671e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000000072e+00f));
     return _mm512_scalef_ps(p, n);
 }
+/* Arguments below -200 (masked keys, -inf) give 0; the constant is max's first operand so NaN stays NaN. */
+INL __m512 exp2_neg_clamped(__m512 y) { return exp2_neg(_mm512_max_ps(_mm512_set1_ps(-200.0f), y)); }
 
 /* O[i, 16j + c] += sum_t P[i*ldp + t] · V[t*ldv + 16j + c] (bf16 pairs) for i < m, j < nv. */
 INL void pv_kernel_m(const int m, const int nv, int64_t kp, const uint32_t *p, int64_t ldp, const uint32_t *v,
@@ -364,6 +387,12 @@ static void pack_v_pairs(const float *V, int64_t ldv, int64_t Lk, int64_t D, int
     for (int64_t t = 0; t < (Lk + 1) / 2; t++) {
         const float *r0 = V + 2 * t * ldv, *r1 = r0 + ldv;
         int has1 = 2 * t + 1 < Lk;
+        /* Rows are usually far apart (a fused qkv buffer): fetch a few pairs ahead. */
+        if (2 * t + 9 < Lk)
+            for (int64_t d = 0; d < D; d += 16) {
+                _mm_prefetch((const char *)(r0 + 8 * ldv + d), _MM_HINT_T0);
+                _mm_prefetch((const char *)(r1 + 8 * ldv + d), _MM_HINT_T0);
+            }
         for (int64_t d = 0; d < dv; d += 16) {
             __mmask16 k = lanes((int)min64(16, max64(0, D - d)));
             __m512 x0 = _mm512_maskz_loadu_ps(k, r0 + d);
@@ -394,42 +423,63 @@ static void att_layout(att_ctx *c) {
     c->off_s = n, n += ATT_BQ * ATT_BK * 4;
     c->off_p = n, n += ATT_BQ * ATT_BK * 2;
     c->off_o = n, n += ATT_BQ * c->dv * 4;
-    c->off_stat = n, n += 2 * ATT_BQ * 4;
+    c->off_stat = n, n += 2 * ATT_BQ * 4 + ATT_BQ * 16 * 4; /* running max, sum; per-tile lane maxima */
     c->buf_bytes = round_up(n, 64);
 }
 
-/* Softmax of one query row over one key tile; returns the correction factor for the row's O and l. */
-INL float softmax_row(float *srow, const float *brow, int64_t nk, float scale, float *m2, float *l, uint32_t *prow) {
+/* Softmax of one query row over one key tile; returns the correction factor for the row's O and l. P words
+ * are written up to the next multiple of 32 keys (zeros past nk). */
+INL float softmax_row(float *srow, const float *brow, int64_t nk, float scale, const float *rmax, float *m2, float *l,
+                      uint32_t *prow) {
     const float log2e = 1.44269504088896341f;
     /* y = a·v: v = s (a = scale·log2e) or v = scale·s + bias (a = log2e). max(a·v) = a·max(v) for a >= 0. */
     float a = brow ? log2e : scale * log2e;
+    int64_t full = nk / 32 * 32;
     __m512 vmax = _mm512_set1_ps(-INFINITY), vmin = _mm512_set1_ps(INFINITY), vs = _mm512_set1_ps(scale);
-    for (int64_t j = 0; j < nk; j += 16) {
-        __mmask16 k = lanes((int)min64(16, nk - j));
-        __m512 x = _mm512_maskz_loadu_ps(k, srow + j);
-        if (brow) {
-            x = _mm512_fmadd_ps(x, vs, _mm512_maskz_loadu_ps(k, brow + j));
+    if (brow) {
+        for (int64_t j = 0; j < nk; j += 16) {
+            __mmask16 k = lanes((int)min64(16, nk - j));
+            __m512 x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, srow + j), vs, _mm512_maskz_loadu_ps(k, brow + j));
             _mm512_mask_storeu_ps(srow + j, k, x);
+            vmax = _mm512_mask_max_ps(vmax, k, vmax, x);
         }
-        vmax = _mm512_mask_max_ps(vmax, k, vmax, x);
-        vmin = _mm512_mask_min_ps(vmin, k, vmin, x);
+    } else if (a >= 0.0f) {
+        vmax = _mm512_loadu_ps(rmax); /* folded in by s_kernel */
+    } else {
+        for (int64_t j = 0; j < nk; j += 16) {
+            __mmask16 k = lanes((int)min64(16, nk - j));
+            vmin = _mm512_mask_min_ps(vmin, k, vmin, _mm512_maskz_loadu_ps(k, srow + j));
+        }
     }
     float mt = a >= 0.0f ? a * _mm512_reduce_max_ps(vmax) : a * _mm512_reduce_min_ps(vmin);
     float m_old = *m2, m_new = mt > m_old ? mt : m_old;
     if (mt != mt) m_new = mt; /* NaN scores: the row is NaN, as in torch */
     float use = m_new == -INFINITY ? 0.0f : m_new;
-    float corr = m_old == -INFINITY ? 0.0f : exp2f(m_old - use);
-    __m512 va = _mm512_set1_ps(a), vneg = _mm512_set1_ps(-use), sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < nk; j += 32) {
-        int n0 = (int)min64(16, nk - j), n1 = (int)min64(16, max64(0, nk - j - 16));
-        __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes(n0), srow + j), va, vneg));
-        __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes(n1), srow + j + 16), va, vneg));
-        p0 = _mm512_maskz_mov_ps(lanes(n0), p0);
-        p1 = _mm512_maskz_mov_ps(lanes(n1), p1);
-        sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+    float corr = m_old == -INFINITY ? 0.0f : m_old == use ? 1.0f : exp2f(m_old - use);
+    __m512 va = _mm512_set1_ps(a), vneg = _mm512_set1_ps(-use), sum0 = _mm512_setzero_ps(), sum1 = sum0;
+    if (!brow) {
+        /* Finite scores (no masks): no clamp, no lane masks in whole chunks. */
+        for (int64_t j = 0; j < full; j += 32) {
+            __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(srow + j), va, vneg));
+            __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(srow + j + 16), va, vneg));
+            sum0 = _mm512_add_ps(sum0, p0);
+            sum1 = _mm512_add_ps(sum1, p1);
+            _mm512_storeu_si512(prow + j / 2, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+        }
+    } else {
+        full = 0;
+    }
+    for (int64_t j = full; j < nk; j += 32) {
+        __mmask16 k0 = lanes((int)min64(16, nk - j)), k1 = lanes((int)min64(16, max64(0, nk - j - 16)));
+        __m512 p0 = exp2_neg_clamped(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k0, srow + j), va, vneg));
+        __m512 p1 = exp2_neg_clamped(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(k1, srow + j + 16), va, vneg));
+        p0 = _mm512_maskz_mov_ps(k0, p0);
+        p1 = _mm512_maskz_mov_ps(k1, p1);
+        sum0 = _mm512_add_ps(sum0, p0);
+        sum1 = _mm512_add_ps(sum1, p1);
         _mm512_storeu_si512(prow + j / 2, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
     }
-    *l = *l * corr + _mm512_reduce_add_ps(sum);
+    *l = *l * corr + _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
     *m2 = m_new;
     return corr;
 }
@@ -438,7 +488,7 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
     const int64_t D = c->D, Lk = c->Lk, kpd = c->kpd, dv = c->dv;
     uint32_t *kp = (uint32_t *)buf, *vp = (uint32_t *)(buf + c->off_v), *qp = (uint32_t *)(buf + c->off_q);
     float *st = (float *)(buf + c->off_s), *ob = (float *)(buf + c->off_o), *m2 = (float *)(buf + c->off_stat);
-    float *l = m2 + ATT_BQ;
+    float *l = m2 + ATT_BQ, *rmax = l + ATT_BQ;
     uint32_t *pb = (uint32_t *)(buf + c->off_p);
     const int64_t ldp = ATT_BK / 2;
 
@@ -452,13 +502,14 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
         memset(ob, 0, (size_t)(nq * dv) * sizeof(float));
         for (int64_t j0 = 0; j0 < Lk; j0 += ATT_BK) {
             int64_t nk = min64(ATT_BK, Lk - j0);
+            for (int64_t i = 0; i < nq * 16; i++) rmax[i] = -INFINITY;
             for (int64_t i = 0; i < nq; i += MR)
                 for (int64_t j = 0; j < nk; j += NR)
-                    ukernel((int)min64(MR, nq - i), kpd, qp + i * kpd, kp + (j0 + j) * kpd, st + i * ATT_BK + j, ATT_BK,
-                            (int)min64(NR, nk - j), 0, NULL);
+                    s_kernel((int)min64(MR, nq - i), kpd, qp + i * kpd, kp + (j0 + j) * kpd, st + i * ATT_BK + j, ATT_BK,
+                             (int)min64(NR, nk - j), rmax + 16 * i);
             for (int64_t i = 0; i < nq; i++) {
                 const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
-                float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, &m2[i], &l[i], pb + i * ldp);
+                float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, rmax + 16 * i, &m2[i], &l[i], pb + i * ldp);
                 if (corr != 1.0f) {
                     __m512 vc = _mm512_set1_ps(corr);
                     for (int64_t d = 0; d < dv; d += 16)
