@@ -20,6 +20,7 @@ packages=(
   libssl-dev           # libcrypto: HMAC-SHA256 signatures, CSPRNG tokens, AES-GCM for API secrets at rest; sha256 of downloads
   libsqlite3-dev       # the service's durable store (tasks, projects, nonces), WAL mode
   libcurl4-openssl-dev # task callbacks (POST to callbackUrl with timeouts) and the tests' HTTP client; cogvideox download (hub)
+  chromium             # headless browser for the web page's test (tests/cli_web.sh, driven by playwright-core from npm)
 )
 
 missing=()

@@ -1,0 +1,286 @@
+// The web page of `cogvideox serve` in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core),
+// against the real server that tests/cli_web.sh starts on 127.0.0.1 with the tiny model:
+//  - the page loads from the binary with nothing fetched from outside the server; no script errors;
+//  - its HMAC-SHA256 (WebCrypto, and the fallback for non-secure contexts) equals Node's;
+//  - a wrong secret gives a clear authentication error and keeps the form disabled;
+//  - signature project: key + secret → Tool/Detail fills the fields (defaults and ranges); the credentials are in
+//    sessionStorage only; a prompt with 5 steps is submitted; the <progress> bar advances step by step from the
+//    WebSocket; the finished <video> reaches readyState >= 2 with the output URL; Recent tasks lists the task;
+//    a reload of the tab restores the credentials;
+//  - Forget clears them; a key-only project runs a task to a playing video as well.
+// To be sure the page's socket is attached before its task starts (a tiny-model step takes milliseconds), the test
+// first keeps the worker busy with a long task of another project and kills it once the page shows its task queued.
+// Environment: CVX_WEB_URL, CVX_WEB_KEY, CVX_WEB_SECRET, CVX_WEB_KO_KEY, CVX_WEB_SHOT (screenshot path),
+// CVX_CHROMIUM (default /usr/bin/chromium). Exit status 0 = every check passed.
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.CVX_WEB_URL;
+const KEY = process.env.CVX_WEB_KEY;
+const SECRET = process.env.CVX_WEB_SECRET;
+const KO_KEY = process.env.CVX_WEB_KO_KEY;
+const SHOT = process.env.CVX_WEB_SHOT || join(tmpdir(), 'cvx-web.png');
+const CHROMIUM = process.env.CVX_CHROMIUM || '/usr/bin/chromium';
+if (!BASE || !KEY || !SECRET || !KO_KEY) {
+  console.error('usage: CVX_WEB_URL=... CVX_WEB_KEY=... CVX_WEB_SECRET=... CVX_WEB_KO_KEY=... node web_test.mjs');
+  process.exit(2);
+}
+const t0 = Date.now();
+let fails = 0;
+const ok = (msg) => console.log(`ok: [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+const bad = (msg) => { console.log(`FAIL: ${msg}`); fails++; };
+const check = (cond, msg, detail) => (cond ? ok(msg) : bad(detail ? `${msg}: ${detail}` : msg));
+
+// Everything is bounded: the whole run, and each wait below.
+const watchdog = setTimeout(() => { console.log('FAIL: the browser test did not finish within 150 s'); process.exit(1); }, 150000);
+
+async function apiKeyOnly(path, body) {
+  const r = await fetch(BASE + path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'x-api-key': KO_KEY },
+                                       body: JSON.stringify(body), signal: AbortSignal.timeout(10000) });
+  return r.json();
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'cvx-web-chromium-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60000,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1000, height: 1400 },
+  });
+} catch (e) {
+  console.log(`FAIL: could not start ${CHROMIUM}: ${e.message}`);
+  rmSync(userDataDir, { recursive: true, force: true });
+  process.exit(1);
+}
+ok(`chromium ${context.browser() ? context.browser().version() : ''} started (fresh user data dir)`);
+
+const page = context.pages()[0] || await context.newPage();
+page.setDefaultTimeout(20000);
+const base = new URL(BASE);
+const outside = [];
+const pageErrors = [];
+const wsFrames = [];
+page.on('request', (r) => {
+  const u = new URL(r.url());
+  if (u.protocol !== 'data:' && u.host !== base.host) outside.push(r.url());
+});
+page.on('pageerror', (e) => pageErrors.push(String(e)));
+page.on('console', (m) => { if (m.type() === 'error') console.log(`  (page console error: ${m.text()})`); });
+page.on('websocket', (ws) => {
+  if (new URL(ws.url()).host !== base.host) outside.push(ws.url());
+  ws.on('framereceived', (f) => { try { wsFrames.push(JSON.parse(String(f.payload))); } catch (e) { /* binary */ } });
+});
+
+try {
+  // ---- the page itself ----
+  const resp = await page.goto(BASE + '/', { waitUntil: 'load' });
+  check(resp && resp.status() === 200 && /text\/html/.test(resp.headers()['content-type'] || ''),
+        'GET / serves the page (text/html)', resp && `${resp.status()} ${resp.headers()['content-type']}`);
+  check((await page.title()).includes('CogVideoX'), `title "${await page.title()}"`);
+  const labels = await page.evaluate(() => ['apikey', 'apisecret', 'prompt', 'steps', 'scale', 'seed', 'progress']
+    .filter((id) => !document.querySelector(`label[for="${id}"]`)));
+  check(labels.length === 0, 'every field has a <label>', labels.join(', '));
+
+  // ---- signatures: WebCrypto and the fallback against Node ----
+  const vectors = [['k', 'secret1732000000000'], ['K'.repeat(100), 'x'.repeat(200)], ['key', ''], [KEY, SECRET + '1']];
+  const sig = await page.evaluate(async (v) => Promise.all(v.map(async ([k, m]) =>
+    [await window.cogvideox.hmacHex(k, m), await window.cogvideox.hmacHex(k, m, true), window.isSecureContext])), vectors);
+  const want = vectors.map(([k, m]) => createHmac('sha256', k).update(m).digest('hex'));
+  check(sig.every((s, i) => s[0] === want[i] && s[1] === want[i]),
+        `page HMAC-SHA256 (WebCrypto, secure context: ${sig[0][2]}; and the JS fallback) = Node's for ${vectors.length} vectors`,
+        JSON.stringify({ sig, want }));
+
+  // ---- a wrong secret ----
+  await page.fill('#apikey', KEY);
+  await page.fill('#apisecret', SECRET.replace(/.$/, (c) => (c === 'a' ? 'b' : 'a')));
+  await page.click('#cred-save');
+  await page.waitForSelector('#error:not([hidden])');
+  const authErr = await page.textContent('#error');
+  check(/Authentication failed: Project authorization is not valid/.test(authErr) &&
+        await page.$eval('#run-fields', (f) => f.disabled) &&
+        await page.evaluate(() => sessionStorage.length === 0),
+        `wrong secret: "${authErr}", form stays disabled, nothing stored`);
+
+  // ---- the signature project ----
+  await page.fill('#apisecret', SECRET);
+  await page.click('#cred-save');
+  await page.waitForFunction(() => /Connected/.test(document.getElementById('cred-status').textContent));
+  const stored = await page.evaluate(() => ({ session: Object.keys(sessionStorage).map((k) => [k, sessionStorage.getItem(k)]),
+                                              local: localStorage.length, cookie: document.cookie,
+                                              error: document.getElementById('error').hidden }));
+  check(stored.session.length === 1 && stored.session[0][1].includes(KEY) && stored.session[0][1].includes(SECRET) &&
+        stored.local === 0 && stored.cookie === '' && stored.error,
+        'credentials accepted; kept in sessionStorage only (no localStorage, no cookie), the error is gone',
+        JSON.stringify(stored));
+  const fields = await page.evaluate(() => Object.fromEntries(['steps', 'scale', 'seed', 'numFrames', 'width']
+    .map((id) => { const e = document.getElementById(id); return [id, { v: e.value, min: e.min, max: e.max, step: e.step }]; })));
+  check(fields.steps.min === '1' && Number(fields.steps.max) >= 200 && fields.steps.v !== '' && fields.scale.v !== '' &&
+        fields.seed.v !== '' && fields.numFrames.v !== '' && fields.width.v !== '',
+        `Tool/Detail filled the fields: ${JSON.stringify(fields)}`);
+  await page.waitForFunction(() => /No tasks yet|tasks/.test(document.getElementById('recent-status').textContent));
+
+  // Errors: a value out of the range Tool/Detail gave is refused on the page; the server's own validation errors
+  // are shown as they come.
+  await page.fill('#prompt', 'a red fox');
+  await page.fill('#steps', '0');
+  await page.click('#submit');
+  await page.waitForSelector('#error:not([hidden])');
+  const rangeErr = await page.textContent('#error');
+  check(/Steps must be between 1 and 200/.test(rangeErr), `steps 0: "${rangeErr}"`);
+  await page.fill('#steps', '2');
+  await page.click('summary');
+  await page.fill('#width', '24');
+  await page.click('#submit');
+  await page.waitForFunction(() => /not started/.test(document.getElementById('error').textContent));
+  const srvErr = await page.textContent('#error');
+  check(/The task was not started: Request parameter \[width\] must be a multiple of 16/.test(srvErr), `width 24: "${srvErr}"`);
+  await page.fill('#width', '');
+  await page.click('summary');
+
+  // Keep the worker busy (another project, a long task) so that the page's task waits in the queue.
+  const blocker = await apiKeyOnly('/v1/Run/THUDM/CogVideoX-2b',
+                                   { prompt: 'blocker', steps: 200, numFrames: 49, width: 480, height: 320 });
+  check(blocker.result === true, 'a long task of another project occupies the worker', JSON.stringify(blocker));
+
+  await page.fill('#prompt', 'a red fox running through fresh snow, golden hour');
+  await page.fill('#steps', '5');
+  await page.fill('#seed', '42');
+  // Every value the bar takes, in order (oldValue of each mutation, then the last value).
+  await page.evaluate(() => {
+    const p = document.getElementById('progress');
+    window.__progress = [];
+    window.__progressObserver = new MutationObserver((recs) => {
+      for (const r of recs) window.__progress.push({ old: r.oldValue });
+    });
+    window.__progressObserver.observe(p, { attributes: true, attributeFilter: ['value'], attributeOldValue: true });
+  });
+  const framesBefore = wsFrames.length;
+  await page.click('#submit');
+  await page.waitForFunction(() => /Queued/.test(document.getElementById('progress-text').textContent));
+  ok(`the page shows its task queued: "${await page.textContent('#progress-text')}" (socket attached)`);
+  const killed = await apiKeyOnly('/v1/Task/Kill', { tasktoken: blocker.socketaccesstoken });
+  check(killed.result === true, 'the long task is killed: the page\'s task starts', JSON.stringify(killed));
+
+  await page.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2;
+  }, null, { timeout: 90000 });
+  const media = await page.evaluate(() => {
+    const v = document.getElementById('video');
+    return { src: v.currentSrc, readyState: v.readyState, w: v.videoWidth, h: v.videoHeight, duration: v.duration,
+             autoplay: v.autoplay, muted: v.muted, loop: v.loop, controls: v.controls,
+             link: document.getElementById('video-link').href, text: document.getElementById('progress-text').textContent,
+             taskid: document.getElementById('task-id').textContent };
+  });
+  check(/^http:\/\/127\.0\.0\.1:\d+\/files\/[A-Za-z0-9]{16,64}\/0\.mp4$/.test(media.src) && media.link === media.src &&
+        media.readyState >= 2 && media.w > 0 && media.autoplay && media.muted && media.loop && media.controls,
+        `the <video> loaded the output (readyState ${media.readyState}, ${media.w}x${media.h}, ${media.duration.toFixed(2)} s): ${media.src}`,
+        JSON.stringify(media));
+  check(/^Finished/.test(media.text), `status line "${media.text}"`);
+  const progress = await page.evaluate(() => {
+    const p = document.getElementById('progress');
+    for (const r of window.__progressObserver.takeRecords()) window.__progress.push({ old: r.oldValue });
+    return { history: window.__progress.map((r) => Number(r.old)).slice(1).concat([p.value]), max: p.max, value: p.value };
+  });
+  const h = progress.history;
+  const monotonic = h.every((v, i) => i === 0 || v >= h[i - 1]);
+  const between = new Set(h.filter((v) => v > 0 && v < progress.max));
+  check(progress.max === 5 && progress.value === 5 && monotonic && between.size >= 2,
+        `the progress bar advanced step by step: ${h.join(' → ')} (max ${progress.max})`, JSON.stringify(progress));
+  const mine = wsFrames.slice(framesBefore);
+  const steps = mine.filter((f) => f.type === 'task_output' && f.message && f.message.type === 'progressGenerate');
+  const types = [...new Set(mine.map((f) => f.type))];
+  check(steps.length >= 2 && types.includes('task_postprocess_end'),
+        `the socket delivered ${steps.length} progressGenerate frames (${types.join(', ')})`);
+
+  // Recent tasks lists it with its link.
+  const tid = media.taskid.replace('#', '');
+  await page.waitForSelector(`#recent-body tr[data-taskid="${tid}"] a`);
+  const row = await page.textContent(`#recent-body tr[data-taskid="${tid}"]`);
+  const rowLink = await page.getAttribute(`#recent-body tr[data-taskid="${tid}"] a`, 'href');
+  check(/Finished/.test(row) && /red fox/.test(row) && rowLink === media.src, `Recent tasks: "${row.replace(/\s+/g, ' ').trim()}"`);
+
+  // Head request of the video by the page's URL: the server answers with video/mp4.
+  const head = await fetch(media.src, { method: 'HEAD', signal: AbortSignal.timeout(10000) });
+  check(head.status === 200 && head.headers.get('content-type') === 'video/mp4', `the output is video/mp4 (${head.headers.get('content-length')} bytes)`);
+
+  await page.screenshot({ path: SHOT, fullPage: true });
+  ok(`screenshot: ${SHOT}`);
+
+  // "Show" on the row follows that task again: the socket replays its end, the video comes back.
+  await page.evaluate(() => { document.getElementById('video').removeAttribute('src'); });
+  await page.click(`#recent-body tr[data-taskid="${tid}"] button`);
+  await page.waitForFunction((src) => {
+    const v = document.getElementById('video');
+    return v.currentSrc === src && v.readyState >= 2 && /^Finished/.test(document.getElementById('progress-text').textContent);
+  }, media.src, { timeout: 20000 });
+  ok(`Show on task #${tid}: the video plays again`);
+
+  // A reload of the tab restores the credentials from sessionStorage.
+  await page.reload({ waitUntil: 'load' });
+  await page.waitForFunction(() => /Connected/.test(document.getElementById('cred-status').textContent));
+  check(await page.inputValue('#apikey') === KEY, 'reload: the credentials come back from sessionStorage');
+
+  // ---- Forget, then a key-only project ----
+  await page.click('#cred-forget');
+  const forgot = await page.evaluate(() => ({ n: sessionStorage.length, dis: document.getElementById('run-fields').disabled,
+                                              rows: document.getElementById('recent-body').children.length }));
+  check(forgot.n === 0 && forgot.dis && forgot.rows === 0, 'Forget clears sessionStorage, the form and the task list', JSON.stringify(forgot));
+  await page.fill('#apikey', KO_KEY);
+  await page.fill('#apisecret', '');
+  await page.click('#cred-save');
+  await page.waitForFunction(() => /Connected \(key-only/.test(document.getElementById('cred-status').textContent));
+  await page.fill('#prompt', 'a lighthouse in a storm');
+  await page.fill('#steps', '2');
+  await page.click('#submit');
+  await page.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2 && /^Finished/.test(document.getElementById('progress-text').textContent);
+  }, null, { timeout: 60000 });
+  const ko = await page.evaluate(() => ({ src: document.getElementById('video').currentSrc, p: document.getElementById('progress').value,
+                                          max: document.getElementById('progress').max }));
+  check(/\/files\/[A-Za-z0-9]+\/0\.mp4$/.test(ko.src) && ko.p === 2 && ko.max === 2,
+        `key-only project: its task played too (${ko.src}, progress ${ko.p}/${ko.max})`);
+  // its list holds its own tasks (the killed long one and this one), not the signature project's
+  await page.waitForFunction(() => document.querySelectorAll('#recent-body tr').length >= 2);
+  const koRows = await page.$$eval('#recent-body tr', (rs) => rs.map((r) => r.textContent.replace(/\s+/g, ' ').trim()));
+  check(koRows.some((r) => /Cancelled/.test(r) && /blocker/.test(r)) && !koRows.some((r) => /red fox/.test(r)),
+        `key-only Recent tasks: ${koRows.length} rows, the killed task shown Cancelled, none of the other project`);
+
+  // Without the socket (a proxy that refuses upgrades), the page polls Task/Detail instead.
+  await page.routeWebSocket(/\/v1\/socket/, (ws) => ws.close());
+  await page.fill('#prompt', 'a paper boat on a river');
+  await page.fill('#steps', '3');
+  await page.click('#submit');
+  await page.waitForFunction((prev) => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.currentSrc !== prev && v.readyState >= 2 &&
+      /^Finished/.test(document.getElementById('progress-text').textContent);
+  }, ko.src, { timeout: 60000 });
+  const polled = await page.evaluate(() => ({ src: document.getElementById('video').currentSrc, p: document.getElementById('progress').value,
+                                              max: document.getElementById('progress').max }));
+  check(polled.src !== ko.src && /\/0\.mp4$/.test(polled.src) && polled.p === 3 && polled.max === 3,
+        `socket refused: the page polled Task/Detail to the end (${polled.src}, progress ${polled.p}/${polled.max})`);
+
+  check(outside.length === 0, 'nothing was requested outside the server', outside.join(', '));
+  check(pageErrors.length === 0, 'no script errors on the page', pageErrors.join(' | '));
+} catch (e) {
+  bad(`${e.message.split('\n')[0]}`);
+  try {
+    await page.screenshot({ path: SHOT, fullPage: true });
+    console.log(`  state: error "${await page.textContent('#error')}", status "${await page.textContent('#progress-text')}"; screenshot ${SHOT}`);
+  } catch (e2) { /* the page is gone */ }
+} finally {
+  await context.close().catch(() => {});
+  rmSync(userDataDir, { recursive: true, force: true });
+  clearTimeout(watchdog);
+}
+console.log(fails ? `${fails} browser check(s) FAILED` : 'all browser checks passed');
+process.exit(fails ? 1 : 0);
