@@ -231,8 +231,8 @@ const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa) {
     case CVX_ISA_REF:
     case CVX_ISA_AVX2:
     case CVX_ISA_AVX512: return &cvx_bf16_emu;
-    case CVX_ISA_AVX512BF16:
-    case CVX_ISA_AMX: return &cvx_bf16_avx512bf16;
+    case CVX_ISA_AVX512BF16: return &cvx_bf16_avx512bf16;
+    case CVX_ISA_AMX: return &cvx_bf16_amx;
     default: return NULL;
     }
 }

@@ -64,6 +64,7 @@ struct cvx_bf16_table {
 
 extern const cvx_bf16_table cvx_bf16_emu;        /* bf16.c: rounds, then the fp32 kernels of the active table */
 extern const cvx_bf16_table cvx_bf16_avx512bf16; /* avx512bf16.c */
+extern const cvx_bf16_table cvx_bf16_amx;        /* amx.c (untested on hardware: no AMX machine here) */
 
 /* Register-peak probes (see cvx_kernels_peak_probe): flops done by `iters` rounds. */
 double cvx__peak_avx2(int64_t iters);
