@@ -7,7 +7,10 @@
 //    sessionStorage only; a prompt with 5 steps is submitted; the <progress> bar advances step by step from the
 //    WebSocket; the finished <video> reaches readyState >= 2 with the output URL; Recent tasks lists the task;
 //    a reload of the tab restores the credentials;
-//  - Forget clears them; a key-only project runs a task to a playing video as well.
+//  - "Show" in Recent tasks follows a task again; Forget clears the credentials; a key-only project runs a task to
+//    a playing video as well; with the socket refused, the page polls Task/Detail to the end;
+//  - under a name for 127.0.0.1 that is not localhost (not a secure context: no crypto.subtle), the page signs with
+//    its own SHA-256 and a task runs to a playing video.
 // To be sure the page's socket is attached before its task starts (a tiny-model step takes milliseconds), the test
 // first keeps the worker busy with a long task of another project and kills it once the page shows its task queued.
 // Environment: CVX_WEB_URL, CVX_WEB_KEY, CVX_WEB_SECRET, CVX_WEB_KO_KEY, CVX_WEB_SHOT (screenshot path),
@@ -28,6 +31,7 @@ if (!BASE || !KEY || !SECRET || !KO_KEY) {
   console.error('usage: CVX_WEB_URL=... CVX_WEB_KEY=... CVX_WEB_SECRET=... CVX_WEB_KO_KEY=... node web_test.mjs');
   process.exit(2);
 }
+const INSECURE_HOST = 'cvx-insecure.test';
 const t0 = Date.now();
 let fails = 0;
 const ok = (msg) => console.log(`ok: [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
@@ -51,7 +55,9 @@ try {
     headless: true,
     timeout: 60000,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           // a name for 127.0.0.1 that is not "localhost": a page there is not a secure context (no WebCrypto)
+           `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`],
     viewport: { width: 1000, height: 1400 },
   });
 } catch (e) {
@@ -69,7 +75,7 @@ const pageErrors = [];
 const wsFrames = [];
 page.on('request', (r) => {
   const u = new URL(r.url());
-  if (u.protocol !== 'data:' && u.host !== base.host) outside.push(r.url());
+  if (u.protocol !== 'data:' && u.host !== base.host && u.host !== `${INSECURE_HOST}:${base.port}`) outside.push(r.url());
 });
 page.on('pageerror', (e) => pageErrors.push(String(e)));
 page.on('console', (m) => { if (m.type() === 'error') console.log(`  (page console error: ${m.text()})`); });
@@ -268,6 +274,30 @@ try {
                                               max: document.getElementById('progress').max }));
   check(polled.src !== ko.src && /\/0\.mp4$/.test(polled.src) && polled.p === 3 && polled.max === 3,
         `socket refused: the page polled Task/Detail to the end (${polled.src}, progress ${polled.p}/${polled.max})`);
+
+  // Plain http under another name than localhost: no WebCrypto, the page signs with its own SHA-256.
+  const page2 = await context.newPage();
+  page2.on('pageerror', (e) => pageErrors.push(String(e)));
+  page2.on('request', (r) => { if (new URL(r.url()).hostname !== INSECURE_HOST) outside.push(r.url()); });
+  await page2.goto(`http://${INSECURE_HOST}:${base.port}/`, { waitUntil: 'load' });
+  const insecure = await page2.evaluate(() => ({ secure: window.isSecureContext, subtle: !!(window.crypto && window.crypto.subtle),
+                                                 stored: sessionStorage.length }));
+  await page2.fill('#apikey', KEY);
+  await page2.fill('#apisecret', SECRET);
+  await page2.click('#cred-save');
+  await page2.waitForFunction(() => /Connected \(requests signed/.test(document.getElementById('cred-status').textContent));
+  await page2.fill('#prompt', 'a kite over the dunes');
+  await page2.fill('#steps', '2');
+  await page2.click('#submit');
+  await page2.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2 && /^Finished/.test(document.getElementById('progress-text').textContent);
+  }, null, { timeout: 60000 });
+  const src2 = await page2.evaluate(() => document.getElementById('video').currentSrc);
+  check(!insecure.secure && !insecure.subtle && insecure.stored === 0 && src2.startsWith(`http://${INSECURE_HOST}:${base.port}/files/`),
+        `not a secure context (crypto.subtle absent, a new tab starts without credentials): signed with the JS SHA-256, the task played (${src2})`,
+        JSON.stringify({ insecure, src2 }));
+  await page2.close();
 
   check(outside.length === 0, 'nothing was requested outside the server', outside.join(', '));
   check(pageErrors.length === 0, 'no script errors on the page', pageErrors.join(' | '));
