@@ -6,6 +6,7 @@
 //  - signature project: key + secret → Tool/Detail fills the fields (defaults and ranges); the credentials are in
 //    sessionStorage only; a prompt with 5 steps is submitted; the <progress> bar advances step by step from the
 //    WebSocket; the finished <video> reaches readyState >= 2 with the output URL; Recent tasks lists the task;
+//    "Stop this task" cancels a queued task;
 //    a reload of the tab restores the credentials;
 //  - "Show" in Recent tasks follows a task again; Forget clears the credentials; a key-only project runs a task to
 //    a playing video as well; with the socket refused, the page polls Task/Detail to the end;
@@ -154,6 +155,15 @@ try {
   const blocker = await apiKeyOnly('/v1/Run/THUDM/CogVideoX-2b',
                                    { prompt: 'blocker', steps: 200, numFrames: 49, width: 480, height: 320 });
   check(blocker.result === true, 'a long task of another project occupies the worker', JSON.stringify(blocker));
+
+  // "Stop this task" on a queued task: Task/Kill cancels it.
+  await page.fill('#prompt', 'a task stopped while queued');
+  await page.fill('#steps', '5');
+  await page.click('#submit');
+  await page.waitForFunction(() => /Queued/.test(document.getElementById('progress-text').textContent));
+  await page.click('#kill');
+  await page.waitForFunction(() => /^Cancelled/.test(document.getElementById('progress-text').textContent));
+  ok(`Stop this task on a queued task: "${await page.textContent('#progress-text')}"`);
 
   await page.fill('#prompt', 'a red fox running through fresh snow, golden hour');
   await page.fill('#steps', '5');
