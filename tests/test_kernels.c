@@ -6,7 +6,9 @@
  * (any order, with or without FMA) is within γ_n·Σ|a·b| of the exact one, γ_n = n·u/(1 - n·u); the
  * transcendental functions (exp, tanh) are allowed EXP_ULPS units in the last place. */
 #include <math.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -539,7 +541,52 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     check_conversions(pool, kt);
 }
 
-int main(void) {
+/* Child mode (CVX_FORCE_ISA=name set by the parent): the normal choice, without test overrides, must be that
+ * path's fp32 and bf16 tables, and the bf16 operations must be right through them. */
+static int forced_child(const char *name) {
+    int isa = cvx_isa_from_name(name);
+    CHECK_MSG(isa >= 0 && cvx_isa_active() == (cvx_isa)isa, "CVX_FORCE_ISA=%s gave %s", name, cvx_isa_name(cvx_isa_active()));
+    if (isa >= 0) {
+        CHECK(cvx_kernels_active() == cvx_kernels_for((cvx_isa)isa));
+        CHECK(cvx_bf16_kernels_active() == cvx_bf16_kernels_for((cvx_isa)isa));
+    }
+    char label[64];
+    snprintf(label, sizeof label, "forced %s", name);
+    g_path = label;
+    cvx_pool *pool = cvx_pool_new(2);
+    check_linear_bf16(pool, 37, 300, 70, CVX_DTYPE_F16, 1);
+    check_gemm_nt_bf16(pool, 40, 70, 9, 3, 1);
+    check_attention(pool, 2, 2, 33, 130, 32, 2, 1.0f, 1);
+    cvx_pool_free(pool);
+    return cvx_test_finish(label);
+}
+
+extern char **environ;
+
+static void run_forced(const char *self, cvx_isa isa) {
+    char env_isa[64];
+    snprintf(env_isa, sizeof env_isa, "CVX_FORCE_ISA=%s", cvx_isa_name(isa));
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **envp = calloc(n + 2, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "CVX_FORCE_ISA=", 14) != 0) envp[k++] = environ[i];
+    envp[k++] = env_isa;
+    char *argv[] = {(char *)self, "--forced", (char *)cvx_isa_name(isa), NULL};
+    pid_t pid;
+    int st = 0;
+    int rc = posix_spawn(&pid, self, NULL, NULL, argv, envp);
+    CHECK_MSG(rc == 0, "spawn %s: %s", self, strerror(rc));
+    if (rc == 0) {
+        CHECK(waitpid(pid, &st, 0) == pid);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "CVX_FORCE_ISA=%s child failed (status %d)", cvx_isa_name(isa), st);
+    }
+    free(envp);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--forced")) return forced_child(argv[2]);
     cvx_pool *pool = cvx_pool_new(2);
     CHECK(pool != NULL);
     const cvx_kernel_table *done[CVX_ISA_COUNT] = {0};
@@ -576,6 +623,9 @@ int main(void) {
     }
     cvx_bf16_kernels_set_active_for_testing(NULL);
     cvx_kernels_set_active_for_testing(NULL);
+    /* Each path chosen the way users choose it, in a child process (the choice is made once per process). */
+    for (int isa = 0; isa < CVX_ISA_COUNT; isa++)
+        if (cvx_isa_supported((cvx_isa)isa)) run_forced("/proc/self/exe", (cvx_isa)isa);
     cvx_pool_free(pool);
     return cvx_test_finish("test_kernels");
 }

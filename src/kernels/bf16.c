@@ -92,9 +92,9 @@ cvx_status cvx_pack_bf16(cvx_pool *pool, const cvx_tensor *W, cvx_packed **out) 
     if (W->dtype != CVX_DTYPE_F32 && W->dtype != CVX_DTYPE_F16 && W->dtype != CVX_DTYPE_BF16)
         return CVX_ERR_INVALID_ARGUMENT;
     const int64_t N = W->shape[0], K = W->shape[1];
-    if (N * K > 0 && !W->data) return CVX_ERR_INVALID_ARGUMENT;
     /* Keeps every size computation below far from overflow. */
-    if (N > ((int64_t)1 << 40) / (K + CVX_PACK_KALIGN + 1)) return CVX_ERR_INVALID_ARGUMENT;
+    if (K > ((int64_t)1 << 40) || N > ((int64_t)1 << 40) / (K + CVX_PACK_KALIGN + 1)) return CVX_ERR_INVALID_ARGUMENT;
+    if (N * K > 0 && !W->data) return CVX_ERR_INVALID_ARGUMENT;
     const cvx_bf16_table *kt = cvx_bf16_kernels_active();
     cvx_packed *p = calloc(1, sizeof *p);
     if (!p) return CVX_ERR_OUT_OF_MEMORY;
