@@ -275,8 +275,8 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (!step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END) ||
         !step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN)) {
         free(resume);
+        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
         json_decref(g);
-        cvx_svc_remove_output(svc, gp.out_key);
         remove_checkpoint(svc, t->id);
         return;
     }
@@ -285,8 +285,8 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (!step_to(svc, t, "task_start", CVX_SVC_T_START)) {
         atomic_store(&svc->running_task, 0);
         free(resume);
+        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
         json_decref(g);
-        cvx_svc_remove_output(svc, gp.out_key);
         remove_checkpoint(svc, t->id);
         return;
     }
