@@ -452,6 +452,77 @@ static void check_gemm_nt_bf16(cvx_pool *pool, int64_t M, int64_t N, int64_t K, 
     free(A), free(B), free(C), free(C0);
 }
 
+
+/* cvx_linear_bf16_ex: strided x and y, and the fused epilogues. mode 0: gelu·gate (the FF's first linear with a
+ * per-batch gate for the check), 1: residual = y itself + gate·t (attention output / FF out), 2: separate
+ * residual, no gate, no bias, 3: gelu only. gate_rows splits the rows in two "batch items". */
+static void check_linear_bf16_ex(cvx_pool *pool, int64_t M, int64_t K, int64_t N, int mode) {
+    int64_t ldx = K + 3, ldy = N + 5, ldr = N + 2, gate_rows = M / 2 + 1, ldg = N + 1;
+    float *x = malloc(sizeof(float) * (size_t)(M * ldx + 1)), *wf = malloc(sizeof(float) * (size_t)(N * K + 1));
+    float *y = malloc(sizeof(float) * (size_t)(M * ldy + 1)), *y0 = malloc(sizeof(float) * (size_t)(M * ldy + 1));
+    float *res = malloc(sizeof(float) * (size_t)(M * ldr + 1)), *gate = malloc(sizeof(float) * (size_t)(2 * ldg + 1));
+    float *bias = malloc(sizeof(float) * (size_t)(N + 1));
+    fill(x, M * ldx, 2.0f);
+    fill(wf, N * K, 0.5f);
+    fill(y0, M * ldy, 3.0f);
+    fill(res, M * ldr, 3.0f);
+    fill(gate, 2 * ldg, 1.5f);
+    fill(bias, N, 1.0f);
+    memcpy(y, y0, sizeof(float) * (size_t)(M * ldy));
+    int64_t shape[2] = {N, K};
+    cvx_tensor W = cvx_tensor_view(CVX_DTYPE_F32, wf, 2, shape);
+    cvx_packed *pk = NULL;
+    CHECK(cvx_pack_bf16(pool, &W, &pk) == CVX_OK);
+    if (!pk) goto done;
+    cvx_epilogue e = {mode == 0 || mode == 3 ? CVX_ACT_GELU_TANH : CVX_ACT_NONE, mode <= 1 ? gate : NULL, gate_rows, ldg,
+                      mode == 1 ? y : mode == 2 ? res : NULL, mode == 1 ? ldy : ldr};
+    const float *b = mode == 2 ? NULL : bias;
+    CHECK(cvx_linear_bf16_ex(pool, y, ldy, x, ldx, M, K, pk, b, &e) == CVX_OK);
+    int bad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < ldy; n++) {
+            double got = y[m * ldy + n];
+            if (n >= N) { /* row padding untouched */
+                if (memcmp(&y[m * ldy + n], &y0[m * ldy + n], sizeof(float)) != 0) bad++;
+                continue;
+            }
+            double t = b ? b[n] : 0.0, sa = fabs(t);
+            for (int64_t k = 0; k < K; k++) {
+                double p = rb(x[m * ldx + k]) * rb(wf[n * K + k]);
+                t += p;
+                sa += fabs(p);
+            }
+            double g = mode <= 1 ? gate[(m / gate_rows) * ldg + n] : 1.0;
+            /* The sum (a few extra roundings when the gate is applied per K block), then the activation (slope
+             * <= 1.13, its own error as in check_activations), the gate product and the residual add. */
+            double tol_t = gamma_n((double)K + 4) * sa, want = t, tol = tol_t;
+            if (e.act == CVX_ACT_GELU_TANH) {
+                double inner = 0.7978845608028654 * (t + 0.044715 * t * t * t), th = tanh(inner);
+                want = 0.5 * t * (1.0 + th);
+                double dt = 4.0 * U * fabs(inner) * (1.0 - th * th) + EXP_ULPS * U * fabs(th);
+                tol = 1.13 * tol_t + 0.5 * fabs(t) * (dt + 2.0 * U * fabs(1.0 + th)) + 2.0 * U * fabs(want);
+            }
+            double r = mode == 1 ? y0[m * ldy + n] : mode == 2 ? res[m * ldr + n] : 0.0;
+            double full = r + g * want;
+            tol = fabs(g) * tol + U * fabs(g * want) + U * fabs(full) + 1e-30;
+            if (!(fabs(got - full) <= tol) && bad++ < 3)
+                CHECK_MSG(0, "[%s, %d thr] linear_bf16_ex mode %d M=%lld K=%lld N=%lld: y[%lld,%lld]=%.9g want %.9g (tol %.3g)",
+                          g_path, g_threads, mode, (long long)M, (long long)K, (long long)N, (long long)m, (long long)n,
+                          got, full, tol);
+        }
+    CHECK(bad == 0);
+    /* Refused arguments leave y alone. */
+    cvx_epilogue bad_e = {CVX_ACT_GELU_TANH, NULL, 1, N, res, ldr};
+    CHECK(cvx_linear_bf16_ex(pool, y, ldy, x, ldx, M, K, pk, b, &bad_e) == CVX_ERR_INVALID_ARGUMENT);
+    cvx_epilogue bad_g = {CVX_ACT_NONE, gate, 0, ldg, NULL, 0};
+    CHECK(cvx_linear_bf16_ex(pool, y, ldy, x, ldx, M, K, pk, b, &bad_g) == CVX_ERR_INVALID_ARGUMENT);
+    CHECK(cvx_linear_bf16_ex(pool, y, N - 1, x, ldx, M, K, pk, b, NULL) == CVX_ERR_INVALID_ARGUMENT);
+    CHECK(cvx_linear_bf16_ex(pool, y, ldy, x, ldx, M, K + 1, pk, b, NULL) == CVX_ERR_INVALID_ARGUMENT);
+    cvx_packed_free(pk);
+done:
+    free(x), free(wf), free(y), free(y0), free(res), free(gate), free(bias);
+}
+
 static void check_pack_errors(void) {
     float w[6] = {1, 2, 3, 4, 5, 6};
     int64_t s2[2] = {2, 3}, s3[3] = {1, 2, 3};
@@ -485,6 +556,9 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
             cvx_dtype d = dt == 0 ? CVX_DTYPE_F32 : dt == 1 ? CVX_DTYPE_F16 : CVX_DTYPE_BF16;
             check_linear_bf16(pool, lin[i][0], lin[i][1], lin[i][2], d, (int)((i + (size_t)dt) % 2));
         }
+    static const int64_t ex[][3] = {{1, 5, 3}, {13, 31, 47}, {40, 2100, 70}, {100, 64, 33}, {3, 0, 17}};
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
+        for (int mode = 0; mode < 4; mode++) check_linear_bf16_ex(pool, ex[i][0], ex[i][1], ex[i][2], mode);
     static const int64_t gm[][3] = {{1, 1, 1},    {5, 3, 2},   {17, 33, 300}, {40, 70, 9},
                                     {3, 100, 257}, {90, 10, 64}, {4, 9, 17},    {70, 130, 65}};
     for (size_t i = 0; i < sizeof gm / sizeof gm[0]; i++) {
@@ -555,6 +629,7 @@ static int forced_child(const char *name) {
     g_path = label;
     cvx_pool *pool = cvx_pool_new(2);
     check_linear_bf16(pool, 37, 300, 70, CVX_DTYPE_F16, 1);
+    check_linear_bf16_ex(pool, 40, 2100, 70, 1);
     check_gemm_nt_bf16(pool, 40, 70, 9, 3, 1);
     check_attention(pool, 2, 2, 33, 130, 32, 2, 1.0f, 1);
     cvx_pool_free(pool);

@@ -123,6 +123,7 @@ typedef struct {
     int64_t ldc;
     int accumulate;
     const float *bias;
+    const cvx_epilogue *epi;
     int64_t kc, mc, nparts, part_w;
     uint16_t *abufs; /* per thread: mc x kc bf16 */
     int64_t abuf_elems;
@@ -140,7 +141,13 @@ static void amx_block(const amx_ctx *c, uint16_t *abuf, int64_t m0, int64_t mlen
             const float *bias = !acc && c->bias ? c->bias + jr : NULL;
             for (int64_t ir = 0; ir < mlen; ir += TM) {
                 tile_block(abuf + ir * kpad, kpad * 2, bp, kpad / 32, scratch);
-                store_block(scratch, c->C + (m0 + ir) * c->ldc + jr, c->ldc, (int)min64(TM, mlen - ir), nn, acc, bias);
+                float *cp = c->C + (m0 + ir) * c->ldc + jr;
+                int mm = (int)min64(TM, mlen - ir);
+                if (c->epi)
+                    cvx__bf16_epilogue_avx512(scratch, 32, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
+                                              c->epi, pc == 0, pc + c->kc >= c->K);
+                else
+                    store_block(scratch, cp, c->ldc, mm, nn, acc, bias);
             }
         }
     }
@@ -160,8 +167,9 @@ static void amx_task(void *arg, int64_t begin, int64_t end, int thread_index) {
 
 /* Returns 0 when the buffers cannot be allocated (nothing written). */
 static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
-                    int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias) {
+                    int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
     if (M <= 0 || N <= 0) return 1;
+    if (K <= 0 && epi) return 0; /* the AVX512-BF16 driver handles the empty sum with an epilogue */
     if (K <= 0) {
         if (!accumulate)
             for (int64_t m = 0; m < M; m++)
@@ -169,7 +177,7 @@ static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float
         return 1;
     }
     int nt = cvx_pool_size(pool);
-    amx_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, 0, 0, 1, round_up(N, NR), NULL, 0};
+    amx_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), NULL, 0};
     int64_t kblocks = ceil_div(K, KC_MAX);
     c.kc = round_up(ceil_div(K, kblocks), CVX_PACK_KALIGN);
     c.mc = min64(MC, round_up(M, TM));
@@ -190,10 +198,11 @@ static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float
     return 1;
 }
 
-static void amx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
-                       const float *bias) {
-    if (amx_gemm(pool, M, W->n, K, x, K, (const uint32_t *)W->data, W->kp, y, W->n, 0, bias)) return;
-    cvx_bf16_avx512bf16.linear(pool, y, x, M, K, W, bias); /* same layout; it has a no-allocation fallback */
+static void amx_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
+                       const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
+    if (amx_gemm(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi)) return;
+    /* Same layout; the AVX512-BF16 driver has a no-allocation fallback. */
+    cvx_bf16_avx512bf16.linear(pool, y, ldy, x, ldx, M, K, W, bias, epi);
 }
 
 typedef struct {
@@ -218,7 +227,7 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
     if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
         packb_ctx pc = {B, ldb, N, K, kp, mem};
         cvx_pool_parallel_for(pool, panels, 1, packb_task, &pc);
-        int ok = amx_gemm(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL);
+        int ok = amx_gemm(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL, NULL);
         free(mem);
         if (ok) return;
     }

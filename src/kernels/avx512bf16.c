@@ -180,6 +180,44 @@ static void s_kernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, fl
     }
 }
 
+/* ---- fused epilogue (cvx_linear_bf16_ex) ------------------------------------------------------------------- */
+
+void cvx__bf16_epilogue_avx512(const float *T, int64_t ldt, float *C, int64_t ldc, int64_t m0, int m, int64_t n0, int n,
+                               const float *bias, const cvx_epilogue *e, int first, int last) {
+    const cvx_kernel_table *ft = cvx_kernels_for(CVX_ISA_AVX512); /* its gelu is cvx_gelu_tanh's on this CPU */
+    for (int i = 0; i < m; i++) {
+        const float *t = T + i * ldt;
+        float *c = C + i * ldc;
+        const float *g = e->gate ? e->gate + (m0 + i) / e->gate_rows * e->ldgate + n0 : NULL;
+        const float *r = e->residual ? e->residual + (m0 + i) * e->ldres + n0 : NULL;
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 k = lanes(n - j);
+            __m512 v = _mm512_maskz_loadu_ps(k, t + j);
+            if (e->act != CVX_ACT_NONE) {
+                /* The full sum first (bias once, at the first block), the activation and gate at the last. */
+                v = _mm512_add_ps(first ? (bias ? _mm512_maskz_loadu_ps(k, bias + j) : _mm512_setzero_ps())
+                                        : _mm512_maskz_loadu_ps(k, c + j), v);
+                _mm512_mask_storeu_ps(c + j, k, v);
+            } else {
+                /* Linear in the sum: residual + gate·(t + bias) at the first block, + gate·t after it. */
+                if (first && bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + j));
+                if (g) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), v);
+                __m512 base = first ? (r ? _mm512_maskz_loadu_ps(k, r + j) : _mm512_setzero_ps())
+                                    : _mm512_maskz_loadu_ps(k, c + j);
+                _mm512_mask_storeu_ps(c + j, k, _mm512_add_ps(base, v));
+            }
+        }
+        if (e->act != CVX_ACT_NONE && last) {
+            ft->gelu_tanh(c, n);
+            if (g)
+                for (int j = 0; j < n; j += 16) {
+                    __mmask16 k = lanes(n - j);
+                    _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), _mm512_maskz_loadu_ps(k, c + j)));
+                }
+        }
+    }
+}
+
 /* ---- GEMM driver -------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -192,8 +230,9 @@ typedef struct {
     int64_t ldc;
     int accumulate;
     const float *bias;
+    const cvx_epilogue *epi; /* NULL: plain (bias fused in the micro-kernel) */
     int64_t kc, mc, nparts, part_w;
-    uint32_t *abufs; /* per thread: mc x kc bf16 */
+    uint32_t *abufs; /* per thread: mc x kc bf16, then (with an epilogue) an MR x NR f32 tile */
     int64_t abuf_words;
 } gemm_ctx;
 
@@ -202,13 +241,23 @@ static void gemm_block(const gemm_ctx *c, uint32_t *abuf, int64_t m0, int64_t ml
         int64_t kk = min64(c->kc, c->K - pc), kp = (kk + 1) / 2;
         int acc = c->accumulate || pc > 0;
         pack_a(c->A + m0 * c->lda + pc, c->lda, mlen, kk, abuf);
+        float *tile = (float *)(abuf + round_up(c->mc * (c->kc / 2), 16));
         for (int64_t jr = n0; jr < n0 + nlen; jr += NR) {
             const uint32_t *bp = c->B + (jr / NR) * NR * (c->bkp / 2) + (pc / 2) * NR;
             int nn = (int)min64(NR, n0 + nlen - jr);
             const float *bias = !acc && c->bias ? c->bias + jr : NULL;
-            for (int64_t ir = 0; ir < mlen; ir += MR)
-                ukernel((int)min64(MR, mlen - ir), kp, abuf + ir * kp, bp, c->C + (m0 + ir) * c->ldc + jr, c->ldc, nn,
-                        acc, bias);
+            for (int64_t ir = 0; ir < mlen; ir += MR) {
+                int mm = (int)min64(MR, mlen - ir);
+                float *cp = c->C + (m0 + ir) * c->ldc + jr;
+                if (!c->epi) {
+                    ukernel(mm, kp, abuf + ir * kp, bp, cp, c->ldc, nn, acc, bias);
+                } else {
+                    /* The block's sum to an L1 tile, then merged by the epilogue (y may hold the residual). */
+                    ukernel(mm, kp, abuf + ir * kp, bp, tile, NR, nn, 0, NULL);
+                    cvx__bf16_epilogue_avx512(tile, NR, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
+                                              c->epi, pc == 0, pc + c->kc >= c->K);
+                }
+            }
         }
     }
 }
@@ -225,16 +274,23 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
 
 /* Returns 0 when the packing buffers cannot be allocated (nothing written). */
 static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
-                      int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias) {
+                      int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0) {
-        if (!accumulate)
+        if (epi) { /* the empty sum through the epilogue, a row at a time */
+            float zeros[NR] = {0};
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < N; n += NR)
+                    cvx__bf16_epilogue_avx512(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(NR, N - n),
+                                              bias ? bias + n : NULL, epi, 1, 1);
+        } else if (!accumulate) {
             for (int64_t m = 0; m < M; m++)
                 for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
+        }
         return 1;
     }
     int nt = cvx_pool_size(pool);
-    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, 0, 0, 1, round_up(N, NR), NULL, 0};
+    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), NULL, 0};
     /* K blocks of equal length (a multiple of CVX_PACK_KALIGN so they start on a pair of every panel). */
     int64_t kblocks = ceil_div(K, KC_MAX);
     c.kc = round_up(ceil_div(K, kblocks), CVX_PACK_KALIGN);
@@ -246,7 +302,7 @@ static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const flo
         c.part_w = round_up(ceil_div(N, c.nparts), NR);
         c.nparts = ceil_div(N, c.part_w);
     }
-    c.abuf_words = round_up(c.mc * (c.kc / 2), 16);
+    c.abuf_words = round_up(c.mc * (c.kc / 2), 16) + (epi ? MR * NR : 0);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(c.abuf_words * nt) * sizeof(uint32_t)) != 0) return 0;
     c.abufs = mem;
@@ -256,20 +312,34 @@ static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const flo
     return 1;
 }
 
-static void bf16_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
-                        const float *bias) {
-    if (gemm_pairs(pool, M, W->n, K, x, K, (const uint32_t *)W->data, W->kp, y, W->n, 0, bias)) return;
-    /* Out of memory for 2 x 384 KB of packing buffers: one MR x 64 block at a time from the stack. */
+static void bf16_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
+                        const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
+    if (gemm_pairs(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi)) return;
+    /* Out of memory for 2 x 384 KB of packing buffers: one MR x 32 tile at a time, whole K in blocks of 64,
+     * from the stack. */
     uint32_t abuf[MR * 32];
+    float tile[MR * NR], part[MR * NR];
     const uint32_t *B = (const uint32_t *)W->data;
     for (int64_t m0 = 0; m0 < M; m0 += MR) {
         int mm = (int)min64(MR, M - m0);
-        for (int64_t pc = 0; pc < K; pc += 64) {
-            int64_t kk = min64(64, K - pc);
-            pack_a(x + m0 * K + pc, K, mm, kk, abuf);
-            for (int64_t jr = 0; jr < W->n; jr += NR)
-                ukernel(mm, (kk + 1) / 2, abuf, B + (jr / NR) * NR * (W->kp / 2) + (pc / 2) * NR, y + m0 * W->n + jr,
-                        W->n, (int)min64(NR, W->n - jr), pc > 0, pc == 0 ? (bias ? bias + jr : NULL) : NULL);
+        for (int64_t jr = 0; jr < W->n; jr += NR) {
+            int nn = (int)min64(NR, W->n - jr);
+            for (int64_t pc = 0; pc < K; pc += 64) {
+                int64_t kk = min64(64, K - pc);
+                pack_a(x + m0 * ldx + pc, ldx, mm, kk, abuf);
+                ukernel(mm, (kk + 1) / 2, abuf, B + (jr / NR) * NR * (W->kp / 2) + (pc / 2) * NR, pc ? part : tile, NR,
+                        nn, 0, NULL);
+                if (pc)
+                    for (int i = 0; i < mm * NR; i++) tile[i] += part[i];
+            }
+            if (K <= 0) memset(tile, 0, sizeof tile);
+            if (epi) {
+                cvx__bf16_epilogue_avx512(tile, NR, y + m0 * ldy + jr, ldy, m0, mm, jr, nn, bias ? bias + jr : NULL, epi,
+                                          1, 1);
+            } else {
+                for (int i = 0; i < mm; i++)
+                    for (int j = 0; j < nn; j++) y[(m0 + i) * ldy + jr + j] = tile[i * NR + j] + (bias ? bias[jr + j] : 0.0f);
+            }
         }
     }
 }
@@ -296,7 +366,7 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
     if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
         packb_ctx pc = {B, ldb, N, K, kp, mem};
         cvx_pool_parallel_for(pool, panels, 1, packb_task, &pc);
-        int ok = gemm_pairs(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL);
+        int ok = gemm_pairs(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL, NULL);
         free(mem);
         if (ok) return;
     }

@@ -148,31 +148,70 @@ static float *scratch(float *stack_buf, int64_t want, int64_t *got) {
     return stack_buf;
 }
 
-static void emu_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
-                       const float *bias) {
+/* y rows = residual + gate·act(t + bias) for rows m0.. (t in y already), portable; gelu through the fp32
+ * kernels so it is cvx_gelu_tanh's function. */
+static void emu_epilogue(float *y, int64_t ldy, int64_t m0, int64_t rows, int64_t N, const float *bias,
+                         const cvx_epilogue *e, const float *res0) {
+    const cvx_kernel_table *ft = cvx_kernels_active();
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = y + i * ldy;
+        if (bias)
+            for (int64_t n = 0; n < N; n++) r[n] += bias[n];
+        if (e->act == CVX_ACT_GELU_TANH) ft->gelu_tanh(r, N);
+        const float *g = e->gate ? e->gate + (m0 + i) / e->gate_rows * e->ldgate : NULL;
+        const float *res = res0 ? res0 + i * e->ldres : NULL; /* res0: the residual's row m0 */
+        for (int64_t n = 0; n < N; n++) r[n] = (res ? res[n] : 0.0f) + (g ? g[n] * r[n] : r[n]);
+    }
+}
+
+static void emu_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
+                       const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
     const int64_t N = W->n;
     if (M <= 0 || N <= 0) return;
     const cvx_kernel_table *kt = cvx_kernels_active();
     float stack_buf[EMU_STACK_FLOATS];
     int64_t cap;
-    float *buf = scratch(stack_buf, M * (K > 0 ? K : 1), &cap);
-    if (cap >= K) {
+    /* With an epilogue whose residual is y itself, the products go to a scratch block first. */
+    int via_tmp = epi && epi->residual == y;
+    int64_t row_floats = (K > 0 ? K : 1) + (via_tmp ? N : 0);
+    float *buf = scratch(stack_buf, M * row_floats, &cap);
+    if (cap >= row_floats) {
         /* Blocks of whole rows. */
-        int64_t rows = K > 0 ? cap / K : M;
+        int64_t rows = cap / row_floats;
+        float *tmp = buf + rows * (K > 0 ? K : 1);
         for (int64_t m0 = 0; m0 < M; m0 += rows) {
             int64_t mc = min64(rows, M - m0);
-            round_rows(buf, K, x + m0 * K, K, mc, K);
-            cvx__gemm_run(kt, pool, mc, N, K, buf, K, CVX_DTYPE_BF16, W->data, K, y + m0 * N, N, 0, bias);
+            round_rows(buf, K, x + m0 * ldx, ldx, mc, K);
+            float *dst = via_tmp ? tmp : y + m0 * ldy;
+            int64_t ldd = via_tmp ? N : ldy;
+            cvx__gemm_run(kt, pool, mc, N, K, buf, K, CVX_DTYPE_BF16, W->data, K, dst, ldd, 0, epi ? NULL : bias);
+            if (epi) {
+                const float *res0 = epi->residual ? epi->residual + m0 * epi->ldres : NULL;
+                if (via_tmp) {
+                    emu_epilogue(tmp, N, m0, mc, N, bias, epi, res0);
+                    for (int64_t i = 0; i < mc; i++) memcpy(y + (m0 + i) * ldy, tmp + i * N, (size_t)N * sizeof(float));
+                } else {
+                    emu_epilogue(y + m0 * ldy, ldy, m0, mc, N, bias, epi, res0);
+                }
+            }
         }
     } else {
-        /* Rows longer than the scratch: one row at a time, K in pieces, accumulated. */
-        for (int64_t m = 0; m < M; m++)
+        /* Rows longer than the scratch: one row at a time, K in pieces, accumulated in y, then the epilogue
+         * (a residual in y itself is first saved to a heap row; without memory for it, the row is lost). */
+        float *save = via_tmp ? malloc(sizeof(float) * (size_t)N) : NULL;
+        for (int64_t m = 0; m < M; m++) {
+            if (save) memcpy(save, y + m * ldy, (size_t)N * sizeof(float));
             for (int64_t k0 = 0; k0 < K; k0 += cap) {
                 int64_t kc = min64(cap, K - k0);
-                round_rows(buf, kc, x + m * K + k0, K, 1, kc);
-                cvx__gemm_run(kt, pool, 1, N, kc, buf, kc, CVX_DTYPE_BF16, W->data + k0, K, y + m * N, N, k0 > 0,
-                              k0 == 0 ? bias : NULL);
+                round_rows(buf, kc, x + m * ldx + k0, ldx, 1, kc);
+                cvx__gemm_run(kt, pool, 1, N, kc, buf, kc, CVX_DTYPE_BF16, W->data + k0, K, y + m * ldy, ldy, k0 > 0,
+                              k0 == 0 && !epi ? bias : NULL);
             }
+            if (epi)
+                emu_epilogue(y + m * ldy, ldy, m, 1, N, bias, epi,
+                             via_tmp ? save : epi->residual ? epi->residual + m * epi->ldres : NULL);
+        }
+        free(save);
     }
     if (buf != stack_buf) free(buf);
 }
@@ -255,7 +294,22 @@ void cvx_bf16_kernels_set_active_for_testing(const cvx_bf16_table *t) {
 void cvx_linear_bf16(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
                      const float *bias) {
     if (!W || K != W->k) return; /* callers check shapes; a mismatch must not read out of bounds */
-    W->kt->linear(pool, y, x, M, K, W, bias);
+    W->kt->linear(pool, y, W->n, x, K, M, K, W, bias, NULL);
+}
+
+cvx_status cvx_linear_bf16_ex(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
+                              const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
+    if (!W || K != W->k || M < 0 || ldy < W->n || ldx < K) return CVX_ERR_INVALID_ARGUMENT;
+    if (epi) {
+        if (epi->act != CVX_ACT_NONE && epi->act != CVX_ACT_GELU_TANH) return CVX_ERR_INVALID_ARGUMENT;
+        if (epi->act != CVX_ACT_NONE && epi->residual) return CVX_ERR_INVALID_ARGUMENT;
+        if (epi->gate && (epi->gate_rows < 1 || epi->ldgate < W->n)) return CVX_ERR_INVALID_ARGUMENT;
+        if (epi->residual && epi->ldres < W->n) return CVX_ERR_INVALID_ARGUMENT;
+        if (epi->residual == y && epi->ldres != ldy) return CVX_ERR_INVALID_ARGUMENT;
+        if (epi->act == CVX_ACT_NONE && !epi->gate && !epi->residual) epi = NULL;
+    }
+    W->kt->linear(pool, y, ldy, x, ldx, M, K, W, bias, epi);
+    return CVX_OK;
 }
 
 void cvx_gemm_nt_bf16(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,

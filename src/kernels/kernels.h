@@ -147,6 +147,26 @@ int64_t cvx_packed_cols(const cvx_packed *p); /* K */
 /* y[M, N] = bf16(x)[M, K] · Wᵀ + bias[N] (bias f32, may be NULL); f32 accumulation. y must not alias x. */
 void cvx_linear_bf16(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_packed *W,
                      const float *bias);
+/* cvx_linear_bf16 with row strides and a fused epilogue, applied while each output block is in cache:
+ *   t = x·Wᵀ + bias[n];  t = gelu_tanh(t) when act (the same function as cvx_gelu_tanh);
+ *   y[m, n] = residual[m, n] + gate[m / gate_rows, n] · t
+ * (no residual: 0 +; no gate: 1 ·). gate has one row (stride ldgate) per gate_rows consecutive rows of y (per
+ * batch item); residual (row stride ldres) may be y itself (same pointer and stride) but must not otherwise
+ * overlap it; y must not overlap x. epi may be NULL (plain linear). With several K blocks (K > 2048) the
+ * residual/gate form adds gate·(partial sum) per block instead of rounding the full sum first (a few f32
+ * ulps). Returns CVX_ERR_INVALID_ARGUMENT (nothing written) for a K that is not W's, row strides below the
+ * row lengths, act with a residual (not a form any block uses), gate_rows < 1 or an unknown act. */
+typedef enum { CVX_ACT_NONE = 0, CVX_ACT_GELU_TANH = 1 } cvx_act;
+typedef struct {
+    cvx_act act;
+    const float *gate; /* [ceil(M / gate_rows), N] or NULL */
+    int64_t gate_rows, ldgate;
+    const float *residual; /* [M, N] or NULL */
+    int64_t ldres;
+} cvx_epilogue;
+cvx_status cvx_linear_bf16_ex(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
+                              const cvx_packed *W, const float *bias, const cvx_epilogue *epi);
+
 /* C[M, N] = bf16(A)[M, K] · bf16(B)[N, K]ᵀ (both f32 in memory, rounded on the fly), f32 accumulation. */
 void cvx_gemm_nt_bf16(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                       int64_t ldb, float *C, int64_t ldc, int accumulate);
