@@ -13,7 +13,9 @@
  * Memory: the encoder streams its layers. Each layer's mapped pages are asked for just before it runs
  * (MADV_WILLNEED) and dropped from the process right after (MADV_DONTNEED: a read-only file mapping refaults
  * from the page cache or the file if touched again), so the resident set stays near one layer plus the
- * activations instead of the whole checkpoint (9.5 GB for T5-v1.1-XXL in f16). */
+ * activations instead of the whole checkpoint (9.5 GB for T5-v1.1-XXL in f16). Measured on the 2b's encoder
+ * (bench_bf16, 2 x 226 tokens): peak RSS 0.50 GB fp32 / 0.88 GB bf16, against 9.38 / 9.76 GB with the pages
+ * kept; the encode time does not change (the pages are read once per encode either way). */
 #ifndef CVX_TEXT_T5_H
 #define CVX_TEXT_T5_H
 
