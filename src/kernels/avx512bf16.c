@@ -572,24 +572,28 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
         memset(ob, 0, (size_t)(nq * dv) * sizeof(float));
         for (int64_t j0 = 0; j0 < Lk; j0 += ATT_BK) {
             int64_t nk = min64(ATT_BK, Lk - j0);
-            for (int64_t i = 0; i < nq * 16; i++) rmax[i] = -INFINITY;
-            for (int64_t i = 0; i < nq; i += MR)
+            /* Per group of MR query rows: scores, softmax, P·V, so that the phases follow each other closely
+             * (out-of-order overlap at their boundaries) and the group's S and P rows stay in L1. */
+            for (int64_t g = 0; g < nq; g += MR) {
+                int64_t gn = min64(MR, nq - g);
+                for (int64_t i = 16 * g; i < 16 * (g + gn); i++) rmax[i] = -INFINITY;
                 for (int64_t j = 0; j < nk; j += NR)
-                    s_kernel((int)min64(MR, nq - i), kpd, qp + i * kpd, kp + (j0 + j) * kpd, st + i * ATT_BK + j, ATT_BK,
-                             (int)min64(NR, nk - j), rmax + 16 * i);
-            for (int64_t i = 0; i < nq; i++) {
-                const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
-                float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, rmax + 16 * i, &m2[i], &l[i], pb + i * ldp);
-                if (corr != 1.0f) {
-                    __m512 vc = _mm512_set1_ps(corr);
-                    for (int64_t d = 0; d < dv; d += 16)
-                        _mm512_storeu_ps(ob + i * dv + d, _mm512_mul_ps(_mm512_loadu_ps(ob + i * dv + d), vc));
+                    s_kernel((int)gn, kpd, qp + g * kpd, kp + (j0 + j) * kpd, st + g * ATT_BK + j, ATT_BK,
+                             (int)min64(NR, nk - j), rmax + 16 * g);
+                for (int64_t i = g; i < g + gn; i++) {
+                    const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
+                    float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, rmax + 16 * i, &m2[i], &l[i], pb + i * ldp);
+                    if (corr != 1.0f) {
+                        __m512 vc = _mm512_set1_ps(corr);
+                        for (int64_t d = 0; d < dv; d += 16)
+                            _mm512_storeu_ps(ob + i * dv + d, _mm512_mul_ps(_mm512_loadu_ps(ob + i * dv + d), vc));
+                    }
                 }
+                for (int64_t i = g; i < g + gn; i += PV_MR)
+                    for (int64_t d = 0; d < dv; d += 64)
+                        pv_kernel((int)min64(PV_MR, g + gn - i), (int)min64(4, (dv - d) / 16), (nk + 1) / 2, pb + i * ldp,
+                                  ldp, vp + (j0 / 2) * dv + d, dv, ob + i * dv + d, dv);
             }
-            for (int64_t i = 0; i < nq; i += PV_MR)
-                for (int64_t d = 0; d < dv; d += 64)
-                    pv_kernel((int)min64(PV_MR, nq - i), (int)min64(4, (dv - d) / 16), (nk + 1) / 2, pb + i * ldp, ldp,
-                              vp + (j0 / 2) * dv + d, dv, ob + i * dv + d, dv);
         }
         for (int64_t i = 0; i < nq; i++) {
             float inv = 1.0f / l[i];
