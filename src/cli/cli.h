@@ -13,7 +13,8 @@
     XX(generate, "generate", "generate a video from a prompt")                                        \
     XX(serve, "serve", "run the Wiro-compatible task service")                                        \
     XX(keys, "keys", "manage the service's API keys")                                                 \
-    XX(download, "download", "download a model folder from a hub")
+    XX(download, "download", "download a model folder from a hub")                                   \
+    XX(bench, "bench", "measure peaks, kernels, a block or a generation (bench peak|gemm|attention|block|generate)")
 
 #define CVX__CLI_DECL(fn, name, help) int cvx_cmd_##fn(int argc, char **argv) __attribute__((weak));
 CVX_CLI_COMMANDS(CVX__CLI_DECL)

@@ -1,0 +1,738 @@
+/* `cogvideox bench`: the machine's limits and the engine's speed against them (issue 9).
+ *
+ *   cogvideox bench peak                                   register-resident peak per dot-product family
+ *   cogvideox bench gemm --m M --k K --n N                 cvx_linear (fp32) / cvx_linear_bf16 (packed weights)
+ *   cogvideox bench attention --tokens L --heads H --head-dim D      cvx_attention(_bf16), batch 2
+ *   cogvideox bench block --tokens N                       one CogVideoX-2b block at real dims, CFG batch 2
+ *   cogvideox bench generate -m DIR [generate's flags]     per-stage seconds and peak RSS of a real run
+ * Common: --json (exactly one JSON object on stdout; progress and logs go to stderr), --precision fp32|bf16
+ * (default bf16), --repeat N (default 3: every timing is the best run, its median beside it), --threads N.
+ *
+ * fraction_of_peak always divides by the all-thread vdpbf16ps register peak measured in the same run (the
+ * fp32 FMA peak on a CPU without AVX512-BF16, named in "peak_family"), so figures mean the same on every
+ * machine. FLOPs count a multiply-add as 2. The block is a 1-layer CogVideoXTransformer3DModel built by the
+ * transformer's own code from the real 2b config with random weights written to a temporary folder; its
+ * forward also runs the patch/text/time embeddings and proj_out (≈ 7 GFLOP at 226 text tokens, counted in the
+ * seconds but not in the issue's block FLOPs 2·(4·D² + 2·D·FF)·L·B + 4·L²·D·B). PyTorch comparisons run
+ * bench/torch_block.py when `python3 -c "import torch"` works; otherwise the output says "not installed". */
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cogvideox.h"
+#include "core/half.h"
+#include "core/log.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
+#include "diffusion/transformer.h"
+#include "io/config.h"
+#include "io/model.h"
+#include "io/model_maker.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+
+#ifndef CVX_BENCH_DIR
+#define CVX_BENCH_DIR "bench"
+#endif
+
+double cvx_bench_peak_vnni(int64_t iters); /* cmd_bench_vnni.c */
+
+typedef struct {
+    const char *mode;
+    int json, repeat, threads;
+    cvx_precision precision;
+    long long m, k, n, tokens, heads, head_dim;
+    const char *torch_script;
+    /* generate */
+    const char *model;
+    cvx_generate_params gp;
+} bench_opts;
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: cogvideox bench peak|gemm|attention|block|generate [options]\n"
+            "  peak                                        register peak of each dot-product family, all threads\n"
+            "  gemm --m M --k K --n N                      y[M,N] = x[M,K]·W[N,K]^T\n"
+            "  attention --tokens L --heads H --head-dim D batch 2, self-attention\n"
+            "  block --tokens N                            one CogVideoX-2b block, 226 text + N video tokens, batch 2\n"
+            "  generate -m DIR [-p TEXT] [--steps N] [--frames N] [--height H] [--width W] [--seed S]\n"
+            "           [--guidance G] [-o OUT.mp4]        a real run: per-stage seconds, peak RSS\n"
+            "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
+            "        --torch-script PATH (bench/torch_block.py)\n");
+    return f == stderr ? 2 : 0;
+}
+
+/* ---- statistics ------------------------------------------------------------------------------------------ */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median_of(const double *v, int n) {
+    double *s = malloc(sizeof(double) * (size_t)n);
+    if (!s) return v[0];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return m;
+}
+static double min_of(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
+    return m;
+}
+static double max_of(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static double peak_rss_gb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss * 1024.0 / 1e9; /* KiB on Linux */
+}
+
+static void fill_random(float *x, int64_t n, uint64_t seed, float amp) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = amp * (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+}
+
+static float *alloc_f32(int64_t n) {
+    if (n <= 0 || (uint64_t)n > SIZE_MAX / sizeof(float)) return NULL;
+    void *p = NULL;
+    return posix_memalign(&p, 64, (size_t)n * sizeof(float)) ? NULL : p;
+}
+
+/* ---- register peaks: one probe per thread, started together ----------------------------------------------- */
+
+typedef double (*probe_fn)(int64_t iters);
+static double probe_fp32(int64_t i) { return cvx_kernels_peak_probe("fp32", i); }
+static double probe_bf16(int64_t i) { return cvx_kernels_peak_probe("bf16", i); }
+static double probe_amx(int64_t i) { return cvx_kernels_peak_probe("amx", i); }
+
+typedef struct {
+    probe_fn fn;
+    int64_t iters;
+    pthread_barrier_t *barrier;
+    double flops;
+} probe_job;
+
+static void *probe_thread(void *arg) {
+    probe_job *j = arg;
+    pthread_barrier_wait(j->barrier);
+    j->flops = j->fn(j->iters);
+    return NULL;
+}
+
+/* Flops per second of `threads` probes run at once (wall time from the common start to the last join);
+ * 0 when a thread cannot be started. */
+static double probe_all(probe_fn fn, int threads, int64_t iters) {
+    pthread_t *t = calloc((size_t)threads, sizeof *t);
+    probe_job *j = calloc((size_t)threads, sizeof *j);
+    pthread_barrier_t bar;
+    double rate = 0;
+    if (!t || !j || pthread_barrier_init(&bar, NULL, (unsigned)threads + 1)) goto out;
+    int started = 0;
+    for (; started < threads; started++) {
+        j[started] = (probe_job){fn, iters, &bar, 0};
+        if (pthread_create(&t[started], NULL, probe_thread, &j[started])) break;
+    }
+    if (started < threads) { /* cannot happen in practice; release the ones waiting */
+        fprintf(stderr, "bench: could not start %d probe threads\n", threads);
+        abort();
+    }
+    pthread_barrier_wait(&bar);
+    double t0 = cvx_time_seconds(), flops = 0;
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL), flops += j[i].flops;
+    double sec = cvx_time_seconds() - t0;
+    pthread_barrier_destroy(&bar);
+    rate = sec > 0 ? flops / sec : 0;
+out:
+    free(t), free(j);
+    return rate;
+}
+
+/* Best and median GFLOP/s of a family over `repeat` runs of about `seconds` each. */
+static double peak_gflops(probe_fn fn, int threads, int repeat, double seconds, double *median) {
+    int64_t iters = 1000;
+    for (;;) { /* calibrate on one thread until a run is long enough to time */
+        double t0 = cvx_time_seconds();
+        fn(iters);
+        double dt = cvx_time_seconds() - t0;
+        if (dt > 0.02 || iters > ((int64_t)1 << 40)) {
+            iters = (int64_t)((double)iters * seconds / (dt > 1e-9 ? dt : 1e-9));
+            if (iters < 1) iters = 1;
+            break;
+        }
+        iters *= 8;
+    }
+    double *v = calloc((size_t)repeat, sizeof(double));
+    if (!v) return 0;
+    for (int r = 0; r < repeat; r++) v[r] = probe_all(fn, threads, iters) / 1e9;
+    double best = max_of(v, repeat);
+    if (median) *median = median_of(v, repeat);
+    free(v);
+    return best;
+}
+
+/* The denominator of fraction_of_peak: vdpbf16ps, or fp32 FMA on a CPU without AVX512-BF16. */
+static double ref_peak(int threads, const char **family) {
+    if (cvx_isa_supported(CVX_ISA_AVX512BF16)) {
+        *family = "bf16";
+        return peak_gflops(probe_bf16, threads, 3, 0.1, NULL);
+    }
+    *family = "fp32";
+    return peak_gflops(probe_fp32, threads, 3, 0.1, NULL);
+}
+
+/* ---- PyTorch ---------------------------------------------------------------------------------------------- */
+
+static int torch_available(void) {
+    static int cached = -1;
+    if (cached < 0) cached = system("python3 -c 'import torch' >/dev/null 2>&1") == 0;
+    return cached;
+}
+
+/* Runs bench/torch_block.py with `args` and returns its one JSON object (NULL, with a note on stderr, when it
+ * fails). */
+static json_t *run_torch(const bench_opts *o, const char *args) {
+    const char *script = o->torch_script ? o->torch_script : CVX_BENCH_DIR "/torch_block.py";
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "python3 '%s' %s --threads %d --repeat %d --precision %s", script, args, o->threads,
+             o->repeat, o->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
+    fprintf(stderr, "bench: %s\n", cmd);
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = 0;
+    int rc = pclose(p);
+    json_error_t je;
+    json_t *j = rc == 0 ? json_loads(buf, 0, &je) : NULL;
+    if (!j) fprintf(stderr, "bench: the torch script failed (exit %d): %s\n", rc, buf);
+    return j;
+}
+
+/* Adds "torch" (the script's figures, or why there are none) and speedup_vs_torch to `root`. */
+static void add_torch(json_t *root, const bench_opts *o, const char *args, double our_seconds) {
+    if (!torch_available()) {
+        json_object_set_new(root, "torch", json_string("not installed"));
+        return;
+    }
+    json_t *t = run_torch(o, args);
+    if (!t) {
+        json_object_set_new(root, "torch", json_string("failed"));
+        return;
+    }
+    double ts = json_number_value(json_object_get(t, "seconds"));
+    json_object_set_new(root, "torch", t);
+    if (ts > 0 && our_seconds > 0) json_object_set_new(root, "speedup_vs_torch", json_real(ts / our_seconds));
+}
+
+/* ---- the modes -------------------------------------------------------------------------------------------- */
+
+static void add_timing(json_t *root, const double *sec, int repeat, double flops, double peak) {
+    double best = min_of(sec, repeat), med = median_of(sec, repeat);
+    json_object_set_new(root, "seconds", json_real(best));
+    json_object_set_new(root, "seconds_median", json_real(med));
+    if (flops > 0) {
+        json_object_set_new(root, "flops", json_real(flops));
+        json_object_set_new(root, "gflops", json_real(flops / best / 1e9));
+        json_object_set_new(root, "gflops_median", json_real(flops / med / 1e9));
+        if (peak > 0) {
+            json_object_set_new(root, "fraction_of_peak", json_real(flops / best / 1e9 / peak));
+            json_object_set_new(root, "fraction_of_peak_median", json_real(flops / med / 1e9 / peak));
+        }
+    }
+}
+
+static void add_peak_ref(json_t *root, int threads) {
+    const char *family = "bf16";
+    double peak = ref_peak(threads, &family);
+    json_object_set_new(root, "peak_family", json_string(family));
+    json_object_set_new(root, "peak_gflops", json_real(peak));
+    if (cvx_isa_supported(CVX_ISA_AMX))
+        json_object_set_new(root, "peak_gflops_amx", json_real(peak_gflops(probe_amx, threads, 3, 0.1, NULL)));
+}
+
+static int mode_peak(const bench_opts *o, int threads, json_t *root) {
+    const cvx_cpu_info *ci = cvx_cpu_get();
+    struct {
+        const char *name;
+        probe_fn fn;
+        int present;
+    } fam[] = {
+        {"fp32", probe_fp32, cvx_isa_supported(CVX_ISA_AVX512) || cvx_isa_supported(CVX_ISA_AVX2)},
+        {"bf16", probe_bf16, cvx_isa_supported(CVX_ISA_AVX512BF16)},
+        {"vnni_int8", cvx_bench_peak_vnni, ci->avx512_vnni && ci->avx512f && ci->os_avx512},
+        {"amx_bf16", probe_amx, cvx_isa_supported(CVX_ISA_AMX)},
+    };
+    json_t *pk = json_object(), *pm = json_object(), *absent = json_array();
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        if (!fam[i].present) {
+            json_array_append_new(absent, json_string(fam[i].name));
+            continue;
+        }
+        fprintf(stderr, "bench: peak %s on %d threads\n", fam[i].name, threads);
+        double med = 0, best = peak_gflops(fam[i].fn, threads, o->repeat, 0.25, &med);
+        json_object_set_new(pk, fam[i].name, json_real(best));
+        json_object_set_new(pm, fam[i].name, json_real(med));
+    }
+    json_object_set_new(root, "peak_gflops", pk);
+    json_object_set_new(root, "peak_gflops_median", pm);
+    json_object_set_new(root, "families_absent", absent);
+    return 0;
+}
+
+static int mode_gemm(const bench_opts *o, cvx_pool *pool, json_t *root) {
+    int64_t M = o->m, K = o->k, N = o->n;
+    float *x = alloc_f32(M * K), *w = alloc_f32(N * K), *y = alloc_f32(M * N);
+    double *sec = calloc((size_t)o->repeat, sizeof(double));
+    cvx_packed *pw = NULL;
+    int rc = 1;
+    if (!x || !w || !y || !sec) {
+        fprintf(stderr, "bench gemm: out of memory for %lld x %lld x %lld\n", o->m, o->k, o->n);
+        goto out;
+    }
+    fill_random(x, M * K, 1, 1.0f);
+    fill_random(w, N * K, 2, 1.0f / sqrtf((float)K));
+    int64_t shape[2] = {N, K};
+    cvx_tensor W = cvx_tensor_view(CVX_DTYPE_F32, w, 2, shape);
+    if (o->precision == CVX_PRECISION_BF16) {
+        double t0 = cvx_time_seconds();
+        if (cvx_pack_bf16(pool, &W, &pw)) {
+            fprintf(stderr, "bench gemm: packing the weights failed (out of memory?)\n");
+            goto out;
+        }
+        json_object_set_new(root, "pack_seconds", json_real(cvx_time_seconds() - t0));
+    }
+    for (int r = 0; r < o->repeat; r++) {
+        double t0 = cvx_time_seconds();
+        if (pw) cvx_linear_bf16(pool, y, x, M, K, pw, NULL);
+        else cvx_linear(pool, y, x, M, K, &W, NULL);
+        sec[r] = cvx_time_seconds() - t0;
+        fprintf(stderr, "bench gemm: run %d: %.4g s\n", r + 1, sec[r]);
+    }
+    json_object_set_new(root, "m", json_integer(M));
+    json_object_set_new(root, "k", json_integer(K));
+    json_object_set_new(root, "n", json_integer(N));
+    add_peak_ref(root, cvx_pool_size(pool));
+    add_timing(root, sec, o->repeat, 2.0 * (double)M * (double)N * (double)K,
+               json_real_value(json_object_get(root, "peak_gflops")));
+    char args[256];
+    snprintf(args, sizeof args, "gemm --m %lld --k %lld --n %lld", o->m, o->k, o->n);
+    add_torch(root, o, args, min_of(sec, o->repeat));
+    rc = 0;
+out:
+    cvx_packed_free(pw);
+    free(x), free(w), free(y), free(sec);
+    return rc;
+}
+
+static int mode_attention(const bench_opts *o, cvx_pool *pool, json_t *root) {
+    const int64_t B = 2, L = o->tokens, H = o->heads, D = o->head_dim, n = B * L * H * D;
+    float *q = alloc_f32(n), *k = alloc_f32(n), *v = alloc_f32(n), *out = alloc_f32(n);
+    double *sec = calloc((size_t)o->repeat, sizeof(double));
+    int rc = 1;
+    if (!q || !k || !v || !out || !sec) {
+        fprintf(stderr, "bench attention: out of memory\n");
+        goto out;
+    }
+    fill_random(q, n, 3, 1.0f), fill_random(k, n, 4, 1.0f), fill_random(v, n, 5, 1.0f);
+    float scale = 1.0f / sqrtf((float)D);
+    for (int r = 0; r < o->repeat; r++) {
+        double t0 = cvx_time_seconds();
+        if (o->precision == CVX_PRECISION_BF16)
+            cvx_attention_bf16(pool, out, H * D, q, H * D, k, H * D, v, H * D, B, H, L, L, D, scale, NULL);
+        else
+            cvx_attention(pool, out, H * D, q, H * D, k, H * D, v, H * D, B, H, L, L, D, scale, NULL);
+        sec[r] = cvx_time_seconds() - t0;
+        fprintf(stderr, "bench attention: run %d: %.4g s\n", r + 1, sec[r]);
+    }
+    json_object_set_new(root, "tokens", json_integer(L));
+    json_object_set_new(root, "heads", json_integer(H));
+    json_object_set_new(root, "head_dim", json_integer(D));
+    json_object_set_new(root, "batch", json_integer(B));
+    add_peak_ref(root, cvx_pool_size(pool));
+    add_timing(root, sec, o->repeat, 4.0 * (double)B * (double)H * (double)L * (double)L * (double)D,
+               json_real_value(json_object_get(root, "peak_gflops")));
+    rc = 0;
+out:
+    free(q), free(k), free(v), free(out), free(sec);
+    return rc;
+}
+
+/* Random weights for the 1-layer model: Linear weights ~ U(±√3/√fan_in), norm scales ≈ 1, the rest small. */
+typedef struct {
+    const cvx_tensor_list *l;
+} block_fill_ctx;
+
+static cvx_status block_fill(void *user, size_t index, void *dst, size_t nbytes, cvx_error *err) {
+    (void)err;
+    const block_fill_ctx *c = user;
+    const cvx_expected_tensor *t = &c->l->t[index];
+    uint64_t s = 0x9E3779B97F4A7C15ull * (index + 1) + 777;
+    double scale = t->kind == CVX_PARAM_WEIGHT && t->fan_in > 0 ? 1.7320508 / sqrt((double)t->fan_in) : 0.02;
+    uint16_t *h = dst;
+    for (size_t i = 0; i < nbytes / 2; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        double u = (double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+        h[i] = cvx_f32_to_f16(t->kind == CVX_PARAM_NORM_WEIGHT ? (float)(1.0 + 0.1 * u) : (float)(u * scale));
+    }
+    return CVX_OK;
+}
+
+/* The 2b transformer config with one layer and f16 random weights in `dir`. */
+static cvx_status write_block_model(const char *dir, cvx_error *err) {
+    json_t *cj = NULL;
+    cvx_config *cfg = NULL;
+    cvx_tensor_list l = {0};
+    cvx_st_entry *e = NULL;
+    char path[4200];
+    cvx_status st = cvx_make_model_config("cogvideox-2b", "transformer", &cj, err);
+    if (st) return st;
+    json_object_set_new(cj, "num_layers", json_integer(1));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if ((st = cvx_json_write_python(path, cj, err)) || (st = cvx_config_from_json(&cfg, cj, path, err)) ||
+        (st = cvx_model_expected_tensors(CVX_CLASS_TRANSFORMER_3D, cfg, &l, err)))
+        goto done;
+    if (!(e = calloc(l.n, sizeof *e))) {
+        st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        e[i].name = l.t[i].name;
+        e[i].dtype = CVX_DTYPE_F16;
+        e[i].ndim = l.t[i].ndim;
+        memcpy(e[i].shape, l.t[i].shape, sizeof e[i].shape);
+    }
+    block_fill_ctx fc = {&l};
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    st = cvx_safetensors_write(path, e, l.n, NULL, block_fill, &fc, err);
+done:
+    free(e);
+    cvx_tensor_list_free(&l);
+    cvx_config_free(cfg);
+    json_decref(cj);
+    return st;
+}
+
+static void remove_block_model(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    remove(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    rmdir(dir);
+}
+
+static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
+    const char *base = getenv("TMPDIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cvx-bench-block-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("bench block: mkdtemp");
+        return 1;
+    }
+    cvx_error err = {0};
+    cvx_dit *m = NULL;
+    float *lat = NULL, *text = NULL, *out = NULL;
+    double *sec = calloc((size_t)o->repeat, sizeof(double)), *parts = calloc((size_t)o->repeat * 3, sizeof(double));
+    int rc = 1;
+    fprintf(stderr, "bench block: writing a 1-layer CogVideoX-2b transformer with random weights to %s\n", dir);
+    if (!sec || !parts || write_block_model(dir, &err) || cvx_dit_open_dir(&m, dir, &err)) {
+        fprintf(stderr, "bench block: %s\n", err.message[0] ? err.message : "out of memory");
+        goto out;
+    }
+    if (o->precision == CVX_PRECISION_BF16) {
+        double t0 = cvx_time_seconds();
+        if (cvx_dit_set_precision(m, CVX_PRECISION_BF16, pool)) {
+            fprintf(stderr, "bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
+            goto out;
+        }
+        json_object_set_new(root, "pack_seconds", json_real(cvx_time_seconds() - t0));
+    }
+    const cvx_dit_config *c = cvx_dit_get_config(m);
+    /* N video tokens as one latent frame of 2 × 2N latents: one patch row of N patches. */
+    const int64_t B = 2, F = 1, N = o->tokens, Hl = c->patch_size, Wl = c->patch_size * N, L = c->max_text_seq_length;
+    lat = alloc_f32(B * F * c->in_channels * Hl * Wl);
+    out = alloc_f32(B * F * c->out_channels * Hl * Wl);
+    text = alloc_f32(B * L * c->text_embed_dim);
+    if (!lat || !out || !text) {
+        fprintf(stderr, "bench block: out of memory\n");
+        goto out;
+    }
+    fill_random(lat, B * F * c->in_channels * Hl * Wl, 6, 1.0f);
+    fill_random(text, B * L * c->text_embed_dim, 7, 0.1f);
+    int64_t ts[2] = {999, 999};
+    for (int r = 0; r < o->repeat; r++) {
+        cvx_dit_call call = {B, F, Hl, Wl, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL};
+        double t0 = cvx_time_seconds();
+        if (cvx_dit_forward(m, &call)) {
+            fprintf(stderr, "bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
+            goto out;
+        }
+        sec[r] = cvx_time_seconds() - t0;
+        const cvx_dit_timings *tm = cvx_dit_last_timings(m);
+        parts[3 * r] = tm->projections, parts[3 * r + 1] = tm->attention, parts[3 * r + 2] = tm->feed_forward;
+        fprintf(stderr, "bench block: run %d: %.4g s\n", r + 1, sec[r]);
+    }
+    const double D = c->inner_dim, FF = 4.0 * D, Lj = (double)(N + L);
+    double flops = 2.0 * (4.0 * D * D + 2.0 * D * FF) * Lj * B + 4.0 * Lj * Lj * D * B;
+    int best = 0;
+    for (int r = 1; r < o->repeat; r++) best = sec[r] < sec[best] ? r : best;
+    json_object_set_new(root, "tokens", json_integer(N));
+    json_object_set_new(root, "text_tokens", json_integer(L));
+    json_object_set_new(root, "joint_tokens", json_integer(N + L));
+    json_object_set_new(root, "batch", json_integer(B));
+    json_object_set_new(root, "dim", json_integer(c->inner_dim));
+    json_object_set_new(root, "heads", json_integer(c->num_attention_heads));
+    json_object_set_new(root, "head_dim", json_integer(c->attention_head_dim));
+    json_object_set_new(root, "ff_dim", json_integer((json_int_t)FF));
+    json_object_set_new(root, "model", json_string("1-layer CogVideoXTransformer3DModel (2b config, random f16 weights); "
+                                                   "seconds include its embeddings and proj_out"));
+    json_t *pj = json_object();
+    json_object_set_new(pj, "projections", json_real(parts[3 * best]));
+    json_object_set_new(pj, "attention", json_real(parts[3 * best + 1]));
+    json_object_set_new(pj, "feed_forward", json_real(parts[3 * best + 2]));
+    json_object_set_new(root, "parts_seconds", pj);
+    json_object_set_new(root, "peak_rss_gb", json_real(peak_rss_gb()));
+    add_peak_ref(root, cvx_pool_size(pool));
+    add_timing(root, sec, o->repeat, flops, json_real_value(json_object_get(root, "peak_gflops")));
+    char args[128];
+    snprintf(args, sizeof args, "block --tokens %lld", o->tokens);
+    add_torch(root, o, args, sec[best]);
+    rc = 0;
+out:
+    cvx_dit_free(m);
+    remove_block_model(dir);
+    free(lat), free(out), free(text), free(sec), free(parts);
+    return rc;
+}
+
+static int mode_generate(const bench_opts *o, json_t *root) {
+    cvx_engine_params ep = cvx_engine_params_default();
+    ep.threads = o->threads;
+    cvx_engine *e = NULL;
+    char eb[1024] = "";
+    double t0 = cvx_time_seconds();
+    if (cvx_engine_open(&e, o->model, &ep, eb, sizeof eb)) {
+        fprintf(stderr, "bench generate: %s\n", eb);
+        return 1;
+    }
+    double t_open = cvx_time_seconds() - t0;
+    static const char *const stage[4] = {"encode", "denoise", "decode", "write"};
+    double *tot = calloc((size_t)o->repeat, sizeof(double)), *st = calloc((size_t)o->repeat * 4, sizeof(double));
+    int rc = 1, frames = 0, height = 0, width = 0;
+    if (!tot || !st) goto out;
+    for (int r = 0; r < o->repeat; r++) {
+        cvx_video v = {0};
+        double t1 = cvx_time_seconds();
+        if (cvx_generate(e, &o->gp, &v)) {
+            fprintf(stderr, "bench generate: %s\n", cvx_engine_last_error(e));
+            cvx_video_free(&v);
+            goto out;
+        }
+        tot[r] = cvx_time_seconds() - t1;
+        for (int s = 0; s < 4; s++) st[4 * r + s] = v.seconds[s];
+        frames = v.num_frames, height = v.height, width = v.width;
+        cvx_video_free(&v);
+        fprintf(stderr, "bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
+                tot[r], st[4 * r], st[4 * r + 1], st[4 * r + 2], st[4 * r + 3]);
+    }
+    json_object_set_new(root, "model_dir", json_string(o->model));
+    json_object_set_new(root, "open_seconds", json_real(t_open));
+    json_object_set_new(root, "steps", json_integer(o->gp.steps));
+    json_object_set_new(root, "frames", json_integer(frames));
+    json_object_set_new(root, "height", json_integer(height));
+    json_object_set_new(root, "width", json_integer(width));
+    json_t *sb = json_object(), *sm = json_object();
+    double *col = malloc(sizeof(double) * (size_t)o->repeat);
+    if (!col) goto out;
+    for (int s = 0; s < 4; s++) {
+        for (int r = 0; r < o->repeat; r++) col[r] = st[4 * r + s];
+        json_object_set_new(sb, stage[s], json_real(min_of(col, o->repeat)));
+        json_object_set_new(sm, stage[s], json_real(median_of(col, o->repeat)));
+    }
+    free(col);
+    json_object_set_new(root, "stage_seconds", sb);
+    json_object_set_new(root, "stage_seconds_median", sm);
+    if (o->gp.steps > 0) {
+        double den = json_real_value(json_object_get(sb, "denoise"));
+        json_object_set_new(root, "seconds_per_step", json_real(den / o->gp.steps));
+    }
+    add_timing(root, tot, o->repeat, 0, 0);
+    json_object_set_new(root, "peak_rss_gb", json_real(peak_rss_gb()));
+    rc = 0;
+out:
+    free(tot), free(st);
+    cvx_engine_close(e);
+    return rc;
+}
+
+/* ---- human-readable output: the JSON object, one key per line ---------------------------------------------- */
+
+static void print_text(const json_t *root) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
+        printf("%-24s %s\n", key, s ? s : "?");
+        free(s);
+    }
+}
+
+/* ---- argument parsing ------------------------------------------------------------------------------------- */
+
+static int parse_ll(const char *flag, const char *s, long long min, long long max, long long *out) {
+    if (!s || cvx_cli_parse_int(s, min, max, out)) {
+        fprintf(stderr, "bench: %s needs an integer in [%lld, %lld], got '%s'\n", flag, min, max, s ? s : "(nothing)");
+        return -1;
+    }
+    return 0;
+}
+
+int cvx_cmd_bench(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return usage(argc < 2 ? stderr : stdout);
+    bench_opts o = {0};
+    o.mode = argv[1];
+    o.repeat = 3;
+    o.precision = CVX_PRECISION_BF16;
+    o.m = 512, o.k = 1920, o.n = 1920, o.tokens = -1, o.heads = 30, o.head_dim = 64;
+    o.gp = cvx_generate_params_default();
+    o.gp.prompt = "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene bamboo forest.";
+    static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(o.mode, modes[i]);
+    if (!known) {
+        fprintf(stderr, "bench: unknown mode '%s'\n", o.mode);
+        return usage(stderr);
+    }
+    int is_gen = !strcmp(o.mode, "generate");
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        long long x;
+        if (!strcmp(a, "--json")) o.json = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        else if (!strcmp(a, "--precision")) {
+            if (!val || (strcmp(val, "bf16") && strcmp(val, "fp32"))) {
+                fprintf(stderr, "bench: --precision is fp32 or bf16, got '%s'\n", val ? val : "(nothing)");
+                return 2;
+            }
+            o.precision = strcmp(val, "bf16") ? CVX_PRECISION_FP32 : CVX_PRECISION_BF16, i++;
+        } else if (!strcmp(a, "--repeat")) {
+            if (parse_ll(a, val, 1, 1000, &x)) return 2;
+            o.repeat = (int)x, i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_ll(a, val, 1, 4096, &x)) return 2;
+            o.threads = (int)x, i++;
+        } else if (!strcmp(a, "--torch-script")) {
+            if (!val) return fprintf(stderr, "bench: --torch-script needs a path\n"), 2;
+            o.torch_script = val, i++;
+        } else if (!is_gen && (!strcmp(a, "--m") || !strcmp(a, "--k") || !strcmp(a, "--n") || !strcmp(a, "--tokens") ||
+                               !strcmp(a, "--heads") || !strcmp(a, "--head-dim"))) {
+            if (parse_ll(a, val, 1, 1000000, &x)) return 2;
+            long long *dst = !strcmp(a, "--m") ? &o.m : !strcmp(a, "--k") ? &o.k : !strcmp(a, "--n") ? &o.n
+                             : !strcmp(a, "--tokens")                    ? &o.tokens
+                             : !strcmp(a, "--heads")                     ? &o.heads
+                                                                         : &o.head_dim;
+            *dst = x, i++;
+        } else if (is_gen && (!strcmp(a, "-m") || !strcmp(a, "--model"))) {
+            if (!val) return fprintf(stderr, "bench: %s needs a folder\n", a), 2;
+            o.model = val, i++;
+        } else if (is_gen && (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-n") ||
+                              !strcmp(a, "--negative-prompt") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
+                              !strcmp(a, "--scheduler"))) {
+            if (!val) return fprintf(stderr, "bench: %s needs a value\n", a), 2;
+            if (a[1] == 'p' || !strcmp(a, "--prompt")) o.gp.prompt = val;
+            else if (a[1] == 'n' || !strcmp(a, "--negative-prompt")) o.gp.negative_prompt = val;
+            else if (a[1] == 'o' || !strcmp(a, "--output")) o.gp.output_path = val;
+            else o.gp.scheduler = val;
+            i++;
+        } else if (is_gen && (!strcmp(a, "--steps") || !strcmp(a, "--frames") || !strcmp(a, "--height") ||
+                              !strcmp(a, "--width") || !strcmp(a, "--fps") || !strcmp(a, "--seed"))) {
+            if (parse_ll(a, val, !strcmp(a, "--seed") ? 0 : 1, 1LL << 40, &x)) return 2;
+            if (!strcmp(a, "--steps")) o.gp.steps = (int)x;
+            else if (!strcmp(a, "--frames")) o.gp.num_frames = (int)x;
+            else if (!strcmp(a, "--height")) o.gp.height = (int)x;
+            else if (!strcmp(a, "--width")) o.gp.width = (int)x;
+            else if (!strcmp(a, "--fps")) o.gp.fps = (int)x;
+            else o.gp.seed = (uint64_t)x;
+            i++;
+        } else if (is_gen && (!strcmp(a, "--guidance") || !strcmp(a, "--scale"))) {
+            char *end = NULL;
+            double g = val ? strtod(val, &end) : NAN;
+            if (!val || end == val || *end || !isfinite(g) || g < 0 || g > 100) {
+                fprintf(stderr, "bench: %s needs a number in [0, 100]\n", a);
+                return 2;
+            }
+            o.gp.guidance_scale = (float)g, i++;
+        } else {
+            fprintf(stderr, "bench %s: unknown option '%s'\n", o.mode, a);
+            return usage(stderr);
+        }
+    }
+    o.gp.precision = o.precision;
+    if (!strcmp(o.mode, "attention") && o.tokens < 0) o.tokens = 1024;
+    if (!strcmp(o.mode, "block") && o.tokens < 0) o.tokens = 1350; /* 1 latent frame at 60 × 90 */
+    if (is_gen && !o.model) {
+        fprintf(stderr, "bench generate: needs -m DIR (a model folder)\n");
+        return 2;
+    }
+
+    cvx_pool *pool = cvx_pool_new(o.threads);
+    if (!pool) {
+        fprintf(stderr, "bench: could not start the thread pool\n");
+        return 1;
+    }
+    int threads = cvx_pool_size(pool);
+    if (o.threads <= 0) o.threads = threads;
+    const cvx_cpu_info *ci = cvx_cpu_get();
+    json_t *root = json_object();
+    json_object_set_new(root, "mode", json_string(o.mode));
+    json_object_set_new(root, "cpu", json_string(ci->brand[0] ? ci->brand : ci->vendor));
+    json_object_set_new(root, "isa", json_string(cvx_isa_name(cvx_isa_active())));
+    json_object_set_new(root, "bf16_path", json_string(cvx_bf16_kernels_name(cvx_bf16_kernels_active())));
+    json_object_set_new(root, "threads", json_integer(threads));
+    json_object_set_new(root, "precision", json_string(o.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32"));
+    json_object_set_new(root, "repeat", json_integer(o.repeat));
+    fprintf(stderr, "bench %s: %s, kernels %s, %d threads, %s\n", o.mode, ci->brand, cvx_isa_name(cvx_isa_active()),
+            threads, o.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
+
+    int rc;
+    if (!strcmp(o.mode, "peak")) rc = mode_peak(&o, threads, root);
+    else if (!strcmp(o.mode, "gemm")) rc = mode_gemm(&o, pool, root);
+    else if (!strcmp(o.mode, "attention")) rc = mode_attention(&o, pool, root);
+    else if (!strcmp(o.mode, "block")) rc = mode_block(&o, pool, root);
+    else {
+        cvx_pool_free(pool), pool = NULL; /* the engine has its own */
+        rc = mode_generate(&o, root);
+    }
+    if (rc == 0) {
+        if (o.json) {
+            char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            if (s) printf("%s\n", s);
+            free(s);
+        } else {
+            print_text(root);
+        }
+        fflush(stdout);
+    }
+    json_decref(root);
+    cvx_pool_free(pool);
+    return rc;
+}
