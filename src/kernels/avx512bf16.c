@@ -493,7 +493,7 @@ static void att_layout(att_ctx *c) {
     c->off_s = n, n += ATT_BQ * ATT_BK * 4;
     c->off_p = n, n += ATT_BQ * ATT_BK * 2;
     c->off_o = n, n += ATT_BQ * c->dv * 4;
-    c->off_stat = n, n += 2 * ATT_BQ * 4 + ATT_BQ * 16 * 4; /* running max, sum; per-tile lane maxima */
+    c->off_stat = n, n += 2 * ATT_BQ * 4 + 2 * ATT_BQ * 16 * 4; /* running max, sum; lane maxima; lazy sums */
     c->buf_bytes = round_up(n, 64);
 }
 
@@ -554,11 +554,63 @@ INL float softmax_row(float *srow, const float *brow, int64_t nk, float scale, c
     return corr;
 }
 
+/* Scores of a later key tile with the row's running maximum kept ("lazy" rescaling): for unbiased attention
+ * after the first tile, the Q·Kᵀ tile epilogue turns scores straight into probabilities against the running
+ * maximum m2 (log2 units): p = 2^(a·s - m2), allowed up to 2^LAZY_T, so a row's maximum (and O, l) only
+ * move when a score exceeds it by more than LAZY_T; such a row is flagged and redone by softmax_row from the
+ * stored scores. The exp work then sits in the same instruction stream as the next tile's dot products
+ * (out-of-order overlap), and the per-row reductions and rescaling of O vanish. f32 holds 2^8·Lk easily. */
+#define LAZY_T 8.0f
+
+INL void s_lazy_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *S, int64_t lds, int n,
+                  const float *m2, float sa, float *lt, uint32_t *P, int64_t ldp, int *flags) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < kp; t++, a += MR, b += NR) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < m; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+        }
+    }
+    __mmask16 k0 = lanes(n), k1 = lanes(n - 16);
+    __m512 va = _mm512_set1_ps(sa), vt = _mm512_set1_ps(LAZY_T);
+#pragma GCC unroll 16
+    for (int i = 0; i < m; i++) {
+        _mm512_mask_storeu_ps(S + i * lds, k0, c0[i]);
+        _mm512_mask_storeu_ps(S + i * lds + 16, k1, c1[i]);
+        __m512 vneg = _mm512_set1_ps(-m2[i]);
+        __m512 y0 = _mm512_fmadd_ps(c0[i], va, vneg), y1 = _mm512_fmadd_ps(c1[i], va, vneg);
+        if ((_mm512_mask_cmp_ps_mask(k0, y0, vt, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(k1, y1, vt, _CMP_GT_OQ)) != 0)
+            flags[i] = 1;
+        __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(y0)), p1 = _mm512_maskz_mov_ps(k1, exp2_neg(y1));
+        _mm512_storeu_ps(lt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(lt + 16 * i), _mm512_add_ps(p0, p1)));
+        _mm512_storeu_si512(P + i * ldp, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+    }
+}
+
+static void s_lazy(int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *S, int64_t lds, int n,
+                   const float *m2, float sa, float *lt, uint32_t *P, int64_t ldp, int *flags) {
+    switch (m) {
+#define SL_CASE(i) \
+    case i: s_lazy_m(i, kp, a, b, S, lds, n, m2, sa, lt, P, ldp, flags); break;
+        SL_CASE(1) SL_CASE(2) SL_CASE(3) SL_CASE(4) SL_CASE(5) SL_CASE(6)
+        SL_CASE(7) SL_CASE(8) SL_CASE(9) SL_CASE(10) SL_CASE(11) SL_CASE(12)
+#undef SL_CASE
+    default: break;
+    }
+}
+
 static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h, int64_t q0, int64_t qlen) {
     const int64_t D = c->D, Lk = c->Lk, kpd = c->kpd, dv = c->dv;
     uint32_t *kp = (uint32_t *)buf, *vp = (uint32_t *)(buf + c->off_v), *qp = (uint32_t *)(buf + c->off_q);
     float *st = (float *)(buf + c->off_s), *ob = (float *)(buf + c->off_o), *m2 = (float *)(buf + c->off_stat);
-    float *l = m2 + ATT_BQ, *rmax = l + ATT_BQ;
+    float *l = m2 + ATT_BQ, *rmax = l + ATT_BQ, *lt = rmax + 16 * ATT_BQ;
+    const float sa = c->scale * 1.44269504088896341f;
+    const int lazy_ok = !c->bias && sa > 0.0f;
     uint32_t *pb = (uint32_t *)(buf + c->off_p);
     const int64_t ldp = ATT_BK / 2;
 
@@ -576,11 +628,32 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
              * (out-of-order overlap at their boundaries) and the group's S and P rows stay in L1. */
             for (int64_t g = 0; g < nq; g += MR) {
                 int64_t gn = min64(MR, nq - g);
-                for (int64_t i = 16 * g; i < 16 * (g + gn); i++) rmax[i] = -INFINITY;
-                for (int64_t j = 0; j < nk; j += NR)
-                    s_kernel((int)gn, kpd, qp + g * kpd, kp + (j0 + j) * kpd, st + g * ATT_BK + j, ATT_BK,
-                             (int)min64(NR, nk - j), rmax + 16 * g);
+                int lazy = lazy_ok, flags[MR] = {0};
+                for (int64_t i = g; i < g + gn; i++) lazy &= m2[i] != -INFINITY;
+                if (!lazy) {
+                    for (int64_t i = 16 * g; i < 16 * (g + gn); i++) rmax[i] = -INFINITY;
+                    for (int64_t j = 0; j < nk; j += NR)
+                        s_kernel((int)gn, kpd, qp + g * kpd, kp + (j0 + j) * kpd, st + g * ATT_BK + j, ATT_BK,
+                                 (int)min64(NR, nk - j), rmax + 16 * g);
+                } else {
+                    memset(lt + 16 * g, 0, (size_t)(16 * gn) * sizeof(float));
+                    for (int64_t j = 0; j < nk; j += NR)
+                        s_lazy((int)gn, kpd, qp + g * kpd, kp + (j0 + j) * kpd, st + g * ATT_BK + j, ATT_BK,
+                               (int)min64(NR, nk - j), m2 + g, sa, lt + 16 * g, pb + g * ldp + j / 2, ldp, flags);
+                }
                 for (int64_t i = g; i < g + gn; i++) {
+                    if (lazy && !flags[i - g]) {
+                        l[i] += _mm512_reduce_add_ps(_mm512_loadu_ps(lt + 16 * i));
+                        continue;
+                    }
+                    if (lazy) { /* a score far above the running maximum: this row the exact way */
+                        __m512 vm = _mm512_set1_ps(-INFINITY);
+                        for (int64_t j = 0; j < nk; j += 16) {
+                            __mmask16 k = lanes((int)min64(16, nk - j));
+                            vm = _mm512_mask_max_ps(vm, k, vm, _mm512_maskz_loadu_ps(k, st + i * ATT_BK + j));
+                        }
+                        _mm512_storeu_ps(rmax + 16 * i, vm);
+                    }
                     const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
                     float corr = softmax_row(st + i * ATT_BK, brow, nk, c->scale, rmax + 16 * i, &m2[i], &l[i], pb + i * ldp);
                     if (corr != 1.0f) {
