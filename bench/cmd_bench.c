@@ -211,6 +211,10 @@ static int torch_available(void) {
  * fails). */
 static json_t *run_torch(const bench_opts *o, const char *args) {
     const char *script = o->torch_script ? o->torch_script : CVX_BENCH_DIR "/torch_block.py";
+    if (strchr(script, '\'')) { /* it goes into a single-quoted shell word */
+        fprintf(stderr, "bench: the torch script's path may not contain a single quote: %s\n", script);
+        return NULL;
+    }
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "python3 '%s' %s --threads %d --repeat %d --precision %s", script, args, o->threads,
              o->repeat, o->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
@@ -370,6 +374,10 @@ static int mode_attention(const bench_opts *o, cvx_pool *pool, json_t *root) {
     add_peak_ref(root, cvx_pool_size(pool));
     add_timing(root, sec, o->repeat, 4.0 * (double)B * (double)H * (double)L * (double)L * (double)D,
                json_real_value(json_object_get(root, "peak_gflops")));
+    char args[256];
+    snprintf(args, sizeof args, "attention --tokens %lld --heads %lld --head-dim %lld", o->tokens, o->heads,
+             o->head_dim);
+    add_torch(root, o, args, min_of(sec, o->repeat));
     rc = 0;
 out:
     free(q), free(k), free(v), free(out), free(sec);

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `cogvideox bench`: every mode at tiny sizes with --repeat 1 --json must print exactly one JSON object on stdout
+# (one line; progress goes to stderr) holding cpu, isa, threads and the mode's figures; the PyTorch comparison says
+# "not installed" without torch and embeds the script's figures with it (a stand-in torch module and script);
+# bad arguments exit 2, a missing model folder exits 1 with a message.
+set -euo pipefail
+bin=${1:?usage: cli_bench.sh path/to/cogvideox}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+have_python=0
+command -v python3 >/dev/null 2>&1 && have_python=1
+
+# check NAME FILE KEY... : FILE is one line, one JSON object, with every KEY at its top level.
+check() {
+  local name=$1 file=$2
+  shift 2
+  if [ "$(wc -l <"$file")" -ne 1 ] || ! grep -qx '{.*}' "$file"; then
+    echo "FAIL: $name: stdout is not one JSON object on one line: $(head -c 400 "$file")"
+    fail=1
+    return
+  fi
+  if [ "$have_python" = 1 ]; then
+    python3 - "$file" "$@" <<'PY' || { echo "FAIL: $name: $(head -c 400 "$file")"; fail=1; }
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert isinstance(o, dict), "not an object"
+missing = [k for k in sys.argv[2:] if k not in o]
+assert not missing, "missing keys %s" % missing
+for k in ("seconds", "gflops", "fraction_of_peak"):
+    if k in o:
+        assert isinstance(o[k], (int, float)) and o[k] > 0, "%s = %r" % (k, o[k])
+assert isinstance(o["threads"], int) and o["threads"] >= 1
+PY
+  else
+    for k in "$@"; do
+      grep -q "\"$k\":" "$file" || { echo "FAIL: $name: no \"$k\" in $(head -c 400 "$file")"; fail=1; }
+    done
+  fi
+}
+common=(cpu isa threads precision repeat)
+
+"$bin" bench peak --repeat 1 --json >"$tmp/peak.json" 2>"$tmp/peak.err"
+check peak "$tmp/peak.json" "${common[@]}" peak_gflops peak_gflops_median families_absent
+grep -q '"peak_gflops":{' "$tmp/peak.json" || { echo "FAIL: peak: peak_gflops is not an object"; fail=1; }
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  grep -q '"fp32":' "$tmp/peak.json" || { echo "FAIL: peak: no fp32 family on an AVX-512 CPU"; fail=1; }
+fi
+grep -q '^{' "$tmp/peak.err" && { echo "FAIL: peak: JSON on stderr"; fail=1; }
+
+for p in bf16 fp32; do
+  "$bin" bench gemm --m 24 --k 40 --n 56 --precision $p --repeat 1 --threads 2 --json >"$tmp/gemm.json" 2>/dev/null
+  check "gemm $p" "$tmp/gemm.json" "${common[@]}" m k n seconds seconds_median gflops gflops_median \
+    fraction_of_peak peak_gflops torch
+  grep -q "\"precision\":\"$p\"" "$tmp/gemm.json" || { echo "FAIL: gemm: precision $p not reported"; fail=1; }
+  grep -q '"threads":2,' "$tmp/gemm.json" || { echo "FAIL: gemm: --threads 2 not reported"; fail=1; }
+done
+
+"$bin" bench attention --tokens 20 --heads 2 --head-dim 16 --repeat 1 --json >"$tmp/att.json" 2>/dev/null
+check attention "$tmp/att.json" "${common[@]}" tokens heads head_dim seconds seconds_median gflops fraction_of_peak
+
+"$bin" bench block --tokens 2 --repeat 1 --json >"$tmp/block.json" 2>/dev/null
+check block "$tmp/block.json" "${common[@]}" tokens joint_tokens seconds seconds_median gflops fraction_of_peak \
+  parts_seconds torch
+grep -q '"joint_tokens":228,' "$tmp/block.json" || { echo "FAIL: block: 2 + 226 joint tokens expected"; fail=1; }
+
+"$bin" make-model --preset tiny -o "$tmp/model" >/dev/null 2>&1
+"$bin" bench generate -m "$tmp/model" --steps 1 --frames 5 --repeat 1 --json >"$tmp/gen.json" 2>/dev/null
+check generate "$tmp/gen.json" "${common[@]}" stage_seconds stage_seconds_median seconds seconds_median peak_rss_gb
+grep -q '"stage_seconds":{"encode":[^,]*,"denoise":[^,]*,"decode":[^,]*,"write":' "$tmp/gen.json" ||
+  { echo "FAIL: generate: stage_seconds: $(cat "$tmp/gen.json")"; fail=1; }
+
+# PyTorch: absent here unless a module named torch imports; a stand-in module and script exercise the other branch.
+if ! python3 -c 'import torch' >/dev/null 2>&1; then
+  grep -q '"torch":"not installed"' "$tmp/block.json" || { echo "FAIL: block: torch absence not said"; fail=1; }
+fi
+if [ "$have_python" = 1 ]; then
+  mkdir -p "$tmp/fake"
+  echo "__version__ = 'stand-in'" >"$tmp/fake/torch.py"
+  printf '%s\n' 'import json, sys' 'json.dump({"seconds": 5.0, "args": sys.argv[1:]}, sys.stdout)' >"$tmp/script.py"
+  PYTHONPATH="$tmp/fake" "$bin" bench gemm --m 8 --k 8 --n 8 --repeat 1 --json --torch-script "$tmp/script.py" \
+    >"$tmp/torch.json" 2>/dev/null
+  check "gemm with torch" "$tmp/torch.json" "${common[@]}" torch speedup_vs_torch
+  grep -q '"args":\["gemm","--m","8","--k","8","--n","8"' "$tmp/torch.json" ||
+    { echo "FAIL: torch script arguments: $(cat "$tmp/torch.json")"; fail=1; }
+fi
+
+# Errors.
+expect_rc() { # rc, args...
+  local want=$1 rc=0
+  shift
+  "$bin" bench "$@" >"$tmp/err.out" 2>"$tmp/err.txt" || rc=$?
+  if [ "$rc" -ne "$want" ]; then echo "FAIL: bench $*: exit $rc, expected $want"; fail=1; fi
+  if [ -s "$tmp/err.out" ]; then echo "FAIL: bench $*: printed on stdout after an error"; fail=1; fi
+  if [ ! -s "$tmp/err.txt" ]; then echo "FAIL: bench $*: no message"; fail=1; fi
+}
+expect_rc 2
+expect_rc 2 nosuchmode
+expect_rc 2 gemm --precision fp16
+expect_rc 2 gemm --m 0
+expect_rc 2 gemm --m x12
+expect_rc 2 peak --repeat 0
+expect_rc 2 attention --tokens
+expect_rc 2 block --bogus
+expect_rc 2 generate --steps 1
+expect_rc 2 generate -m "$tmp/model" --guidance nan
+expect_rc 1 generate -m "$tmp/no-such-folder" --repeat 1
+
+if [ "$fail" -ne 0 ]; then echo "cli_bench: FAILED"; exit 1; fi
+echo "cli_bench: all checks passed"
