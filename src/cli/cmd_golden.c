@@ -17,7 +17,7 @@ static void usage(FILE *f) {
             "  --threads N    worker threads (default: all cores)\n"
             "  --verbose      print every compared tensor\n"
             "  --precision P  fp32 (default: the reference path, the cases' own tolerances) or bf16: the t5,\n"
-            "                 transformer, pipeline and e2e cases run the bf16 path and are held to the bf16 bound\n"
+            "                 transformer, pipeline, e2e and vae cases run the bf16 path and are held to the bf16 bound\n"
             "                 of the tolerance table (docs/bf16-tolerances.md); other components run in fp32\n"
             "  --bf16-tolerances FILE  the table to use instead of the built-in one\n");
 }

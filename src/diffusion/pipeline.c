@@ -643,6 +643,10 @@ static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C,
     const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
     st = cvx_vae_open(&vae, vc->dir, CVX_VAE_DECODER, &e->err);
     if (st != CVX_OK) return st;
+    if ((st = cvx_vae_set_precision(vae, g->p->precision)) != CVX_OK) {
+        cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
+        goto done;
+    }
     int64_t lshape[5] = {1, F, C, H, W};
     int64_t zshape[5] = {1, C, F, H, W};
     z = malloc(sizeof(float) * (size_t)(F * C * H * W));

@@ -30,7 +30,7 @@ struct cvx_golden_case {
     cvx_pool *pool;
     const cvx_logger *logger;
     cvx_precision precision; /* the compute precision the handler runs in (bf16 only for components that have a
-                              * bf16 path: t5, transformer, pipeline, e2e; the others always get fp32) */
+                              * bf16 path: t5, transformer, pipeline, e2e, vae; the others get fp32) */
     cvx_error err;         /* a handler's failure message */
 
     /* Outputs, filled by the handler through the functions below (owned by the runner). */

@@ -144,6 +144,7 @@ static cvx_status open_model(cvx_golden_case *c, cvx_weights **w, cvx_vae **vae,
     if (!st) st = cvx_vae_config_read(cfgj, &cfg, &c->err);
     if (!st) st = cvx_weights_open(w, cvx_golden_path(c, "weights.safetensors", path, sizeof path), &c->err);
     if (!st) st = cvx_vae_open_with(vae, &cfg, *w, parts, &c->err);
+    if (!st && (st = cvx_vae_set_precision(*vae, c->precision))) cvx_fail(&c->err, st, "%s", cvx_vae_last_error(*vae));
     cvx_config_free(cfgj);
     return st;
 }

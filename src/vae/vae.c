@@ -77,6 +77,7 @@ struct cvx_vae {
     const cvx_weights *w;
     vcoder enc, dec;
     int nslots;
+    cvx_precision precision;
     cvx_error err;
 };
 
@@ -317,6 +318,16 @@ cvx_status cvx_vae_open(cvx_vae **out, const char *dir, int parts, cvx_error *er
 const cvx_vae_config *cvx_vae_get_config(const cvx_vae *m) { return &m->cfg; }
 const char *cvx_vae_last_error(const cvx_vae *m) { return m ? cvx_error_message(&m->err) : "no VAE"; }
 
+cvx_status cvx_vae_set_precision(cvx_vae *m, cvx_precision precision) {
+    if (!m) return CVX_ERR_INVALID_ARGUMENT;
+    if (precision != CVX_PRECISION_FP32 && precision != CVX_PRECISION_BF16)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT, "VAE: unknown precision %d", (int)precision);
+    m->precision = precision;
+    return CVX_OK;
+}
+
+cvx_precision cvx_vae_get_precision(const cvx_vae *m) { return m ? m->precision : CVX_PRECISION_FP32; }
+
 cvx_vae_params cvx_vae_params_default(const cvx_vae *m) {
     cvx_vae_params p;
     memset(&p, 0, sizeof p);
@@ -477,6 +488,7 @@ static cvx_status run_conv(run_ctx *r, const vconv *c, cvx__vconv *cv) {
         cv->kt = 1;
     }
     if (!cv->stride) cv->stride = 1;
+    cv->bf16 = r->m->precision == CVX_PRECISION_BF16;
     cvx_status st = cvx__vconv_run(r->pool, cv, &r->m->err);
     free(w);
     return st;

@@ -19,7 +19,7 @@
  * go to an unlinked temporary file past params.cache_memory_limit, so a full-size decode peaks at about 5.3 GB
  * (bench/bench_vae); tiled decoding (the reference's enable_tiling) bounds memory by the tile instead (about
  * 3 GB with the default tiles). Weights stay in their stored dtype (mmap'd) and are up-cast
- * exactly, one conv at a time. Compute is f32 (the reference path). */
+ * exactly, one conv at a time. Compute is f32 (the reference path) unless cvx_vae_set_precision picks bf16. */
 #ifndef CVX_VAE_VAE_H
 #define CVX_VAE_VAE_H
 
@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "cogvideox.h" /* cvx_precision */
 #include "io/config.h"
 #include "io/safetensors.h"
 
@@ -45,6 +46,14 @@ cvx_status cvx_vae_open_with(cvx_vae **out, const cvx_vae_config *cfg, const cvx
                              cvx_error *err);
 void cvx_vae_close(cvx_vae *vae);
 const cvx_vae_config *cvx_vae_get_config(const cvx_vae *vae);
+/* The precision of the conv products of later decodes/encodes. CVX_PRECISION_FP32 (the default) is the
+ * reference path. CVX_PRECISION_BF16: every conv (causal 3x3x3, the samplers' 3x3, the 1x1x1 shortcuts) takes
+ * bf16-rounded activations (after GroupNorm/SpatialNorm and SiLU) and bf16 weights with f32 accumulation
+ * (kernels.h's bf16 path); GroupNorm statistics, the spatial norm, biases, residuals, the conv caches and the
+ * frame batching stay f32 and unchanged. Weights are packed into the kernels' bf16 layout once per conv call,
+ * as the f32 path packs its own. Fails only for an unknown value. */
+cvx_status cvx_vae_set_precision(cvx_vae *vae, cvx_precision precision);
+cvx_precision cvx_vae_get_precision(const cvx_vae *vae);
 /* The message of the model's last failure. */
 const char *cvx_vae_last_error(const cvx_vae *vae);
 

@@ -330,6 +330,32 @@ static void pgemm(const cvx_kernel_table *kt, int64_t M, const float *A, int64_t
 
 /* ---- the conv engine ----------------------------------------------------------------------------------- */
 
+/* bf16: the weights of every (dt, dy, dx) tap [Cout][Cin] (a strided slice of cv->w, copied contiguous for
+ * packing), then the shortcut [Cout][Cres], in the bf16 kernels' layout. *out has npk entries. */
+static cvx_status pack_bf16_taps(cvx_pool *pool, const cvx__vconv *cv, int64_t cin, int npk, cvx_packed ***out,
+                                 cvx_error *err) {
+    const int64_t cout = cv->cout;
+    cvx_packed **pk = calloc((size_t)npk, sizeof *pk);
+    float *slice = malloc((size_t)(cout * cin) * sizeof(float)); /* [Cout][Cin] */
+    cvx_status st = pk && slice ? CVX_OK : cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for packed weights");
+    for (int i = 0; !st && i < npk; i++) {
+        cvx_tensor t;
+        if (i < cv->kt * 9) {
+            const int g = i / 3, dx = i % 3;
+            for (int64_t o = 0; o < cout; o++)
+                memcpy(slice + o * cin, cv->w + ((int64_t)g * cout + o) * 3 * cin + dx * cin, (size_t)cin * sizeof(float));
+            t = cvx_tensor_view(CVX_DTYPE_F32, slice, 2, (int64_t[]){cout, cin});
+        } else {
+            t = cvx_tensor_view(CVX_DTYPE_F32, (void *)cv->wsc, 2, (int64_t[]){cout, cv->res->C});
+        }
+        if (cvx_pack_bf16(pool, &t, &pk[i]) != CVX_OK)
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for bf16 packed weights");
+    }
+    free(slice);
+    *out = pk;
+    return st;
+}
+
 /* Output rows per task: the gathered (transformed) input rows are shared by the band's outputs and the GEMMs
  * get about this many rows of A. */
 #define BAND_PIXELS 768
@@ -343,9 +369,31 @@ typedef struct {
     float **scratch; /* per thread: patch + one transformed source row + band output */
     float **pa;      /* per thread: packed A block */
     packed_b *pb;    /* per (dt, dy) tap, then the shortcut */
+    cvx_packed **pk; /* bf16: per (dt, dy, dx) tap [Cout][Cin], then the shortcut [Cout][Cres]; NULL: f32 */
     int64_t patch_elems;
-    int *failed;     /* per thread: a cache read failed */
+    int *failed;     /* per thread: 1 a cache read failed, 2 a bf16 product was refused */
 } conv_ctx;
+
+/* C[M, Cout] (+)= A · W_gᵀ for tap g = dt·3 + dy (A's rows: lda apart, 3·Cin values = the dx = 0..2 pixels)
+ * or the shortcut (g = kt·3, A [M][Cres]). In bf16 the 3 dx pixels are 3 products of Cin each, A shifted by
+ * one pixel per dx, summed in f32 through the epilogue's residual (y itself). */
+static void tap_gemm(const conv_ctx *x, int thread_index, int g, int64_t M, const float *A, int64_t lda, float *C,
+                     int64_t ldc, int accumulate, float *pa) {
+    if (!x->pk) {
+        pgemm(x->kt, M, A, lda, &x->pb[g], C, ldc, accumulate, pa);
+        return;
+    }
+    const cvx__vconv *cv = x->cv;
+    const cvx_epilogue sum = {.residual = C, .ldres = ldc};
+    const int shortcut = g == cv->kt * 3;
+    const int nprod = shortcut ? 1 : 3;
+    for (int dx = 0; dx < nprod; dx++) {
+        const cvx_packed *w = x->pk[shortcut ? cv->kt * 9 : g * 3 + dx];
+        if (cvx_linear_bf16_ex(NULL, C, ldc, A + dx * x->Cin, lda, M, cvx_packed_cols(w), w, NULL,
+                               accumulate || dx ? &sum : NULL))
+            x->failed[thread_index] = 2;
+    }
+}
 
 /* The input frame for output frame t, temporal tap dt: source frame index, or -1 - j for cache frame j. */
 static int64_t tap_frame(const conv_ctx *x, int64_t t, int dt) {
@@ -418,7 +466,7 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             for (int dt = 0; dt < cv->kt; dt++)
                 for (int dy = 0; dy < 3; dy++) {
                     const float *A = patch + ((dt * nrows + dy) * Wp) * Cin;
-                    pgemm(x->kt, M, A, Cin, &x->pb[dt * 3 + dy], ctmp, Cout, acc, pa);
+                    tap_gemm(x, thread_index, dt * 3 + dy, M, A, Cin, ctmp, Cout, acc, pa);
                     acc = 1;
                 }
             for (int64_t r = 0; r < rows; r++)
@@ -430,14 +478,14 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             for (int dt = 0; st != 1 && dt < cv->kt; dt++)
                 for (int dy = 0; dy < 3; dy++) {
                     const float *A = patch + ((dt * nrows + (yo - y0) * st + dy) * Wp) * Cin;
-                    pgemm(x->kt, Wo, A, st * Cin, &x->pb[dt * 3 + dy], crow, Cout, acc, pa);
+                    tap_gemm(x, thread_index, dt * 3 + dy, Wo, A, st * Cin, crow, Cout, acc, pa);
                     acc = 1;
                 }
             if (cv->res) {
                 const cvx__vact *r = cv->res;
                 const float *rrow = r->data + ((x->t * r->H + yo) * r->W) * r->C;
                 if (cv->wsc)
-                    pgemm(x->kt, Wo, rrow, r->C, &x->pb[cv->kt * 3], crow, Cout, 1, pa);
+                    tap_gemm(x, thread_index, cv->kt * 3, Wo, rrow, r->C, crow, Cout, 1, pa);
                 else
                     for (int64_t i = 0; i < Wo * Cout; i++) crow[i] += rrow[i];
             }
@@ -530,7 +578,9 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         if (!(x.scratch[i] = malloc((size_t)scratch_elems * sizeof(float))) ||
             !(x.pa[i] = alloc_aligned(round_up64(PG_MC, x.kt->gemm_mr) * PG_KC)))
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
-    for (int g = 0; !st && g < ntaps; g++) {
+    const int npk = cv->kt * 9 + (cv->wsc ? 1 : 0);
+    if (!st && cv->bf16) st = pack_bf16_taps(pool, cv, x.Cin, npk, &x.pk, err);
+    for (int g = 0; !st && !cv->bf16 && g < ntaps; g++) {
         int sc = g == cv->kt * 3; /* the shortcut [Cout][Cres] */
         int64_t K = sc ? cv->res->C : 3 * x.Cin;
         if (pack_b(x.kt, sc ? cv->wsc : cv->w + (int64_t)g * cv->cout * K, cv->cout, K, &x.pb[g]))
@@ -543,8 +593,9 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         x.t = t;
         x.out = cv->inplace ? stage : cv->dst + t * out_frame;
         cvx_pool_parallel_for(pool, x.nbands, 1, conv_task, &x);
-        for (int i = 0; i < nth; i++)
-            if (x.failed[i]) st = cvx_fail(err, CVX_ERR_IO, "VAE: reading a conv cache failed: %s", strerror(errno));
+        for (int i = 0; i < nth && !st; i++)
+            if (x.failed[i] == 2) st = cvx_fail(err, CVX_ERR_INTERNAL, "VAE: a bf16 conv product was refused");
+            else if (x.failed[i]) st = cvx_fail(err, CVX_ERR_IO, "VAE: reading a conv cache failed: %s", strerror(errno));
         if (!st && cv->inplace) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
     }
     if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(pool, &x, err);
@@ -553,6 +604,8 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         if (x.pa) free(x.pa[i]);
     }
     for (int g = 0; x.pb && g < ntaps; g++) free(x.pb[g].data);
+    for (int g = 0; x.pk && g < npk; g++) cvx_packed_free(x.pk[g]);
+    free(x.pk);
     free(x.scratch);
     free(x.pa);
     free(x.pb);

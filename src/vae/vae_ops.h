@@ -7,7 +7,13 @@
  * channels-last) and Wp is the weight repacked as [kt·3 (dt, dy)][Cout][3 (dx)][Cin], packed once per call for
  * the kernels' micro-kernel. The gather applies the preceding GroupNorm / SpatialNorm3D + SiLU per row, so
  * normalised activations are never stored whole. Work is split over row bands of one output frame at a time
- * (results do not depend on the thread count). */
+ * (results do not depend on the thread count).
+ *
+ * bf16 (cvx__vconv.bf16): the same gather and bands, but each (dt, dy, dx) tap is one cvx_linear_bf16_ex
+ * product out[M, Cout] (+)= bf16(A)[M, Cin] · bf16(W)[Cout, Cin]ᵀ on the calling thread, A's rows being the
+ * gathered pixels shifted by dx (row stride Cin, or 2·Cin at stride 2), the running sum carried in f32 by the
+ * epilogue's residual; weights packed once per conv call. GroupNorm/SpatialNorm, SiLU, bias, residuals and the
+ * caches stay f32. */
 #ifndef CVX_VAE_VAE_OPS_H
 #define CVX_VAE_VAE_OPS_H
 
@@ -81,6 +87,7 @@ typedef struct {
     const float *wsc, *bsc;   /* res goes through a 1x1 conv [Cout][Cres] + bias first (NULL: identity) */
     float *dst;               /* [T_out][Ho][Wo][Cout] */
     int inplace;              /* dst overlaps src/res: each output frame is staged before it is stored */
+    int bf16;                 /* the products in bf16 (activations rounded, bf16 weights, f32 accumulation) */
 } cvx__vconv;
 
 /* Output size of the conv along one spatial axis of virtual (post-upsampling) size n. */
