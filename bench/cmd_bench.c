@@ -520,8 +520,9 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
     json_object_set_new(root, "heads", json_integer(c->num_attention_heads));
     json_object_set_new(root, "head_dim", json_integer(c->attention_head_dim));
     json_object_set_new(root, "ff_dim", json_integer((json_int_t)FF));
-    json_object_set_new(root, "model", json_string("1-layer CogVideoXTransformer3DModel (2b config, random f16 weights); "
-                                                   "seconds include its embeddings and proj_out"));
+    json_object_set_new(root, "model",
+                        json_string("1-layer CogVideoXTransformer3DModel (2b config, random f16 weights); "
+                                    "seconds include its embeddings and proj_out"));
     json_t *pj = json_object();
     json_object_set_new(pj, "projections", json_real(parts[3 * best]));
     json_object_set_new(pj, "attention", json_real(parts[3 * best + 1]));
@@ -652,7 +653,8 @@ int cvx_cmd_bench(int argc, char **argv) {
     o.precision = CVX_PRECISION_BF16;
     o.m = 512, o.k = 1920, o.n = 1920, o.tokens = -1, o.heads = 30, o.head_dim = 64;
     o.gp = cvx_generate_params_default();
-    o.gp.prompt = "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene bamboo forest.";
+    o.gp.prompt = "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene "
+                  "bamboo forest.";
     static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate"};
     int known = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(o.mode, modes[i]);
