@@ -2,7 +2,7 @@
  * peak RSS.
  *
  *   bench_vae [--vae DIR] [--frames T] [--height H] [--width W] [--threads N] [--spill DIR] [--no-spill]
- *             [--tiled] [--write DIR]
+ *             [--tiled] [--precision fp32|bf16|both] [--write DIR]
  *
  * --vae DIR: a vae folder (e.g. `cogvideox make-model --preset cogvideox-2b -o M` then M/vae). Without it the
  * bench writes the VAE alone (the cogvideox-2b preset's config, F16 weights ~ N(0, 1/fan_in), norm scales
@@ -10,7 +10,10 @@
  * Defaults: the real latent 13 × 60 × 90 (49 frames of 480 × 720), all cores, the library's defaults (conv
  * caches spilled to $TMPDIR past 2 GiB). --spill DIR always spills them there, --no-spill keeps them in memory;
  * --tiled uses the reference's tiled decode with its default tiles. Peak RSS is getrusage's ru_maxrss (the whole process: weights that were touched, activations,
- * caches, the output). --write DIR only writes the random VAE folder (config.json + weights) to DIR. */
+ * caches, the output). --write DIR only writes the random VAE folder (config.json + weights) to DIR.
+ * --precision (default fp32, the reference path): bf16 runs the conv products in bf16 (cvx_vae_set_precision);
+ * both decodes the same latent in fp32 then bf16 and prints both times and the deviation of the bf16 sample from
+ * the fp32 one (max|d| / rms(fp32) — the measure of docs/bf16-tolerances.md — and rms(d) / rms(fp32)). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,7 +107,7 @@ static int on_progress(void *user, int done, int total) {
 int main(int argc, char **argv) {
     const char *vae_dir = NULL, *spill = NULL, *write_dir = NULL;
     int64_t T = 13, H = 60, W = 90;
-    int threads = 0, tiled = 0, no_spill = 0;
+    int threads = 0, tiled = 0, no_spill = 0, prec_fp32 = 1, prec_bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--vae") && v) vae_dir = argv[++i];
@@ -116,10 +119,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tiled")) tiled = 1;
         else if (!strcmp(a, "--no-spill")) no_spill = 1;
         else if (!strcmp(a, "--write") && v) write_dir = argv[++i];
-        else {
+        else if (!strcmp(a, "--precision") && v && (!strcmp(v, "fp32") || !strcmp(v, "bf16") || !strcmp(v, "both"))) {
+            prec_fp32 = strcmp(v, "bf16") != 0;
+            prec_bf16 = strcmp(v, "fp32") != 0;
+            i++;
+        } else {
             fprintf(stderr,
                     "usage: bench_vae [--vae DIR] [--frames T] [--height H] [--width W] [--threads N] [--spill DIR] "
-                    "[--tiled] [--no-spill] [--write DIR]\n");
+                    "[--tiled] [--no-spill] [--precision fp32|bf16|both] [--write DIR]\n");
             return 2;
         }
     }
@@ -169,10 +176,12 @@ int main(int argc, char **argv) {
     }
     const int64_t zn = L * T * H * W, on = os[1] * os[2] * os[3] * os[4];
     float *z = malloc((size_t)zn * sizeof(float)), *o = malloc((size_t)on * sizeof(float));
-    if (!z || !o) {
+    float *o2 = prec_fp32 && prec_bf16 ? malloc((size_t)on * sizeof(float)) : NULL;
+    if (!z || !o || (prec_fp32 && prec_bf16 && !o2)) {
         fprintf(stderr, "bench_vae: out of memory\n");
         free(z);
         free(o);
+        free(o2);
         goto out;
     }
     uint64_t s = 42;
@@ -182,19 +191,40 @@ int main(int argc, char **argv) {
            cvx_pool_size(pool), spill ? "spilled to " : no_spill ? "in memory" : "spilled past 2 GiB",
            spill ? spill : "");
     fflush(stdout);
-    t0 = cvx_time_seconds();
-    if (cvx_vae_decode(vae, pool, &p, z, zs, o)) {
-        fprintf(stderr, "bench_vae: %s\n", cvx_vae_last_error(vae));
-    } else {
-        double secs = cvx_time_seconds() - t0;
+    double secs[2] = {0, 0};
+    rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        if (!(k ? prec_bf16 : prec_fp32)) continue;
+        float *dst = k && o2 ? o2 : o;
+        cvx_vae_set_precision(vae, k ? CVX_PRECISION_BF16 : CVX_PRECISION_FP32);
+        t0 = cvx_time_seconds();
+        if (cvx_vae_decode(vae, pool, &p, z, zs, dst)) {
+            fprintf(stderr, "bench_vae: %s\n", cvx_vae_last_error(vae));
+            rc = 1;
+            break;
+        }
+        secs[k] = cvx_time_seconds() - t0;
         double sum = 0;
-        for (int64_t i = 0; i < on; i++) sum += fabs(o[i]);
-        printf("seconds %.1f  peak_rss_gb %.2f  (%s decode, mean |sample| %.4f)\n", secs, peak_rss_gb(),
-               tiled ? "tiled" : "batched", sum / (double)on);
-        rc = 0;
+        for (int64_t i = 0; i < on; i++) sum += fabs(dst[i]);
+        printf("%s seconds %.1f  peak_rss_gb %.2f  (%s decode, mean |sample| %.4f)\n", k ? "bf16" : "fp32", secs[k],
+               peak_rss_gb(), tiled ? "tiled" : "batched", sum / (double)on);
+        fflush(stdout);
+    }
+    if (!rc && o2) {
+        double sq = 0, dsq = 0, mx = 0;
+        for (int64_t i = 0; i < on; i++) {
+            double d = fabs((double)o2[i] - o[i]);
+            sq += (double)o[i] * o[i];
+            dsq += d * d;
+            if (!(d <= mx)) mx = d;
+        }
+        double rms = sqrt(sq / (double)on);
+        printf("bf16 vs fp32: speedup %.2fx  max|d|/rms %.4f  rms(d)/rms %.5f\n", secs[1] > 0 ? secs[0] / secs[1] : 0,
+               rms > 0 ? mx / rms : mx, rms > 0 ? sqrt(dsq / (double)on) / rms : 0);
     }
     free(z);
     free(o);
+    free(o2);
 out:
     cvx_vae_close(vae);
     cvx_pool_free(pool);

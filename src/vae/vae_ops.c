@@ -330,28 +330,21 @@ static void pgemm(const cvx_kernel_table *kt, int64_t M, const float *A, int64_t
 
 /* ---- the conv engine ----------------------------------------------------------------------------------- */
 
-/* bf16: the weights of every (dt, dy, dx) tap [Cout][Cin] (a strided slice of cv->w, copied contiguous for
- * packing), then the shortcut [Cout][Cres], in the bf16 kernels' layout. *out has npk entries. */
+/* bf16: the weights of every (dt, dy) tap [Cout][3·Cin], then the shortcut [Cout][Cres], in the bf16 kernels'
+ * layout. *out has npk entries. */
 static cvx_status pack_bf16_taps(cvx_pool *pool, const cvx__vconv *cv, int64_t cin, int npk, cvx_packed ***out,
                                  cvx_error *err) {
     const int64_t cout = cv->cout;
     cvx_packed **pk = calloc((size_t)npk, sizeof *pk);
-    float *slice = malloc((size_t)(cout * cin) * sizeof(float)); /* [Cout][Cin] */
-    cvx_status st = pk && slice ? CVX_OK : cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for packed weights");
-    for (int i = 0; !st && i < npk; i++) {
-        cvx_tensor t;
-        if (i < cv->kt * 9) {
-            const int g = i / 3, dx = i % 3;
-            for (int64_t o = 0; o < cout; o++)
-                memcpy(slice + o * cin, cv->w + ((int64_t)g * cout + o) * 3 * cin + dx * cin, (size_t)cin * sizeof(float));
-            t = cvx_tensor_view(CVX_DTYPE_F32, slice, 2, (int64_t[]){cout, cin});
-        } else {
-            t = cvx_tensor_view(CVX_DTYPE_F32, (void *)cv->wsc, 2, (int64_t[]){cout, cv->res->C});
-        }
-        if (cvx_pack_bf16(pool, &t, &pk[i]) != CVX_OK)
+    cvx_status st = pk ? CVX_OK : cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for packed weights");
+    for (int g = 0; !st && g < npk; g++) {
+        cvx_tensor t = g < cv->kt * 3
+                           ? cvx_tensor_view(CVX_DTYPE_F32, (void *)(cv->w + (int64_t)g * cout * 3 * cin), 2,
+                                             (int64_t[]){cout, 3 * cin})
+                           : cvx_tensor_view(CVX_DTYPE_F32, (void *)cv->wsc, 2, (int64_t[]){cout, cv->res->C});
+        if (cvx_pack_bf16(pool, &t, &pk[g]) != CVX_OK)
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for bf16 packed weights");
     }
-    free(slice);
     *out = pk;
     return st;
 }
@@ -369,30 +362,33 @@ typedef struct {
     float **scratch; /* per thread: patch + one transformed source row + band output */
     float **pa;      /* per thread: packed A block */
     packed_b *pb;    /* per (dt, dy) tap, then the shortcut */
-    cvx_packed **pk; /* bf16: per (dt, dy, dx) tap [Cout][Cin], then the shortcut [Cout][Cres]; NULL: f32 */
+    cvx_packed **pk; /* bf16: per (dt, dy) tap [Cout][3·Cin], then the shortcut [Cout][Cres]; NULL: f32 */
+    float **win;     /* bf16, per thread: A's overlapping windows copied to rows of their own [M][3·Cin] */
     int64_t patch_elems;
     int *failed;     /* per thread: 1 a cache read failed, 2 a bf16 product was refused */
 } conv_ctx;
 
 /* C[M, Cout] (+)= A · W_gᵀ for tap g = dt·3 + dy (A's rows: lda apart, 3·Cin values = the dx = 0..2 pixels)
- * or the shortcut (g = kt·3, A [M][Cres]). In bf16 the 3 dx pixels are 3 products of Cin each, A shifted by
- * one pixel per dx, summed in f32 through the epilogue's residual (y itself). */
+ * or the shortcut (g = kt·3, A [M][Cres]). In bf16 the overlapping windows (lda < 3·Cin) are first copied to
+ * rows of their own (the bf16 products take row strides >= K; the copy is 1/(2·Cout) of the product's work),
+ * and the running sum over taps is carried in f32 by the epilogue's residual (y itself). */
 static void tap_gemm(const conv_ctx *x, int thread_index, int g, int64_t M, const float *A, int64_t lda, float *C,
                      int64_t ldc, int accumulate, float *pa) {
     if (!x->pk) {
         pgemm(x->kt, M, A, lda, &x->pb[g], C, ldc, accumulate, pa);
         return;
     }
-    const cvx__vconv *cv = x->cv;
-    const cvx_epilogue sum = {.residual = C, .ldres = ldc};
-    const int shortcut = g == cv->kt * 3;
-    const int nprod = shortcut ? 1 : 3;
-    for (int dx = 0; dx < nprod; dx++) {
-        const cvx_packed *w = x->pk[shortcut ? cv->kt * 9 : g * 3 + dx];
-        if (cvx_linear_bf16_ex(NULL, C, ldc, A + dx * x->Cin, lda, M, cvx_packed_cols(w), w, NULL,
-                               accumulate || dx ? &sum : NULL))
-            x->failed[thread_index] = 2;
+    const cvx_packed *w = x->pk[g];
+    const int64_t K = cvx_packed_cols(w);
+    if (lda < K) {
+        float *win = x->win[thread_index];
+        for (int64_t m = 0; m < M; m++) memcpy(win + m * K, A + m * lda, (size_t)K * sizeof(float));
+        A = win;
+        lda = K;
     }
+    const cvx_epilogue sum = {.residual = C, .ldres = ldc};
+    if (cvx_linear_bf16_ex(NULL, C, ldc, A, lda, M, K, w, NULL, accumulate ? &sum : NULL))
+        x->failed[thread_index] = 2;
 }
 
 /* The input frame for output frame t, temporal tap dt: source frame index, or -1 - j for cache frame j. */
@@ -578,8 +574,14 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         if (!(x.scratch[i] = malloc((size_t)scratch_elems * sizeof(float))) ||
             !(x.pa[i] = alloc_aligned(round_up64(PG_MC, x.kt->gemm_mr) * PG_KC)))
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
-    const int npk = cv->kt * 9 + (cv->wsc ? 1 : 0);
+    const int npk = ntaps;
     if (!st && cv->bf16) st = pack_bf16_taps(pool, cv, x.Cin, npk, &x.pk, err);
+    const int64_t win_elems = (cv->stride == 1 ? x.band * x.Wp : x.Wo) * 3 * x.Cin;
+    if (!st && cv->bf16 && !(x.win = calloc((size_t)nth, sizeof(float *))))
+        st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    for (int i = 0; !st && cv->bf16 && i < nth; i++)
+        if (!(x.win[i] = malloc((size_t)win_elems * sizeof(float))))
+            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv windows");
     for (int g = 0; !st && !cv->bf16 && g < ntaps; g++) {
         int sc = g == cv->kt * 3; /* the shortcut [Cout][Cres] */
         int64_t K = sc ? cv->res->C : 3 * x.Cin;
@@ -606,6 +608,8 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
     for (int g = 0; x.pb && g < ntaps; g++) free(x.pb[g].data);
     for (int g = 0; x.pk && g < npk; g++) cvx_packed_free(x.pk[g]);
     free(x.pk);
+    for (int i = 0; x.win && i < nth; i++) free(x.win[i]);
+    free(x.win);
     free(x.scratch);
     free(x.pa);
     free(x.pb);

@@ -9,11 +9,11 @@
  * normalised activations are never stored whole. Work is split over row bands of one output frame at a time
  * (results do not depend on the thread count).
  *
- * bf16 (cvx__vconv.bf16): the same gather and bands, but each (dt, dy, dx) tap is one cvx_linear_bf16_ex
- * product out[M, Cout] (+)= bf16(A)[M, Cin] · bf16(W)[Cout, Cin]ᵀ on the calling thread, A's rows being the
- * gathered pixels shifted by dx (row stride Cin, or 2·Cin at stride 2), the running sum carried in f32 by the
- * epilogue's residual; weights packed once per conv call. GroupNorm/SpatialNorm, SiLU, bias, residuals and the
- * caches stay f32. */
+ * bf16 (cvx__vconv.bf16): the same gather, bands and taps, but each (dt, dy) tap is one cvx_linear_bf16_ex
+ * product out[M, Cout] (+)= bf16(A)[M, 3·Cin] · bf16(Wp)[Cout, 3·Cin]ᵀ on the calling thread (A's overlapping
+ * windows copied to rows of their own first), the running sum over taps carried in f32 by the epilogue's
+ * residual; weights packed into the kernels' bf16 layout once per conv call. GroupNorm/SpatialNorm statistics
+ * and transforms, SiLU, bias, residuals and the caches stay f32. */
 #ifndef CVX_VAE_VAE_OPS_H
 #define CVX_VAE_VAE_OPS_H
 
