@@ -459,12 +459,23 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
              * band instead of once per row. */
             const int64_t M = (rows - 1) * Wp + Wo;
             int acc = 0;
-            for (int dt = 0; dt < cv->kt; dt++)
+            for (int dt = 0; dt < cv->kt; dt++) {
+                const float *A = patch + (dt * nrows * Wp) * Cin;
+                int64_t lda = Cin;
+                if (x->pk) {
+                    /* bf16: the windows of this frame's gathered rows, copied once for the 3 dy taps (tap dy
+                     * starts dy·Wp windows in). */
+                    float *win = x->win[thread_index];
+                    const int64_t nwin = 2 * Wp + M;
+                    for (int64_t j = 0; j < nwin; j++) memcpy(win + j * 3 * Cin, A + j * Cin, (size_t)(3 * Cin) * sizeof(float));
+                    A = win;
+                    lda = 3 * Cin;
+                }
                 for (int dy = 0; dy < 3; dy++) {
-                    const float *A = patch + ((dt * nrows + dy) * Wp) * Cin;
-                    tap_gemm(x, thread_index, dt * 3 + dy, M, A, Cin, ctmp, Cout, acc, pa);
+                    tap_gemm(x, thread_index, dt * 3 + dy, M, A + dy * Wp * lda, lda, ctmp, Cout, acc, pa);
                     acc = 1;
                 }
+            }
             for (int64_t r = 0; r < rows; r++)
                 memcpy(x->out + (y0 + r) * Wo * Cout, ctmp + r * Wp * Cout, (size_t)(Wo * Cout) * sizeof(float));
         }
@@ -576,7 +587,7 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
     const int npk = ntaps;
     if (!st && cv->bf16) st = pack_bf16_taps(pool, cv, x.Cin, npk, &x.pk, err);
-    const int64_t win_elems = (cv->stride == 1 ? x.band * x.Wp : x.Wo) * 3 * x.Cin;
+    const int64_t win_elems = (cv->stride == 1 ? (x.band + 2) * x.Wp : x.Wo) * 3 * x.Cin;
     if (!st && cv->bf16 && !(x.win = calloc((size_t)nth, sizeof(float *))))
         st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
     for (int i = 0; !st && cv->bf16 && i < nth; i++)
