@@ -36,18 +36,6 @@ static void usage(FILE *f) {
             "resume).\n");
 }
 
-static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull)
-        snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull)
-        snprintf(buf, size, "%.1f MB", b / 1e6);
-    else if (b >= 1000ull)
-        snprintf(buf, size, "%.1f kB", b / 1e3);
-    else
-        snprintf(buf, size, "%llu B", (unsigned long long)b);
-    return buf;
-}
-
 static const char *clock_str(double s, char *buf, size_t size) {
     if (s < 0 || s > 359999) return snprintf(buf, size, "--:--"), buf;
     long t = (long)(s + 0.5);
@@ -69,7 +57,7 @@ static void progress(const cvx_hub_progress *p, void *user_data) {
     if (ps->quiet) return;
     char a[32], b[32], c[32], d[32];
     if (p->event == CVX_HUB_LISTED) {
-        fprintf(stderr, "%d files, %s\n", p->count, human(p->total, a, sizeof a));
+        fprintf(stderr, "%d files, %s\n", p->count, cvx_format_bytes(p->total, a, sizeof a));
         return;
     }
     if (p->event == CVX_HUB_RETRY) {
@@ -87,7 +75,7 @@ static void progress(const cvx_hub_progress *p, void *user_data) {
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
         snprintf(line, sizeof line, "[%s] %3d%% %s / %s  %s/s  ETA %s  %d/%d %s", bar, pct,
-                 human(p->done, a, sizeof a), human(p->total, b, sizeof b), human((uint64_t)rate, c, sizeof c),
+                 cvx_format_bytes(p->done, a, sizeof a), cvx_format_bytes(p->total, b, sizeof b), cvx_format_bytes((uint64_t)rate, c, sizeof c),
                  clock_str(left, d, sizeof d), p->index + 1, p->count, p->file);
         /* One terminal row, so that "\r" redraws it instead of scrolling. */
         struct winsize ws;
@@ -104,21 +92,21 @@ static void progress(const cvx_hub_progress *p, void *user_data) {
         ps->last_decile = p->file_total ? (int)(p->file_done * 10 / p->file_total) : 0;
         if (p->file_done)
             fprintf(stderr, "[%d/%d] %s: resuming at %s of %s\n", p->index + 1, p->count, p->file,
-                    human(p->file_done, a, sizeof a), human(p->file_total, b, sizeof b));
+                    cvx_format_bytes(p->file_done, a, sizeof a), cvx_format_bytes(p->file_total, b, sizeof b));
         else
-            fprintf(stderr, "[%d/%d] %s (%s)\n", p->index + 1, p->count, p->file, human(p->file_total, a, sizeof a));
+            fprintf(stderr, "[%d/%d] %s (%s)\n", p->index + 1, p->count, p->file, cvx_format_bytes(p->file_total, a, sizeof a));
         break;
     case CVX_HUB_FILE_BYTES: {
         int dec = p->file_total ? (int)(p->file_done * 10 / p->file_total) : 0;
         if (dec != ps->last_decile && dec < 10)
             fprintf(stderr, "[%d/%d] %s: %d%% (%s of %s)\n", p->index + 1, p->count, p->file, dec * 10,
-                    human(p->file_done, a, sizeof a), human(p->file_total, b, sizeof b));
+                    cvx_format_bytes(p->file_done, a, sizeof a), cvx_format_bytes(p->file_total, b, sizeof b));
         ps->last_decile = dec;
         break;
     }
     case CVX_HUB_FILE_DONE:
         fprintf(stderr, "[%d/%d] %s: done, verified (%s of %s overall, %.1f s)\n", p->index + 1, p->count, p->file,
-                human(p->done, a, sizeof a), human(p->total, b, sizeof b), p->elapsed_s);
+                cvx_format_bytes(p->done, a, sizeof a), cvx_format_bytes(p->total, b, sizeof b), p->elapsed_s);
         break;
     case CVX_HUB_FILE_PRESENT:
         fprintf(stderr, "[%d/%d] %s: already present and verified\n", p->index + 1, p->count, p->file);
@@ -202,8 +190,8 @@ int cvx_cmd_download(int argc, char **argv) {
     double secs = cvx_time_seconds() - t0;
     char a[32], b[32];
     printf("downloaded %s%s%s into %s: %d files (%s), %d fetched, %d already present; %s received in %.1f s\n", repo,
-           res.commit[0] ? " @ " : "", res.commit, out, res.n_files, human(res.bytes, a, sizeof a), res.n_fetched,
-           res.n_present, human(res.received, b, sizeof b), secs);
+           res.commit[0] ? " @ " : "", res.commit, out, res.n_files, cvx_format_bytes(res.bytes, a, sizeof a), res.n_fetched,
+           res.n_present, cvx_format_bytes(res.received, b, sizeof b), secs);
     if (p.all_files) {
         /* Every file was asked for: the repository need not be a pipeline folder; say whether it is one. */
         char idx[4096];

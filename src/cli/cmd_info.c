@@ -10,6 +10,7 @@
 #include "cogvideox.h"
 #include "io/model.h"
 #include "kernels/kernels.h"
+#include "core/log.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: cogvideox info DIR [--json] [--no-weights]\n"
@@ -106,18 +107,6 @@ static const char *commas(int64_t v, char *buf, size_t size) {
         buf[o++] = tmp[i];
     }
     buf[o] = '\0';
-    return buf;
-}
-
-static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull)
-        snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull)
-        snprintf(buf, size, "%.1f MB", b / 1e6);
-    else if (b >= 1000ull)
-        snprintf(buf, size, "%.1f kB", b / 1e3);
-    else
-        snprintf(buf, size, "%" PRIu64 " B", b);
     return buf;
 }
 
@@ -265,7 +254,7 @@ static int info_model(const char *dir, int json, int check_weights) {
         if (c->weights_checked) {
             dtypes_str(c, dt, sizeof dt);
             printf("%-13s %-28s %15s params  %-5s %10s in %d file%s (%zu tensors, names and shapes checked)\n", c->name,
-                   c->class_name, commas(c->n_params, a, sizeof a), dt, human(c->file_bytes, b, sizeof b), c->n_files,
+                   c->class_name, commas(c->n_params, a, sizeof a), dt, cvx_format_bytes(c->file_bytes, b, sizeof b), c->n_files,
                    c->n_files == 1 ? "" : "s", c->expected.n);
         } else if (c->expected.n) {
             printf("%-13s %-28s %15s params (from the config; weights not opened)\n", c->name, c->class_name,
@@ -277,17 +266,17 @@ static int info_model(const char *dir, int json, int check_weights) {
     }
     if (check_weights)
         printf("total         %s params, %s of weights\n", commas(total_params, a, sizeof a),
-               human(total_bytes, b, sizeof b));
+               cvx_format_bytes(total_bytes, b, sizeof b));
     if (have_me) {
         char w1[32], x1[32], w2[32], x2[32], w3[32], x3[32], pk[32];
         printf("default video %lld frames of %lldx%lld (%lld latent frames, %lld transformer tokens)\n",
                (long long)me.frames, (long long)me.height, (long long)me.width, (long long)me.latent_frames,
                (long long)me.seq_len);
         printf("peak memory   ~%s (%s stage): text encoder %s + %s, transformer %s + %s, vae decode %s + %s\n",
-               human(me.peak, pk, sizeof pk), me.peak_stage, human(me.t5_weights, w1, sizeof w1),
-               human(me.t5_act, x1, sizeof x1), human(me.transformer_weights, w2, sizeof w2),
-               human(me.transformer_act, x2, sizeof x2), human(me.vae_weights, w3, sizeof w3),
-               human(me.vae_act, x3, sizeof x3));
+               cvx_format_bytes(me.peak, pk, sizeof pk), me.peak_stage, cvx_format_bytes(me.t5_weights, w1, sizeof w1),
+               cvx_format_bytes(me.t5_act, x1, sizeof x1), cvx_format_bytes(me.transformer_weights, w2, sizeof w2),
+               cvx_format_bytes(me.transformer_act, x2, sizeof x2), cvx_format_bytes(me.vae_weights, w3, sizeof w3),
+               cvx_format_bytes(me.vae_act, x3, sizeof x3));
         printf("              (each stage holds only its own weights, as stored, + its f32 activations: CFG batch 2, "
                "attention streamed, VAE in frame batches)\n");
     }

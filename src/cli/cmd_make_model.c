@@ -24,16 +24,6 @@ static void usage(FILE *f) {
                "  -o, --output DIR  the folder to write (created; weight files of an earlier run are replaced)\n");
 }
 
-static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull)
-        snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull)
-        snprintf(buf, size, "%.1f MB", b / 1e6);
-    else
-        snprintf(buf, size, "%.1f kB", b / 1e3);
-    return buf;
-}
-
 typedef struct {
     int tty;
     int last_pct;
@@ -45,11 +35,11 @@ static void progress(const char *file, uint64_t done, uint64_t total, void *user
     int pct = total ? (int)(done * 100 / total) : 100;
     char a[32], b[32];
     if (ps->tty) {
-        fprintf(stderr, "\r[%3d%%] %10s / %s  %-60.60s", pct, human(done, a, sizeof a), human(total, b, sizeof b),
+        fprintf(stderr, "\r[%3d%%] %10s / %s  %-60.60s", pct, cvx_format_bytes(done, a, sizeof a), cvx_format_bytes(total, b, sizeof b),
                 file);
         fflush(stderr);
     } else if (pct / 10 != ps->last_pct / 10 || done == total) {
-        fprintf(stderr, "[%3d%%] %s / %s  %.1f s  %s\n", pct, human(done, a, sizeof a), human(total, b, sizeof b),
+        fprintf(stderr, "[%3d%%] %s / %s  %.1f s  %s\n", pct, cvx_format_bytes(done, a, sizeof a), cvx_format_bytes(total, b, sizeof b),
                 cvx_time_seconds() - ps->t0, file);
     }
     ps->last_pct = pct;
@@ -131,7 +121,7 @@ int cvx_cmd_make_model(int argc, char **argv) {
         params += m->comp[i].n_params, bytes += m->comp[i].file_bytes;
     char hb[32];
     printf("wrote %s: preset %s, %s weights, seed %llu: %lld parameters, %s of weights in %.1f s\n", out, p.preset,
-           cvx_dtype_name(p.dtype), (unsigned long long)p.seed, (long long)params, human(bytes, hb, sizeof hb),
+           cvx_dtype_name(p.dtype), (unsigned long long)p.seed, (long long)params, cvx_format_bytes(bytes, hb, sizeof hb),
            cvx_time_seconds() - ps.t0);
     cvx_model_close(m);
     return 0;

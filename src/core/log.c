@@ -40,6 +40,18 @@ void cvx_log(const cvx_logger *logger, cvx_log_level level, const char *fmt, ...
     }
 }
 
+const char *cvx_format_bytes(uint64_t b, char *buf, size_t size) {
+    if (b >= 1000000000ull)
+        snprintf(buf, size, "%.2f GB", (double)b / 1e9);
+    else if (b >= 1000000ull)
+        snprintf(buf, size, "%.1f MB", (double)b / 1e6);
+    else if (b >= 1000ull)
+        snprintf(buf, size, "%.1f kB", (double)b / 1e3);
+    else
+        snprintf(buf, size, "%llu B", (unsigned long long)b);
+    return buf;
+}
+
 double cvx_time_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -76,16 +76,6 @@ static int quote(char *buf, size_t size, const char *s, const char *safe) {
     return 0;
 }
 
-static const char *human(uint64_t b, char *buf, size_t size) {
-    if (b >= 1000000000ull)
-        snprintf(buf, size, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull)
-        snprintf(buf, size, "%.1f MB", b / 1e6);
-    else
-        snprintf(buf, size, "%llu bytes", (unsigned long long)b);
-    return buf;
-}
-
 static int mkdir_parent(const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return ENAMETOOLONG;
@@ -1015,7 +1005,7 @@ static cvx_status download_with(hub_ctx *c, const cvx_hub_listing *l, const cvx_
             drop_partial = 1;
             char hb[32];
             st = cvx_fail(err, CVX_ERR_MISMATCH, "%s: the server sent more than the listed %s", f->path,
-                          human(f->size, hb, sizeof hb));
+                          cvx_format_bytes(f->size, hb, sizeof hb));
             break;
         }
         uint64_t now_have = s.offset + s.written;
@@ -1045,7 +1035,7 @@ static cvx_status download_with(hub_ctx *c, const cvx_hub_listing *l, const cvx_
             }
             char a[32], b[32];
             snprintf(why, sizeof why, "%s: the connection ended after %s of %s", f->path,
-                     human(now_have, a, sizeof a), human(f->size, b, sizeof b));
+                     cvx_format_bytes(now_have, a, sizeof a), cvx_format_bytes(f->size, b, sizeof b));
         } else if (r.status == 416) {
             /* Nothing after `have`: either it is all there (checked above) or the partial file is not ours. */
             snprintf(why, sizeof why, "%s: the server refused the range from byte %llu", f->path,
@@ -1084,7 +1074,7 @@ static cvx_status download_with(hub_ctx *c, const cvx_hub_listing *l, const cvx_
         char a[32], b[32];
         if (f->has_size && size != f->size) {
             st = cvx_fail(err, CVX_ERR_MISMATCH, "%s: size mismatch: %s on disk, the hub lists %s", f->path,
-                          human(size, a, sizeof a), human(f->size, b, sizeof b));
+                          cvx_format_bytes(size, a, sizeof a), cvx_format_bytes(f->size, b, sizeof b));
             drop_partial = 1;
         } else if (s.md_type && !digest_matches(&s, f, got)) {
             st = cvx_fail(err, CVX_ERR_MISMATCH, "%s: %s mismatch: got %s, the hub lists %s", f->path,
