@@ -137,6 +137,37 @@ static char *dup_col(sqlite3_stmt *st, int i) {
     return strdup(v ? v : "");
 }
 
+/* Prepares sql and binds its parameters ?1, ?2, ... from the arguments, one letter of binds each:
+ * 't' const char * (NULL binds ''), 'T' const char * (NULL binds SQL NULL), 'i' int, 'I' long long, 'd' double,
+ * 'b' const void *, size_t (a blob; an empty one binds SQL NULL). */
+static sqlite3_stmt *vprep(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, va_list ap) {
+    sqlite3_stmt *st = prep(s, sql, err, n);
+    if (!st) return NULL;
+    for (int i = 1; binds[i - 1]; i++) {
+        switch (binds[i - 1]) {
+        case 't': bind_text(st, i, va_arg(ap, const char *)); break;
+        case 'T': {
+            const char *v = va_arg(ap, const char *);
+            if (v) bind_text(st, i, v);
+            else sqlite3_bind_null(st, i);
+            break;
+        }
+        case 'i': sqlite3_bind_int(st, i, va_arg(ap, int)); break;
+        case 'I': sqlite3_bind_int64(st, i, va_arg(ap, long long)); break;
+        case 'd': sqlite3_bind_double(st, i, va_arg(ap, double)); break;
+        case 'b': {
+            const void *b = va_arg(ap, const void *);
+            size_t len = va_arg(ap, size_t);
+            if (len) sqlite3_bind_blob(st, i, b, (int)len, SQLITE_TRANSIENT);
+            else sqlite3_bind_null(st, i);
+            break;
+        }
+        default: break; /* the letters are fixed in this file */
+        }
+    }
+    return st;
+}
+
 /* Runs a statement without rows; returns sqlite3_changes or -1. Finalizes st. */
 static int run(cvx_svc_store *s, sqlite3_stmt *st, char *err, size_t n, const char *what) {
     int rc = sqlite3_step(st);
@@ -145,21 +176,108 @@ static int run(cvx_svc_store *s, sqlite3_stmt *st, char *err, size_t n, const ch
     return sqlite3_changes(s->db);
 }
 
-void cvx_svc_task_clear(cvx_svc_task *t) {
-    if (!t) return;
-    free(t->params);
-    free(t->gen);
-    free(t->callbackurl);
-    free(t->debugoutput);
-    free(t->debugerror);
-    memset(t, 0, sizeof *t);
+static int vexec(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds,
+                 va_list ap) {
+    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
+    return st ? run(s, st, err, n, what) : -1;
 }
+
+/* Prepares, binds (vprep) and runs a statement without rows with the lock already held. */
+static int exec(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    int r = vexec(s, err, n, what, sql, binds, ap);
+    va_end(ap);
+    return r;
+}
+
+/* exec under the lock: a public call that is one statement. */
+static int exec_locked(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds,
+                       ...) {
+    va_list ap;
+    va_start(ap, binds);
+    pthread_mutex_lock(&s->mu);
+    int r = vexec(s, err, n, what, sql, binds, ap);
+    pthread_mutex_unlock(&s->mu);
+    va_end(ap);
+    return r;
+}
+
+/* Reads the current row into ud; returns 1 when the row counts as found, 0 when it is passed over. */
+typedef int (*row_reader)(sqlite3_stmt *st, void *ud);
+
+typedef enum {
+    FIRST_ROW, /* a lookup: the first row or none; the statement is not stepped further */
+    ONE_ROW,   /* UPDATE ... RETURNING: one row or none, then the statement must run to its end (the write
+                  completes at SQLITE_DONE); a second row is an error */
+    NEW_ROW,   /* INSERT ... RETURNING: exactly one row, then the end */
+    ALL_ROWS,
+} rows_mode;
+
+/* Steps st as mode says, passing the rows to read; finalizes st. Returns the rows read counted as found, or -1
+ * with the error recorded as `what`. */
+static int step_rows(cvx_svc_store *s, sqlite3_stmt *st, rows_mode mode, row_reader read, void *ud, char *err,
+                     size_t n, const char *what) {
+    int rc, rows = 0, found = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (rows && (mode == ONE_ROW || mode == NEW_ROW)) break;
+        rows++;
+        found += read(st, ud);
+        if (mode == FIRST_ROW) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int ok = rc == SQLITE_DONE && (mode != NEW_ROW || rows == 1);
+    int r = ok ? found : dbfail(s, err, n, what);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int vquery(cvx_svc_store *s, char *err, size_t n, const char *what, rows_mode mode, row_reader read, void *ud,
+                  const char *sql, const char *binds, va_list ap) {
+    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
+    return st ? step_rows(s, st, mode, read, ud, err, n, what) : -1;
+}
+
+/* Prepares, binds (vprep) and steps (step_rows) a statement with rows with the lock already held. */
+static int query(cvx_svc_store *s, char *err, size_t n, const char *what, rows_mode mode, row_reader read, void *ud,
+                 const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    int r = vquery(s, err, n, what, mode, read, ud, sql, binds, ap);
+    va_end(ap);
+    return r;
+}
+
+/* query under the lock: a public call that is one statement. */
+static int query_locked(cvx_svc_store *s, char *err, size_t n, const char *what, rows_mode mode, row_reader read,
+                        void *ud, const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    pthread_mutex_lock(&s->mu);
+    int r = vquery(s, err, n, what, mode, read, ud, sql, binds, ap);
+    pthread_mutex_unlock(&s->mu);
+    va_end(ap);
+    return r;
+}
+
+/* The callback of a listing (the one for its rows) and its user data. */
+typedef struct {
+    void (*project)(const cvx_svc_project *p, void *ud);
+    void (*task)(const cvx_svc_task *t, void *ud);
+    void *ud;
+} visit;
+
+static int row_visit(sqlite3_stmt *st, void *ud);
 
 /* ---- projects ---- */
 
 #define PROJECT_COLS "id, name, apikey, mode, secret, created, revoked"
 
-static void read_project(sqlite3_stmt *st, cvx_svc_project *p) {
+/* a row_reader of PROJECT_COLS into a cvx_svc_project */
+static int read_project(sqlite3_stmt *st, void *ud) {
+    cvx_svc_project *p = ud;
     memset(p, 0, sizeof *p);
     p->id = sqlite3_column_int64(st, 0);
     copy_col(st, 1, p->name, sizeof p->name);
@@ -173,86 +291,38 @@ static void read_project(sqlite3_stmt *st, cvx_svc_project *p) {
     }
     p->created = sqlite3_column_int64(st, 5);
     p->revoked = sqlite3_column_int(st, 6);
+    return 1;
+}
+
+static int row_project_id(sqlite3_stmt *st, void *p) {
+    ((cvx_svc_project *)p)->id = sqlite3_column_int64(st, 0);
+    return 1;
 }
 
 int cvx_svc_store_project_add(cvx_svc_store *s, cvx_svc_project *p, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            "INSERT INTO projects(name, apikey, mode, secret, created) VALUES (?,?,?,?,?) "
-                            "RETURNING id",
-                            err, n);
-    if (st) {
-        bind_text(st, 1, p->name);
-        bind_text(st, 2, p->apikey);
-        sqlite3_bind_int(st, 3, p->mode);
-        if (p->secret_enc_len) sqlite3_bind_blob(st, 4, p->secret_enc, (int)p->secret_enc_len, SQLITE_TRANSIENT);
-        else sqlite3_bind_null(st, 4);
-        sqlite3_bind_int64(st, 5, p->created);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            p->id = sqlite3_column_int64(st, 0);
-            r = sqlite3_step(st) == SQLITE_DONE ? 0 : dbfail(s, err, n, "adding a project");
-        } else {
-            dbfail(s, err, n, "adding a project");
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    int r = query_locked(s, err, n, "adding a project", NEW_ROW, row_project_id, p,
+                         "INSERT INTO projects(name, apikey, mode, secret, created) VALUES (?,?,?,?,?) RETURNING id",
+                         "ttibI", p->name, p->apikey, p->mode, (const void *)p->secret_enc, p->secret_enc_len,
+                         p->created);
+    return r < 0 ? -1 : 0;
 }
 
 int cvx_svc_store_project_by_key(cvx_svc_store *s, const char *apikey, cvx_svc_project *p, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "SELECT " PROJECT_COLS " FROM projects WHERE apikey = ?", err, n);
-    if (st) {
-        bind_text(st, 1, apikey);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            read_project(st, p);
-            r = 1;
-        } else if (rc == SQLITE_DONE) {
-            r = 0;
-        } else {
-            dbfail(s, err, n, "reading a project");
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return query_locked(s, err, n, "reading a project", FIRST_ROW, read_project, p,
+                        "SELECT " PROJECT_COLS " FROM projects WHERE apikey = ?", "t", apikey);
 }
 
 int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_project *p, void *ud), void *ud,
                                char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "SELECT " PROJECT_COLS " FROM projects ORDER BY id", err, n);
-    if (st) {
-        int rc, count = 0;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cvx_svc_project p;
-            read_project(st, &p);
-            fn(&p, ud);
-            count++;
-        }
-        r = rc == SQLITE_DONE ? count : dbfail(s, err, n, "listing projects");
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    visit v = {.project = fn, .ud = ud};
+    return query_locked(s, err, n, "listing projects", ALL_ROWS, row_visit, &v,
+                        "SELECT " PROJECT_COLS " FROM projects ORDER BY id", "");
 }
 
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "UPDATE projects SET revoked = 1 WHERE apikey = ?", err, n);
-    if (st) {
-        bind_text(st, 1, apikey);
-        r = run(s, st, err, n, "revoking a project");
-        if (r > 1) r = 1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    int r = exec_locked(s, err, n, "revoking a project", "UPDATE projects SET revoked = 1 WHERE apikey = ?", "t",
+                        apikey);
+    return r > 1 ? 1 : r;
 }
 
 /* ---- nonces ---- */
@@ -260,32 +330,38 @@ int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err
 int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
                             long long window_s, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "DELETE FROM nonces WHERE seen < ?", err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, now_s - window_s);
-        if (run(s, st, err, n, "purging nonces") >= 0 &&
-            (st = prep(s, "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT DO NOTHING", err, n))) {
-            bind_text(st, 1, apikey);
-            bind_text(st, 2, nonce);
-            sqlite3_bind_int64(st, 3, now_s);
-            r = run(s, st, err, n, "recording a nonce");
-            if (r > 1) r = 1;
-        }
-    }
+    int r = exec(s, err, n, "purging nonces", "DELETE FROM nonces WHERE seen < ?", "I", now_s - window_s);
+    if (r >= 0)
+        r = exec(s, err, n, "recording a nonce",
+                 "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT DO NOTHING", "ttI", apikey, nonce,
+                 now_s);
     pthread_mutex_unlock(&s->mu);
-    return r;
+    return r > 1 ? 1 : r;
 }
 
 /* ---- tasks ---- */
+
+void cvx_svc_task_clear(cvx_svc_task *t) {
+    if (!t) return;
+    free(t->params);
+    free(t->gen);
+    free(t->callbackurl);
+    free(t->debugoutput);
+    free(t->debugerror);
+    memset(t, 0, sizeof *t);
+}
 
 #define TASK_COLS                                                                                                 \
     "id, uuid, token, project, status, params, gen, callbackurl, slugowner, slugproject, createtime, accepttime,"   \
     " preprocessstarttime, preprocessendtime, assigntime, starttime, endtime, postprocessstarttime,"              \
     " postprocessendtime, canceltime, pexit, debugoutput, debugerror, elapsed, attempts, out_name, out_key,"       \
     " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next"
+/* the index of cb_next in TASK_COLS */
+#define TASK_COL_CB_NEXT 32
 
-static void read_task(sqlite3_stmt *st, cvx_svc_task *t) {
+/* a row_reader of TASK_COLS into a cvx_svc_task */
+static int read_task(sqlite3_stmt *st, void *ud) {
+    cvx_svc_task *t = ud;
     memset(t, 0, sizeof *t);
     int i = 0;
     t->id = sqlite3_column_int64(st, i++);
@@ -315,6 +391,30 @@ static void read_task(sqlite3_stmt *st, cvx_svc_task *t) {
     t->cb_state = sqlite3_column_int(st, i++);
     t->cb_tries = sqlite3_column_int(st, i++);
     t->cb_next_ms = sqlite3_column_int64(st, i++);
+    return 1;
+}
+
+/* a row_reader that hands each row of a listing to its callback */
+static int row_visit(sqlite3_stmt *st, void *ud) {
+    visit *v = ud;
+    if (v->project) {
+        cvx_svc_project p;
+        read_project(st, &p);
+        v->project(&p, v->ud);
+    } else {
+        cvx_svc_task t;
+        read_task(st, &t);
+        v->task(&t, v->ud);
+        cvx_svc_task_clear(&t);
+    }
+    return 1;
+}
+
+static int row_task_added(sqlite3_stmt *st, void *ud) {
+    cvx_svc_task *t = ud;
+    t->id = sqlite3_column_int64(st, 0);
+    snprintf(t->status, sizeof t->status, "task_queue");
+    return 1;
 }
 
 int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, char *err, size_t n) {
@@ -335,55 +435,22 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, c
             goto out;
         }
     }
-    sqlite3_stmt *st = prep(s,
-                            "INSERT INTO tasks(uuid, token, project, status, params, gen, callbackurl, slugowner,"
-                            " slugproject, createtime) VALUES (?,?,?,'task_queue',?,?,?,?,?,?) RETURNING id",
-                            err, n);
-    if (!st) goto out;
-    bind_text(st, 1, t->uuid);
-    bind_text(st, 2, t->token);
-    sqlite3_bind_int64(st, 3, t->project);
-    bind_text(st, 4, t->params);
-    bind_text(st, 5, t->gen);
-    bind_text(st, 6, t->callbackurl);
-    bind_text(st, 7, t->slugowner);
-    bind_text(st, 8, t->slugproject);
-    sqlite3_bind_int64(st, 9, t->createtime);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        t->id = sqlite3_column_int64(st, 0);
-        snprintf(t->status, sizeof t->status, "task_queue");
-        r = sqlite3_step(st) == SQLITE_DONE ? 1 : dbfail(s, err, n, "adding a task");
-    } else {
-        dbfail(s, err, n, "adding a task");
-    }
-    sqlite3_finalize(st);
+    r = query(s, err, n, "adding a task", NEW_ROW, row_task_added, t,
+              "INSERT INTO tasks(uuid, token, project, status, params, gen, callbackurl, slugowner,"
+              " slugproject, createtime) VALUES (?,?,?,'task_queue',?,?,?,?,?,?) RETURNING id",
+              "ttItttttI", t->uuid, t->token, t->project, t->params, t->gen, t->callbackurl, t->slugowner,
+              t->slugproject, t->createtime);
 out:
     pthread_mutex_unlock(&s->mu);
     return r;
 }
 
 int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cvx_svc_task *t, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, token ? "SELECT " TASK_COLS " FROM tasks WHERE token = ?"
-                                     : "SELECT " TASK_COLS " FROM tasks WHERE id = ?",
-                            err, n);
-    if (st) {
-        if (token) bind_text(st, 1, token);
-        else sqlite3_bind_int64(st, 1, id);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            read_task(st, t);
-            r = 1;
-        } else if (rc == SQLITE_DONE) {
-            r = 0;
-        } else {
-            dbfail(s, err, n, "reading a task");
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    if (token)
+        return query_locked(s, err, n, "reading a task", FIRST_ROW, read_task, t,
+                            "SELECT " TASK_COLS " FROM tasks WHERE token = ?", "t", token);
+    return query_locked(s, err, n, "reading a task", FIRST_ROW, read_task, t,
+                        "SELECT " TASK_COLS " FROM tasks WHERE id = ?", "I", id);
 }
 
 int cvx_svc_store_task_list(cvx_svc_store *s, long long project, int desc, long long start, int limit,
@@ -397,51 +464,37 @@ int cvx_svc_store_task_list(cvx_svc_store *s, long long project, int desc, long 
     sqlite3_bind_int64(st, 1, project);
     if (sqlite3_step(st) == SQLITE_ROW) *total = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    st = prep(s, desc ? "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id DESC LIMIT ? OFFSET ?"
-                      : "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id ASC LIMIT ? OFFSET ?",
-              err, n);
-    if (!st) goto out;
-    sqlite3_bind_int64(st, 1, project);
-    sqlite3_bind_int(st, 2, limit);
-    sqlite3_bind_int64(st, 3, start);
-    int rc, count = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cvx_svc_task t;
-        read_task(st, &t);
-        fn(&t, ud);
-        cvx_svc_task_clear(&t);
-        count++;
-    }
-    r = rc == SQLITE_DONE ? count : dbfail(s, err, n, "listing tasks");
-    sqlite3_finalize(st);
+    visit v = {.task = fn, .ud = ud};
+    r = query(s, err, n, "listing tasks", ALL_ROWS, row_visit, &v,
+              desc ? "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+                   : "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id ASC LIMIT ? OFFSET ?",
+              "IiI", project, limit, start);
 out:
     pthread_mutex_unlock(&s->mu);
     return r;
 }
 
+typedef struct {
+    cvx_svc_task *t;
+    int read;
+} task_claim;
+
+static int row_task_claimed(sqlite3_stmt *st, void *ud) {
+    task_claim *c = ud;
+    read_task(st, c->t);
+    c->read = 1;
+    return 1;
+}
+
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            "UPDATE tasks SET status = 'task_accept', accepttime = ?, attempts = attempts + 1"
-                            " WHERE id = (SELECT id FROM tasks WHERE status = 'task_queue' ORDER BY id LIMIT 1)"
-                            " RETURNING " TASK_COLS,
-                            err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, now_s);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            read_task(st, t);
-            r = sqlite3_step(st) == SQLITE_DONE ? 1 : dbfail(s, err, n, "claiming a task");
-            if (r < 0) cvx_svc_task_clear(t);
-        } else if (rc == SQLITE_DONE) {
-            r = 0;
-        } else {
-            dbfail(s, err, n, "claiming a task");
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
+    task_claim c = {t, 0};
+    int r = query_locked(s, err, n, "claiming a task", ONE_ROW, row_task_claimed, &c,
+                         "UPDATE tasks SET status = 'task_accept', accepttime = ?, attempts = attempts + 1"
+                         " WHERE id = (SELECT id FROM tasks WHERE status = 'task_queue' ORDER BY id LIMIT 1)"
+                         " RETURNING " TASK_COLS,
+                         "I", now_s);
+    /* the row was read but the claim did not complete */
+    if (r < 0 && c.read) cvx_svc_task_clear(t);
     return r;
 }
 
@@ -465,127 +518,63 @@ int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, const char *st
     const char *c = time_col(col);
     if (c) snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1, %s = ?2 WHERE id = ?3 AND " NOT_FINAL, c);
     else snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1 WHERE id = ?3 AND ?2 IS NOT NULL AND " NOT_FINAL);
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, sql, err, n);
-    if (st) {
-        bind_text(st, 1, status);
-        sqlite3_bind_int64(st, 2, now_s);
-        sqlite3_bind_int64(st, 3, id);
-        r = run(s, st, err, n, "updating a task");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "updating a task", sql, "tII", status, now_s, id);
 }
 
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
                            char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            "UPDATE tasks SET status = ?, debugoutput = substr(debugoutput || ? || char(10), -65536),"
-                            " elapsed = ? WHERE id = ? AND " NOT_FINAL,
-                            err, n);
-    if (st) {
-        bind_text(st, 1, status);
-        bind_text(st, 2, line);
-        sqlite3_bind_double(st, 3, elapsed);
-        sqlite3_bind_int64(st, 4, id);
-        r = run(s, st, err, n, "logging a task");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "logging a task",
+                       "UPDATE tasks SET status = ?, debugoutput = substr(debugoutput || ? || char(10), -65536),"
+                       " elapsed = ? WHERE id = ? AND " NOT_FINAL,
+                       "ttdI", status, line, elapsed, id);
 }
 
 int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit, const char *debugerror,
                               const char *out_name, const char *out_key, long long out_size, double elapsed,
                               long long now_s, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(
-        s,
-        "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?1, pexit = ?2,"
-        " debugerror = CASE WHEN ?3 IS NULL THEN debugerror ELSE ?3 END,"
-        " out_name = coalesce(?4, ''), out_key = coalesce(?5, ''), out_size = ?6,"
-        " out_time = CASE WHEN ?4 IS NULL THEN 0 ELSE ?1 END, elapsed = ?7,"
-        " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-        " WHERE id = ?8 AND " NOT_FINAL,
-        err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, now_s);
-        bind_text(st, 2, pexit);
-        if (debugerror) bind_text(st, 3, debugerror);
-        else sqlite3_bind_null(st, 3);
-        if (out_name) {
-            bind_text(st, 4, out_name);
-            bind_text(st, 5, out_key);
-        } else {
-            sqlite3_bind_null(st, 4);
-            sqlite3_bind_null(st, 5);
-        }
-        sqlite3_bind_int64(st, 6, out_name ? out_size : 0);
-        sqlite3_bind_double(st, 7, elapsed);
-        sqlite3_bind_int64(st, 8, id);
-        r = run(s, st, err, n, "finishing a task");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    /* without an output, name and key bind SQL NULL; with one, a missing key binds '' */
+    const char *key = out_name ? (out_key ? out_key : "") : NULL;
+    return exec_locked(s, err, n, "finishing a task",
+                       "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?1, pexit = ?2,"
+                       " debugerror = CASE WHEN ?3 IS NULL THEN debugerror ELSE ?3 END,"
+                       " out_name = coalesce(?4, ''), out_key = coalesce(?5, ''), out_size = ?6,"
+                       " out_time = CASE WHEN ?4 IS NULL THEN 0 ELSE ?1 END, elapsed = ?7,"
+                       " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                       " WHERE id = ?8 AND " NOT_FINAL,
+                       "ItTTTIdI", now_s, pexit, debugerror, out_name, key, out_name ? out_size : 0, elapsed, id);
 }
 
 int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, long long now_s, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            only_queued ? "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
-                                          " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                                          " WHERE id = ? AND status = 'task_queue'"
-                                        : "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
-                                          " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                                          " WHERE id = ? AND " NOT_FINAL,
-                            err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, now_s);
-        sqlite3_bind_int64(st, 2, id);
-        r = run(s, st, err, n, "cancelling a task");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "cancelling a task",
+                       only_queued ? "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
+                                     " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                                     " WHERE id = ? AND status = 'task_queue'"
+                                   : "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
+                                     " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                                     " WHERE id = ? AND " NOT_FINAL,
+                       "II", now_s, id);
 }
 
 int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            "UPDATE tasks SET status = 'task_queue', attempts = max(attempts - 1, 0)"
-                            " WHERE id = ? AND " RUNNING,
-                            err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        r = run(s, st, err, n, "re-queueing a task");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "re-queueing a task",
+                       "UPDATE tasks SET status = 'task_queue', attempts = max(attempts - 1, 0)"
+                       " WHERE id = ? AND " RUNNING,
+                       "I", id);
 }
 
 int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
-    int r = -1, failed = -1;
+    int r = -1;
     char msg[160];
     snprintf(msg, sizeof msg, "The task was interrupted %d times (server stopped while it ran); giving up.",
              max_attempts);
-    sqlite3_stmt *st = prep(s,
-                            "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
-                            " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                            " WHERE " RUNNING " AND attempts >= ?",
-                            err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, now_s);
-        bind_text(st, 2, msg);
-        sqlite3_bind_int(st, 3, max_attempts);
-        failed = run(s, st, err, n, "recovering tasks");
-    }
-    if (failed >= 0 && (st = prep(s, "UPDATE tasks SET status = 'task_queue' WHERE " RUNNING, err, n))) {
-        int requeued = run(s, st, err, n, "recovering tasks");
+    int failed = exec(s, err, n, "recovering tasks",
+                      "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
+                      " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                      " WHERE " RUNNING " AND attempts >= ?",
+                      "Iti", now_s, msg, max_attempts);
+    if (failed >= 0) {
+        int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = 'task_queue' WHERE " RUNNING, "");
         if (requeued >= 0) r = failed + requeued;
     }
     pthread_mutex_unlock(&s->mu);
@@ -593,82 +582,46 @@ int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, c
 }
 
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "UPDATE tasks SET out_deleted = 1 WHERE id = ?", err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        r = run(s, st, err, n, "deleting outputs");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "deleting outputs", "UPDATE tasks SET out_deleted = 1 WHERE id = ?", "I", id);
 }
 
 int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, void (*fn)(const cvx_svc_task *t, void *ud),
                                  void *ud, char *err, size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s,
-                            "SELECT " TASK_COLS " FROM tasks WHERE out_name != '' AND out_deleted = 0 AND out_time < ?"
-                            " ORDER BY id",
-                            err, n);
-    if (st) {
-        sqlite3_bind_int64(st, 1, cutoff_s);
-        int rc, count = 0;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            cvx_svc_task t;
-            read_task(st, &t);
-            fn(&t, ud);
-            cvx_svc_task_clear(&t);
-            count++;
-        }
-        r = rc == SQLITE_DONE ? count : dbfail(s, err, n, "listing old outputs");
-        sqlite3_finalize(st);
+    visit v = {.task = fn, .ud = ud};
+    return query_locked(s, err, n, "listing old outputs", ALL_ROWS, row_visit, &v,
+                        "SELECT " TASK_COLS " FROM tasks WHERE out_name != '' AND out_deleted = 0 AND out_time < ?"
+                        " ORDER BY id",
+                        "I", cutoff_s);
+}
+
+typedef struct {
+    long long now_ms, *next_ms;
+    cvx_svc_task *t;
+} callback_due;
+
+/* A callback that is not due yet is no find: its time is reported instead. */
+static int row_callback_due(sqlite3_stmt *st, void *ud) {
+    callback_due *d = ud;
+    long long due = sqlite3_column_int64(st, TASK_COL_CB_NEXT);
+    if (due > d->now_ms) {
+        *d->next_ms = due;
+        return 0;
     }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    read_task(st, d->t);
+    return 1;
 }
 
 int cvx_svc_store_callback_due(cvx_svc_store *s, long long now_ms, cvx_svc_task *t, long long *next_ms, char *err,
                                size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
+    callback_due d = {now_ms, next_ms, t};
     *next_ms = 0;
-    sqlite3_stmt *st = prep(s, "SELECT " TASK_COLS " FROM tasks WHERE cb_state = 1 ORDER BY cb_next, id LIMIT 1", err, n);
-    if (st) {
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            long long due = sqlite3_column_int64(st, 32);
-            if (due <= now_ms) {
-                read_task(st, t);
-                r = 1;
-            } else {
-                *next_ms = due;
-                r = 0;
-            }
-        } else if (rc == SQLITE_DONE) {
-            r = 0;
-        } else {
-            dbfail(s, err, n, "reading callbacks");
-        }
-        sqlite3_finalize(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return query_locked(s, err, n, "reading callbacks", FIRST_ROW, row_callback_due, &d,
+                        "SELECT " TASK_COLS " FROM tasks WHERE cb_state = 1 ORDER BY cb_next, id LIMIT 1", "");
 }
 
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t n) {
-    pthread_mutex_lock(&s->mu);
-    int r = -1;
-    sqlite3_stmt *st = prep(s, "UPDATE tasks SET cb_state = ?, cb_tries = ?, cb_next = ? WHERE id = ?", err, n);
-    if (st) {
-        sqlite3_bind_int(st, 1, state);
-        sqlite3_bind_int(st, 2, tries);
-        sqlite3_bind_int64(st, 3, next_ms);
-        sqlite3_bind_int64(st, 4, id);
-        r = run(s, st, err, n, "updating a callback");
-    }
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return exec_locked(s, err, n, "updating a callback",
+                       "UPDATE tasks SET cb_state = ?, cb_tries = ?, cb_next = ? WHERE id = ?", "iiII", state, tries,
+                       next_ms, id);
 }
