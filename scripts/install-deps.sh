@@ -23,6 +23,12 @@ packages=(
   chromium             # headless browser for the web page's test (tests/cli_web.sh, driven by playwright-core from npm)
 )
 
+# Node.js + npm run the browser test's playwright-core. Machines that ship their own Node (not from Debian's
+# packages) are left alone; elsewhere Debian's nodejs and npm are installed.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
