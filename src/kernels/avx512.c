@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "kernels/avx512_transpose.h"
 #include "kernels/kernels.h"
 
 #define VW 16
@@ -50,33 +51,8 @@ INL V v_load_bf16n(const uint16_t *p, int n) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* 16 x 16 in registers: 2x2 blocks (unpack ps), 4x4 (unpack pd), then 128-bit lanes (two shuffle_f32x4 steps).
- * Afterwards r[i] holds column i. */
-INL void transpose(V r[16]) {
-    V t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    /* r[4i + c], 128-bit block b: rows 4i..4i+3 of column 4b + c. */
-    for (int c = 0; c < 4; c++) {
-        V u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
-        V w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
-        t[0 + c] = _mm512_shuffle_f32x4(u0, w0, 0x88);
-        t[8 + c] = _mm512_shuffle_f32x4(u0, w0, 0xDD);
-        t[4 + c] = _mm512_shuffle_f32x4(u1, w1, 0x88);
-        t[12 + c] = _mm512_shuffle_f32x4(u1, w1, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
+/* 16 x 16 in registers; afterwards r[i] holds column i (the packers' transpose hook). */
+INL void transpose(V r[16]) { cvx__transpose16_ps(r); }
 
 INL float v_hsum(V a) { return _mm512_reduce_add_ps(a); }
 INL VD vd_zero(void) { return _mm512_setzero_pd(); }

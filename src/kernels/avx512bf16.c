@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "kernels/avx512_transpose.h"
 #include "kernels/kernels_internal.h"
 
 #define MR 12
@@ -34,32 +35,6 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 INL __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
-
-/* 16 x 16 32-bit elements in registers; afterwards r[i] holds column i. */
-INL void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
-        __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
-        t[0 + c] = _mm512_shuffle_f32x4(u0, w0, 0x88);
-        t[8 + c] = _mm512_shuffle_f32x4(u0, w0, 0xDD);
-        t[4 + c] = _mm512_shuffle_f32x4(u1, w1, 0x88);
-        t[12 + c] = _mm512_shuffle_f32x4(u1, w1, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
 
 /* n (<= 32) floats -> bf16, word t = (p[2t], p[2t+1]) pairs in order; missing elements are 0. */
 INL __m512 cvt_pairs(const float *p, int n) {
@@ -86,7 +61,7 @@ INL void pack_pairs_transposed(const float *src, int64_t ld, int rows, int64_t k
             for (int i = 0; i < 16; i++)
                 for (int64_t d = 0; d < k; d += 16) _mm_prefetch((const char *)(src + (16 + i) * ld + d), _MM_HINT_T0);
         for (int i = 0; i < 16; i++) r[i] = i < rows ? cvt_pairs(src + i * ld + p, kn) : _mm512_setzero_ps();
-        transpose16(r);
+        cvx__transpose16_ps(r);
         for (int t = 0; t < tn; t++) _mm512_mask_storeu_ps((float *)dst + (p / 2 + t) * dst_stride, lanes(lanes_out), r[t]);
     }
 }
