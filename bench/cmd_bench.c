@@ -14,7 +14,7 @@
  * transformer's own code from the real 2b config with random weights written to a temporary folder; its
  * forward also runs the patch/text/time embeddings and proj_out (≈ 7 GFLOP at 226 text tokens, counted in the
  * seconds but not in the issue's block FLOPs 2·(4·D² + 2·D·FF)·L·B + 4·L²·D·B). PyTorch comparisons run
- * bench/torch_block.py when `python3 -c "import torch"` works; otherwise the output says "not installed". */
+ * bench/torch_block.py when a Python with torch is found (CVX_PYTHON, python3, /usr/bin/python3); otherwise the output says "not installed". */
 
 #include <jansson.h>
 #include <math.h>
@@ -200,10 +200,24 @@ static double ref_peak(int threads, const char **family) {
 
 /* ---- PyTorch ---------------------------------------------------------------------------------------------- */
 
-static int torch_available(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system("python3 -c 'import torch' >/dev/null 2>&1") == 0;
-    return cached;
+/* The interpreter that runs the torch script: $CVX_PYTHON, else the first of `python3` on PATH and Debian's
+ * /usr/bin/python3 (where apt's python3-torch lives when PATH has another Python first) that imports torch.
+ * NULL when none does. */
+static const char *torch_python(void) {
+    static int probed = 0;
+    static const char *found = NULL;
+    if (probed) return found;
+    probed = 1;
+    const char *env = getenv("CVX_PYTHON");
+    const char *candidates[] = {env && *env ? env : NULL, "python3", "/usr/bin/python3"};
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !found; i++) {
+        if (!candidates[i] || strchr(candidates[i], '\'')) continue;
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", candidates[i]);
+        if (system(cmd) == 0) found = candidates[i];
+        if (env && *env) break; /* an explicit choice is not second-guessed */
+    }
+    return found;
 }
 
 /* Runs bench/torch_block.py with `args` and returns its one JSON object (NULL, with a note on stderr, when it
@@ -215,7 +229,7 @@ static json_t *run_torch(const bench_opts *o, const char *args) {
         return NULL;
     }
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "python3 '%s' %s --threads %d --repeat %d --precision %s", script, args, o->threads,
+    snprintf(cmd, sizeof cmd, "'%s' '%s' %s --threads %d --repeat %d --precision %s", torch_python(), script, args, o->threads,
              o->repeat, o->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
     fprintf(stderr, "bench: %s\n", cmd);
     FILE *p = popen(cmd, "r");
@@ -232,7 +246,7 @@ static json_t *run_torch(const bench_opts *o, const char *args) {
 
 /* Adds "torch" (the script's figures, or why there are none) and speedup_vs_torch to `root`. */
 static void add_torch(json_t *root, const bench_opts *o, const char *args, double our_seconds) {
-    if (!torch_available()) {
+    if (!torch_python()) {
         json_object_set_new(root, "torch", json_string("not installed"));
         return;
     }

@@ -11,8 +11,9 @@ common: --threads T  --repeat R (best and median)  --precision bf16|fp32
 
 Prints exactly one JSON object on stdout: seconds (best), seconds_median, gflops, torch_version, precision.
 Random weights; FLOPs are counted as in the C bench (multiply-add = 2; the block's modulation linears are not
-counted). Attention uses F.scaled_dot_product_attention where this torch has it, else softmax(QK^T)V (torch 1.13
-materialises the L x L scores).
+counted). Attention uses F.scaled_dot_product_attention where this torch has it, else softmax(QK^T)V with the
+scores materialised per (batch, head, block of query rows) -- torch 1.13 has no fused attention, and all L x L
+scores of a full-length block at once would not fit in memory.
 """
 import argparse
 import json
@@ -67,10 +68,24 @@ class Block(torch.nn.Module):
 
 
 def sdpa(q, k, v):
+    """softmax(q·kᵀ/√d)·v over [B, H, L, D]. torch >= 2.0 has a fused kernel; torch 1.13 (Debian 12) has not, and
+    materialising all B·H·L² scores at once (38 GB in bf16 at L = 17,776) does not fit this machine, so the
+    scores are materialised one (batch, head, block of query rows) at a time, at most ~256 MB each: the same
+    arithmetic, the memory a careful user of that torch would give it."""
     if hasattr(F, "scaled_dot_product_attention"):
         return F.scaled_dot_product_attention(q, k, v)
-    s = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    return torch.matmul(torch.softmax(s, dim=-1), v)
+    B, H, L, D = q.shape
+    Lk = k.shape[2]
+    scale = 1.0 / math.sqrt(D)
+    rows = max(1, min(L, (256 << 20) // (q.element_size() * Lk)))
+    out = torch.empty(B, H, L, v.shape[-1], dtype=q.dtype)
+    for b in range(B):
+        for h in range(H):
+            kt = k[b, h].transpose(0, 1)
+            for r0 in range(0, L, rows):
+                s = torch.matmul(q[b, h, r0:r0 + rows], kt) * scale
+                out[b, h, r0:r0 + rows] = torch.matmul(torch.softmax(s, dim=-1), v[b, h])
+    return out
 
 
 def timed(fn, repeat):
