@@ -5,6 +5,7 @@
  *   cogvideox bench attention --tokens L --heads H --head-dim D      cvx_attention(_bf16), batch 2
  *   cogvideox bench block --tokens N                       one CogVideoX-2b block at real dims, CFG batch 2
  *   cogvideox bench generate -m DIR [generate's flags]     per-stage seconds and peak RSS of a real run
+ *   cogvideox bench deviation -m DIR [generate's flags]    bf16 vs fp32 final latents (cmd_bench_deviation.c)
  * Common: --json (exactly one JSON object on stdout; progress and logs go to stderr), --precision fp32|bf16
  * (default bf16), --repeat N (default 3: every timing is the best run, its median beside it), --threads N.
  *
@@ -47,6 +48,7 @@
 #endif
 
 double cvx_bench_peak_vnni(int64_t iters); /* cmd_bench_vnni.c */
+int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, int threads, json_t *root);
 
 typedef struct {
     const char *mode;
@@ -61,13 +63,14 @@ typedef struct {
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox bench peak|gemm|attention|block|generate [options]\n"
+            "usage: cogvideox bench peak|gemm|attention|block|generate|deviation [options]\n"
             "  peak                                        register peak of each dot-product family, all threads\n"
             "  gemm --m M --k K --n N                      y[M,N] = x[M,K]·W[N,K]^T\n"
             "  attention --tokens L --heads H --head-dim D batch 2, self-attention\n"
             "  block --tokens N                            one CogVideoX-2b block, 226 text + N video tokens, batch 2\n"
             "  generate -m DIR [-p TEXT] [--steps N] [--frames N] [--height H] [--width W] [--seed S]\n"
             "           [--guidance G] [-o OUT.mp4]        a real run: per-stage seconds, peak RSS\n"
+            "  deviation -m DIR [generate's flags; --steps 2] bf16 vs fp32 final latents of the same run (no decode)\n"
             "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
             "        --torch-script PATH (bench/torch_block.py)\n");
     return f == stderr ? 2 : 0;
@@ -669,14 +672,15 @@ int cvx_cmd_bench(int argc, char **argv) {
     o.gp = cvx_generate_params_default();
     o.gp.prompt = "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene "
                   "bamboo forest.";
-    static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate"};
+    static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate", "deviation"};
     int known = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(o.mode, modes[i]);
     if (!known) {
         fprintf(stderr, "bench: unknown mode '%s'\n", o.mode);
         return usage(stderr);
     }
-    int is_gen = !strcmp(o.mode, "generate");
+    int is_gen = !strcmp(o.mode, "generate") || !strcmp(o.mode, "deviation");
+    if (!strcmp(o.mode, "deviation")) o.gp.steps = 2;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         long long x;
@@ -744,7 +748,7 @@ int cvx_cmd_bench(int argc, char **argv) {
     if (!strcmp(o.mode, "attention") && o.tokens < 0) o.tokens = 1024;
     if (!strcmp(o.mode, "block") && o.tokens < 0) o.tokens = 1350; /* 1 latent frame at 60 × 90 */
     if (is_gen && !o.model) {
-        fprintf(stderr, "bench generate: needs -m DIR (a model folder)\n");
+        fprintf(stderr, "bench %s: needs -m DIR (a model folder)\n", o.mode);
         return 2;
     }
 
@@ -779,7 +783,8 @@ int cvx_cmd_bench(int argc, char **argv) {
     else if (!strcmp(o.mode, "block")) rc = mode_block(&o, pool, root);
     else {
         cvx_pool_free(pool), pool = NULL; /* the engine has its own */
-        rc = mode_generate(&o, root);
+        rc = !strcmp(o.mode, "deviation") ? cvx_bench_deviation(o.model, &o.gp, o.threads, root)
+                                          : mode_generate(&o, root);
     }
     if (rc == 0) {
         if (o.json) {

@@ -228,6 +228,29 @@ static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint6
     return CVX_OK;
 }
 
+cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const float **latents, int64_t *n,
+                                           int *step, int *steps, cvx_error *err) {
+    const ckpt_header *h = state;
+    if (!state || size < sizeof *h || memcmp(h->magic, CKPT_MAGIC, 8) != 0)
+        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: not a cogvideox checkpoint");
+    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
+        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: version %u is not this build's %u", h->version,
+                        CKPT_VERSION);
+    /* n bounded by the blob before it is multiplied: a corrupt count cannot wrap the size check */
+    if (h->n < 1 || (uint64_t)h->n > (size - sizeof *h) / (2 * sizeof(float)) ||
+        size != sizeof *h + 2 * (size_t)h->n * sizeof(float))
+        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: %zu bytes do not hold %lld latent values", size,
+                        (long long)h->n);
+    if (h->step < 1 || h->step > h->count || h->count > INT32_MAX)
+        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: step %lld of %lld is out of range", (long long)h->step,
+                        (long long)h->count);
+    *latents = (const float *)((const unsigned char *)state + sizeof *h);
+    *n = h->n;
+    if (step) *step = (int)h->step;
+    if (steps) *steps = (int)h->count;
+    return CVX_OK;
+}
+
 static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
     if (!g->p->progress) return;
     cvx_progress pr;
@@ -752,6 +775,12 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     if (st != CVX_OK) goto done;
     cvx_log_info(&e->logger, "denoise: %d steps in %.2fs (%s)", p->steps, seconds[CVX_PHASE_DENOISE],
                  p->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
+    /* A cancel asked for during the last step stops here, before the VAE loads: the VAE polls only after a frame
+     * batch, and a short video is one batch (the whole decode). */
+    if (poll_cancel(&g)) {
+        st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
+        goto done;
+    }
 
     t = cvx_time_seconds();
     if ((st = outputs_open(&g, &o, height, width)) != CVX_OK) goto done;

@@ -5,6 +5,7 @@
 #define CVX_DIFFUSION_PIPELINE_H
 
 #include "cogvideox.h"
+#include "core/error.h"
 #include "core/tensor.h"
 
 /* Tensor names, as the e2e golden files spell them:
@@ -25,5 +26,11 @@ typedef struct {
 
 cvx_status cvx_generate_tapped(cvx_engine *engine, const cvx_generate_params *params, cvx_video *out,
                                const cvx_pipeline_tap *tap);
+
+/* The latents a checkpoint blob holds (the `state` a cvx_checkpoint_fn receives): [1, F, C, H, W] after step
+ * *step of *steps (either may be NULL), *n values; *latents points into the blob, which the pipeline reuses for
+ * the next step. A blob that is not a checkpoint of this build is CVX_ERR_FORMAT. */
+cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const float **latents, int64_t *n,
+                                           int *step, int *steps, cvx_error *err);
 
 #endif
