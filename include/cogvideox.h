@@ -120,6 +120,17 @@ const char *cvx_engine_last_error(const cvx_engine *engine);
 
 /* ---- one generation -------------------------------------------------------------------------------------- */
 typedef enum { CVX_PRECISION_FP32 = 0, CVX_PRECISION_BF16 = 1 } cvx_precision;
+/* The precision generations should use here, one rule for every front end (generate, serve): bf16 where the
+ * kernel path in use (cvx_isa_active(), so CVX_FORCE_ISA counts) multiplies bf16 natively (AVX512-BF16 dot
+ * products or AMX tiles), fp32 elsewhere. cvx_generate_params_default() stays fp32, the reference path. */
+cvx_precision cvx_precision_default(void);
+/* Whether the kernel path in use runs p natively: fp32 always, bf16 on avx512bf16 and amx. Elsewhere bf16 runs
+ * through an emulated path that is slower than fp32, which the front ends refuse. */
+int cvx_precision_native(cvx_precision p);
+/* "fp32", "bf16" ("?" for another value). */
+const char *cvx_precision_name(cvx_precision p);
+/* Parses "fp32" or "bf16"; returns -1 for anything else. */
+int cvx_precision_from_name(const char *name);
 typedef enum { CVX_NOISE_F32 = 0, CVX_NOISE_F16 = 1 } cvx_noise_dtype;
 typedef enum {
     CVX_PHASE_ENCODE = 0, /* tokenizer + T5 (prompt and negative prompt) */

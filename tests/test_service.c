@@ -52,19 +52,22 @@ typedef struct {
     int delay_ms;            /* per step */
     atomic_int runs;
     atomic_int last_start;   /* the step the last run started after (resume) */
+    atomic_int last_precision; /* the cvx_precision of the last run */
 } fake_engine;
 
 static unsigned long long digest_of(const cvx_generate_params *p) {
     unsigned long long h = 1469598103934665603ULL;
     for (const char *c = p->prompt; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
     h ^= (unsigned long long)p->steps * 31 + p->seed * 7 + (unsigned long long)p->num_frames * 131 +
-         (unsigned long long)p->width * 1009 + (unsigned long long)p->height * 9176 + (unsigned long long)p->fps;
+         (unsigned long long)p->width * 1009 + (unsigned long long)p->height * 9176 + (unsigned long long)p->fps +
+         (unsigned long long)p->precision * 65537; /* as the engine's digest: a checkpoint is for one precision */
     return h;
 }
 
 static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *err, size_t n) {
     fake_engine *f = ctx;
     atomic_fetch_add(&f->runs, 1);
+    atomic_store(&f->last_precision, (int)p->precision);
     unsigned long long d = digest_of(p);
     int start = 0;
     if (p->resume_state) {
@@ -407,6 +410,8 @@ typedef struct {
     cvx_svc *svc;
     fake_engine engine;
     int port;
+    cvx_precision precision; /* the server's default */
+    int allow_bf16;
 } server;
 
 static void quiet_log(cvx_log_level level, const char *msg, void *ud) {
@@ -428,6 +433,8 @@ static cvx_svc_config test_config(server *s) {
     c.limits.default_frames = 9;
     c.limits.default_width = 80;
     c.limits.default_height = 48;
+    c.precision = s->precision;
+    c.allow_bf16 = s->allow_bf16;
     c.logger.fn = quiet_log;
     c.logger.level = CVX_LOG_DEBUG;
     return c;
@@ -710,6 +717,10 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
         {"{\"prompt\": \"a\", \"callbackUrl\": \"file:///etc/passwd\"}",
          "Request parameter [callbackUrl] must be an http or https URL without credentials", 0},
         {"{\"prompt\": [1]}", "Request parameter [prompt] must be text", 0},
+        {"{\"prompt\": \"a\", \"precision\": \"fp16\"}", "Request parameter [precision] must be bf16 or fp32", 0},
+        {"{\"prompt\": \"a\", \"precision\": 16}", "Request parameter [precision] must be bf16 or fp32", 0},
+        {"{\"prompt\": \"a\", \"precision\": \"bf16 \"}", "Request parameter [precision] must be bf16 or fp32", 0},
+        {"{\"prompt\": \"a\", \"precision\": [\"bf16\"]}", "Request parameter [precision] must be text", 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, bad[i].body, 0, &r);
@@ -1098,11 +1109,184 @@ static void test_callbacks(server *s, client *cl) {
     pthread_mutex_destroy(&rv.mu);
 }
 
+/* The stored generation parameters (gen) of a task, read from the store beside the running server. */
+static int stored_gen_has(const server *s, long long id, const char *needle) {
+    cvx_svc_store *st;
+    char err[256];
+    int found = 0;
+    if (cvx_svc_store_open(&st, s->store, err, sizeof err)) return 0;
+    cvx_svc_task t;
+    if (cvx_svc_store_task_get(st, id, NULL, &t, err, sizeof err) == 1) {
+        found = t.gen && strstr(t.gen, needle) != NULL;
+        cvx_svc_task_clear(&t);
+    }
+    cvx_svc_store_close(st);
+    return found;
+}
+
+/* Runs a task to its end; returns the precision the engine was given (-1: the task failed). */
+static int run_precision(server *s, client *cl, const char *ctype, const char *body, long long *id_out, resp *detail) {
+    resp r;
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", ctype, body, 0, &r);
+    char tok[64] = "";
+    long long id = 0;
+    if (r.status == 200 && result_true(&r)) {
+        id = atoll(json_string_value(json_object_get(r.json, "taskid")));
+        snprintf(tok, sizeof tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    }
+    CHECK_MSG(id > 0, "Run %s: %s", body, r.body ? r.body : "");
+    resp_free(&r);
+    if (id_out) *id_out = id;
+    resp d;
+    int ok = id > 0 && wait_status(cl, tok, "task_postprocess_end", 10000, &d);
+    if (!ok) {
+        if (id > 0) resp_free(&d);
+        return -1;
+    }
+    ok = !strcmp(task_field(&d, "pexit"), "0");
+    if (detail) *detail = d;
+    else resp_free(&d);
+    return ok ? atomic_load(&s->engine.last_precision) : -1;
+}
+
+/* Whether Tool/Detail's precision item is a select with that default and that many options. */
+static int tool_precision_ok(client *cl, const char *def, size_t options) {
+    resp r;
+    api(cl, "/v1/Tool/Detail", NULL, "{}", 0, &r);
+    json_t *items = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(r.json, "tool"), 0), "parameters"), 0), "items");
+    int ok = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        if (strcmp(json_string_value(json_object_get(it, "id")), "precision")) continue;
+        ok = !strcmp(json_string_value(json_object_get(it, "type")), "select") &&
+             !strcmp(json_string_value(json_object_get(it, "default")), def) &&
+             json_array_size(json_object_get(it, "options")) == options;
+    }
+    if (!ok) fprintf(stderr, "Tool/Detail precision item: %s\n", r.body ? r.body : "");
+    resp_free(&r);
+    return ok;
+}
+
+/* The per-task precision: the server's default when absent or empty, bf16/fp32 (any case) from JSON, urlencoded and
+ * multipart bodies, stored with the task, echoed in parameters and logged; Tool/Detail describes it; a server
+ * without bf16 refuses it at start and per task. */
+static void test_precision(server *s, client *cl) {
+    resp r;
+    long long id;
+    /* the library's defaults follow the kernel path */
+    cvx_svc_config def = cvx_svc_config_default();
+    CHECK(def.precision == cvx_precision_default() && def.allow_bf16 == cvx_precision_native(CVX_PRECISION_BF16));
+    CHECK(cvx_precision_default() == (cvx_isa_active() >= CVX_ISA_AVX512BF16 ? CVX_PRECISION_BF16 : CVX_PRECISION_FP32));
+    CHECK(cvx_precision_from_name("bf16") == CVX_PRECISION_BF16 && cvx_precision_from_name("fp32") == CVX_PRECISION_FP32 &&
+          cvx_precision_from_name("auto") == -1 && !strcmp(cvx_precision_name(CVX_PRECISION_BF16), "bf16"));
+
+    /* this server's default is bf16 (set by the fixture, whatever the CPU: the engine is a stand-in) */
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"default\",\"steps\":2}", &id, &r) == CVX_PRECISION_BF16);
+    CHECK(stored_gen_has(s, id, "\"precision\":\"bf16\""));
+    CHECK(!json_object_get(json_object_get(task0(&r), "parameters"), "precision")); /* as received */
+    CHECK_MSG(strstr(task_field(&r, "debugoutput"), "precision bf16") != NULL, "%s", task_field(&r, "debugoutput"));
+    resp_free(&r);
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"explicit\",\"steps\":2,\"precision\":\"fp32\"}", &id, &r) ==
+          CVX_PRECISION_FP32);
+    CHECK(stored_gen_has(s, id, "\"precision\":\"fp32\""));
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(task0(&r), "parameters"), "precision")), "fp32"));
+    CHECK(strstr(task_field(&r, "debugoutput"), "precision fp32") != NULL);
+    resp_free(&r);
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"upper\",\"steps\":1,\"precision\":\"BF16\"}", &id, NULL) ==
+          CVX_PRECISION_BF16);
+    CHECK(stored_gen_has(s, id, "\"precision\":\"bf16\""));
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"empty\",\"steps\":1,\"precision\":\"\"}", &id, NULL) ==
+          CVX_PRECISION_BF16);
+    CHECK(run_precision(s, cl, "application/x-www-form-urlencoded", "prompt=ue&steps=1&precision=fp32", &id, NULL) ==
+          CVX_PRECISION_FP32);
+    const char *mp = "--zz\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nmp\r\n--zz\r\n"
+                     "Content-Disposition: form-data; name=\"precision\"\r\n\r\nfp32\r\n--zz\r\n"
+                     "Content-Disposition: form-data; name=\"steps\"\r\n\r\n1\r\n--zz--\r\n";
+    CHECK(run_precision(s, cl, "multipart/form-data; boundary=zz", mp, &id, NULL) == CVX_PRECISION_FP32);
+    CHECK(stored_gen_has(s, id, "\"precision\":\"fp32\""));
+
+    /* Tool/Detail: a select with the server's default and the choices it accepts */
+    CHECK(tool_precision_ok(cl, "bf16", 2));
+
+    /* a server whose CPU has no bf16 dot products: a bf16 default is refused at start; fp32 serves, bf16 tasks are
+     * refused with the error contract */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    s->allow_bf16 = 0;
+    cvx_svc_config c = test_config(s);
+    char err[512] = "";
+    cvx_svc *bad = NULL;
+    CHECK(cvx_svc_start(&bad, &c, err, sizeof err) != 0 && !bad);
+    CHECK_MSG(strstr(err, "bf16 needs bf16 dot products") != NULL, "%s", err);
+    c.precision = (cvx_precision)7;
+    CHECK(cvx_svc_start(&bad, &c, err, sizeof err) != 0 && !bad && strstr(err, "unknown precision"));
+    s->precision = CVX_PRECISION_FP32;
+    CHECK(start(s) == 0);
+    if (!s->svc) return;
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"a\",\"precision\":\"bf16\"}", 0, &r);
+    CHECK_MSG(r.status == 200 && !result_true(&r) && err_code(&r) == 0 &&
+                  !strcmp(err_msg(&r), "Request parameter [precision] must be fp32 on this server (its CPU has no bf16 "
+                                       "dot products)"),
+              "%s", r.body ? r.body : "");
+    resp_free(&r);
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"no bf16\",\"steps\":1}", &id, NULL) == CVX_PRECISION_FP32);
+    CHECK(tool_precision_ok(cl, "fp32", 1));
+    /* back to the fixture's bf16 server */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    s->precision = CVX_PRECISION_BF16;
+    s->allow_bf16 = 1;
+    CHECK(start(s) == 0);
+}
+
+/* A task stored by the previous version (same schema; its generation parameters have no precision): the store
+ * opens, the task runs, with fp32, the precision that version used (and that its checkpoints hold), whatever the
+ * server's default now. */
+static void test_old_task(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_store *st;
+    char err[256];
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    cvx_svc_project p;
+    CHECK(cvx_svc_store_project_by_key(st, cl->apikey, &p, err, sizeof err) == 1);
+    cvx_svc_task t;
+    memset(&t, 0, sizeof t);
+    cvx_svc_uuid(t.uuid);
+    cvx_svc_random_token(t.token, 30);
+    t.project = p.id;
+    t.params = strdup("{\"prompt\":\"old\",\"steps\":\"3\"}");
+    /* exactly what the previous api_run stored */
+    t.gen = strdup("{\"prompt\": \"old\", \"negative_prompt\": \"\", \"steps\": 3, \"guidance_scale\": 6.0, \"seed\": "
+                   "\"123456\", \"num_frames\": 9, \"width\": 80, \"height\": 48, \"fps\": 8, \"output_key\": "
+                   "\"OldOutputKey0123456789abcdefABCD\"}");
+    t.callbackurl = strdup("");
+    snprintf(t.slugowner, sizeof t.slugowner, "THUDM");
+    snprintf(t.slugproject, sizeof t.slugproject, "CogVideoX-2b");
+    t.createtime = 1700000000;
+    CHECK(cvx_svc_store_task_add(st, &t, 0, err, sizeof err) == 1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", t.token);
+    cvx_svc_task_clear(&t);
+    cvx_svc_store_close(st);
+    atomic_store(&s->engine.last_precision, -1);
+    CHECK(s->precision == CVX_PRECISION_BF16 && start(s) == 0);
+    resp r;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") && strstr(task_field(&r, "debugoutput"), "precision fp32"), "%s",
+              r.body ? r.body : "");
+    CHECK(atomic_load(&s->engine.last_precision) == CVX_PRECISION_FP32);
+    resp_free(&r);
+}
+
 /* Graceful stop mid-generation: the task goes back to the queue and a new server resumes it from its checkpoint. */
 static void test_graceful_resume(server *s, client *cl) {
     s->engine.delay_ms = 50;
     char tok[64];
-    long long id = run_task(cl, "{\"prompt\":\"resume me\",\"steps\":30,\"seed\":42}", tok);
+    /* the task asks for fp32; the server restarts with a bf16 default: the task keeps fp32, so its checkpoint
+     * (whose digest holds the precision) is accepted */
+    long long id = run_task(cl, "{\"prompt\":\"resume me\",\"steps\":30,\"seed\":42,\"precision\":\"fp32\"}", tok);
     int reached = wait_step(cl, tok, 5, 10000);
     CHECK(reached >= 5);
     cvx_svc_stop(s->svc);
@@ -1130,6 +1314,7 @@ static void test_graceful_resume(server *s, client *cl) {
     if (d) sscanf(d, "Resuming from the checkpoint of step %d", &resumed_at);
     CHECK_MSG(resumed_at >= 5 && resumed_at == atomic_load(&s->engine.last_start), "resumed at %d, engine %d",
               resumed_at, atomic_load(&s->engine.last_start));
+    CHECK(atomic_load(&s->engine.last_precision) == CVX_PRECISION_FP32 && s->precision == CVX_PRECISION_BF16);
     resp_free(&r);
     CHECK(stat(ck, &sb) != 0); /* the checkpoint is gone with the task */
 }
@@ -1253,6 +1438,8 @@ int main(int argc, char **argv) {
     snprintf(s.store, sizeof s.store, "%s/test.db", dir);
     snprintf(s.outputs, sizeof s.outputs, "%s/out", dir);
     s.engine.delay_ms = 5;
+    s.precision = CVX_PRECISION_BF16;
+    s.allow_bf16 = 1;
     CHECK(start(&s) == 0);
     if (s.svc) {
         client cl, other, ko;
@@ -1262,7 +1449,9 @@ int main(int argc, char **argv) {
         test_basics(&s, &cl, &other, &ko);
         test_progress_cancel_kill(&s, &cl);
         test_callbacks(&s, &cl);
-        test_graceful_resume(&s, &cl);
+        test_precision(&s, &cl);
+        if (s.svc) test_graceful_resume(&s, &cl);
+        if (s.svc) test_old_task(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

@@ -63,14 +63,6 @@ static void on_progress(const cvx_progress *p, void *user_data) {
     ps->last_percent = percent;
 }
 
-/* The CLI's precision: bf16 where the CPU multiplies bf16 natively (AVX512-BF16 dot products or AMX tiles),
- * fp32 elsewhere (the emulated bf16 path would be slower than fp32 there). The library's own default stays
- * fp32, the reference path (golden and end-to-end parity, the service's reproducibility). */
-static cvx_precision default_precision(void) {
-    return cvx_isa_supported(CVX_ISA_AVX512BF16) || cvx_isa_supported(CVX_ISA_AMX) ? CVX_PRECISION_BF16
-                                                                                   : CVX_PRECISION_FP32;
-}
-
 static void usage(FILE *f) {
     cvx_generate_params d = cvx_generate_params_default();
     fprintf(f,
@@ -89,16 +81,17 @@ static void usage(FILE *f) {
             "      --fps N                (default %d)\n"
             "      --scheduler ddim|dpm   (default: the model folder's)\n"
             "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
-            "      --precision fp32|bf16  matrix products in bf16 (f32 accumulation; norms, softmax, residuals\n"
-            "                             and the VAE stay f32) or fp32, the reference path that the golden\n"
-            "                             tests check (default here: %s; bf16 wherever the CPU has bf16 dot\n"
-            "                             products or AMX)\n"
+            "      --precision auto|fp32|bf16  matrix products in bf16 (f32 accumulation; norms, softmax,\n"
+            "                             residuals and the VAE stay f32) or fp32, the reference path that the\n"
+            "                             golden tests check; auto (default, here: %s) = bf16 wherever the\n"
+            "                             kernels have bf16 dot products or AMX, else fp32; bf16 on a CPU\n"
+            "                             without them is refused (its emulation is slower than fp32)\n"
             "      --noise-dtype f32|f16  initial-noise draw (f16 = the fp16 GPU pipeline's draw)\n"
             "      --threads N            (default: all cores)\n"
             "      --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout\n",
             d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
-            default_precision() == CVX_PRECISION_BF16 ? "bf16" : "fp32");
+            cvx_precision_name(cvx_precision_default()));
 }
 
 static int bad_arg(const char *fmt, const char *a, const char *b) {
@@ -114,7 +107,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL;
     int quiet = 0, json = 0, have_prompt = 0;
     p.output_path = "output.mp4";
-    p.precision = default_precision();
+    p.precision = cvx_precision_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -178,9 +171,17 @@ int cvx_cmd_generate(int argc, char **argv) {
             p.scheduler = argv[++i];
         } else if (!strcmp(a, "--precision")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
-            if (!strcmp(v, "fp32")) p.precision = CVX_PRECISION_FP32;
-            else if (!strcmp(v, "bf16")) p.precision = CVX_PRECISION_BF16;
-            else return bad_arg("%s: unknown precision '%s' (fp32 or bf16)", a, v);
+            int prec = !strcmp(v, "auto") ? (int)cvx_precision_default() : cvx_precision_from_name(v);
+            if (prec < 0) return bad_arg("%s: unknown precision '%s' (auto, fp32 or bf16)", a, v);
+            if (!cvx_precision_native((cvx_precision)prec)) {
+                fprintf(stderr,
+                        "cogvideox generate: --precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the "
+                        "kernel path in use is %s, where emulated bf16 is slower than fp32: use --precision fp32 "
+                        "or auto\n",
+                        cvx_isa_name(cvx_isa_active()));
+                return 1;
+            }
+            p.precision = (cvx_precision)prec;
             i++;
         } else if (!strcmp(a, "--noise-dtype")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
@@ -231,7 +232,7 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_t *j = json_pack("{s:s?, s:s?, s:I, s:i, s:i, s:i, s:i, s:s, s:{s:f, s:f, s:f, s:f, s:f}}", "output",
                                   p.output_path, "frames_dir", p.frames_dir, "seed", (json_int_t)video.seed, "frames",
                                   video.num_frames, "height", video.height, "width", video.width, "fps", video.fps,
-                                  "precision", p.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32", "seconds",
+                                  "precision", cvx_precision_name(p.precision), "seconds",
                                   "encode", video.seconds[0], "denoise", video.seconds[1], "decode", video.seconds[2],
                                   "write", video.seconds[3], "total", total);
             char *s = json_dumps(j, JSON_INDENT(2));

@@ -1,7 +1,7 @@
 /* cogvideox serve: the Wiro-compatible task service (src/service/service.h) around one engine.
  *
  *   cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [--public-url URL]
- *                   [--slug OWNER/MODEL] [--threads N]
+ *                   [--slug OWNER/MODEL] [--threads N] [--precision auto|bf16|fp32]
  *                   [--http-threads N] [--queue-limit N] [--retention-days N] [--body-limit BYTES]
  *                   [--max-attempts N] [--nonce-window SECONDS] [--callback-backoff-ms MS]
  *
@@ -28,13 +28,17 @@ static void usage(FILE *f) {
             "  --public-url URL         base of outputs[].url (default: http://<request Host>)\n"
             "  --slug OWNER/MODEL       the model's name in /v1/Run/OWNER/MODEL (default THUDM/CogVideoX-2b)\n"
             "  --threads N              math threads of the engine (default: all cores)\n"
+            "  --precision P            auto|bf16|fp32: of tasks whose input does not say (default auto = bf16\n"
+            "                           where the kernels have bf16 dot products or AMX, else fp32; here: %s);\n"
+            "                           bf16 on a CPU without them is refused\n"
             "  --http-threads N         HTTP threads (default 4)\n"
             "  --queue-limit N          tasks waiting or running before Run answers 429 (default 100)\n"
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
             "  --body-limit BYTES       largest request body (default 1048576)\n"
             "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
             "  --nonce-window SECONDS   how long a used nonce is refused for state-changing calls (default 86400)\n"
-            "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n");
+            "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n",
+            cvx_precision_name(cvx_precision_default()));
 }
 
 typedef struct {
@@ -85,6 +89,18 @@ int cvx_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--public-url")) cfg.public_url = v;
         else if (!strcmp(a, "--slug")) slug = v;
         else if (!strcmp(a, "--threads")) bad = cvx_cli_parse_int(v, 1, 1024, &threads);
+        else if (!strcmp(a, "--precision")) {
+            int pr = !strcmp(v, "auto") ? (int)cvx_precision_default() : cvx_precision_from_name(v);
+            bad = pr < 0;
+            if (!bad) cfg.precision = (cvx_precision)pr;
+            if (!bad && !cvx_precision_native(cfg.precision)) {
+                fprintf(stderr,
+                        "cogvideox serve: --precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the kernel "
+                        "path in use is %s, where emulated bf16 is slower than fp32: use --precision fp32 or auto\n",
+                        cvx_isa_name(cvx_isa_active()));
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--http-threads")) bad = cvx_cli_parse_int(v, 1, 64, &n), cfg.http_threads = (int)n;
         else if (!strcmp(a, "--queue-limit")) bad = cvx_cli_parse_int(v, 1, 1000000, &n), cfg.queue_limit = (int)n;
         else if (!strcmp(a, "--retention-days")) bad = cvx_cli_parse_int(v, 0, 100000, &n), cfg.retention_days = (int)n;
@@ -159,8 +175,8 @@ int cvx_cmd_serve(int argc, char **argv) {
         cvx_engine_close(re.engine);
         return 1;
     }
-    printf("listening on http://%s:%d (model %s as %s/%s)\n", host, cvx_svc_port(svc), model, cfg.slug_owner,
-           cfg.slug_project);
+    printf("listening on http://%s:%d (model %s as %s/%s, precision %s)\n", host, cvx_svc_port(svc), model,
+           cfg.slug_owner, cfg.slug_project, cvx_precision_name(cfg.precision));
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

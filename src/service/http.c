@@ -417,6 +417,8 @@ cvx_svc_config cvx_svc_config_default(void) {
                                       .max_height = 1440,
                                       .max_fps = 60,
                                       .max_prompt_bytes = 10000};
+    c.precision = cvx_precision_default();
+    c.allow_bf16 = cvx_precision_native(CVX_PRECISION_BF16);
     c.logger = cvx_logger_default();
     return c;
 }
@@ -468,6 +470,16 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         snprintf(err, n, "the service needs a store, an outputs folder and an engine");
         return -1;
     }
+    if (config->precision != CVX_PRECISION_FP32 && config->precision != CVX_PRECISION_BF16) {
+        snprintf(err, n, "unknown precision %d (fp32 or bf16)", (int)config->precision);
+        return -1;
+    }
+    if (config->precision == CVX_PRECISION_BF16 && !config->allow_bf16) {
+        snprintf(err, n, "precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the kernel path in use is %s, "
+                         "where emulated bf16 is slower than fp32: use fp32 or auto",
+                 cvx_isa_name(cvx_isa_active()));
+        return -1;
+    }
     cvx_svc *svc = calloc(1, sizeof *svc);
     if (!svc) {
         snprintf(err, n, "out of memory");
@@ -512,6 +524,9 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         return -1;
     }
     if (recovered > 0) cvx_svc_log(svc, CVX_LOG_INFO, "recovered %d interrupted tasks", recovered);
+    cvx_svc_log(svc, CVX_LOG_INFO, "precision: %s for tasks that do not ask (bf16 %s; kernel path %s)",
+                cvx_precision_name(config->precision), config->allow_bf16 ? "available" : "refused",
+                cvx_isa_name(cvx_isa_active()));
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);

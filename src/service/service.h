@@ -53,6 +53,12 @@ typedef struct {
     int callback_timeout_ms;     /* 10000 per try */
     int max_websockets;          /* 256 */
     cvx_svc_model_limits limits;
+    /* The precision of tasks that do not ask for one (cvx_precision_default(): bf16 where the kernels have bf16
+     * dot products, else fp32); a task's precision is stored with it, so a resumed task keeps the one it started
+     * with. allow_bf16 (cvx_precision_native(CVX_PRECISION_BF16)) says whether bf16 may be used at all: without it
+     * a bf16 default is refused at start and a task asking for bf16 is refused by Run. */
+    cvx_precision precision;
+    int allow_bf16;
     cvx_svc_engine engine;
     cvx_logger logger;
 } cvx_svc_config;

@@ -211,6 +211,7 @@ typedef struct {
     int steps, frames, width, height, fps;
     double scale;
     unsigned long long seed;
+    cvx_precision precision;
 } gen_params;
 
 static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
@@ -229,6 +230,15 @@ static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
         return -1;
     }
     p->seed = strtoull(json_string_value(seed), NULL, 10);
+    /* tasks stored before the precision was chosen per task ran with the library's default, fp32 (and their
+     * checkpoints hold it) */
+    json_t *prec = json_object_get(g, "precision");
+    int pr = prec ? cvx_precision_from_name(json_string_value(prec)) : CVX_PRECISION_FP32;
+    if (pr < 0) {
+        snprintf(err, n, "the stored precision is not fp32 or bf16");
+        return -1;
+    }
+    p->precision = (cvx_precision)pr;
     /* the key names a folder: only what cvx_svc_random_token makes */
     if (strlen(p->out_key) < 16 || strspn(p->out_key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
                                        strlen(p->out_key)) {
@@ -250,6 +260,15 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         fail_task(svc, t, err[0] ? err : "the stored generation parameters are not JSON", 0);
         json_decref(g);
         return;
+    }
+    {
+        char line[200];
+        snprintf(line, sizeof line, "Generate: %d steps, %dx%d, %d frames at %d fps, scale %g, seed %llu, precision %s",
+                 gp.steps, gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision));
+        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
+        if (gp.precision == CVX_PRECISION_BF16 && !svc->cfg.allow_bf16)
+            cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: stored with bf16, which this CPU only emulates (slowly)", t->id);
     }
     char dir[1200], out_path[1300];
     snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, gp.out_key);
@@ -301,6 +320,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     p.width = gp.width;
     p.height = gp.height;
     p.fps = gp.fps;
+    p.precision = gp.precision;
     p.output_path = out_path;
     p.progress = on_progress;
     p.progress_user_data = &rc;
