@@ -8,6 +8,9 @@
 #  - kill -9 of the server in the middle of a generation, restart: the task completes with the same frames as an
 #    uninterrupted run of the same parameters (and resumes from its last checkpointed step when the engine writes
 #    checkpoints);
+#  - precision: the server's default (auto) is announced and applied; a real task runs with the other precision
+#    (or, where the CPU has no bf16 dot products, asking for bf16 is refused); a bad value gets the error contract;
+#    --precision bf16 is refused at start where the kernel path has no bf16 (CVX_FORCE_ISA=avx512), as generate's;
 #  - SIGTERM: a clean stop.
 # Every wait is bounded; only 127.0.0.1 is used.
 set -u
@@ -78,6 +81,11 @@ PORT=
 start_server
 ok "serve listening on port $PORT"
 H=127.0.0.1:$PORT
+DEFPREC=$(sed -n 's/^listening on .*precision \(bf16\|fp32\)).*/\1/p' serve.out | head -n 1)
+AUTO=$("$BIN" serve --help | sed -n 's/.*here: \(bf16\|fp32\)).*/\1/p' | head -n 1)
+[ -n "$DEFPREC" ] && [ "$DEFPREC" = "$AUTO" ] && ok "serve's default precision: $DEFPREC (auto)" ||
+    bad "serve's default precision '$DEFPREC', auto '$AUTO': $(head -n 1 serve.out)"
+[ "$DEFPREC" = bf16 ] && OTHER=fp32 || OTHER=bf16
 
 # The recipe, verbatim but for the host.
 export YOUR_API_KEY="$KEY"
@@ -148,8 +156,33 @@ grep -q "You don't have any permission for this action." ko.json && ok "another 
 code=$(curl -s -o rv.json -w '%{http_code}' -X POST "http://$H/v1/Tool/List" -H "x-api-key: $RV" -d '{}')
 [ "$code" = 401 ] && ok "revoked key: 401" || bad "revoked key: $code"
 curl -s -X POST "http://$H/v1/Run/THUDM/CogVideoX-2b" -H "Content-Type: application/json" -H "x-api-key: $KO" \
-    -d '{"prompt":"a key-only project","steps":3,"seed":7}' >korun.json
+    -d '{"prompt":"a key-only project","steps":3,"seed":7,"precision":"fp16"}' >kobad.json
+grep -q '"message":"Request parameter \[precision\] must be bf16 or fp32"' kobad.json && grep -q '"result":false' kobad.json &&
+    ok "precision fp16: validation error" || bad "precision fp16: $(cat kobad.json)"
+# the recipe's task ran with the default; this one asks for the other precision
+grep -q "precision $DEFPREC" detail.json && ok "the recipe's task ran with $DEFPREC" ||
+    bad "the recipe's task's precision: $(grep -o 'precision [a-z0-9]*' detail.json | head -n 1)"
+curl -s -X POST "http://$H/v1/Run/THUDM/CogVideoX-2b" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+    -d '{"prompt":"a key-only project","steps":3,"seed":7,"precision":"'$OTHER'"}' >korun.json
+if [ "$OTHER" = bf16 ]; then # no bf16 dot products here: refused
+    grep -q '"message":"Request parameter \[precision\] must be fp32 on this server' korun.json &&
+        ok "precision bf16 refused by a server without bf16" || bad "bf16 on an fp32 server: $(cat korun.json)"
+    curl -s -X POST "http://$H/v1/Run/THUDM/CogVideoX-2b" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+        -d '{"prompt":"a key-only project","steps":3,"seed":7,"precision":"fp32"}' >korun.json
+fi
 grep -q '"result":true' korun.json && ok "key-only project: Run with x-api-key alone" || bad "key-only Run: $(cat korun.json)"
+KOTOK=$(jfield socketaccesstoken <korun.json)
+KOPREC=$OTHER
+[ "$OTHER" = bf16 ] && KOPREC=fp32
+for i in $(seq 1 300); do
+    curl -s -X POST "http://$H/v1/Task/Detail" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+        -d "{\"tasktoken\":\"$KOTOK\"}" >kodetail.json
+    grep -q '"status":"task_postprocess_end"' kodetail.json && break
+    sleep 0.1
+done
+grep -q '"pexit":"0"' kodetail.json && grep -q "precision $KOPREC" kodetail.json &&
+    grep -q "\"precision\":\"$KOPREC\"" kodetail.json && ok "a real task with precision $KOPREC (stored, echoed, logged)" ||
+    bad "the $KOPREC task: $(head -c 600 kodetail.json)"
 
 # ---- kill -9 in the middle of a generation, then restart ----
 # Parameters that make the denoising loop last a few seconds on the tiny model.
@@ -191,6 +224,8 @@ else
     bad "checkpoints existed but the task did not resume: $(grep -o 'Resum[^\"]*\|checkpoint[^\"]*' detail.json | head -3)"
 fi
 U1=$(jfield url <detail.json)
+grep -q "precision $DEFPREC" detail.json && ok "the resumed task kept its precision ($DEFPREC)" ||
+    bad "the resumed task's precision: $(grep -o 'precision [a-z0-9]*' detail.json | sort -u | tr '\n' ' ')"
 run_json "{$SLOW}"
 T2=$TOK
 wait_done "$T2" 120 || bad "the reference run did not finish"
@@ -221,6 +256,17 @@ grep -qF "$SECRET" serve.out serve.err && bad "the secret appears in the server'
 [ $rc -eq 2 ] && ok "serve --listen nohost: usage error" || bad "serve --listen nohost: $rc"
 "$BIN" serve --model nowhere --store s.db --outputs out --listen 127.0.0.1:0 >/dev/null 2>err.txt; rc=$?
 [ $rc -eq 1 ] && grep -q "nowhere" err.txt && ok "serve --model nowhere: $(head -c 120 err.txt)" || bad "serve bad model: $rc $(cat err.txt)"
+"$BIN" serve --model tiny --store s.db --outputs out --listen 127.0.0.1:0 --precision fp16 >/dev/null 2>err.txt; rc=$?
+[ $rc -eq 2 ] && grep -q "precision" err.txt && ok "serve --precision fp16: usage error" || bad "serve --precision fp16: $rc $(cat err.txt)"
+# a kernel path without bf16 dot products: bf16 is refused at start, as by generate; auto there is fp32
+CVX_FORCE_ISA=avx512 "$BIN" serve --model tiny --store s.db --outputs out --listen 127.0.0.1:0 --precision bf16 >/dev/null 2>err.txt; rc=$?
+[ $rc -eq 2 ] && grep -q "needs bf16 dot products" err.txt && ok "serve --precision bf16 without bf16: $(head -c 100 err.txt)…" ||
+    bad "serve --precision bf16 without bf16: $rc $(cat err.txt)"
+CVX_FORCE_ISA=avx512 "$BIN" generate -m tiny -p x -o g.mp4 --precision bf16 >/dev/null 2>err.txt; rc=$?
+[ $rc -eq 1 ] && grep -q "needs bf16 dot products" err.txt && ok "generate --precision bf16 without bf16: refused the same way" ||
+    bad "generate --precision bf16 without bf16: $rc $(cat err.txt)"
+CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep -q "here: fp32)" && ok "auto is fp32 with CVX_FORCE_ISA=avx512" ||
+    bad "auto with CVX_FORCE_ISA=avx512: $(CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep here)"
 echo "not sqlite" >bad.db
 "$BIN" keys list --store bad.db >/dev/null 2>err.txt; rc=$?
 [ $rc -eq 1 ] && ok "keys on a file that is not a store: $(head -c 120 err.txt)" || bad "keys on a bad store: $rc"
