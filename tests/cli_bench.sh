@@ -2,7 +2,8 @@
 # `cogvideox bench`: every mode at tiny sizes with --repeat 1 --json must print exactly one JSON object on stdout
 # (one line; progress goes to stderr) holding cpu, isa, threads and the mode's figures; the PyTorch comparison says
 # "not installed" without torch and embeds the script's figures with it (a stand-in torch module and script);
-# bad arguments exit 2, a missing model folder exits 1 with a message.
+# bad arguments exit 2, a missing model folder exits 1 with a message. `bench deviation` on the tiny model: finite
+# figures, bf16 latents not identical to fp32 and within the documented bound, no VAE run.
 set -euo pipefail
 bin=${1:?usage: cli_bench.sh path/to/cogvideox}
 tmp=$(mktemp -d)
@@ -70,8 +71,49 @@ check generate "$tmp/gen.json" "${common[@]}" stage_seconds stage_seconds_median
 grep -q '"stage_seconds":{"encode":[^,]*,"denoise":[^,]*,"decode":[^,]*,"write":' "$tmp/gen.json" ||
   { echo "FAIL: generate: stage_seconds: $(cat "$tmp/gen.json")"; fail=1; }
 
+# deviation: fp32 then bf16 of one generation, stopped before the VAE. The relative rms is held to the documented
+# bound of the e2e latents class (tests/data/bf16_tolerances.json: max|bf16 − fp32| / rms(fp32); rms of the
+# difference <= its max, so the same number bounds it); identical latents would mean bf16 was not used.
+"$bin" bench deviation -m "$tmp/model" --frames 5 --height 48 --width 80 --seed 5 --json >"$tmp/dev.json" \
+  2>"$tmp/dev.err" || { echo "FAIL: deviation: exit $?: $(tail -3 "$tmp/dev.err")"; fail=1; }
+check deviation "$tmp/dev.json" cpu isa threads bf16_path steps latent_shape fp32 bf16 deviation deviation_step1
+if [ "$have_python" = 1 ]; then
+  if ! python3 - "$tmp/dev.json" "$(dirname "$0")/data/bf16_tolerances.json" <<'PY'
+import json, math, sys
+o = json.load(open(sys.argv[1]))
+bound = json.load(open(sys.argv[2]))["components"]["e2e"]["default"]["atol_rms"]
+assert o["steps"] == 2, "default steps %r" % o["steps"]
+assert o["latent_shape"] == [1, 2, 16, 6, 10], o["latent_shape"]
+for run in ("fp32", "bf16"):
+    r = o[run]
+    for k in ("setup_seconds", "denoise_seconds", "seconds_per_step"):
+        assert isinstance(r[k], (int, float)) and math.isfinite(r[k]) and r[k] >= 0, (run, k, r[k])
+    assert r["stopped_before_decode"] is True, "%s ran the VAE" % run
+for key in ("deviation", "deviation_step1"):
+    d = o[key]
+    for k in ("max_abs", "rms_diff", "rms_fp32", "relative_rms", "max_abs_over_rms_fp32", "cosine"):
+        assert isinstance(d[k], (int, float)) and math.isfinite(d[k]), (key, k, d[k])
+    assert d["nonfinite"] == 0, (key, d)
+    assert d["identical"] is False and d["differing_fraction"] > 0 and d["rms_diff"] > 0, \
+        "%s: bf16 latents identical to fp32: bf16 was not used" % key
+    assert d["rms_fp32"] > 0.5, (key, d)
+    assert d["relative_rms"] <= bound, "%s: relative rms %g above the e2e bound %g" % (key, d["relative_rms"], bound)
+    assert abs(d["relative_rms"] - d["rms_diff"] / d["rms_fp32"]) <= 1e-4 * d["relative_rms"], d
+    assert d["max_abs"] >= d["rms_diff"], d
+    assert d["cosine"] >= 1 - bound * bound and d["cosine"] <= 1 + 1e-9, (key, d["cosine"])
+PY
+  then
+    echo "FAIL: deviation: $(head -c 900 "$tmp/dev.json")"
+    fail=1
+  fi
+else
+  grep -q '"identical":false' "$tmp/dev.json" || { echo "FAIL: deviation: not identical=false"; fail=1; }
+fi
+grep -q '^{' "$tmp/dev.err" && { echo "FAIL: deviation: JSON on stderr"; fail=1; }
+
 # PyTorch: absent here unless a module named torch imports; a stand-in module and script exercise the other branch.
-if ! python3 -c 'import torch' >/dev/null 2>&1; then
+# (the bench also tries Debian's /usr/bin/python3, where apt's python3-torch lives)
+if ! python3 -c 'import torch' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
   grep -q '"torch":"not installed"' "$tmp/block.json" || { echo "FAIL: block: torch absence not said"; fail=1; }
 fi
 if [ "$have_python" = 1 ]; then
@@ -105,6 +147,9 @@ expect_rc 2 block --bogus
 expect_rc 2 generate --steps 1
 expect_rc 2 generate -m "$tmp/model" --guidance nan
 expect_rc 1 generate -m "$tmp/no-such-folder" --repeat 1
+expect_rc 2 deviation --steps 1
+expect_rc 2 deviation -m "$tmp/model" --steps 0
+expect_rc 1 deviation -m "$tmp/no-such-folder"
 
 if [ "$fail" -ne 0 ]; then echo "cli_bench: FAILED"; exit 1; fi
 echo "cli_bench: all checks passed"
