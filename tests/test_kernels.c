@@ -19,7 +19,7 @@
 
 #define U (1.0 / 16777216.0)
 #define EXP_ULPS 2.0 /* measured: the vector exp and tanh are within 1.3 ulp over their range, glibc's within 2 */
-#define EXP_BF16_ULPS 4.0 /* the bf16 attention's exp2 polynomial: 3.6 ulp measured over its range */
+#define EXP_BF16_ULPS 48.0 /* the bf16 attention's exp2 polynomial: relative error 2.7e-6 = 45 ulp (degree 4) */
 
 static double gamma_n(double n) { return n * U / (1.0 - n * U); }
 

@@ -374,19 +374,20 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
 #define ATT_BK 256 /* keys per tile: a multiple of NR */
 #define PV_MR 6    /* P·V micro-tile: 6 queries x 64 channels (24 accumulators) */
 
-/* 2^y for y <= 0: y = n + f, |f| <= 1/2, a degree-5 polynomial for 2^f fitted to the relative error (3.6 ulp
- * in float arithmetic, far below the 2^-8 rounding of P; degree 6 would give 1.3 ulp for 2 % more time), then ·2^n with vscalefps (exact; underflows to 0). y = -inf would give NaN (f = -inf
- * - -inf): callers that may pass it (masked keys) clamp first with exp2_neg_clamped. NaN stays NaN. */
+/* 2^y for y <= LAZY_T: y = n + f with n = floor(y), f in [0, 1) from one vreduceps, a degree-4 polynomial for
+ * 2^f fitted to the relative error (2.7e-6 in float arithmetic, far below the 2^-9 rounding of P to bf16),
+ * then ·2^n by vscalefps, which floors its exponent argument itself (exact; underflows to 0). Seven vector
+ * operations per 16 values with the caller's fma, against nine for round + subtract + degree 5 (measured:
+ * the exponentials are most of the score tile's epilogue). y = -inf would give NaN: callers that may pass it
+ * (masked keys) clamp first with exp2_neg_clamped. NaN stays NaN. */
 INL __m512 exp2_neg(__m512 y) {
-    __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(y, n);
-    __m512 p = _mm512_set1_ps(1.327647152e-03f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675541331e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713275e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402211972e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469671e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000000072e+00f));
-    return _mm512_scalef_ps(p, n);
+    __m512 f = _mm512_reduce_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(1.353417039e-02f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.201146362e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.414427488e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.930038381e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000002593e+00f));
+    return _mm512_scalef_ps(p, y);
 }
 /* Arguments below -200 (masked keys, -inf) give 0; the constant is max's first operand so NaN stays NaN. */
 INL __m512 exp2_neg_clamped(__m512 y) { return exp2_neg(_mm512_max_ps(_mm512_set1_ps(-200.0f), y)); }
@@ -544,46 +545,51 @@ INL float softmax_row(float *srow, const float *brow, int64_t nk, float scale, c
 /* Scores of a later key tile with the row's running maximum kept ("lazy" rescaling): for unbiased attention
  * after the first tile, the Q·Kᵀ tile epilogue turns scores straight into probabilities against the running
  * maximum m2 (log2 units): p = 2^(a·s - m2), allowed up to 2^LAZY_T, so a row's maximum (and O, l) only
- * move when a score exceeds it by more than LAZY_T; such a row is flagged and redone by softmax_row from the
- * stored scores. The exp work then sits in the same instruction stream as the next tile's dot products
+ * move when a score exceeds it by more than LAZY_T; such a row is flagged, its scores are computed again and it
+ * is redone by softmax_row (the scores are not stored otherwise). The exp work then sits in the same instruction stream as the next tile's dot products
  * (out-of-order overlap), and the per-row reductions and rescaling of O vanish. f32 holds 2^8·Lk easily. */
 #define LAZY_T 8.0f
 
-INL void s_lazy_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *S, int64_t lds, int n,
-                  const float *m2, float sa, float *lt, uint32_t *P, int64_t ldp, int *flags) {
-    __m512 c0[MR], c1[MR];
+INL void s_lazy_m(const int m, int64_t kp, const uint32_t *a, const uint32_t *b, int64_t nk, const float *m2, float sa,
+                  float *lt, uint32_t *P, int64_t ldp, int *flags) {
+    const __m512 va = _mm512_set1_ps(sa), vt = _mm512_set1_ps(LAZY_T);
+    /* All of the tile's 32-key slices in one loop: the exponentials of one slice overlap the next one's dot
+     * products in the out-of-order window. */
+    for (int64_t j = 0; j < nk; j += NR, b += NR * kp, P += NR / 2) {
+        const uint32_t *ap = a, *bp = b;
+        __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < kp; t++, a += MR, b += NR) {
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+        for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+        for (int64_t t = 0; t < kp; t++, ap += MR, bp += NR) {
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 16);
+#pragma GCC unroll 16
+            for (int i = 0; i < m; i++) {
+                __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ap[i]);
+                c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+                c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+            }
+        }
+        int n = (int)min64(NR, nk - j);
+        __mmask16 k0 = lanes(n), k1 = lanes(n - 16);
 #pragma GCC unroll 16
         for (int i = 0; i < m; i++) {
-            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
-            c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
-            c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+            __m512 vneg = _mm512_set1_ps(-m2[i]);
+            __m512 y0 = _mm512_fmadd_ps(c0[i], va, vneg), y1 = _mm512_fmadd_ps(c1[i], va, vneg);
+            if ((_mm512_mask_cmp_ps_mask(k0, y0, vt, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(k1, y1, vt, _CMP_GT_OQ)) != 0)
+                flags[i] = 1;
+            __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(y0)), p1 = _mm512_maskz_mov_ps(k1, exp2_neg(y1));
+            _mm512_storeu_ps(lt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(lt + 16 * i), _mm512_add_ps(p0, p1)));
+            _mm512_storeu_si512(P + i * ldp, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
         }
-    }
-    __mmask16 k0 = lanes(n), k1 = lanes(n - 16);
-    __m512 va = _mm512_set1_ps(sa), vt = _mm512_set1_ps(LAZY_T);
-#pragma GCC unroll 16
-    for (int i = 0; i < m; i++) {
-        _mm512_mask_storeu_ps(S + i * lds, k0, c0[i]);
-        _mm512_mask_storeu_ps(S + i * lds + 16, k1, c1[i]);
-        __m512 vneg = _mm512_set1_ps(-m2[i]);
-        __m512 y0 = _mm512_fmadd_ps(c0[i], va, vneg), y1 = _mm512_fmadd_ps(c1[i], va, vneg);
-        if ((_mm512_mask_cmp_ps_mask(k0, y0, vt, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(k1, y1, vt, _CMP_GT_OQ)) != 0)
-            flags[i] = 1;
-        __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(y0)), p1 = _mm512_maskz_mov_ps(k1, exp2_neg(y1));
-        _mm512_storeu_ps(lt + 16 * i, _mm512_add_ps(_mm512_loadu_ps(lt + 16 * i), _mm512_add_ps(p0, p1)));
-        _mm512_storeu_si512(P + i * ldp, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
     }
 }
 
-static void s_lazy(int m, int64_t kp, const uint32_t *a, const uint32_t *b, float *S, int64_t lds, int n,
-                   const float *m2, float sa, float *lt, uint32_t *P, int64_t ldp, int *flags) {
+/* One group of m <= MR query rows against nk keys (panels from b on): P and the lane sums lt, flags. */
+static void s_lazy(int m, int64_t kp, const uint32_t *a, const uint32_t *b, int64_t nk, const float *m2, float sa,
+                   float *lt, uint32_t *P, int64_t ldp, int *flags) {
     switch (m) {
 #define SL_CASE(i) \
-    case i: s_lazy_m(i, kp, a, b, S, lds, n, m2, sa, lt, P, ldp, flags); break;
+    case i: s_lazy_m(i, kp, a, b, nk, m2, sa, lt, P, ldp, flags); break;
         SL_CASE(1) SL_CASE(2) SL_CASE(3) SL_CASE(4) SL_CASE(5) SL_CASE(6)
         SL_CASE(7) SL_CASE(8) SL_CASE(9) SL_CASE(10) SL_CASE(11) SL_CASE(12)
 #undef SL_CASE
@@ -624,16 +630,18 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
                                  (int)min64(NR, nk - j), rmax + 16 * g);
                 } else {
                     memset(lt + 16 * g, 0, (size_t)(16 * gn) * sizeof(float));
-                    for (int64_t j = 0; j < nk; j += NR)
-                        s_lazy((int)gn, kpd, qp + g * kpd, kp + (j0 + j) * kpd, st + g * ATT_BK + j, ATT_BK,
-                               (int)min64(NR, nk - j), m2 + g, sa, lt + 16 * g, pb + g * ldp + j / 2, ldp, flags);
+                    s_lazy((int)gn, kpd, qp + g * kpd, kp + j0 * kpd, nk, m2 + g, sa, lt + 16 * g, pb + g * ldp, ldp,
+                           flags);
                 }
                 for (int64_t i = g; i < g + gn; i++) {
                     if (lazy && !flags[i - g]) {
                         l[i] += _mm512_reduce_add_ps(_mm512_loadu_ps(lt + 16 * i));
                         continue;
                     }
-                    if (lazy) { /* a score far above the running maximum: this row the exact way */
+                    if (lazy) { /* a score far above the running maximum: this row's scores again, the exact way */
+                        for (int64_t j = 0; j < nk; j += NR)
+                            s_kernel(1, kpd, qp + g * kpd + (i - g), kp + (j0 + j) * kpd, st + i * ATT_BK + j, ATT_BK,
+                                     (int)min64(NR, nk - j), NULL);
                         __m512 vm = _mm512_set1_ps(-INFINITY);
                         for (int64_t j = 0; j < nk; j += 16) {
                             __mmask16 k = lanes((int)min64(16, nk - j));
