@@ -586,6 +586,25 @@ static void gate_task(void *arg, int64_t begin, int64_t end, int ti) {
     }
 }
 
+/* bf16 path: the gated residual y += gate·(x·Wᵀ + b) for joint rows [r0, r0 + rows) in the GEMM's epilogue,
+ * while each output block is in cache (no [rows, D] product buffer, no separate pass). x holds those rows
+ * from its own row 0 ([rows, K]); y is the [B·S, D] residual stream. The rows are split where the gate changes
+ * (text/video, batch item): each run has one gate row. */
+static cvx_status gated_linear_bf16(cvx_dit *m, cvx_pool *pool, const rows_ctx *rc, float *y, const float *x,
+                                    int64_t r0, int64_t rows, int64_t K, const cvx_packed *p, const float *bias) {
+    const int64_t S = rc->S, L = rc->L, D = rc->D;
+    for (int64_t r = r0; r < r0 + rows;) {
+        int64_t b = r / S, s = r % S, end = b * S + (s < L ? L : S);
+        if (end > r0 + rows) end = r0 + rows;
+        const float *gate = rc->mod + b * rc->mod_stride + (s < L ? rc->gate_t : rc->gate_v) * D;
+        cvx_epilogue e = {CVX_ACT_NONE, gate, end - r, D, y + r * D, D};
+        cvx_status st = cvx_linear_bf16_ex(pool, y + r * D, D, x + (r - r0) * K, K, end - r, K, p, bias, &e);
+        if (st != CVX_OK) return cvx_fail(&m->err, st, "transformer: fused gated linear refused its arguments");
+        r = end;
+    }
+    return CVX_OK;
+}
+
 typedef struct {
     float *q, *k;             /* [B, S, D] */
     const float *cos, *sin;   /* [N, Dh] */
@@ -780,15 +799,23 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         else
             cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
         double t_c = cvx_time_seconds();
-        lin(pool, q, o, B * S, D, &blk->o_w, blk->o_p, blk->o_b);
+        snprintf(name, sizeof name, "block%d.attn1", i);
+        /* bf16 without an observer of the projection itself: x += gate·(o·Woᵀ + b) in the GEMM's epilogue. */
+        int fuse = blk->o_p && !tap_wants(&f, name);
+        if (fuse) {
+            if ((st = gated_linear_bf16(m, pool, &rc, x, o, 0, B * S, D, blk->o_p, blk->o_b)) != CVX_OK) return st;
+        } else {
+            lin(pool, q, o, B * S, D, &blk->o_w, blk->o_p, blk->o_b);
+        }
         double t_d = cvx_time_seconds();
         m->timings.projections += (t_b - t_a) + (t_d - t_c);
         m->timings.attention += t_c - t_b;
-        snprintf(name, sizeof name, "block%d.attn1", i);
-        if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
-        rc.y = x;
-        rc.src = q;
-        cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+        if (!fuse) {
+            if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
+            rc.y = x;
+            rc.src = q;
+            cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+        }
 
         /* norm2 + feed-forward on cat([text, video]) */
         lin(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_p, blk->norm2_lin_b);
@@ -801,21 +828,37 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         snprintf(name, sizeof name, "block%d.norm2", i);
         if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
         double t_e = cvx_time_seconds();
+        snprintf(name, sizeof name, "block%d.ff", i);
+        /* bf16: tanh-GELU in the first GEMM's epilogue, the gated residual in the second's (as attn1). */
+        fuse = blk->ff2_p && !tap_wants(&f, name);
         for (int64_t r0 = 0; r0 < B * S; r0 += ff_rows) {
             int64_t rows = B * S - r0 < ff_rows ? B * S - r0 : ff_rows;
-            lin(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_p, blk->ff1_b);
-            if (cfg->activation == CVX_DIT_GELU_TANH)
-                cvx_gelu_tanh(pool, hid, rows * FFD);
-            else
-                cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
-            lin(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_p, blk->ff2_b);
+            if (blk->ff1_p && cfg->activation == CVX_DIT_GELU_TANH) {
+                cvx_epilogue gelu = {CVX_ACT_GELU_TANH, NULL, 1, 0, NULL, 0};
+                if ((st = cvx_linear_bf16_ex(pool, hid, FFD, n + r0 * D, D, rows, D, blk->ff1_p, blk->ff1_b, &gelu)) !=
+                    CVX_OK)
+                    return cvx_fail(&m->err, st, "transformer: fused GELU linear refused its arguments");
+            } else {
+                lin(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_p, blk->ff1_b);
+                if (cfg->activation == CVX_DIT_GELU_TANH)
+                    cvx_gelu_tanh(pool, hid, rows * FFD);
+                else
+                    cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
+            }
+            if (fuse) {
+                if ((st = gated_linear_bf16(m, pool, &rc, x, hid, r0, rows, FFD, blk->ff2_p, blk->ff2_b)) != CVX_OK)
+                    return st;
+            } else {
+                lin(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_p, blk->ff2_b);
+            }
         }
         m->timings.feed_forward += cvx_time_seconds() - t_e;
-        snprintf(name, sizeof name, "block%d.ff", i);
-        if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
-        rc.y = x;
-        rc.src = o;
-        cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+        if (!fuse) {
+            if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
+            rc.y = x;
+            rc.src = o;
+            cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+        }
         snprintf(name, sizeof name, "block%d.out", i);
         if ((st = tap_emit(&f, name, x, 3, jshape)) != CVX_OK) return st;
     }
