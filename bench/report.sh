@@ -67,7 +67,16 @@ def load(n):
     return json.load(open(p)) if os.path.exists(p) else None
 peak = load("peak")
 first = peak
-bf = peak["peak_gflops"].get("bf16")
+# The denominator: the highest vdpbf16ps peak measured in this run (the peak step and every bench's own probe;
+# they differ by a few % with clock and load), so no fraction is flattered by a low reading.
+peaks = [peak["peak_gflops"].get("bf16") or 0]
+for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block"):
+    j = load(n)
+    if j and j.get("peak_family") == "bf16": peaks.append(j["peak_gflops"])
+bf = max(peaks)
+for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block"):
+    j = load(n)
+    if j: j["fraction_of_peak"] = j["gflops"] / bf
 lines = []
 say = lines.append
 cpu_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -75,7 +84,8 @@ say(f"CPU: {cpu_name} (family {peak.get('cpu_family')} model {peak.get('cpu_mode
     f"kernel path {peak['isa']}, bf16 path {peak.get('bf16_path', '?')}")
 say("load: the 1-minute load average when each bench started (other work on the cores lowers the figures)")
 say("register peaks, all threads (GFLOP/s or GOP/s): " +
-    ", ".join(f"{k} {v:.0f}" for k, v in peak["peak_gflops"].items()))
+    ", ".join(f"{k} {v:.0f}" for k, v in peak["peak_gflops"].items()) +
+    f"; 'of peak' below is of {bf:.0f} GFLOP/s, the highest vdpbf16ps reading of the run ({min(peaks):.0f}-{bf:.0f})")
 def torch_part(j):
     t = j.get("torch")
     if isinstance(t, dict):
@@ -98,7 +108,7 @@ say("  block parts (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ps.items()) +
     f"; peak RSS {blk.get('peak_rss_gb', 0):.2f} GB")
 summary = {"cpu": cpu_name, "cpu_family": peak.get("cpu_family"), "cpu_model": peak.get("cpu_model"),
            "isa": peak["isa"], "bf16_path": peak.get("bf16_path"), "threads": peak["threads"],
-           "peak_gflops": peak["peak_gflops"], "bench": {}}
+           "peak_gflops": peak["peak_gflops"], "bf16_peak_denominator": bf, "bench": {}}
 for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block", "generate", "deviation"):
     if load(n): summary["bench"][n] = load(n)
 g = load("generate")

@@ -43,3 +43,7 @@ void cvx_arena_reset(cvx_arena *a, size_t mark) {
     if (to > from && to - from >= ((size_t)64 << 20)) madvise(a->base + from, to - from, MADV_DONTNEED);
     a->used = mark;
 }
+
+void cvx_arena_rewind(cvx_arena *a, size_t mark) {
+    if (mark <= a->used) a->used = mark;
+}

@@ -24,5 +24,9 @@ void *cvx_arena_calloc(cvx_arena *a, size_t bytes);
 static inline size_t cvx_arena_mark(const cvx_arena *a) { return a->used; }
 /* Frees everything allocated after the mark. */
 void cvx_arena_reset(cvx_arena *a, size_t mark);
+/* As cvx_arena_reset, keeping every page resident: for an arena refilled at once by the next call (a
+ * transformer forward per denoising step), where handing the pages back would have the kernel fault in and
+ * clear them again each time (with transparent huge pages, 2 MB at a time). */
+void cvx_arena_rewind(cvx_arena *a, size_t mark);
 
 #endif

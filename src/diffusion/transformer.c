@@ -911,6 +911,7 @@ cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call) {
     double t0 = cvx_time_seconds();
     st = forward_impl(m, call);
     m->timings.total = cvx_time_seconds() - t0;
-    cvx_arena_reset(&m->arena, 0);
+    /* The activations stay resident for the next step's forward; cvx_dit_free releases them. */
+    cvx_arena_rewind(&m->arena, 0);
     return st;
 }
