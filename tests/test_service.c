@@ -617,6 +617,12 @@ static void on_cb_done(void *cls, struct MHD_Connection *c, void **con_cls, enum
 
 /* ---- the server tests ---- */
 
+
+/* The items of Tool/Detail's first parameter group (borrowed from r). */
+static json_t *tool_items(const resp *r) {
+    return json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(r->json, "tool"), 0), "parameters"), 0), "items");
+}
 static void test_basics(server *s, client *cl, client *other, client *ko) {
     resp r;
     char url[128];
@@ -642,8 +648,7 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
                   "CogVideoX-2b"));
     resp_free(&r);
     api(cl, "/v1/Tool/Detail", NULL, "{\"slugowner\":\"thudm\",\"slugproject\":\"cogvideox-2b\"}", 0, &r);
-    json_t *items = json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(r.json, "tool"), 0), "parameters"), 0), "items");
+    json_t *items = tool_items(&r);
     int seen_steps = 0;
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *it = json_array_get(items, i);
@@ -1153,8 +1158,7 @@ static int run_precision(server *s, client *cl, const char *ctype, const char *b
 static int tool_precision_ok(client *cl, const char *def, size_t options) {
     resp r;
     api(cl, "/v1/Tool/Detail", NULL, "{}", 0, &r);
-    json_t *items = json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(r.json, "tool"), 0), "parameters"), 0), "items");
+    json_t *items = tool_items(&r);
     int ok = 0;
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *it = json_array_get(items, i);
