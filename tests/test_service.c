@@ -617,12 +617,12 @@ static void on_cb_done(void *cls, struct MHD_Connection *c, void **con_cls, enum
 
 /* ---- the server tests ---- */
 
-
 /* The items of Tool/Detail's first parameter group (borrowed from r). */
 static json_t *tool_items(const resp *r) {
     return json_object_get(
         json_array_get(json_object_get(json_array_get(json_object_get(r->json, "tool"), 0), "parameters"), 0), "items");
 }
+
 static void test_basics(server *s, client *cl, client *other, client *ko) {
     resp r;
     char url[128];
