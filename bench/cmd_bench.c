@@ -691,11 +691,12 @@ int cvx_cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--json")) o.json = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         else if (!strcmp(a, "--precision")) {
-            if (!val || (strcmp(val, "bf16") && strcmp(val, "fp32"))) {
+            int p = cvx_precision_from_name(val);
+            if (p < 0) {
                 fprintf(stderr, "bench: --precision is fp32 or bf16, got '%s'\n", val ? val : "(nothing)");
                 return 2;
             }
-            o.precision = strcmp(val, "bf16") ? CVX_PRECISION_FP32 : CVX_PRECISION_BF16, i++;
+            o.precision = (cvx_precision)p, i++;
         } else if (!strcmp(a, "--repeat")) {
             if (parse_ll(a, val, 1, 1000, &x)) return 2;
             o.repeat = (int)x, i++;

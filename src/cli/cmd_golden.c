@@ -41,12 +41,12 @@ int cvx_cmd_golden(int argc, char **argv) {
             opt.threads = (int)v;
         } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
             const char *v = argv[++i];
-            if (!strcmp(v, "fp32")) opt.precision = CVX_PRECISION_FP32;
-            else if (!strcmp(v, "bf16")) opt.precision = CVX_PRECISION_BF16;
-            else {
+            int p = cvx_precision_from_name(v);
+            if (p < 0) {
                 fprintf(stderr, "cogvideox golden: --precision must be fp32 or bf16, got '%s'\n", v);
                 return 2;
             }
+            opt.precision = (cvx_precision)p;
         } else if (!strcmp(argv[i], "--bf16-tolerances") && i + 1 < argc) {
             opt.bf16_tolerances = argv[++i];
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
