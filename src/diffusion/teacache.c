@@ -53,7 +53,7 @@ cvx_status cvx_cache_parse(const char *spec, cvx_cache_params *out, char *err, s
     const char *colon = strchr(spec, ':');
     size_t mode_len = colon ? (size_t)(colon - spec) : strlen(spec);
     if (mode_len != 8 || strncasecmp(spec, "teacache", 8) != 0)
-        return parse_fail(err, n, "unknown cache mode '%.*s' (off, none or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]])",
+        return parse_fail(err, n, "unknown cache mode '%.*s' (expected off, none or teacache)",
                           (int)(mode_len > 40 ? 40 : mode_len), spec);
     c.mode = CVX_CACHE_TEACACHE;
     c.threshold = CACHE_DEFAULT_THRESHOLD;

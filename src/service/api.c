@@ -253,6 +253,22 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         }
         precision = (cvx_precision)pr;
     }
+    /* step skipping: absent or empty is off; the one parser generate --cache uses */
+    const char *cache_text;
+    char b5[64], cache[400];
+    if (get_text(rq, rp, "cache", 256, &cache_text, b5, sizeof b5)) return;
+    cvx_cache_params cache_params;
+    memset(&cache_params, 0, sizeof cache_params);
+    if (cache_text && *cache_text) {
+        char why[256];
+        if (cvx_cache_parse(cache_text, &cache_params, why, sizeof why) != CVX_OK) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: %s",
+                                why);
+            return;
+        }
+    }
+    cvx_cache_format(&cache_params, cache, sizeof cache);
     if (get_text(rq, rp, "callbackUrl", 4096, &callback, b3, sizeof b3)) return;
     if (callback && !ok_callback_url(callback)) {
         cvx_svc_reply_error(rp, 200, 0,
@@ -269,11 +285,13 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         return;
     }
     /* the precision is resolved here, once: the task keeps it across restarts and a change of the server's
-     * default, as its checkpoints (whose parameter digest includes it) require */
-    json_t *gen = json_pack("{s:s, s:s, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:s, s:s}", "prompt", prompt,
+     * default, as its checkpoints (whose parameter digest includes it) require; the cache setting is stored in
+     * its canonical form in the same way */
+    json_t *gen = json_pack("{s:s, s:s, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "prompt", prompt,
                             "negative_prompt", negative ? negative : "", "steps", (int)steps, "guidance_scale", scale,
                             "seed", seed_text, "num_frames", (int)frames, "width", (int)width, "height", (int)height,
-                            "fps", (int)fps, "precision", cvx_precision_name(precision), "output_key", key);
+                            "fps", (int)fps, "precision", cvx_precision_name(precision), "cache", cache, "output_key",
+                            key);
     t.params = json_dumps(rq->fields, JSON_COMPACT);
     t.gen = gen ? json_dumps(gen, JSON_COMPACT) : NULL;
     json_decref(gen);
@@ -293,8 +311,9 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         cvx_svc_reply_error(rp, 429, 96, "The queue is full (%d tasks); try again later.", svc->cfg.queue_limit);
         rp->retry_after_s = 30;
     } else {
-        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: queued for project %lld (%lld steps, %lldx%lld, %lld frames, %s)",
-                    t.id, t.project, steps, width, height, frames, cvx_precision_name(precision));
+        cvx_svc_log(svc, CVX_LOG_INFO,
+                    "task %lld: queued for project %lld (%lld steps, %lldx%lld, %lld frames, %s, cache %s)", t.id,
+                    t.project, steps, width, height, frames, cvx_precision_name(precision), cache);
         rp->status = 200;
         rp->body = json_pack("{s:[], s:o, s:s, s:b}", "errors", "taskid", num_str(t.id), "socketaccesstoken", t.token,
                              "result", 1);
@@ -533,6 +552,13 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
                               "dot products) or fp32 (the reference path). Default: the server's.");
     json_object_set_new(prec, "options", svc->cfg.allow_bf16 ? json_pack("[s, s]", "bf16", "fp32") : json_pack("[s]", "fp32"));
     json_array_append_new(items, prec);
+    json_t *cache = param_item("cache", "select", "Step cache", 0, json_string("off"), NULL, NULL, NULL,
+                               "TeaCache step skipping: steps whose time embedding changed little reuse the last "
+                               "computed step's transformer residual. teacache:0.1 is the published 'slow' setting "
+                               "(about 1.3-1.5x), teacache:0.2 'fast' (about 2x, visibly worse); any "
+                               "teacache[:THRESHOLD[:C4,C3,C2,C1,C0]] is accepted. Default: off.");
+    json_object_set_new(cache, "options", json_pack("[s, s, s]", "off", "teacache:0.1", "teacache:0.2"));
+    json_array_append_new(items, cache);
     json_object_set_new(o, "parameters", json_pack("[{s:s, s:o}]", "title", "Inputs", "items", items));
     return o;
 }
