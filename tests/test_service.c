@@ -436,6 +436,7 @@ static cvx_svc_config test_config(server *s) {
     c.callback_timeout_ms = 3000;
     c.http_threads = 2;
     c.queue_limit = 6;
+    c.project_runs_per_min = 0; /* test_limits sets it */
     c.body_limit = 64 * 1024;
     c.limits.default_frames = 9;
     c.limits.default_width = 80;
@@ -1350,7 +1351,7 @@ static void test_old_task(server *s, client *cl) {
     snprintf(t.slugowner, sizeof t.slugowner, "THUDM");
     snprintf(t.slugproject, sizeof t.slugproject, "CogVideoX-2b");
     t.createtime = 1700000000;
-    CHECK(cvx_svc_store_task_add(st, &t, 0, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
     char tok[64];
     snprintf(tok, sizeof tok, "%s", t.token);
     cvx_svc_task_clear(&t);
@@ -1405,6 +1406,106 @@ static void test_graceful_resume(server *s, client *cl) {
     CHECK(!strcmp(s->engine.last_cache, "teacache:0.15")); /* the resumed task kept its cache (and its checkpoint) */
     resp_free(&r);
     CHECK(stat(ck, &sb) != 0); /* the checkpoint is gone with the task */
+}
+
+/* Issue 13, defect 1: what a task stores is bounded (unknown inputs up to 16 KiB in all), Task/List pages are
+ * bounded in tasks (100) and bytes (2 MiB), and Runs per project per minute are limited. */
+static void test_limits(server *s, client *cl, client *other) {
+    resp r;
+    /* a 40 KB unknown field is dropped; small unknown ones are kept, the known ones always */
+    size_t junk_len = 40000;
+    char *body = malloc(50000);
+    int n = snprintf(body, 256, "{\"prompt\":\"junk\",\"steps\":1,\"projectid\":\"7\",\"note\":\"hi\",\"junk\":\"");
+    memset(body + n, 'j', junk_len);
+    snprintf(body + n + junk_len, 16, "\"}");
+    char tok[64];
+    CHECK(run_task(cl, body, tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    json_t *params = json_object_get(task0(&r), "parameters");
+    CHECK_MSG(!json_object_get(params, "junk") && json_object_get(params, "note") &&
+                  json_object_get(params, "projectid") && json_object_get(params, "steps"),
+              "parameters: %.300s", r.body ? r.body : "");
+    CHECK(r.len < 20000);
+    resp_free(&r);
+    /* 40 unknown fields of 1000 bytes: at most 16 KiB of them stay */
+    char *p = body;
+    p += sprintf(p, "{\"prompt\":\"many\",\"steps\":1");
+    for (int i = 0; i < 40; i++) {
+        p += sprintf(p, ",\"x%02d\":\"", i);
+        memset(p, 'x', 1000);
+        p += 1000;
+        *p++ = '"';
+    }
+    sprintf(p, "}");
+    CHECK(run_task(cl, body, tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    params = json_object_get(task0(&r), "parameters");
+    CHECK_MSG(json_object_size(params) >= 16 && json_object_size(params) <= 18 && json_object_get(params, "x00"),
+              "%zu inputs kept", json_object_size(params));
+    resp_free(&r);
+
+    /* Task/List: 130 large tasks of a fresh project (written to the store directly: what List reads) */
+    client big;
+    add_project(s->store, 1, &big, s->port);
+    cvx_svc_store *st;
+    char err[256];
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    cvx_svc_project pr;
+    CHECK(cvx_svc_store_project_by_key(st, big.apikey, &pr, err, sizeof err) == 1);
+    char *params_text = malloc(30000);
+    n = sprintf(params_text, "{\"prompt\":\"");
+    memset(params_text + n, 'p', 26000);
+    sprintf(params_text + n + 26000, "\"}");
+    for (int i = 0; i < 130; i++) {
+        cvx_svc_task t;
+        memset(&t, 0, sizeof t);
+        cvx_svc_uuid(t.uuid);
+        cvx_svc_random_token(t.token, 30);
+        t.project = pr.id;
+        t.params = strdup(params_text);
+        t.gen = strdup("{}");
+        t.callbackurl = strdup("");
+        t.createtime = 1700000000;
+        CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
+        cvx_svc_store_task_cancel(st, t.id, 0, 1700000000, err, sizeof err);
+        cvx_svc_task_clear(&t);
+    }
+    cvx_svc_store_close(st);
+    free(params_text);
+    api(&big, "/v1/Task/List", NULL, "{\"limit\":1000}", 0, &r);
+    size_t got = json_array_size(json_object_get(r.json, "tasklist"));
+    CHECK_MSG(r.status == 200 && result_true(&r) && !strcmp(json_string_value(json_object_get(r.json, "total")), "130") &&
+                  got >= 20 && got < 100 && r.len <= (2u << 20) + 65536,
+              "List of 130 tasks of 26 KB: %zu tasks, %zu bytes", got, r.len);
+    resp_free(&r);
+    api(&big, "/v1/Task/List", NULL, "{\"limit\":1000,\"start\":100}", 0, &r);
+    CHECK(json_array_size(json_object_get(r.json, "tasklist")) == 30);
+    resp_free(&r);
+
+    /* Runs per project per minute: the 4th within a minute gets 429 code 96; another project is not affected */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.project_runs_per_min = 3;
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 4; i++) {
+        api(other, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
+        if (r.status == 200 && result_true(&r)) ok++;
+        else if (r.status == 429 && err_code(&r) == 96 && strstr(err_msg(&r), "Too many Runs for this project") &&
+                 has_header(&r, "Retry-After: 60"))
+            limited++;
+        resp_free(&r);
+    }
+    CHECK_MSG(ok == 3 && limited == 1, "rate: %d accepted, %d limited", ok, limited);
+    api(&big, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    free(body);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
 }
 
 /* ---- kill -9: the server in a child process ---- */
@@ -1541,6 +1642,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_cache(&s, &cl);
         if (s.svc) test_graceful_resume(&s, &cl);
         if (s.svc) test_old_task(&s, &cl);
+        if (s.svc) test_limits(&s, &cl, &other);
         cvx_svc_stop(s.svc);
     }
     char self[600];
