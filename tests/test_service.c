@@ -1508,6 +1508,82 @@ static void test_limits(server *s, client *cl, client *other) {
     CHECK(start(s) == 0);
 }
 
+/* A TCP connection to 127.0.0.1:port from the loopback address `from` (127.0.0.2 is another client); -1 on failure. */
+static int connect_from(const char *from, int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in src = {.sin_family = AF_INET}, a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, from, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Sends a GET from `from` and reads the status line: the HTTP status, 0 when the server closed without answering,
+ * -1 on a timeout. */
+static int get_status_from(const char *from, int port, const char *path) {
+    int fd = connect_from(from, port);
+    if (fd < 0) return 0;
+    char req[256], buf[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return 0;
+    }
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+    buf[got] = 0;
+    int status = 0;
+    return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : 0;
+}
+
+/* Issue 13, defect 2 (slowloris): one address holding its connections with unfinished request heads does not keep
+ * another address out; its connections past the per-address limit are closed at once, and the held ones close
+ * after the head timeout. */
+static void test_slowloris(server *s) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.max_connections_per_ip = 4;
+    c.header_timeout_s = 1;
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    int held[6], nheld = 0;
+    for (int i = 0; i < 6; i++) {
+        held[i] = connect_from("127.0.0.1", s->port);
+        if (held[i] < 0) continue;
+        nheld++;
+        const char *part = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        CHECK(write(held[i], part, strlen(part)) == (ssize_t)strlen(part));
+    }
+    CHECK(nheld == 6);
+    sleep_ms(100);
+    /* another address is served; this one is over its limit */
+    CHECK_MSG(get_status_from("127.0.0.2", s->port, "/healthz") == 200, "127.0.0.2 not served");
+    CHECK_MSG(get_status_from("127.0.0.1", s->port, "/healthz") == 0, "127.0.0.1 past its limit was served");
+    /* the unfinished heads are closed after the head timeout (1 s here) even though the client sends a line */
+    long long t0 = now_ms();
+    int closed = 0;
+    for (int i = 0; i < 6; i++) {
+        if (held[i] < 0) continue;
+        char b[64];
+        ssize_t r = read(held[i], b, sizeof b); /* SO_RCVTIMEO 5 s */
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) closed++;
+        close(held[i]);
+    }
+    CHECK_MSG(closed == 6 && now_ms() - t0 < 4000, "%d of 6 held connections closed in %lld ms", closed, now_ms() - t0);
+    CHECK(get_status_from("127.0.0.1", s->port, "/healthz") == 200); /* the address is welcome again */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -1643,6 +1719,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_graceful_resume(&s, &cl);
         if (s.svc) test_old_task(&s, &cl);
         if (s.svc) test_limits(&s, &cl, &other);
+        if (s.svc) test_slowloris(&s);
         cvx_svc_stop(s.svc);
     }
     char self[600];

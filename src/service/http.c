@@ -312,27 +312,52 @@ static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, reques
     return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
 }
 
+/* The idle timeout of a connection that has sent its request head (a body may take a while, a response too). */
+#define BODY_TIMEOUT_S 60
+
+static void set_timeout(struct MHD_Connection *conn, int seconds) {
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)seconds);
+}
+
+static int head_timeout(const cvx_svc *svc) {
+    return svc->cfg.header_timeout_s > 0 ? svc->cfg.header_timeout_s : BODY_TIMEOUT_S;
+}
+
+/* *con_cls of a GET that was answered at once: on_completed gives its connection the head timeout again. */
+static char answered_get;
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
+    if ((void *)rc == (void *)&answered_get) return MHD_NO; /* a GET with a body */
     if (!rc) {
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+        /* the head is complete: a WebSocket session keeps its own deadlines, other requests get the idle
+         * timeout of a body or a response (the daemon's default, the head timeout, applies until here) */
+        if (!strcmp(method, "GET") && !strcmp(url, "/v1/socket")) {
+            set_timeout(conn, 0);
+            return cvx_svc_ws_handle(svc, conn) ? MHD_YES : MHD_NO;
+        }
+        set_timeout(conn, BODY_TIMEOUT_S);
+        if (is_get) *con_cls = &answered_get;
         if (is_get && !strcmp(url, "/healthz")) {
             int ok = atomic_load(&svc->ready) && !atomic_load(&svc->stopping);
             json_t *b = json_pack("{s:s, s:s}", "status", ok ? "ok" : "starting", "version", cvx_version());
             return send_json(conn, ok ? 200 : 503, b, 0);
         }
         if (is_get && !strncmp(url, "/files/", 7)) return serve_file(svc, conn, url + 7);
-        if (!strcmp(method, "GET") && !strcmp(url, "/v1/socket")) return cvx_svc_ws_handle(svc, conn) ? MHD_YES : MHD_NO;
         if (is_get) {
             const cvx_svc_web_file *f = cvx_svc_web_find(url);
             if (f) return send_text(conn, 200, f->content_type, f->data, f->size, "no-cache");
         }
         const char *rest = NULL;
         const cvx_svc_route *route = strcmp(method, "POST") ? NULL : find_route(url, &rest);
-        if (!route) return send_error(conn, 404, 0, "Error parsing url.");
+        if (!route) {
+            if (!is_get) *con_cls = &answered_get;
+            return send_error(conn, 404, 0, "Error parsing url.");
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > svc->cfg.body_limit)
             return send_error(conn, 413, 0, "Request body is too large.");
@@ -371,8 +396,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
-    if (!rc) return;
+    if (!rc) return; /* a WebSocket upgrade (or a request that never got its head) */
+    /* a kept-alive connection waits for its next request head with the head timeout */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
+    *con_cls = NULL;
+    if ((void *)rc == (void *)&answered_get) return;
     free(rc->body);
     free(rc);
     *con_cls = NULL;
@@ -396,6 +426,9 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.slug_owner = "THUDM";
     c.slug_project = "CogVideoX-2b";
     c.http_threads = 4;
+    c.max_connections = 1000;
+    c.max_connections_per_ip = 32;
+    c.header_timeout_s = 10;
     c.body_limit = 1 << 20;
     c.queue_limit = 100;
     c.project_runs_per_min = 30;
@@ -541,7 +574,9 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
     svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                 0, NULL, NULL, on_request, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(config->http_threads > 0 ? config->http_threads : 1),
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)head_timeout(svc),
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)(config->max_connections > 0 ? config->max_connections : 1000),
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(config->max_connections_per_ip > 0 ? config->max_connections_per_ip : 0),
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
                                 MHD_OPTION_END);
     if (!svc->mhd) {
