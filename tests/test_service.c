@@ -437,6 +437,7 @@ static cvx_svc_config test_config(server *s) {
     c.http_threads = 2;
     c.queue_limit = 6;
     c.project_runs_per_min = 0; /* test_limits sets it */
+    c.allow_private_callbacks = 1; /* the receivers are on 127.0.0.1; test_callback_limits turns it off */
     c.body_limit = 64 * 1024;
     c.limits.default_frames = 9;
     c.limits.default_width = 80;
@@ -1141,6 +1142,86 @@ static void test_callbacks(server *s, client *cl) {
     pthread_mutex_destroy(&rv.mu);
 }
 
+/* Issue 13, defect 3: callbackUrl may not reach internal addresses unless the operator allows it (IP literals are
+ * refused at Run, names at delivery), and one project's hung receiver delays only that project's callbacks. */
+static void test_callback_limits(server *s, client *cl, client *other) {
+    receiver rv;
+    memset(&rv, 0, sizeof rv);
+    pthread_mutex_init(&rv.mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
+                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+                                            on_cb_done, NULL, MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (!d) return;
+    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.allow_private_callbacks = 0;
+    char err[256], body[512], tok[64];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) {
+        MHD_stop_daemon(d);
+        return;
+    }
+    const char *internal[] = {"http://127.0.0.1:%d/hook", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/",
+                              "http://[::1]:%d/", "https://LOCALHOST./x", "http://api.localhost/", "http://192.168.0.1/",
+                              "http://172.16.5.4:8080/", "http://0.0.0.0:%d/", "http://[::ffff:127.0.0.1]/",
+                              "http://100.64.0.1/", "http://[fe80::1]/", "http://[fd00::1]/"};
+    for (size_t i = 0; i < sizeof internal / sizeof internal[0]; i++) {
+        char u[128];
+        snprintf(u, sizeof u, internal[i], port);
+        snprintf(body, sizeof body, "{\"prompt\":\"cb\",\"steps\":1,\"callbackUrl\":\"%s\"}", u);
+        resp r;
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, body, 0, &r);
+        CHECK_MSG(r.status == 200 && !result_true(&r) &&
+                      !strcmp(err_msg(&r), "Request parameter [callbackUrl] must not point to a loopback, link-local "
+                                           "or private address"),
+                  "%s -> %s", u, r.body ? r.body : "");
+        resp_free(&r);
+    }
+    /* a name that is not an IP literal but resolves to this host: accepted at Run, refused at delivery */
+    snprintf(body, sizeof body, "{\"prompt\":\"cb\",\"steps\":1,\"callbackUrl\":\"http://127.1:%d/hook\"}", port);
+    CHECK(run_task(cl, body, tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    sleep_ms(800); /* three tries, 100 + 200 ms apart */
+    CHECK_MSG(atomic_load(&rv.hits) == 0, "an internal receiver got %d callbacks", atomic_load(&rv.hits));
+
+    /* a receiver that never answers (accepted by the kernel, never read) for 3 tasks of one project */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+    if (!s->svc) {
+        MHD_stop_daemon(d);
+        return;
+    }
+    int hung = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in h = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &h.sin_addr);
+    socklen_t hl = sizeof h;
+    CHECK(bind(hung, (struct sockaddr *)&h, sizeof h) == 0 && listen(hung, 16) == 0 &&
+          getsockname(hung, (struct sockaddr *)&h, &hl) == 0);
+    s->engine.delay_ms = 5;
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body, "{\"prompt\":\"hung %d\",\"steps\":1,\"callbackUrl\":\"http://127.0.0.1:%d/\"}", i,
+                 ntohs(h.sin_port));
+        CHECK(run_task(other, body, tok) > 0);
+    }
+    snprintf(body, sizeof body, "{\"prompt\":\"fair\",\"steps\":1,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}", port);
+    char fair[64];
+    CHECK(run_task(cl, body, fair) > 0);
+    CHECK(wait_status(cl, fair, "task_postprocess_end", 10000, NULL));
+    long long t0 = now_ms();
+    while (atomic_load(&rv.hits) < 1 && now_ms() - t0 < 6000) sleep_ms(10);
+    CHECK_MSG(atomic_load(&rv.hits) == 1 && now_ms() - t0 < 1500, "the other project's callback came after %lld ms",
+              now_ms() - t0);
+    close(hung); /* the hung deliveries fail at once now */
+    MHD_stop_daemon(d);
+    pthread_mutex_destroy(&rv.mu);
+}
+
 /* The stored generation parameters (gen) of a task, read from the store beside the running server. */
 static int stored_gen_has(const server *s, long long id, const char *needle) {
     cvx_svc_store *st;
@@ -1410,7 +1491,7 @@ static void test_graceful_resume(server *s, client *cl) {
 
 /* Issue 13, defect 1: what a task stores is bounded (unknown inputs up to 16 KiB in all), Task/List pages are
  * bounded in tasks (100) and bytes (2 MiB), and Runs per project per minute are limited. */
-static void test_limits(server *s, client *cl, client *other) {
+static void test_limits(server *s, client *cl) {
     resp r;
     /* a 40 KB unknown field is dropped; small unknown ones are kept, the known ones always */
     size_t junk_len = 40000;
@@ -1490,8 +1571,10 @@ static void test_limits(server *s, client *cl, client *other) {
     CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
     if (!s->svc) return;
     int ok = 0, limited = 0;
+    client fresh;
+    add_project(s->store, 1, &fresh, s->port);
     for (int i = 0; i < 4; i++) {
-        api(other, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
+        api(&fresh, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
         if (r.status == 200 && result_true(&r)) ok++;
         else if (r.status == 429 && err_code(&r) == 96 && strstr(err_msg(&r), "Too many Runs for this project") &&
                  has_header(&r, "Retry-After: 60"))
@@ -1714,11 +1797,12 @@ int main(int argc, char **argv) {
         test_basics(&s, &cl, &other, &ko);
         test_progress_cancel_kill(&s, &cl);
         test_callbacks(&s, &cl);
+        if (s.svc) test_callback_limits(&s, &cl, &other);
         test_precision(&s, &cl);
         if (s.svc) test_cache(&s, &cl);
         if (s.svc) test_graceful_resume(&s, &cl);
         if (s.svc) test_old_task(&s, &cl);
-        if (s.svc) test_limits(&s, &cl, &other);
+        if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
         cvx_svc_stop(s.svc);
     }

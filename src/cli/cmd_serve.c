@@ -4,6 +4,7 @@
  *                   [--slug OWNER/MODEL] [--threads N] [--precision auto|bf16|fp32]
  *                   [--http-threads N] [--queue-limit N] [--run-rate N] [--retention-days N] [--body-limit BYTES]
  *                   [--max-attempts N] [--nonce-window SECONDS] [--callback-backoff-ms MS]
+ *                   [--allow-private-callbacks]
  *
  * Prints "listening on http://HOST:PORT" on stdout once it accepts requests (PORT 0 picks a free port, which the
  * line tells). SIGINT/SIGTERM stop it gracefully: the running generation is re-queued with its checkpoint. */
@@ -39,7 +40,8 @@ static void usage(FILE *f) {
             "  --body-limit BYTES       largest request body (default 1048576)\n"
             "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
             "  --nonce-window SECONDS   how long a used nonce is refused for state-changing calls (default 86400)\n"
-            "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n",
+            "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n"
+            "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n",
             cvx_precision_name(cvx_precision_default()));
 }
 
@@ -75,6 +77,10 @@ int cvx_cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--allow-private-callbacks")) {
+            cfg.allow_private_callbacks = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "cogvideox serve: unknown option or missing value: %s\n", a);

@@ -3,8 +3,10 @@
  * top level; numbers inside task objects are strings; business errors are HTTP 200 with result false. */
 #include "service/api.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +154,34 @@ static int ok_callback_url(const char *u) {
     for (const char *c = u; *c; c++)
         if ((unsigned char)*c <= ' ' || *c == 0x7f) return 0;
     return 1;
+}
+
+/* 1 when the URL's host is an internal destination: localhost (and *.localhost) or an IP literal that
+ * cvx_svc_addr_internal refuses. Names are checked again at delivery, against every address they resolve to. */
+static int internal_callback_host(const char *u) {
+    const char *rest = strstr(u, "://") + 3;
+    size_t auth_len = strcspn(rest, "/?#");
+    char host[300];
+    if (auth_len >= sizeof host) return 0;
+    memcpy(host, rest, auth_len);
+    host[auth_len] = 0;
+    char *h = host;
+    if (*h == '[') { /* [v6]:port */
+        h++;
+        char *close = strchr(h, ']');
+        if (close) *close = 0;
+    } else {
+        char *colon = strchr(h, ':');
+        if (colon) *colon = 0;
+    }
+    size_t hl = strlen(h);
+    while (hl && h[hl - 1] == '.') h[--hl] = 0; /* "localhost." */
+    if (!strcasecmp(h, "localhost") || (hl > 10 && !strcasecmp(h + hl - 10, ".localhost"))) return 1;
+    struct sockaddr_in a4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, h, &a4.sin_addr) == 1) return cvx_svc_addr_internal((struct sockaddr *)&a4);
+    if (inet_pton(AF_INET6, h, &a6.sin6_addr) == 1) return cvx_svc_addr_internal((struct sockaddr *)&a6);
+    return 0;
 }
 
 static int bad_number(cvx_svc_reply *rp, const char *name) {
@@ -305,6 +335,12 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     if (callback && !ok_callback_url(callback)) {
         cvx_svc_reply_error(rp, 200, 0,
                             "Request parameter [callbackUrl] must be an http or https URL without credentials");
+        return;
+    }
+    if (callback && !svc->cfg.allow_private_callbacks && internal_callback_host(callback)) {
+        cvx_svc_reply_error(rp, 200, 0,
+                            "Request parameter [callbackUrl] must not point to a loopback, link-local or private "
+                            "address");
         return;
     }
 

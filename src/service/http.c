@@ -60,7 +60,7 @@ void cvx_svc_wake_worker(cvx_svc *svc) {
 void cvx_svc_wake_callbacks(cvx_svc *svc) {
     pthread_mutex_lock(&svc->mu);
     svc->callbacks_wake = 1;
-    pthread_cond_signal(&svc->wake_callbacks);
+    pthread_cond_broadcast(&svc->wake_callbacks);
     pthread_mutex_unlock(&svc->mu);
 }
 
@@ -437,6 +437,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.callback_tries = 3;
     c.callback_backoff_ms = 1000;
     c.callback_timeout_ms = 10000;
+    c.callback_threads = 4;
     c.max_websockets = 256;
     c.limits = (cvx_svc_model_limits){.default_steps = 50,
                                       .default_scale = 6.0,
@@ -592,12 +593,24 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         return -1;
     }
     svc->worker_started = 1;
-    if (pthread_create(&svc->callbacks, NULL, cvx_svc_callbacks_main, svc)) {
-        snprintf(err, n, "cannot start the callback thread");
-        cvx_svc_stop(svc);
-        return -1;
+    int cb_threads = config->callback_threads < 1 ? 1
+                     : config->callback_threads > CVX_SVC_MAX_CALLBACK_THREADS ? CVX_SVC_MAX_CALLBACK_THREADS
+                                                                               : config->callback_threads;
+    for (int i = 0; i < cb_threads; i++) {
+        cvx_svc_callback_thread *ct = &svc->cb_pool[i];
+        ct->svc = svc;
+        ct->index = i;
+        ct->slot = &svc->cb_inflight[i];
+        pthread_mutex_lock(&svc->mu); /* the threads read cb_threads under mu */
+        int bad = pthread_create(&ct->thread, NULL, cvx_svc_callbacks_main, ct);
+        if (!bad) svc->cb_threads++;
+        pthread_mutex_unlock(&svc->mu);
+        if (bad) {
+            snprintf(err, n, "cannot start the callback threads");
+            cvx_svc_stop(svc);
+            return -1;
+        }
     }
-    svc->callbacks_started = 1;
     *out = svc;
     return 0;
 }
@@ -613,7 +626,7 @@ void cvx_svc_stop(cvx_svc *svc) {
     }
     /* the worker stops at the engine's next cancellation check and re-queues its task */
     if (svc->worker_started) pthread_join(svc->worker, NULL);
-    if (svc->callbacks_started) pthread_join(svc->callbacks, NULL);
+    for (int i = 0; i < svc->cb_threads; i++) pthread_join(svc->cb_pool[i].thread, NULL);
     /* WebSocket sessions watch `stopping` and close within a poll interval */
     pthread_mutex_lock(&svc->mu);
     struct timespec ts;

@@ -48,6 +48,19 @@ void cvx_svc_hub_forget(cvx_svc_hub *hub, long long task_id);
 
 /* ---- the server ---- */
 
+#define CVX_SVC_MAX_CALLBACK_THREADS 16
+
+typedef struct {
+    long long task, project; /* the delivery in flight; 0 = idle */
+} cvx_svc_cb_slot;
+
+typedef struct {
+    struct cvx_svc *svc;
+    int index;
+    pthread_t thread;
+    cvx_svc_cb_slot *slot; /* its entry of cb_inflight */
+} cvx_svc_callback_thread;
+
 struct cvx_svc {
     cvx_svc_config cfg;          /* strings below are owned copies */
     char *store_path, *outputs_dir, *listen_host, *public_url, *slug_owner, *slug_project, *ckpt_dir;
@@ -68,9 +81,10 @@ struct cvx_svc {
     atomic_int stopping;
     atomic_int ready;            /* store open and worker waiting for tasks */
 
-    /* callbacks + housekeeping */
-    pthread_t callbacks;
-    int callbacks_started;
+    /* callbacks + housekeeping: a pool of cb_threads (guarded by mu: cb_inflight, callbacks_wake) */
+    cvx_svc_callback_thread cb_pool[CVX_SVC_MAX_CALLBACK_THREADS];
+    cvx_svc_cb_slot cb_inflight[CVX_SVC_MAX_CALLBACK_THREADS];
+    int cb_threads;              /* started */
     pthread_cond_t wake_callbacks;
     int callbacks_wake;
 
@@ -86,7 +100,11 @@ long long cvx_svc_now_ms(void);
 void cvx_svc_wake_worker(cvx_svc *svc);
 void cvx_svc_wake_callbacks(cvx_svc *svc);
 void *cvx_svc_worker_main(void *arg);
-void *cvx_svc_callbacks_main(void *arg);
+void *cvx_svc_callbacks_main(void *arg); /* arg: its cvx_svc_callback_thread */
+struct sockaddr;
+/* 1 when a callback may not connect to this address unless allow_private_callbacks (loopback, private,
+ * link-local, CGNAT, multicast, reserved; IPv4-mapped and embedded IPv6 forms included). */
+int cvx_svc_addr_internal(const struct sockaddr *sa);
 
 /* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
 json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);

@@ -55,6 +55,8 @@ typedef struct {
     int callback_tries;          /* 3 */
     int callback_backoff_ms;     /* 1000: the first retry waits this long, then doubles */
     int callback_timeout_ms;     /* 10000 per try */
+    int callback_threads;        /* 4 deliveries at a time, at most one per project */
+    int allow_private_callbacks; /* 0: callbackUrl may not reach loopback, link-local or private addresses */
     int max_websockets;          /* 256 */
     cvx_svc_model_limits limits;
     /* The precision of tasks that do not ask for one (cvx_precision_default(): bf16 where the kernels have bf16

@@ -365,8 +365,6 @@ void cvx_svc_task_clear(cvx_svc_task *t) {
     " preprocessstarttime, preprocessendtime, assigntime, starttime, endtime, postprocessstarttime,"              \
     " postprocessendtime, canceltime, pexit, debugoutput, debugerror, elapsed, attempts, out_name, out_key,"       \
     " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next"
-/* the index of cb_next in TASK_COLS */
-#define TASK_COL_CB_NEXT 32
 
 /* a row_reader of TASK_COLS into a cvx_svc_task */
 static int read_task(sqlite3_stmt *st, void *ud) {
@@ -616,38 +614,35 @@ int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size
     return exec_locked(s, err, n, "deleting outputs", "UPDATE tasks SET out_deleted = 1 WHERE id = ?", "I", id);
 }
 
-int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, void (*fn)(const cvx_svc_task *t, void *ud),
-                                 void *ud, char *err, size_t n) {
-    visit v = {.task = fn, .ud = ud};
-    return query_locked(s, err, n, "listing old outputs", ALL_ROWS, row_visit, &v,
-                        "SELECT " TASK_COLS " FROM tasks WHERE out_name != '' AND out_deleted = 0 AND out_time < ?"
-                        " ORDER BY id",
-                        "I", cutoff_s);
+int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, int max, long long *ids, char *err,
+                                 size_t n) {
+    id_list l = {ids, 0};
+    return query_locked(s, err, n, "listing old outputs", ALL_ROWS, row_id, &l,
+                        "SELECT id FROM tasks WHERE out_name != '' AND out_deleted = 0 AND out_time < ? ORDER BY id"
+                        " LIMIT ?",
+                        "Ii", cutoff_s, max);
 }
 
 typedef struct {
-    long long now_ms, *next_ms;
-    cvx_svc_task *t;
-} callback_due;
+    long long *ids, *projects, *due;
+    int count;
+} pending_list;
 
-/* A callback that is not due yet is no find: its time is reported instead. */
-static int row_callback_due(sqlite3_stmt *st, void *ud) {
-    callback_due *d = ud;
-    long long due = sqlite3_column_int64(st, TASK_COL_CB_NEXT);
-    if (due > d->now_ms) {
-        *d->next_ms = due;
-        return 0;
-    }
-    read_task(st, d->t);
+static int row_pending(sqlite3_stmt *st, void *ud) {
+    pending_list *l = ud;
+    l->ids[l->count] = sqlite3_column_int64(st, 0);
+    l->projects[l->count] = sqlite3_column_int64(st, 1);
+    l->due[l->count] = sqlite3_column_int64(st, 2);
+    l->count++;
     return 1;
 }
 
-int cvx_svc_store_callback_due(cvx_svc_store *s, long long now_ms, cvx_svc_task *t, long long *next_ms, char *err,
-                               size_t n) {
-    callback_due d = {now_ms, next_ms, t};
-    *next_ms = 0;
-    return query_locked(s, err, n, "reading callbacks", FIRST_ROW, row_callback_due, &d,
-                        "SELECT " TASK_COLS " FROM tasks WHERE cb_state = 1 ORDER BY cb_next, id LIMIT 1", "");
+int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, long long *projects, long long *due_ms,
+                                    char *err, size_t n) {
+    pending_list l = {ids, projects, due_ms, 0};
+    return query_locked(s, err, n, "reading callbacks", ALL_ROWS, row_pending, &l,
+                        "SELECT id, project, cb_next FROM tasks WHERE cb_state = 1 ORDER BY cb_next, id LIMIT ?", "i",
+                        max);
 }
 
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,

@@ -135,15 +135,16 @@ int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t
 int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t err_size);
 /* Marks the output deleted (files are the caller's). */
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t err_size);
-/* Outputs written before cutoff_s and not deleted: fn gets each (task cleared after the call). Returns count. */
-int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, void (*fn)(const cvx_svc_task *t, void *ud),
-                                 void *ud, char *err, size_t err_size);
+/* Ids of the tasks (at most max) whose outputs were written before cutoff_s and are not deleted, oldest first.
+ * Returns the count or -1. */
+int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, int max, long long *ids, char *err,
+                                 size_t err_size);
 
 /* ---- callbacks ---- */
-/* The task with the earliest due callback (cb_state pending, cb_next_ms <= now_ms): 1 found, 0 none; *next_ms =
- * when the next one is due (0 = none pending). */
-int cvx_svc_store_callback_due(cvx_svc_store *s, long long now_ms, cvx_svc_task *t, long long *next_ms, char *err,
-                               size_t err_size);
+/* The pending callbacks (cb_state pending), earliest due first, at most max: their task ids, projects and due
+ * times (unix ms). Returns the count or -1. */
+int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, long long *projects, long long *due_ms,
+                                    char *err, size_t err_size);
 /* Records a delivery attempt: state (pending with a new due time, delivered or failed), tries. */
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t err_size);
