@@ -576,7 +576,7 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
     static const int64_t at[][5] = {{1, 1, 1, 1, 8},     {1, 2, 5, 7, 16},    {2, 3, 13, 1, 13},
                                     {1, 1, 97, 200, 64},  {2, 2, 33, 130, 32}, {1, 1, 7, 400, 128},
                                     {1, 3, 130, 45, 24},  {2, 1, 1, 385, 40},  {1, 2, 70, 300, 64},
-                                    {1, 1, 40, 33, 80},   {1, 1, 19, 21, 3}};
+                                    {1, 1, 40, 33, 80},   {1, 1, 19, 21, 3},   {1, 1, 300, 90, 64}};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
         for (int bias = 0; bias < 3; bias++)
             check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f, 1);
@@ -707,6 +707,14 @@ int main(int argc, char **argv) {
         printf("bf16 path %s over %s\n", cvx_bf16_kernels_name(bt), kt->name);
         run_bf16_path(bt, NULL);
         run_bf16_path(bt, pool);
+    }
+    /* The AMX kernels on emulated tiles: the tile code tested wherever AVX512-BF16 runs (with or without AMX). */
+    const cvx_bf16_table *emu = cvx_bf16_kernels_amx_emulated();
+    if (emu) {
+        cvx_kernels_set_active_for_testing(cvx_kernels_for(CVX_ISA_AVX512));
+        printf("bf16 path %s over avx512\n", cvx_bf16_kernels_name(emu));
+        run_bf16_path(emu, NULL);
+        run_bf16_path(emu, pool);
     }
     cvx_bf16_kernels_set_active_for_testing(NULL);
     cvx_kernels_set_active_for_testing(NULL);

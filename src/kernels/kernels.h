@@ -132,6 +132,9 @@ typedef struct cvx_bf16_table cvx_bf16_table;
 const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa);
 const cvx_bf16_table *cvx_bf16_kernels_active(void);
 const char *cvx_bf16_kernels_name(const cvx_bf16_table *t);
+/* Tests only: the AMX kernels on a C emulation of the tiles (NULL where the machine lacks AVX512-BF16, which
+ * their vector parts need), so the tile code is tested on machines without AMX. */
+const cvx_bf16_table *cvx_bf16_kernels_amx_emulated(void);
 /* Tests only, as cvx_kernels_set_active_for_testing (NULL restores the normal choice). */
 void cvx_bf16_kernels_set_active_for_testing(const cvx_bf16_table *t);
 
