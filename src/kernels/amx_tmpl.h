@@ -273,19 +273,21 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
 /* ---- flash attention ---------------------------------------------------------------------------------------
  * Per (batch, head): K packed as B tiles (16 keys x 16 head-dim pairs each, head dim padded to dq, a multiple of
  * 32), V as key pairs x channels (B tiles of P·V: 16 key pairs x 16 channels at a 4·dq-byte stride). Per block
- * of AT_BQ queries (bf16 rows, the A tiles of Q·Kᵀ), per block of AT_BK keys, per group of 32 queries:
- *   S = Q·Kᵀ (2 x 2 tiles per 32 keys, stored f32) -> per row, on AVX-512: p = 2^(y - m) with y = s·scale·log2(e)
- *   (or (s·scale + bias)·log2(e)) against the running maximum m, the f32 sum of p into l, p rounded to bf16
- *   rows (the A tiles of P·V) -> O += P·V (O: 32 rows x dq f32, loaded into tmm0-3 per 32 channels).
- * The Q·Kᵀ tiles of the next group are issued before this group's softmax, so the tile unit works while the
+ * of AT_BQ queries (bf16 rows: the A tiles of Q·Kᵀ), per block of AT_BK keys, per tile of 16 queries:
+ *   S = Q·Kᵀ: the query tile's head-dim chunks stay in tmm4-5, tmm0-3 accumulate 64 keys, K tiles stream
+ *   through tmm6-7 (one load per tdpbf16ps), S stored f32 -> per row, on AVX-512: p = 2^(y - m) with
+ *   y = s·scale·log2(e) (or (s·scale + bias)·log2(e)) against the running maximum m, the f32 sum of p (kept
+ *   lane-wise), p rounded to bf16 rows (the A tiles of P·V) -> O += P·V: tmm0-3 hold 16 queries x 64 channels
+ *   of O over the whole key block, one P tile and four V tiles per 32 keys.
+ * The Q·Kᵀ tiles of the next query tile are issued before this tile's softmax, so the tile unit works while the
  * vector units compute exponentials. Rescaling is lazy (as in the AVX512-BF16 kernel): once a row has a
  * maximum, a later block's scores are turned into probabilities against it directly and the row is redone
- * exactly (new maximum, O and l rescaled) only when a score exceeds it by more than LAZY_T (log2 units).
+ * exactly (new maximum, O and the sum rescaled) only when a score exceeds it by more than LAZY_T (log2 units).
  * Never an Lq x Lk buffer. */
 
-#define AT_BQ 256 /* queries per block: a multiple of AT_G; O (AT_BQ x dq f32) stays in L2 */
-#define AT_BK 64  /* keys per block: a multiple of 32; S, P and the K and V blocks stay in L1 */
-#define AT_G 32   /* queries per group: two tile rows */
+#define AT_BQ 256 /* queries per block: a multiple of AT_R; O (AT_BQ x dq f32) stays in L2 */
+#define AT_BK 128 /* keys per block: a multiple of 64; the K and V blocks are reused by every query tile */
+#define AT_R 16   /* queries per tile */
 #define LAZY_T 8.0f
 
 typedef struct {
@@ -294,7 +296,7 @@ typedef struct {
     int64_t ldo, ldq, ldk, ldv, B, H, Lq, Lk, D;
     float scale;
     int64_t qparts, qpart_len;
-    int64_t dq, lkp; /* head dim rounded up to 32; keys rounded up to AT_BK */
+    int64_t dq, lkp; /* head dim rounded up to 32; keys rounded up to 64 */
     int64_t off_v, off_q, off_s, off_p, off_o, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
     unsigned char *bufs;
 } amx_att_ctx;
@@ -304,10 +306,10 @@ static void amx_att_layout(amx_att_ctx *c) {
     n += round_up(c->lkp * c->dq * 2, 64); /* packed K */
     c->off_v = n, n += round_up(c->lkp * c->dq * 2, 64);
     c->off_q = n, n += AT_BQ * c->dq * 2;
-    c->off_s = n, n += 2 * AT_G * AT_BK * 4; /* two S buffers: the next group's scores while this one's softmax runs */
-    c->off_p = n, n += AT_G * AT_BK * 2;
+    c->off_s = n, n += 2 * AT_R * AT_BK * 4; /* two S buffers: the next tile's scores while this one's softmax runs */
+    c->off_p = n, n += AT_R * AT_BK * 2;
     c->off_o = n, n += AT_BQ * c->dq * 4;
-    c->off_stat = n, n += 2 * AT_BQ * 4; /* running max (log2 units), running sum */
+    c->off_stat = n, n += AT_BQ * 4 + AT_BQ * 64; /* running max (log2 units); running sums, lane-wise */
     c->buf_bytes = round_up(n, 64);
 }
 
@@ -323,55 +325,80 @@ static void amx_pack_k(const float *K, int64_t ldk, int64_t Lk, int64_t D, int64
     }
 }
 
-/* Q·Kᵀ for one group (32 query rows of qg, row stride dq bf16) and the keys of kb (nkp of them, a multiple of
- * 32): S[r][j] (row stride AT_BK). */
-static inline __attribute__((always_inline)) void amx_att_scores(const uint16_t *qg, int64_t dq, const uint32_t *kb,
+/* Accumulator `acc` (tmm0-3) += Q tile · K tile of key tile kt (16 keys at ktile) over the head-dim chunks: with
+ * the Q chunks resident in tmm4-5 (ks <= 2) or reloaded per chunk. */
+#define AMX_ATT_S_ACC(acc, ktile)                                                                        \
+    for (int64_t s_ = 0; s_ < ks; s_++) {                                                                \
+        const uint32_t *kt_ = (ktile) + s_ * 256;                                                        \
+        if (ks > 2) {                                                                                    \
+            TILE_LOAD(4, qr + 32 * s_, dq * 2);                                                          \
+            TILE_LOAD(6, kt_, 64);                                                                       \
+            TILE_DP(acc, 4, 6);                                                                          \
+        } else if (s_ == 0) {                                                                            \
+            TILE_LOAD(6, kt_, 64);                                                                       \
+            TILE_DP(acc, 4, 6);                                                                          \
+        } else {                                                                                         \
+            TILE_LOAD(7, kt_, 64);                                                                       \
+            TILE_DP(acc, 5, 7);                                                                          \
+        }                                                                                                \
+    }
+
+/* Q·Kᵀ for one query tile (16 bf16 rows at qr, row stride dq) against the keys of kb (nkp of them, a multiple of
+ * 64): S[r][j] (row stride AT_BK). */
+static inline __attribute__((always_inline)) void amx_att_scores(const uint16_t *qr, int64_t dq, const uint32_t *kb,
                                                                  int64_t nkp, float *S) {
-    for (int64_t j = 0; j < nkp; j += 32) {
-        const uint32_t *k0 = kb + j * (dq / 2), *k1 = k0 + 16 * (dq / 2);
+    const int64_t ks = dq / 32;
+    if (ks <= 2) {
+        TILE_LOAD(4, qr, dq * 2);
+        if (ks == 2) TILE_LOAD(5, qr + 32, dq * 2);
+    }
+    for (int64_t j = 0; j < nkp; j += 64) {
+        const uint32_t *kt = kb + j * (dq / 2);
         TILE_ZERO(0);
         TILE_ZERO(1);
         TILE_ZERO(2);
         TILE_ZERO(3);
-        for (int64_t d = 0; d < dq; d += 32) {
-            TILE_LOAD(4, qg + d, dq * 2);
-            TILE_LOAD(5, qg + 16 * dq + d, dq * 2);
-            TILE_LOAD(6, k0 + d / 2 * 16, 64);
-            TILE_LOAD(7, k1 + d / 2 * 16, 64);
-            TILE_DP(0, 4, 6);
-            TILE_DP(1, 4, 7);
-            TILE_DP(2, 5, 6);
-            TILE_DP(3, 5, 7);
-        }
+        AMX_ATT_S_ACC(0, kt)
+        AMX_ATT_S_ACC(1, kt + 8 * dq)
+        AMX_ATT_S_ACC(2, kt + 16 * dq)
+        AMX_ATT_S_ACC(3, kt + 24 * dq)
         TILE_STORE(0, S + j, AT_BK * 4);
         TILE_STORE(1, S + j + 16, AT_BK * 4);
-        TILE_STORE(2, S + 16 * AT_BK + j, AT_BK * 4);
-        TILE_STORE(3, S + 16 * AT_BK + j + 16, AT_BK * 4);
+        TILE_STORE(2, S + j + 32, AT_BK * 4);
+        TILE_STORE(3, S + j + 48, AT_BK * 4);
     }
 }
 
 /* One row's softmax over one key block: nk valid scores in s (nkp written, a multiple of 32), bias row brow (or
- * NULL); updates the running max m (log2 units) and sum l, writes the nkp probabilities as bf16 (0 past nk) and
- * returns the factor for the row's O (1 when unchanged). */
+ * NULL); updates the running max m (log2 units) and the running sum, kept lane-wise in l[16] (reduced once, at
+ * the end of the row), writes the nkp probabilities as bf16 (0 past nk) and returns the factor for the row's O
+ * (1 when unchanged). */
 static inline __attribute__((always_inline)) float amx_att_softmax_row(const float *s, const float *brow, int64_t nk,
                                                                        int64_t nkp, float scale, int lazy_ok, float *m,
                                                                        float *l, uint16_t *p) {
     const float log2e = 1.44269504088896341f;
     if (lazy_ok && *m != -INFINITY) {
-        const __m512 va = _mm512_set1_ps(scale * log2e), vneg = _mm512_set1_ps(-*m), vt = _mm512_set1_ps(LAZY_T);
+        /* Against the running maximum. A score more than LAZY_T above it gives p > 2^LAZY_T, so its lane of the
+         * sums exceeds 2^LAZY_T too: the sums are the overflow check (a lane can also exceed it with several
+         * large p, which only sends the row down the exact path; NaN and inf propagate as in the exact path). */
+        const __m512 va = _mm512_set1_ps(scale * log2e), vneg = _mm512_set1_ps(-*m);
         __m512 sum = _mm512_setzero_ps();
-        __mmask16 over = 0;
-        for (int64_t j = 0; j < nkp; j += 32) {
-            __mmask16 k0 = lanes((int)(nk - j)), k1 = lanes((int)(nk - j - 16));
-            __m512 y0 = _mm512_fmadd_ps(_mm512_loadu_ps(s + j), va, vneg);
-            __m512 y1 = _mm512_fmadd_ps(_mm512_loadu_ps(s + j + 16), va, vneg);
-            over |= _mm512_mask_cmp_ps_mask(k0, y0, vt, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(k1, y1, vt, _CMP_GT_OQ);
-            __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(y0)), p1 = _mm512_maskz_mov_ps(k1, exp2_neg(y1));
+        const int64_t full = nk / 32 * 32;
+        for (int64_t j = 0; j < full; j += 32) { /* whole chunks: no lane masks */
+            __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), va, vneg));
+            __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j + 16), va, vneg));
             sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
             _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
         }
-        if (!over) {
-            *l += _mm512_reduce_add_ps(sum);
+        for (int64_t j = full; j < nkp; j += 32) {
+            __mmask16 k0 = lanes((int)(nk - j)), k1 = lanes((int)(nk - j - 16));
+            __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), va, vneg)));
+            __m512 p1 = _mm512_maskz_mov_ps(k1, exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j + 16), va, vneg)));
+            sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+            _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
+        }
+        if (_mm512_cmp_ps_mask(sum, _mm512_set1_ps(256.0f /* 2^LAZY_T */), _CMP_GT_OQ) == 0) {
+            _mm512_store_ps(l, _mm512_add_ps(_mm512_load_ps(l), sum));
             return 1.0f;
         }
     }
@@ -407,36 +434,46 @@ static inline __attribute__((always_inline)) float amx_att_softmax_row(const flo
         sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
         _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
     }
-    *l = *l * corr + _mm512_reduce_add_ps(sum);
+    __m512 lv = _mm512_load_ps(l);
+    /* corr = 0 (no earlier key counted): the sums are 0, unless they hold a NaN that must stay */
+    _mm512_store_ps(l, _mm512_fmadd_ps(lv, _mm512_set1_ps(corr), sum));
     *m = m_new;
     return corr;
 }
 
-/* O[32 rows][dq] (f32, row stride dq) += P[32][nkp] (bf16, row stride AT_BK) · V pair rows vb (row stride dq
- * words). */
+/* O[16 rows][dq] (f32, row stride dq) += P[16][nkp] (bf16, row stride AT_BK) · V pair rows vb (row stride dq
+ * words): 64 channels (4 tiles) at a time stay in tmm0-3 over all nkp keys. */
 static inline __attribute__((always_inline)) void amx_att_pv(float *O, int64_t dq, const uint16_t *P, int64_t nkp,
                                                              const uint32_t *vb) {
-    for (int64_t d = 0; d < dq; d += 32) {
+    for (int64_t d = 0; d < dq; d += 64) {
         float *o = O + d;
+        const int four = dq - d >= 64;
         TILE_LOAD(0, o, dq * 4);
         TILE_LOAD(1, o + 16, dq * 4);
-        TILE_LOAD(2, o + 16 * dq, dq * 4);
-        TILE_LOAD(3, o + 16 * dq + 16, dq * 4);
+        if (four) {
+            TILE_LOAD(2, o + 32, dq * 4);
+            TILE_LOAD(3, o + 48, dq * 4);
+        }
         for (int64_t j = 0; j < nkp; j += 32) {
             const uint32_t *vt = vb + (j / 2) * dq + d;
             TILE_LOAD(4, P + j, AT_BK * 2);
-            TILE_LOAD(5, P + 16 * AT_BK + j, AT_BK * 2);
-            TILE_LOAD(6, vt, dq * 4);
-            TILE_LOAD(7, vt + 16, dq * 4);
-            TILE_DP(0, 4, 6);
-            TILE_DP(1, 4, 7);
-            TILE_DP(2, 5, 6);
-            TILE_DP(3, 5, 7);
+            TILE_LOAD(5, vt, dq * 4);
+            TILE_DP(0, 4, 5);
+            TILE_LOAD(6, vt + 16, dq * 4);
+            TILE_DP(1, 4, 6);
+            if (four) {
+                TILE_LOAD(7, vt + 32, dq * 4);
+                TILE_DP(2, 4, 7);
+                TILE_LOAD(5, vt + 48, dq * 4);
+                TILE_DP(3, 4, 5);
+            }
         }
         TILE_STORE(0, o, dq * 4);
         TILE_STORE(1, o + 16, dq * 4);
-        TILE_STORE(2, o + 16 * dq, dq * 4);
-        TILE_STORE(3, o + 16 * dq + 16, dq * 4);
+        if (four) {
+            TILE_STORE(2, o + 32, dq * 4);
+            TILE_STORE(3, o + 48, dq * 4);
+        }
     }
 }
 
@@ -445,7 +482,7 @@ static void amx_att_head(const amx_att_ctx *c, unsigned char *buf, int64_t b, in
     uint32_t *kp = (uint32_t *)buf, *vp = (uint32_t *)(buf + c->off_v);
     uint16_t *qp = (uint16_t *)(buf + c->off_q), *pb = (uint16_t *)(buf + c->off_p);
     float *sb = (float *)(buf + c->off_s), *ob = (float *)(buf + c->off_o), *m = (float *)(buf + c->off_stat);
-    float *l = m + AT_BQ;
+    float *l = m + AT_BQ; /* [AT_BQ][16] */
     const int lazy_ok = !c->bias;
 
     amx_pack_k(c->k + b * Lk * c->ldk + h * D, c->ldk, Lk, D, dq, c->lkp, kp);
@@ -454,27 +491,28 @@ static void amx_att_head(const amx_att_ctx *c, unsigned char *buf, int64_t b, in
     memset(vp + vrows * dq, 0, (size_t)((c->lkp / 2 - vrows) * dq) * sizeof(uint32_t));
 
     for (int64_t i0 = q0; i0 < q0 + qlen; i0 += AT_BQ) {
-        const int64_t nq = min64(AT_BQ, q0 + qlen - i0), groups = ceil_div(nq, AT_G);
-        amx_pack_a(c->q + (b * c->Lq + i0) * c->ldq + h * D, c->ldq, nq, D, dq, groups * AT_G, qp);
-        for (int64_t i = 0; i < groups * AT_G; i++) m[i] = -INFINITY, l[i] = 0.0f;
-        memset(ob, 0, (size_t)(groups * AT_G * dq) * sizeof(float));
+        const int64_t nq = min64(AT_BQ, q0 + qlen - i0), tiles = ceil_div(nq, AT_R);
+        amx_pack_a(c->q + (b * c->Lq + i0) * c->ldq + h * D, c->ldq, nq, D, dq, tiles * AT_R, qp);
+        for (int64_t i = 0; i < tiles * AT_R; i++) m[i] = -INFINITY;
+        memset(l, 0, (size_t)(tiles * AT_R * 16) * sizeof(float));
+        memset(ob, 0, (size_t)(tiles * AT_R * dq) * sizeof(float));
         for (int64_t j0 = 0; j0 < Lk; j0 += AT_BK) {
-            const int64_t nk = min64(AT_BK, Lk - j0), nkp = round_up(nk, 32);
+            const int64_t nk = min64(AT_BK, Lk - j0), nkp = round_up(nk, 64);
             const uint32_t *kb = kp + j0 * (dq / 2), *vb = vp + (j0 / 2) * dq;
             amx_att_scores(qp, dq, kb, nkp, sb);
-            for (int64_t g = 0; g < groups; g++) {
-                float *S = sb + (g & 1) * AT_G * AT_BK;
-                if (g + 1 < groups) amx_att_scores(qp + (g + 1) * AT_G * dq, dq, kb, nkp, sb + ((g + 1) & 1) * AT_G * AT_BK);
-                const int64_t rows = min64(AT_G, nq - g * AT_G);
-                for (int64_t r = 0; r < AT_G; r++) {
+            for (int64_t t = 0; t < tiles; t++) {
+                float *S = sb + (t & 1) * AT_R * AT_BK;
+                if (t + 1 < tiles) amx_att_scores(qp + (t + 1) * AT_R * dq, dq, kb, nkp, sb + ((t + 1) & 1) * AT_R * AT_BK);
+                const int64_t rows = min64(AT_R, nq - t * AT_R);
+                for (int64_t r = 0; r < AT_R; r++) {
                     uint16_t *prow = pb + r * AT_BK;
                     if (r >= rows) { /* padding rows: no probabilities */
                         memset(prow, 0, (size_t)nkp * sizeof(uint16_t));
                         continue;
                     }
-                    const int64_t i = g * AT_G + r;
+                    const int64_t i = t * AT_R + r;
                     const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
-                    float corr = amx_att_softmax_row(S + r * AT_BK, brow, nk, nkp, c->scale, lazy_ok, &m[i], &l[i], prow);
+                    float corr = amx_att_softmax_row(S + r * AT_BK, brow, nk, nkp, c->scale, lazy_ok, &m[i], l + 16 * i, prow);
                     if (corr != 1.0f) {
                         float *o = ob + i * dq;
                         __m512 vc = _mm512_set1_ps(corr);
@@ -482,11 +520,11 @@ static void amx_att_head(const amx_att_ctx *c, unsigned char *buf, int64_t b, in
                             _mm512_storeu_ps(o + d, corr == 0.0f ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(o + d), vc));
                     }
                 }
-                amx_att_pv(ob + g * AT_G * dq, dq, pb, nkp, vb);
+                amx_att_pv(ob + t * AT_R * dq, dq, pb, nkp, vb);
             }
         }
         for (int64_t i = 0; i < nq; i++) {
-            const __m512 inv = _mm512_set1_ps(1.0f / l[i]);
+            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_load_ps(l + 16 * i)));
             float *dst = c->out + (b * c->Lq + i0 + i) * c->ldo + h * D;
             for (int64_t d = 0; d < D; d += 16) {
                 __mmask16 k = lanes((int)(D - d));
@@ -547,12 +585,12 @@ static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *
     }
     int nt = cvx_pool_size(pool);
     amx_att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, round_up(D, 32),
-                     round_up(Lk, AT_BK), 0, 0, 0, 0, 0, 0, 0, NULL};
+                     round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, NULL};
     /* Split a head's queries only when there are too few heads for the threads (each part packs K, V again). */
     int64_t target = nt > 1 ? (int64_t)nt * 4 : 1;
     if (B * H < target) {
-        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, AT_G));
-        c.qpart_len = round_up(ceil_div(Lq, c.qparts), AT_G);
+        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, AT_R));
+        c.qpart_len = round_up(ceil_div(Lq, c.qparts), AT_R);
         c.qparts = ceil_div(Lq, c.qpart_len);
     }
     amx_att_layout(&c);
