@@ -32,6 +32,7 @@
 #define KC_MAX 2048    /* K values per block of the GEMM */
 #define A_BLOCK_BYTES (1 << 20) /* packed A of one row block: stays in L2 (2 MB per core on AMX machines) */
 #define MC_MAX 256
+#define KSUB 256 /* K values of a panel slice that stays in L1 (16 KB; 512 measured 30 % slower: L1 thrash) */
 
 /* ---- GEMM ------------------------------------------------------------------------------------------------
  * C[M, N] = bf16(A)[M, K] · W[N, K]ᵀ (+ bias, or + C, or a fused epilogue), W packed as CVX_PACK_PAIRS panels
@@ -59,6 +60,22 @@ static void amx_pack_a(const float *A, int64_t lda, int64_t rows, int64_t k, int
     }
 }
 
+/* One 32-row group of A (rows <= 32 of k floats, row stride lda) -> A tiles laid out in the order the kernel
+ * loads them: for each K step of 32, the tile of rows 0-15 then the tile of rows 16-31, each 16 rows x 64
+ * bytes contiguous (1 KB), so a tile load reads 16 consecutive cache lines. Rows past `rows` are 0. */
+static void amx_pack_a_tiles(const float *A, int64_t lda, int rows, int64_t k, int64_t kpad, uint16_t *dst) {
+    for (int i = 0; i < TM; i++) {
+        uint16_t *d = dst + (i / 16) * 512 + (i % 16) * 32;
+        if (i >= rows) {
+            for (int64_t p = 0; p < kpad; p += 32) memset(d + (p / 32) * 1024, 0, 64);
+            continue;
+        }
+        const float *s = A + i * lda;
+        for (int64_t p = 0; p < kpad; p += 32)
+            _mm512_storeu_si512(d + (p / 32) * 1024, _mm512_castps_si512(cvt_pairs(s + p, (int)max64(0, min64(32, k - p)))));
+    }
+}
+
 /* scratch (32 x 32 f32, row stride 32) -> C rows < m, columns < n: C (+)= scratch (+ bias when !acc). */
 static void amx_store_scratch(const float *scratch, float *C, int64_t ldc, int m, int n, int acc, const float *bias) {
     for (int i = 0; i < m; i++)
@@ -74,14 +91,13 @@ static void amx_store_scratch(const float *scratch, float *C, int64_t ldc, int m
         }
 }
 
-/* tmm0-3 += A rows [32][ksteps·32] (row stride lda_b bytes) · panel (pair rows of 32 words) over ksteps. */
-static inline __attribute__((always_inline)) void amx_block_dp(const uint16_t *a, int64_t lda_b, const uint32_t *panel,
-                                                               int64_t ksteps) {
+/* tmm0-3 += A tiles (amx_pack_a_tiles layout, from step 0 at a) · panel (pair rows of 32 words) over ksteps. */
+static inline __attribute__((always_inline)) void amx_block_dp(const uint16_t *a, const uint32_t *panel, int64_t ksteps) {
     for (int64_t s = 0; s < ksteps; s++) {
-        const uint16_t *ak = a + s * 32;
+        const uint16_t *ak = a + s * 1024;
         const uint32_t *bk = panel + s * 16 * NR;
-        TILE_LOAD(4, ak, lda_b);
-        TILE_LOAD(5, (const char *)ak + 16 * lda_b, lda_b);
+        TILE_LOAD(4, ak, 64);
+        TILE_LOAD(5, ak + 512, 64);
         TILE_LOAD(6, bk, NR * 4);
         TILE_LOAD(7, bk + 16, NR * 4);
         TILE_DP(0, 4, 6);
@@ -103,68 +119,111 @@ typedef struct {
     const float *bias;
     const cvx_epilogue *epi;
     int64_t kc, mc, nparts, part_w;
-    uint16_t *abufs; /* per thread: mc x kc bf16 */
+    uint16_t *abufs; /* per thread: mc x kc bf16 (A tiles), then mc x 32 f32 (partial sums of a panel) */
     int64_t abuf_elems;
 } amx_gemm_ctx;
 
-static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, int64_t m0, int64_t mlen, int64_t n0, int64_t nlen) {
+/* The tiles' starting value for one 32 x 32 block (cp: C at the block): C itself when accumulating, the bias row
+ * (stride-0 loads) or zero. */
+#define AMX_GEMM_INIT(direct, acc, cp, ldc, bias)          \
+    do {                                                   \
+        if ((direct) && (acc)) {                           \
+            TILE_LOAD(0, cp, (ldc) * 4);                   \
+            TILE_LOAD(1, (cp) + 16, (ldc) * 4);            \
+            TILE_LOAD(2, (cp) + 16 * (ldc), (ldc) * 4);    \
+            TILE_LOAD(3, (cp) + 16 * (ldc) + 16, (ldc) * 4); \
+        } else if ((direct) && (bias)) {                   \
+            TILE_LOAD(0, bias, 0);                         \
+            TILE_LOAD(1, (bias) + 16, 0);                  \
+            TILE_LOAD(2, bias, 0);                         \
+            TILE_LOAD(3, (bias) + 16, 0);                  \
+        } else {                                           \
+            TILE_ZERO(0);                                  \
+            TILE_ZERO(1);                                  \
+            TILE_ZERO(2);                                  \
+            TILE_ZERO(3);                                  \
+        }                                                  \
+    } while (0)
+
+#define AMX_GEMM_STORE4(p, stride)                 \
+    do {                                           \
+        TILE_STORE(0, p, stride);                  \
+        TILE_STORE(1, (p) + 16, stride);           \
+        TILE_STORE(2, (p) + 16 * ((stride) / 4), stride); \
+        TILE_STORE(3, (p) + 16 * ((stride) / 4) + 16, stride); \
+    } while (0)
+
+/* One task's block of C: rows m0 .. m0+mlen, columns n0 .. n0+nlen. Per K block (kc): per weight panel (32
+ * columns), per K sub-block of KSUB (the panel slice, KSUB x 32 bf16 = 16 KB, stays in L1 for all row groups),
+ * per 32-row group: tmm0-3 start from C / bias / zero (first sub-block) or the group's partial sums in cbuf, take
+ * KSUB/32 steps with A tiles from L2 (abuf, converted group by group during the first panel) and B tiles from L1,
+ * and end in cbuf or, at the last sub-block, in C (streaming stores) or through the scratch tile and the
+ * epilogue. */
+static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, int64_t m0, int64_t mlen, int64_t n0,
+                           int64_t nlen) {
     float scratch[TM * TM] __attribute__((aligned(64)));
     const int64_t groups = ceil_div(mlen, TM);
+    const int aligned = !((uintptr_t)c->C & 63) && !(c->ldc & 15);
     for (int64_t pc = 0; pc < c->K; pc += c->kc) {
         const int64_t kk = min64(c->kc, c->K - pc), kpad = round_up(kk, 32), ksteps = kpad / 32;
         const int acc = c->accumulate || pc > 0, first = pc == 0, last = pc + c->kc >= c->K;
-        amx_pack_a(c->A + m0 * c->lda + pc, c->lda, mlen, kk, kpad, groups * TM, abuf);
         for (int64_t jr = n0; jr < n0 + nlen; jr += NR) {
             const uint32_t *bp = c->B + (jr / NR) * NR * (c->bkp / 2) + (pc / 2) * NR;
-            /* The next panel slice (64·kpad bytes) into L2, a share per row group. */
+            /* The next panel slice (64·kpad bytes) into L2, a share per row group and sub-block. */
             const char *next = jr + NR < n0 + nlen ? (const char *)(bp + NR * (c->bkp / 2)) : NULL;
-            const int64_t lines = kpad, share = ceil_div(lines, groups);
             const int nn = (int)min64(NR, n0 + nlen - jr);
             const float *bias = !acc && c->bias ? c->bias + jr : NULL;
-            for (int64_t g = 0; g < groups; g++) {
-                const int64_t ir = g * TM;
-                const int mm = (int)min64(TM, mlen - ir);
-                float *cp = c->C + (m0 + ir) * c->ldc + jr;
-                if (next)
-                    for (int64_t l = g * share; l < min64(lines, (g + 1) * share); l++)
-                        _mm_prefetch(next + 64 * l, _MM_HINT_T1);
-                const int direct = !c->epi && mm == TM && nn == NR;
-                if (direct && acc) {
-                    TILE_LOAD(0, cp, c->ldc * 4);
-                    TILE_LOAD(1, cp + 16, c->ldc * 4);
-                    TILE_LOAD(2, cp + 16 * c->ldc, c->ldc * 4);
-                    TILE_LOAD(3, cp + 16 * c->ldc + 16, c->ldc * 4);
-                } else if (direct && bias) {
-                    TILE_LOAD(0, bias, 0);
-                    TILE_LOAD(1, bias + 16, 0);
-                    TILE_LOAD(2, bias, 0);
-                    TILE_LOAD(3, bias + 16, 0);
-                } else {
-                    TILE_ZERO(0);
-                    TILE_ZERO(1);
-                    TILE_ZERO(2);
-                    TILE_ZERO(3);
+            const int64_t subs = ceil_div(ksteps, KSUB / 32), lines = kpad, share = ceil_div(lines, groups * subs);
+            for (int64_t sb = 0; sb < subs; sb++) {
+                const int64_t s0 = sb * (KSUB / 32), sn = min64(KSUB / 32, ksteps - s0);
+                const int sub_first = sb == 0, sub_last = sb == subs - 1;
+                for (int64_t g = 0; g < groups; g++) {
+                    const int64_t ir = g * TM;
+                    const int mm = (int)min64(TM, mlen - ir);
+                    float *cp = c->C + (m0 + ir) * c->ldc + jr, *cb = cbuf + g * TM * TM;
+                    if (next)
+                        for (int64_t l = (sb * groups + g) * share; l < min64(lines, (sb * groups + g + 1) * share); l++)
+                            _mm_prefetch(next + 64 * l, _MM_HINT_T1);
+                    /* A's 32-row groups are converted while the first panel is processed, each just before its
+                     * first use, so their f32 source streams through L2 without pushing the packed rows out. */
+                    if (jr == n0 && sub_first)
+                        amx_pack_a_tiles(c->A + (m0 + ir) * c->lda + pc, c->lda, mm, kk, kpad, abuf + ir * kpad);
+                    const int direct = !c->epi && mm == TM && nn == NR;
+                    if (sub_first) AMX_GEMM_INIT(direct, acc, cp, c->ldc, bias);
+                    else {
+                        TILE_LOAD(0, cb, TM * 4);
+                        TILE_LOAD(1, cb + 16, TM * 4);
+                        TILE_LOAD(2, cb + 16 * TM, TM * 4);
+                        TILE_LOAD(3, cb + 16 * TM + 16, TM * 4);
+                    }
+                    amx_block_dp(abuf + ir * kpad + s0 * 1024, bp + s0 * 16 * NR, sn);
+                    if (!sub_last) {
+                        AMX_GEMM_STORE4(cb, TM * 4);
+                        continue;
+                    }
+                    if (direct && aligned) {
+                        /* Through the L1 scratch with streaming stores: C is written once per K block, and a plain
+                         * store would first read each of its lines from memory. */
+                        AMX_GEMM_STORE4(scratch, TM * 4);
+                        for (int i = 0; i < TM; i++) {
+                            _mm512_stream_ps(cp + i * c->ldc, _mm512_load_ps(scratch + i * TM));
+                            _mm512_stream_ps(cp + i * c->ldc + 16, _mm512_load_ps(scratch + i * TM + 16));
+                        }
+                    } else if (direct) {
+                        AMX_GEMM_STORE4(cp, c->ldc * 4);
+                    } else {
+                        AMX_GEMM_STORE4(scratch, TM * 4);
+                        if (c->epi)
+                            bf16_epilogue(scratch, TM, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
+                                          c->epi, first, last);
+                        else
+                            amx_store_scratch(scratch, cp, c->ldc, mm, nn, acc, bias);
+                    }
                 }
-                amx_block_dp(abuf + ir * kpad, kpad * 2, bp, ksteps);
-                if (direct) {
-                    TILE_STORE(0, cp, c->ldc * 4);
-                    TILE_STORE(1, cp + 16, c->ldc * 4);
-                    TILE_STORE(2, cp + 16 * c->ldc, c->ldc * 4);
-                    TILE_STORE(3, cp + 16 * c->ldc + 16, c->ldc * 4);
-                    continue;
-                }
-                TILE_STORE(0, scratch, TM * 4);
-                TILE_STORE(1, scratch + 16, TM * 4);
-                TILE_STORE(2, scratch + 16 * TM, TM * 4);
-                TILE_STORE(3, scratch + 16 * TM + 16, TM * 4);
-                if (c->epi)
-                    bf16_epilogue(scratch, TM, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL, c->epi,
-                                  first, last);
-                else
-                    amx_store_scratch(scratch, cp, c->ldc, mm, nn, acc, bias);
             }
         }
     }
+    _mm_sfence(); /* the streaming stores are visible before the task ends */
 }
 
 static void amx_gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
@@ -174,7 +233,8 @@ static void amx_gemm_task(void *arg, int64_t begin, int64_t end, int thread_inde
     for (int64_t t = begin; t < end; t++) {
         int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
         if (m0 >= c->M || n0 >= c->N) continue;
-        amx_gemm_block(c, abuf, m0, min64(c->mc, c->M - m0), n0, min64(c->part_w, c->N - n0));
+        amx_gemm_block(c, abuf, (float *)(abuf + round_up(c->mc * c->kc, 32)), m0, min64(c->mc, c->M - m0), n0,
+                       min64(c->part_w, c->N - n0));
     }
     TILE_END();
 }
@@ -214,7 +274,7 @@ static void amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const floa
         c.part_w = round_up(ceil_div(N, c.nparts), NR);
         c.nparts = ceil_div(N, c.part_w);
     }
-    c.abuf_elems = round_up(c.mc * c.kc, 32);
+    c.abuf_elems = round_up(c.mc * c.kc, 32) + 2 * c.mc * TM;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(c.abuf_elems * nt) * sizeof(uint16_t)) == 0) {
         c.abufs = mem;
@@ -224,8 +284,8 @@ static void amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const floa
         return;
     }
     /* Out of memory for the packing buffers: one 32-row group and 256 K values at a time, from the stack. */
-    uint16_t small[TM * 256] __attribute__((aligned(64)));
-    c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small, c.abuf_elems = TM * 256;
+    uint16_t small[TM * 256 + 2 * TM * TM] __attribute__((aligned(64)));
+    c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small, c.abuf_elems = TM * 256 + 2 * TM * TM;
     amx_gemm_task(&c, 0, ceil_div(M, TM), 0);
 }
 
