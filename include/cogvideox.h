@@ -155,6 +155,31 @@ typedef int (*cvx_cancel_fn)(void *user_data);
  * atomically; returning an error fails the generation. */
 typedef cvx_status (*cvx_checkpoint_fn)(const void *state, size_t size, int step, int steps, void *user_data);
 
+/* TeaCache step skipping (ali-vilab/TeaCache, eval/teacache/experiments/cogvideox.py): steps whose time
+ * embedding moved little since the last computed step skip the 30 transformer blocks and reuse that step's
+ * residual; only the output head runs. The first and the last step always run. Off by default (the reference
+ * computation). The skip pattern depends on the weights: the published coefficients are fitted to the real
+ * CogVideoX checkpoints, and on random-weight models the 2b polynomial is negative (only the first and the last
+ * step run). */
+typedef enum { CVX_CACHE_OFF = 0, CVX_CACHE_TEACACHE = 1 } cvx_cache_mode;
+
+typedef struct {
+    cvx_cache_mode mode;     /* CVX_CACHE_OFF */
+    double threshold;        /* rel_l1_thresh: 0.1 published "slow" (~1.3-1.5x), 0.2 "fast" (~2x, visibly worse) */
+    int has_coefficients;    /* 0: the published set for the model (2b sincos / 5b rotary positions) */
+    double coefficients[5];  /* rescaling polynomial, highest power first as numpy's poly1d and the string form's
+                              * C4,C3,C2,C1,C0: coefficients[0]·x⁴ + coefficients[1]·x³ + ... + coefficients[4] */
+} cvx_cache_params;
+
+/* Parses the string form every front end takes: "off" or "none", or "teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]"
+ * (threshold default 0.1; five finite coefficients, highest power first; default the model's published set).
+ * Mode names are case-insensitive. On failure returns CVX_ERR_INVALID_ARGUMENT, leaves *out unchanged and writes
+ * a message to err_buf (when given). */
+cvx_status cvx_cache_parse(const char *spec, cvx_cache_params *out, char *err_buf, size_t err_buf_size);
+/* The canonical string of c ("off", "teacache:0.1", "teacache:0.2:-31.0658903,..."), which cvx_cache_parse reads
+ * back to the same values. Returns the length snprintf would write. */
+int cvx_cache_format(const cvx_cache_params *c, char *buf, size_t size);
+
 typedef struct {
     const char *prompt;
     const char *negative_prompt; /* "" */
@@ -181,6 +206,10 @@ typedef struct {
     const void *resume_state;
     size_t resume_state_size;
     const char *preview_path;    /* an animated WebP preview to write, or NULL */
+    /* Step skipping (off). With a cache the checkpoint blobs also hold its state (the residual of the last
+     * computed step: B·S·D floats, ≈ 273 MB at 49 × 480 × 720 with guidance), and a blob resumes only a
+     * generation with the same cache settings. */
+    cvx_cache_params cache;
 } cvx_generate_params;
 
 cvx_generate_params cvx_generate_params_default(void);
@@ -191,6 +220,10 @@ typedef struct {
     uint8_t *frames; /* [num_frames, height, width, 3] RGB */
     double seconds[4]; /* wall time per phase (cvx_phase order) */
     uint64_t seed;
+    /* The 0-based indices of the denoising steps whose transformer ran its blocks, ascending (every step without
+     * a cache; a resumed generation includes the steps before the resume point, from its checkpoint). */
+    int *computed_steps;
+    int num_computed_steps;
 } cvx_video;
 
 /* Runs one generation. Stages run one after another and each releases its memory before the next starts.

@@ -11,6 +11,7 @@
 #  - precision: the server's default (auto) is announced and applied; a real task runs with the other precision
 #    (or, where the CPU has no bf16 dot products, asking for bf16 is refused); a bad value gets the error contract;
 #    --precision bf16 is refused at start where the kernel path has no bf16 (CVX_FORCE_ISA=avx512), as generate's;
+#  - cache: a bad value gets the error contract; a real task with TeaCache runs (stored, echoed, logged);
 #  - SIGTERM: a clean stop.
 # Every wait is bounded; only 127.0.0.1 is used.
 set -u
@@ -183,6 +184,23 @@ done
 grep -q '"pexit":"0"' kodetail.json && grep -q "precision $KOPREC" kodetail.json &&
     grep -q "\"precision\":\"$KOPREC\"" kodetail.json && ok "a real task with precision $KOPREC (stored, echoed, logged)" ||
     bad "the $KOPREC task: $(head -c 600 kodetail.json)"
+# the cache input: a bad value gets the error contract; a real task with TeaCache runs, stored and logged
+curl -s -X POST "http://$H/v1/Run/THUDM/CogVideoX-2b" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+    -d '{"prompt":"a cached fox","steps":3,"cache":"teacache:0.1:1,2"}' >cbad.json
+grep -q '"message":"Request parameter \[cache\] must be off or teacache\[:THRESHOLD\[:C4,C3,C2,C1,C0\]\]: teacache needs 5 coefficients' cbad.json &&
+    grep -q '"result":false' cbad.json && ok "cache with 2 coefficients: validation error" || bad "bad cache: $(cat cbad.json)"
+curl -s -X POST "http://$H/v1/Run/THUDM/CogVideoX-2b" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+    -d '{"prompt":"a cached fox","steps":6,"seed":7,"precision":"fp32","cache":"teacache:1:0,0,0,1,0"}' >crun.json
+CTOK=$(jfield socketaccesstoken <crun.json)
+for i in $(seq 1 300); do
+    curl -s -X POST "http://$H/v1/Task/Detail" -H "Content-Type: application/json" -H "x-api-key: $KO" \
+        -d "{\"tasktoken\":\"$CTOK\"}" >cdetail.json
+    grep -q '"status":"task_postprocess_end"' cdetail.json && break
+    sleep 0.1
+done
+grep -q '"pexit":"0"' cdetail.json && grep -q "cache teacache:1:0,0,0,1,0" cdetail.json &&
+    grep -q '"cache":"teacache:1:0,0,0,1,0"' cdetail.json && ok "a real task with cache teacache:1:0,0,0,1,0 (stored, echoed, logged)" ||
+    bad "the cache task: $(head -c 600 cdetail.json)"
 
 # ---- kill -9 in the middle of a generation, then restart ----
 # Parameters that make the denoising loop last a few seconds on the tiny model.

@@ -53,6 +53,7 @@ typedef struct {
     atomic_int runs;
     atomic_int last_start;   /* the step the last run started after (resume) */
     atomic_int last_precision; /* the cvx_precision of the last run */
+    char last_cache[400];      /* cvx_cache_format of the last run's cache (read once the task is over) */
 } fake_engine;
 
 static unsigned long long digest_of(const cvx_generate_params *p) {
@@ -61,6 +62,11 @@ static unsigned long long digest_of(const cvx_generate_params *p) {
     h ^= (unsigned long long)p->steps * 31 + p->seed * 7 + (unsigned long long)p->num_frames * 131 +
          (unsigned long long)p->width * 1009 + (unsigned long long)p->height * 9176 + (unsigned long long)p->fps +
          (unsigned long long)p->precision * 65537; /* as the engine's digest: a checkpoint is for one precision */
+    if (p->cache.mode != CVX_CACHE_OFF) { /* and for one cache setting */
+        char c[400];
+        cvx_cache_format(&p->cache, c, sizeof c);
+        for (const char *k = c; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ULL;
+    }
     return h;
 }
 
@@ -68,6 +74,7 @@ static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *e
     fake_engine *f = ctx;
     atomic_fetch_add(&f->runs, 1);
     atomic_store(&f->last_precision, (int)p->precision);
+    cvx_cache_format(&p->cache, f->last_cache, sizeof f->last_cache);
     unsigned long long d = digest_of(p);
     int start = 0;
     if (p->resume_state) {
@@ -429,6 +436,7 @@ static cvx_svc_config test_config(server *s) {
     c.callback_timeout_ms = 3000;
     c.http_threads = 2;
     c.queue_limit = 6;
+    c.project_runs_per_min = 0; /* test_limits sets it */
     c.body_limit = 64 * 1024;
     c.limits.default_frames = 9;
     c.limits.default_width = 80;
@@ -726,6 +734,25 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
         {"{\"prompt\": \"a\", \"precision\": 16}", "Request parameter [precision] must be bf16 or fp32", 0},
         {"{\"prompt\": \"a\", \"precision\": \"bf16 \"}", "Request parameter [precision] must be bf16 or fp32", 0},
         {"{\"prompt\": \"a\", \"precision\": [\"bf16\"]}", "Request parameter [precision] must be text", 0},
+        {"{\"prompt\": \"a\", \"cache\": \"fast\"}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: unknown cache mode 'fast' "
+         "(expected off, none or teacache)", 0},
+        {"{\"prompt\": \"a\", \"cache\": 2}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: unknown cache mode '2' "
+         "(expected off, none or teacache)", 0},
+        {"{\"prompt\": \"a\", \"cache\": \"teacache:x\"}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: teacache threshold 'x' is "
+         "not a number", 0},
+        {"{\"prompt\": \"a\", \"cache\": \"teacache:-1\"}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: teacache threshold -1 must "
+         "not be negative", 0},
+        {"{\"prompt\": \"a\", \"cache\": \"teacache:0.1:1,2,3\"}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: teacache needs 5 "
+         "coefficients C4,C3,C2,C1,C0 (highest power first), got 3", 0},
+        {"{\"prompt\": \"a\", \"cache\": \"teacache:0.1:1,2,3,4,inf\"}",
+         "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: teacache coefficient 5 "
+         "'inf' is not finite", 0},
+        {"{\"prompt\": \"a\", \"cache\": {\"mode\": \"teacache\"}}", "Request parameter [cache] must be text", 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, bad[i].body, 0, &r);
@@ -1244,6 +1271,61 @@ static void test_precision(server *s, client *cl) {
     CHECK(start(s) == 0);
 }
 
+/* Whether Tool/Detail lists the cache input: a select, default off, the published settings as options. */
+static int tool_cache_ok(client *cl) {
+    resp r;
+    api(cl, "/v1/Tool/Detail", NULL, "{}", 0, &r);
+    json_t *items = tool_items(&r);
+    int ok = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i), *opts = json_object_get(it, "options");
+        if (strcmp(json_string_value(json_object_get(it, "id")), "cache")) continue;
+        ok = !strcmp(json_string_value(json_object_get(it, "type")), "select") &&
+             !strcmp(json_string_value(json_object_get(it, "default")), "off") && json_array_size(opts) == 3 &&
+             !strcmp(json_string_value(json_array_get(opts, 1)), "teacache:0.1") &&
+             !strcmp(json_string_value(json_array_get(opts, 2)), "teacache:0.2") &&
+             strstr(json_string_value(json_object_get(it, "note")), "teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]");
+    }
+    if (!ok) fprintf(stderr, "Tool/Detail cache item: %s\n", r.body ? r.body : "");
+    resp_free(&r);
+    return ok;
+}
+
+/* The per-task cache input: off when absent or empty; the one parser of generate --cache; stored with the task in
+ * its canonical form, given to the engine, logged in debugoutput; parameters echo it as received. */
+static void test_cache(server *s, client *cl) {
+    struct {
+        const char *ctype, *body, *engine;
+    } cases[] = {
+        {NULL, "{\"prompt\":\"no cache\",\"steps\":2}", "off"},
+        {NULL, "{\"prompt\":\"empty\",\"steps\":2,\"cache\":\"\"}", "off"},
+        {NULL, "{\"prompt\":\"none\",\"steps\":2,\"cache\":\"None\"}", "off"},
+        {NULL, "{\"prompt\":\"slow\",\"steps\":2,\"cache\":\"teacache\"}", "teacache:0.1"},
+        {NULL, "{\"prompt\":\"fast\",\"steps\":2,\"cache\":\"TeaCache:0.20\"}", "teacache:0.2"},
+        {NULL, "{\"prompt\":\"own\",\"steps\":2,\"cache\":\"teacache:0.3:0,0,0,1e0,0\"}", "teacache:0.3:0,0,0,1,0"},
+        {"application/x-www-form-urlencoded", "prompt=ue&steps=1&cache=teacache%3A0.2", "teacache:0.2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long long id = 0;
+        resp r;
+        s->engine.last_cache[0] = 0;
+        CHECK_MSG(run_precision(s, cl, cases[i].ctype, cases[i].body, &id, &r) >= 0, "%s", cases[i].body);
+        if (id <= 0) continue;
+        CHECK_MSG(!strcmp(s->engine.last_cache, cases[i].engine), "%s: the engine got %s", cases[i].body,
+                  s->engine.last_cache);
+        char stored[500], logged[500];
+        snprintf(stored, sizeof stored, "\"cache\":\"%s\"", cases[i].engine);
+        CHECK_MSG(stored_gen_has(s, id, stored), "%s: not stored as %s", cases[i].body, stored);
+        snprintf(logged, sizeof logged, "cache %s", cases[i].engine);
+        CHECK_MSG(strstr(task_field(&r, "debugoutput"), logged) != NULL, "%s", task_field(&r, "debugoutput"));
+        json_t *echoed = json_object_get(json_object_get(task0(&r), "parameters"), "cache");
+        CHECK(strstr(cases[i].body, "\"cache\"") || strstr(cases[i].body, "cache=") ? echoed != NULL
+                                                                                : echoed == NULL); /* as received */
+        resp_free(&r);
+    }
+    CHECK(tool_cache_ok(cl));
+}
+
 /* A task stored by the previous version (same schema; its generation parameters have no precision): the store
  * opens, the task runs, with fp32, the precision that version used (and that its checkpoints hold), whatever the
  * server's default now. */
@@ -1269,7 +1351,7 @@ static void test_old_task(server *s, client *cl) {
     snprintf(t.slugowner, sizeof t.slugowner, "THUDM");
     snprintf(t.slugproject, sizeof t.slugproject, "CogVideoX-2b");
     t.createtime = 1700000000;
-    CHECK(cvx_svc_store_task_add(st, &t, 0, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
     char tok[64];
     snprintf(tok, sizeof tok, "%s", t.token);
     cvx_svc_task_clear(&t);
@@ -1281,6 +1363,7 @@ static void test_old_task(server *s, client *cl) {
     CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") && strstr(task_field(&r, "debugoutput"), "precision fp32"), "%s",
               r.body ? r.body : "");
     CHECK(atomic_load(&s->engine.last_precision) == CVX_PRECISION_FP32);
+    CHECK_MSG(!strcmp(s->engine.last_cache, "off"), "an old task ran with cache %s", s->engine.last_cache);
     resp_free(&r);
 }
 
@@ -1290,7 +1373,8 @@ static void test_graceful_resume(server *s, client *cl) {
     char tok[64];
     /* the task asks for fp32; the server restarts with a bf16 default: the task keeps fp32, so its checkpoint
      * (whose digest holds the precision) is accepted */
-    long long id = run_task(cl, "{\"prompt\":\"resume me\",\"steps\":30,\"seed\":42,\"precision\":\"fp32\"}", tok);
+    long long id = run_task(
+        cl, "{\"prompt\":\"resume me\",\"steps\":30,\"seed\":42,\"precision\":\"fp32\",\"cache\":\"teacache:0.15\"}", tok);
     int reached = wait_step(cl, tok, 5, 10000);
     CHECK(reached >= 5);
     cvx_svc_stop(s->svc);
@@ -1319,8 +1403,109 @@ static void test_graceful_resume(server *s, client *cl) {
     CHECK_MSG(resumed_at >= 5 && resumed_at == atomic_load(&s->engine.last_start), "resumed at %d, engine %d",
               resumed_at, atomic_load(&s->engine.last_start));
     CHECK(atomic_load(&s->engine.last_precision) == CVX_PRECISION_FP32 && s->precision == CVX_PRECISION_BF16);
+    CHECK(!strcmp(s->engine.last_cache, "teacache:0.15")); /* the resumed task kept its cache (and its checkpoint) */
     resp_free(&r);
     CHECK(stat(ck, &sb) != 0); /* the checkpoint is gone with the task */
+}
+
+/* Issue 13, defect 1: what a task stores is bounded (unknown inputs up to 16 KiB in all), Task/List pages are
+ * bounded in tasks (100) and bytes (2 MiB), and Runs per project per minute are limited. */
+static void test_limits(server *s, client *cl, client *other) {
+    resp r;
+    /* a 40 KB unknown field is dropped; small unknown ones are kept, the known ones always */
+    size_t junk_len = 40000;
+    char *body = malloc(50000);
+    int n = snprintf(body, 256, "{\"prompt\":\"junk\",\"steps\":1,\"projectid\":\"7\",\"note\":\"hi\",\"junk\":\"");
+    memset(body + n, 'j', junk_len);
+    snprintf(body + n + junk_len, 16, "\"}");
+    char tok[64];
+    CHECK(run_task(cl, body, tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    json_t *params = json_object_get(task0(&r), "parameters");
+    CHECK_MSG(!json_object_get(params, "junk") && json_object_get(params, "note") &&
+                  json_object_get(params, "projectid") && json_object_get(params, "steps"),
+              "parameters: %.300s", r.body ? r.body : "");
+    CHECK(r.len < 20000);
+    resp_free(&r);
+    /* 40 unknown fields of 1000 bytes: at most 16 KiB of them stay */
+    char *p = body;
+    p += sprintf(p, "{\"prompt\":\"many\",\"steps\":1");
+    for (int i = 0; i < 40; i++) {
+        p += sprintf(p, ",\"x%02d\":\"", i);
+        memset(p, 'x', 1000);
+        p += 1000;
+        *p++ = '"';
+    }
+    sprintf(p, "}");
+    CHECK(run_task(cl, body, tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    params = json_object_get(task0(&r), "parameters");
+    CHECK_MSG(json_object_size(params) >= 16 && json_object_size(params) <= 18 && json_object_get(params, "x00"),
+              "%zu inputs kept", json_object_size(params));
+    resp_free(&r);
+
+    /* Task/List: 130 large tasks of a fresh project (written to the store directly: what List reads) */
+    client big;
+    add_project(s->store, 1, &big, s->port);
+    cvx_svc_store *st;
+    char err[256];
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    cvx_svc_project pr;
+    CHECK(cvx_svc_store_project_by_key(st, big.apikey, &pr, err, sizeof err) == 1);
+    char *params_text = malloc(30000);
+    n = sprintf(params_text, "{\"prompt\":\"");
+    memset(params_text + n, 'p', 26000);
+    sprintf(params_text + n + 26000, "\"}");
+    for (int i = 0; i < 130; i++) {
+        cvx_svc_task t;
+        memset(&t, 0, sizeof t);
+        cvx_svc_uuid(t.uuid);
+        cvx_svc_random_token(t.token, 30);
+        t.project = pr.id;
+        t.params = strdup(params_text);
+        t.gen = strdup("{}");
+        t.callbackurl = strdup("");
+        t.createtime = 1700000000;
+        CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
+        cvx_svc_store_task_cancel(st, t.id, 0, 1700000000, err, sizeof err);
+        cvx_svc_task_clear(&t);
+    }
+    cvx_svc_store_close(st);
+    free(params_text);
+    api(&big, "/v1/Task/List", NULL, "{\"limit\":1000}", 0, &r);
+    size_t got = json_array_size(json_object_get(r.json, "tasklist"));
+    CHECK_MSG(r.status == 200 && result_true(&r) && !strcmp(json_string_value(json_object_get(r.json, "total")), "130") &&
+                  got >= 20 && got < 100 && r.len <= (2u << 20) + 65536,
+              "List of 130 tasks of 26 KB: %zu tasks, %zu bytes", got, r.len);
+    resp_free(&r);
+    api(&big, "/v1/Task/List", NULL, "{\"limit\":1000,\"start\":100}", 0, &r);
+    CHECK(json_array_size(json_object_get(r.json, "tasklist")) == 30);
+    resp_free(&r);
+
+    /* Runs per project per minute: the 4th within a minute gets 429 code 96; another project is not affected */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.project_runs_per_min = 3;
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 4; i++) {
+        api(other, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
+        if (r.status == 200 && result_true(&r)) ok++;
+        else if (r.status == 429 && err_code(&r) == 96 && strstr(err_msg(&r), "Too many Runs for this project") &&
+                 has_header(&r, "Retry-After: 60"))
+            limited++;
+        resp_free(&r);
+    }
+    CHECK_MSG(ok == 3 && limited == 1, "rate: %d accepted, %d limited", ok, limited);
+    api(&big, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"rate\",\"steps\":1}", 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    free(body);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
 }
 
 /* ---- kill -9: the server in a child process ---- */
@@ -1454,8 +1639,10 @@ int main(int argc, char **argv) {
         test_progress_cancel_kill(&s, &cl);
         test_callbacks(&s, &cl);
         test_precision(&s, &cl);
+        if (s.svc) test_cache(&s, &cl);
         if (s.svc) test_graceful_resume(&s, &cl);
         if (s.svc) test_old_task(&s, &cl);
+        if (s.svc) test_limits(&s, &cl, &other);
         cvx_svc_stop(s.svc);
     }
     char self[600];

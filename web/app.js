@@ -191,7 +191,7 @@
 
   /* ---- the model and its parameters (Tool/Detail) ---- */
   let slug = null; /* "owner/project" */
-  const FIELDS = ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps'];
+  const FIELDS = ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cache'];
   const limits = {};
 
   function applyTool(tool) {
@@ -213,6 +213,9 @@
           el.maxLength = it.max;
         }
         if (it.note) el.title = String(it.note);
+        if (el.tagName === 'SELECT' && it.default !== null && it.default !== undefined &&
+            ![...el.options].some((o) => o.value === String(it.default)))
+          continue; /* a default this page does not offer: keep its own */
         if (!el.dataset.touched && it.default !== null && it.default !== undefined) el.value = String(it.default);
       }
     }
@@ -482,6 +485,15 @@
       const n = checkNumber(id, label, true);
       if (n !== undefined) inputs[id] = n;
     }
+    /* the step cache is sent only when set; the server checks a custom setting (teacache[:THRESHOLD[:C4,...,C0]]) */
+    const cache = $('cache').value;
+    if (cache === 'custom') {
+      const spec = $('cacheCustom').value.trim();
+      if (!spec) throw new Error('Enter a cache setting, e.g. teacache:0.15, or choose Off.');
+      inputs.cache = spec;
+    } else if (cache && cache !== 'off') {
+      inputs.cache = cache;
+    }
     return inputs;
   }
 
@@ -603,6 +615,9 @@
   /* ---- wiring ---- */
   function init() {
     for (const id of FIELDS) $(id).addEventListener('input', () => { $(id).dataset.touched = '1'; });
+    const showCustomCache = () => { $('cache-custom-row').hidden = $('cache').value !== 'custom'; };
+    $('cache').addEventListener('change', () => { $('cache').dataset.touched = '1'; showCustomCache(); });
+    showCustomCache();
     $('cred-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       clearError();

@@ -87,9 +87,15 @@ static void usage(FILE *f) {
             "                             kernels have bf16 dot products or AMX, else fp32; bf16 on a CPU\n"
             "                             without them is refused (its emulation is slower than fp32)\n"
             "      --noise-dtype f32|f16  initial-noise draw (f16 = the fp16 GPU pipeline's draw)\n"
+            "      --cache SPEC           step skipping: off (default) or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]\n"
+            "                             (TeaCache: steps whose time embedding changed little reuse the last\n"
+            "                             computed step's transformer residual; threshold 0.1 (default) is the\n"
+            "                             published \"slow\" setting, 0.2 \"fast\" (visibly worse); coefficients,\n"
+            "                             highest power first, default to the published set for the model)\n"
             "      --threads N            (default: all cores)\n"
             "      --quiet                no progress output\n"
-            "      --json                 print a JSON summary on stdout\n",
+            "      --json                 print a JSON summary on stdout (computed_steps: the 0-based steps\n"
+            "                             whose transformer ran)\n",
             d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
             cvx_precision_name(cvx_precision_default()));
 }
@@ -183,6 +189,11 @@ int cvx_cmd_generate(int argc, char **argv) {
             }
             p.precision = (cvx_precision)prec;
             i++;
+        } else if (!strcmp(a, "--cache")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            char msg[256];
+            if (cvx_cache_parse(v, &p.cache, msg, sizeof msg) != CVX_OK) return bad_arg("--cache: %s%s", msg, "");
+            i++;
         } else if (!strcmp(a, "--noise-dtype")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             if (!strcmp(v, "f32")) p.noise_dtype = CVX_NOISE_F32;
@@ -235,6 +246,12 @@ int cvx_cmd_generate(int argc, char **argv) {
                                   "precision", cvx_precision_name(p.precision), "seconds",
                                   "encode", video.seconds[0], "denoise", video.seconds[1], "decode", video.seconds[2],
                                   "write", video.seconds[3], "total", total);
+            char cache[400];
+            cvx_cache_format(&p.cache, cache, sizeof cache);
+            json_t *steps = json_array();
+            for (int k = 0; k < video.num_computed_steps; k++) json_array_append_new(steps, json_integer(video.computed_steps[k]));
+            json_object_set_new(j, "cache", json_string(cache));
+            json_object_set_new(j, "computed_steps", steps);
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");
             free(s);

@@ -2,7 +2,7 @@
  *
  *   cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [--public-url URL]
  *                   [--slug OWNER/MODEL] [--threads N] [--precision auto|bf16|fp32]
- *                   [--http-threads N] [--queue-limit N] [--retention-days N] [--body-limit BYTES]
+ *                   [--http-threads N] [--queue-limit N] [--run-rate N] [--retention-days N] [--body-limit BYTES]
  *                   [--max-attempts N] [--nonce-window SECONDS] [--callback-backoff-ms MS]
  *
  * Prints "listening on http://HOST:PORT" on stdout once it accepts requests (PORT 0 picks a free port, which the
@@ -33,6 +33,7 @@ static void usage(FILE *f) {
             "                           bf16 on a CPU without them is refused\n"
             "  --http-threads N         HTTP threads (default 4)\n"
             "  --queue-limit N          tasks waiting or running before Run answers 429 (default 100)\n"
+            "  --run-rate N             Runs per project per minute before Run answers 429 (default 30, 0: no limit)\n"
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
             "  --body-limit BYTES       largest request body (default 1048576)\n"
             "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
@@ -103,6 +104,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         }
         else if (!strcmp(a, "--http-threads")) bad = cvx_cli_parse_int(v, 1, 64, &n), cfg.http_threads = (int)n;
         else if (!strcmp(a, "--queue-limit")) bad = cvx_cli_parse_int(v, 1, 1000000, &n), cfg.queue_limit = (int)n;
+        else if (!strcmp(a, "--run-rate")) bad = cvx_cli_parse_int(v, 0, 1000000, &n), cfg.project_runs_per_min = (int)n;
         else if (!strcmp(a, "--retention-days")) bad = cvx_cli_parse_int(v, 0, 100000, &n), cfg.retention_days = (int)n;
         else if (!strcmp(a, "--body-limit")) bad = cvx_cli_parse_int(v, 1024, 1 << 30, &n), cfg.body_limit = (size_t)n;
         else if (!strcmp(a, "--max-attempts")) bad = cvx_cli_parse_int(v, 1, 1000, &n), cfg.max_attempts = (int)n;

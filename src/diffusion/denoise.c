@@ -115,6 +115,7 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         if ((st = cvx_rope_tables(&rp, rope_cos, rope_sin, err)) != CVX_OK) goto done;
     }
 
+    cvx_dit_set_teacache(model, p->teacache);
     for (int64_t i = p->start_step; i < count; i++) {
         if (p->cancel && p->cancel(p->cancel_user_data)) {
             st = cvx_fail(err, CVX_ERR_CANCELLED, "denoise: cancelled before step %lld of %lld", (long long)i,
@@ -125,6 +126,10 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         int64_t t = timesteps[i];
         for (int64_t k = 0; k < Bm / nb; k++) memcpy(model_in + k * n, latents, sizeof(float) * (size_t)n);
         for (int64_t b = 0; b < Bm; b++) tsteps[b] = t;
+        if (p->teacache) {
+            p->teacache->step = i;
+            p->teacache->num_steps = count;
+        }
         cvx_dit_call call = {Bm, F, H, W, L, model_in, text, tsteps, rope_cos, rope_sin, model_out, p->pool, NULL,
                              p->cancel, p->cancel_user_data};
         if ((st = cvx_dit_forward(model, &call)) != CVX_OK) {
@@ -140,12 +145,13 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         }
         if ((st = cvx_scheduler_step(sched, &state, v, t, latents, g, latents, err)) != CVX_OK) goto done;
         if (p->progress) {
-            cvx_denoise_step info = {i,        count,  t, gs, model_in, model_out, latents, cvx_time_seconds() - t0,
-                                     &state,   g};
+            cvx_denoise_step info = {i,      count, t, gs, model_in, model_out, latents, cvx_time_seconds() - t0,
+                                     &state, g,     p->teacache ? p->teacache->computed : 1,      p->teacache};
             p->progress(p->progress_user_data, &info);
         }
     }
 done:
+    cvx_dit_set_teacache(model, NULL);
     cvx_sched_state_release(&state);
     free(model_in), free(model_out), free(guided), free(text), free(tsteps), free(rope_cos), free(rope_sin);
     return st;

@@ -34,6 +34,10 @@ typedef struct {
      * generator after this step. */
     const cvx_sched_state *state;
     const cvx_rng *generator;    /* NULL when the loop has none */
+    /* TeaCache: whether this step's transformer ran its blocks (1 without a cache) and the state after the step
+     * (NULL without a cache), which a checkpoint must save with the rest */
+    int computed;
+    const cvx_dit_teacache *teacache;
 } cvx_denoise_step;
 
 typedef void (*cvx_denoise_progress_fn)(void *user_data, const cvx_denoise_step *step);
@@ -54,6 +58,10 @@ typedef struct {
      * the generator in its state after that step. The result is identical to an uninterrupted loop. */
     int64_t start_step;
     const cvx_sched_state *resume_state;
+    /* TeaCache step skipping (transformer.h): NULL = off, every step runs the blocks. The state must be made for
+     * the CFG batch (2·nb with guidance, else nb) and L + N tokens; a resumed loop passes the state saved after
+     * step start_step − 1. The loop sets its step/num_steps and attaches it to the model for its duration. */
+    cvx_dit_teacache *teacache;
 } cvx_denoise_params;
 
 cvx_denoise_params cvx_denoise_params_default(void);

@@ -137,6 +137,9 @@ void cvx_video_free(cvx_video *v) {
     if (!v) return;
     free(v->frames);
     v->frames = NULL;
+    free(v->computed_steps);
+    v->computed_steps = NULL;
+    v->num_computed_steps = 0;
 }
 
 /* ---- one generation ---------------------------------------------------------------------------------------- */
@@ -163,11 +166,17 @@ typedef struct {
     unsigned char *ckpt;     /* the blob being built, reused every step */
     size_t ckpt_size;
     cvx_status ckpt_status;
+    /* step skipping */
+    cvx_cache_params cache;  /* the settings with the coefficients resolved (has_coefficients = 1) when on */
+    unsigned char *computed; /* [n_timesteps] 1 where the transformer ran its blocks */
 } gen_ctx;
 
 /* ---- checkpoints --------------------------------------------------------------------------------------------
- * A blob = header + latents after the step [n] + the scheduler's carried x0 [n]. Host byte order (x86-64); the
- * params hash ties it to the parameters that produced it, so a blob is never applied to another generation. */
+ * A blob = header + latents after the step [n] + the scheduler's carried x0 [n] (+ with a cache, an optional
+ * section: cache header + emb_prev [B, E] + residual [B, S, D] + one byte per timestep, 1 where it was computed).
+ * Host byte order (x86-64); the params hash (the cache settings included when on) ties it to the parameters that
+ * produced it, so a blob is never applied to another generation; blobs of runs without a cache are the same as
+ * before the cache existed. */
 #define CKPT_MAGIC "CVXCKPT1"
 #define CKPT_VERSION 1u
 
@@ -184,13 +193,30 @@ typedef struct {
     cvx_rng rng; /* the generator after the step */
 } ckpt_header;
 
+#define CKPT_CACHE_MAGIC "TEACACHE"
+#define CKPT_CACHE_VERSION 1u
+
+typedef struct {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_bytes;
+    double acc;            /* accumulated_rel_l1_distance after the step */
+    int64_t B, S, D, E;    /* emb_prev [B, E], residual [B, S, D] */
+    int64_t count;         /* computed flags (the loop's timesteps) */
+    int32_t has_prev, has_residual;
+} ckpt_cache_header;
+
+static size_t ckpt_cache_bytes(int64_t B, int64_t S, int64_t D, int64_t E, int64_t count) {
+    return sizeof(ckpt_cache_header) + sizeof(float) * (size_t)(B * E + B * S * D) + (size_t)count;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
-static uint64_t hash_params(const cvx_generate_params *p, int height, int width) {
+static uint64_t hash_params(const cvx_generate_params *p, const cvx_cache_params *cache, int height, int width) {
     uint64_t h = 0xcbf29ce484222325ull;
     const char *neg = p->negative_prompt ? p->negative_prompt : "";
     const char *sched = p->scheduler ? p->scheduler : "";
@@ -202,12 +228,43 @@ static uint64_t hash_params(const cvx_generate_params *p, int height, int width)
     h = fnv1a(h, ints, sizeof ints);
     h = fnv1a(h, &p->guidance_scale, sizeof p->guidance_scale);
     h = fnv1a(h, &p->seed, sizeof p->seed);
+    if (cache->mode != CVX_CACHE_OFF) { /* off: the digest of the versions before the cache */
+        int32_t mode = (int32_t)cache->mode;
+        h = fnv1a(h, "cache", 6);
+        h = fnv1a(h, &mode, sizeof mode);
+        h = fnv1a(h, &cache->threshold, sizeof cache->threshold);
+        h = fnv1a(h, cache->coefficients, sizeof cache->coefficients);
+    }
     return h;
+}
+
+/* The cache section of a blob of `size` bytes whose latents part ends at `off`: NULL when there is none, else
+ * its header (copied: the blob need not be aligned) and payload; *bad set when something is there but malformed. */
+static const unsigned char *ckpt_cache_section(const void *blob, size_t size, size_t off, ckpt_cache_header *ch,
+                                               int *bad) {
+    *bad = 0;
+    if (size == off) return NULL;
+    if (size - off < sizeof *ch) {
+        *bad = 1;
+        return NULL;
+    }
+    const unsigned char *sec = (const unsigned char *)blob + off;
+    memcpy(ch, sec, sizeof *ch);
+    if (memcmp(ch->magic, CKPT_CACHE_MAGIC, 8) != 0 || ch->version != CKPT_CACHE_VERSION ||
+        ch->header_bytes != sizeof *ch || ch->B < 1 || ch->B > 4096 || ch->S < 1 || ch->D < 1 || ch->E < 1 ||
+        ch->count < 1 || ch->count > 1002 || ch->S > (int64_t)1 << 30 || ch->D > (int64_t)1 << 20 ||
+        ch->E > (int64_t)1 << 20 || (double)ch->B * (double)ch->S * (double)ch->D * 4.0 > 1e12 ||
+        size - off != ckpt_cache_bytes(ch->B, ch->S, ch->D, ch->E, ch->count)) {
+        *bad = 1;
+        return NULL;
+    }
+    return sec + sizeof *ch;
 }
 
 /* Checks a resume blob against this generation and returns its header (pointers into the blob). */
 static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint64_t params_hash, int64_t n,
                              const ckpt_header **hdr, const float **latents, const float **pred) {
+    const size_t base = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float);
     const ckpt_header *h = blob;
     if (size < sizeof *h || memcmp(h->magic, CKPT_MAGIC, 8) != 0)
         return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: not a cogvideox checkpoint");
@@ -216,7 +273,9 @@ static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint6
                         CKPT_VERSION);
     if (h->params_hash != params_hash)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: it belongs to other generation parameters");
-    if (h->n != n || size != sizeof *h + 2 * (size_t)n * sizeof(float))
+    ckpt_cache_header ch;
+    int bad = 0;
+    if (h->n != n || size < base || (ckpt_cache_section(blob, size, base, &ch, &bad), bad))
         return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values", size,
                         (long long)n);
     if (h->step < 1 || h->step > h->count || h->rng.next < 0 || h->rng.next > CVX_MT19937_N)
@@ -237,8 +296,10 @@ cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const
         return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: version %u is not this build's %u", h->version,
                         CKPT_VERSION);
     /* n bounded by the blob before it is multiplied: a corrupt count cannot wrap the size check */
+    ckpt_cache_header ch;
+    int bad = 0;
     if (h->n < 1 || (uint64_t)h->n > (size - sizeof *h) / (2 * sizeof(float)) ||
-        size != sizeof *h + 2 * (size_t)h->n * sizeof(float))
+        (ckpt_cache_section(state, size, sizeof *h + 2 * (size_t)h->n * sizeof(float), &ch, &bad), bad))
         return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: %zu bytes do not hold %lld latent values", size,
                         (long long)h->n);
     if (h->step < 1 || h->step > h->count || h->count > INT32_MAX)
@@ -314,6 +375,17 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int *hei
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown scheduler '%s' (ddim or dpm)", p->scheduler);
     if (!p->resume_state != !p->resume_state_size)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: a pointer and a size are both needed");
+    const cvx_cache_params *c = &p->cache;
+    if (c->mode != CVX_CACHE_OFF && c->mode != CVX_CACHE_TEACACHE)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown cache mode %d (off or teacache)", (int)c->mode);
+    if (c->mode == CVX_CACHE_TEACACHE) {
+        if (!isfinite(c->threshold) || c->threshold < 0)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "teacache threshold %g must be finite and >= 0",
+                            c->threshold);
+        for (int i = 0; c->has_coefficients && i < 5; i++)
+            if (!isfinite(c->coefficients[i]))
+                return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "teacache coefficient %d is not finite", i + 1);
+    }
     return CVX_OK;
 }
 
@@ -418,6 +490,7 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
         if (g->step_latents && s->step < g->n_timesteps)
             memcpy(g->step_latents + s->step * g->latent_numel, s->latents, sizeof(float) * (size_t)g->latent_numel);
     }
+    if (g->computed && s->step < g->n_timesteps) g->computed[s->step] = (unsigned char)(s->computed != 0);
     if (g->p->checkpoint && g->ckpt_status == CVX_OK) {
         int64_t n = g->latent_numel;
         ckpt_header *h = (ckpt_header *)g->ckpt;
@@ -436,6 +509,30 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
         memcpy(g->ckpt + sizeof *h, s->latents, sizeof(float) * (size_t)n);
         memcpy(g->ckpt + sizeof *h + sizeof(float) * (size_t)n, s->state->pred_original_sample,
                sizeof(float) * (size_t)n);
+        const cvx_dit_teacache *tc = s->teacache;
+        if (tc) {
+            unsigned char *sec = g->ckpt + sizeof *h + 2 * sizeof(float) * (size_t)n;
+            ckpt_cache_header ch;
+            memset(&ch, 0, sizeof ch);
+            memcpy(ch.magic, CKPT_CACHE_MAGIC, 8);
+            ch.version = CKPT_CACHE_VERSION;
+            ch.header_bytes = sizeof ch;
+            ch.acc = tc->acc;
+            ch.B = tc->B;
+            ch.S = tc->S;
+            ch.D = tc->D;
+            ch.E = tc->E;
+            ch.count = s->total;
+            ch.has_prev = tc->has_prev;
+            ch.has_residual = tc->has_residual;
+            memcpy(sec, &ch, sizeof ch);
+            sec += sizeof ch;
+            memcpy(sec, tc->emb_prev, sizeof(float) * (size_t)(tc->B * tc->E));
+            sec += sizeof(float) * (size_t)(tc->B * tc->E);
+            memcpy(sec, tc->residual, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
+            sec += sizeof(float) * (size_t)(tc->B * tc->S * tc->D);
+            for (int64_t i = 0; i < s->total; i++) sec[i] = i <= s->step ? g->computed[i] : 0;
+        }
         g->ckpt_status = g->p->checkpoint(g->ckpt, g->ckpt_size, (int)(s->step + 1), (int)s->total,
                                           g->p->checkpoint_user_data);
         if (g->ckpt_status != CVX_OK)
@@ -451,6 +548,8 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     cvx_status st;
     cvx_dit *dit = NULL;
     cvx_scheduler *sched = NULL;
+    cvx_dit_teacache tcache, *tc = NULL;
+    memset(&tcache, 0, sizeof tcache);
     cvx_rng rng;
     cvx_rng_seed(&rng, p->seed);
     int64_t n = F * C * H * W;
@@ -476,12 +575,6 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     }
     int64_t lshape[5] = {1, F, C, H, W};
     if (!resume && (st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) return st;
-    if (p->checkpoint) {
-        g->ckpt_size = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float);
-        g->ckpt = malloc(g->ckpt_size);
-        if (!g->ckpt) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for checkpoints");
-    }
-
     cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
     st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
     if (st != CVX_OK) return st;
@@ -489,6 +582,11 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     st = cvx_scheduler_timesteps_for(sched, p->steps, ts, &nts, &e->err);
     if (st != CVX_OK) goto done;
     g->n_timesteps = nts;
+    g->computed = calloc((size_t)nts, 1);
+    if (!g->computed) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
     int64_t tshape[1] = {nts};
     if ((st = tap(g, "step_timesteps", CVX_DTYPE_I64, ts, 1, tshape)) != CVX_OK) goto done;
     if (g->tap) {
@@ -506,6 +604,24 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     if ((st = cvx_dit_set_precision(dit, p->precision, e->pool)) != CVX_OK) {
         cvx_error_copy(&e->err, cvx_dit_error(dit));
         goto done;
+    }
+    /* TeaCache: the state for the CFG batch over the joint sequence, allocated only when on */
+    const cvx_dit_config *dcfg = cvx_dit_get_config(dit);
+    const int64_t Bm = cfg ? 2 : 1, S = L + F * (H / dcfg->patch_size) * (W / dcfg->patch_size);
+    if (g->cache.mode == CVX_CACHE_TEACACHE) {
+        if ((st = cvx_dit_teacache_init(&tcache, dcfg, Bm, S, g->cache.threshold, g->cache.coefficients, &e->err)) !=
+            CVX_OK)
+            goto done;
+        tc = &tcache;
+    }
+    if (p->checkpoint) {
+        g->ckpt_size = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float) +
+                       (tc ? ckpt_cache_bytes(Bm, S, tc->D, tc->E, nts) : 0);
+        g->ckpt = malloc(g->ckpt_size);
+        if (!g->ckpt) {
+            st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for checkpoints (%zu MB)", g->ckpt_size >> 20);
+            goto done;
+        }
     }
     const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
     cvx_denoise_params dp = cvx_denoise_params_default();
@@ -542,8 +658,35 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
         rs.has_back = resume->has_back;
         dp.start_step = resume->step;
         dp.resume_state = &rs;
+        /* the cache state after that step (the digest ties the blob to these cache settings) */
+        ckpt_cache_header ch;
+        int bad = 0;
+        const unsigned char *sec = ckpt_cache_section(p->resume_state, p->resume_state_size,
+                                                      sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float), &ch, &bad);
+        if (!tc) {
+            for (int64_t i = 0; i < resume->step; i++) g->computed[i] = 1;
+            if (sec) {
+                st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: it holds a step cache this run does not use");
+                goto done;
+            }
+        } else {
+            if (!sec || ch.B != tc->B || ch.S != tc->S || ch.D != tc->D || ch.E != tc->E || ch.count != nts ||
+                !ch.has_prev || !ch.has_residual) {
+                st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: the step cache is missing or not for this run");
+                goto done;
+            }
+            tc->acc = ch.acc;
+            tc->has_prev = 1;
+            tc->has_residual = 1;
+            memcpy(tc->emb_prev, sec, sizeof(float) * (size_t)(tc->B * tc->E));
+            sec += sizeof(float) * (size_t)(tc->B * tc->E);
+            memcpy(tc->residual, sec, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
+            sec += sizeof(float) * (size_t)(tc->B * tc->S * tc->D);
+            for (int64_t i = 0; i < resume->step; i++) g->computed[i] = sec[i] != 0;
+        }
         report(g, CVX_PHASE_DENOISE, (double)resume->step / (double)nts, (int)resume->step);
     }
+    dp.teacache = tc;
     st = cvx_denoise(dit, sched, &dp, embeds, negative, 1, L, latents, F, H, W, &rng, &e->err);
     if (st == CVX_ERR_CANCELLED && g->ckpt_status != CVX_OK) st = g->ckpt_status;
     if (st == CVX_OK && g->tap_status != CVX_OK) st = g->tap_status;
@@ -558,6 +701,7 @@ done:
     g->ckpt = NULL;
     free(g->step_latents);
     g->step_latents = NULL;
+    cvx_dit_teacache_release(&tcache);
     cvx_dit_free(dit);
     cvx_scheduler_free(sched);
     return st;
@@ -742,7 +886,12 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     g.tap = tp;
     g.t0 = cvx_time_seconds();
     g.steps = p->steps;
-    g.params_hash = hash_params(p, height, width);
+    g.cache = p->cache;
+    if (g.cache.mode == CVX_CACHE_TEACACHE && !g.cache.has_coefficients) {
+        cvx_teacache_published_coefficients(tr->cfg.transformer.use_rotary_positional_embeddings, g.cache.coefficients);
+        g.cache.has_coefficients = 1;
+    }
+    g.params_hash = hash_params(p, &g.cache, height, width);
     int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};
@@ -773,8 +922,10 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     free(embeds);
     embeds = NULL;
     if (st != CVX_OK) goto done;
-    cvx_log_info(&e->logger, "denoise: %d steps in %.2fs (%s)", p->steps, seconds[CVX_PHASE_DENOISE],
-                 p->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
+    int n_computed = 0;
+    for (int64_t i = 0; i < g.n_timesteps; i++) n_computed += g.computed[i];
+    cvx_log_info(&e->logger, "denoise: %d steps in %.2fs (%s; transformer blocks ran at %d of them)", p->steps,
+                 seconds[CVX_PHASE_DENOISE], p->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32", n_computed);
     /* A cancel asked for during the last step stops here, before the VAE loads: the VAE polls only after a frame
      * batch, and a short video is one batch (the whole decode). */
     if (poll_cancel(&g)) {
@@ -806,6 +957,14 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         out->seed = p->seed;
         memcpy(out->seconds, seconds, sizeof seconds);
         o.frames = NULL;
+        out->computed_steps = malloc(sizeof(int) * (size_t)(g.n_timesteps ? g.n_timesteps : 1));
+        if (!out->computed_steps) {
+            cvx_video_free(out);
+            st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < g.n_timesteps; i++)
+            if (g.computed[i]) out->computed_steps[out->num_computed_steps++] = (int)i;
     }
 done:
     if (st == CVX_ERR_CANCELLED || g.cancelled) {
@@ -814,6 +973,7 @@ done:
     }
     if (st != CVX_OK) outputs_abort(&g, &o);
     free(o.frames);
+    free(g.computed);
     free(latents);
     free(embeds);
     return st;

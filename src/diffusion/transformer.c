@@ -70,6 +70,7 @@ struct cvx_dit {
     char **expected;
     cvx_arena arena;
     cvx_dit_timings timings;   /* of the last forward */
+    cvx_dit_teacache *teacache; /* attached step-skipping state, or NULL */
     cvx_error err;
 };
 
@@ -644,6 +645,108 @@ static void lin(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, 
     else cvx_linear(pool, y, x, M, K, w, b);
 }
 
+/* ---- TeaCache ------------------------------------------------------------------------------------------ */
+
+void cvx_teacache_published_coefficients(int rotary, double out[5]) {
+    /* cogvideox.py: "CogVideoX-2B" when not use_rotary_positional_embeddings, else "CogVideoX-5B" */
+    static const double c2b[5] = {-3.10658903e+01, 2.54732368e+01, -5.92380459e+00, 1.75769064e+00, -3.61568434e-03};
+    static const double c5b[5] = {-1.53880483e+03, 8.43202495e+02, -1.34363087e+02, 7.97131516e+00, -5.23162339e-02};
+    memcpy(out, rotary ? c5b : c2b, sizeof c2b);
+}
+
+cvx_status cvx_dit_teacache_init(cvx_dit_teacache *tc, const cvx_dit_config *cfg, int64_t B, int64_t S,
+                                 double threshold, const double coefficients[5], cvx_error *err) {
+    memset(tc, 0, sizeof *tc);
+    if (B <= 0 || S <= 0 || (double)B * (double)S * cfg->inner_dim * 4.0 > 1e12)
+        return cvx_fail(err, CVX_ERR_SHAPE, "teacache: invalid sizes B=%lld S=%lld", (long long)B, (long long)S);
+    tc->threshold = threshold;
+    memcpy(tc->coefficients, coefficients, sizeof tc->coefficients);
+    tc->B = B;
+    tc->S = S;
+    tc->D = cfg->inner_dim;
+    tc->E = cfg->time_embed_dim;
+    tc->rel_l1 = NAN;
+    tc->emb_prev = calloc((size_t)(B * tc->E), sizeof(float));
+    tc->residual = calloc((size_t)(B * S * tc->D), sizeof(float));
+    if (!tc->emb_prev || !tc->residual) {
+        cvx_dit_teacache_release(tc);
+        return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "teacache: out of memory for the %lld MB residual cache",
+                        (long long)((B * S * cfg->inner_dim * 4) >> 20));
+    }
+    return CVX_OK;
+}
+
+void cvx_dit_teacache_release(cvx_dit_teacache *tc) {
+    if (!tc) return;
+    free(tc->emb_prev);
+    free(tc->residual);
+    tc->emb_prev = tc->residual = NULL;
+}
+
+void cvx_dit_set_teacache(cvx_dit *m, cvx_dit_teacache *tc) { m->teacache = tc; }
+
+/* ((emb − prev).abs().mean() / prev.abs().mean()).item(): each mean an f32 tensor (the sums in double here, then
+ * rounded once), the quotient an f32 division, returned as the Python float it becomes. */
+static double teacache_rel_l1(const float *emb, const float *prev, int64_t n) {
+    double sd = 0, sp = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sd += fabsf(emb[i] - prev[i]);
+        sp += fabsf(prev[i]);
+    }
+    float md = (float)(sd / (double)n), mp = (float)(sp / (double)n);
+    float rel = md / mp;
+    return (double)rel;
+}
+
+/* np.poly1d(c)(x) = np.polyval: y = 0; y = y·x + c[i] for each coefficient, highest power first, float64. */
+static double teacache_poly(const double c[5], double x) {
+    double y = 0;
+    for (int i = 0; i < 5; i++) y = y * x + c[i];
+    return y;
+}
+
+/* The rule of teacache_forward for this forward: whether the blocks run. Updates acc and emb_prev. */
+static cvx_status teacache_decide(cvx_dit *m, cvx_dit_teacache *tc, const float *emb, int *compute) {
+    const int64_t n = tc->B * tc->E;
+    tc->rel_l1 = NAN;
+    if (tc->step == 0 || tc->step == tc->num_steps - 1) {
+        *compute = 1;
+        tc->acc = 0;
+    } else {
+        if (!tc->has_prev)
+            return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                            "teacache: step %lld has no previous time embedding (the state was not carried over)",
+                            (long long)tc->step);
+        tc->rel_l1 = teacache_rel_l1(emb, tc->emb_prev, n);
+        tc->acc += teacache_poly(tc->coefficients, tc->rel_l1);
+        if (tc->acc < tc->threshold) {
+            *compute = 0;
+        } else {
+            *compute = 1;
+            tc->acc = 0;
+        }
+    }
+    memcpy(tc->emb_prev, emb, sizeof(float) * (size_t)n);
+    tc->has_prev = 1;
+    if (!*compute && !tc->has_residual)
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                        "teacache: step %lld would reuse a residual, but no step has been computed", (long long)tc->step);
+    return CVX_OK;
+}
+
+typedef struct {
+    float *x, *r;
+    int subtract; /* 0: x += r; 1: r = x − r */
+} residual_ctx;
+
+static void residual_task(void *arg, int64_t begin, int64_t end, int ti) {
+    const residual_ctx *c = arg;
+    if (c->subtract)
+        for (int64_t i = begin; i < end; i++) c->r[i] = c->x[i] - c->r[i];
+    else
+        for (int64_t i = begin; i < end; i++) c->x[i] = c->x[i] + c->r[i];
+}
+
 static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     const cvx_dit_config *cfg = &m->cfg;
     int64_t p = cfg->patch_size;
@@ -663,6 +766,15 @@ static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     if (cfg->use_rotary_positional_embeddings && (!c->rope_cos || !c->rope_sin))
         return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
                         "transformer: this model uses rotary embeddings; rope_cos/rope_sin are required");
+    const cvx_dit_teacache *tc = m->teacache;
+    if (tc) {
+        int64_t S = c->L + c->F * (c->H / p) * (c->W / p);
+        if (tc->B != c->B || tc->S != S || tc->D != cfg->inner_dim || tc->E != cfg->time_embed_dim || !tc->emb_prev ||
+            !tc->residual)
+            return cvx_fail(&m->err, CVX_ERR_SHAPE,
+                            "transformer: the TeaCache state is for B=%lld S=%lld, this forward has B=%lld S=%lld",
+                            (long long)tc->B, (long long)tc->S, (long long)c->B, (long long)S);
+    }
     /* every buffer of the plan must stay far from int64/size_t overflow */
     double tokens = (double)c->B * ((double)c->L + (double)c->F * (double)(c->H / p) * (double)(c->W / p));
     double lat = (double)c->B * (double)c->F * (double)(cfg->in_channels > cfg->out_channels ? cfg->in_channels
@@ -724,6 +836,9 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     lin(pool, emb, semb, B, E, &m->t2_w, m->t2_p, m->t2_b);
     shp[1] = E;
     if ((st = tap_emit(&f, "time_embedding", emb, 2, shp)) != CVX_OK) return st;
+    cvx_dit_teacache *tc = m->teacache;
+    int compute = 1; /* TeaCache's should_calc */
+    if (tc && (st = teacache_decide(m, tc, emb, &compute)) != CVX_OK) return st;
     memcpy(semb, emb, sizeof(float) * (size_t)(B * E));
     cvx_silu(pool, semb, B * E); /* every modulation linear reads silu(emb) */
 
@@ -762,12 +877,19 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     int64_t jshape[3] = {B, S, D};
     if ((st = tap_emit(&f, "patch_embed", x, 3, jshape)) != CVX_OK) return st;
 
+    /* TeaCache: a skipped step adds the cached residual of both streams (hidden_states += previous_residual,
+     * encoder_hidden_states += previous_residual_encoder) and goes to the head; a computed step keeps its input
+     * (ori_hidden_states) to take the residual after the blocks. */
+    residual_ctx resid = {x, tc ? tc->residual : NULL, 0};
+    if (tc && !compute) cvx_pool_parallel_for(pool, B * S * D, 1 << 16, residual_task, &resid);
+    if (tc && compute) memcpy(tc->residual, x, joint);
+
     /* 3. Blocks */
     const float qk_eps = 1e-6f, eps = (float)cfg->norm_eps;
     const float scale = (float)(1.0 / sqrt((double)Dh));
     int64_t mshape[2] = {B, 6 * D};
     char name[64];
-    for (int i = 0; i < cfg->num_layers; i++) {
+    for (int i = 0; compute && i < cfg->num_layers; i++) {
         if (call->cancel && call->cancel(call->cancel_user_data))
             return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled before block %d", i);
         const dit_block *blk = &m->blocks[i];
@@ -864,6 +986,13 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     }
     if (call->cancel && call->cancel(call->cancel_user_data))
         return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled after the last block");
+    if (tc && compute) {
+        /* previous_residual(_encoder) = hidden_states − ori_hidden_states, both streams */
+        resid.subtract = 1;
+        cvx_pool_parallel_for(pool, B * S * D, 1 << 16, residual_task, &resid);
+        tc->has_residual = 1;
+    }
+    if (tc) tc->computed = compute;
 
     /* 4. Output head: norm_final (the 5b applies it to cat([text, video]) and slices: the same rows, and its
      * observer sees the joint tensor the reference recorded), then AdaLayerNorm with shift = first half,

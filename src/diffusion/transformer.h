@@ -119,6 +119,47 @@ typedef struct {
  * positions, missing rope tables) fail before any work. */
 cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call);
 
+/* TeaCache step skipping (ali-vilab/TeaCache, eval/teacache/experiments/cogvideox.py, teacache_forward): the
+ * state one denoising loop carries from forward to forward, attached to the model with cvx_dit_set_teacache.
+ * Each forward computes emb [B, E] first; step 0 and step num_steps − 1 always run the blocks and reset
+ * acc = 0; at every other step
+ *     acc += poly1d(coefficients)(mean|emb − emb_prev| / mean|emb_prev|)
+ * (the means over the whole [B, E] tensor, in f32 as torch's .mean(); the ratio is an f32 .item(), the
+ * polynomial float64 as numpy's), and while acc < threshold the blocks are SKIPPED: the patch-embedded joint
+ * input x [B, S, D] (positions included) gets the residual the block stack added at the last computed step
+ * (previous_residual for the video rows, previous_residual_encoder for the text rows: one joint buffer), and
+ * only the head runs (norm_final — on the video rows for sincos models, on the joint sequence then sliced for
+ * rope models —, norm_out(emb), proj_out, unpatchify). Otherwise the blocks run, acc = 0 and the residual is
+ * x_after_blocks − x_before_blocks. emb_prev = emb after every forward, skipped or not. */
+typedef struct {
+    double threshold;        /* rel_l1_thresh */
+    double coefficients[5];  /* np.poly1d order: c[0]·x⁴ + c[1]·x³ + c[2]·x² + c[3]·x + c[4] */
+    /* set by the caller before each forward */
+    int64_t step, num_steps; /* the loop's index and length */
+    /* carried from forward to forward (what a checkpoint must save) */
+    double acc;              /* accumulated_rel_l1_distance */
+    int has_prev;            /* emb_prev holds a value */
+    int has_residual;        /* residual holds a computed step's residual */
+    int64_t B, S, D, E;      /* the shapes it was made for */
+    float *emb_prev;         /* [B, E] previous_modulated_input */
+    float *residual;         /* [B, S, D] joint layout (each batch's L text rows first) */
+    /* what the last forward did */
+    int computed;            /* 1: the blocks ran; 0: skipped */
+    double rel_l1;           /* the distance before the polynomial (NAN on the first and the last step) */
+} cvx_dit_teacache;
+
+/* The published coefficients (TeaCache's cogvideox.py): CogVideoX-2b (sincos positions) when rotary == 0,
+ * CogVideoX-5b (rotary) otherwise. */
+void cvx_teacache_published_coefficients(int rotary, double out[5]);
+/* Allocates the state for B batch rows (the CFG batch) of S joint tokens (≈ B·S·D·4 bytes: 273 MB for a full-size
+ * 2b CFG step); acc = 0, nothing cached yet. */
+cvx_status cvx_dit_teacache_init(cvx_dit_teacache *tc, const cvx_dit_config *cfg, int64_t B, int64_t S,
+                                 double threshold, const double coefficients[5], cvx_error *err);
+void cvx_dit_teacache_release(cvx_dit_teacache *tc);
+/* Attaches a TeaCache state to later forwards (NULL detaches: every forward runs the blocks, as without).
+ * The model does not own it. A forward whose shapes differ from the state's fails. */
+void cvx_dit_set_teacache(cvx_dit *m, cvx_dit_teacache *tc);
+
 /* Wall time of the last forward by part (seconds): q/k/v/out projections, attention, feed-forward, all. */
 typedef struct {
     double projections, attention, feed_forward, total;

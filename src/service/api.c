@@ -17,6 +17,13 @@ static const char *DEFAULT_PROMPT =
     "A sprawling futuristic city illuminated by neon lights, with flying cars zipping through the air. The skyline is "
     "filled with towering skyscrapers, and holographic advertisements flicker on every corner. The camera zooms "
     "through the streets, capturing the hustle and bustle of a technologically advanced society.";
+/* Inputs Run does not know are echoed in `parameters` up to this many bytes in all (name + JSON text of each, in
+ * body order); the rest are dropped, so a task's stored inputs stay small whatever the body limit. */
+#define EXTRA_INPUTS_MAX 16384
+/* Task/List: at most this many tasks per page, and a page stops before its JSON passes LIST_BYTES_MAX. */
+#define LIST_LIMIT_MAX 100
+#define LIST_BYTES_MAX (2 << 20)
+
 static const char *MODEL_DESCRIPTION =
     "CogVideoX-2b text-to-video diffusion model (THUDM), run natively on the CPU by cogvideox.";
 
@@ -184,6 +191,31 @@ static int slug_matches(const cvx_svc *svc, const char *owner, size_t owner_len,
            !strcasecmp(project, svc->slug_project);
 }
 
+/* The inputs stored with a task and echoed in `parameters`: every input Run reads, as received, and the others up
+ * to EXTRA_INPUTS_MAX bytes in all. A new reference. */
+static json_t *stored_inputs(const json_t *fields) {
+    static const char *known[] = {"prompt", "negativePrompt", "steps", "scale", "seed", "numFrames", "width",
+                                  "height", "fps", "precision", "cache", "callbackUrl", "projectid"};
+    json_t *out = json_object();
+    if (!out) return NULL;
+    size_t extra = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)fields, key, v) {
+        int is_known = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++) is_known = !strcmp(key, known[i]);
+        if (!is_known) {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            size_t len = strlen(key) + (text ? strlen(text) : 0);
+            free(text);
+            if (!text || extra + len > EXTRA_INPUTS_MAX) continue;
+            extra += len;
+        }
+        json_object_set(out, key, v);
+    }
+    return out;
+}
+
 static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc *svc = rq->svc;
     const cvx_svc_model_limits *L = &svc->cfg.limits;
@@ -253,6 +285,22 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         }
         precision = (cvx_precision)pr;
     }
+    /* step skipping: absent or empty is off; the one parser generate --cache uses */
+    const char *cache_text;
+    char b5[64], cache[400];
+    if (get_text(rq, rp, "cache", 256, &cache_text, b5, sizeof b5)) return;
+    cvx_cache_params cache_params;
+    memset(&cache_params, 0, sizeof cache_params);
+    if (cache_text && *cache_text) {
+        char why[256];
+        if (cvx_cache_parse(cache_text, &cache_params, why, sizeof why) != CVX_OK) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [cache] must be off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]: %s",
+                                why);
+            return;
+        }
+    }
+    cvx_cache_format(&cache_params, cache, sizeof cache);
     if (get_text(rq, rp, "callbackUrl", 4096, &callback, b3, sizeof b3)) return;
     if (callback && !ok_callback_url(callback)) {
         cvx_svc_reply_error(rp, 200, 0,
@@ -269,12 +317,16 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         return;
     }
     /* the precision is resolved here, once: the task keeps it across restarts and a change of the server's
-     * default, as its checkpoints (whose parameter digest includes it) require */
-    json_t *gen = json_pack("{s:s, s:s, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:s, s:s}", "prompt", prompt,
+     * default, as its checkpoints (whose parameter digest includes it) require; the cache setting is stored in
+     * its canonical form in the same way */
+    json_t *gen = json_pack("{s:s, s:s, s:i, s:f, s:s, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "prompt", prompt,
                             "negative_prompt", negative ? negative : "", "steps", (int)steps, "guidance_scale", scale,
                             "seed", seed_text, "num_frames", (int)frames, "width", (int)width, "height", (int)height,
-                            "fps", (int)fps, "precision", cvx_precision_name(precision), "output_key", key);
-    t.params = json_dumps(rq->fields, JSON_COMPACT);
+                            "fps", (int)fps, "precision", cvx_precision_name(precision), "cache", cache, "output_key",
+                            key);
+    json_t *inputs = stored_inputs(rq->fields);
+    t.params = inputs ? json_dumps(inputs, JSON_COMPACT) : NULL;
+    json_decref(inputs);
     t.gen = gen ? json_dumps(gen, JSON_COMPACT) : NULL;
     json_decref(gen);
     t.callbackurl = strdup(callback ? callback : "");
@@ -283,18 +335,26 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     snprintf(t.slugproject, sizeof t.slugproject, "%s", svc->slug_project);
     t.createtime = cvx_svc_now_s();
     char err[256];
+    cvx_svc_add_limits limits = {.queue_limit = svc->cfg.queue_limit,
+                                 .project_runs_per_min = svc->cfg.project_runs_per_min};
+    int refused = 0;
     int added = t.params && t.gen && t.callbackurl
-                    ? cvx_svc_store_task_add(svc->store, &t, svc->cfg.queue_limit, err, sizeof err)
+                    ? cvx_svc_store_task_add(svc->store, &t, &limits, &refused, err, sizeof err)
                     : -1;
     if (added < 0) {
         cvx_svc_log(svc, CVX_LOG_ERROR, "Run: %s", err);
         cvx_svc_reply_error(rp, 500, 0, "The task could not be stored.");
+    } else if (added == 0 && refused == CVX_SVC_REFUSED_RATE) {
+        cvx_svc_reply_error(rp, 429, 96, "Too many Runs for this project (%d per minute); try again later.",
+                            svc->cfg.project_runs_per_min);
+        rp->retry_after_s = 60;
     } else if (added == 0) {
         cvx_svc_reply_error(rp, 429, 96, "The queue is full (%d tasks); try again later.", svc->cfg.queue_limit);
         rp->retry_after_s = 30;
     } else {
-        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: queued for project %lld (%lld steps, %lldx%lld, %lld frames, %s)",
-                    t.id, t.project, steps, width, height, frames, cvx_precision_name(precision));
+        cvx_svc_log(svc, CVX_LOG_INFO,
+                    "task %lld: queued for project %lld (%lld steps, %lldx%lld, %lld frames, %s, cache %s)", t.id,
+                    t.project, steps, width, height, frames, cvx_precision_name(precision), cache);
         rp->status = 200;
         rp->body = json_pack("{s:[], s:o, s:s, s:b}", "errors", "taskid", num_str(t.id), "socketaccesstoken", t.token,
                              "result", 1);
@@ -420,20 +480,21 @@ static void api_kill(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc_task_clear(&t);
 }
 
-typedef struct {
-    const cvx_svc_request *rq;
-    json_t *list;
-} list_ctx;
-
-static void list_one(const cvx_svc_task *t, void *ud) {
-    list_ctx *c = ud;
-    json_array_append_new(c->list, cvx_svc_task_json(c->rq->svc, t, c->rq->base_url));
+/* About the size of a task's JSON in a listing: its variable parts plus the fixed fields. */
+static size_t task_json_bytes(const cvx_svc_task *t) {
+    size_t n = 2048;
+    const char *parts[] = {t->params, t->debugoutput, t->debugerror, t->callbackurl};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (parts[i]) n += strlen(parts[i]) * 2; /* escapes: most text grows little, control bytes six-fold */
+    return n;
 }
 
 static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
+    cvx_svc *svc = rq->svc;
     long long start, limit;
     if (get_int(rq, rp, "start", 0, 0, INT64_MAX / 2, &start)) return;
     if (get_int(rq, rp, "limit", 20, 1, 1000, &limit)) return;
+    if (limit > LIST_LIMIT_MAX) limit = LIST_LIMIT_MAX; /* a page holds at most 100 tasks */
     const char *order = NULL;
     char b[64];
     int desc = 1;
@@ -444,18 +505,40 @@ static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
             return;
         }
     }
-    list_ctx c = {rq, json_array()};
-    long long total = 0;
+    long long ids[LIST_LIMIT_MAX], total = 0;
     char err[256];
-    if (cvx_svc_store_task_list(rq->svc->store, rq->project->id, desc, start, (int)limit, &total, list_one, &c, err,
-                                sizeof err) < 0) {
-        json_decref(c.list);
-        cvx_svc_log(rq->svc, CVX_LOG_ERROR, "List: %s", err);
+    int count = cvx_svc_store_task_ids(svc->store, rq->project->id, desc, start, (int)limit, &total, ids, err,
+                                       sizeof err);
+    if (count < 0) {
+        cvx_svc_log(svc, CVX_LOG_ERROR, "List: %s", err);
         cvx_svc_reply_error(rp, 500, 0, "The tasks could not be read.");
         return;
     }
+    /* each task is read on its own (the store's lock is held per row, not for the page) and the page stops before
+     * it passes LIST_BYTES_MAX, with at least one task */
+    json_t *list = json_array();
+    size_t bytes = 0;
+    for (int i = 0; i < count; i++) {
+        cvx_svc_task t;
+        int r = cvx_svc_store_task_get(svc->store, ids[i], NULL, &t, err, sizeof err);
+        if (r < 0) {
+            json_decref(list);
+            cvx_svc_log(svc, CVX_LOG_ERROR, "List: %s", err);
+            cvx_svc_reply_error(rp, 500, 0, "The tasks could not be read.");
+            return;
+        }
+        if (r == 0) continue;
+        size_t tb = task_json_bytes(&t);
+        int full = json_array_size(list) > 0 && bytes + tb > LIST_BYTES_MAX;
+        if (!full) {
+            json_array_append_new(list, cvx_svc_task_json(svc, &t, rq->base_url));
+            bytes += tb;
+        }
+        cvx_svc_task_clear(&t);
+        if (full) break;
+    }
     rp->status = 200;
-    rp->body = json_pack("{s:o, s:[], s:o, s:b}", "total", num_str(total), "errors", "tasklist", c.list, "result", 1);
+    rp->body = json_pack("{s:o, s:[], s:o, s:b}", "total", num_str(total), "errors", "tasklist", list, "result", 1);
 }
 
 static void api_io_delete(const cvx_svc_request *rq, cvx_svc_reply *rp) {
@@ -533,6 +616,13 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
                               "dot products) or fp32 (the reference path). Default: the server's.");
     json_object_set_new(prec, "options", svc->cfg.allow_bf16 ? json_pack("[s, s]", "bf16", "fp32") : json_pack("[s]", "fp32"));
     json_array_append_new(items, prec);
+    json_t *cache = param_item("cache", "select", "Step cache", 0, json_string("off"), NULL, NULL, NULL,
+                               "TeaCache step skipping: steps whose time embedding changed little reuse the last "
+                               "computed step's transformer residual. teacache:0.1 is the published 'slow' setting "
+                               "(about 1.3-1.5x), teacache:0.2 'fast' (about 2x, visibly worse); any "
+                               "teacache[:THRESHOLD[:C4,C3,C2,C1,C0]] is accepted. Default: off.");
+    json_object_set_new(cache, "options", json_pack("[s, s, s]", "off", "teacache:0.1", "teacache:0.2"));
+    json_array_append_new(items, cache);
     json_object_set_new(o, "parameters", json_pack("[{s:s, s:o}]", "title", "Inputs", "items", items));
     return o;
 }

@@ -398,6 +398,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.http_threads = 4;
     c.body_limit = 1 << 20;
     c.queue_limit = 100;
+    c.project_runs_per_min = 30;
     c.nonce_window_s = 86400;
     c.max_attempts = 3;
     c.callback_tries = 3;

@@ -49,6 +49,9 @@ static const char *SCHEMA =
     " apikey TEXT NOT NULL, nonce TEXT NOT NULL, seen INTEGER NOT NULL, PRIMARY KEY (apikey, nonce)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);";
 
+/* Indexes added after version 1 of the schema (created on every open; IF NOT EXISTS makes it cheap). */
+static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);";
+
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t n) {
     *out = NULL;
     cvx_svc_store *s = calloc(1, sizeof *s);
@@ -102,6 +105,12 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
             cvx_svc_store_close(s);
             return -1;
         }
+    }
+    if (sqlite3_exec(s->db, INDEXES, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, n, "store %s: creating indexes: %s", path, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        cvx_svc_store_close(s);
+        return -1;
     }
     *out = s;
     return 0;
@@ -417,23 +426,38 @@ static int row_task_added(sqlite3_stmt *st, void *ud) {
     return 1;
 }
 
-int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, char *err, size_t n) {
+/* One count(*) with its binds, the lock held; -1 on failure. */
+static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
+    va_end(ap);
+    if (!st) return -1;
+    long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (c < 0) dbfail(s, err, n, "counting tasks");
+    return c;
+}
+
+int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
+                           char *err, size_t n) {
+    int why = CVX_SVC_REFUSED_NONE;
     pthread_mutex_lock(&s->mu);
     int r = -1;
-    if (queue_limit > 0) {
-        sqlite3_stmt *st = prep(s, "SELECT count(*) FROM tasks WHERE " NOT_FINAL, err, n);
-        if (!st) goto out;
-        int rc = sqlite3_step(st);
-        long long waiting = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-        sqlite3_finalize(st);
-        if (waiting < 0) {
-            dbfail(s, err, n, "counting the queue");
-            goto out;
-        }
-        if (waiting >= queue_limit) {
-            r = 0;
-            goto out;
-        }
+    if (limits && limits->queue_limit > 0) {
+        long long waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " NOT_FINAL, "");
+        if (waiting < 0) goto out;
+        if (waiting >= limits->queue_limit) why = CVX_SVC_REFUSED_QUEUE;
+    }
+    if (!why && limits && limits->project_runs_per_min > 0) {
+        long long recent = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ? AND createtime > ?",
+                                      "II", t->project, t->createtime - 60);
+        if (recent < 0) goto out;
+        if (recent >= limits->project_runs_per_min) why = CVX_SVC_REFUSED_RATE;
+    }
+    if (why) {
+        r = 0;
+        goto out;
     }
     r = query(s, err, n, "adding a task", NEW_ROW, row_task_added, t,
               "INSERT INTO tasks(uuid, token, project, status, params, gen, callbackurl, slugowner,"
@@ -442,6 +466,7 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, c
               t->slugproject, t->createtime);
 out:
     pthread_mutex_unlock(&s->mu);
+    if (refused) *refused = why;
     return r;
 }
 
@@ -453,24 +478,30 @@ int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cv
                         "SELECT " TASK_COLS " FROM tasks WHERE id = ?", "I", id);
 }
 
-int cvx_svc_store_task_list(cvx_svc_store *s, long long project, int desc, long long start, int limit,
-                            long long *total, void (*fn)(const cvx_svc_task *t, void *ud), void *ud, char *err,
-                            size_t n) {
+typedef struct {
+    long long *ids;
+    int count;
+} id_list;
+
+static int row_id(sqlite3_stmt *st, void *ud) {
+    id_list *l = ud;
+    l->ids[l->count++] = sqlite3_column_int64(st, 0);
+    return 1;
+}
+
+int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long long start, int limit,
+                           long long *total, long long *ids, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
+    id_list l = {ids, 0};
     int r = -1;
-    *total = 0;
-    sqlite3_stmt *st = prep(s, "SELECT count(*) FROM tasks WHERE project = ?", err, n);
-    if (!st) goto out;
-    sqlite3_bind_int64(st, 1, project);
-    if (sqlite3_step(st) == SQLITE_ROW) *total = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    visit v = {.task = fn, .ud = ud};
-    r = query(s, err, n, "listing tasks", ALL_ROWS, row_visit, &v,
-              desc ? "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id DESC LIMIT ? OFFSET ?"
-                   : "SELECT " TASK_COLS " FROM tasks WHERE project = ? ORDER BY id ASC LIMIT ? OFFSET ?",
-              "IiI", project, limit, start);
-out:
+    *total = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ?", "I", project);
+    if (*total >= 0)
+        r = query(s, err, n, "listing tasks", ALL_ROWS, row_id, &l,
+                  desc ? "SELECT id FROM tasks WHERE project = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+                       : "SELECT id FROM tasks WHERE project = ? ORDER BY id ASC LIMIT ? OFFSET ?",
+                  "IiI", project, limit, start);
     pthread_mutex_unlock(&s->mu);
+    if (*total < 0) *total = 0;
     return r;
 }
 

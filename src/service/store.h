@@ -81,17 +81,27 @@ int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *no
                             long long window_s, char *err, size_t err_size);
 
 /* ---- tasks ---- */
-/* Inserts a new task in status task_queue when fewer than queue_limit tasks are waiting or running (0 = no limit);
- * t->id is set. Returns 1 inserted, 0 queue full, -1 error. */
-int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, int queue_limit, char *err, size_t err_size);
+/* The limits a new task is checked against (0 = none). */
+typedef struct {
+    int queue_limit;          /* tasks waiting or running, all projects */
+    int project_runs_per_min; /* tasks the project created in the last 60 s (t->createtime is "now") */
+} cvx_svc_add_limits;
+
+/* Why cvx_svc_store_task_add refused a task. */
+enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_RATE };
+
+/* Inserts a new task in status task_queue when the limits allow it; t->id is set. Returns 1 inserted, 0 refused
+ * (*refused says which limit; may be NULL), -1 error. */
+int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
+                           char *err, size_t err_size);
 /* 1 found, 0 unknown, -1 error. by_token when token != NULL, else by id. */
 int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cvx_svc_task *t, char *err,
                            size_t err_size);
-/* The project's tasks, ordered by id (desc != 0: newest first), from `start`, at most `limit`; *total = the
- * project's task count. fn gets each task (cleared after the call). Returns the number listed or -1. */
-int cvx_svc_store_task_list(cvx_svc_store *s, long long project, int desc, long long start, int limit,
-                            long long *total, void (*fn)(const cvx_svc_task *t, void *ud), void *ud, char *err,
-                            size_t err_size);
+/* The ids of the project's tasks, ordered by id (desc != 0: newest first), from `start`, at most `limit` (ids has
+ * room for limit); *total = the project's task count. Only ids are read under the lock: the caller reads each task
+ * with cvx_svc_store_task_get, so a large listing never holds the store. Returns the number of ids or -1. */
+int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long long start, int limit,
+                           long long *total, long long *ids, char *err, size_t err_size);
 /* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
 

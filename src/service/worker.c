@@ -212,6 +212,7 @@ typedef struct {
     double scale;
     unsigned long long seed;
     cvx_precision precision;
+    cvx_cache_params cache;
 } gen_params;
 
 static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
@@ -239,6 +240,13 @@ static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
         return -1;
     }
     p->precision = (cvx_precision)pr;
+    /* tasks stored before the cache input ran without one (and their checkpoints hold none) */
+    json_t *cache = json_object_get(g, "cache");
+    memset(&p->cache, 0, sizeof p->cache);
+    if (cache && (!json_is_string(cache) || cvx_cache_parse(json_string_value(cache), &p->cache, NULL, 0) != CVX_OK)) {
+        snprintf(err, n, "the stored cache setting is malformed");
+        return -1;
+    }
     /* the key names a folder: only what cvx_svc_random_token makes */
     if (strlen(p->out_key) < 16 || strspn(p->out_key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
                                        strlen(p->out_key)) {
@@ -262,9 +270,11 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         return;
     }
     {
-        char line[200];
-        snprintf(line, sizeof line, "Generate: %d steps, %dx%d, %d frames at %d fps, scale %g, seed %llu, precision %s",
-                 gp.steps, gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision));
+        char line[600], cache[400];
+        cvx_cache_format(&gp.cache, cache, sizeof cache);
+        snprintf(line, sizeof line,
+                 "Generate: %d steps, %dx%d, %d frames at %d fps, scale %g, seed %llu, precision %s, cache %s", gp.steps,
+                 gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision), cache);
         cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         if (gp.precision == CVX_PRECISION_BF16 && !svc->cfg.allow_bf16)
@@ -321,6 +331,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     p.height = gp.height;
     p.fps = gp.fps;
     p.precision = gp.precision;
+    p.cache = gp.cache;
     p.output_path = out_path;
     p.progress = on_progress;
     p.progress_user_data = &rc;

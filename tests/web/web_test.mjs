@@ -255,6 +255,23 @@ try {
   await page.waitForFunction(() => /Connected \(key-only/.test(document.getElementById('cred-status').textContent));
   await page.fill('#prompt', 'a lighthouse in a storm');
   await page.fill('#steps', '2');
+  // the step cache (More options): Tool/Detail's default is off; TeaCache 0.2 is sent as the cache input
+  await page.click('summary');
+  const cacheUi = await page.evaluate(() => ({ v: document.getElementById('cache').value,
+                                               opts: [...document.getElementById('cache').options].map((o) => o.value),
+                                               custom: document.getElementById('cache-custom-row').hidden,
+                                               title: document.getElementById('cache').title }));
+  check(cacheUi.v === 'off' && cacheUi.opts.join() === 'off,teacache:0.1,teacache:0.2,custom' && cacheUi.custom &&
+        /TeaCache/.test(cacheUi.title), `the step cache select: ${cacheUi.opts.join(', ')} (default ${cacheUi.v})`,
+        JSON.stringify(cacheUi));
+  await page.selectOption('#cache', 'custom');
+  check(await page.$eval('#cache-custom-row', (r) => !r.hidden), 'Custom… shows the text field');
+  await page.fill('#cacheCustom', 'teacache:0.1:1,2');
+  await page.click('#submit');
+  await page.waitForFunction(() => /not started/.test(document.getElementById('error').textContent));
+  const cacheErr = await page.textContent('#error');
+  check(/Request parameter \[cache\] must be off or teacache.*needs 5 coefficients/.test(cacheErr), `a bad custom cache: "${cacheErr}"`);
+  await page.selectOption('#cache', 'teacache:0.2');
   await page.click('#submit');
   await page.waitForFunction(() => {
     const v = document.getElementById('video');
@@ -270,6 +287,12 @@ try {
   check(koRows.some((r) => /Cancelled/.test(r) && /blocker/.test(r)) && !koRows.some((r) => /red fox/.test(r)),
         `key-only Recent tasks: ${koRows.length} rows, the killed task shown Cancelled, none of the other project`);
 
+  const koList = await apiKeyOnly('/v1/Task/List', { type: 'model', sort: 'id', order: 'DESC', start: '0', limit: '10' });
+  const lighthouse = (koList.tasklist || []).find((t) => t.parameters && t.parameters.prompt === 'a lighthouse in a storm');
+  check(lighthouse && lighthouse.parameters.cache === 'teacache:0.2' && /cache teacache:0\.2/.test(lighthouse.debugoutput),
+        'the page sent cache teacache:0.2 and the task ran with it', JSON.stringify(lighthouse || koList).slice(0, 600));
+  await page.selectOption('#cache', 'off');
+
   // Without the socket (a proxy that refuses upgrades), the page polls Task/Detail instead.
   await page.routeWebSocket(/\/v1\/socket/, (ws) => ws.close());
   await page.fill('#prompt', 'a paper boat on a river');
@@ -284,6 +307,10 @@ try {
                                               max: document.getElementById('progress').max }));
   check(polled.src !== ko.src && /\/0\.mp4$/.test(polled.src) && polled.p === 3 && polled.max === 3,
         `socket refused: the page polled Task/Detail to the end (${polled.src}, progress ${polled.p}/${polled.max})`);
+  const boatList = await apiKeyOnly('/v1/Task/List', { type: 'model', sort: 'id', order: 'DESC', start: '0', limit: '10' });
+  const boat = (boatList.tasklist || []).find((t) => t.parameters && t.parameters.prompt === 'a paper boat on a river');
+  check(boat && !('cache' in boat.parameters) && /cache off/.test(boat.debugoutput),
+        'with the cache Off the page sends no cache input (the task ran without)', JSON.stringify(boat || boatList).slice(0, 600));
 
   // Plain http under another name than localhost: no WebCrypto, the page signs with its own SHA-256.
   const page2 = await context.newPage();
