@@ -606,34 +606,6 @@ static void amx_att_task(void *arg, int64_t begin, int64_t end, int thread_index
     TILE_END();
 }
 
-static float amx_round_bf16(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
-
-/* Without memory for the per-thread buffers: one query row at a time, in plain C with the same numerics. */
-static void amx_att_rowwise(const amx_att_ctx *c) {
-    for (int64_t r = 0; r < c->B * c->H * c->Lq; r++) {
-        int64_t i = r % c->Lq, h = (r / c->Lq) % c->H, b = r / (c->Lq * c->H);
-        const float *qi = c->q + (b * c->Lq + i) * c->ldq + h * c->D;
-        const float *brow = c->bias ? c->bias + (h * c->Lq + i) * c->Lk : NULL;
-        float *oi = c->out + (b * c->Lq + i) * c->ldo + h * c->D;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int64_t d = 0; d < c->D; d++) oi[d] = 0.0f;
-        for (int64_t j = 0; j < c->Lk; j++) {
-            const float *kj = c->k + (b * c->Lk + j) * c->ldk + h * c->D;
-            const float *vj = c->v + (b * c->Lk + j) * c->ldv + h * c->D;
-            float s = 0.0f;
-            for (int64_t d = 0; d < c->D; d++) s += amx_round_bf16(qi[d]) * amx_round_bf16(kj[d]);
-            s *= c->scale;
-            if (brow) s += brow[j];
-            float m_new = s > mx ? s : mx, use = m_new == -INFINITY ? 0.0f : m_new;
-            float corr = expf(mx - use), p = expf(s - use), pr = amx_round_bf16(p);
-            sum = sum * corr + p;
-            for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + pr * amx_round_bf16(vj[d]);
-            mx = m_new;
-        }
-        for (int64_t d = 0; d < c->D; d++) oi[d] /= sum;
-    }
-}
-
 static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                           int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                           int64_t D, float scale, const float *bias) {
@@ -656,7 +628,7 @@ static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *
     amx_att_layout(&c);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
-        amx_att_rowwise(&c);
+        bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
         return;
     }
     c.bufs = mem;

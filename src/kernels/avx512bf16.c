@@ -268,7 +268,24 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
         free(mem);
         if (ok) return;
     }
-    cvx_bf16_emu.gemm_nt(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    /* Without memory for the whole copy: one panel of B at a time, and in plain loops (same rounding) for a panel
+     * that finds no memory either. */
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t n = min64(NR, N - p * NR);
+        void *pm = NULL;
+        int done = 0;
+        if (posix_memalign(&pm, 64, (size_t)(NR * kp) * sizeof(uint16_t)) == 0) {
+            pack_b_pairs(B + p * NR * ldb, ldb, n, K, kp, pm);
+            done = gemm_pairs(pool, M, n, K, A, lda, pm, kp, C + p * NR, ldc, accumulate, NULL, NULL);
+            free(pm);
+        }
+        for (int64_t m = 0; !done && m < M; m++)
+            for (int64_t j = 0; j < n; j++) {
+                float s = 0.0f;
+                for (int64_t kk = 0; kk < K; kk++) s += bf16_round(A[m * lda + kk]) * bf16_round(B[(p * NR + j) * ldb + kk]);
+                C[m * ldc + p * NR + j] = accumulate ? C[m * ldc + p * NR + j] + s : s;
+            }
+    }
 }
 
 /* ---- flash attention ---------------------------------------------------------------------------------------
@@ -577,7 +594,7 @@ static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float 
     att_layout(&c);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
-        cvx_bf16_emu.attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+        bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
         return;
     }
     c.bufs = mem;

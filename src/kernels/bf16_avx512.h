@@ -1,7 +1,9 @@
 /* Inline helpers shared by the bf16 paths that run on AVX-512 registers (avx512bf16.c, amx.c, amx_emu.c):
  * conversions to bf16 pairs, the CVX_PACK_PAIRS packers, the exponential of the attention softmax and the
- * fused epilogue of cvx_linear_bf16_ex. Include only from files compiled with -mavx512f -mavx512bf16; every
- * function is static, so each including file is a leaf that calls no other per-ISA file.
+ * fused epilogue of cvx_linear_bf16_ex (its GELU from simd_math.h over avx512_v.h, the function of the AVX-512
+ * fp32 path), the plain attention used when buffers cannot be allocated. Include only from files compiled with
+ * -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c; every function is static, so each including
+ * file is a leaf that calls no other kernel file.
  *
  * vcvtne2ps2bf16 treats f32 subnormal inputs as zero (torch would keep a bf16 subnormal); everything else
  * matches c10::BFloat16's rounding (nearest, ties to even). */
@@ -13,8 +15,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "kernels/avx512_transpose.h"
+#include "kernels/avx512_v.h"
 #include "kernels/kernels_internal.h"
+#include "kernels/simd_math.h"
 
 #define INL static inline __attribute__((always_inline))
 
@@ -68,10 +73,10 @@ INL void pack_b_pairs(const float *B, int64_t ldb, int64_t n, int64_t k, int64_t
     }
 }
 
-/* V[Lk, D] (row stride ldv) -> ceil(Lk/2) rows of dv words (dv = D rounded up to 16; pads are 0). */
-INL void pack_v_pairs(const float *V, int64_t ldv, int64_t Lk, int64_t D, int64_t dv, uint32_t *dst) {
+/* Vm = V[Lk, D] (row stride ldv) -> ceil(Lk/2) rows of dv words (dv = D rounded up to 16; pads are 0). */
+INL void pack_v_pairs(const float *Vm, int64_t ldv, int64_t Lk, int64_t D, int64_t dv, uint32_t *dst) {
     for (int64_t t = 0; t < (Lk + 1) / 2; t++) {
-        const float *r0 = V + 2 * t * ldv, *r1 = r0 + ldv;
+        const float *r0 = Vm + 2 * t * ldv, *r1 = r0 + ldv;
         int has1 = 2 * t + 1 < Lk;
         /* Rows are usually far apart (a fused qkv buffer): fetch a few pairs ahead. */
         if (2 * t + 9 < Lk)
@@ -113,7 +118,6 @@ INL __m512 exp2_neg_clamped(__m512 y) { return exp2_neg(_mm512_max_ps(_mm512_set
  * this is the first / last K block. */
 INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64_t m0, int m, int64_t n0, int n,
                                const float *bias, const cvx_epilogue *e, int first, int last) {
-    const cvx_kernel_table *ft = cvx_kernels_for(CVX_ISA_AVX512); /* its gelu is cvx_gelu_tanh's on this CPU */
     for (int i = 0; i < m; i++) {
         const float *t = T + i * ldt;
         float *c = C + i * ldc;
@@ -137,13 +141,42 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
             }
         }
         if (e->act != CVX_ACT_NONE && last) {
-            ft->gelu_tanh(c, n);
+            simd_gelu_tanh_row(c, n); /* cvx_gelu_tanh's function on this CPU (simd_math.h) */
             if (g)
                 for (int j = 0; j < n; j += 16) {
                     __mmask16 k = lanes(n - j);
                     _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), _mm512_maskz_loadu_ps(k, c + j)));
                 }
         }
+    }
+}
+
+/* The attention of the bf16 paths one query row at a time in plain C (q, k, v and the probabilities rounded to
+ * bf16, f32 sums), for when the per-thread buffers cannot be allocated. Arguments as cvx_attention_bf16. */
+static inline float bf16_round(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
+static inline void bf16_attention_rowwise(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                                          int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
+                                          int64_t Lk, int64_t D, float scale, const float *bias) {
+    for (int64_t r = 0; r < B * H * Lq; r++) {
+        int64_t i = r % Lq, h = (r / Lq) % H, b = r / (Lq * H);
+        const float *qi = q + (b * Lq + i) * ldq + h * D;
+        const float *brow = bias ? bias + (h * Lq + i) * Lk : NULL;
+        float *oi = out + (b * Lq + i) * ldo + h * D;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t d = 0; d < D; d++) oi[d] = 0.0f;
+        for (int64_t j = 0; j < Lk; j++) {
+            const float *kj = k + (b * Lk + j) * ldk + h * D, *vj = v + (b * Lk + j) * ldv + h * D;
+            float s = 0.0f;
+            for (int64_t d = 0; d < D; d++) s += bf16_round(qi[d]) * bf16_round(kj[d]);
+            s *= scale;
+            if (brow) s += brow[j];
+            float m_new = s > mx ? s : mx, use = m_new == -INFINITY ? 0.0f : m_new;
+            float corr = expf(mx - use), p = expf(s - use), pr = bf16_round(p);
+            sum = sum * corr + p;
+            for (int64_t d = 0; d < D; d++) oi[d] = oi[d] * corr + pr * bf16_round(vj[d]);
+            mx = m_new;
+        }
+        for (int64_t d = 0; d < D; d++) oi[d] /= sum;
     }
 }
 

@@ -26,11 +26,6 @@
 typedef struct {
     cvx_isa isa;
     const char *name;
-    /* C[m, n] (+)= sum_k A[m, k] * B[n, k], any sizes and strides, on the calling thread only (for use
-     * inside a caller's own parallel tasks): the blocked GEMM of ops.c with this path's micro-kernel; its
-     * packing buffers are allocated per call. */
-    void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                     float *C, int64_t ldc, int accumulate);
     /* dst[i] = (float)src[i] for stored weights. */
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
     void (*bf16_to_f32)(const uint16_t *src, float *dst, int64_t n);

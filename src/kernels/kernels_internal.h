@@ -8,10 +8,6 @@
 #define CVX_GELU_K0 0.7978845608028654f
 #define CVX_GELU_K1 0.044715f
 
-/* The blocked GEMM of ops.c on one thread with the given table (what the tables' gemm_f32 entries use). */
-void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate);
-
 /* The threaded GEMM driver of ops.c (cvx_linear / cvx_gemm_nt) with an explicit table and B dtype. */
 void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
                    int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
