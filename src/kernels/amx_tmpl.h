@@ -123,6 +123,14 @@ typedef struct {
     int64_t abuf_elems;
 } amx_gemm_ctx;
 
+/* 32 x 32 f32 (row stride 32, aligned) -> C (64-byte aligned rows, row stride ldc) by streaming stores. */
+static inline void amx_stream_block(float *C, int64_t ldc, const float *blk) {
+    for (int i = 0; i < TM; i++) {
+        _mm512_stream_ps(C + i * ldc, _mm512_load_ps(blk + i * TM));
+        _mm512_stream_ps(C + i * ldc + 16, _mm512_load_ps(blk + i * TM + 16));
+    }
+}
+
 /* The tiles' starting value for one 32 x 32 block (cp: C at the block): C itself when accumulating, the bias row
  * (stride-0 loads) or zero. */
 #define AMX_GEMM_INIT(direct, acc, cp, ldc, bias)          \
@@ -162,6 +170,11 @@ typedef struct {
 static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, int64_t m0, int64_t mlen, int64_t n0,
                            int64_t nlen) {
     float scratch[TM * TM] __attribute__((aligned(64)));
+    /* Full blocks leave through one of two L1 buffers with streaming stores, each written out while the next
+     * block's tile products run (its stores sit in the instruction stream right after them). */
+    float stream[2][TM * TM] __attribute__((aligned(64)));
+    float *pending = NULL;
+    int pbuf = 0;
     const int64_t groups = ceil_div(mlen, TM);
     const int aligned = !((uintptr_t)c->C & 63) && !(c->ldc & 15);
     for (int64_t pc = 0; pc < c->K; pc += c->kc) {
@@ -202,13 +215,12 @@ static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, i
                         continue;
                     }
                     if (direct && aligned) {
-                        /* Through the L1 scratch with streaming stores: C is written once per K block, and a plain
-                         * store would first read each of its lines from memory. */
-                        AMX_GEMM_STORE4(scratch, TM * 4);
-                        for (int i = 0; i < TM; i++) {
-                            _mm512_stream_ps(cp + i * c->ldc, _mm512_load_ps(scratch + i * TM));
-                            _mm512_stream_ps(cp + i * c->ldc + 16, _mm512_load_ps(scratch + i * TM + 16));
-                        }
+                        /* Streaming stores: C is written once per K block, and a plain store would first read each
+                         * of its lines from memory. */
+                        if (pending) amx_stream_block(pending, c->ldc, stream[pbuf]);
+                        pbuf ^= 1;
+                        AMX_GEMM_STORE4(stream[pbuf], TM * 4);
+                        pending = cp;
                     } else if (direct) {
                         AMX_GEMM_STORE4(cp, c->ldc * 4);
                     } else {
@@ -222,6 +234,8 @@ static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, i
                 }
             }
         }
+        if (pending) amx_stream_block(pending, c->ldc, stream[pbuf]); /* before the next K block reads C */
+        pending = NULL;
     }
     _mm_sfence(); /* the streaming stores are visible before the task ends */
 }
