@@ -12,7 +12,10 @@
  *
  * fraction_of_peak always divides by the all-thread vdpbf16ps register peak measured in the same run (the
  * fp32 FMA peak on a CPU without AVX512-BF16, named in "peak_family"), so figures mean the same on every
- * machine. FLOPs count a multiply-add as 2. The block is a 1-layer CogVideoXTransformer3DModel built by the
+ * machine; on the AMX path ("bf16_path": "amx") fraction_of_amx_peak divides by the tdpbf16ps peak
+ * (peak_gflops_amx) of the same run. CVX_FORCE_ISA=avx512bf16 measures the AVX512-BF16 path of an AMX machine
+ * (bench/report.sh prints both). generate --cache SPEC reports the computed steps (computed_steps,
+ * computed_step_count) but no speed-up: random weights do not skip like trained ones. FLOPs count a multiply-add as 2. The block is a 1-layer CogVideoXTransformer3DModel built by the
  * transformer's own code from the real 2b config with random weights written to a temporary folder; its
  * forward also runs the patch/text/time embeddings and proj_out (≈ 7 GFLOP at 226 text tokens, counted in the
  * seconds but not in the issue's block FLOPs 2·(4·D² + 2·D·FF)·L·B + 4·L²·D·B). PyTorch comparisons run
@@ -70,7 +73,9 @@ static int usage(FILE *f) {
             "  attention --tokens L --heads H --head-dim D batch 2, self-attention\n"
             "  block --tokens N                            one CogVideoX-2b block, 226 text + N video tokens, batch 2\n"
             "  generate -m DIR [-p TEXT] [--steps N] [--frames N] [--height H] [--width W] [--seed S]\n"
-            "           [--guidance G] [-o OUT.mp4]        a real run: per-stage seconds, peak RSS\n"
+            "           [--guidance G] [-o OUT.mp4] [--cache SPEC]\n"
+            "                                              a real run: per-stage seconds, peak RSS; with --cache\n"
+            "                                              the computed steps (no speed-up is quoted: see README)\n"
             "  deviation -m DIR [generate's flags; --steps 2] bf16 vs fp32 final latents of the same run (no decode)\n"
             "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
             "        --torch-script PATH (bench/torch_block.py)\n");
@@ -293,6 +298,20 @@ static void add_peak_ref(json_t *root, int threads) {
     json_object_set_new(root, "peak_gflops", json_real(peak));
     if (cvx_isa_supported(CVX_ISA_AMX))
         json_object_set_new(root, "peak_gflops_amx", json_real(peak_gflops(probe_amx, threads, 3, 0.1, NULL)));
+    /* The bf16 path that ran, and the fraction of its own unit's peak: tdpbf16ps on the AMX path (beside
+     * fraction_of_peak, which keeps the vdpbf16ps denominator for comparisons across machines). */
+    const char *path = cvx_bf16_kernels_name(cvx_bf16_kernels_active());
+    json_object_set_new(root, "bf16_path", json_string(path));
+}
+
+/* After add_timing: on the AMX path, the figures as fractions of the tdpbf16ps peak measured in the same run. */
+static void add_amx_fraction(json_t *root) {
+    json_t *amx = json_object_get(root, "peak_gflops_amx"), *gf = json_object_get(root, "gflops");
+    const char *path = json_string_value(json_object_get(root, "bf16_path"));
+    if (!amx || !gf || !path || strcmp(path, "amx") || json_number_value(amx) <= 0) return;
+    json_object_set_new(root, "fraction_of_amx_peak", json_real(json_number_value(gf) / json_number_value(amx)));
+    json_t *gm = json_object_get(root, "gflops_median");
+    if (gm) json_object_set_new(root, "fraction_of_amx_peak_median", json_real(json_number_value(gm) / json_number_value(amx)));
 }
 
 static int mode_peak(const bench_opts *o, int threads, json_t *root) {
@@ -360,6 +379,7 @@ static int mode_gemm(const bench_opts *o, cvx_pool *pool, json_t *root) {
     add_peak_ref(root, cvx_pool_size(pool));
     add_timing(root, sec, o->repeat, 2.0 * (double)M * (double)N * (double)K,
                json_real_value(json_object_get(root, "peak_gflops")));
+    add_amx_fraction(root);
     char args[256];
     snprintf(args, sizeof args, "gemm --m %lld --k %lld --n %lld", o->m, o->k, o->n);
     add_torch(root, o, args, min_of(sec, o->repeat));
@@ -403,6 +423,7 @@ static int mode_attention(const bench_opts *o, cvx_pool *pool, json_t *root) {
     add_peak_ref(root, cvx_pool_size(pool));
     add_timing(root, sec, o->repeat, 4.0 * (double)B * (double)H * (double)L * (double)L * (double)D,
                json_real_value(json_object_get(root, "peak_gflops")));
+    add_amx_fraction(root);
     char args[256];
     snprintf(args, sizeof args, "attention --tokens %lld --heads %lld --head-dim %lld", o->tokens, o->heads,
              o->head_dim);
@@ -552,6 +573,7 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
     json_object_set_new(root, "peak_rss_gb", json_real(peak_rss_gb()));
     add_peak_ref(root, cvx_pool_size(pool));
     add_timing(root, sec, o->repeat, flops, json_real_value(json_object_get(root, "peak_gflops")));
+    add_amx_fraction(root);
     char args[128];
     snprintf(args, sizeof args, "block --tokens %lld", o->tokens);
     add_torch(root, o, args, sec[best]);
@@ -589,6 +611,15 @@ static int mode_generate(const bench_opts *o, json_t *root) {
         tot[r] = cvx_time_seconds() - t1;
         for (int s = 0; s < 4; s++) st[4 * r + s] = v.seconds[s];
         frames = v.num_frames, height = v.height, width = v.width;
+        if (r == 0) { /* the transformer steps that ran (all of them without a cache) */
+            json_t *cs = json_array();
+            for (int i = 0; i < v.num_computed_steps; i++) json_array_append_new(cs, json_integer(v.computed_steps[i]));
+            json_object_set_new(root, "computed_steps", cs);
+            json_object_set_new(root, "computed_step_count", json_integer(v.num_computed_steps));
+            char spec[256] = "off";
+            cvx_cache_format(&o->gp.cache, spec, sizeof spec);
+            json_object_set_new(root, "cache", json_string(spec));
+        }
         cvx_video_free(&v);
         fprintf(stderr, "bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
                 tot[r], st[4 * r], st[4 * r + 1], st[4 * r + 2], st[4 * r + 3]);
@@ -744,6 +775,13 @@ int cvx_cmd_bench(int argc, char **argv) {
                 return 2;
             }
             o.gp.guidance_scale = (float)g, i++;
+        } else if (!strcmp(o.mode, "generate") && !strcmp(a, "--cache")) {
+            char eb[256] = "";
+            if (!val || cvx_cache_parse(val, &o.gp.cache, eb, sizeof eb) != CVX_OK) {
+                fprintf(stderr, "bench: --cache: %s\n", val ? eb : "needs off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]");
+                return 2;
+            }
+            i++;
         } else {
             fprintf(stderr, "bench %s: unknown option '%s'\n", o.mode, a);
             return usage(stderr);

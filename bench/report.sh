@@ -3,8 +3,10 @@
 # CPU model and kernel path, the register peaks, the GEMMs at the transformer's shapes, the attention and one
 # full-length block (each against PyTorch when a Python with torch is found: apt-get install python3-torch), and
 # with -m a full-size generation (T5 encode, one denoising step, a full VAE decode; peak RSS by /usr/bin/time -v)
-# extrapolated to 50 steps against the floor (total FLOPs / the vdpbf16ps peak of all threads), plus the
-# deviation of bf16 final latents from fp32 after a few steps.
+# extrapolated to 50 steps against the floor (total FLOPs / the peak of the bf16 unit in use, all threads: tdpbf16ps
+# on an AMX machine, vdpbf16ps elsewhere), plus the deviation of bf16 final latents from fp32 after a few steps.
+# On a machine with AMX every kernel figure is measured on both bf16 paths side by side: AMX (against the AMX
+# peak) and AVX512-BF16 (CVX_FORCE_ISA=avx512bf16, against the vdpbf16ps peak; attention and block 1 repeat).
 #
 #   bash bench/report.sh [-m MODEL_DIR] [--bin PATH] [--json OUT.json] [--skip-torch] [--quick]
 #
@@ -42,11 +44,25 @@ step() { # name, then the bench arguments
   "$bin" bench "$@" --json >"$tmp/$name.json" 2>>"$tmp/log" || { echo "report: $name failed; see below" >&2; tail -20 "$tmp/log" >&2; exit 1; }
 }
 step peak peak
+amx=0
+"$bin" info --cpu 2>/dev/null | grep -q "^best path *amx" && amx=1
+step_alt() { # the same bench on the AVX512-BF16 path (AMX machines only): NAME.alt.json
+  [ "$amx" = 1 ] || return 0
+  local name=$1; shift
+  echo "report: $name (avx512bf16): CVX_FORCE_ISA=avx512bf16 cogvideox bench $*" >&2
+  CVX_FORCE_ISA=avx512bf16 CVX_PYTHON=/nonexistent/python "$bin" bench "$@" --json >"$tmp/$name.alt.json" 2>>"$tmp/log" ||
+    { echo "report: $name (avx512bf16) failed; see below" >&2; tail -20 "$tmp/log" >&2; exit 1; }
+}
 step gemm_1920_1920 gemm --m $M --k 1920 --n 1920 --repeat $rep
+step_alt gemm_1920_1920 gemm --m $M --k 1920 --n 1920 --repeat $rep
 step gemm_1920_7680 gemm --m $M --k 1920 --n 7680 --repeat $rep
+step_alt gemm_1920_7680 gemm --m $M --k 1920 --n 7680 --repeat $rep
 step gemm_7680_1920 gemm --m $M --k 7680 --n 1920 --repeat $rep
+step_alt gemm_7680_1920 gemm --m $M --k 7680 --n 1920 --repeat $rep
 step attention attention --tokens $L --heads 30 --head-dim 64 --repeat $rep
+step_alt attention attention --tokens $L --heads 30 --head-dim 64 --repeat 1
 step block block --tokens $N --repeat $rep
+step_alt block block --tokens $N --repeat 1
 if [ -n "$model" ]; then
   gen_args=(generate -m "$model" --steps 1 --repeat 1)
   [ "$quick" = 1 ] && gen_args+=(--frames 5 --height 96 --width 160)
@@ -62,9 +78,13 @@ fi
 python3 - "$tmp" "$json_out" <<'PY'
 import json, os, sys
 d, out = sys.argv[1], sys.argv[2]
-def load(n):
-    p = os.path.join(d, n + ".json")
-    return json.load(open(p)) if os.path.exists(p) else None
+_loaded = {}
+def load(n):  # each file read once, so the figures added below stay with it
+    if n not in _loaded:
+        p = os.path.join(d, n + ".json")
+        _loaded[n] = json.load(open(p)) if os.path.exists(p) else None
+    return _loaded[n]
+KERNELS = ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block")
 peak = load("peak")
 first = peak
 # The denominator: the highest vdpbf16ps peak measured in this run (the peak step and every bench's own probe;
@@ -73,10 +93,20 @@ peaks = [peak["peak_gflops"].get("bf16") or 0]
 for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block"):
     j = load(n)
     if j and j.get("peak_family") == "bf16": peaks.append(j["peak_gflops"])
+for n in KERNELS:
+    j = load(n + ".alt")
+    if j and j.get("peak_family") == "bf16": peaks.append(j["peak_gflops"])
 bf = max(peaks)
-for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block"):
+# On the AMX path the denominator is the highest tdpbf16ps reading of the run, the same way.
+amx_peaks = [peak["peak_gflops"].get("amx_bf16") or 0] + [load(n).get("peak_gflops_amx", 0) for n in KERNELS if load(n)]
+amx = max(amx_peaks) if peak.get("bf16_path") == "amx" else 0
+den = amx if amx else bf
+for n in KERNELS:
     j = load(n)
-    if j: j["fraction_of_peak"] = j["gflops"] / bf
+    if j: j["fraction_of_peak"] = j["gflops"] / den
+    a = load(n + ".alt")
+    if j and a: j["alt"] = {"path": a.get("bf16_path"), "seconds": a["seconds"], "gflops": a["gflops"],
+                            "fraction_of_peak": a["gflops"] / bf}
 lines = []
 say = lines.append
 cpu_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -85,30 +115,39 @@ say(f"CPU: {cpu_name} (family {peak.get('cpu_family')} model {peak.get('cpu_mode
 say("load: the 1-minute load average when each bench started (other work on the cores lowers the figures)")
 say("register peaks, all threads (GFLOP/s or GOP/s): " +
     ", ".join(f"{k} {v:.0f}" for k, v in peak["peak_gflops"].items()) +
-    f"; 'of peak' below is of {bf:.0f} GFLOP/s, the highest vdpbf16ps reading of the run ({min(peaks):.0f}-{bf:.0f})")
+    (f"; 'of peak' below is of {amx:.0f} GFLOP/s, the highest tdpbf16ps (AMX) reading of the run "
+     f"({min(amx_peaks):.0f}-{amx:.0f}); the AVX512-BF16 path's, of {bf:.0f} (vdpbf16ps)" if amx else
+     f"; 'of peak' below is of {bf:.0f} GFLOP/s, the highest vdpbf16ps reading of the run ({min(peaks):.0f}-{bf:.0f})"))
 def torch_part(j):
     t = j.get("torch")
     if isinstance(t, dict):
         return f"torch {t['gflops']:.0f} GFLOP/s ({t.get('torch_version')}) -> {j.get('speedup_vs_torch', 0):.2f}x"
     return f"torch: {t}"
 say("")
-say(f"{'what':<34}{'seconds':>9}{'GFLOP/s':>9}{'of peak':>9}{'load':>6}   PyTorch bf16 in the same run")
+def alt_part(j):
+    a = j.get("alt")
+    if not a: return ""
+    return (f"{a['seconds']:>9.3f}{a['gflops']:>9.0f}{100 * a['fraction_of_peak']:>8.1f}%"
+            f"{a['seconds'] / j['seconds']:>8.2f}x")
+alt_head = f"{'avx512bf16: s':>15}{'GFLOP/s':>9}{'of peak':>9}{'AMX is':>9}" if amx else ""
+say(f"{'what':<34}{'seconds':>9}{'GFLOP/s':>9}{'of peak':>9}{'load':>6}{alt_head}   PyTorch bf16 in the same run")
+def row(label, j):
+    say(f"{label:<34}{j['seconds']:>9.3f}{j['gflops']:>9.0f}{100 * j['fraction_of_peak']:>8.1f}%"
+        f"{j.get('loadavg_1min', 0):>6.2f}{'      ' + alt_part(j) if amx else ''}   {torch_part(j)}")
 for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920"):
     j = load(n)
-    say(f"{'GEMM M=%d K=%d N=%d' % (j['m'], j['k'], j['n']):<34}{j['seconds']:>9.3f}{j['gflops']:>9.0f}"
-        f"{100 * j['fraction_of_peak']:>8.1f}%{j.get('loadavg_1min', 0):>6.2f}   {torch_part(j)}")
+    row('GEMM M=%d K=%d N=%d' % (j['m'], j['k'], j['n']), j)
 j = load("attention")
-say(f"{'attention L=%d 30x64 batch 2' % j['tokens']:<34}{j['seconds']:>9.3f}{j['gflops']:>9.0f}"
-    f"{100 * j['fraction_of_peak']:>8.1f}%{j.get('loadavg_1min', 0):>6.2f}   {torch_part(j)}")
+row('attention L=%d 30x64 batch 2' % j['tokens'], j)
 blk = load("block")
-say(f"{'block N=%d (+226 text) CFG 2' % blk['tokens']:<34}{blk['seconds']:>9.3f}{blk['gflops']:>9.0f}"
-    f"{100 * blk['fraction_of_peak']:>8.1f}%{blk.get('loadavg_1min', 0):>6.2f}   {torch_part(blk)}")
+row('block N=%d (+226 text) CFG 2' % blk['tokens'], blk)
 ps = blk.get("parts_seconds", {})
 say("  block parts (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ps.items()) +
     f"; peak RSS {blk.get('peak_rss_gb', 0):.2f} GB")
 summary = {"cpu": cpu_name, "cpu_family": peak.get("cpu_family"), "cpu_model": peak.get("cpu_model"),
            "isa": peak["isa"], "bf16_path": peak.get("bf16_path"), "threads": peak["threads"],
-           "peak_gflops": peak["peak_gflops"], "bf16_peak_denominator": bf, "bench": {}}
+           "peak_gflops": peak["peak_gflops"], "bf16_peak_denominator": bf, "amx_peak_denominator": amx or None,
+           "bench": {}}
 for n in ("gemm_1920_1920", "gemm_1920_7680", "gemm_7680_1920", "attention", "block", "generate", "deviation"):
     if load(n): summary["bench"][n] = load(n)
 g = load("generate")
@@ -129,15 +168,15 @@ if g:
     total_flops = 50 * step_flops + 0.31e15 + 0.004e15
     per_step = s["denoise"] / g["steps"]
     total = s["encode"] + 50 * per_step + s["decode"] + s["write"]
-    floor = total_flops / (bf * 1e9)
+    floor = total_flops / (den * 1e9)
     say("")
     say(f"generation {g['frames']}x{g['height']}x{g['width']}, {g['steps']} step(s), {g['model_dir']}:")
     say(f"  encode {s['encode']:.1f} s, denoise {per_step:.1f} s/step ({step_flops / per_step / 1e9:.0f} GFLOP/s, "
-        f"{100 * step_flops / per_step / 1e9 / bf:.1f}% of peak), decode {s['decode']:.1f} s, write {s['write']:.1f} s; "
+        f"{100 * step_flops / per_step / 1e9 / den:.1f}% of peak), decode {s['decode']:.1f} s, write {s['write']:.1f} s; "
         f"peak RSS {rss:.2f} GB (/usr/bin/time -v)")
     if full:
         say(f"  50 steps extrapolated: {total:.0f} s = {total / 3600:.2f} h; floor {total_flops / 1e15:.2f} PFLOP / "
-            f"{bf:.0f} GFLOP/s = {floor:.0f} s -> {total / floor:.2f}x the floor")
+            f"{den:.0f} GFLOP/s ({'tdpbf16ps' if amx else 'vdpbf16ps'}) = {floor:.0f} s -> {total / floor:.2f}x the floor")
     else:
         say(f"  50 steps extrapolated: {total:.0f} s (not the 2b at 49x480x720: no floor comparison)")
     say(f"  T5 + VAE share of the total: {100 * (s['encode'] + s['decode']) / total:.1f}%")

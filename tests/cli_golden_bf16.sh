@@ -25,14 +25,23 @@ run_bf16() { # label path...
 }
 
 D=tests/data/golden
-run_bf16 "project cases" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/rope"
-grep -q '^PASS rope ' "$T/out" || { echo "FAIL: rope (no bf16 path) did not run in fp32"; fail=1; }
 S=../shared/golden
-if [ -d "$S" ]; then
-  dirs=()
-  for c in t5 transformer pipeline e2e vae; do [ -d "$S/$c" ] && dirs+=("$S/$c"); done
-  [ ${#dirs[@]} -gt 0 ] && run_bf16 "shared cases" "${dirs[@]}"
-fi
+# every native bf16 path of this machine (AMX tiles and AVX512-BF16 on an AMX machine), each chosen as users
+# choose it (CVX_FORCE_ISA); the best path first, without the variable
+paths=("")
+"$BIN" info --cpu 2>/dev/null | grep -q '^best path *amx' && paths+=(avx512bf16)
+for isa in "${paths[@]}"; do
+  if [ -n "$isa" ]; then export CVX_FORCE_ISA=$isa; else unset CVX_FORCE_ISA; fi
+  tag=${isa:-best path}
+  run_bf16 "project cases ($tag)" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/rope"
+  grep -q '^PASS rope ' "$T/out" || { echo "FAIL: rope (no bf16 path) did not run in fp32"; fail=1; }
+  if [ -d "$S" ]; then
+    dirs=()
+    for c in t5 transformer pipeline e2e vae; do [ -d "$S/$c" ] && dirs+=("$S/$c"); done
+    [ ${#dirs[@]} -gt 0 ] && run_bf16 "shared cases ($tag)" "${dirs[@]}"
+  fi
+done
+unset CVX_FORCE_ISA
 
 # the bound bites: a table 100x tighter than the measured deviations fails the same cases
 sed -E 's/"atol_rms": ([0-9.]+)/"atol_rms": 0.0001/g' tests/data/bf16_tolerances.json >"$T/tight.json"

@@ -1,68 +1,15 @@
 /* The AVX-512F fp32 path: 16-lane vectors, a 12 x 32 micro-tile (24 zmm accumulators), F16C up-casts.
- * The kernels themselves are in simd_tmpl.h; this file supplies the 512-bit primitives. */
+ * The kernels themselves are in simd_tmpl.h over the 512-bit primitives of avx512_v.h. */
 #include <immintrin.h>
 #include <math.h>
 
-#include "kernels/avx512_transpose.h"
+#include "kernels/avx512_v.h"
 #include "kernels/kernels.h"
 
-#define VW 16
 #define MR 12
-#define V __m512
-#define VD __m512d
 #define TABLE_NAME cvx_kernels_avx512
 #define TABLE_ISA CVX_ISA_AVX512
 #define TABLE_STR "avx512"
-
-#define INL static inline __attribute__((always_inline))
-
-INL __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1u); }
-INL V v_zero(void) { return _mm512_setzero_ps(); }
-INL V v_set1(float x) { return _mm512_set1_ps(x); }
-INL V v_load(const float *p) { return _mm512_loadu_ps(p); }
-INL void v_store(float *p, V v) { _mm512_storeu_ps(p, v); }
-INL V v_loadn(const float *p, int n) { return _mm512_maskz_loadu_ps(lanes_mask(n), p); }
-INL void v_storen(float *p, V v, int n) { _mm512_mask_storeu_ps(p, lanes_mask(n), v); }
-INL V v_fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-INL V v_add(V a, V b) { return _mm512_add_ps(a, b); }
-INL V v_sub(V a, V b) { return _mm512_sub_ps(a, b); }
-INL V v_mul(V a, V b) { return _mm512_mul_ps(a, b); }
-INL V v_div(V a, V b) { return _mm512_div_ps(a, b); }
-/* Second operand wins when one is NaN: callers pass the constant first so NaN lanes survive. */
-INL V v_max(V a, V b) { return _mm512_max_ps(a, b); }
-INL V v_min(V a, V b) { return _mm512_min_ps(a, b); }
-INL V v_abs(V a) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff))); }
-INL V v_sign_or(V a, V s) {
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32((int)0x80000000u));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), sign));
-}
-INL V v_lt(V a, V b, V x, V y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x); }
-INL V v_neg_inf_to_zero(V m) {
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), m, _mm512_setzero_ps());
-}
-INL V v_round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-INL V v_scale2(V p, V n) { return _mm512_scalef_ps(p, n); }
-INL V v_load_f16n(const uint16_t *p, int n) {
-    __m256i h = n == VW ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(lanes_mask(n), p);
-    return _mm512_cvtph_ps(h);
-}
-INL V v_load_bf16n(const uint16_t *p, int n) {
-    __m256i h = n == VW ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(lanes_mask(n), p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* 16 x 16 in registers; afterwards r[i] holds column i (the packers' transpose hook). */
-INL void transpose(V r[16]) { cvx__transpose16_ps(r); }
-
-INL float v_hsum(V a) { return _mm512_reduce_add_ps(a); }
-INL VD vd_zero(void) { return _mm512_setzero_pd(); }
-INL VD vd_set1(double x) { return _mm512_set1_pd(x); }
-INL VD vd_lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
-INL VD vd_hi(V v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
-INL VD vd_add(VD a, VD b) { return _mm512_add_pd(a, b); }
-INL VD vd_sub(VD a, VD b) { return _mm512_sub_pd(a, b); }
-INL VD vd_fma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
-INL double vd_hsum(VD a) { return _mm512_reduce_add_pd(a); }
 
 #include "kernels/simd_tmpl.h"
 

@@ -22,71 +22,18 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "kernels/avx512_transpose.h"
-#include "kernels/kernels_internal.h"
+#include "kernels/bf16_avx512.h"
 
 #define MR 12
 #define NR CVX_PACK_NR /* 32: two zmm of columns */
 #define KC_MAX 2048
 #define MC 144 /* multiple of MR; 144 x KC bf16 of A (576 KB) + a B panel slice fit the 1 MB L2 of Zen 4/5 */
 
-#define INL static inline __attribute__((always_inline))
-
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
-
-INL __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
-
-/* n (<= 32) floats -> bf16, word t = (p[2t], p[2t+1]) pairs in order; missing elements are 0. */
-INL __m512 cvt_pairs(const float *p, int n) {
-    __m512 lo, hi;
-    if (n >= 32) {
-        lo = _mm512_loadu_ps(p);
-        hi = _mm512_loadu_ps(p + 16);
-    } else {
-        lo = _mm512_maskz_loadu_ps(lanes(n), p);
-        hi = _mm512_maskz_loadu_ps(lanes(n - 16), p + 16);
-    }
-    /* The second source fills the low 256 bits. */
-    return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-}
-
-/* rows (<= 16) rows of k floats (row stride ld) -> for each pair t < ceil(k/2), `lanes_out` words at
- * dst[t*dst_stride + r] (row r's pair t; rows past `rows` are 0). */
-INL void pack_pairs_transposed(const float *src, int64_t ld, int rows, int64_t k, uint32_t *dst, int64_t dst_stride,
-                               int lanes_out) {
-    __m512 r[16];
-    for (int64_t p = 0; p < k; p += 32) {
-        int kn = (int)min64(32, k - p), tn = (kn + 1) / 2;
-        if (p == 0 && k <= 128) /* short rows far apart (attention heads): fetch the next 16 rows */
-            for (int i = 0; i < 16; i++)
-                for (int64_t d = 0; d < k; d += 16) _mm_prefetch((const char *)(src + (16 + i) * ld + d), _MM_HINT_T0);
-        if (k > 128) /* long rows (GEMM A blocks, fresh from memory): 1 KB ahead on each of the 12-16 streams */
-            for (int i = 0; i < rows; i++) _mm_prefetch((const char *)(src + i * ld + p + 256), _MM_HINT_T0);
-        for (int i = 0; i < 16; i++) r[i] = i < rows ? cvt_pairs(src + i * ld + p, kn) : _mm512_setzero_ps();
-        cvx__transpose16_ps(r);
-        for (int t = 0; t < tn; t++) _mm512_mask_storeu_ps((float *)dst + (p / 2 + t) * dst_stride, lanes(lanes_out), r[t]);
-    }
-}
-
 /* A[m, k] (row stride lda) -> ceil(m/MR) micro-panels of ceil(k/2) x MR words (panel stride MR·ceil(k/2)). */
 static void pack_a(const float *A, int64_t lda, int64_t m, int64_t k, uint32_t *dst) {
     int64_t kp = (k + 1) / 2;
     for (int64_t i0 = 0; i0 < m; i0 += MR, dst += MR * kp)
         pack_pairs_transposed(A + i0 * lda, lda, (int)min64(MR, m - i0), k, dst, MR, MR);
-}
-
-/* B[n, k] f32 (row stride ldb) -> CVX_PACK_PAIRS panels with K padded to kp (even) by zeros. */
-static void pack_b_pairs(const float *B, int64_t ldb, int64_t n, int64_t k, int64_t kp, uint32_t *dst) {
-    for (int64_t j0 = 0; j0 < n; j0 += NR, dst += NR * (kp / 2)) {
-        for (int g = 0; g < 2; g++) {
-            int rows = (int)max64(0, min64(16, n - j0 - 16 * g));
-            pack_pairs_transposed(B + (j0 + 16 * g) * ldb, ldb, rows, k, dst + 16 * g, NR, 16);
-        }
-        for (int64_t t = (k + 1) / 2; t < kp / 2; t++) memset(dst + t * NR, 0, NR * sizeof(uint32_t));
-    }
 }
 
 /* ---- micro-kernel ----------------------------------------------------------------------------------------- */
@@ -169,42 +116,6 @@ static void s_kernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, fl
 
 /* ---- fused epilogue (cvx_linear_bf16_ex) ------------------------------------------------------------------- */
 
-void cvx__bf16_epilogue_avx512(const float *T, int64_t ldt, float *C, int64_t ldc, int64_t m0, int m, int64_t n0, int n,
-                               const float *bias, const cvx_epilogue *e, int first, int last) {
-    const cvx_kernel_table *ft = cvx_kernels_for(CVX_ISA_AVX512); /* its gelu is cvx_gelu_tanh's on this CPU */
-    for (int i = 0; i < m; i++) {
-        const float *t = T + i * ldt;
-        float *c = C + i * ldc;
-        const float *g = e->gate ? e->gate + (m0 + i) / e->gate_rows * e->ldgate + n0 : NULL;
-        const float *r = e->residual ? e->residual + (m0 + i) * e->ldres + n0 : NULL;
-        for (int j = 0; j < n; j += 16) {
-            __mmask16 k = lanes(n - j);
-            __m512 v = _mm512_maskz_loadu_ps(k, t + j);
-            if (e->act != CVX_ACT_NONE) {
-                /* The full sum first (bias once, at the first block), the activation and gate at the last. */
-                v = _mm512_add_ps(first ? (bias ? _mm512_maskz_loadu_ps(k, bias + j) : _mm512_setzero_ps())
-                                        : _mm512_maskz_loadu_ps(k, c + j), v);
-                _mm512_mask_storeu_ps(c + j, k, v);
-            } else {
-                /* Linear in the sum: residual + gate·(t + bias) at the first block, + gate·t after it. */
-                if (first && bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + j));
-                if (g) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), v);
-                __m512 base = first ? (r ? _mm512_maskz_loadu_ps(k, r + j) : _mm512_setzero_ps())
-                                    : _mm512_maskz_loadu_ps(k, c + j);
-                _mm512_mask_storeu_ps(c + j, k, _mm512_add_ps(base, v));
-            }
-        }
-        if (e->act != CVX_ACT_NONE && last) {
-            ft->gelu_tanh(c, n);
-            if (g)
-                for (int j = 0; j < n; j += 16) {
-                    __mmask16 k = lanes(n - j);
-                    _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), _mm512_maskz_loadu_ps(k, c + j)));
-                }
-        }
-    }
-}
-
 /* ---- GEMM driver -------------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -241,7 +152,7 @@ static void gemm_block(const gemm_ctx *c, uint32_t *abuf, int64_t m0, int64_t ml
                 } else {
                     /* The block's sum to an L1 tile, then merged by the epilogue (y may hold the residual). */
                     ukernel(mm, kp, abuf + ir * kp, bp, tile, NR, nn, 0, NULL);
-                    cvx__bf16_epilogue_avx512(tile, NR, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
+                    bf16_epilogue(tile, NR, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
                                               c->epi, pc == 0, pc + c->kc >= c->K);
                 }
             }
@@ -268,7 +179,7 @@ static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const flo
             float zeros[NR] = {0};
             for (int64_t m = 0; m < M; m++)
                 for (int64_t n = 0; n < N; n += NR)
-                    cvx__bf16_epilogue_avx512(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(NR, N - n),
+                    bf16_epilogue(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(NR, N - n),
                                               bias ? bias + n : NULL, epi, 1, 1);
         } else if (!accumulate) {
             for (int64_t m = 0; m < M; m++)
@@ -321,7 +232,7 @@ static void bf16_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, i
             }
             if (K <= 0) memset(tile, 0, sizeof tile);
             if (epi) {
-                cvx__bf16_epilogue_avx512(tile, NR, y + m0 * ldy + jr, ldy, m0, mm, jr, nn, bias ? bias + jr : NULL, epi,
+                bf16_epilogue(tile, NR, y + m0 * ldy + jr, ldy, m0, mm, jr, nn, bias ? bias + jr : NULL, epi,
                                           1, 1);
             } else {
                 for (int i = 0; i < mm; i++)
@@ -357,7 +268,24 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
         free(mem);
         if (ok) return;
     }
-    cvx_bf16_emu.gemm_nt(pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    /* Without memory for the whole copy: one panel of B at a time, and in plain loops (same rounding) for a panel
+     * that finds no memory either. */
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t n = min64(NR, N - p * NR);
+        void *pm = NULL;
+        int done = 0;
+        if (posix_memalign(&pm, 64, (size_t)(NR * kp) * sizeof(uint16_t)) == 0) {
+            pack_b_pairs(B + p * NR * ldb, ldb, n, K, kp, pm);
+            done = gemm_pairs(pool, M, n, K, A, lda, pm, kp, C + p * NR, ldc, accumulate, NULL, NULL);
+            free(pm);
+        }
+        for (int64_t m = 0; !done && m < M; m++)
+            for (int64_t j = 0; j < n; j++) {
+                float s = 0.0f;
+                for (int64_t kk = 0; kk < K; kk++) s += bf16_round(A[m * lda + kk]) * bf16_round(B[(p * NR + j) * ldb + kk]);
+                C[m * ldc + p * NR + j] = accumulate ? C[m * ldc + p * NR + j] + s : s;
+            }
+    }
 }
 
 /* ---- flash attention ---------------------------------------------------------------------------------------
@@ -373,24 +301,6 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
 #define ATT_BQ 48  /* queries per block: a multiple of MR and of PV_MR */
 #define ATT_BK 256 /* keys per tile: a multiple of NR */
 #define PV_MR 6    /* P·V micro-tile: 6 queries x 64 channels (24 accumulators) */
-
-/* 2^y for y <= LAZY_T: y = n + f with n = floor(y), f in [0, 1) from one vreduceps, a degree-4 polynomial for
- * 2^f fitted to the relative error (2.7e-6 in float arithmetic, far below the 2^-9 rounding of P to bf16),
- * then ·2^n by vscalefps, which floors its exponent argument itself (exact; underflows to 0). Seven vector
- * operations per 16 values with the caller's fma, against nine for round + subtract + degree 5 (measured:
- * the exponentials are most of the score tile's epilogue). y = -inf would give NaN: callers that may pass it
- * (masked keys) clamp first with exp2_neg_clamped. NaN stays NaN. */
-INL __m512 exp2_neg(__m512 y) {
-    __m512 f = _mm512_reduce_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 p = _mm512_set1_ps(1.353417039e-02f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.201146362e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.414427488e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.930038381e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000002593e+00f));
-    return _mm512_scalef_ps(p, y);
-}
-/* Arguments below -200 (masked keys, -inf) give 0; the constant is max's first operand so NaN stays NaN. */
-INL __m512 exp2_neg_clamped(__m512 y) { return exp2_neg(_mm512_max_ps(_mm512_set1_ps(-200.0f), y)); }
 
 /* O[i, 16j + c] += sum_t P[i*ldp + t] · V[t*ldv + 16j + c] (bf16 pairs) for i < m, j < nv. */
 INL void pv_kernel_m(const int m, const int nv, int64_t kp, const uint32_t *p, int64_t ldp, const uint32_t *v,
@@ -438,28 +348,6 @@ static void pv_kernel(int m, int nv, int64_t kp, const uint32_t *p, int64_t ldp,
     default: PV_NV(6) break;
     }
 #undef PV_NV
-}
-
-/* V[Lk, D] (row stride ldv) -> ceil(Lk/2) rows of dv words (dv = D rounded up to 16; pads are 0). */
-static void pack_v_pairs(const float *V, int64_t ldv, int64_t Lk, int64_t D, int64_t dv, uint32_t *dst) {
-    for (int64_t t = 0; t < (Lk + 1) / 2; t++) {
-        const float *r0 = V + 2 * t * ldv, *r1 = r0 + ldv;
-        int has1 = 2 * t + 1 < Lk;
-        /* Rows are usually far apart (a fused qkv buffer): fetch a few pairs ahead. */
-        if (2 * t + 9 < Lk)
-            for (int64_t d = 0; d < D; d += 16) {
-                _mm_prefetch((const char *)(r0 + 8 * ldv + d), _MM_HINT_T0);
-                _mm_prefetch((const char *)(r1 + 8 * ldv + d), _MM_HINT_T0);
-            }
-        for (int64_t d = 0; d < dv; d += 16) {
-            __mmask16 k = lanes((int)min64(16, max64(0, D - d)));
-            __m512 x0 = _mm512_maskz_loadu_ps(k, r0 + d);
-            __m512 x1 = has1 ? _mm512_maskz_loadu_ps(k, r1 + d) : _mm512_setzero_ps();
-            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
-            __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
-            _mm512_storeu_si512(dst + t * dv + d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-        }
-    }
 }
 
 typedef struct {
@@ -706,7 +594,7 @@ static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float 
     att_layout(&c);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
-        cvx_bf16_emu.attention(pool, out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+        bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
         return;
     }
     c.bufs = mem;

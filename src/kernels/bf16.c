@@ -276,6 +276,10 @@ const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa) {
     }
 }
 
+const cvx_bf16_table *cvx_bf16_kernels_amx_emulated(void) {
+    return cvx_isa_supported(CVX_ISA_AVX512BF16) ? &cvx_bf16_amx_emulated : NULL;
+}
+
 static _Atomic(const cvx_bf16_table *) g_override;
 
 const cvx_bf16_table *cvx_bf16_kernels_active(void) {

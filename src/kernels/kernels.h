@@ -26,11 +26,6 @@
 typedef struct {
     cvx_isa isa;
     const char *name;
-    /* C[m, n] (+)= sum_k A[m, k] * B[n, k], any sizes and strides, on the calling thread only (for use
-     * inside a caller's own parallel tasks): the blocked GEMM of ops.c with this path's micro-kernel; its
-     * packing buffers are allocated per call. */
-    void (*gemm_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                     float *C, int64_t ldc, int accumulate);
     /* dst[i] = (float)src[i] for stored weights. */
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
     void (*bf16_to_f32)(const uint16_t *src, float *dst, int64_t n);
@@ -132,6 +127,9 @@ typedef struct cvx_bf16_table cvx_bf16_table;
 const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa);
 const cvx_bf16_table *cvx_bf16_kernels_active(void);
 const char *cvx_bf16_kernels_name(const cvx_bf16_table *t);
+/* Tests only: the AMX kernels on a C emulation of the tiles (NULL where the machine lacks AVX512-BF16, which
+ * their vector parts need), so the tile code is tested on machines without AMX. */
+const cvx_bf16_table *cvx_bf16_kernels_amx_emulated(void);
 /* Tests only, as cvx_kernels_set_active_for_testing (NULL restores the normal choice). */
 void cvx_bf16_kernels_set_active_for_testing(const cvx_bf16_table *t);
 

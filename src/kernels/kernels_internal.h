@@ -8,10 +8,6 @@
 #define CVX_GELU_K0 0.7978845608028654f
 #define CVX_GELU_K1 0.044715f
 
-/* The blocked GEMM of ops.c on one thread with the given table (what the tables' gemm_f32 entries use). */
-void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate);
-
 /* The threaded GEMM driver of ops.c (cvx_linear / cvx_gemm_nt) with an explicit table and B dtype. */
 void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
                    int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
@@ -65,13 +61,8 @@ struct cvx_bf16_table {
 
 extern const cvx_bf16_table cvx_bf16_emu;        /* bf16.c: rounds, then the fp32 kernels of the active table */
 extern const cvx_bf16_table cvx_bf16_avx512bf16; /* avx512bf16.c */
-extern const cvx_bf16_table cvx_bf16_amx;        /* amx.c (untested on hardware: no AMX machine here) */
-
-/* The fused epilogue of cvx_linear_bf16_ex on one block of outputs (avx512bf16.c; AMX uses it too): T [m, n]
- * (row stride ldt) is this K block's sum for rows m0.. and columns n0.. of y, C points at y[m0, n0]; bias at
- * column n0 (or NULL). first/last: whether this is the first / last K block. */
-void cvx__bf16_epilogue_avx512(const float *T, int64_t ldt, float *C, int64_t ldc, int64_t m0, int m, int64_t n0, int n,
-                               const float *bias, const cvx_epilogue *e, int first, int last);
+extern const cvx_bf16_table cvx_bf16_amx;        /* amx.c: amx_tmpl.h on the tile instructions */
+extern const cvx_bf16_table cvx_bf16_amx_emulated; /* amx_emu.c: amx_tmpl.h on emulated tiles (tests) */
 
 /* Register-peak probes (see cvx_kernels_peak_probe): flops done by `iters` rounds. */
 double cvx__peak_avx2(int64_t iters);

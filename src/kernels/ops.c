@@ -118,6 +118,17 @@ static void gemv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
                 c->accumulate, c->bias ? c->bias + begin : NULL);
 }
 
+/* C (+)= A·Bᵀ in plain loops, f32 B (the fallback when there is no memory for packing buffers). */
+static void gemm_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                       int64_t ldc, int accumulate) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) s += A[m * lda + k] * B[n * ldb + k];
+            C[m * ldc + n] = accumulate ? C[m * ldc + n] + s : s;
+        }
+}
+
 /* K == 0: the sum is empty. */
 static void gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias) {
     if (accumulate) return;
@@ -160,7 +171,7 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
     if (!c.bufs) {
         /* Out of memory for packing buffers: the plain reference loop needs none. */
         if (bdt == CVX_DTYPE_F32) {
-            cvx_kernels_ref.gemm_f32(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+            gemm_plain(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
             if (bias && !accumulate)
                 for (int64_t m = 0; m < M; m++)
                     for (int64_t n = 0; n < N; n++) C[m * ldc + n] += bias[n];
@@ -184,11 +195,6 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
     int64_t tasks = c.parts_n * ceil_div(M, c.part_h);
     cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
     free(c.bufs);
-}
-
-void cvx__gemm_single(const cvx_kernel_table *kt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    cvx__gemm_run(kt, NULL, M, N, K, A, lda, CVX_DTYPE_F32, B, ldb, C, ldc, accumulate, NULL);
 }
 
 void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,

@@ -127,9 +127,6 @@ static void ukernel(int64_t k, const float *a, int64_t as, const float *b, float
     }
 }
 
-static void gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                     float *C, int64_t ldc, int accumulate);
-
 /* ---- few-row products ----------------------------------------------------------------------------------- */
 
 /* m rows of x against R weight rows at a time, vectorised along k; one horizontal sum per output. */
@@ -184,60 +181,7 @@ static void gemv(int m, int64_t k, const float *x, int64_t ldx, cvx_dtype dt, co
     }
 }
 
-/* ---- exp, tanh ------------------------------------------------------------------------------------------ */
-
-/* exp(x): x = n·ln2 + r, |r| <= ln2/2, Cephes' degree-7 polynomial for e^r, then ·2^n (v_scale2 handles
- * subnormal results and overflow to inf). About 1 ulp; NaN propagates (the clamp keeps NaN lanes). */
-ALWAYS_INLINE V v_exp(V x) {
-    x = v_min(v_set1(88.8f), v_max(v_set1(-110.0f), x));
-    V n = v_round(v_mul(x, v_set1(1.44269504088896341f)));
-    V r = v_fma(n, v_set1(-0.693359375f), x);
-    r = v_fma(n, v_set1(2.12194440e-4f), r);
-    V p = v_set1(1.9875691500e-4f);
-    p = v_fma(p, r, v_set1(1.3981999507e-3f));
-    p = v_fma(p, r, v_set1(8.3334519073e-3f));
-    p = v_fma(p, r, v_set1(4.1665795894e-2f));
-    p = v_fma(p, r, v_set1(1.6666665459e-1f));
-    p = v_fma(p, r, v_set1(5.0000001201e-1f));
-    p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
-    return v_scale2(p, n);
-}
-
-/* tanh(u): Cephes' odd polynomial for |u| < 0.625, else 1 - 2/(e^{2|u|} + 1) with u's sign. */
-ALWAYS_INLINE V v_tanh(V u) {
-    V a = v_abs(u);
-    V z = v_mul(u, u);
-    V p = v_set1(-5.70498872745e-3f);
-    p = v_fma(p, z, v_set1(2.06390887954e-2f));
-    p = v_fma(p, z, v_set1(-5.37397155531e-2f));
-    p = v_fma(p, z, v_set1(1.33314422036e-1f));
-    p = v_fma(p, z, v_set1(-3.33332819422e-1f));
-    V small = v_fma(v_mul(p, z), u, u);
-    V e = v_exp(v_add(a, a));
-    V big = v_sign_or(v_sub(v_set1(1.0f), v_div(v_set1(2.0f), v_add(e, v_set1(1.0f)))), u);
-    return v_lt(a, v_set1(0.625f), small, big);
-}
-
-ALWAYS_INLINE V v_gelu(V x) {
-    V x3 = v_mul(v_mul(x, x), x);
-    V inner = v_mul(v_set1(CVX_GELU_K0), v_add(x, v_mul(v_set1(CVX_GELU_K1), x3)));
-    V t = v_tanh(inner);
-    return v_mul(v_mul(v_set1(0.5f), x), v_add(v_set1(1.0f), t));
-}
-
-ALWAYS_INLINE V v_silu(V x) { return v_div(x, v_add(v_set1(1.0f), v_exp(v_sub(v_zero(), x)))); }
-
-static void gelu_tanh(float *x, int64_t n) {
-    int64_t i = 0;
-    for (; i + VW <= n; i += VW) v_store(x + i, v_gelu(v_load(x + i)));
-    if (i < n) v_storen(x + i, v_gelu(v_loadn(x + i, (int)(n - i))), (int)(n - i));
-}
-
-static void silu(float *x, int64_t n) {
-    int64_t i = 0;
-    for (; i + VW <= n; i += VW) v_store(x + i, v_silu(v_load(x + i)));
-    if (i < n) v_storen(x + i, v_silu(v_loadn(x + i, (int)(n - i))), (int)(n - i));
-}
+#include "kernels/simd_math.h"
 
 /* ---- online softmax tile ------------------------------------------------------------------------------- */
 
@@ -337,7 +281,6 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
 const cvx_kernel_table TABLE_NAME = {
     .isa = TABLE_ISA,
     .name = TABLE_STR,
-    .gemm_f32 = gemm_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
     .gemm_mr = MR,
@@ -348,11 +291,6 @@ const cvx_kernel_table TABLE_NAME = {
     .gemv = gemv,
     .softmax_tile = softmax_tile,
     .norm_row = norm_row,
-    .gelu_tanh = gelu_tanh,
-    .silu = silu,
+    .gelu_tanh = simd_gelu_tanh_row,
+    .silu = simd_silu_row,
 };
-
-static void gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                     float *C, int64_t ldc, int accumulate) {
-    cvx__gemm_single(&TABLE_NAME, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-}

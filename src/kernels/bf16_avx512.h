@@ -1,0 +1,183 @@
+/* Inline helpers shared by the bf16 paths that run on AVX-512 registers (avx512bf16.c, amx.c, amx_emu.c):
+ * conversions to bf16 pairs, the CVX_PACK_PAIRS packers, the exponential of the attention softmax and the
+ * fused epilogue of cvx_linear_bf16_ex (its GELU from simd_math.h over avx512_v.h, the function of the AVX-512
+ * fp32 path), the plain attention used when buffers cannot be allocated. Include only from files compiled with
+ * -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c; every function is static, so each including
+ * file is a leaf that calls no other kernel file.
+ *
+ * vcvtne2ps2bf16 treats f32 subnormal inputs as zero (torch would keep a bf16 subnormal); everything else
+ * matches c10::BFloat16's rounding (nearest, ties to even). */
+#ifndef CVX_KERNELS_BF16_AVX512_H
+#define CVX_KERNELS_BF16_AVX512_H
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "kernels/avx512_transpose.h"
+#include "kernels/avx512_v.h"
+#include "kernels/kernels_internal.h"
+#include "kernels/simd_math.h"
+
+#define INL static inline __attribute__((always_inline))
+
+INL int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+INL int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+INL int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+INL int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+INL __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
+
+/* n (<= 32) floats -> bf16, word t = (p[2t], p[2t+1]) pairs in order; missing elements are 0. */
+INL __m512 cvt_pairs(const float *p, int n) {
+    __m512 lo, hi;
+    if (n >= 32) {
+        lo = _mm512_loadu_ps(p);
+        hi = _mm512_loadu_ps(p + 16);
+    } else {
+        lo = _mm512_maskz_loadu_ps(lanes(n), p);
+        hi = _mm512_maskz_loadu_ps(lanes(n - 16), p + 16);
+    }
+    /* The second source fills the low 256 bits. */
+    return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* rows (<= 16) rows of k floats (row stride ld) -> for each pair t < ceil(k/2), `lanes_out` words at
+ * dst[t*dst_stride + r] (row r's pair t; rows past `rows` are 0). */
+INL void pack_pairs_transposed(const float *src, int64_t ld, int rows, int64_t k, uint32_t *dst, int64_t dst_stride,
+                               int lanes_out) {
+    __m512 r[16];
+    for (int64_t p = 0; p < k; p += 32) {
+        int kn = (int)min64(32, k - p), tn = (kn + 1) / 2;
+        if (p == 0 && k <= 128) /* short rows far apart (attention heads): fetch the next 16 rows */
+            for (int i = 0; i < 16; i++)
+                for (int64_t d = 0; d < k; d += 16) _mm_prefetch((const char *)(src + (16 + i) * ld + d), _MM_HINT_T0);
+        if (k > 128) /* long rows (GEMM A blocks, fresh from memory): 1 KB ahead on each of the 12-16 streams */
+            for (int i = 0; i < rows; i++) _mm_prefetch((const char *)(src + i * ld + p + 256), _MM_HINT_T0);
+        for (int i = 0; i < 16; i++) r[i] = i < rows ? cvt_pairs(src + i * ld + p, kn) : _mm512_setzero_ps();
+        cvx__transpose16_ps(r);
+        for (int t = 0; t < tn; t++) _mm512_mask_storeu_ps((float *)dst + (p / 2 + t) * dst_stride, lanes(lanes_out), r[t]);
+    }
+}
+
+/* B[n, k] f32 (row stride ldb) -> CVX_PACK_PAIRS panels with K padded to kp (even) by zeros. */
+INL void pack_b_pairs(const float *B, int64_t ldb, int64_t n, int64_t k, int64_t kp, uint32_t *dst) {
+    for (int64_t j0 = 0; j0 < n; j0 += CVX_PACK_NR, dst += CVX_PACK_NR * (kp / 2)) {
+        for (int g = 0; g < 2; g++) {
+            int rows = (int)max64(0, min64(16, n - j0 - 16 * g));
+            pack_pairs_transposed(B + (j0 + 16 * g) * ldb, ldb, rows, k, dst + 16 * g, CVX_PACK_NR, 16);
+        }
+        for (int64_t t = (k + 1) / 2; t < kp / 2; t++) memset(dst + t * CVX_PACK_NR, 0, CVX_PACK_NR * sizeof(uint32_t));
+    }
+}
+
+/* Vm = V[Lk, D] (row stride ldv) -> ceil(Lk/2) rows of dv words (dv = D rounded up to 16; pads are 0). */
+INL void pack_v_pairs(const float *Vm, int64_t ldv, int64_t Lk, int64_t D, int64_t dv, uint32_t *dst) {
+    for (int64_t t = 0; t < (Lk + 1) / 2; t++) {
+        const float *r0 = Vm + 2 * t * ldv, *r1 = r0 + ldv;
+        int has1 = 2 * t + 1 < Lk;
+        /* Rows are usually far apart (a fused qkv buffer): fetch a few pairs ahead. */
+        if (2 * t + 9 < Lk)
+            for (int64_t d = 0; d < D; d += 16) {
+                _mm_prefetch((const char *)(r0 + 8 * ldv + d), _MM_HINT_T0);
+                _mm_prefetch((const char *)(r1 + 8 * ldv + d), _MM_HINT_T0);
+            }
+        for (int64_t d = 0; d < dv; d += 16) {
+            __mmask16 k = lanes((int)min64(16, max64(0, D - d)));
+            __m512 x0 = _mm512_maskz_loadu_ps(k, r0 + d);
+            __m512 x1 = has1 ? _mm512_maskz_loadu_ps(k, r1 + d) : _mm512_setzero_ps();
+            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
+            __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
+            _mm512_storeu_si512(dst + t * dv + d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+}
+
+/* 2^y for y <= LAZY_T: y = n + f with n = floor(y), f in [0, 1) from one vreduceps, a degree-4 polynomial for
+ * 2^f fitted to the relative error (2.7e-6 in float arithmetic, far below the 2^-9 rounding of P to bf16),
+ * then ·2^n by vscalefps, which floors its exponent argument itself (exact; underflows to 0). Seven vector
+ * operations per 16 values with the caller's fma, against nine for round + subtract + degree 5 (measured:
+ * the exponentials are most of the score tile's epilogue). y = -inf would give NaN: callers that may pass it
+ * (masked keys) clamp first with exp2_neg_clamped. NaN stays NaN. */
+INL __m512 exp2_neg(__m512 y) {
+    __m512 f = _mm512_reduce_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(1.353417039e-02f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.201146362e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.414427488e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.930038381e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000002593e+00f));
+    return _mm512_scalef_ps(p, y);
+}
+/* Arguments below -200 (masked keys, -inf) give 0; the constant is max's first operand so NaN stays NaN. */
+INL __m512 exp2_neg_clamped(__m512 y) { return exp2_neg(_mm512_max_ps(_mm512_set1_ps(-200.0f), y)); }
+
+/* The fused epilogue of cvx_linear_bf16_ex on one block of outputs: T [m, n] (row stride ldt) is this K block's
+ * sum for rows m0.. and columns n0.. of y, C points at y[m0, n0]; bias at column n0 (or NULL). first/last: whether
+ * this is the first / last K block. */
+INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64_t m0, int m, int64_t n0, int n,
+                               const float *bias, const cvx_epilogue *e, int first, int last) {
+    for (int i = 0; i < m; i++) {
+        const float *t = T + i * ldt;
+        float *c = C + i * ldc;
+        const float *g = e->gate ? e->gate + (m0 + i) / e->gate_rows * e->ldgate + n0 : NULL;
+        const float *r = e->residual ? e->residual + (m0 + i) * e->ldres + n0 : NULL;
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 k = lanes(n - j);
+            __m512 v = _mm512_maskz_loadu_ps(k, t + j);
+            if (e->act != CVX_ACT_NONE) {
+                /* The full sum first (bias once, at the first block), the activation and gate at the last. */
+                v = _mm512_add_ps(first ? (bias ? _mm512_maskz_loadu_ps(k, bias + j) : _mm512_setzero_ps())
+                                        : _mm512_maskz_loadu_ps(k, c + j), v);
+                _mm512_mask_storeu_ps(c + j, k, v);
+            } else {
+                /* Linear in the sum: residual + gate·(t + bias) at the first block, + gate·t after it. */
+                if (first && bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + j));
+                if (g) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), v);
+                __m512 base = first ? (r ? _mm512_maskz_loadu_ps(k, r + j) : _mm512_setzero_ps())
+                                    : _mm512_maskz_loadu_ps(k, c + j);
+                _mm512_mask_storeu_ps(c + j, k, _mm512_add_ps(base, v));
+            }
+        }
+        if (e->act != CVX_ACT_NONE && last) {
+            simd_gelu_tanh_row(c, n); /* cvx_gelu_tanh's function on this CPU (simd_math.h) */
+            if (g)
+                for (int j = 0; j < n; j += 16) {
+                    __mmask16 k = lanes(n - j);
+                    _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), _mm512_maskz_loadu_ps(k, c + j)));
+                }
+        }
+    }
+}
+
+/* The attention of the bf16 paths one query row at a time in plain C (q, k, v and the probabilities rounded to
+ * bf16, f32 sums), for when the per-thread buffers cannot be allocated. Arguments as cvx_attention_bf16. */
+static inline float bf16_round(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
+static inline void bf16_attention_rowwise(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                                          int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
+                                          int64_t Lk, int64_t D, float scale, const float *bias) {
+    for (int64_t r = 0; r < B * H * Lq; r++) {
+        int64_t i = r % Lq, h = (r / Lq) % H, b = r / (Lq * H);
+        const float *qi = q + (b * Lq + i) * ldq + h * D;
+        const float *brow = bias ? bias + (h * Lq + i) * Lk : NULL;
+        float *oi = out + (b * Lq + i) * ldo + h * D;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t d = 0; d < D; d++) oi[d] = 0.0f;
+        for (int64_t j = 0; j < Lk; j++) {
+            const float *kj = k + (b * Lk + j) * ldk + h * D, *vj = v + (b * Lk + j) * ldv + h * D;
+            float s = 0.0f;
+            for (int64_t d = 0; d < D; d++) s += bf16_round(qi[d]) * bf16_round(kj[d]);
+            s *= scale;
+            if (brow) s += brow[j];
+            float m_new = s > mx ? s : mx, use = m_new == -INFINITY ? 0.0f : m_new;
+            float corr = expf(mx - use), p = expf(s - use), pr = bf16_round(p);
+            sum = sum * corr + p;
+            for (int64_t d = 0; d < D; d++) oi[d] = oi[d] * corr + pr * bf16_round(vj[d]);
+            mx = m_new;
+        }
+        for (int64_t d = 0; d < D; d++) oi[d] /= sum;
+    }
+}
+
+#endif
