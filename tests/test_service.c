@@ -29,6 +29,7 @@
 
 #include "service/auth.h"
 #include "service/body.h"
+#include "service/internal.h"
 #include "service/service.h"
 #include "service/store.h"
 #include "testlib.h"
@@ -1673,6 +1674,39 @@ static void test_slowloris(server *s) {
     CHECK(start(s) == 0);
 }
 
+/* Issue 13, defect 5: the store fails (a full disk) while a task generates: the video is kept until its status is
+ * recorded, the updates are retried, and the task ends cleanly once the store works again. */
+static void test_store_failure(server *s, client *cl) {
+    s->engine.delay_ms = 40;
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"disk full\",\"steps\":12}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 2, 10000) >= 2);
+    cvx_svc_store_fail_writes(s->svc->store, 1);
+    sleep_ms(12 * 40 + 400); /* the generation ends while the store refuses every write */
+    resp r;
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r); /* reads still work */
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_output") || !strcmp(task_field(&r, "status"), "task_start"),
+              "status while the store fails: %s", task_field(&r, "status"));
+    resp_free(&r);
+    cvx_svc_store_fail_writes(s->svc->store, 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end,task_cancel", 10000, &r));
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_postprocess_end") && !strcmp(task_field(&r, "pexit"), "0") &&
+                  json_array_size(json_object_get(task0(&r), "outputs")) == 1,
+              "after the store came back: %.400s", r.body ? r.body : "");
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 200 && f.len == 5000, "the video after the store came back: %ld, %zu bytes", f.status, f.len);
+    resp_free(&f);
+    resp_free(&r);
+    /* the queue is free: the next task runs */
+    CHECK(run_task(cl, "{\"prompt\":\"after the disk\",\"steps\":1}", tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    s->engine.delay_ms = 5;
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -1810,6 +1844,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_old_task(&s, &cl);
         if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
+        if (s.svc) test_store_failure(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

@@ -5,6 +5,8 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,10 @@
 struct cvx_svc_store {
     sqlite3 *db;
     pthread_mutex_t mu;
+    atomic_int fail_writes; /* cvx_svc_store_fail_writes */
 };
+
+void cvx_svc_store_fail_writes(cvx_svc_store *s, int on) { atomic_store(&s->fail_writes, on); }
 
 #define NOT_FINAL "status NOT IN ('task_cancel','task_postprocess_end')"
 /* The statuses of a task a worker holds (claimed, not yet final). */
@@ -127,6 +132,10 @@ void cvx_svc_store_close(cvx_svc_store *s) {
 
 static sqlite3_stmt *prep(cvx_svc_store *s, const char *sql, char *err, size_t n) {
     sqlite3_stmt *st = NULL;
+    if (atomic_load(&s->fail_writes) && strncasecmp(sql, "SELECT", 6)) {
+        if (err && n) snprintf(err, n, "store: %s", sqlite3_errstr(SQLITE_FULL));
+        return NULL;
+    }
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         dbfail(s, err, n, "prepare");
         return NULL;

@@ -58,6 +58,9 @@ typedef struct {
 /* Frees the heap strings of a task filled by the store (the struct itself is the caller's). */
 void cvx_svc_task_clear(cvx_svc_task *t);
 
+/* Tests: while on != 0 every statement that writes fails as a full disk would ("database or disk is full"). */
+void cvx_svc_store_fail_writes(cvx_svc_store *s, int on);
+
 /* Opens or creates the store at `path`. */
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t err_size);
 void cvx_svc_store_close(cvx_svc_store *s);

@@ -172,18 +172,44 @@ static void on_progress(const cvx_progress *p, void *ud) {
     free(text);
 }
 
-/* A transition + its event; 0 when a Kill made the task final meanwhile. */
+/* Waits before the next try of a store update that failed: 100 ms, doubling up to 5 s. 0 when the server stops
+ * meanwhile (the task stays claimed: the next start re-queues it). */
+static int store_backoff(cvx_svc *svc, long long id, const char *err, int *delay_ms) {
+    if (*delay_ms == 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s; retrying until the store works again", id, err);
+    *delay_ms = *delay_ms ? (*delay_ms * 2 > 5000 ? 5000 : *delay_ms * 2) : 100;
+    for (int waited = 0; waited < *delay_ms; waited += 50) {
+        if (atomic_load(&svc->stopping)) return 0;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&svc->stopping);
+}
+
+/* A transition + its event: 1 moved, 0 a Kill made the task final meanwhile, -1 the store failed until the server
+ * stopped (nothing is removed then: the task is still claimed and the next start re-queues it). A failing store is
+ * retried with back-off, never taken for a Kill. */
 static int step_to(cvx_svc *svc, cvx_svc_task *t, const char *status, cvx_svc_time_col col) {
     char err[256];
-    int r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err);
-    if (r < 0) {
-        cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
-        return 0;
-    }
+    int r, delay = 0;
+    while ((r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err)) < 0)
+        if (!store_backoff(svc, t->id, err, &delay)) return -1;
+    if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", t->id);
     if (r == 0) return 0;
     snprintf(t->status, sizeof t->status, "%s", status);
     cvx_svc_publish_status(svc, t);
     return 1;
+}
+
+/* cvx_svc_store_task_finish, retried like step_to: 1, 0 (final already) or -1 (stopped with the store failing). */
+static int finish_retrying(cvx_svc *svc, long long id, const char *pexit, const char *debugerror, const char *out_name,
+                           const char *out_key, long long out_size, double elapsed) {
+    char err[256];
+    int r, delay = 0;
+    while ((r = cvx_svc_store_task_finish(svc->store, id, pexit, debugerror, out_name, out_key, out_size, elapsed,
+                                          cvx_svc_now_s(), err, sizeof err)) < 0)
+        if (!store_backoff(svc, id, err, &delay)) return -1;
+    if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", id);
+    return r;
 }
 
 /* The final transition of a failure: task_error event, then task_postprocess_end with pexit 1. */
@@ -193,9 +219,7 @@ static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *message, double
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
     if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
-    int r = cvx_svc_store_task_finish(svc->store, t->id, "1", message, NULL, NULL, 0, elapsed, cvx_svc_now_s(), err,
-                                      sizeof err);
-    if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+    int r = finish_retrying(svc, t->id, "1", message, NULL, NULL, 0, elapsed);
     if (r > 0) {
         cvx_svc_task fresh;
         if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
@@ -260,7 +284,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     char err[512] = "";
     double t0 = (double)cvx_svc_now_ms() / 1e3;
     cvx_svc_publish_status(svc, t); /* task_accept */
-    if (!step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START)) return;
+    if (step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START) != 1) return;
 
     json_t *g = json_loads(t->gen, 0, NULL);
     gen_params gp;
@@ -301,22 +325,21 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         rc.first_step = resume_step;
     }
-    if (!step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END) ||
-        !step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN)) {
-        free(resume);
-        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
-        json_decref(g);
-        remove_checkpoint(svc, t->id);
-        return;
+    int moved = step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END);
+    if (moved == 1) moved = step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN);
+    if (moved == 1) {
+        atomic_store(&svc->kill_requested, 0);
+        atomic_store(&svc->running_task, t->id);
+        moved = step_to(svc, t, "task_start", CVX_SVC_T_START);
+        if (moved != 1) atomic_store(&svc->running_task, 0);
     }
-    atomic_store(&svc->kill_requested, 0);
-    atomic_store(&svc->running_task, t->id);
-    if (!step_to(svc, t, "task_start", CVX_SVC_T_START)) {
-        atomic_store(&svc->running_task, 0);
+    if (moved != 1) {
         free(resume);
-        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
+        if (moved == 0) { /* killed: its files go; -1 (stopped, store failing): they stay for the next start */
+            cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
+            remove_checkpoint(svc, t->id);
+        }
         json_decref(g);
-        remove_checkpoint(svc, t->id);
         return;
     }
 
@@ -394,27 +417,23 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         json_decref(g);
         return;
     }
-    if (step_to(svc, t, "task_end", CVX_SVC_T_END) &&
-        step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START)) {
-        int r = cvx_svc_store_task_finish(svc->store, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size,
-                                          elapsed, cvx_svc_now_s(), err, sizeof err);
-        if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
-        if (r > 0) {
-            cvx_svc_task fresh;
-            if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
-                cvx_svc_publish_status(svc, &fresh);
-                cvx_svc_task_clear(&fresh);
-            }
-            cvx_svc_wake_callbacks(svc);
-            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed,
-                        (long long)sb.st_size);
-        } else {
-            cvx_svc_remove_output(svc, gp.out_key);
+    /* the video stays until its status is recorded: a failing store is retried, never taken for a Kill */
+    int ended = step_to(svc, t, "task_end", CVX_SVC_T_END);
+    if (ended == 1) ended = step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START);
+    if (ended == 1)
+        ended = finish_retrying(svc, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size, elapsed);
+    if (ended == 1) {
+        cvx_svc_task fresh;
+        if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
+            cvx_svc_publish_status(svc, &fresh);
+            cvx_svc_task_clear(&fresh);
         }
-    } else {
+        cvx_svc_wake_callbacks(svc);
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed, (long long)sb.st_size);
+    } else if (ended == 0) {
         cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
     }
-    remove_checkpoint(svc, t->id);
+    if (ended >= 0) remove_checkpoint(svc, t->id);
     cvx_svc_hub_forget(svc->hub, t->id);
     json_decref(g);
 }
