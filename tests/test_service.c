@@ -204,7 +204,7 @@ typedef struct {
     long long nonce;
 } client;
 
-static long long g_nonce = 1700000000000LL;
+static long long g_nonce; /* the current unix time in ms at start (main), then one more per call */
 
 /* Signed call (key-only when secret is empty); nonce 0 = a fresh one. */
 static int api(client *cl, const char *path, const char *ctype, const char *body, long long nonce, resp *r) {
@@ -1707,6 +1707,74 @@ static void test_store_failure(server *s, client *cl) {
     s->engine.delay_ms = 5;
 }
 
+/* Issue 13, defect 6: every nonce a signed call uses is recorded, read-only calls included; a state-changing call
+ * refuses a recorded nonce and one whose time (unix seconds or milliseconds) is outside now ± the window; read-only
+ * calls accept a repeated or old nonce (the recipe polls Detail with Run's nonce). */
+static void test_nonces(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.nonce_window_s = 1;
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    resp r;
+    const char *run = "/v1/Run/THUDM/CogVideoX-2b";
+    long long now = (long long)time(NULL);
+    /* seconds (the recipe's date +%s) */
+    api(cl, run, NULL, "{\"prompt\":\"secs\",\"steps\":1}", now, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r), "seconds nonce: %s", r.body ? r.body : "");
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    resp_free(&r);
+    char detail[128];
+    snprintf(detail, sizeof detail, "{\"tasktoken\":\"%s\"}", tok);
+    /* the recipe: Detail polled with Run's nonce, again and again */
+    for (int i = 0; i < 2; i++) {
+        api(cl, "/v1/Task/Detail", NULL, detail, now, &r);
+        CHECK(r.status == 200 && result_true(&r));
+        resp_free(&r);
+    }
+    /* the exact Run headers, again after the window: refused */
+    sleep_ms(2100);
+    api(cl, run, NULL, "{\"prompt\":\"secs\",\"steps\":1}", now, &r);
+    CHECK_MSG(r.status == 401 && err_code(&r) == 0, "Run replayed after the window: %ld %s", r.status, r.body ? r.body : "");
+    resp_free(&r);
+    /* read-only calls still accept it (a task polled for hours with Run's nonce) */
+    api(cl, "/v1/Task/Detail", NULL, detail, now, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    /* a nonce first seen on a read-only call cannot be used on a call that changes state */
+    now = (long long)time(NULL);
+    long long ms = now * 1000 + 1;
+    api(cl, "/v1/Task/List", NULL, "{}", ms, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    api(cl, run, NULL, "{\"prompt\":\"another body\",\"steps\":1}", ms, &r);
+    CHECK_MSG(r.status == 401 && strstr(err_msg(&r), "Nonce has already been used"), "List's nonce on Run: %s",
+              r.body ? r.body : "");
+    resp_free(&r);
+    /* milliseconds are read as such; out-of-date ones are refused with their own message */
+    api(cl, run, NULL, "{\"prompt\":\"ms\",\"steps\":1}", ms + 1, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r), "ms nonce: %s", r.body ? r.body : "");
+    resp_free(&r);
+    long long stale[] = {now - 5, now + 5, (now - 5) * 1000, 42};
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        api(cl, "/v1/Task/Cancel", NULL, detail, stale[i], &r);
+        CHECK_MSG(r.status == 401 && strstr(err_msg(&r), "Nonce is out of date. x-nonce must be the current unix time "
+                                                         "in seconds or milliseconds (within 1 seconds)."),
+                  "nonce %lld: %s", stale[i], r.body ? r.body : "");
+        resp_free(&r);
+        api(cl, "/v1/Task/Detail", NULL, detail, stale[i], &r);
+        CHECK(r.status == 200 && result_true(&r));
+        resp_free(&r);
+    }
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -1816,6 +1884,9 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--child")) return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    g_nonce = (long long)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
     char tmp[512];
     const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
     test_body();
@@ -1845,6 +1916,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
         if (s.svc) test_store_failure(&s, &cl);
+        if (s.svc) test_nonces(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

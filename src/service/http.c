@@ -620,10 +620,9 @@ void cvx_svc_stop(cvx_svc *svc) {
     atomic_store(&svc->stopping, 1);
     cvx_svc_wake_worker(svc);
     cvx_svc_wake_callbacks(svc);
-    if (svc->mhd) { /* stop accepting now; the listening socket is ours to close */
-        MHD_socket ls = MHD_quiesce_daemon(svc->mhd);
-        if (ls != MHD_INVALID_SOCKET) close(ls);
-    }
+    /* stop accepting now; the listening socket is ours to close, once the daemon is stopped (its threads take it
+     * out of their epoll sets on their own time, and a closed descriptor there is fatal to libmicrohttpd) */
+    MHD_socket ls = svc->mhd ? MHD_quiesce_daemon(svc->mhd) : MHD_INVALID_SOCKET;
     /* the worker stops at the engine's next cancellation check and re-queues its task */
     if (svc->worker_started) pthread_join(svc->worker, NULL);
     for (int i = 0; i < svc->cb_threads; i++) pthread_join(svc->cb_pool[i].thread, NULL);
@@ -639,6 +638,7 @@ void cvx_svc_stop(cvx_svc *svc) {
     if (svc->mhd) {
         if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions did not close", left);
         else MHD_stop_daemon(svc->mhd); /* with sessions still open the daemon is left to the process exit */
+        if (!left && ls != MHD_INVALID_SOCKET) close(ls);
     }
     if (!left) {
         cvx_svc_store_close(svc->store);

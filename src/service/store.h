@@ -78,10 +78,12 @@ int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_projec
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
 
 /* ---- nonces ---- */
-/* Records (apikey, nonce) seen at now_s; 1 = first time within window_s, 0 = a replay, -1 error. Entries older
- * than the window are purged as a side effect. */
+/* Records (apikey, nonce), to be remembered until keep_from_s + window_s; 1 = not recorded before, 0 = recorded
+ * already (a replay when the call changes state), -1 error. Entries past their time are purged as a side effect
+ * (at most once a minute). Written without an fsync of its own (the next task write syncs it): a power cut may
+ * forget the last nonces, a crash of the process does not. */
 int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
-                            long long window_s, char *err, size_t err_size);
+                            long long keep_from_s, long long window_s, char *err, size_t err_size);
 
 /* ---- tasks ---- */
 /* The limits a new task is checked against (0 = none). */
