@@ -438,6 +438,7 @@ static cvx_svc_config test_config(server *s) {
     c.http_threads = 2;
     c.queue_limit = 6;
     c.project_runs_per_min = 0; /* test_limits sets it */
+    c.project_queue_limit = 6;  /* the whole queue; test_queue_share sets a share */
     c.allow_private_callbacks = 1; /* the receivers are on 127.0.0.1; test_callback_limits turns it off */
     c.body_limit = 64 * 1024;
     c.limits.default_frames = 9;
@@ -1775,6 +1776,57 @@ static void test_nonces(server *s, client *cl) {
     CHECK(start(s) == 0);
 }
 
+/* Issue 13, defect 7: one project takes at most its share of the queue; another project still gets the rest. */
+static void test_queue_share(server *s) {
+    client a, b, *cl = &a, *other = &b;
+    add_project(s->store, 1, &a, s->port);
+    add_project(s->store, 1, &b, s->port);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.queue_limit = 5;
+    c.project_queue_limit = 0; /* the default: half, rounded up: 3 */
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    s->engine.delay_ms = 100;
+    resp r;
+    char toks[8][40];
+    int n = 0, mine = 0, share_refused = 0, full = 0;
+    for (int i = 0; i < 4; i++) {
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"hog\",\"steps\":40}", 0, &r);
+        if (r.status == 200 && result_true(&r))
+            mine++, snprintf(toks[n++], 40, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+        else if (r.status == 429 && err_code(&r) == 96 && has_header(&r, "Retry-After: 30") &&
+                 !strcmp(err_msg(&r), "Your project has 3 tasks waiting or running, its share of the queue; try again "
+                                      "later."))
+            share_refused++;
+        resp_free(&r);
+    }
+    CHECK_MSG(mine == 3 && share_refused == 1, "the first project: %d accepted, %d refused", mine, share_refused);
+    int theirs = 0;
+    for (int i = 0; i < 3; i++) {
+        api(other, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"fair\",\"steps\":40}", 0, &r);
+        if (r.status == 200 && result_true(&r))
+            theirs++, snprintf(toks[n++], 40, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+        else if (r.status == 429 && err_code(&r) == 96 && strstr(err_msg(&r), "The queue is full (5 tasks)"))
+            full++;
+        resp_free(&r);
+    }
+    CHECK_MSG(theirs == 2 && full == 1, "the other project: %d accepted, %d refused (queue full)", theirs, full);
+    for (int i = 0; i < n; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"tasktoken\":\"%.39s\"}", toks[i]);
+        api(i < mine ? cl : other, "/v1/Task/Kill", NULL, body, 0, &r);
+        CHECK(result_true(&r));
+        resp_free(&r);
+    }
+    s->engine.delay_ms = 5;
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -1917,6 +1969,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_slowloris(&s);
         if (s.svc) test_store_failure(&s, &cl);
         if (s.svc) test_nonces(&s, &cl);
+        if (s.svc) test_queue_share(&s);
         cvx_svc_stop(s.svc);
     }
     char self[600];

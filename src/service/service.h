@@ -48,6 +48,7 @@ typedef struct {
     int header_timeout_s;        /* 10: a connection silent this long before its request head is complete closes */
     size_t body_limit;           /* 1 MiB: 413 beyond */
     int queue_limit;             /* 100 tasks waiting or running: 429 beyond */
+    int project_queue_limit;     /* of those, one project's: 0 = half of queue_limit (rounded up) */
     int project_runs_per_min;    /* 30 Runs per project per minute: 429 beyond (0 = no limit) */
     long long nonce_window_s;    /* 86400: how long a used nonce is remembered per key */
     int max_attempts;            /* 3: a task interrupted by crashes this often fails */

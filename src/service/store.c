@@ -56,7 +56,8 @@ static const char *SCHEMA =
     "CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);";
 
 /* Indexes added after version 1 of the schema (created on every open; IF NOT EXISTS makes it cheap). */
-static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);";
+static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);"
+                             "CREATE INDEX IF NOT EXISTS tasks_project_status ON tasks(project, status);";
 
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t n) {
     *out = NULL;
@@ -463,6 +464,12 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_
         long long waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " NOT_FINAL, "");
         if (waiting < 0) goto out;
         if (waiting >= limits->queue_limit) why = CVX_SVC_REFUSED_QUEUE;
+    }
+    if (!why && limits && limits->project_queue_limit > 0) {
+        long long mine = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ? AND " NOT_FINAL, "I",
+                                    t->project);
+        if (mine < 0) goto out;
+        if (mine >= limits->project_queue_limit) why = CVX_SVC_REFUSED_PROJECT_QUEUE;
     }
     if (!why && limits && limits->project_runs_per_min > 0) {
         long long recent = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ? AND createtime > ?",

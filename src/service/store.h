@@ -89,11 +89,12 @@ int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *no
 /* The limits a new task is checked against (0 = none). */
 typedef struct {
     int queue_limit;          /* tasks waiting or running, all projects */
+    int project_queue_limit;  /* tasks waiting or running of t->project */
     int project_runs_per_min; /* tasks the project created in the last 60 s (t->createtime is "now") */
 } cvx_svc_add_limits;
 
 /* Why cvx_svc_store_task_add refused a task. */
-enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_RATE };
+enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_PROJECT_QUEUE, CVX_SVC_REFUSED_RATE };
 
 /* Inserts a new task in status task_queue when the limits allow it; t->id is set. Returns 1 inserted, 0 refused
  * (*refused says which limit; may be NULL), -1 error. */
