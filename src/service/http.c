@@ -439,6 +439,9 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.callback_timeout_ms = 10000;
     c.callback_threads = 4;
     c.max_websockets = 256;
+    c.max_websockets_per_ip = 16;
+    c.max_websockets_per_task = 8;
+    c.ws_info_timeout_ms = 5000;
     c.limits = (cvx_svc_model_limits){.default_steps = 50,
                                       .default_scale = 6.0,
                                       .default_frames = 49,
