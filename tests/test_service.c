@@ -1911,6 +1911,38 @@ static void test_ws_limits(server *s, client *cl) {
     CHECK(start(s) == 0);
 }
 
+/* Issue 13, defect 9: the key and signature are checked from the headers, before the body is read: a request
+ * that is not authenticated is answered 401 at once, while its body has not been sent. */
+static void test_auth_before_body(server *s, client *cl) {
+    const char *heads[] = {
+        "POST /v1/Task/List HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
+        "POST /v1/Run/THUDM/CogVideoX-2b HTTP/1.1\r\nHost: x\r\nx-api-key: nosuchkey\r\nContent-Length: 60000\r\n\r\n",
+        NULL};
+    char wrong[512];
+    snprintf(wrong, sizeof wrong,
+             "POST /v1/Run/THUDM/CogVideoX-2b HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nx-nonce: 1\r\n"
+             "x-signature: %064d\r\nContent-Length: 60000\r\n\r\n",
+             cl->apikey, 0);
+    heads[2] = wrong;
+    for (int i = 0; i < 3; i++) {
+        int fd = connect_from("127.0.0.1", s->port);
+        CHECK(fd >= 0);
+        if (fd < 0) continue;
+        struct timeval tv = {2, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        CHECK(write(fd, heads[i], strlen(heads[i])) == (ssize_t)strlen(heads[i]));
+        char buf[512];
+        ssize_t got = read(fd, buf, sizeof buf - 1); /* the body never comes */
+        int status = 0;
+        if (got > 0) {
+            buf[got] = 0;
+            sscanf(buf, "HTTP/1.1 %d", &status);
+        }
+        CHECK_MSG(status == 401, "request %d without its body: %s", i, got > 0 ? buf : "no answer within 2 s");
+        close(fd);
+    }
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -2055,6 +2087,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_nonces(&s, &cl);
         if (s.svc) test_queue_share(&s);
         if (s.svc) test_ws_limits(&s, &cl);
+        if (s.svc) test_auth_before_body(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

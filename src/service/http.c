@@ -241,6 +241,7 @@ static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, con
 
 typedef struct {
     const cvx_svc_route *route;
+    cvx_svc_project project; /* the caller, authenticated from the headers before any body byte is read */
     char *body;
     size_t len, cap;
     int too_large;
@@ -277,23 +278,27 @@ static void request_base(cvx_svc *svc, struct MHD_Connection *conn, char *out, s
     else cvx_svc_default_base(svc, out, size);
 }
 
+/* Authenticates a request of an API route from its headers: 1 ok (project filled), 0 an error was queued. */
+static int authenticate(cvx_svc *svc, struct MHD_Connection *conn, const cvx_svc_route *route, cvx_svc_project *project,
+                        enum MHD_Result *ret) {
+    memset(project, 0, sizeof *project);
+    if (!(route->flags & CVX_SVC_ROUTE_AUTH)) return 1;
+    cvx_svc_auth_result ar;
+    cvx_svc_authenticate(svc->store, svc->server_key, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key"),
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-nonce"),
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-signature"),
+                         (route->flags & CVX_SVC_ROUTE_STATE) != 0, cvx_svc_now_s(), svc->cfg.nonce_window_s, project,
+                         &ar);
+    if (ar.ok) return 1;
+    cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
+    *ret = send_error(conn, ar.http_status, 0, ar.message);
+    return 0;
+}
+
 static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, const char *rest) {
     const cvx_svc_route *route = rc->route;
     if (rc->too_large) return send_error(conn, 413, 0, "Request body is too large.");
-    cvx_svc_project project;
-    memset(&project, 0, sizeof project);
-    if (route->flags & CVX_SVC_ROUTE_AUTH) {
-        cvx_svc_auth_result ar;
-        cvx_svc_authenticate(svc->store, svc->server_key, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key"),
-                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-nonce"),
-                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-signature"),
-                             (route->flags & CVX_SVC_ROUTE_STATE) != 0, cvx_svc_now_s(), svc->cfg.nonce_window_s,
-                             &project, &ar);
-        if (!ar.ok) {
-            cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
-            return send_error(conn, ar.http_status, 0, ar.message);
-        }
-    }
+    cvx_svc_project project = rc->project;
     json_t *fields = NULL;
     char err[256];
     if (cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
@@ -361,9 +366,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > svc->cfg.body_limit)
             return send_error(conn, 413, 0, "Request body is too large.");
+        /* the key and signature are checked from the headers: an unauthenticated body is never read */
+        cvx_svc_project project;
+        enum MHD_Result ret = MHD_NO;
+        if (!authenticate(svc, conn, route, &project, &ret)) {
+            *con_cls = &answered_get; /* the connection closes: its body was not read */
+            return ret;
+        }
         rc = calloc(1, sizeof *rc);
         if (!rc) return MHD_NO;
         rc->route = route;
+        rc->project = project;
         *con_cls = rc;
         return MHD_YES;
     }
