@@ -242,6 +242,15 @@ static void test_other_model(const char *tmp) {
         CHECK(cvx_generate(e[1], &r, NULL) == CVX_ERR_INVALID_ARGUMENT);
         CHECK_MSG(strstr(cvx_engine_last_error(e[1]), "another model") != NULL, "%s", cvx_engine_last_error(e[1]));
         CHECK_MSG(cvx_generate(e[2], &r, NULL) == CVX_OK, "the same weights elsewhere: %s", cvx_engine_last_error(e[2]));
+        /* issue 13, defect 10: latents overwritten with NaN (0xff bytes over the blob's second half, which holds the
+         * end of the latents) are refused, not resumed into a black video */
+        unsigned char *nan = malloc(c.size[2]);
+        memcpy(nan, c.blob[2], c.size[2]);
+        memset(nan + c.size[2] / 2, 0xff, c.size[2] - c.size[2] / 2);
+        r.resume_state = nan;
+        CHECK(cvx_generate(e[0], &r, NULL) == CVX_ERR_FORMAT);
+        CHECK_MSG(strstr(cvx_engine_last_error(e[0]), "is not finite") != NULL, "%s", cvx_engine_last_error(e[0]));
+        free(nan);
         for (int k = 0; k <= MAX_STEPS; k++) free(c.blob[k]);
     }
     for (int i = 0; i < 3; i++) cvx_engine_close(e[i]);

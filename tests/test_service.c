@@ -1943,6 +1943,40 @@ static void test_auth_before_body(server *s, client *cl) {
     }
 }
 
+/* Issue 13, defect 10: a checkpoint whose bytes changed on disk is ignored (its checksum does not match) and the
+ * task restarts from step 0, saying so; it is never resumed from. */
+static void test_damaged_checkpoint(server *s, client *cl) {
+    s->engine.delay_ms = 50;
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"bit rot\",\"steps\":20,\"seed\":5}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 4, 10000) >= 4);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    char ck[800];
+    snprintf(ck, sizeof ck, "%s/.checkpoints/%lld.ckpt", s->outputs, id);
+    FILE *f = fopen(ck, "r+b");
+    CHECK(f != NULL);
+    if (f) { /* the stand-in's blob ends with its step: another step that it would resume from */
+        fseek(f, -1, SEEK_END);
+        int c = fgetc(f);
+        fseek(f, -1, SEEK_END);
+        fputc(c == '1' ? '2' : '1', f);
+        fclose(f);
+    }
+    s->engine.delay_ms = 5;
+    CHECK(start(s) == 0);
+    if (!s->svc) return;
+    resp r;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") &&
+                  strstr(task_field(&r, "debugoutput"),
+                         "The checkpoint was damaged (its checksum does not match); starting from step 0") &&
+                  !strstr(task_field(&r, "debugoutput"), "Resuming from"),
+              "%s", task_field(&r, "debugoutput"));
+    CHECK(atomic_load(&s->engine.last_start) == 0);
+    resp_free(&r);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -2088,6 +2122,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_queue_share(&s);
         if (s.svc) test_ws_limits(&s, &cl);
         if (s.svc) test_auth_before_body(&s, &cl);
+        if (s.svc) test_damaged_checkpoint(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

@@ -369,6 +369,14 @@ static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint6
     if (h->step < 1 || h->step > h->count || h->rng.next < 0 || h->rng.next > CVX_MT19937_N)
         return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: step %lld of %lld is out of range",
                         (long long)h->step, (long long)h->count);
+    /* a damaged blob must not turn into a silent black video: every latent value (and the carried x0) is finite */
+    const unsigned char *vals = (const unsigned char *)blob + sizeof *h;
+    for (int64_t i = 0; i < (h->has_pred ? 2 * n : n); i++) {
+        float v;
+        memcpy(&v, vals + 4 * (size_t)i, 4);
+        if (!isfinite(v))
+            return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: latent value %lld is not finite", (long long)i);
+    }
     *hdr = h;
     *latents = (const float *)((const unsigned char *)blob + sizeof *h);
     *pred = *latents + n;

@@ -17,10 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "service/internal.h"
 
-#define CKPT_MAGIC "CVXSVCK1"
-#define CKPT_HEADER 24 /* magic, step (int32), steps (int32), blob size (uint64) */
+#define CKPT_MAGIC "CVXSVCK2"
+#define CKPT_HEADER 56 /* magic, step (int32), steps (int32), blob size (uint64), SHA-256 of the blob */
 
 typedef struct {
     cvx_svc *svc;
@@ -59,6 +61,7 @@ static cvx_status on_checkpoint(const void *state, size_t size, int step, int st
     memcpy(head + 8, &s32, 4);
     memcpy(head + 12, &n32, 4);
     memcpy(head + 16, &sz, 8);
+    SHA256(state, size, head + 24);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0;
     if (ok) {
@@ -89,32 +92,46 @@ static cvx_status on_checkpoint(const void *state, size_t size, int step, int st
     return CVX_OK;
 }
 
-/* Reads a checkpoint: returns the blob (malloc'ed) and its step, or NULL when there is none or it is unusable. */
-static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps) {
+/* Reads a checkpoint: returns the blob (malloc'ed) and its step, or NULL when there is none or it is unusable: then
+ * *damaged says why (a file that is there but truncated, of another format or whose checksum does not match), and
+ * the file is removed. */
+static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps, const char **damaged) {
     char path[1200];
+    *damaged = NULL;
     ckpt_path(svc, id, path, sizeof path, 0);
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    uint8_t head[CKPT_HEADER];
+    uint8_t head[CKPT_HEADER], sum[32];
     void *blob = NULL;
     uint64_t sz = 0;
     int32_t s32 = 0, n32 = 0;
     struct stat st;
+    *damaged = "it is not a checkpoint of this version";
     if (fread(head, 1, CKPT_HEADER, f) == CKPT_HEADER && !memcmp(head, CKPT_MAGIC, 8) && !fstat(fileno(f), &st)) {
         memcpy(&s32, head + 8, 4);
         memcpy(&n32, head + 12, 4);
         memcpy(&sz, head + 16, 8);
+        *damaged = "it is truncated";
         if (sz > 0 && (uint64_t)st.st_size == CKPT_HEADER + sz && (blob = malloc(sz)) && fread(blob, 1, sz, f) != sz) {
             free(blob);
             blob = NULL;
         }
+        if (blob) {
+            SHA256(blob, sz, sum);
+            if (memcmp(sum, head + 24, 32)) {
+                *damaged = "its checksum does not match";
+                free(blob);
+                blob = NULL;
+            }
+        }
     }
     fclose(f);
     if (!blob) {
-        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: ignoring the unreadable checkpoint %s", id, path);
+        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: ignoring the checkpoint %s: %s", id, path, *damaged);
         unlink(path);
         return NULL;
     }
+    *damaged = NULL;
     *size = sz;
     *step = s32;
     *steps = n32;
@@ -316,7 +333,13 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     run_ctx rc = {.svc = svc, .task = t, .first_step = -1, .last_step = -1, .elapsed_before = t->elapsed};
     size_t resume_size = 0;
     int resume_step = 0, resume_steps = 0;
-    void *resume = load_checkpoint(svc, t->id, &resume_size, &resume_step, &resume_steps);
+    const char *damaged = NULL;
+    void *resume = load_checkpoint(svc, t->id, &resume_size, &resume_step, &resume_steps, &damaged);
+    if (damaged) {
+        char line[160];
+        snprintf(line, sizeof line, "The checkpoint was damaged (%s); starting from step 0", damaged);
+        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+    }
     if (resume) {
         char line[160];
         snprintf(line, sizeof line, "Resuming from the checkpoint of step %d/%d (attempt %d)", resume_step,
