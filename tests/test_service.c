@@ -1977,6 +1977,29 @@ static void test_damaged_checkpoint(server *s, client *cl) {
     resp_free(&r);
 }
 
+/* Issue 13, defect 11: a store with sealed secrets and no key file (or another key) refuses to start, with a
+ * message, and no new key is made; with its key it starts. */
+static void test_server_key(server *s) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    char kp[700], saved[720], err[512] = "";
+    cvx_svc_keyfile_path(s->store, kp, sizeof kp);
+    snprintf(saved, sizeof saved, "%s.saved", kp);
+    CHECK(rename(kp, saved) == 0);
+    cvx_svc_config c = test_config(s);
+    cvx_svc *svc = NULL;
+    CHECK(cvx_svc_start(&svc, &c, err, sizeof err) != 0 && !svc);
+    CHECK_MSG(strstr(err, "is missing, but the store holds the secrets of") != NULL, "%s", err);
+    struct stat st;
+    CHECK(stat(kp, &st) != 0); /* no new key was made */
+    uint8_t other[32];
+    CHECK(cvx_svc_keyfile_load(kp, 1, other, err, sizeof err) == 0); /* another key */
+    CHECK(cvx_svc_start(&svc, &c, err, sizeof err) != 0 && !svc);
+    CHECK_MSG(strstr(err, "does not open the secrets sealed in the store") != NULL, "%s", err);
+    CHECK(rename(saved, kp) == 0);
+    CHECK(start(s) == 0);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -2123,6 +2146,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_ws_limits(&s, &cl);
         if (s.svc) test_auth_before_body(&s, &cl);
         if (s.svc) test_damaged_checkpoint(&s, &cl);
+        if (s.svc) test_server_key(&s);
         cvx_svc_stop(s.svc);
     }
     char self[600];

@@ -154,6 +154,35 @@ int cvx_svc_keyfile_load(const char *path, int create, uint8_t key[32], char *er
     return -1;
 }
 
+int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t key[32], char *err, size_t n) {
+    cvx_svc_project p;
+    long long sealed = 0;
+    int has = cvx_svc_store_sealed_project(store, &p, &sealed, err, n);
+    if (has < 0) return -1;
+    if (has == 0) return cvx_svc_keyfile_load(keypath, 1, key, err, n);
+    struct stat st;
+    if (lstat(keypath, &st) && errno == ENOENT) {
+        snprintf(err, n,
+                 "server key %s is missing, but the store holds the secrets of %lld signature projects sealed with it; "
+                 "restore the key file from the store's backup (a new key could not verify them)",
+                 keypath, sealed);
+        return -1;
+    }
+    if (cvx_svc_keyfile_load(keypath, 0, key, err, n)) return -1;
+    char secret[128];
+    int ok = cvx_svc_unseal(key, p.apikey, p.secret_enc, p.secret_enc_len, secret, sizeof secret) == 0;
+    OPENSSL_cleanse(secret, sizeof secret);
+    if (!ok) {
+        OPENSSL_cleanse(key, 32);
+        snprintf(err, n,
+                 "server key %s does not open the secrets sealed in the store (another store's key?); restore the key "
+                 "file from the store's backup",
+                 keypath);
+        return -1;
+    }
+    return 0;
+}
+
 int cvx_svc_seal(const uint8_t key[32], const char *aad, const char *plain, uint8_t *out, size_t out_size,
                  size_t *out_len) {
     size_t pl = strlen(plain);

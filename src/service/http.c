@@ -565,7 +565,7 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
     cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
-        cvx_svc_keyfile_load(keypath, 1, svc->server_key, err, n)) {
+        cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n)) {
         cvx_svc_stop(svc);
         return -1;
     }

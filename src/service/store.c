@@ -291,6 +291,19 @@ typedef struct {
 
 static int row_visit(sqlite3_stmt *st, void *ud);
 
+/* One count(*) with its binds, the lock held; -1 on failure. */
+static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
+    va_end(ap);
+    if (!st) return -1;
+    long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (c < 0) dbfail(s, err, n, "counting tasks");
+    return c;
+}
+
 /* ---- projects ---- */
 
 #define PROJECT_COLS "id, name, apikey, mode, secret, created, revoked"
@@ -337,6 +350,16 @@ int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_projec
     visit v = {.project = fn, .ud = ud};
     return query_locked(s, err, n, "listing projects", ALL_ROWS, row_visit, &v,
                         "SELECT " PROJECT_COLS " FROM projects ORDER BY id", "");
+}
+
+int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long *count, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    *count = count_rows(s, err, n, "SELECT count(*) FROM projects WHERE secret IS NOT NULL", "");
+    int r = *count < 0 ? -1
+                       : query(s, err, n, "reading a project", FIRST_ROW, read_project, p,
+                               "SELECT " PROJECT_COLS " FROM projects WHERE secret IS NOT NULL ORDER BY id LIMIT 1", "");
+    pthread_mutex_unlock(&s->mu);
+    return r;
 }
 
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t n) {
@@ -440,19 +463,6 @@ static int row_task_added(sqlite3_stmt *st, void *ud) {
     t->id = sqlite3_column_int64(st, 0);
     snprintf(t->status, sizeof t->status, "task_queue");
     return 1;
-}
-
-/* One count(*) with its binds, the lock held; -1 on failure. */
-static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
-    va_list ap;
-    va_start(ap, binds);
-    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
-    va_end(ap);
-    if (!st) return -1;
-    long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (c < 0) dbfail(s, err, n, "counting tasks");
-    return c;
 }
 
 int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,

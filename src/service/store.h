@@ -74,6 +74,9 @@ int cvx_svc_store_project_by_key(cvx_svc_store *s, const char *apikey, cvx_svc_p
 /* Calls fn for every project in id order; returns the count or -1. */
 int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_project *p, void *ud), void *ud,
                                char *err, size_t err_size);
+/* A project with a sealed secret (the first by id, revoked ones too): 1 found (*count = how many have one), 0 none,
+ * -1 error. */
+int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long *count, char *err, size_t err_size);
 /* 1 revoked, 0 unknown key, -1 error. */
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
 
