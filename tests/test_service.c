@@ -2000,6 +2000,63 @@ static void test_server_key(server *s) {
     CHECK(start(s) == 0);
 }
 
+/* Issue 13, defect 12: a task that fails after its attempts leaves no checkpoint and no partial MP4, and
+ * checkpoints of tasks that ended are removed at start. */
+static void test_orphans(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_store *st;
+    char err[256];
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    cvx_svc_project p;
+    CHECK(cvx_svc_store_project_by_key(st, cl->apikey, &p, err, sizeof err) == 1);
+    cvx_svc_task t;
+    memset(&t, 0, sizeof t);
+    cvx_svc_uuid(t.uuid);
+    cvx_svc_random_token(t.token, 30);
+    t.project = p.id;
+    t.params = strdup("{\"prompt\":\"orphan\"}");
+    t.gen = strdup("{\"prompt\": \"orphan\", \"negative_prompt\": \"\", \"steps\": 3, \"seed\": \"1\","
+                   " \"output_key\": \"OrphanKey0123456789abcdefABCDEFGH\"}");
+    t.callbackurl = strdup("");
+    t.createtime = time(NULL);
+    CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
+    long long id = t.id;
+    cvx_svc_task_clear(&t);
+    CHECK(cvx_svc_store_task_claim(st, time(NULL), &t, err, sizeof err) == 1 && t.id == id); /* a crash while it ran */
+    cvx_svc_task_clear(&t);
+    cvx_svc_store_close(st);
+    char files[5][900];
+    snprintf(files[0], sizeof files[0], "%s/.checkpoints/%lld.ckpt", s->outputs, id);
+    snprintf(files[1], sizeof files[1], "%s/.checkpoints/%lld.ckpt.tmp", s->outputs, id);
+    snprintf(files[2], sizeof files[2], "%s/OrphanKey0123456789abcdefABCDEFGH", s->outputs);
+    mkdir(files[2], 0755);
+    snprintf(files[3], sizeof files[3], "%s/OrphanKey0123456789abcdefABCDEFGH/0.mp4.part", s->outputs);
+    snprintf(files[4], sizeof files[4], "%s/.checkpoints/1.ckpt", s->outputs); /* task 1 ended long ago */
+    for (int i = 0; i < 5; i++) {
+        if (i == 2) continue;
+        FILE *f = fopen(files[i], "wb");
+        CHECK(f != NULL);
+        if (f) fclose(f);
+    }
+    cvx_svc_config c = test_config(s);
+    c.max_attempts = 1;
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    struct stat sb;
+    for (int i = 0; i < 5; i++) CHECK_MSG(stat(files[i], &sb) != 0, "%s is still there", files[i]);
+    resp r;
+    char body[64];
+    snprintf(body, sizeof body, "{\"taskid\":%lld}", id);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_postprocess_end") && !strcmp(task_field(&r, "pexit"), "1"), "%s",
+              r.body ? r.body : "");
+    resp_free(&r);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -2147,6 +2204,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_auth_before_body(&s, &cl);
         if (s.svc) test_damaged_checkpoint(&s, &cl);
         if (s.svc) test_server_key(&s);
+        if (s.svc) test_orphans(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

@@ -515,6 +515,44 @@ static int make_dir(const char *path, char *err, size_t n) {
 
 int cvx_svc_port(const cvx_svc *svc) { return svc->port; }
 
+/* The files a task that ended without an output leaves: its checkpoint and its output folder (a partial MP4). */
+static void remove_task_files(cvx_svc *svc, long long id) {
+    char path[1300], err[256];
+    snprintf(path, sizeof path, "%s/%lld.ckpt", svc->ckpt_dir, id);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%lld.ckpt.tmp", svc->ckpt_dir, id);
+    unlink(path);
+    cvx_svc_task t;
+    if (cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err) != 1) return;
+    json_t *g = json_loads(t.gen ? t.gen : "", 0, NULL);
+    const char *key = json_string_value(json_object_get(g, "output_key"));
+    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key);
+    json_decref(g);
+    cvx_svc_task_clear(&t);
+}
+
+/* Checkpoints of tasks that ended (or are unknown) go: a crash between a task's end and the removal of its
+ * checkpoint leaves one behind. */
+static void sweep_checkpoints(cvx_svc *svc) {
+    DIR *d = opendir(svc->ckpt_dir);
+    if (!d) return;
+    struct dirent *e;
+    int removed = 0;
+    while ((e = readdir(d))) {
+        char *end;
+        long long id = strtoll(e->d_name, &end, 10);
+        if (end == e->d_name || (strcmp(end, ".ckpt") && strcmp(end, ".ckpt.tmp"))) continue;
+        cvx_svc_task t;
+        char err[256];
+        int r = cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err);
+        int ended = r == 0 || (r == 1 && (!strcmp(t.status, "task_postprocess_end") || !strcmp(t.status, "task_cancel")));
+        if (r == 1) cvx_svc_task_clear(&t);
+        if (ended && unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    if (removed) cvx_svc_log(svc, CVX_LOG_INFO, "removed %d checkpoints of tasks that had ended", removed);
+}
+
 int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t n) {
     *out = NULL;
     if (!config->store_path || !config->outputs_dir || !config->engine.generate) {
@@ -569,12 +607,17 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         cvx_svc_stop(svc);
         return -1;
     }
-    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), err, n);
+    long long failed[256];
+    int n_failed = 0;
+    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
+                                          err, n);
     if (recovered < 0) {
         cvx_svc_stop(svc);
         return -1;
     }
     if (recovered > 0) cvx_svc_log(svc, CVX_LOG_INFO, "recovered %d interrupted tasks", recovered);
+    for (int i = 0; i < n_failed; i++) remove_task_files(svc, failed[i]);
+    sweep_checkpoints(svc);
     cvx_svc_log(svc, CVX_LOG_INFO, "precision: %s for tasks that do not ask (bf16 %s; kernel path %s)",
                 cvx_precision_name(config->precision), config->allow_bf16 ? "available" : "refused",
                 cvx_isa_name(cvx_isa_active()));

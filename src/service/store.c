@@ -625,17 +625,31 @@ int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t
                        "I", id);
 }
 
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t n) {
+typedef struct {
+    long long *ids;
+    int max, count;
+} capped_ids;
+
+static int row_capped_id(sqlite3_stmt *st, void *ud) {
+    capped_ids *c = ud;
+    if (c->ids && c->count < c->max) c->ids[c->count++] = sqlite3_column_int64(st, 0);
+    return 1;
+}
+
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed_ids, int max_failed,
+                          int *n_failed, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
     int r = -1;
     char msg[160];
     snprintf(msg, sizeof msg, "The task was interrupted %d times (server stopped while it ran); giving up.",
              max_attempts);
-    int failed = exec(s, err, n, "recovering tasks",
-                      "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
-                      " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                      " WHERE " RUNNING " AND attempts >= ?",
-                      "Iti", now_s, msg, max_attempts);
+    capped_ids c = {failed_ids, max_failed, 0};
+    int failed = query(s, err, n, "recovering tasks", ALL_ROWS, row_capped_id, &c,
+                       "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
+                       " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                       " WHERE " RUNNING " AND attempts >= ? RETURNING id",
+                       "Iti", now_s, msg, max_attempts);
+    if (n_failed) *n_failed = c.count;
     if (failed >= 0) {
         int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = 'task_queue' WHERE " RUNNING, "");
         if (requeued >= 0) r = failed + requeued;

@@ -139,9 +139,11 @@ int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, l
 /* Puts a claimed, non-final task back in the queue (graceful shutdown: attempts - 1, it was not a crash). */
 int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* On start: every task that a previous process left between task_accept and task_postprocess_start goes back to
- * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror. Returns the
- * number of tasks touched or -1. */
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t err_size);
+ * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror; the ids of
+ * those failed go to failed (at most max_failed, *n_failed of them; failed may be NULL). Returns the number of tasks
+ * touched or -1. */
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed, int max_failed,
+                          int *n_failed, char *err, size_t err_size);
 /* Marks the output deleted (files are the caller's). */
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* Ids of the tasks (at most max) whose outputs were written before cutoff_s and are not deleted, oldest first.

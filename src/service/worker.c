@@ -436,6 +436,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     struct stat sb;
     if (stat(out_path, &sb) || !S_ISREG(sb.st_mode)) {
         remove_checkpoint(svc, t->id);
+        cvx_svc_remove_output(svc, gp.out_key);
         fail_task(svc, t, "Generation finished without writing the video file.", elapsed);
         json_decref(g);
         return;
