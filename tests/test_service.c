@@ -2057,6 +2057,37 @@ static void test_orphans(server *s, client *cl) {
     CHECK(start(s) == 0);
 }
 
+/* Issue 13, defect 13: the store, its WAL and SHM files and the key file are private (0600) whatever the umask,
+ * and a store left readable by others is made private when opened. */
+static void test_store_modes(const char *dir) {
+    mode_t old = umask(022);
+    char path[600], side[700], kp[700], err[256];
+    snprintf(path, sizeof path, "%s/modes.db", dir);
+    cvx_svc_store *st;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    uint8_t key[32];
+    cvx_svc_keyfile_path(path, kp, sizeof kp);
+    CHECK(cvx_svc_server_key_open(st, kp, key, err, sizeof err) == 0);
+    cvx_svc_project p;
+    memset(&p, 0, sizeof p);
+    cvx_svc_random_token(p.apikey, 32);
+    p.mode = CVX_SVC_MODE_KEY_ONLY;
+    CHECK(cvx_svc_store_project_add(st, &p, err, sizeof err) == 0); /* a write: -wal and -shm exist now */
+    const char *suffix[] = {"", "-wal", "-shm"};
+    struct stat sb;
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof side, "%s%s", path, suffix[i]);
+        CHECK_MSG(stat(side, &sb) == 0 && (sb.st_mode & 0777) == 0600, "%s: mode %o", side, (unsigned)(sb.st_mode & 0777));
+    }
+    CHECK(stat(kp, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    cvx_svc_store_close(st);
+    chmod(path, 0644);
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    CHECK_MSG(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600, "reopened: mode %o", (unsigned)(sb.st_mode & 0777));
+    cvx_svc_store_close(st);
+    umask(old);
+}
+
 /* ---- kill -9: the server in a child process ---- */
 
 static int child_main(const char *dir, int port, int delay_ms) {
@@ -2173,6 +2204,7 @@ int main(int argc, char **argv) {
     const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
     test_body();
     test_crypto(dir);
+    test_store_modes(dir);
 
     server s;
     memset(&s, 0, sizeof s);

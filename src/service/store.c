@@ -3,6 +3,7 @@
  * finishes leaves exactly one of the two outcomes. */
 #include "service/store.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -67,6 +70,20 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
+    /* the store holds API keys: it is created 0600 whatever the umask (SQLite gives its -wal and -shm files the
+     * mode of the database file), and one readable by others is made private */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) fchmod(fd, 0600);
+        close(fd);
+    }
+    for (int k = 0; k < 2; k++) {
+        char side[4200];
+        snprintf(side, sizeof side, "%s%s", path, k ? "-shm" : "-wal");
+        struct stat st;
+        if (lstat(side, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) chmod(side, 0600);
+    }
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, n, "store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
