@@ -542,10 +542,27 @@ static void test_body(void) {
     CHECK(cvx_svc_field_int(f, "h", &i) == 0);
     CHECK(cvx_svc_field_int(f, "missing", &i) == 0);
     CHECK(cvx_svc_field_int(f, "t", &i) == -1);
+
     const char *txt;
     char buf[64];
     CHECK(cvx_svc_field_text(f, "g", &txt, buf, sizeof buf) == 1 && !strcmp(txt, "-5"));
     json_decref(f);
+    /* issue 13, defect 14: decimal digits only, an optional sign; surrounding blanks are trimmed */
+    json_t *f2 = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "hex", " 0x10 ", "HEX", "0X1A", "bin", "0b1",
+                  "under", "1_000", "inf", "inf", "plus", "+7", "blank", "\t 12\n", "dot", "1.", "exp", "1e", "sci",
+                  "5e1", "hexf", "0x1p4");
+    const char *refused[] = {"hex", "HEX", "bin", "under", "inf", "exp", "hexf"};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        CHECK_MSG(cvx_svc_field_int(f2, refused[k], &i) == -1, "int %s", refused[k]);
+        CHECK_MSG(cvx_svc_field_double(f2, refused[k], &d) == -1, "double %s", refused[k]);
+    }
+    CHECK(cvx_svc_field_u64(f2, "hex", &u) == -1 && cvx_svc_field_u64(f2, "plus", &u) == -1);
+    CHECK(cvx_svc_field_int(f2, "plus", &i) == 1 && i == 7);
+    CHECK(cvx_svc_field_int(f2, "blank", &i) == 1 && i == 12);
+    CHECK(cvx_svc_field_int(f2, "dot", &i) == 1 && i == 1);
+    CHECK(cvx_svc_field_int(f2, "sci", &i) == 1 && i == 50);
+    CHECK(cvx_svc_field_double(f2, "sci", &d) == 1 && d == 50.0);
+    json_decref(f2);
 }
 
 static void test_crypto(const char *dir) {
@@ -722,6 +739,8 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
         {"{\"prompt\": \"a\", \"steps\": 0}", "Request parameter [steps] must be between 1 and 200", 0},
         {"{\"prompt\": \"a\", \"steps\": \"201\"}", "Request parameter [steps] must be between 1 and 200", 0},
         {"{\"prompt\": \"a\", \"steps\": 2.5}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"steps\": \" 0x10 \"}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"scale\": \"0x1p2\"}", "Request parameter [scale] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": \"six\"}", "Request parameter [scale] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": 31}", "Request parameter [scale] must be between 0 and 30", 0},
         {"{\"prompt\": \"a\", \"seed\": \"abc\"}", "Request parameter [seed] must be integer or float", 0},

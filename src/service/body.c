@@ -379,6 +379,26 @@ static int trimmed(const char *s, char *buf, size_t size) {
     return 0;
 }
 
+/* [+-] digits [. digits] [(e|E) [+-] digits], at least one digit before the exponent: what JSON and C's decimal
+ * notation share. */
+static int decimal_number(const char *s) {
+    if (*s == '+' || *s == '-') s++;
+    int digits = 0;
+    while (isdigit((unsigned char)*s)) s++, digits++;
+    if (*s == '.') {
+        s++;
+        while (isdigit((unsigned char)*s)) s++, digits++;
+    }
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!isdigit((unsigned char)*s)) return 0;
+        while (isdigit((unsigned char)*s)) s++;
+    }
+    return *s == 0;
+}
+
 int cvx_svc_field_int(const json_t *fields, const char *name, long long *out) {
     const json_t *v = present(fields, name);
     if (!v) return 0;
@@ -402,7 +422,9 @@ int cvx_svc_field_int(const json_t *fields, const char *name, long long *out) {
         *out = x;
         return 1;
     }
-    /* "50.0" from a form that formats every number as a float */
+    /* "50.0" from a form that formats every number as a float; decimal only (strtod would also read hex such as
+     * "0x10", and "inf"/"nan") */
+    if (!decimal_number(buf)) return -1;
     errno = 0;
     double d = strtod(buf, &end);
     if (errno || *end || end == buf || !isfinite(d) || d != floor(d) || d < -9.2e18 || d > 9.2e18) return -1;
@@ -447,8 +469,7 @@ int cvx_svc_field_double(const json_t *fields, const char *name, double *out) {
     char buf[64];
     if (trimmed(json_string_value(v), buf, sizeof buf)) return -1;
     /* decimal only: strtod would also take "nan", "inf" and hex floats */
-    for (const char *c = buf; *c; c++)
-        if (!isdigit((unsigned char)*c) && !strchr("+-.eE", *c)) return -1;
+    if (!decimal_number(buf)) return -1;
     char *end;
     errno = 0;
     double d = strtod(buf, &end);

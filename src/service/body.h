@@ -25,11 +25,12 @@ int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, 
 
 /* Field coercion. Each returns 0 when the field is absent (or null, or an empty string), 1 with the value in *out,
  * -1 when it is present but of the wrong kind. */
-/* Integers: JSON integers, reals with an integral value, strings holding a decimal integer (blanks around allowed). */
+/* Integers: JSON integers, reals with an integral value, strings holding a decimal integer or an integral decimal
+ * number ("50", "+50", "50.0", "5e1"; never hex, "inf" or "nan"); blanks around a string are trimmed. */
 int cvx_svc_field_int(const json_t *fields, const char *name, long long *out);
 /* Unsigned 64-bit integers (seeds): same forms, 0..2^64-1. */
 int cvx_svc_field_u64(const json_t *fields, const char *name, unsigned long long *out);
-/* Floats: JSON numbers or strings holding a finite decimal number. */
+/* Floats: JSON numbers or strings holding a finite decimal number (blanks around trimmed). */
 int cvx_svc_field_double(const json_t *fields, const char *name, double *out);
 /* Text: JSON strings as they are; numbers and booleans as their JSON text. *out points into `fields` (or into buf
  * for converted numbers, buf_size >= 64). */
