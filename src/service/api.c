@@ -436,13 +436,14 @@ static int find_task(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc_task 
         cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
         return 0;
     }
+    /* another project's task gets the answer of an unknown one: task ids are sequential, and a different answer
+     * would tell which ids exist */
+    if (r == 1 && t->project != rq->project->id) {
+        cvx_svc_task_clear(t);
+        r = 0;
+    }
     if (r == 0) {
         cvx_svc_reply_error(rp, 200, 1, "There is no task yet.");
-        return 0;
-    }
-    if (t->project != rq->project->id) {
-        cvx_svc_task_clear(t);
-        cvx_svc_reply_error(rp, 200, 0, "You don't have any permission for this action.");
         return 0;
     }
     return 1;

@@ -30,8 +30,16 @@ static int add_string(json_t *obj, const char *name, size_t name_len, const char
                       size_t n) {
     if (json_object_size(obj) >= MAX_FIELDS) return fail(err, n, "more than %d fields", MAX_FIELDS);
     if (name_len == 0) return fail(err, n, "a field without a name");
-    if (memchr(name, 0, name_len)) return fail(err, n, "a field name with a NUL byte");
+    if (memchr(name, 0, name_len)) {
+        fail(err, n, "a field name holds a NUL byte");
+        return CVX_SVC_BODY_NUL;
+    }
     char *key = strndup(name, name_len);
+    if (key && memchr(val, 0, val_len)) {
+        fail(err, n, "field [%.64s] holds a NUL byte", key);
+        free(key);
+        return CVX_SVC_BODY_NUL;
+    }
     if (!key) return fail(err, n, "out of memory");
     json_t *v = json_stringn(val, val_len);
     if (!v) {
@@ -139,6 +147,10 @@ static int parse_json(const char *data, size_t size, json_t **out, char *err, si
     json_t *v = json_loadb(data, size, 0, &jerr);
     if (!v) {
         v = lenient_object(data, size);
+        if (!v && strstr(jerr.text, "\\u0000")) {
+            fail(err, n, "a JSON string holds a NUL byte (\\u0000)");
+            return CVX_SVC_BODY_NUL;
+        }
         if (!v) return fail(err, n, "body is not valid JSON (line %d column %d: %s)", jerr.line, jerr.column, jerr.text);
     }
     if (!json_is_object(v)) {
@@ -203,7 +215,7 @@ static int parse_urlencoded(const char *data, size_t size, json_t **out, char *e
     free(buf);
     if (rc) {
         json_decref(obj);
-        return -1;
+        return rc;
     }
     *out = obj;
     return 0;
@@ -315,9 +327,10 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
         const char *cend = next;
         if (cend > content && cend[-1] == '\n') cend--;
         if (cend > content && cend[-1] == '\r') cend--;
-        if (add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n)) {
+        int ar = add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n);
+        if (ar) {
             json_decref(obj);
-            return -1;
+            return ar;
         }
         p = next;
     }

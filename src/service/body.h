@@ -18,8 +18,13 @@
 
 #include <jansson.h>
 
+/* What cvx_svc_body_parse returns for a body refused because a value or name holds a NUL byte (%00, \u0000, a raw
+ * NUL in a multipart part): C strings would end there, so the server would use another value than it echoes. */
+#define CVX_SVC_BODY_NUL (-2)
+
 /* Parses `data[0..size)` (not NUL-terminated) under `content_type` (may be NULL). On success returns 0 and a new
- * JSON object in *fields (the caller decrefs); on failure returns -1 and a message in err. */
+ * JSON object in *fields (the caller decrefs); on failure returns -1 (CVX_SVC_BODY_NUL for a NUL byte) and a
+ * message in err. */
 int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, json_t **fields, char *err,
                        size_t err_size);
 

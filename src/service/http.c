@@ -134,6 +134,9 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int status, const 
     MHD_add_response_header(r, "Content-Type", type);
     if (cache) MHD_add_response_header(r, "Cache-Control", cache);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* the page holds credentials: no other site may frame it (clickjacking) */
+    MHD_add_response_header(r, "Content-Security-Policy", "frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -301,11 +304,12 @@ static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, reques
     cvx_svc_project project = rc->project;
     json_t *fields = NULL;
     char err[256];
-    if (cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
-                           rc->body ? rc->body : "", rc->len, &fields, err, sizeof err)) {
+    int pr = cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+                                rc->body ? rc->body : "", rc->len, &fields, err, sizeof err);
+    if (pr) {
         char msg[400];
         snprintf(msg, sizeof msg, "Request parameters are invalid. %s", err);
-        return send_error(conn, 200, 0, msg);
+        return send_error(conn, pr == CVX_SVC_BODY_NUL ? 400 : 200, 0, msg); /* a NUL byte: 400 */
     }
     char base[600];
     request_base(svc, conn, base, sizeof base);
@@ -330,6 +334,15 @@ static int head_timeout(const cvx_svc *svc) {
 
 /* *con_cls of a GET that was answered at once: on_completed gives its connection the head timeout again. */
 static char answered_get;
+/* *con_cls of a request whose URL holds an escaped NUL (%00), set by on_uri before the URL is unescaped (the
+ * unescaped URL would end at the NUL: /files/K/0.mp4%00.txt would be read as /files/K/0.mp4). */
+static char nul_url;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    (void)conn;
+    return uri && strstr(uri, "%00") ? &nul_url : NULL;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
@@ -337,6 +350,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
     if ((void *)rc == (void *)&answered_get) return MHD_NO; /* a GET with a body */
+    if ((void *)rc == (void *)&nul_url) {
+        *con_cls = &answered_get;
+        return send_error(conn, 400, 0, "Error parsing url: it holds a NUL byte (%00).");
+    }
     if (!rc) {
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
         /* the head is complete: a WebSocket session keeps its own deadlines, other requests get the idle
@@ -411,7 +428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
-    if (!rc) return; /* a WebSocket upgrade (or a request that never got its head) */
+    if (!rc || (void *)rc == (void *)&nul_url) return; /* a WebSocket upgrade (or a request without an answer) */
     /* a kept-alive connection waits for its next request head with the head timeout */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
     *con_cls = NULL;
@@ -637,7 +654,7 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)head_timeout(svc),
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)(config->max_connections > 0 ? config->max_connections : 1000),
                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(config->max_connections_per_ip > 0 ? config->max_connections_per_ip : 0),
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_URI_LOG_CALLBACK, on_uri, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
                                 MHD_OPTION_END);
     if (!svc->mhd) {
         snprintf(err, n, "cannot listen on %s:%d (%s)", svc->listen_host, config->port, strerror(errno));

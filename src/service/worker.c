@@ -229,10 +229,32 @@ static int finish_retrying(cvx_svc *svc, long long id, const char *pexit, const 
     return r;
 }
 
+/* A message for clients: every absolute path in it is cut to its last component ("writing /srv/out/.checkpoints/7.ckpt:
+ * ..." becomes "writing 7.ckpt: ..."), so debugerror never shows the server's folders. */
+static void strip_paths(const char *in, char *out, size_t size) {
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < size;) {
+        int starts = in[i] == '/' && (i == 0 || strchr(" \t('\"=:,[", in[i - 1]));
+        if (!starts) {
+            out[o++] = in[i++];
+            continue;
+        }
+        size_t end = i, last = i;
+        while (in[end] && !strchr(" \t'\"),:;]", in[end])) {
+            if (in[end] == '/') last = end + 1;
+            end++;
+        }
+        for (size_t k = last; k < end && o + 1 < size; k++) out[o++] = in[k];
+        i = end;
+    }
+    out[o] = 0;
+}
+
 /* The final transition of a failure: task_error event, then task_postprocess_end with pexit 1. */
-static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *message, double elapsed) {
-    char err[256];
-    cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, message);
+static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, double elapsed) {
+    char err[256], message[1024];
+    cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, full_message); /* the server's log keeps the paths */
+    strip_paths(full_message, message, sizeof message);
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
     if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
