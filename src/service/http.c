@@ -669,6 +669,7 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
         return -1;
     }
     svc->worker_started = 1;
+    atomic_store(&svc->ready, 1); /* the worker takes tasks as soon as it runs: /healthz need not wait for it */
     int cb_threads = config->callback_threads < 1 ? 1
                      : config->callback_threads > CVX_SVC_MAX_CALLBACK_THREADS ? CVX_SVC_MAX_CALLBACK_THREADS
                                                                                : config->callback_threads;
@@ -696,9 +697,10 @@ void cvx_svc_stop(cvx_svc *svc) {
     atomic_store(&svc->stopping, 1);
     cvx_svc_wake_worker(svc);
     cvx_svc_wake_callbacks(svc);
-    /* stop accepting now; the listening socket is ours to close, once the daemon is stopped (its threads take it
-     * out of their epoll sets on their own time, and a closed descriptor there is fatal to libmicrohttpd) */
-    MHD_socket ls = svc->mhd ? MHD_quiesce_daemon(svc->mhd) : MHD_INVALID_SOCKET;
+    /* no MHD_quiesce_daemon: with an epoll thread pool it races the pool's threads taking the listening socket out
+     * of their epoll sets, and the loser aborts the process ("Failed to remove listen FD from epoll set"). Requests
+     * that come while the worker stops are served (healthz says 503; a task Run accepts waits in the store for the
+     * next start); MHD_stop_daemon below closes everything. */
     /* the worker stops at the engine's next cancellation check and re-queues its task */
     if (svc->worker_started) pthread_join(svc->worker, NULL);
     for (int i = 0; i < svc->cb_threads; i++) pthread_join(svc->cb_pool[i].thread, NULL);
@@ -714,7 +716,6 @@ void cvx_svc_stop(cvx_svc *svc) {
     if (svc->mhd) {
         if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions did not close", left);
         else MHD_stop_daemon(svc->mhd); /* with sessions still open the daemon is left to the process exit */
-        if (!left && ls != MHD_INVALID_SOCKET) close(ls);
     }
     if (!left) {
         cvx_svc_store_close(svc->store);
