@@ -49,8 +49,9 @@ grep -q apisecret ko.json && bad "key-only create printed a secret" || ok "keys 
 mode=$(stat -c %a s.db.key)
 [ "$mode" = 600 ] && ok "server key s.db.key is mode 600" || bad "server key mode $mode"
 grep -qF "$SECRET" s.db s.db-wal 2>/dev/null && bad "the secret is stored in clear" || ok "the secret is not stored in clear"
+grep -qF -e "$KEY" -e "$KO" s.db s.db-wal 2>/dev/null && bad "an API key is stored in clear" || ok "the API keys are stored as keyed hashes"
 "$BIN" keys list --store s.db >list.txt 2>&1
-grep -q "$KEY" list.txt && grep -q "$KO" list.txt && ! grep -qF "$SECRET" list.txt && ok "keys list (no secrets)" ||
+[ "$(grep -c ' h1:' list.txt)" = 2 ] && ! grep -qF -e "$KEY" -e "$KO" -e "$SECRET" list.txt && ok "keys list (hashes, no keys or secrets)" ||
     bad "keys list: $(cat list.txt)"
 "$BIN" keys create --store s.db --mode key-only --json >rv.json 2>/dev/null
 RV=$(jfield apikey <rv.json)

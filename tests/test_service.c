@@ -495,6 +495,18 @@ static void add_project(const char *store_path, int key_only, client *cl, int po
     snprintf(cl->base, sizeof cl->base, "http://127.0.0.1:%d", port);
 }
 
+/* A project by its API key in a store the server may have opened: stored as the key's hash (in clear until first
+ * used when add_project wrote it). 1 found. */
+static int find_project(cvx_svc_store *st, const char *store_path, const char *apikey, cvx_svc_project *p) {
+    char err[256], kp[700], hashed[72];
+    uint8_t key[32];
+    cvx_svc_keyfile_path(store_path, kp, sizeof kp);
+    if (cvx_svc_keyfile_load(kp, 0, key, err, sizeof err)) return 0;
+    cvx_svc_apikey_hash(key, apikey, hashed);
+    return cvx_svc_store_project_by_key(st, hashed, p, err, sizeof err) == 1 ||
+           cvx_svc_store_project_by_key(st, apikey, p, err, sizeof err) == 1;
+}
+
 /* ---- unit parts ---- */
 
 static void test_body(void) {
@@ -1453,7 +1465,7 @@ static void test_old_task(server *s, client *cl) {
     char err[256];
     CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
     cvx_svc_project p;
-    CHECK(cvx_svc_store_project_by_key(st, cl->apikey, &p, err, sizeof err) == 1);
+    CHECK(find_project(st, s->store, cl->apikey, &p));
     cvx_svc_task t;
     memset(&t, 0, sizeof t);
     cvx_svc_uuid(t.uuid);
@@ -1570,7 +1582,7 @@ static void test_limits(server *s, client *cl) {
     char err[256];
     CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
     cvx_svc_project pr;
-    CHECK(cvx_svc_store_project_by_key(st, big.apikey, &pr, err, sizeof err) == 1);
+    CHECK(find_project(st, s->store, big.apikey, &pr));
     char *params_text = malloc(30000);
     n = sprintf(params_text, "{\"prompt\":\"");
     memset(params_text + n, 'p', 26000);
@@ -2041,7 +2053,7 @@ static void test_orphans(server *s, client *cl) {
     char err[256];
     CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
     cvx_svc_project p;
-    CHECK(cvx_svc_store_project_by_key(st, cl->apikey, &p, err, sizeof err) == 1);
+    CHECK(find_project(st, s->store, cl->apikey, &p));
     cvx_svc_task t;
     memset(&t, 0, sizeof t);
     cvx_svc_uuid(t.uuid);
@@ -2097,14 +2109,31 @@ static void test_store_modes(const char *dir) {
     snprintf(path, sizeof path, "%s/modes.db", dir);
     cvx_svc_store *st;
     CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
-    uint8_t key[32];
-    cvx_svc_keyfile_path(path, kp, sizeof kp);
-    CHECK(cvx_svc_server_key_open(st, kp, key, err, sizeof err) == 0);
+    /* a key-only project stored in clear, as the previous version did */
     cvx_svc_project p;
     memset(&p, 0, sizeof p);
-    cvx_svc_random_token(p.apikey, 32);
+    char clear[33];
+    cvx_svc_random_token(clear, 32);
+    snprintf(p.apikey, sizeof p.apikey, "%s", clear);
     p.mode = CVX_SVC_MODE_KEY_ONLY;
     CHECK(cvx_svc_store_project_add(st, &p, err, sizeof err) == 0); /* a write: -wal and -shm exist now */
+    uint8_t key[32];
+    cvx_svc_keyfile_path(path, kp, sizeof kp);
+    CHECK(cvx_svc_server_key_open(st, kp, key, err, sizeof err) == 0); /* hashes the keys stored in clear */
+    char hashed[72];
+    cvx_svc_apikey_hash(key, clear, hashed);
+    CHECK(cvx_svc_store_project_by_key(st, hashed, &p, err, sizeof err) == 1 && cvx_svc_apikey_is_hashed(p.apikey));
+    CHECK(cvx_svc_store_project_by_key(st, clear, &p, err, sizeof err) == 0);
+    /* and no byte of the key in clear is left in the files */
+    for (int i = 0; i < 2; i++) {
+        snprintf(side, sizeof side, "%s%s", path, i ? "-wal" : "");
+        FILE *f = fopen(side, "rb");
+        char *bytes = malloc(1 << 22);
+        size_t got = f && bytes ? fread(bytes, 1, 1 << 22, f) : 0;
+        if (f) fclose(f);
+        CHECK_MSG(!bytes || !memmem(bytes, got, clear, 32), "the key in clear is still in %s", side);
+        free(bytes);
+    }
     const char *suffix[] = {"", "-wal", "-shm"};
     struct stat sb;
     for (int i = 0; i < 3; i++) {

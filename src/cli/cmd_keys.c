@@ -6,7 +6,8 @@
  *
  * create prints the new project once (with --json exactly {"projectid", "apikey", "apisecret"}; no apisecret in
  * key-only mode). The secret is stored sealed with AES-256-GCM under the server key PATH.key (mode 0600, created
- * on first use), since the server needs it in clear to check signatures; it is never printed again. */
+ * on first use), since the server needs it in clear to check signatures; it is never printed again. The API key is
+ * stored as its keyed hash (cvx_svc_apikey_hash): list shows the hash, revoke takes the key. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,16 +37,24 @@ static void print_project(const cvx_svc_project *p, void *ud) {
         char id[32];
         snprintf(id, sizeof id, "%lld", p->id);
         json_array_append_new(c->list, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b}", "projectid", id, "name", p->name,
-                                                 "apikey", p->apikey, "mode", mode, "created", (json_int_t)p->created,
-                                                 "revoked", p->revoked));
+                                                 "apikeyhash", p->apikey, "mode", mode, "created",
+                                                 (json_int_t)p->created, "revoked", p->revoked));
         return;
     }
     char when[32] = "?";
     time_t t = (time_t)p->created;
     struct tm tm;
     if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    printf("%-6lld %-34s %-10s %-8s %s %s\n", p->id, p->apikey, mode, p->revoked ? "revoked" : "active", when,
-           p->name);
+    char shown[40]; /* the stored hash, shortened: the keys themselves are not kept */
+    snprintf(shown, sizeof shown, "%.14s...", p->apikey);
+    printf("%-6lld %-20s %-10s %-8s %s %s\n", p->id, shown, mode, p->revoked ? "revoked" : "active", when, p->name);
+}
+
+/* A new API key (32 characters from the CSPRNG) and the form the store keeps: its keyed hash. */
+static int make_key(const uint8_t server_key[32], char clear[33], char stored[72]) {
+    if (cvx_svc_random_token(clear, 32)) return -1;
+    cvx_svc_apikey_hash(server_key, clear, stored);
+    return 0;
 }
 
 int cvx_cmd_keys(int argc, char **argv) {
@@ -102,7 +111,7 @@ int cvx_cmd_keys(int argc, char **argv) {
     int rc = 0;
     if (is_list) {
         list_ctx c = {json, json_array()};
-        if (!json) printf("%-6s %-34s %-10s %-8s %-20s %s\n", "id", "apikey", "mode", "state", "created", "name");
+        if (!json) printf("%-6s %-20s %-10s %-8s %-20s %s\n", "id", "apikey hash", "mode", "state", "created", "name");
         if (cvx_svc_store_project_list(store, print_project, &c, err, sizeof err) < 0) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
             rc = 1;
@@ -113,14 +122,21 @@ int cvx_cmd_keys(int argc, char **argv) {
         }
         json_decref(c.list);
     } else if (is_revoke) {
-        int r = cvx_svc_store_project_revoke(store, apikey, err, sizeof err);
+        uint8_t server_key[32];
+        char keypath[1200], hashed[72];
+        cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
+        int r = cvx_svc_server_key_open(store, keypath, server_key, err, sizeof err);
+        if (r == 0) {
+            cvx_svc_apikey_hash(server_key, apikey, hashed);
+            r = cvx_svc_store_project_revoke(store, hashed, err, sizeof err);
+        }
         if (r < 0) fprintf(stderr, "cogvideox keys: %s\n", err), rc = 1;
         else if (r == 0) fprintf(stderr, "cogvideox keys revoke: no project has the API key %s\n", apikey), rc = 1;
         else printf("revoked %s\n", apikey);
     } else {
         cvx_svc_project p;
         memset(&p, 0, sizeof p);
-        char secret[33] = "";
+        char secret[33] = "", apikey_clear[33] = "";
         uint8_t server_key[32];
         char keypath[1200];
         cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
@@ -130,7 +146,7 @@ int cvx_cmd_keys(int argc, char **argv) {
         if (cvx_svc_server_key_open(store, keypath, server_key, err, sizeof err)) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
             rc = 1;
-        } else if (cvx_svc_random_token(p.apikey, 32) || (!key_only && cvx_svc_random_token(secret, 32))) {
+        } else if (make_key(server_key, apikey_clear, p.apikey) || (!key_only && cvx_svc_random_token(secret, 32))) {
             fprintf(stderr, "cogvideox keys: no random numbers available\n");
             rc = 1;
         } else if (!key_only && cvx_svc_seal(server_key, p.apikey, secret, p.secret_enc, sizeof p.secret_enc,
@@ -144,20 +160,21 @@ int cvx_cmd_keys(int argc, char **argv) {
             char id[32];
             snprintf(id, sizeof id, "%lld", p.id);
             if (json) {
-                json_t *o = key_only ? json_pack("{s:s, s:s}", "projectid", id, "apikey", p.apikey)
-                                     : json_pack("{s:s, s:s, s:s}", "projectid", id, "apikey", p.apikey, "apisecret",
-                                                 secret);
+                json_t *o = key_only ? json_pack("{s:s, s:s}", "projectid", id, "apikey", apikey_clear)
+                                     : json_pack("{s:s, s:s, s:s}", "projectid", id, "apikey", apikey_clear,
+                                                 "apisecret", secret);
                 char *text = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
                 if (text) printf("%s\n", text);
                 free(text);
                 json_decref(o);
             } else {
-                printf("projectid: %s\napikey:    %s\n", id, p.apikey);
+                printf("projectid: %s\napikey:    %s\n", id, apikey_clear);
                 if (!key_only) printf("apisecret: %s   (shown once: keep it now)\n", secret);
                 printf("mode:      %s\n", key_only ? "key-only" : "signature");
             }
         }
         memset(secret, 0, sizeof secret);
+        memset(apikey_clear, 0, sizeof apikey_clear);
         memset(server_key, 0, sizeof server_key);
     }
     cvx_svc_store_close(store);

@@ -154,12 +154,80 @@ int cvx_svc_keyfile_load(const char *path, int create, uint8_t key[32], char *er
     return -1;
 }
 
+void cvx_svc_apikey_hash(const uint8_t server_key[32], const char *apikey, char out[72]) {
+    uint8_t mac[32];
+    unsigned int mac_len = 0;
+    HMAC(EVP_sha256(), server_key, 32, (const uint8_t *)apikey, strlen(apikey), mac, &mac_len);
+    memcpy(out, "h1:", 3);
+    cvx_svc_hex(mac, 32, out + 3);
+}
+
+int cvx_svc_apikey_is_hashed(const char *stored) { return !strncmp(stored, "h1:", 3) && strlen(stored) == 67; }
+
+int cvx_svc_project_hash_key(cvx_svc_store *store, const uint8_t server_key[32], cvx_svc_project *p, char *err,
+                             size_t n) {
+    if (cvx_svc_apikey_is_hashed(p->apikey)) return 0;
+    char hashed[72], secret[128];
+    cvx_svc_apikey_hash(server_key, p->apikey, hashed);
+    uint8_t sealed[sizeof p->secret_enc];
+    size_t sealed_len = 0;
+    if (p->secret_enc_len) {
+        int ok = cvx_svc_unseal(server_key, p->apikey, p->secret_enc, p->secret_enc_len, secret, sizeof secret) == 0 &&
+                 cvx_svc_seal(server_key, hashed, secret, sealed, sizeof sealed, &sealed_len) == 0;
+        OPENSSL_cleanse(secret, sizeof secret);
+        if (!ok) {
+            snprintf(err, n, "project %lld: its secret cannot be opened with the server key", p->id);
+            return -1;
+        }
+    }
+    int r = cvx_svc_store_project_rekey(store, p->id, p->apikey, hashed, sealed, sealed_len, err, n);
+    if (r < 0) return -1;
+    if (r > 0) {
+        snprintf(p->apikey, sizeof p->apikey, "%s", hashed);
+        memcpy(p->secret_enc, sealed, sealed_len);
+        p->secret_enc_len = sealed_len;
+    }
+    return 0;
+}
+
+typedef struct {
+    cvx_svc_project *list;
+    size_t n, cap;
+} project_list;
+
+static void collect_clear(const cvx_svc_project *p, void *ud) {
+    project_list *l = ud;
+    if (cvx_svc_apikey_is_hashed(p->apikey)) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        cvx_svc_project *nl = realloc(l->list, cap * sizeof *nl);
+        if (!nl) return;
+        l->list = nl;
+        l->cap = cap;
+    }
+    l->list[l->n++] = *p;
+}
+
+int cvx_svc_store_hash_keys(cvx_svc_store *store, const uint8_t server_key[32], char *err, size_t n) {
+    project_list l = {NULL, 0, 0};
+    int r = cvx_svc_store_project_list(store, collect_clear, &l, err, n);
+    for (size_t i = 0; r >= 0 && i < l.n; i++)
+        if (cvx_svc_project_hash_key(store, server_key, &l.list[i], err, n)) r = -1;
+    if (l.list) OPENSSL_cleanse(l.list, l.cap * sizeof *l.list);
+    free(l.list);
+    /* the keys in clear may still sit in old page images of the log (secure_delete cleared the database's) */
+    if (r >= 0 && l.n > 0) cvx_svc_store_truncate_log(store, err, n);
+    return r < 0 ? -1 : (int)l.n;
+}
+
 int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t key[32], char *err, size_t n) {
     cvx_svc_project p;
     long long sealed = 0;
     int has = cvx_svc_store_sealed_project(store, &p, &sealed, err, n);
     if (has < 0) return -1;
-    if (has == 0) return cvx_svc_keyfile_load(keypath, 1, key, err, n);
+    if (has == 0) return cvx_svc_keyfile_load(keypath, 1, key, err, n) || cvx_svc_store_hash_keys(store, key, err, n) < 0
+                             ? -1
+                             : 0;
     struct stat st;
     if (lstat(keypath, &st) && errno == ENOENT) {
         snprintf(err, n,
@@ -180,7 +248,8 @@ int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t k
                  keypath);
         return -1;
     }
-    return 0;
+    /* keys that an older version stored in clear are replaced by their hash now */
+    return cvx_svc_store_hash_keys(store, key, err, n) < 0 ? -1 : 0;
 }
 
 int cvx_svc_seal(const uint8_t key[32], const char *aad, const char *plain, uint8_t *out, size_t out_size,
@@ -256,7 +325,15 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
         deny(res, 401, "Project authorization is not founded.");
         return;
     }
-    int found = cvx_svc_store_project_by_key(store, apikey, project, err, sizeof err);
+    /* the store holds the key's hash; a row stored in clear (an older version, a tool writing the store directly)
+     * is found by the key itself and hashed on the spot. A key with ':' is never ours: a stolen hash is no key. */
+    char hashed[72];
+    cvx_svc_apikey_hash(server_key, apikey, hashed);
+    int found = cvx_svc_store_project_by_key(store, hashed, project, err, sizeof err);
+    if (found == 0 && !strchr(apikey, ':')) {
+        found = cvx_svc_store_project_by_key(store, apikey, project, err, sizeof err);
+        if (found == 1 && cvx_svc_project_hash_key(store, server_key, project, err, sizeof err)) found = -1;
+    }
     if (found < 0) {
         deny(res, 500, "Internal error while checking the project.");
         return;
@@ -306,7 +383,7 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
     /* kept until its own time has left the window too (one dated further ahead than the window is kept as if
      * dated now + window: the store stays bounded) */
     long long keep_from = t <= now_s ? now_s : t < now_s + nonce_window_s ? t : now_s + nonce_window_s;
-    int fresh = cvx_svc_store_nonce_use(store, apikey, nonce, now_s, keep_from, nonce_window_s, err, sizeof err);
+    int fresh = cvx_svc_store_nonce_use(store, project->apikey, nonce, now_s, keep_from, nonce_window_s, err, sizeof err);
     if (fresh < 0 && state_changing) {
         deny(res, 500, "Internal error while checking the nonce.");
         return;

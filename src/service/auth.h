@@ -36,10 +36,22 @@ void cvx_svc_keyfile_path(const char *store_path, char *out, size_t size);
  * file readable or writable by group or others is refused, as ssh refuses such private keys. */
 int cvx_svc_keyfile_load(const char *path, int create, uint8_t key[32], char *err, size_t err_size);
 
+/* How API keys are stored: "h1:" + hex(HMAC-SHA256(key = server key, message = API key)), 67 characters, so the
+ * store alone gives no usable key. The sealed secret's associated data is the stored form. */
+void cvx_svc_apikey_hash(const uint8_t server_key[32], const char *apikey, char out[72]);
+/* 1 when a stored key is such a hash (else a key stored in clear by an older version). */
+int cvx_svc_apikey_is_hashed(const char *stored);
+/* Replaces a project row that holds its key in clear by its hash (the secret resealed under the new associated
+ * data); p is updated. 0 ok (or done meanwhile by another thread), -1 error. */
+int cvx_svc_project_hash_key(cvx_svc_store *store, const uint8_t server_key[32], cvx_svc_project *p, char *err,
+                             size_t err_size);
+
 /* Opens the server key of a store: creates it (keyfile_load) only while the store holds no sealed secret; when it
  * holds some, a missing key file or one that does not open them is refused with a message (a new key would leave
  * every signature project unverifiable). 0 ok, -1 refused or failed. */
 int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t key[32], char *err, size_t err_size);
+/* Hashes every key the store holds in clear (cvx_svc_project_hash_key); the number hashed or -1. */
+int cvx_svc_store_hash_keys(cvx_svc_store *store, const uint8_t server_key[32], char *err, size_t err_size);
 
 /* Seals a secret (AES-256-GCM, random 96-bit IV, aad = the API key): out gets IV | ciphertext | tag. */
 int cvx_svc_seal(const uint8_t key[32], const char *aad, const char *plain, uint8_t *out, size_t out_size,

@@ -93,7 +93,9 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
     /* the keys command and the server may open the file at the same time */
     sqlite3_busy_timeout(s->db, 10000);
     char *msg = NULL;
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
+    /* secure_delete: a value replaced (an API key stored in clear by an older version) leaves no bytes behind */
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                            " PRAGMA secure_delete=ON;", NULL, NULL,
                      &msg) != SQLITE_OK) {
         snprintf(err, n, "store %s: %s", path, msg ? msg : "cannot set WAL mode");
         sqlite3_free(msg);
@@ -375,6 +377,36 @@ int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long
     int r = *count < 0 ? -1
                        : query(s, err, n, "reading a project", FIRST_ROW, read_project, p,
                                "SELECT " PROJECT_COLS " FROM projects WHERE secret IS NOT NULL ORDER BY id LIMIT 1", "");
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+int cvx_svc_store_project_rekey(cvx_svc_store *s, long long id, const char *old_key, const char *new_key,
+                                const uint8_t *secret_enc, size_t secret_len, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "re-keying a project", "BEGIN IMMEDIATE", "");
+    if (r >= 0) {
+        r = exec(s, err, n, "re-keying a project", "UPDATE projects SET apikey = ?, secret = ? WHERE id = ? AND apikey = ?",
+                 "tbIt", new_key, (const void *)secret_enc, secret_len, id, old_key);
+        int moved = r > 0 ? exec(s, err, n, "re-keying nonces", "UPDATE OR REPLACE nonces SET apikey = ? WHERE apikey = ?",
+                                 "tt", new_key, old_key)
+                          : 0;
+        if (r < 0 || moved < 0) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            r = -1;
+        } else if (exec(s, err, n, "re-keying a project", "COMMIT", "") < 0) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            r = -1;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r > 1 ? 1 : r;
+}
+
+int cvx_svc_store_truncate_log(cvx_svc_store *s, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int r = sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) == SQLITE_OK ? 0
+                                                                                         : dbfail(s, err, n, "checkpoint");
     pthread_mutex_unlock(&s->mu);
     return r;
 }

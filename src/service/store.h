@@ -20,7 +20,7 @@ enum { CVX_SVC_MODE_SIGNATURE = 0, CVX_SVC_MODE_KEY_ONLY = 1 };
 typedef struct {
     long long id;             /* the public projectid is this number as text */
     char name[128];
-    char apikey[72];
+    char apikey[72];          /* as stored: cvx_svc_apikey_hash of the key (rows of older versions: the key) */
     int mode;                 /* CVX_SVC_MODE_* */
     uint8_t secret_enc[256];  /* AES-256-GCM sealed secret (auth.h); empty in key-only mode */
     size_t secret_enc_len;
@@ -77,6 +77,12 @@ int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_projec
 /* A project with a sealed secret (the first by id, revoked ones too): 1 found (*count = how many have one), 0 none,
  * -1 error. */
 int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long *count, char *err, size_t err_size);
+/* Replaces a project's stored API key (old_key -> new_key, its nonces follow) and its sealed secret, if the row
+ * still holds old_key: 1 replaced, 0 not (another thread did it), -1 error. */
+int cvx_svc_store_project_rekey(cvx_svc_store *s, long long id, const char *old_key, const char *new_key,
+                                const uint8_t *secret_enc, size_t secret_len, char *err, size_t err_size);
+/* Copies the write-ahead log into the database and empties it (no old page images stay in the -wal file). */
+int cvx_svc_store_truncate_log(cvx_svc_store *s, char *err, size_t err_size);
 /* 1 revoked, 0 unknown key, -1 error. */
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
 
