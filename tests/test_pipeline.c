@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 
 #include "cogvideox.h"
+#include "core/error.h"
+#include "io/model_maker.h"
 #include "testlib.h"
 
 #define MODEL "tests/data/golden/e2e/t2v_2b_tiny_f32_negprompt/model"
@@ -208,6 +210,52 @@ static void test_streaming(cvx_engine *e, const char *tmp) {
     cvx_video_free(&v);
 }
 
+/* Issue 13, defect 4: a checkpoint written with one model folder is refused by an engine on another folder with the
+ * same shapes but other weights (the task then restarts from step 0), and accepted by a copy of the same folder. */
+static void test_other_model(const char *tmp) {
+    char dirs[3][512];
+    cvx_engine *e[3] = {NULL, NULL, NULL};
+    cvx_engine_params ep = cvx_engine_params_default();
+    for (int i = 0; i < 3; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%s/model%d", tmp, i);
+        cvx_make_model_params mp = cvx_make_model_params_default();
+        mp.seed = i == 1 ? 2 : 1; /* 0 and 2: the same weights in two folders */
+        mp.threads = 2;
+        cvx_error err;
+        cvx_error_clear(&err);
+        CHECK_MSG(cvx_make_model(dirs[i], &mp, &err) == CVX_OK, "%s", cvx_error_message(&err));
+        char eb[512];
+        CHECK_MSG(cvx_engine_open(&e[i], dirs[i], &ep, eb, sizeof eb) == CVX_OK, "%s", eb);
+    }
+    if (e[0] && e[1] && e[2]) {
+        cvx_generate_params p = base(NULL);
+        p.steps = 3;
+        ckpts c;
+        memset(&c, 0, sizeof c);
+        p.checkpoint = keep;
+        p.checkpoint_user_data = &c;
+        CHECK_MSG(cvx_generate(e[0], &p, NULL) == CVX_OK, "%s", cvx_engine_last_error(e[0]));
+        cvx_generate_params r = base(NULL);
+        r.steps = 3;
+        r.resume_state = c.blob[2];
+        r.resume_state_size = c.size[2];
+        CHECK(cvx_generate(e[1], &r, NULL) == CVX_ERR_INVALID_ARGUMENT);
+        CHECK_MSG(strstr(cvx_engine_last_error(e[1]), "another model") != NULL, "%s", cvx_engine_last_error(e[1]));
+        CHECK_MSG(cvx_generate(e[2], &r, NULL) == CVX_OK, "the same weights elsewhere: %s", cvx_engine_last_error(e[2]));
+        /* issue 13, defect 10: latents overwritten with NaN (0xff bytes over the blob's second half, which holds the
+         * end of the latents) are refused, not resumed into a black video */
+        unsigned char *nan = malloc(c.size[2]);
+        memcpy(nan, c.blob[2], c.size[2]);
+        memset(nan + c.size[2] / 2, 0xff, c.size[2] - c.size[2] / 2);
+        r.resume_state = nan;
+        CHECK(cvx_generate(e[0], &r, NULL) == CVX_ERR_FORMAT);
+        CHECK_MSG(strstr(cvx_engine_last_error(e[0]), "is not finite") != NULL, "%s", cvx_engine_last_error(e[0]));
+        free(nan);
+        for (int k = 0; k <= MAX_STEPS; k++) free(c.blob[k]);
+    }
+    for (int i = 0; i < 3; i++) cvx_engine_close(e[i]);
+}
+
 int main(void) {
     char err[1024];
     cvx_engine *e = NULL;
@@ -224,6 +272,7 @@ int main(void) {
     test_resume(e, "dpm");
     test_cancel_and_validation(e, tmp);
     test_streaming(e, tmp);
+    test_other_model(tmp);
     cvx_engine_close(e);
     cvx_engine_close(NULL);
     cvx_test_rmtree(tmp);

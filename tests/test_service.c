@@ -29,6 +29,7 @@
 
 #include "service/auth.h"
 #include "service/body.h"
+#include "service/internal.h"
 #include "service/service.h"
 #include "service/store.h"
 #include "testlib.h"
@@ -93,6 +94,10 @@ static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *e
     if (!strcmp(p->prompt, "FAIL")) {
         snprintf(err, n, "the stand-in engine was told to fail");
         return CVX_ERR_INTERNAL;
+    }
+    if (!strcmp(p->prompt, "FAIL WITH A PATH")) {
+        snprintf(err, n, "%s.part: No space left on device (model '/srv/models/secret/transformer')", p->output_path);
+        return CVX_ERR_IO;
     }
     long long t0 = now_ms();
     for (int s = start + 1; s <= p->steps; s++) {
@@ -203,7 +208,7 @@ typedef struct {
     long long nonce;
 } client;
 
-static long long g_nonce = 1700000000000LL;
+static long long g_nonce; /* the current unix time in ms at start (main), then one more per call */
 
 /* Signed call (key-only when secret is empty); nonce 0 = a fresh one. */
 static int api(client *cl, const char *path, const char *ctype, const char *body, long long nonce, resp *r) {
@@ -306,11 +311,14 @@ static int wait_step(client *cl, const char *token, int min_step, int timeout_ms
 
 /* ---- a tiny WebSocket client ---- */
 
-static int ws_connect(int port) {
+/* Upgrades a connection from the loopback address `from`; the fd, or -1 (status: the HTTP status, when wanted). */
+static int ws_connect_from(const char *from, int port, int *status) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in src = {.sin_family = AF_INET}, a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, from, &src.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+    if (status) *status = 0;
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) || connect(fd, (struct sockaddr *)&a, sizeof a)) {
         close(fd);
         return -1;
     }
@@ -333,15 +341,18 @@ static int ws_connect(int port) {
         head[got] = 0;
         if (got >= 4 && !memcmp(head + got - 4, "\r\n\r\n", 4)) break;
     }
+    if (status) sscanf(head, "HTTP/1.1 %d", status);
     /* RFC 6455's example key gives this accept value */
     if (!strstr(head, " 101 ") || !strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") || !strcasestr(head, "Connection: Upgrade") ||
         !strcasestr(head, "Upgrade: websocket")) {
-        fprintf(stderr, "ws handshake: %s\n", head);
+        if (!status) fprintf(stderr, "ws handshake: %s\n", head);
         close(fd);
         return -1;
     }
     return fd;
 }
+
+static int ws_connect(int port) { return ws_connect_from("127.0.0.1", port, NULL); }
 
 static int ws_send_text(int fd, const char *text) {
     size_t len = strlen(text);
@@ -437,6 +448,7 @@ static cvx_svc_config test_config(server *s) {
     c.http_threads = 2;
     c.queue_limit = 6;
     c.project_runs_per_min = 0; /* test_limits sets it */
+    c.project_queue_limit = 6;  /* the whole queue; test_queue_share sets a share */
     c.allow_private_callbacks = 1; /* the receivers are on 127.0.0.1; test_callback_limits turns it off */
     c.body_limit = 64 * 1024;
     c.limits.default_frames = 9;
@@ -534,10 +546,27 @@ static void test_body(void) {
     CHECK(cvx_svc_field_int(f, "h", &i) == 0);
     CHECK(cvx_svc_field_int(f, "missing", &i) == 0);
     CHECK(cvx_svc_field_int(f, "t", &i) == -1);
+
     const char *txt;
     char buf[64];
     CHECK(cvx_svc_field_text(f, "g", &txt, buf, sizeof buf) == 1 && !strcmp(txt, "-5"));
     json_decref(f);
+    /* issue 13, defect 14: decimal digits only, an optional sign; surrounding blanks are trimmed */
+    json_t *f2 = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "hex", " 0x10 ", "HEX", "0X1A", "bin", "0b1",
+                  "under", "1_000", "inf", "inf", "plus", "+7", "blank", "\t 12\n", "dot", "1.", "exp", "1e", "sci",
+                  "5e1", "hexf", "0x1p4");
+    const char *refused[] = {"hex", "HEX", "bin", "under", "inf", "exp", "hexf"};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        CHECK_MSG(cvx_svc_field_int(f2, refused[k], &i) == -1, "int %s", refused[k]);
+        CHECK_MSG(cvx_svc_field_double(f2, refused[k], &d) == -1, "double %s", refused[k]);
+    }
+    CHECK(cvx_svc_field_u64(f2, "hex", &u) == -1 && cvx_svc_field_u64(f2, "plus", &u) == -1);
+    CHECK(cvx_svc_field_int(f2, "plus", &i) == 1 && i == 7);
+    CHECK(cvx_svc_field_int(f2, "blank", &i) == 1 && i == 12);
+    CHECK(cvx_svc_field_int(f2, "dot", &i) == 1 && i == 1);
+    CHECK(cvx_svc_field_int(f2, "sci", &i) == 1 && i == 50);
+    CHECK(cvx_svc_field_double(f2, "sci", &d) == 1 && d == 50.0);
+    json_decref(f2);
 }
 
 static void test_crypto(const char *dir) {
@@ -714,6 +743,8 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
         {"{\"prompt\": \"a\", \"steps\": 0}", "Request parameter [steps] must be between 1 and 200", 0},
         {"{\"prompt\": \"a\", \"steps\": \"201\"}", "Request parameter [steps] must be between 1 and 200", 0},
         {"{\"prompt\": \"a\", \"steps\": 2.5}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"steps\": \" 0x10 \"}", "Request parameter [steps] must be integer or float", 0},
+        {"{\"prompt\": \"a\", \"scale\": \"0x1p2\"}", "Request parameter [scale] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": \"six\"}", "Request parameter [scale] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": 31}", "Request parameter [scale] must be between 0 and 30", 0},
         {"{\"prompt\": \"a\", \"seed\": \"abc\"}", "Request parameter [seed] must be integer or float", 0},
@@ -825,12 +856,17 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
     api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"x\"}", reused, &r);
     CHECK(r.status == 401 && strstr(err_msg(&r), "Nonce has already been used"));
     resp_free(&r);
-    /* another project's task */
+    /* another project's task: the answer of an unknown one (issue 13, defect 15) */
     api(other, "/v1/Task/Detail", NULL, body, 0, &r);
-    CHECK(r.status == 200 && err_code(&r) == 0 && !strcmp(err_msg(&r), "You don't have any permission for this action."));
+    CHECK(r.status == 200 && err_code(&r) == 1 && !strcmp(err_msg(&r), "There is no task yet."));
     resp_free(&r);
     api(other, "/v1/Task/Kill", NULL, body, 0, &r);
-    CHECK(!strcmp(err_msg(&r), "You don't have any permission for this action."));
+    CHECK(err_code(&r) == 1 && !strcmp(err_msg(&r), "There is no task yet."));
+    resp_free(&r);
+    char idbody[64];
+    snprintf(idbody, sizeof idbody, "{\"taskid\":%lld}", id);
+    api(other, "/v1/Task/Detail", NULL, idbody, 0, &r);
+    CHECK(r.status == 200 && err_code(&r) == 1 && !strcmp(err_msg(&r), "There is no task yet."));
     resp_free(&r);
 
     CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
@@ -1486,7 +1522,9 @@ static void test_graceful_resume(server *s, client *cl) {
     CHECK(atomic_load(&s->engine.last_precision) == CVX_PRECISION_FP32 && s->precision == CVX_PRECISION_BF16);
     CHECK(!strcmp(s->engine.last_cache, "teacache:0.15")); /* the resumed task kept its cache (and its checkpoint) */
     resp_free(&r);
-    CHECK(stat(ck, &sb) != 0); /* the checkpoint is gone with the task */
+    /* the checkpoint is gone with the task (the worker removes it just after recording the end) */
+    for (int i = 0; i < 50 && stat(ck, &sb) == 0; i++) sleep_ms(20);
+    CHECK(stat(ck, &sb) != 0);
 }
 
 /* Issue 13, defect 1: what a task stores is bounded (unknown inputs up to 16 KiB in all), Task/List pages are
@@ -1661,10 +1699,481 @@ static void test_slowloris(server *s) {
         close(held[i]);
     }
     CHECK_MSG(closed == 6 && now_ms() - t0 < 4000, "%d of 6 held connections closed in %lld ms", closed, now_ms() - t0);
-    CHECK(get_status_from("127.0.0.1", s->port, "/healthz") == 200); /* the address is welcome again */
+    /* the address is welcome again once the server has cleaned the closed connections up */
+    int again = 0;
+    for (int i = 0; i < 40 && again != 200; i++) {
+        again = get_status_from("127.0.0.1", s->port, "/healthz");
+        if (again != 200) sleep_ms(50);
+    }
+    CHECK_MSG(again == 200, "127.0.0.1 after its connections closed: %d", again);
     cvx_svc_stop(s->svc);
     s->svc = NULL;
     CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 5: the store fails (a full disk) while a task generates: the video is kept until its status is
+ * recorded, the updates are retried, and the task ends cleanly once the store works again. */
+static void test_store_failure(server *s, client *cl) {
+    s->engine.delay_ms = 40;
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"disk full\",\"steps\":12}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 2, 10000) >= 2);
+    cvx_svc_store_fail_writes(s->svc->store, 1);
+    sleep_ms(12 * 40 + 400); /* the generation ends while the store refuses every write */
+    resp r;
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r); /* reads still work */
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_output") || !strcmp(task_field(&r, "status"), "task_start"),
+              "status while the store fails: %s", task_field(&r, "status"));
+    resp_free(&r);
+    cvx_svc_store_fail_writes(s->svc->store, 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end,task_cancel", 10000, &r));
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_postprocess_end") && !strcmp(task_field(&r, "pexit"), "0") &&
+                  json_array_size(json_object_get(task0(&r), "outputs")) == 1,
+              "after the store came back: %.400s", r.body ? r.body : "");
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 200 && f.len == 5000, "the video after the store came back: %ld, %zu bytes", f.status, f.len);
+    resp_free(&f);
+    resp_free(&r);
+    /* the queue is free: the next task runs */
+    CHECK(run_task(cl, "{\"prompt\":\"after the disk\",\"steps\":1}", tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    s->engine.delay_ms = 5;
+}
+
+/* Issue 13, defect 6: every nonce a signed call uses is recorded, read-only calls included; a state-changing call
+ * refuses a recorded nonce and one whose time (unix seconds or milliseconds) is outside now ± the window; read-only
+ * calls accept a repeated or old nonce (the recipe polls Detail with Run's nonce). */
+static void test_nonces(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.nonce_window_s = 1;
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    resp r;
+    const char *run = "/v1/Run/THUDM/CogVideoX-2b";
+    long long now = (long long)time(NULL);
+    /* seconds (the recipe's date +%s) */
+    api(cl, run, NULL, "{\"prompt\":\"secs\",\"steps\":1}", now, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r), "seconds nonce: %s", r.body ? r.body : "");
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    resp_free(&r);
+    char detail[128];
+    snprintf(detail, sizeof detail, "{\"tasktoken\":\"%s\"}", tok);
+    /* the recipe: Detail polled with Run's nonce, again and again */
+    for (int i = 0; i < 2; i++) {
+        api(cl, "/v1/Task/Detail", NULL, detail, now, &r);
+        CHECK(r.status == 200 && result_true(&r));
+        resp_free(&r);
+    }
+    /* the exact Run headers, again after the window: refused */
+    sleep_ms(2100);
+    api(cl, run, NULL, "{\"prompt\":\"secs\",\"steps\":1}", now, &r);
+    CHECK_MSG(r.status == 401 && err_code(&r) == 0, "Run replayed after the window: %ld %s", r.status, r.body ? r.body : "");
+    resp_free(&r);
+    /* read-only calls still accept it (a task polled for hours with Run's nonce) */
+    api(cl, "/v1/Task/Detail", NULL, detail, now, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    /* a nonce first seen on a read-only call cannot be used on a call that changes state */
+    now = (long long)time(NULL);
+    long long ms = now * 1000 + 1;
+    api(cl, "/v1/Task/List", NULL, "{}", ms, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    api(cl, run, NULL, "{\"prompt\":\"another body\",\"steps\":1}", ms, &r);
+    CHECK_MSG(r.status == 401 && strstr(err_msg(&r), "Nonce has already been used"), "List's nonce on Run: %s",
+              r.body ? r.body : "");
+    resp_free(&r);
+    /* milliseconds are read as such; out-of-date ones are refused with their own message */
+    api(cl, run, NULL, "{\"prompt\":\"ms\",\"steps\":1}", ms + 1, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r), "ms nonce: %s", r.body ? r.body : "");
+    char ms_tok[64] = "";
+    if (result_true(&r)) snprintf(ms_tok, sizeof ms_tok, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+    resp_free(&r);
+    long long stale[] = {now - 5, now + 5, (now - 5) * 1000, 42};
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        api(cl, "/v1/Task/Cancel", NULL, detail, stale[i], &r);
+        CHECK_MSG(r.status == 401 && strstr(err_msg(&r), "Nonce is out of date. x-nonce must be the current unix time "
+                                                         "in seconds or milliseconds (within 1 seconds)."),
+                  "nonce %lld: %s", stale[i], r.body ? r.body : "");
+        resp_free(&r);
+        api(cl, "/v1/Task/Detail", NULL, detail, stale[i], &r);
+        CHECK(r.status == 200 && result_true(&r));
+        resp_free(&r);
+    }
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, NULL));
+    CHECK(wait_status(cl, ms_tok, "task_postprocess_end", 10000, NULL)); /* the queue is empty for what follows */
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 7: one project takes at most its share of the queue; another project still gets the rest. */
+static void test_queue_share(server *s) {
+    client a, b, *cl = &a, *other = &b;
+    add_project(s->store, 1, &a, s->port);
+    add_project(s->store, 1, &b, s->port);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.queue_limit = 5;
+    c.project_queue_limit = 0; /* the default: half, rounded up: 3 */
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    s->engine.delay_ms = 100;
+    resp r;
+    char toks[8][40];
+    int n = 0, mine = 0, share_refused = 0, full = 0;
+    for (int i = 0; i < 4; i++) {
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"hog\",\"steps\":40}", 0, &r);
+        if (r.status == 200 && result_true(&r))
+            mine++, snprintf(toks[n++], 40, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+        else if (r.status == 429 && err_code(&r) == 96 && has_header(&r, "Retry-After: 30") &&
+                 !strcmp(err_msg(&r), "Your project has 3 tasks waiting or running, its share of the queue; try again "
+                                      "later."))
+            share_refused++;
+        resp_free(&r);
+    }
+    CHECK_MSG(mine == 3 && share_refused == 1, "the first project: %d accepted, %d refused", mine, share_refused);
+    int theirs = 0;
+    for (int i = 0; i < 3; i++) {
+        api(other, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"fair\",\"steps\":40}", 0, &r);
+        if (r.status == 200 && result_true(&r))
+            theirs++, snprintf(toks[n++], 40, "%s", json_string_value(json_object_get(r.json, "socketaccesstoken")));
+        else if (r.status == 429 && err_code(&r) == 96 && strstr(err_msg(&r), "The queue is full (5 tasks)"))
+            full++;
+        resp_free(&r);
+    }
+    CHECK_MSG(theirs == 2 && full == 1, "the other project: %d accepted, %d refused (queue full)", theirs, full);
+    for (int i = 0; i < n; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"tasktoken\":\"%.39s\"}", toks[i]);
+        api(i < mine ? cl : other, "/v1/Task/Kill", NULL, body, 0, &r);
+        CHECK(result_true(&r));
+        resp_free(&r);
+    }
+    s->engine.delay_ms = 5;
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 8: WebSocket sessions are capped per client address and per task, and a session that never
+ * sends task_info closes soon. */
+static void test_ws_limits(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_config c = test_config(s);
+    c.max_websockets_per_ip = 3;
+    c.max_websockets_per_task = 2;
+    c.ws_info_timeout_ms = 500;
+    char err[256];
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    int idle[3], st = 0;
+    /* the 101 goes out before the session is counted: a little time between upgrades keeps the order */
+    for (int i = 0; i < 3; i++) {
+        idle[i] = ws_connect_from("127.0.0.1", s->port, NULL);
+        sleep_ms(50);
+    }
+    CHECK(idle[0] >= 0 && idle[1] >= 0 && idle[2] >= 0);
+    int extra = ws_connect_from("127.0.0.1", s->port, &st);
+    CHECK_MSG(extra < 0 && st == 503, "a 4th session from one address: fd %d, status %d", extra, st);
+    if (extra >= 0) close(extra);
+    int elsewhere = ws_connect_from("127.0.0.2", s->port, &st);
+    CHECK_MSG(elsewhere >= 0, "another address: status %d", st);
+    if (elsewhere >= 0) close(elsewhere);
+    /* no task_info within 0.5 s: each idle session gets a close frame */
+    long long t0 = now_ms();
+    for (int i = 0; i < 3; i++) {
+        if (idle[i] < 0) continue;
+        json_t *frames = json_array();
+        CHECK(ws_collect(idle[i], frames) == 1 && json_array_size(frames) == 0);
+        json_decref(frames);
+        close(idle[i]);
+    }
+    CHECK_MSG(now_ms() - t0 < 3000, "idle sessions closed after %lld ms", now_ms() - t0);
+    /* three sessions on one running task: the third gets a task_error */
+    s->engine.delay_ms = 100;
+    char tok[64], msg[128];
+    CHECK(run_task(cl, "{\"prompt\":\"watched\",\"steps\":30}", tok) > 0);
+    snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", tok);
+    int watch[2];
+    for (int i = 0; i < 2; i++) {
+        watch[i] = ws_connect_from("127.0.0.2", s->port, NULL);
+        if (watch[i] >= 0) ws_send_text(watch[i], msg);
+    }
+    sleep_ms(300); /* both are subscribed */
+    int third = -1;
+    for (int i = 0; i < 40 && third < 0; i++) { /* an idle session above may still be closing */
+        third = ws_connect_from("127.0.0.1", s->port, NULL);
+        if (third < 0) sleep_ms(50);
+    }
+    CHECK(third >= 0);
+    if (third >= 0) {
+        ws_send_text(third, msg);
+        json_t *frames = json_array();
+        CHECK(ws_collect(third, frames) == 1);
+        json_t *f0 = json_array_get(frames, 0);
+        CHECK_MSG(json_array_size(frames) == 1 && !strcmp(json_string_value(json_object_get(f0, "type")), "task_error") &&
+                      json_is_false(json_object_get(f0, "result")) &&
+                      !strcmp(json_string_value(json_object_get(f0, "message")), "Too many WebSocket sessions for this task."),
+                  "the third session on a task: %s", json_dumps(frames, 0));
+        json_decref(frames);
+        close(third);
+    }
+    for (int i = 0; i < 2; i++)
+        if (watch[i] >= 0) close(watch[i]);
+    resp r;
+    char body[128];
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    resp_free(&r);
+    s->engine.delay_ms = 5;
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 9: the key and signature are checked from the headers, before the body is read: a request
+ * that is not authenticated is answered 401 at once, while its body has not been sent. */
+static void test_auth_before_body(server *s, client *cl) {
+    const char *heads[] = {
+        "POST /v1/Task/List HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
+        "POST /v1/Run/THUDM/CogVideoX-2b HTTP/1.1\r\nHost: x\r\nx-api-key: nosuchkey\r\nContent-Length: 60000\r\n\r\n",
+        NULL};
+    char wrong[512];
+    snprintf(wrong, sizeof wrong,
+             "POST /v1/Run/THUDM/CogVideoX-2b HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nx-nonce: 1\r\n"
+             "x-signature: %064d\r\nContent-Length: 60000\r\n\r\n",
+             cl->apikey, 0);
+    heads[2] = wrong;
+    for (int i = 0; i < 3; i++) {
+        int fd = connect_from("127.0.0.1", s->port);
+        CHECK(fd >= 0);
+        if (fd < 0) continue;
+        struct timeval tv = {2, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        CHECK(write(fd, heads[i], strlen(heads[i])) == (ssize_t)strlen(heads[i]));
+        char buf[512];
+        ssize_t got = read(fd, buf, sizeof buf - 1); /* the body never comes */
+        int status = 0;
+        if (got > 0) {
+            buf[got] = 0;
+            sscanf(buf, "HTTP/1.1 %d", &status);
+        }
+        CHECK_MSG(status == 401, "request %d without its body: %s", i, got > 0 ? buf : "no answer within 2 s");
+        close(fd);
+    }
+}
+
+/* Issue 13, defect 10: a checkpoint whose bytes changed on disk is ignored (its checksum does not match) and the
+ * task restarts from step 0, saying so; it is never resumed from. */
+static void test_damaged_checkpoint(server *s, client *cl) {
+    s->engine.delay_ms = 50;
+    char tok[64];
+    long long id = run_task(cl, "{\"prompt\":\"bit rot\",\"steps\":20,\"seed\":5}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 4, 10000) >= 4);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    char ck[800];
+    snprintf(ck, sizeof ck, "%s/.checkpoints/%lld.ckpt", s->outputs, id);
+    FILE *f = fopen(ck, "r+b");
+    CHECK(f != NULL);
+    if (f) { /* the stand-in's blob ends with its step: another step that it would resume from */
+        fseek(f, -1, SEEK_END);
+        int c = fgetc(f);
+        fseek(f, -1, SEEK_END);
+        fputc(c == '1' ? '2' : '1', f);
+        fclose(f);
+    }
+    s->engine.delay_ms = 5;
+    CHECK(start(s) == 0);
+    if (!s->svc) return;
+    resp r;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") &&
+                  strstr(task_field(&r, "debugoutput"),
+                         "The checkpoint was damaged (its checksum does not match); starting from step 0") &&
+                  !strstr(task_field(&r, "debugoutput"), "Resuming from"),
+              "%s", task_field(&r, "debugoutput"));
+    CHECK(atomic_load(&s->engine.last_start) == 0);
+    resp_free(&r);
+}
+
+/* Issue 13, defect 11: a store with sealed secrets and no key file (or another key) refuses to start, with a
+ * message, and no new key is made; with its key it starts. */
+static void test_server_key(server *s) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    char kp[700], saved[720], err[512] = "";
+    cvx_svc_keyfile_path(s->store, kp, sizeof kp);
+    snprintf(saved, sizeof saved, "%s.saved", kp);
+    CHECK(rename(kp, saved) == 0);
+    cvx_svc_config c = test_config(s);
+    cvx_svc *svc = NULL;
+    CHECK(cvx_svc_start(&svc, &c, err, sizeof err) != 0 && !svc);
+    CHECK_MSG(strstr(err, "is missing, but the store holds the secrets of") != NULL, "%s", err);
+    struct stat st;
+    CHECK(stat(kp, &st) != 0); /* no new key was made */
+    uint8_t other[32];
+    CHECK(cvx_svc_keyfile_load(kp, 1, other, err, sizeof err) == 0); /* another key */
+    CHECK(cvx_svc_start(&svc, &c, err, sizeof err) != 0 && !svc);
+    CHECK_MSG(strstr(err, "does not open the secrets sealed in the store") != NULL, "%s", err);
+    CHECK(rename(saved, kp) == 0);
+    CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 12: a task that fails after its attempts leaves no checkpoint and no partial MP4, and
+ * checkpoints of tasks that ended are removed at start. */
+static void test_orphans(server *s, client *cl) {
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    cvx_svc_store *st;
+    char err[256];
+    CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
+    cvx_svc_project p;
+    CHECK(cvx_svc_store_project_by_key(st, cl->apikey, &p, err, sizeof err) == 1);
+    cvx_svc_task t;
+    memset(&t, 0, sizeof t);
+    cvx_svc_uuid(t.uuid);
+    cvx_svc_random_token(t.token, 30);
+    t.project = p.id;
+    t.params = strdup("{\"prompt\":\"orphan\"}");
+    t.gen = strdup("{\"prompt\": \"orphan\", \"negative_prompt\": \"\", \"steps\": 3, \"seed\": \"1\","
+                   " \"output_key\": \"OrphanKey0123456789abcdefABCDEFGH\"}");
+    t.callbackurl = strdup("");
+    t.createtime = time(NULL);
+    CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
+    long long id = t.id;
+    cvx_svc_task_clear(&t);
+    CHECK(cvx_svc_store_task_claim(st, time(NULL), &t, err, sizeof err) == 1 && t.id == id); /* a crash while it ran */
+    cvx_svc_task_clear(&t);
+    cvx_svc_store_close(st);
+    char files[5][900];
+    snprintf(files[0], sizeof files[0], "%s/.checkpoints/%lld.ckpt", s->outputs, id);
+    snprintf(files[1], sizeof files[1], "%s/.checkpoints/%lld.ckpt.tmp", s->outputs, id);
+    snprintf(files[2], sizeof files[2], "%s/OrphanKey0123456789abcdefABCDEFGH", s->outputs);
+    mkdir(files[2], 0755);
+    snprintf(files[3], sizeof files[3], "%s/OrphanKey0123456789abcdefABCDEFGH/0.mp4.part", s->outputs);
+    snprintf(files[4], sizeof files[4], "%s/.checkpoints/1.ckpt", s->outputs); /* task 1 ended long ago */
+    for (int i = 0; i < 5; i++) {
+        if (i == 2) continue;
+        FILE *f = fopen(files[i], "wb");
+        CHECK(f != NULL);
+        if (f) fclose(f);
+    }
+    cvx_svc_config c = test_config(s);
+    c.max_attempts = 1;
+    CHECK(cvx_svc_start(&s->svc, &c, err, sizeof err) == 0);
+    if (!s->svc) return;
+    struct stat sb;
+    for (int i = 0; i < 5; i++) CHECK_MSG(stat(files[i], &sb) != 0, "%s is still there", files[i]);
+    resp r;
+    char body[64];
+    snprintf(body, sizeof body, "{\"taskid\":%lld}", id);
+    api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+    CHECK_MSG(!strcmp(task_field(&r, "status"), "task_postprocess_end") && !strcmp(task_field(&r, "pexit"), "1"), "%s",
+              r.body ? r.body : "");
+    resp_free(&r);
+    cvx_svc_stop(s->svc);
+    s->svc = NULL;
+    CHECK(start(s) == 0);
+}
+
+/* Issue 13, defect 13: the store, its WAL and SHM files and the key file are private (0600) whatever the umask,
+ * and a store left readable by others is made private when opened. */
+static void test_store_modes(const char *dir) {
+    mode_t old = umask(022);
+    char path[600], side[700], kp[700], err[256];
+    snprintf(path, sizeof path, "%s/modes.db", dir);
+    cvx_svc_store *st;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    uint8_t key[32];
+    cvx_svc_keyfile_path(path, kp, sizeof kp);
+    CHECK(cvx_svc_server_key_open(st, kp, key, err, sizeof err) == 0);
+    cvx_svc_project p;
+    memset(&p, 0, sizeof p);
+    cvx_svc_random_token(p.apikey, 32);
+    p.mode = CVX_SVC_MODE_KEY_ONLY;
+    CHECK(cvx_svc_store_project_add(st, &p, err, sizeof err) == 0); /* a write: -wal and -shm exist now */
+    const char *suffix[] = {"", "-wal", "-shm"};
+    struct stat sb;
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof side, "%s%s", path, suffix[i]);
+        CHECK_MSG(stat(side, &sb) == 0 && (sb.st_mode & 0777) == 0600, "%s: mode %o", side, (unsigned)(sb.st_mode & 0777));
+    }
+    CHECK(stat(kp, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    cvx_svc_store_close(st);
+    chmod(path, 0644);
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    CHECK_MSG(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600, "reopened: mode %o", (unsigned)(sb.st_mode & 0777));
+    cvx_svc_store_close(st);
+    umask(old);
+}
+
+/* Sends a raw request from 127.0.0.1 and returns its HTTP status (0: none). */
+static int raw_status(int port, const char *request) {
+    int fd = connect_from("127.0.0.1", port);
+    if (fd < 0) return 0;
+    char buf[512];
+    int status = 0;
+    if (write(fd, request, strlen(request)) == (ssize_t)strlen(request)) {
+        ssize_t got = read(fd, buf, sizeof buf - 1);
+        if (got > 0) {
+            buf[got] = 0;
+            sscanf(buf, "HTTP/1.1 %d", &status);
+        }
+    }
+    close(fd);
+    return status;
+}
+
+/* Issue 13, defect 15: an escaped NUL in a URL or a body is refused with 400 (it would cut the string the server
+ * uses); debugerror shows no server path; the page may not be framed. (Another project's task answering as an
+ * unknown one is checked in test_basics.) */
+static void test_small_leaks(server *s, client *cl) {
+    resp r;
+    char req[512];
+    snprintf(req, sizeof req, "GET /files/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/0.mp4%%00.txt HTTP/1.1\r\nHost: x\r\n"
+                              "Connection: close\r\n\r\n");
+    CHECK_MSG(raw_status(s->port, req) == 400, "%%00 in a file URL");
+    snprintf(req, sizeof req,
+             "POST /v1/Run/THUDM/CogVideoX-2b%%00junk HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: 2\r\n"
+             "Connection: close\r\n\r\n{}",
+             cl->apikey);
+    CHECK_MSG(raw_status(s->port, req) == 400, "%%00 in a Run URL");
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", "application/x-www-form-urlencoded", "prompt=a%00b&steps=1", 0, &r);
+    CHECK_MSG(r.status == 400 && !result_true(&r) && strstr(err_msg(&r), "field [prompt] holds a NUL byte"), "%ld %s",
+              r.status, r.body ? r.body : "");
+    resp_free(&r);
+    api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"a\\u0000b\"}", 0, &r);
+    CHECK_MSG(r.status == 400 && strstr(err_msg(&r), "NUL byte"), "%ld %s", r.status, r.body ? r.body : "");
+    resp_free(&r);
+    /* a failure whose engine message names server paths */
+    char tok[64];
+    CHECK(run_task(cl, "{\"prompt\":\"FAIL WITH A PATH\",\"steps\":1}", tok) > 0);
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    const char *de = task_field(&r, "debugerror");
+    CHECK_MSG(strstr(de, "0.mp4.part: No space left on device (model 'transformer')") && !strstr(de, s->outputs) &&
+                  !strstr(de, "/srv"),
+              "debugerror: %s", de);
+    resp_free(&r);
+    /* the page: framing denied */
+    char url[128];
+    snprintf(url, sizeof url, "%s/", cl->base);
+    http(NULL, url, NULL, 0, NULL, &r);
+    CHECK(r.status == 200 && has_header(&r, "X-Frame-Options: DENY") &&
+          has_header(&r, "Content-Security-Policy: frame-ancestors 'none'"));
+    resp_free(&r);
 }
 
 /* ---- kill -9: the server in a child process ---- */
@@ -1776,10 +2285,14 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--child")) return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    g_nonce = (long long)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
     char tmp[512];
     const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
     test_body();
     test_crypto(dir);
+    test_store_modes(dir);
 
     server s;
     memset(&s, 0, sizeof s);
@@ -1804,6 +2317,15 @@ int main(int argc, char **argv) {
         if (s.svc) test_old_task(&s, &cl);
         if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
+        if (s.svc) test_store_failure(&s, &cl);
+        if (s.svc) test_nonces(&s, &cl);
+        if (s.svc) test_queue_share(&s);
+        if (s.svc) test_ws_limits(&s, &cl);
+        if (s.svc) test_auth_before_body(&s, &cl);
+        if (s.svc) test_damaged_checkpoint(&s, &cl);
+        if (s.svc) test_server_key(&s);
+        if (s.svc) test_orphans(&s, &cl);
+        if (s.svc) test_small_leaks(&s, &cl);
         cvx_svc_stop(s.svc);
     }
     char self[600];

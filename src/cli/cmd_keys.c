@@ -127,7 +127,7 @@ int cvx_cmd_keys(int argc, char **argv) {
         snprintf(p.name, sizeof p.name, "%s", name);
         p.mode = key_only ? CVX_SVC_MODE_KEY_ONLY : CVX_SVC_MODE_SIGNATURE;
         p.created = (long long)time(NULL);
-        if (cvx_svc_keyfile_load(keypath, 1, server_key, err, sizeof err)) {
+        if (cvx_svc_server_key_open(store, keypath, server_key, err, sizeof err)) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
             rc = 1;
         } else if (cvx_svc_random_token(p.apikey, 32) || (!key_only && cvx_svc_random_token(secret, 32))) {

@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "  --http-threads N         HTTP threads (default 4)\n"
             "  --queue-limit N          tasks waiting or running before Run answers 429 (default 100)\n"
             "  --max-connections-per-ip N  HTTP connections one client address may hold (default 32)\n"
+            "  --project-queue-limit N  of those, one project's (default: half of --queue-limit, rounded up)\n"
             "  --run-rate N             Runs per project per minute before Run answers 429 (default 30, 0: no limit)\n"
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
             "  --body-limit BYTES       largest request body (default 1048576)\n"
@@ -113,6 +114,8 @@ int cvx_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--queue-limit")) bad = cvx_cli_parse_int(v, 1, 1000000, &n), cfg.queue_limit = (int)n;
         else if (!strcmp(a, "--max-connections-per-ip"))
             bad = cvx_cli_parse_int(v, 1, 100000, &n), cfg.max_connections_per_ip = (int)n;
+        else if (!strcmp(a, "--project-queue-limit"))
+            bad = cvx_cli_parse_int(v, 1, 1000000, &n), cfg.project_queue_limit = (int)n;
         else if (!strcmp(a, "--run-rate")) bad = cvx_cli_parse_int(v, 0, 1000000, &n), cfg.project_runs_per_min = (int)n;
         else if (!strcmp(a, "--retention-days")) bad = cvx_cli_parse_int(v, 0, 100000, &n), cfg.retention_days = (int)n;
         else if (!strcmp(a, "--body-limit")) bad = cvx_cli_parse_int(v, 1024, 1 << 30, &n), cfg.body_limit = (size_t)n;

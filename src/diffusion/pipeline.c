@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
@@ -41,6 +42,7 @@ struct cvx_engine {
     cvx_pool *pool;
     cvx_logger logger;
     cvx_error err;
+    uint64_t model_id; /* model_identity(): part of every checkpoint's parameter digest */
 };
 
 cvx_engine_params cvx_engine_params_default(void) {
@@ -65,6 +67,89 @@ cvx_generate_params cvx_generate_params_default(void) {
     p.noise_dtype = CVX_NOISE_F32;
     return p;
 }
+
+/* ---- model identity ------------------------------------------------------------------------------------------
+ * A checkpoint is only applied by the model that wrote it. The identity is a digest of the folder: every file's
+ * path and size (the root and one level of component folders), the whole of every config and the tokenizer, and of
+ * each weight file its safetensors header plus 16 samples of 4 KiB spread over the data — so two folders with the
+ * same shapes but other weights differ, at the cost of a few reads per file, not the weights' gigabytes. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n);
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static uint64_t hash_file(uint64_t h, const char *path, uint64_t size, int whole) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fnv1a(h, "?", 1);
+    unsigned char buf[4096];
+    if (whole) {
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, got);
+    } else {
+        uint64_t head = 0; /* safetensors: 8-byte header length, JSON header, data */
+        if (fread(&head, 1, 8, f) == 8 && head < size && head < ((uint64_t)64 << 20)) {
+            for (uint64_t left = head; left > 0;) {
+                size_t want = left < sizeof buf ? (size_t)left : sizeof buf, got = fread(buf, 1, want, f);
+                if (got == 0) break;
+                h = fnv1a(h, buf, got);
+                left -= got;
+            }
+        }
+        for (int k = 0; k < 16 && size > sizeof buf; k++) {
+            uint64_t at = (size - sizeof buf) / 15 * (uint64_t)k;
+            if (fseeko(f, (off_t)at, SEEK_SET) != 0) break;
+            size_t got = fread(buf, 1, sizeof buf, f);
+            h = fnv1a(h, buf, got);
+        }
+    }
+    fclose(f);
+    return h;
+}
+
+/* depth 0: the model folder (its files, then its folders at depth 1); depth 1: a component's files. */
+static uint64_t hash_dir(uint64_t h, const char *dir, const char *rel, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return h;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **nn = realloc(names, cap * sizeof *names);
+            if (!nn) break;
+            names = nn;
+        }
+        if (!(names[n] = strdup(de->d_name))) break;
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096], name[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(name, sizeof name, "%s%s", rel, names[i]);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            uint64_t size = (uint64_t)st.st_size;
+            h = fnv1a(h, name, strlen(name) + 1);
+            h = fnv1a(h, &size, sizeof size);
+            size_t l = strlen(names[i]);
+            int weights = l > 12 && !strcmp(names[i] + l - 12, ".safetensors");
+            int small = size <= ((uint64_t)16 << 20); /* configs, index files, the tokenizer */
+            if (weights || small) h = hash_file(h, path, size, !weights);
+        } else if (depth == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            char sub[1024];
+            snprintf(sub, sizeof sub, "%s/", names[i]);
+            h = hash_dir(h, path, sub, 1);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return h;
+}
+
+static uint64_t model_identity(const char *dir) { return hash_dir(0xcbf29ce484222325ull, dir, "", 0); }
 
 cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params, char *err_buf,
                            size_t err_buf_size) {
@@ -111,6 +196,7 @@ cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_en
         st = cvx_fail(&err, CVX_ERR_OUT_OF_MEMORY, "cannot start %d worker threads", params->threads);
         goto fail;
     }
+    e->model_id = model_identity(model_dir);
     cvx_log_info(&e->logger, "opened %s (%d threads)", model_dir, cvx_pool_size(e->pool));
     *out = e;
     return CVX_OK;
@@ -216,8 +302,10 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     return h;
 }
 
-static uint64_t hash_params(const cvx_generate_params *p, const cvx_cache_params *cache, int height, int width) {
+static uint64_t hash_params(const cvx_generate_params *p, const cvx_cache_params *cache, int height, int width,
+                            uint64_t model_id) {
     uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv1a(h, &model_id, sizeof model_id); /* a checkpoint is only for the model that wrote it */
     const char *neg = p->negative_prompt ? p->negative_prompt : "";
     const char *sched = p->scheduler ? p->scheduler : "";
     h = fnv1a(h, p->prompt, strlen(p->prompt) + 1);
@@ -272,7 +360,7 @@ static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint6
         return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: version %u is not this build's %u", h->version,
                         CKPT_VERSION);
     if (h->params_hash != params_hash)
-        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: it belongs to other generation parameters");
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: it belongs to other generation parameters or another model");
     ckpt_cache_header ch;
     int bad = 0;
     if (h->n != n || size < base || (ckpt_cache_section(blob, size, base, &ch, &bad), bad))
@@ -281,6 +369,14 @@ static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint6
     if (h->step < 1 || h->step > h->count || h->rng.next < 0 || h->rng.next > CVX_MT19937_N)
         return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: step %lld of %lld is out of range",
                         (long long)h->step, (long long)h->count);
+    /* a damaged blob must not turn into a silent black video: every latent value (and the carried x0) is finite */
+    const unsigned char *vals = (const unsigned char *)blob + sizeof *h;
+    for (int64_t i = 0; i < (h->has_pred ? 2 * n : n); i++) {
+        float v;
+        memcpy(&v, vals + 4 * (size_t)i, 4);
+        if (!isfinite(v))
+            return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: latent value %lld is not finite", (long long)i);
+    }
     *hdr = h;
     *latents = (const float *)((const unsigned char *)blob + sizeof *h);
     *pred = *latents + n;
@@ -891,7 +987,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         cvx_teacache_published_coefficients(tr->cfg.transformer.use_rotary_positional_embeddings, g.cache.coefficients);
         g.cache.has_coefficients = 1;
     }
-    g.params_hash = hash_params(p, &g.cache, height, width);
+    g.params_hash = hash_params(p, &g.cache, height, width, e->model_id);
     int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};

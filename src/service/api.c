@@ -371,7 +371,9 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     snprintf(t.slugproject, sizeof t.slugproject, "%s", svc->slug_project);
     t.createtime = cvx_svc_now_s();
     char err[256];
+    int share = svc->cfg.project_queue_limit > 0 ? svc->cfg.project_queue_limit : (svc->cfg.queue_limit + 1) / 2;
     cvx_svc_add_limits limits = {.queue_limit = svc->cfg.queue_limit,
+                                 .project_queue_limit = share,
                                  .project_runs_per_min = svc->cfg.project_runs_per_min};
     int refused = 0;
     int added = t.params && t.gen && t.callbackurl
@@ -384,6 +386,11 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         cvx_svc_reply_error(rp, 429, 96, "Too many Runs for this project (%d per minute); try again later.",
                             svc->cfg.project_runs_per_min);
         rp->retry_after_s = 60;
+    } else if (added == 0 && refused == CVX_SVC_REFUSED_PROJECT_QUEUE) {
+        cvx_svc_reply_error(rp, 429, 96,
+                            "Your project has %d tasks waiting or running, its share of the queue; try again later.",
+                            share);
+        rp->retry_after_s = 30;
     } else if (added == 0) {
         cvx_svc_reply_error(rp, 429, 96, "The queue is full (%d tasks); try again later.", svc->cfg.queue_limit);
         rp->retry_after_s = 30;
@@ -429,13 +436,14 @@ static int find_task(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc_task 
         cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
         return 0;
     }
+    /* another project's task gets the answer of an unknown one: task ids are sequential, and a different answer
+     * would tell which ids exist */
+    if (r == 1 && t->project != rq->project->id) {
+        cvx_svc_task_clear(t);
+        r = 0;
+    }
     if (r == 0) {
         cvx_svc_reply_error(rp, 200, 1, "There is no task yet.");
-        return 0;
-    }
-    if (t->project != rq->project->id) {
-        cvx_svc_task_clear(t);
-        cvx_svc_reply_error(rp, 200, 0, "You don't have any permission for this action.");
         return 0;
     }
     return 1;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -153,6 +154,35 @@ int cvx_svc_keyfile_load(const char *path, int create, uint8_t key[32], char *er
     return -1;
 }
 
+int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t key[32], char *err, size_t n) {
+    cvx_svc_project p;
+    long long sealed = 0;
+    int has = cvx_svc_store_sealed_project(store, &p, &sealed, err, n);
+    if (has < 0) return -1;
+    if (has == 0) return cvx_svc_keyfile_load(keypath, 1, key, err, n);
+    struct stat st;
+    if (lstat(keypath, &st) && errno == ENOENT) {
+        snprintf(err, n,
+                 "server key %s is missing, but the store holds the secrets of %lld signature projects sealed with it; "
+                 "restore the key file from the store's backup (a new key could not verify them)",
+                 keypath, sealed);
+        return -1;
+    }
+    if (cvx_svc_keyfile_load(keypath, 0, key, err, n)) return -1;
+    char secret[128];
+    int ok = cvx_svc_unseal(key, p.apikey, p.secret_enc, p.secret_enc_len, secret, sizeof secret) == 0;
+    OPENSSL_cleanse(secret, sizeof secret);
+    if (!ok) {
+        OPENSSL_cleanse(key, 32);
+        snprintf(err, n,
+                 "server key %s does not open the secrets sealed in the store (another store's key?); restore the key "
+                 "file from the store's backup",
+                 keypath);
+        return -1;
+    }
+    return 0;
+}
+
 int cvx_svc_seal(const uint8_t key[32], const char *aad, const char *plain, uint8_t *out, size_t out_size,
                  size_t *out_len) {
     size_t pl = strlen(plain);
@@ -259,18 +289,35 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
         deny(res, 401, "Project authorization is not valid.");
         return;
     }
-    if (state_changing) {
-        int fresh = cvx_svc_store_nonce_use(store, apikey, nonce, now_s, nonce_window_s, err, sizeof err);
-        if (fresh < 0) {
-            deny(res, 500, "Internal error while checking the nonce.");
-            return;
-        }
-        if (fresh == 0) {
-            deny(res, 401,
-                 "Nonce has already been used. Send a new x-nonce with every call that changes state "
-                 "(Run, Cancel, Kill, InputOutputDelete).");
-            return;
-        }
+    /* every nonce a signed call uses is recorded; a call that changes state refuses one recorded before and one
+     * whose time is not now ± the window (unix seconds, or milliseconds from 10^11 on: Wiro's clients send both) */
+    long long t = strtoll(nonce, NULL, 10);
+    if (t >= 100000000000LL || t <= -100000000000LL) t /= 1000;
+    int in_window = t >= now_s - nonce_window_s && t <= now_s + nonce_window_s;
+    if (state_changing && !in_window) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "Nonce is out of date. x-nonce must be the current unix time in seconds or milliseconds (within %lld "
+                 "seconds).",
+                 nonce_window_s);
+        deny(res, 401, msg);
+        return;
+    }
+    /* kept until its own time has left the window too (one dated further ahead than the window is kept as if
+     * dated now + window: the store stays bounded) */
+    long long keep_from = t <= now_s ? now_s : t < now_s + nonce_window_s ? t : now_s + nonce_window_s;
+    int fresh = cvx_svc_store_nonce_use(store, apikey, nonce, now_s, keep_from, nonce_window_s, err, sizeof err);
+    if (fresh < 0 && state_changing) {
+        deny(res, 500, "Internal error while checking the nonce.");
+        return;
+    }
+    /* a read-only call goes on when the store cannot record its nonce (a full disk): it changes nothing, and a
+     * call that changes state could not be stored either */
+    if (state_changing && fresh == 0) {
+        deny(res, 401,
+             "Nonce has already been used. Send a new x-nonce with every call that changes state "
+             "(Run, Cancel, Kill, InputOutputDelete).");
+        return;
     }
     res->ok = 1;
 }

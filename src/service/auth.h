@@ -36,6 +36,11 @@ void cvx_svc_keyfile_path(const char *store_path, char *out, size_t size);
  * file readable or writable by group or others is refused, as ssh refuses such private keys. */
 int cvx_svc_keyfile_load(const char *path, int create, uint8_t key[32], char *err, size_t err_size);
 
+/* Opens the server key of a store: creates it (keyfile_load) only while the store holds no sealed secret; when it
+ * holds some, a missing key file or one that does not open them is refused with a message (a new key would leave
+ * every signature project unverifiable). 0 ok, -1 refused or failed. */
+int cvx_svc_server_key_open(cvx_svc_store *store, const char *keypath, uint8_t key[32], char *err, size_t err_size);
+
 /* Seals a secret (AES-256-GCM, random 96-bit IV, aad = the API key): out gets IV | ciphertext | tag. */
 int cvx_svc_seal(const uint8_t key[32], const char *aad, const char *plain, uint8_t *out, size_t out_size,
                  size_t *out_len);

@@ -30,8 +30,16 @@ static int add_string(json_t *obj, const char *name, size_t name_len, const char
                       size_t n) {
     if (json_object_size(obj) >= MAX_FIELDS) return fail(err, n, "more than %d fields", MAX_FIELDS);
     if (name_len == 0) return fail(err, n, "a field without a name");
-    if (memchr(name, 0, name_len)) return fail(err, n, "a field name with a NUL byte");
+    if (memchr(name, 0, name_len)) {
+        fail(err, n, "a field name holds a NUL byte");
+        return CVX_SVC_BODY_NUL;
+    }
     char *key = strndup(name, name_len);
+    if (key && memchr(val, 0, val_len)) {
+        fail(err, n, "field [%.64s] holds a NUL byte", key);
+        free(key);
+        return CVX_SVC_BODY_NUL;
+    }
     if (!key) return fail(err, n, "out of memory");
     json_t *v = json_stringn(val, val_len);
     if (!v) {
@@ -139,6 +147,10 @@ static int parse_json(const char *data, size_t size, json_t **out, char *err, si
     json_t *v = json_loadb(data, size, 0, &jerr);
     if (!v) {
         v = lenient_object(data, size);
+        if (!v && strstr(jerr.text, "\\u0000")) {
+            fail(err, n, "a JSON string holds a NUL byte (\\u0000)");
+            return CVX_SVC_BODY_NUL;
+        }
         if (!v) return fail(err, n, "body is not valid JSON (line %d column %d: %s)", jerr.line, jerr.column, jerr.text);
     }
     if (!json_is_object(v)) {
@@ -203,7 +215,7 @@ static int parse_urlencoded(const char *data, size_t size, json_t **out, char *e
     free(buf);
     if (rc) {
         json_decref(obj);
-        return -1;
+        return rc;
     }
     *out = obj;
     return 0;
@@ -315,9 +327,10 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
         const char *cend = next;
         if (cend > content && cend[-1] == '\n') cend--;
         if (cend > content && cend[-1] == '\r') cend--;
-        if (add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n)) {
+        int ar = add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n);
+        if (ar) {
             json_decref(obj);
-            return -1;
+            return ar;
         }
         p = next;
     }
@@ -379,6 +392,26 @@ static int trimmed(const char *s, char *buf, size_t size) {
     return 0;
 }
 
+/* [+-] digits [. digits] [(e|E) [+-] digits], at least one digit before the exponent: what JSON and C's decimal
+ * notation share. */
+static int decimal_number(const char *s) {
+    if (*s == '+' || *s == '-') s++;
+    int digits = 0;
+    while (isdigit((unsigned char)*s)) s++, digits++;
+    if (*s == '.') {
+        s++;
+        while (isdigit((unsigned char)*s)) s++, digits++;
+    }
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!isdigit((unsigned char)*s)) return 0;
+        while (isdigit((unsigned char)*s)) s++;
+    }
+    return *s == 0;
+}
+
 int cvx_svc_field_int(const json_t *fields, const char *name, long long *out) {
     const json_t *v = present(fields, name);
     if (!v) return 0;
@@ -402,7 +435,9 @@ int cvx_svc_field_int(const json_t *fields, const char *name, long long *out) {
         *out = x;
         return 1;
     }
-    /* "50.0" from a form that formats every number as a float */
+    /* "50.0" from a form that formats every number as a float; decimal only (strtod would also read hex such as
+     * "0x10", and "inf"/"nan") */
+    if (!decimal_number(buf)) return -1;
     errno = 0;
     double d = strtod(buf, &end);
     if (errno || *end || end == buf || !isfinite(d) || d != floor(d) || d < -9.2e18 || d > 9.2e18) return -1;
@@ -447,8 +482,7 @@ int cvx_svc_field_double(const json_t *fields, const char *name, double *out) {
     char buf[64];
     if (trimmed(json_string_value(v), buf, sizeof buf)) return -1;
     /* decimal only: strtod would also take "nan", "inf" and hex floats */
-    for (const char *c = buf; *c; c++)
-        if (!isdigit((unsigned char)*c) && !strchr("+-.eE", *c)) return -1;
+    if (!decimal_number(buf)) return -1;
     char *end;
     errno = 0;
     double d = strtod(buf, &end);

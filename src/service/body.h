@@ -18,18 +18,24 @@
 
 #include <jansson.h>
 
+/* What cvx_svc_body_parse returns for a body refused because a value or name holds a NUL byte (%00, \u0000, a raw
+ * NUL in a multipart part): C strings would end there, so the server would use another value than it echoes. */
+#define CVX_SVC_BODY_NUL (-2)
+
 /* Parses `data[0..size)` (not NUL-terminated) under `content_type` (may be NULL). On success returns 0 and a new
- * JSON object in *fields (the caller decrefs); on failure returns -1 and a message in err. */
+ * JSON object in *fields (the caller decrefs); on failure returns -1 (CVX_SVC_BODY_NUL for a NUL byte) and a
+ * message in err. */
 int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, json_t **fields, char *err,
                        size_t err_size);
 
 /* Field coercion. Each returns 0 when the field is absent (or null, or an empty string), 1 with the value in *out,
  * -1 when it is present but of the wrong kind. */
-/* Integers: JSON integers, reals with an integral value, strings holding a decimal integer (blanks around allowed). */
+/* Integers: JSON integers, reals with an integral value, strings holding a decimal integer or an integral decimal
+ * number ("50", "+50", "50.0", "5e1"; never hex, "inf" or "nan"); blanks around a string are trimmed. */
 int cvx_svc_field_int(const json_t *fields, const char *name, long long *out);
 /* Unsigned 64-bit integers (seeds): same forms, 0..2^64-1. */
 int cvx_svc_field_u64(const json_t *fields, const char *name, unsigned long long *out);
-/* Floats: JSON numbers or strings holding a finite decimal number. */
+/* Floats: JSON numbers or strings holding a finite decimal number (blanks around trimmed). */
 int cvx_svc_field_double(const json_t *fields, const char *name, double *out);
 /* Text: JSON strings as they are; numbers and booleans as their JSON text. *out points into `fields` (or into buf
  * for converted numbers, buf_size >= 64). */

@@ -134,6 +134,9 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int status, const 
     MHD_add_response_header(r, "Content-Type", type);
     if (cache) MHD_add_response_header(r, "Cache-Control", cache);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* the page holds credentials: no other site may frame it (clickjacking) */
+    MHD_add_response_header(r, "Content-Security-Policy", "frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -241,6 +244,7 @@ static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, con
 
 typedef struct {
     const cvx_svc_route *route;
+    cvx_svc_project project; /* the caller, authenticated from the headers before any body byte is read */
     char *body;
     size_t len, cap;
     int too_large;
@@ -277,30 +281,35 @@ static void request_base(cvx_svc *svc, struct MHD_Connection *conn, char *out, s
     else cvx_svc_default_base(svc, out, size);
 }
 
+/* Authenticates a request of an API route from its headers: 1 ok (project filled), 0 an error was queued. */
+static int authenticate(cvx_svc *svc, struct MHD_Connection *conn, const cvx_svc_route *route, cvx_svc_project *project,
+                        enum MHD_Result *ret) {
+    memset(project, 0, sizeof *project);
+    if (!(route->flags & CVX_SVC_ROUTE_AUTH)) return 1;
+    cvx_svc_auth_result ar;
+    cvx_svc_authenticate(svc->store, svc->server_key, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key"),
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-nonce"),
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-signature"),
+                         (route->flags & CVX_SVC_ROUTE_STATE) != 0, cvx_svc_now_s(), svc->cfg.nonce_window_s, project,
+                         &ar);
+    if (ar.ok) return 1;
+    cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
+    *ret = send_error(conn, ar.http_status, 0, ar.message);
+    return 0;
+}
+
 static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, const char *rest) {
     const cvx_svc_route *route = rc->route;
     if (rc->too_large) return send_error(conn, 413, 0, "Request body is too large.");
-    cvx_svc_project project;
-    memset(&project, 0, sizeof project);
-    if (route->flags & CVX_SVC_ROUTE_AUTH) {
-        cvx_svc_auth_result ar;
-        cvx_svc_authenticate(svc->store, svc->server_key, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key"),
-                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-nonce"),
-                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-signature"),
-                             (route->flags & CVX_SVC_ROUTE_STATE) != 0, cvx_svc_now_s(), svc->cfg.nonce_window_s,
-                             &project, &ar);
-        if (!ar.ok) {
-            cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
-            return send_error(conn, ar.http_status, 0, ar.message);
-        }
-    }
+    cvx_svc_project project = rc->project;
     json_t *fields = NULL;
     char err[256];
-    if (cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
-                           rc->body ? rc->body : "", rc->len, &fields, err, sizeof err)) {
+    int pr = cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+                                rc->body ? rc->body : "", rc->len, &fields, err, sizeof err);
+    if (pr) {
         char msg[400];
         snprintf(msg, sizeof msg, "Request parameters are invalid. %s", err);
-        return send_error(conn, 200, 0, msg);
+        return send_error(conn, pr == CVX_SVC_BODY_NUL ? 400 : 200, 0, msg); /* a NUL byte: 400 */
     }
     char base[600];
     request_base(svc, conn, base, sizeof base);
@@ -325,6 +334,15 @@ static int head_timeout(const cvx_svc *svc) {
 
 /* *con_cls of a GET that was answered at once: on_completed gives its connection the head timeout again. */
 static char answered_get;
+/* *con_cls of a request whose URL holds an escaped NUL (%00), set by on_uri before the URL is unescaped (the
+ * unescaped URL would end at the NUL: /files/K/0.mp4%00.txt would be read as /files/K/0.mp4). */
+static char nul_url;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    (void)conn;
+    return uri && strstr(uri, "%00") ? &nul_url : NULL;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
@@ -332,6 +350,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
     if ((void *)rc == (void *)&answered_get) return MHD_NO; /* a GET with a body */
+    if ((void *)rc == (void *)&nul_url) {
+        *con_cls = &answered_get;
+        return send_error(conn, 400, 0, "Error parsing url: it holds a NUL byte (%00).");
+    }
     if (!rc) {
         int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
         /* the head is complete: a WebSocket session keeps its own deadlines, other requests get the idle
@@ -361,9 +383,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > svc->cfg.body_limit)
             return send_error(conn, 413, 0, "Request body is too large.");
+        /* the key and signature are checked from the headers: an unauthenticated body is never read */
+        cvx_svc_project project;
+        enum MHD_Result ret = MHD_NO;
+        if (!authenticate(svc, conn, route, &project, &ret)) {
+            *con_cls = &answered_get; /* the connection closes: its body was not read */
+            return ret;
+        }
         rc = calloc(1, sizeof *rc);
         if (!rc) return MHD_NO;
         rc->route = route;
+        rc->project = project;
         *con_cls = rc;
         return MHD_YES;
     }
@@ -398,7 +428,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
-    if (!rc) return; /* a WebSocket upgrade (or a request that never got its head) */
+    if (!rc || (void *)rc == (void *)&nul_url) return; /* a WebSocket upgrade (or a request without an answer) */
     /* a kept-alive connection waits for its next request head with the head timeout */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
     *con_cls = NULL;
@@ -439,6 +469,9 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.callback_timeout_ms = 10000;
     c.callback_threads = 4;
     c.max_websockets = 256;
+    c.max_websockets_per_ip = 16;
+    c.max_websockets_per_task = 8;
+    c.ws_info_timeout_ms = 5000;
     c.limits = (cvx_svc_model_limits){.default_steps = 50,
                                       .default_scale = 6.0,
                                       .default_frames = 49,
@@ -499,6 +532,44 @@ static int make_dir(const char *path, char *err, size_t n) {
 
 int cvx_svc_port(const cvx_svc *svc) { return svc->port; }
 
+/* The files a task that ended without an output leaves: its checkpoint and its output folder (a partial MP4). */
+static void remove_task_files(cvx_svc *svc, long long id) {
+    char path[1300], err[256];
+    snprintf(path, sizeof path, "%s/%lld.ckpt", svc->ckpt_dir, id);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%lld.ckpt.tmp", svc->ckpt_dir, id);
+    unlink(path);
+    cvx_svc_task t;
+    if (cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err) != 1) return;
+    json_t *g = json_loads(t.gen ? t.gen : "", 0, NULL);
+    const char *key = json_string_value(json_object_get(g, "output_key"));
+    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key);
+    json_decref(g);
+    cvx_svc_task_clear(&t);
+}
+
+/* Checkpoints of tasks that ended (or are unknown) go: a crash between a task's end and the removal of its
+ * checkpoint leaves one behind. */
+static void sweep_checkpoints(cvx_svc *svc) {
+    DIR *d = opendir(svc->ckpt_dir);
+    if (!d) return;
+    struct dirent *e;
+    int removed = 0;
+    while ((e = readdir(d))) {
+        char *end;
+        long long id = strtoll(e->d_name, &end, 10);
+        if (end == e->d_name || (strcmp(end, ".ckpt") && strcmp(end, ".ckpt.tmp"))) continue;
+        cvx_svc_task t;
+        char err[256];
+        int r = cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err);
+        int ended = r == 0 || (r == 1 && (!strcmp(t.status, "task_postprocess_end") || !strcmp(t.status, "task_cancel")));
+        if (r == 1) cvx_svc_task_clear(&t);
+        if (ended && unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    if (removed) cvx_svc_log(svc, CVX_LOG_INFO, "removed %d checkpoints of tasks that had ended", removed);
+}
+
 int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t n) {
     *out = NULL;
     if (!config->store_path || !config->outputs_dir || !config->engine.generate) {
@@ -549,16 +620,21 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
     cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
-        cvx_svc_keyfile_load(keypath, 1, svc->server_key, err, n)) {
+        cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n)) {
         cvx_svc_stop(svc);
         return -1;
     }
-    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), err, n);
+    long long failed[256];
+    int n_failed = 0;
+    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
+                                          err, n);
     if (recovered < 0) {
         cvx_svc_stop(svc);
         return -1;
     }
     if (recovered > 0) cvx_svc_log(svc, CVX_LOG_INFO, "recovered %d interrupted tasks", recovered);
+    for (int i = 0; i < n_failed; i++) remove_task_files(svc, failed[i]);
+    sweep_checkpoints(svc);
     cvx_svc_log(svc, CVX_LOG_INFO, "precision: %s for tasks that do not ask (bf16 %s; kernel path %s)",
                 cvx_precision_name(config->precision), config->allow_bf16 ? "available" : "refused",
                 cvx_isa_name(cvx_isa_active()));
@@ -578,7 +654,7 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)head_timeout(svc),
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)(config->max_connections > 0 ? config->max_connections : 1000),
                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(config->max_connections_per_ip > 0 ? config->max_connections_per_ip : 0),
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, svc, MHD_OPTION_URI_LOG_CALLBACK, on_uri, svc, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, svc,
                                 MHD_OPTION_END);
     if (!svc->mhd) {
         snprintf(err, n, "cannot listen on %s:%d (%s)", svc->listen_host, config->port, strerror(errno));
@@ -620,10 +696,9 @@ void cvx_svc_stop(cvx_svc *svc) {
     atomic_store(&svc->stopping, 1);
     cvx_svc_wake_worker(svc);
     cvx_svc_wake_callbacks(svc);
-    if (svc->mhd) { /* stop accepting now; the listening socket is ours to close */
-        MHD_socket ls = MHD_quiesce_daemon(svc->mhd);
-        if (ls != MHD_INVALID_SOCKET) close(ls);
-    }
+    /* stop accepting now; the listening socket is ours to close, once the daemon is stopped (its threads take it
+     * out of their epoll sets on their own time, and a closed descriptor there is fatal to libmicrohttpd) */
+    MHD_socket ls = svc->mhd ? MHD_quiesce_daemon(svc->mhd) : MHD_INVALID_SOCKET;
     /* the worker stops at the engine's next cancellation check and re-queues its task */
     if (svc->worker_started) pthread_join(svc->worker, NULL);
     for (int i = 0; i < svc->cb_threads; i++) pthread_join(svc->cb_pool[i].thread, NULL);
@@ -639,6 +714,7 @@ void cvx_svc_stop(cvx_svc *svc) {
     if (svc->mhd) {
         if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions did not close", left);
         else MHD_stop_daemon(svc->mhd); /* with sessions still open the daemon is left to the process exit */
+        if (!left && ls != MHD_INVALID_SOCKET) close(ls);
     }
     if (!left) {
         cvx_svc_store_close(svc->store);

@@ -57,7 +57,8 @@ void cvx_svc_hub_free(cvx_svc_hub *h) {
     free(h);
 }
 
-cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *h, long long task_id) {
+cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *h, long long task_id, int max_per_task, int *full) {
+    *full = 0;
     cvx_svc_sub *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->hub = h;
@@ -69,6 +70,14 @@ cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *h, long long task_id) {
         return NULL;
     }
     pthread_mutex_lock(&h->mu);
+    int count = 0;
+    for (cvx_svc_sub *o = h->subs; o; o = o->next) count += o->task_id == task_id;
+    if (max_per_task > 0 && count >= max_per_task) {
+        pthread_mutex_unlock(&h->mu);
+        sub_free(s);
+        *full = 1;
+        return NULL;
+    }
     s->next = h->subs;
     h->subs = s;
     pthread_mutex_unlock(&h->mu);

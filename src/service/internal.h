@@ -34,8 +34,9 @@ typedef struct {
 
 cvx_svc_hub *cvx_svc_hub_new(void);
 void cvx_svc_hub_free(cvx_svc_hub *hub);
-/* A subscription to one task's events; its fd becomes readable when events wait. NULL on failure. */
-cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *hub, long long task_id);
+/* A subscription to one task's events; its fd becomes readable when events wait. NULL on failure, or (*full set)
+ * when the task has max_per_task subscribers already (0 = no limit). */
+cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *hub, long long task_id, int max_per_task, int *full);
 void cvx_svc_hub_unsubscribe(cvx_svc_hub *hub, cvx_svc_sub *sub);
 int cvx_svc_sub_fd(const cvx_svc_sub *sub);
 /* Takes the next event (1) or none (0); the caller frees ev->text. */
@@ -49,6 +50,7 @@ void cvx_svc_hub_forget(cvx_svc_hub *hub, long long task_id);
 /* ---- the server ---- */
 
 #define CVX_SVC_MAX_CALLBACK_THREADS 16
+#define CVX_SVC_WS_IP_SLOTS 1024 /* distinct client addresses with sessions (max_websockets is capped to it) */
 
 typedef struct {
     long long task, project; /* the delivery in flight; 0 = idle */
@@ -91,6 +93,7 @@ struct cvx_svc {
     /* websocket sessions */
     int websockets;
     pthread_cond_t websockets_done;
+    struct { char ip[48]; int n; } ws_ips[CVX_SVC_WS_IP_SLOTS]; /* sessions per client address (n 0 = free) */
 };
 
 void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

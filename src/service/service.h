@@ -48,6 +48,7 @@ typedef struct {
     int header_timeout_s;        /* 10: a connection silent this long before its request head is complete closes */
     size_t body_limit;           /* 1 MiB: 413 beyond */
     int queue_limit;             /* 100 tasks waiting or running: 429 beyond */
+    int project_queue_limit;     /* of those, one project's: 0 = half of queue_limit (rounded up) */
     int project_runs_per_min;    /* 30 Runs per project per minute: 429 beyond (0 = no limit) */
     long long nonce_window_s;    /* 86400: how long a used nonce is remembered per key */
     int max_attempts;            /* 3: a task interrupted by crashes this often fails */
@@ -58,6 +59,9 @@ typedef struct {
     int callback_threads;        /* 4 deliveries at a time, at most one per project */
     int allow_private_callbacks; /* 0: callbackUrl may not reach loopback, link-local or private addresses */
     int max_websockets;          /* 256 */
+    int max_websockets_per_ip;   /* 16 sessions from one client address: 503 beyond */
+    int max_websockets_per_task; /* 8 sessions following one task: a task_error frame beyond */
+    int ws_info_timeout_ms;      /* 5000: a session that sends no task_info within this closes */
     cvx_svc_model_limits limits;
     /* The precision of tasks that do not ask for one (cvx_precision_default(): bf16 where the kernels have bf16
      * dot products, else fp32); a task's precision is stored with it, so a resumed task keeps the one it started

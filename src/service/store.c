@@ -3,18 +3,27 @@
  * finishes leaves exactly one of the two outcomes. */
 #include "service/store.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 struct cvx_svc_store {
     sqlite3 *db;
     pthread_mutex_t mu;
+    atomic_int fail_writes; /* cvx_svc_store_fail_writes */
+    long long nonces_purged; /* unix seconds of the last purge */
 };
+
+void cvx_svc_store_fail_writes(cvx_svc_store *s, int on) { atomic_store(&s->fail_writes, on); }
 
 #define NOT_FINAL "status NOT IN ('task_cancel','task_postprocess_end')"
 /* The statuses of a task a worker holds (claimed, not yet final). */
@@ -50,7 +59,8 @@ static const char *SCHEMA =
     "CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);";
 
 /* Indexes added after version 1 of the schema (created on every open; IF NOT EXISTS makes it cheap). */
-static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);";
+static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);"
+                             "CREATE INDEX IF NOT EXISTS tasks_project_status ON tasks(project, status);";
 
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t n) {
     *out = NULL;
@@ -60,6 +70,20 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
+    /* the store holds API keys: it is created 0600 whatever the umask (SQLite gives its -wal and -shm files the
+     * mode of the database file), and one readable by others is made private */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) fchmod(fd, 0600);
+        close(fd);
+    }
+    for (int k = 0; k < 2; k++) {
+        char side[4200];
+        snprintf(side, sizeof side, "%s%s", path, k ? "-shm" : "-wal");
+        struct stat st;
+        if (lstat(side, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) chmod(side, 0600);
+    }
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, n, "store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -127,6 +151,10 @@ void cvx_svc_store_close(cvx_svc_store *s) {
 
 static sqlite3_stmt *prep(cvx_svc_store *s, const char *sql, char *err, size_t n) {
     sqlite3_stmt *st = NULL;
+    if (atomic_load(&s->fail_writes) && strncasecmp(sql, "SELECT", 6)) {
+        if (err && n) snprintf(err, n, "store: %s", sqlite3_errstr(SQLITE_FULL));
+        return NULL;
+    }
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         dbfail(s, err, n, "prepare");
         return NULL;
@@ -280,6 +308,19 @@ typedef struct {
 
 static int row_visit(sqlite3_stmt *st, void *ud);
 
+/* One count(*) with its binds, the lock held; -1 on failure. */
+static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
+    va_list ap;
+    va_start(ap, binds);
+    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
+    va_end(ap);
+    if (!st) return -1;
+    long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (c < 0) dbfail(s, err, n, "counting tasks");
+    return c;
+}
+
 /* ---- projects ---- */
 
 #define PROJECT_COLS "id, name, apikey, mode, secret, created, revoked"
@@ -328,6 +369,16 @@ int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_projec
                         "SELECT " PROJECT_COLS " FROM projects ORDER BY id", "");
 }
 
+int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long *count, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    *count = count_rows(s, err, n, "SELECT count(*) FROM projects WHERE secret IS NOT NULL", "");
+    int r = *count < 0 ? -1
+                       : query(s, err, n, "reading a project", FIRST_ROW, read_project, p,
+                               "SELECT " PROJECT_COLS " FROM projects WHERE secret IS NOT NULL ORDER BY id LIMIT 1", "");
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t n) {
     int r = exec_locked(s, err, n, "revoking a project", "UPDATE projects SET revoked = 1 WHERE apikey = ?", "t",
                         apikey);
@@ -337,13 +388,20 @@ int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err
 /* ---- nonces ---- */
 
 int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
-                            long long window_s, char *err, size_t n) {
+                            long long keep_from_s, long long window_s, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
-    int r = exec(s, err, n, "purging nonces", "DELETE FROM nonces WHERE seen < ?", "I", now_s - window_s);
+    /* a nonce write needs no fsync of its own: WAL keeps it across a crash of the process */
+    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int r = 0;
+    if (now_s - s->nonces_purged >= 60 || now_s < s->nonces_purged) {
+        r = exec(s, err, n, "purging nonces", "DELETE FROM nonces WHERE seen < ?", "I", now_s - window_s);
+        if (r >= 0) s->nonces_purged = now_s;
+    }
     if (r >= 0)
         r = exec(s, err, n, "recording a nonce",
                  "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT DO NOTHING", "ttI", apikey, nonce,
-                 now_s);
+                 keep_from_s);
+    sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->mu);
     return r > 1 ? 1 : r;
 }
@@ -424,19 +482,6 @@ static int row_task_added(sqlite3_stmt *st, void *ud) {
     return 1;
 }
 
-/* One count(*) with its binds, the lock held; -1 on failure. */
-static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
-    va_list ap;
-    va_start(ap, binds);
-    sqlite3_stmt *st = vprep(s, err, n, sql, binds, ap);
-    va_end(ap);
-    if (!st) return -1;
-    long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (c < 0) dbfail(s, err, n, "counting tasks");
-    return c;
-}
-
 int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
                            char *err, size_t n) {
     int why = CVX_SVC_REFUSED_NONE;
@@ -446,6 +491,12 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_
         long long waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " NOT_FINAL, "");
         if (waiting < 0) goto out;
         if (waiting >= limits->queue_limit) why = CVX_SVC_REFUSED_QUEUE;
+    }
+    if (!why && limits && limits->project_queue_limit > 0) {
+        long long mine = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ? AND " NOT_FINAL, "I",
+                                    t->project);
+        if (mine < 0) goto out;
+        if (mine >= limits->project_queue_limit) why = CVX_SVC_REFUSED_PROJECT_QUEUE;
     }
     if (!why && limits && limits->project_runs_per_min > 0) {
         long long recent = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE project = ? AND createtime > ?",
@@ -591,17 +642,31 @@ int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t
                        "I", id);
 }
 
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t n) {
+typedef struct {
+    long long *ids;
+    int max, count;
+} capped_ids;
+
+static int row_capped_id(sqlite3_stmt *st, void *ud) {
+    capped_ids *c = ud;
+    if (c->ids && c->count < c->max) c->ids[c->count++] = sqlite3_column_int64(st, 0);
+    return 1;
+}
+
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed_ids, int max_failed,
+                          int *n_failed, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
     int r = -1;
     char msg[160];
     snprintf(msg, sizeof msg, "The task was interrupted %d times (server stopped while it ran); giving up.",
              max_attempts);
-    int failed = exec(s, err, n, "recovering tasks",
-                      "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
-                      " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                      " WHERE " RUNNING " AND attempts >= ?",
-                      "Iti", now_s, msg, max_attempts);
+    capped_ids c = {failed_ids, max_failed, 0};
+    int failed = query(s, err, n, "recovering tasks", ALL_ROWS, row_capped_id, &c,
+                       "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
+                       " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
+                       " WHERE " RUNNING " AND attempts >= ? RETURNING id",
+                       "Iti", now_s, msg, max_attempts);
+    if (n_failed) *n_failed = c.count;
     if (failed >= 0) {
         int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = 'task_queue' WHERE " RUNNING, "");
         if (requeued >= 0) r = failed + requeued;

@@ -58,6 +58,9 @@ typedef struct {
 /* Frees the heap strings of a task filled by the store (the struct itself is the caller's). */
 void cvx_svc_task_clear(cvx_svc_task *t);
 
+/* Tests: while on != 0 every statement that writes fails as a full disk would ("database or disk is full"). */
+void cvx_svc_store_fail_writes(cvx_svc_store *s, int on);
+
 /* Opens or creates the store at `path`. */
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t err_size);
 void cvx_svc_store_close(cvx_svc_store *s);
@@ -71,24 +74,30 @@ int cvx_svc_store_project_by_key(cvx_svc_store *s, const char *apikey, cvx_svc_p
 /* Calls fn for every project in id order; returns the count or -1. */
 int cvx_svc_store_project_list(cvx_svc_store *s, void (*fn)(const cvx_svc_project *p, void *ud), void *ud,
                                char *err, size_t err_size);
+/* A project with a sealed secret (the first by id, revoked ones too): 1 found (*count = how many have one), 0 none,
+ * -1 error. */
+int cvx_svc_store_sealed_project(cvx_svc_store *s, cvx_svc_project *p, long long *count, char *err, size_t err_size);
 /* 1 revoked, 0 unknown key, -1 error. */
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
 
 /* ---- nonces ---- */
-/* Records (apikey, nonce) seen at now_s; 1 = first time within window_s, 0 = a replay, -1 error. Entries older
- * than the window are purged as a side effect. */
+/* Records (apikey, nonce), to be remembered until keep_from_s + window_s; 1 = not recorded before, 0 = recorded
+ * already (a replay when the call changes state), -1 error. Entries past their time are purged as a side effect
+ * (at most once a minute). Written without an fsync of its own (the next task write syncs it): a power cut may
+ * forget the last nonces, a crash of the process does not. */
 int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
-                            long long window_s, char *err, size_t err_size);
+                            long long keep_from_s, long long window_s, char *err, size_t err_size);
 
 /* ---- tasks ---- */
 /* The limits a new task is checked against (0 = none). */
 typedef struct {
     int queue_limit;          /* tasks waiting or running, all projects */
+    int project_queue_limit;  /* tasks waiting or running of t->project */
     int project_runs_per_min; /* tasks the project created in the last 60 s (t->createtime is "now") */
 } cvx_svc_add_limits;
 
 /* Why cvx_svc_store_task_add refused a task. */
-enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_RATE };
+enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_PROJECT_QUEUE, CVX_SVC_REFUSED_RATE };
 
 /* Inserts a new task in status task_queue when the limits allow it; t->id is set. Returns 1 inserted, 0 refused
  * (*refused says which limit; may be NULL), -1 error. */
@@ -130,9 +139,11 @@ int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, l
 /* Puts a claimed, non-final task back in the queue (graceful shutdown: attempts - 1, it was not a crash). */
 int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* On start: every task that a previous process left between task_accept and task_postprocess_start goes back to
- * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror. Returns the
- * number of tasks touched or -1. */
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, char *err, size_t err_size);
+ * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror; the ids of
+ * those failed go to failed (at most max_failed, *n_failed of them; failed may be NULL). Returns the number of tasks
+ * touched or -1. */
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed, int max_failed,
+                          int *n_failed, char *err, size_t err_size);
 /* Marks the output deleted (files are the caller's). */
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* Ids of the tasks (at most max) whose outputs were written before cutoff_s and are not deleted, oldest first.

@@ -17,10 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "service/internal.h"
 
-#define CKPT_MAGIC "CVXSVCK1"
-#define CKPT_HEADER 24 /* magic, step (int32), steps (int32), blob size (uint64) */
+#define CKPT_MAGIC "CVXSVCK2"
+#define CKPT_HEADER 56 /* magic, step (int32), steps (int32), blob size (uint64), SHA-256 of the blob */
 
 typedef struct {
     cvx_svc *svc;
@@ -59,6 +61,7 @@ static cvx_status on_checkpoint(const void *state, size_t size, int step, int st
     memcpy(head + 8, &s32, 4);
     memcpy(head + 12, &n32, 4);
     memcpy(head + 16, &sz, 8);
+    SHA256(state, size, head + 24);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0;
     if (ok) {
@@ -89,32 +92,46 @@ static cvx_status on_checkpoint(const void *state, size_t size, int step, int st
     return CVX_OK;
 }
 
-/* Reads a checkpoint: returns the blob (malloc'ed) and its step, or NULL when there is none or it is unusable. */
-static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps) {
+/* Reads a checkpoint: returns the blob (malloc'ed) and its step, or NULL when there is none or it is unusable: then
+ * *damaged says why (a file that is there but truncated, of another format or whose checksum does not match), and
+ * the file is removed. */
+static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps, const char **damaged) {
     char path[1200];
+    *damaged = NULL;
     ckpt_path(svc, id, path, sizeof path, 0);
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    uint8_t head[CKPT_HEADER];
+    uint8_t head[CKPT_HEADER], sum[32];
     void *blob = NULL;
     uint64_t sz = 0;
     int32_t s32 = 0, n32 = 0;
     struct stat st;
+    *damaged = "it is not a checkpoint of this version";
     if (fread(head, 1, CKPT_HEADER, f) == CKPT_HEADER && !memcmp(head, CKPT_MAGIC, 8) && !fstat(fileno(f), &st)) {
         memcpy(&s32, head + 8, 4);
         memcpy(&n32, head + 12, 4);
         memcpy(&sz, head + 16, 8);
+        *damaged = "it is truncated";
         if (sz > 0 && (uint64_t)st.st_size == CKPT_HEADER + sz && (blob = malloc(sz)) && fread(blob, 1, sz, f) != sz) {
             free(blob);
             blob = NULL;
         }
+        if (blob) {
+            SHA256(blob, sz, sum);
+            if (memcmp(sum, head + 24, 32)) {
+                *damaged = "its checksum does not match";
+                free(blob);
+                blob = NULL;
+            }
+        }
     }
     fclose(f);
     if (!blob) {
-        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: ignoring the unreadable checkpoint %s", id, path);
+        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: ignoring the checkpoint %s: %s", id, path, *damaged);
         unlink(path);
         return NULL;
     }
+    *damaged = NULL;
     *size = sz;
     *step = s32;
     *steps = n32;
@@ -172,30 +189,76 @@ static void on_progress(const cvx_progress *p, void *ud) {
     free(text);
 }
 
-/* A transition + its event; 0 when a Kill made the task final meanwhile. */
+/* Waits before the next try of a store update that failed: 100 ms, doubling up to 5 s. 0 when the server stops
+ * meanwhile (the task stays claimed: the next start re-queues it). */
+static int store_backoff(cvx_svc *svc, long long id, const char *err, int *delay_ms) {
+    if (*delay_ms == 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s; retrying until the store works again", id, err);
+    *delay_ms = *delay_ms ? (*delay_ms * 2 > 5000 ? 5000 : *delay_ms * 2) : 100;
+    for (int waited = 0; waited < *delay_ms; waited += 50) {
+        if (atomic_load(&svc->stopping)) return 0;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&svc->stopping);
+}
+
+/* A transition + its event: 1 moved, 0 a Kill made the task final meanwhile, -1 the store failed until the server
+ * stopped (nothing is removed then: the task is still claimed and the next start re-queues it). A failing store is
+ * retried with back-off, never taken for a Kill. */
 static int step_to(cvx_svc *svc, cvx_svc_task *t, const char *status, cvx_svc_time_col col) {
     char err[256];
-    int r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err);
-    if (r < 0) {
-        cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
-        return 0;
-    }
+    int r, delay = 0;
+    while ((r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err)) < 0)
+        if (!store_backoff(svc, t->id, err, &delay)) return -1;
+    if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", t->id);
     if (r == 0) return 0;
     snprintf(t->status, sizeof t->status, "%s", status);
     cvx_svc_publish_status(svc, t);
     return 1;
 }
 
-/* The final transition of a failure: task_error event, then task_postprocess_end with pexit 1. */
-static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *message, double elapsed) {
+/* cvx_svc_store_task_finish, retried like step_to: 1, 0 (final already) or -1 (stopped with the store failing). */
+static int finish_retrying(cvx_svc *svc, long long id, const char *pexit, const char *debugerror, const char *out_name,
+                           const char *out_key, long long out_size, double elapsed) {
     char err[256];
-    cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, message);
+    int r, delay = 0;
+    while ((r = cvx_svc_store_task_finish(svc->store, id, pexit, debugerror, out_name, out_key, out_size, elapsed,
+                                          cvx_svc_now_s(), err, sizeof err)) < 0)
+        if (!store_backoff(svc, id, err, &delay)) return -1;
+    if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", id);
+    return r;
+}
+
+/* A message for clients: every absolute path in it is cut to its last component ("writing /srv/out/.checkpoints/7.ckpt:
+ * ..." becomes "writing 7.ckpt: ..."), so debugerror never shows the server's folders. */
+static void strip_paths(const char *in, char *out, size_t size) {
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < size;) {
+        int starts = in[i] == '/' && (i == 0 || strchr(" \t('\"=:,[", in[i - 1]));
+        if (!starts) {
+            out[o++] = in[i++];
+            continue;
+        }
+        size_t end = i, last = i;
+        while (in[end] && !strchr(" \t'\"),:;]", in[end])) {
+            if (in[end] == '/') last = end + 1;
+            end++;
+        }
+        for (size_t k = last; k < end && o + 1 < size; k++) out[o++] = in[k];
+        i = end;
+    }
+    out[o] = 0;
+}
+
+/* The final transition of a failure: task_error event, then task_postprocess_end with pexit 1. */
+static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, double elapsed) {
+    char err[256], message[1024];
+    cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, full_message); /* the server's log keeps the paths */
+    strip_paths(full_message, message, sizeof message);
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
     if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
-    int r = cvx_svc_store_task_finish(svc->store, t->id, "1", message, NULL, NULL, 0, elapsed, cvx_svc_now_s(), err,
-                                      sizeof err);
-    if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
+    int r = finish_retrying(svc, t->id, "1", message, NULL, NULL, 0, elapsed);
     if (r > 0) {
         cvx_svc_task fresh;
         if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
@@ -260,7 +323,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     char err[512] = "";
     double t0 = (double)cvx_svc_now_ms() / 1e3;
     cvx_svc_publish_status(svc, t); /* task_accept */
-    if (!step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START)) return;
+    if (step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START) != 1) return;
 
     json_t *g = json_loads(t->gen, 0, NULL);
     gen_params gp;
@@ -292,7 +355,13 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     run_ctx rc = {.svc = svc, .task = t, .first_step = -1, .last_step = -1, .elapsed_before = t->elapsed};
     size_t resume_size = 0;
     int resume_step = 0, resume_steps = 0;
-    void *resume = load_checkpoint(svc, t->id, &resume_size, &resume_step, &resume_steps);
+    const char *damaged = NULL;
+    void *resume = load_checkpoint(svc, t->id, &resume_size, &resume_step, &resume_steps, &damaged);
+    if (damaged) {
+        char line[160];
+        snprintf(line, sizeof line, "The checkpoint was damaged (%s); starting from step 0", damaged);
+        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+    }
     if (resume) {
         char line[160];
         snprintf(line, sizeof line, "Resuming from the checkpoint of step %d/%d (attempt %d)", resume_step,
@@ -301,22 +370,21 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         rc.first_step = resume_step;
     }
-    if (!step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END) ||
-        !step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN)) {
-        free(resume);
-        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
-        json_decref(g);
-        remove_checkpoint(svc, t->id);
-        return;
+    int moved = step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END);
+    if (moved == 1) moved = step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN);
+    if (moved == 1) {
+        atomic_store(&svc->kill_requested, 0);
+        atomic_store(&svc->running_task, t->id);
+        moved = step_to(svc, t, "task_start", CVX_SVC_T_START);
+        if (moved != 1) atomic_store(&svc->running_task, 0);
     }
-    atomic_store(&svc->kill_requested, 0);
-    atomic_store(&svc->running_task, t->id);
-    if (!step_to(svc, t, "task_start", CVX_SVC_T_START)) {
-        atomic_store(&svc->running_task, 0);
+    if (moved != 1) {
         free(resume);
-        cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
+        if (moved == 0) { /* killed: its files go; -1 (stopped, store failing): they stay for the next start */
+            cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
+            remove_checkpoint(svc, t->id);
+        }
         json_decref(g);
-        remove_checkpoint(svc, t->id);
         return;
     }
 
@@ -390,31 +458,28 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     struct stat sb;
     if (stat(out_path, &sb) || !S_ISREG(sb.st_mode)) {
         remove_checkpoint(svc, t->id);
+        cvx_svc_remove_output(svc, gp.out_key);
         fail_task(svc, t, "Generation finished without writing the video file.", elapsed);
         json_decref(g);
         return;
     }
-    if (step_to(svc, t, "task_end", CVX_SVC_T_END) &&
-        step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START)) {
-        int r = cvx_svc_store_task_finish(svc->store, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size,
-                                          elapsed, cvx_svc_now_s(), err, sizeof err);
-        if (r < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
-        if (r > 0) {
-            cvx_svc_task fresh;
-            if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
-                cvx_svc_publish_status(svc, &fresh);
-                cvx_svc_task_clear(&fresh);
-            }
-            cvx_svc_wake_callbacks(svc);
-            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed,
-                        (long long)sb.st_size);
-        } else {
-            cvx_svc_remove_output(svc, gp.out_key);
+    /* the video stays until its status is recorded: a failing store is retried, never taken for a Kill */
+    int ended = step_to(svc, t, "task_end", CVX_SVC_T_END);
+    if (ended == 1) ended = step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START);
+    if (ended == 1)
+        ended = finish_retrying(svc, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size, elapsed);
+    if (ended == 1) {
+        cvx_svc_task fresh;
+        if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
+            cvx_svc_publish_status(svc, &fresh);
+            cvx_svc_task_clear(&fresh);
         }
-    } else {
+        cvx_svc_wake_callbacks(svc);
+        cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed, (long long)sb.st_size);
+    } else if (ended == 0) {
         cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
     }
-    remove_checkpoint(svc, t->id);
+    if (ended >= 0) remove_checkpoint(svc, t->id);
     cvx_svc_hub_forget(svc->hub, t->id);
     json_decref(g);
 }

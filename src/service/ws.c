@@ -3,9 +3,12 @@
  * {"type":"task_info","tasktoken":...}; the session subscribes to the task in the hub, replays its current status
  * (the outputs when it is done), then streams the lifecycle events and one task_output per denoising step, and
  * closes after task_postprocess_end or task_cancel. Unknown token: one task_error frame with result false, then
- * close. No auth headers (WiroKit sends none): the 30-character token is the credential, as on Wiro. */
+ * close. Limits: max_websockets sessions in all and max_websockets_per_ip from one address (503 at the upgrade),
+ * max_websockets_per_task on one task (a task_error frame, then close), ws_info_timeout_ms to send task_info. No auth headers (WiroKit sends none): the 30-character token is the credential, as on Wiro. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +21,6 @@
 #include "service/internal.h"
 
 #define WS_MAX_IN 65536            /* a task_info frame is tiny */
-#define WS_INFO_TIMEOUT_MS 30000   /* time to send task_info */
 #define WS_CLOSE_TIMEOUT_MS 5000   /* time for the peer to answer our close */
 #define WS_PING_MS 25000
 
@@ -30,6 +32,7 @@ typedef struct {
     size_t extra_len, extra_off;
     wslay_event_context_ptr ctx;
     char token[64];
+    char ip[48];                   /* the client's address (per-address count) */
     int has_request, bad_request;  /* a task_info frame arrived / something else did */
     cvx_svc_sub *sub;
     long long task_id;
@@ -133,7 +136,16 @@ static void begin(session *s) {
     }
     s->task_id = t.id;
     /* subscribe before reading the state again, so nothing falls between the replay and the stream */
-    s->sub = cvx_svc_hub_subscribe(svc->hub, t.id);
+    int full = 0;
+    s->sub = cvx_svc_hub_subscribe(svc->hub, t.id, svc->cfg.max_websockets_per_task, &full);
+    if (full) {
+        char *text = cvx_svc_event_text("task_error", &t, json_string("Too many WebSocket sessions for this task."), 0);
+        if (text) queue_text(s, text);
+        free(text);
+        cvx_svc_task_clear(&t);
+        start_close(s, 1008);
+        return;
+    }
     cvx_svc_task_clear(&t);
     if (!s->sub || cvx_svc_store_task_get(svc->store, s->task_id, NULL, &t, err, sizeof err) != 1) {
         start_close(s, 1011);
@@ -177,6 +189,51 @@ static void pump_events(session *s) {
     }
 }
 
+/* The client address of a connection as text ("" when unknown). */
+static void client_ip(struct MHD_Connection *conn, char *out, size_t size) {
+    out[0] = 0;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)size);
+}
+
+/* Sessions of an address (mu held). */
+static int ip_count(cvx_svc *svc, const char *ip) {
+    for (int i = 0; i < CVX_SVC_WS_IP_SLOTS; i++)
+        if (svc->ws_ips[i].n && !strcmp(svc->ws_ips[i].ip, ip)) return svc->ws_ips[i].n;
+    return 0;
+}
+
+/* One more session of an address (mu held); -1 when no slot is free. */
+static int ip_take(cvx_svc *svc, const char *ip) {
+    int free_slot = -1;
+    for (int i = 0; i < CVX_SVC_WS_IP_SLOTS; i++) {
+        if (svc->ws_ips[i].n && !strcmp(svc->ws_ips[i].ip, ip)) {
+            svc->ws_ips[i].n++;
+            return 0;
+        }
+        if (!svc->ws_ips[i].n && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return -1;
+    snprintf(svc->ws_ips[free_slot].ip, sizeof svc->ws_ips[free_slot].ip, "%s", ip);
+    svc->ws_ips[free_slot].n = 1;
+    return 0;
+}
+
+static void ip_release(cvx_svc *svc, const char *ip) {
+    for (int i = 0; i < CVX_SVC_WS_IP_SLOTS; i++)
+        if (svc->ws_ips[i].n && !strcmp(svc->ws_ips[i].ip, ip)) {
+            svc->ws_ips[i].n--;
+            return;
+        }
+}
+
+static int ip_full(const cvx_svc *svc, const char *ip) {
+    return svc->cfg.max_websockets_per_ip > 0 && ip_count((cvx_svc *)svc, ip) >= svc->cfg.max_websockets_per_ip;
+}
+
 static void *session_main(void *arg) {
     session *s = arg;
     cvx_svc *svc = s->svc;
@@ -184,7 +241,7 @@ static void *session_main(void *arg) {
     for (;;) {
         long long now = cvx_svc_now_ms();
         if (atomic_load(&svc->stopping)) start_close(s, 1001);
-        if (!s->has_request && !s->closing && now - t0 > WS_INFO_TIMEOUT_MS) start_close(s, 1008);
+        if (!s->has_request && !s->closing && now - t0 > svc->cfg.ws_info_timeout_ms) start_close(s, 1008);
         if (s->closing && now > s->close_deadline) break;
         if (!s->closing && s->sub && now - last_ping > WS_PING_MS) {
             struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"", 0};
@@ -218,12 +275,13 @@ static void *session_main(void *arg) {
     cvx_svc_hub_unsubscribe(svc->hub, s->sub);
     wslay_event_context_free(s->ctx);
     MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
-    free(s->extra);
-    free(s);
     pthread_mutex_lock(&svc->mu);
     svc->websockets--;
+    ip_release(svc, s->ip);
     pthread_cond_broadcast(&svc->websockets_done);
     pthread_mutex_unlock(&svc->mu);
+    free(s->extra);
+    free(s);
     return NULL;
 }
 
@@ -246,8 +304,10 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
     }
     ok = ok && wslay_event_context_server_init(&s->ctx, &cbs, s) == 0;
     if (ok) wslay_event_config_set_max_recv_msg_length(s->ctx, WS_MAX_IN);
+    if (s) client_ip(conn, s->ip, sizeof s->ip);
     pthread_mutex_lock(&svc->mu);
-    ok = ok && svc->websockets < svc->cfg.max_websockets && !atomic_load(&svc->stopping);
+    ok = ok && svc->websockets < svc->cfg.max_websockets && !atomic_load(&svc->stopping) && !ip_full(svc, s->ip) &&
+         ip_take(svc, s->ip) == 0;
     pthread_t th;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -256,6 +316,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
         svc->websockets++;
         if (pthread_create(&th, &attr, session_main, s)) {
             svc->websockets--;
+            ip_release(svc, s->ip);
             ok = 0;
         }
     }
@@ -295,9 +356,17 @@ int cvx_svc_ws_handle(cvx_svc *svc, struct MHD_Connection *conn) {
         msg = "{\"result\":false,\"errors\":[{\"code\":0,\"message\":\"WebSocket upgrade expected.\"}]}";
     else if (!version || strcmp(version, "13"))
         msg = "{\"result\":false,\"errors\":[{\"code\":0,\"message\":\"Sec-WebSocket-Version 13 expected.\"}]}";
-    else if (atomic_load(&svc->stopping) || svc->websockets >= svc->cfg.max_websockets) {
-        msg = "{\"result\":false,\"errors\":[{\"code\":96,\"message\":\"Too many WebSocket sessions.\"}]}";
-        status = 503;
+    else {
+        char ip[48];
+        client_ip(conn, ip, sizeof ip);
+        pthread_mutex_lock(&svc->mu);
+        int all = atomic_load(&svc->stopping) || svc->websockets >= svc->cfg.max_websockets, mine = ip_full(svc, ip);
+        pthread_mutex_unlock(&svc->mu);
+        if (all) msg = "{\"result\":false,\"errors\":[{\"code\":96,\"message\":\"Too many WebSocket sessions.\"}]}";
+        else if (mine)
+            msg = "{\"result\":false,\"errors\":[{\"code\":96,\"message\":\"Too many WebSocket sessions from this "
+                  "address.\"}]}";
+        if (all || mine) status = 503;
     }
     struct MHD_Response *r;
     if (msg) {
