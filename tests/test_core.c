@@ -151,6 +151,58 @@ static void test_pool(void) {
     cvx_pool_free(NULL);
 }
 
+/* Per-thread scratch: each thread writes its own buffer full of its index; the buffers must not overlap and must
+ * keep their size (and address, when no bigger reserve came) between calls. */
+typedef struct {
+    cvx_pool *pool;
+    size_t bytes;
+    atomic_int bad;
+} scratch_ctx;
+
+static void scratch_fn(void *arg, int64_t begin, int64_t end, int thread_index) {
+    scratch_ctx *c = arg;
+    for (int64_t t = begin; t < end; t++) {
+        unsigned char *b = cvx_pool_scratch(c->pool, thread_index);
+        if (!b || ((uintptr_t)b & 63)) {
+            atomic_fetch_add(&c->bad, 1);
+            continue;
+        }
+        memset(b, thread_index + 1, c->bytes);
+        for (volatile int spin = 0; spin < 2000; spin++) {
+        }
+        for (size_t i = 0; i < c->bytes; i += 97)
+            if (b[i] != (unsigned char)(thread_index + 1)) atomic_fetch_add(&c->bad, 1);
+    }
+}
+
+static void test_pool_scratch(void) {
+    for (int nt = 1; nt <= 3; nt++) {
+        cvx_pool *p = cvx_pool_new(nt);
+        CHECK(p != NULL);
+        CHECK(cvx_pool_scratch(p, 0) == NULL); /* nothing reserved yet */
+        size_t sizes[] = {100, 5000, 300, 1 << 20};
+        void *first = NULL;
+        for (int r = 0; r < 4; r++) {
+            CHECK(cvx_pool_reserve_scratch(p, sizes[r]) == 0);
+            if (r == 1) first = cvx_pool_scratch(p, 0);
+            if (r == 2) CHECK(cvx_pool_scratch(p, 0) == first); /* a smaller reserve keeps the buffer */
+            scratch_ctx c = {p, sizes[r], 0};
+            cvx_pool_parallel_for(p, 64, 1, scratch_fn, &c);
+            CHECK(atomic_load(&c.bad) == 0);
+        }
+        CHECK(cvx_pool_scratch(p, nt) == NULL && cvx_pool_scratch(p, -1) == NULL);
+        cvx_pool_free(p);
+    }
+    /* NULL pool: the calling thread's own buffer */
+    CHECK(cvx_pool_reserve_scratch(NULL, 4096) == 0);
+    unsigned char *b = cvx_pool_scratch(NULL, 0);
+    CHECK(b != NULL);
+    if (b) memset(b, 7, 4096);
+    scratch_ctx c = {NULL, 4096, 0};
+    cvx_pool_parallel_for(NULL, 3, 1, scratch_fn, &c);
+    CHECK(atomic_load(&c.bad) == 0);
+}
+
 static void test_error_and_tensor(void) {
     cvx_error e;
     cvx_error_clear(&e);
@@ -202,6 +254,7 @@ int main(void) {
     test_half();
     test_arena();
     test_pool();
+    test_pool_scratch();
     test_error_and_tensor();
     test_cpu();
     return cvx_test_finish("test_core");

@@ -19,6 +19,9 @@ struct cvx_pool {
     void *ctx;
     int64_t n, chunk;
     atomic_llong next;
+    /* per-thread scratch (cvx_pool_reserve_scratch) */
+    void **scratch;
+    size_t scratch_bytes; /* every thread's buffer holds at least this */
 };
 
 int cvx_cpu_count(void) {
@@ -105,8 +108,52 @@ void cvx_pool_free(cvx_pool *p) {
     pthread_mutex_destroy(&p->mutex);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
+    if (p->scratch)
+        for (int i = 0; i < p->nthreads; i++) free(p->scratch[i]);
+    free(p->scratch);
     free(p->threads);
     free(p);
+}
+
+/* ---- per-thread scratch ---------------------------------------------------------------------------------- */
+
+static _Thread_local void *t_scratch;
+static _Thread_local size_t t_scratch_bytes;
+static pthread_key_t t_scratch_key;
+static pthread_once_t t_scratch_once = PTHREAD_ONCE_INIT;
+static void free_thread_scratch(void *p) { free(p); }
+static void make_scratch_key(void) { (void)pthread_key_create(&t_scratch_key, free_thread_scratch); }
+
+static size_t round_scratch(size_t bytes) { return (bytes + 4095) / 4096 * 4096; }
+
+int cvx_pool_reserve_scratch(cvx_pool *p, size_t bytes) {
+    size_t n = round_scratch(bytes);
+    if (!p) { /* inline loops run on the calling thread: its own buffer */
+        if (t_scratch_bytes >= bytes) return 0;
+        void *mem = NULL;
+        if (posix_memalign(&mem, 64, n) != 0) return -1;
+        pthread_once(&t_scratch_once, make_scratch_key);
+        free(t_scratch);
+        t_scratch = mem, t_scratch_bytes = n;
+        (void)pthread_setspecific(t_scratch_key, mem); /* freed when the thread exits */
+        return 0;
+    }
+    if (p->scratch_bytes >= bytes) return 0;
+    if (!p->scratch && !(p->scratch = calloc((size_t)p->nthreads, sizeof *p->scratch))) return -1;
+    for (int i = 0; i < p->nthreads; i++) {
+        void *mem = NULL;
+        if (posix_memalign(&mem, 64, n) != 0) return -1; /* the threads before i have grown: harmless */
+        free(p->scratch[i]);
+        p->scratch[i] = mem;
+    }
+    p->scratch_bytes = n;
+    return 0;
+}
+
+void *cvx_pool_scratch(cvx_pool *p, int thread_index) {
+    if (!p) return t_scratch;
+    if (!p->scratch || thread_index < 0 || thread_index >= p->nthreads) return NULL;
+    return p->scratch[thread_index];
 }
 
 int cvx_pool_size(const cvx_pool *p) { return p ? p->nthreads : 1; }

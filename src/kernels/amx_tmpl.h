@@ -37,11 +37,15 @@
 /* ---- GEMM ------------------------------------------------------------------------------------------------
  * C[M, N] = bf16(A)[M, K] · W[N, K]ᵀ (+ bias, or + C, or a fused epilogue), W packed as CVX_PACK_PAIRS panels
  * (kernels_internal.h): a B tile is 16 K-pair rows of one half of a 32-column panel, at a 128-byte stride.
- * A row block (MC rows x KC) is converted to bf16 rows once (K padded to 32, rows to 32) and stays in L2; each
- * weight panel slice (KC x 32) streams in once per row block and serves all its 32-row groups, the next panel
- * being prefetched into L2 meanwhile. Accumulators start from zero, the bias row (a stride-0 tile load) or C
- * itself, and full blocks are stored straight from the tiles; edge blocks and fused epilogues go through a
- * 32 x 32 f32 scratch tile. */
+ * Blocking (bf16_plan_gemm): K blocks of up to KC_MAX, row blocks of up to MC_MAX rows (at most A_BLOCK_BYTES of
+ * packed A, which stays in L2). A row block is converted to bf16 tiles group by group (32 rows) during its first
+ * panel; each weight panel slice (KSUB x 32) then stays in L1 while every row group takes its KSUB/32 steps,
+ * partial sums kept in a per-thread L2 buffer between sub-blocks, the next panel prefetched into L2 meanwhile.
+ * Accumulators start from zero, the bias row (a stride-0 tile load) or C itself; full blocks leave by streaming
+ * stores (C is not read for them), edge blocks and fused epilogues through a 32 x 32 f32 scratch tile.
+ * Measured on a 2-core Xeon (GNR-class, 2 MB L2): 30-38 % of the tdpbf16ps peak at the transformer's shapes;
+ * the conversion of A (~15 %), C's stores and the sub-blocks' partial sums are what is left
+ * (docs/performance.md). */
 
 /* rows x k floats (row stride lda) -> bf16 rows of kpad values (row stride kpad), zero-padded to rows_pad rows. */
 static void amx_pack_a(const float *A, int64_t lda, int64_t rows, int64_t k, int64_t kpad, int64_t rows_pad,
@@ -119,7 +123,8 @@ typedef struct {
     const float *bias;
     const cvx_epilogue *epi;
     int64_t kc, mc, nparts, part_w;
-    uint16_t *abufs; /* per thread: mc x kc bf16 (A tiles), then mc x 32 f32 (partial sums of a panel) */
+    cvx_pool *pool;  /* whose per-thread scratch holds each thread's buffers (cvx_pool_scratch) */
+    uint16_t *abufs; /* or these (the out-of-memory path): mc x kc bf16 (A tiles), then mc x 32 f32 (partial sums) */
     int64_t abuf_elems;
 } amx_gemm_ctx;
 
@@ -242,7 +247,7 @@ static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, i
 
 static void amx_gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     amx_gemm_ctx *c = arg;
-    uint16_t *abuf = c->abufs + thread_index * c->abuf_elems;
+    uint16_t *abuf = c->abufs ? c->abufs : cvx_pool_scratch(c->pool, thread_index);
     TILE_BEGIN();
     for (int64_t t = begin; t < end; t++) {
         int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
@@ -276,30 +281,17 @@ static void amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const floa
         return;
     }
     int nt = cvx_pool_size(pool);
-    amx_gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), NULL, 0};
-    /* K blocks of equal length (a multiple of CVX_PACK_KALIGN so that they start on a pair of every panel). */
-    int64_t kblocks = ceil_div(K, KC_MAX);
-    c.kc = round_up(ceil_div(K, kblocks), CVX_PACK_KALIGN);
-    c.mc = min64(round_up(M, TM), max64(TM, min64(MC_MAX, A_BLOCK_BYTES / (2 * c.kc) / TM * TM)));
-    int64_t mblocks = ceil_div(M, c.mc);
-    int64_t target = nt > 1 ? 4 * (int64_t)nt : 1;
-    if (mblocks < target) {
-        c.nparts = min64(ceil_div(target, mblocks), ceil_div(N, 2 * NR));
-        c.part_w = round_up(ceil_div(N, c.nparts), NR);
-        c.nparts = ceil_div(N, c.part_w);
-    }
+    amx_gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), pool, NULL, 0};
+    bf16_gemm_plan pl = bf16_plan_gemm(M, N, K, nt, TM, MC_MAX, KC_MAX, A_BLOCK_BYTES);
+    c.kc = pl.kc, c.mc = pl.mc, c.nparts = pl.nparts, c.part_w = pl.part_w;
     c.abuf_elems = round_up(c.mc * c.kc, 32) + 2 * c.mc * TM;
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(c.abuf_elems * nt) * sizeof(uint16_t)) == 0) {
-        c.abufs = mem;
-        int64_t tasks = mblocks * c.nparts;
-        cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, amx_gemm_task, &c);
-        free(mem);
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.abuf_elems * sizeof(uint16_t)) == 0) {
+        cvx_pool_parallel_for(pl.tasks > 1 ? pool : NULL, pl.tasks, 1, amx_gemm_task, &c);
         return;
     }
     /* Out of memory for the packing buffers: one 32-row group and 256 K values at a time, from the stack. */
     uint16_t small[TM * 256 + 2 * TM * TM] __attribute__((aligned(64)));
-    c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small, c.abuf_elems = TM * 256 + 2 * TM * TM;
+    c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small;
     amx_gemm_task(&c, 0, ceil_div(M, TM), 0);
 }
 
@@ -325,7 +317,7 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
                         int64_t ldb, float *C, int64_t ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
     /* B converted once into the weight layout, then the linear driver; without memory for that copy, one panel
-     * at a time. */
+     * at a time (in plain loops for a panel that finds no memory either). */
     int64_t kp = round_up(K > 0 ? K : 1, CVX_PACK_KALIGN), panels = ceil_div(N, NR);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
@@ -336,10 +328,14 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
         return;
     }
     for (int64_t p = 0; p < panels; p++) {
+        int64_t n = min64(NR, N - p * NR);
         mem = NULL;
-        if (posix_memalign(&mem, 64, (size_t)(NR * kp) * sizeof(uint16_t)) != 0) return; /* nothing can be done */
-        pack_b_pairs(B + p * NR * ldb, ldb, min64(NR, N - p * NR), K, kp, mem);
-        amx_gemm(pool, M, min64(NR, N - p * NR), K, A, lda, mem, kp, C + p * NR, ldc, accumulate, NULL, NULL);
+        if (posix_memalign(&mem, 64, (size_t)(NR * kp) * sizeof(uint16_t)) != 0) {
+            bf16_gemm_nt_plain(M, n, K, A, lda, B + p * NR * ldb, ldb, C + p * NR, ldc, accumulate);
+            continue;
+        }
+        pack_b_pairs(B + p * NR * ldb, ldb, n, K, kp, mem);
+        amx_gemm(pool, M, n, K, A, lda, mem, kp, C + p * NR, ldc, accumulate, NULL, NULL);
         free(mem);
     }
 }
@@ -372,7 +368,7 @@ typedef struct {
     int64_t qparts, qpart_len;
     int64_t dq, lkp; /* head dim rounded up to 32; keys rounded up to 64 */
     int64_t off_v, off_q, off_s, off_p, off_o, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
-    unsigned char *bufs;
+    cvx_pool *pool; /* whose per-thread scratch holds the buffers */
 } amx_att_ctx;
 
 static void amx_att_layout(amx_att_ctx *c) {
@@ -610,7 +606,7 @@ static void amx_att_head(const amx_att_ctx *c, unsigned char *buf, int64_t b, in
 
 static void amx_att_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     amx_att_ctx *c = arg;
-    unsigned char *buf = c->bufs + thread_index * c->buf_bytes;
+    unsigned char *buf = cvx_pool_scratch(c->pool, thread_index);
     TILE_BEGIN();
     for (int64_t t = begin; t < end; t++) {
         int64_t part = t % c->qparts, bh = t / c->qparts, q0 = part * c->qpart_len;
@@ -631,23 +627,14 @@ static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *
     }
     int nt = cvx_pool_size(pool);
     amx_att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, round_up(D, 32),
-                     round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, NULL};
-    /* Split a head's queries only when there are too few heads for the threads (each part packs K, V again). */
-    int64_t target = nt > 1 ? (int64_t)nt * 4 : 1;
-    if (B * H < target) {
-        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, AT_R));
-        c.qpart_len = round_up(ceil_div(Lq, c.qparts), AT_R);
-        c.qparts = ceil_div(Lq, c.qpart_len);
-    }
+                     round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, pool};
+    bf16_plan_heads(B * H, Lq, nt, AT_R, AT_R, &c.qparts, &c.qpart_len);
     amx_att_layout(&c);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_bytes) != 0) {
         bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
         return;
     }
-    c.bufs = mem;
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, amx_att_task, &c);
-    free(mem);
 }
 
 static void amx_pack_panel(const float *rows, int64_t ld, int64_t n, int64_t k, int64_t kp, uint16_t *dst) {

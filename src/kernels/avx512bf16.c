@@ -130,7 +130,8 @@ typedef struct {
     const float *bias;
     const cvx_epilogue *epi; /* NULL: plain (bias fused in the micro-kernel) */
     int64_t kc, mc, nparts, part_w;
-    uint32_t *abufs; /* per thread: mc x kc bf16, then (with an epilogue) an MR x NR f32 tile */
+    cvx_pool *pool; /* whose per-thread scratch (cvx_pool_scratch) holds mc x kc bf16, then (with an epilogue) an
+                     * MR x NR f32 tile */
     int64_t abuf_words;
 } gemm_ctx;
 
@@ -162,7 +163,7 @@ static void gemm_block(const gemm_ctx *c, uint32_t *abuf, int64_t m0, int64_t ml
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     gemm_ctx *c = arg;
-    uint32_t *abuf = c->abufs + thread_index * c->abuf_words;
+    uint32_t *abuf = cvx_pool_scratch(c->pool, thread_index);
     for (int64_t t = begin; t < end; t++) {
         int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
         if (m0 >= c->M || n0 >= c->N) continue;
@@ -188,25 +189,12 @@ static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const flo
         return 1;
     }
     int nt = cvx_pool_size(pool);
-    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), NULL, 0};
-    /* K blocks of equal length (a multiple of CVX_PACK_KALIGN so they start on a pair of every panel). */
-    int64_t kblocks = ceil_div(K, KC_MAX);
-    c.kc = round_up(ceil_div(K, kblocks), CVX_PACK_KALIGN);
-    c.mc = min64(MC, round_up(M, MR));
-    int64_t mblocks = ceil_div(M, c.mc);
-    int64_t target = nt > 1 ? 4 * (int64_t)nt : 1;
-    if (mblocks < target) {
-        c.nparts = min64(ceil_div(target, mblocks), ceil_div(N, 2 * NR));
-        c.part_w = round_up(ceil_div(N, c.nparts), NR);
-        c.nparts = ceil_div(N, c.part_w);
-    }
+    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), pool, 0};
+    bf16_gemm_plan pl = bf16_plan_gemm(M, N, K, nt, MR, MC, KC_MAX, 0);
+    c.kc = pl.kc, c.mc = pl.mc, c.nparts = pl.nparts, c.part_w = pl.part_w;
     c.abuf_words = round_up(c.mc * (c.kc / 2), 16) + (epi ? MR * NR : 0);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(c.abuf_words * nt) * sizeof(uint32_t)) != 0) return 0;
-    c.abufs = mem;
-    int64_t tasks = mblocks * c.nparts;
-    cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
-    free(mem);
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.abuf_words * sizeof(uint32_t)) != 0) return 0;
+    cvx_pool_parallel_for(pl.tasks > 1 ? pool : NULL, pl.tasks, 1, gemm_task, &c);
     return 1;
 }
 
@@ -279,12 +267,7 @@ static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const 
             done = gemm_pairs(pool, M, n, K, A, lda, pm, kp, C + p * NR, ldc, accumulate, NULL, NULL);
             free(pm);
         }
-        for (int64_t m = 0; !done && m < M; m++)
-            for (int64_t j = 0; j < n; j++) {
-                float s = 0.0f;
-                for (int64_t kk = 0; kk < K; kk++) s += bf16_round(A[m * lda + kk]) * bf16_round(B[(p * NR + j) * ldb + kk]);
-                C[m * ldc + p * NR + j] = accumulate ? C[m * ldc + p * NR + j] + s : s;
-            }
+        if (!done) bf16_gemm_nt_plain(M, n, K, A, lda, B + p * NR * ldb, ldb, C + p * NR, ldc, accumulate);
     }
 }
 
@@ -358,7 +341,7 @@ typedef struct {
     int64_t qparts, qpart_len;
     int64_t kpd, dv;          /* head-dim pairs; channels rounded up to 16 */
     int64_t off_v, off_q, off_s, off_p, off_o, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
-    unsigned char *bufs;
+    cvx_pool *pool; /* whose per-thread scratch holds the buffers */
 } att_ctx;
 
 static void att_layout(att_ctx *c) {
@@ -564,7 +547,7 @@ static void att_head(const att_ctx *c, unsigned char *buf, int64_t b, int64_t h,
 
 static void att_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     att_ctx *c = arg;
-    unsigned char *buf = c->bufs + thread_index * c->buf_bytes;
+    unsigned char *buf = cvx_pool_scratch(c->pool, thread_index);
     for (int64_t t = begin; t < end; t++) {
         int64_t part = t % c->qparts, bh = t / c->qparts, q0 = part * c->qpart_len;
         if (q0 >= c->Lq) continue;
@@ -583,23 +566,14 @@ static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float 
     }
     int nt = cvx_pool_size(pool);
     att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, (D + 1) / 2, round_up(D, 16),
-                 0, 0, 0, 0, 0, 0, 0, NULL};
-    /* Split a head's queries only when there are too few heads for the threads (each part packs K, V again). */
-    int64_t target = nt > 1 ? (int64_t)nt * 4 : 1;
-    if (B * H < target) {
-        c.qparts = min64(ceil_div(target, B * H), ceil_div(Lq, ATT_BQ));
-        c.qpart_len = ceil_div(Lq, c.qparts);
-        c.qparts = ceil_div(Lq, c.qpart_len);
-    }
+                 0, 0, 0, 0, 0, 0, 0, pool};
+    bf16_plan_heads(B * H, Lq, nt, ATT_BQ, 1, &c.qparts, &c.qpart_len);
     att_layout(&c);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(c.buf_bytes * nt)) != 0) {
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_bytes) != 0) {
         bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
         return;
     }
-    c.bufs = mem;
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, att_task, &c);
-    free(mem);
 }
 
 /* ---- packing of weights ------------------------------------------------------------------------------------ */

@@ -9,7 +9,6 @@
  *
  * Packing (once per weight, at load): CVX_PACK_ROWS is bf16 [N, K] row-major; CVX_PACK_PAIRS is the
  * vdpbf16ps / AMX operand layout described in kernels_internal.h. */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,36 +261,6 @@ const cvx_bf16_table cvx_bf16_emu = {
     .gemm_nt = emu_gemm_nt,
     .attention = emu_attention,
 };
-
-/* ---- dispatch ----------------------------------------------------------------------------------------------- */
-
-const cvx_bf16_table *cvx_bf16_kernels_for(cvx_isa isa) {
-    switch (isa) {
-    case CVX_ISA_REF:
-    case CVX_ISA_AVX2:
-    case CVX_ISA_AVX512: return &cvx_bf16_emu;
-    case CVX_ISA_AVX512BF16: return &cvx_bf16_avx512bf16;
-    case CVX_ISA_AMX: return &cvx_bf16_amx;
-    default: return NULL;
-    }
-}
-
-const cvx_bf16_table *cvx_bf16_kernels_amx_emulated(void) {
-    return cvx_isa_supported(CVX_ISA_AVX512BF16) ? &cvx_bf16_amx_emulated : NULL;
-}
-
-static _Atomic(const cvx_bf16_table *) g_override;
-
-const cvx_bf16_table *cvx_bf16_kernels_active(void) {
-    const cvx_bf16_table *t = atomic_load_explicit(&g_override, memory_order_acquire);
-    return t ? t : cvx_bf16_kernels_for(cvx_isa_active());
-}
-
-const char *cvx_bf16_kernels_name(const cvx_bf16_table *t) { return t ? t->name : "none"; }
-
-void cvx_bf16_kernels_set_active_for_testing(const cvx_bf16_table *t) {
-    atomic_store_explicit(&g_override, t, memory_order_release);
-}
 
 /* ---- API ---------------------------------------------------------------------------------------------------- */
 

@@ -28,6 +28,48 @@ INL int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 INL int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 INL int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
+/* The cache-blocking plan of the bf16 GEMM drivers (avx512bf16.c, amx_tmpl.h): K in equal blocks of at most
+ * kc_max values (a multiple of CVX_PACK_KALIGN, so that every block starts on a pair of every panel); row blocks
+ * of mc rows (a multiple of `align`, at most mc_max, and at most a_block_bytes of packed bf16 A when that is not
+ * 0); and, when there are fewer row blocks than 4 per thread, the columns split into nparts ranges of part_w (a
+ * multiple of the panel width). Task t is row block t / nparts, column range t % nparts. */
+typedef struct {
+    int64_t kc, mc, mblocks, nparts, part_w, tasks;
+} bf16_gemm_plan;
+
+INL bf16_gemm_plan bf16_plan_gemm(int64_t M, int64_t N, int64_t K, int threads, int64_t align, int64_t mc_max,
+                                  int64_t kc_max, int64_t a_block_bytes) {
+    bf16_gemm_plan p;
+    p.kc = round_up(ceil_div(K, ceil_div(K, kc_max)), CVX_PACK_KALIGN);
+    int64_t mc = mc_max;
+    if (a_block_bytes > 0 && a_block_bytes / (2 * p.kc) / align * align < mc) mc = a_block_bytes / (2 * p.kc) / align * align;
+    p.mc = min64(round_up(M, align), max64(align, mc));
+    p.mblocks = ceil_div(M, p.mc);
+    p.nparts = 1, p.part_w = round_up(N, CVX_PACK_NR);
+    int64_t target = threads > 1 ? 4 * (int64_t)threads : 1;
+    if (p.mblocks < target) {
+        p.nparts = min64(ceil_div(target, p.mblocks), ceil_div(N, 2 * CVX_PACK_NR));
+        p.part_w = round_up(ceil_div(N, p.nparts), CVX_PACK_NR);
+        p.nparts = ceil_div(N, p.part_w);
+    }
+    p.tasks = p.mblocks * p.nparts;
+    return p;
+}
+
+/* The work split of the bf16 attention drivers: one task per (batch, head) and query part; a head's queries are
+ * split (each part packs the head's K and V again) only when there are fewer than 4 heads per thread, into
+ * parts of at least min_part queries rounded up to `align`. */
+INL void bf16_plan_heads(int64_t heads, int64_t Lq, int threads, int64_t min_part, int64_t align, int64_t *parts,
+                         int64_t *part_len) {
+    *parts = 1, *part_len = Lq;
+    int64_t target = threads > 1 ? 4 * (int64_t)threads : 1;
+    if (heads < target) {
+        *parts = min64(ceil_div(target, heads), ceil_div(Lq, min_part));
+        *part_len = round_up(ceil_div(Lq, *parts), align);
+        *parts = ceil_div(Lq, *part_len);
+    }
+}
+
 INL __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u); }
 
 /* n (<= 32) floats -> bf16, word t = (p[2t], p[2t+1]) pairs in order; missing elements are 0. */
@@ -151,9 +193,21 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
     }
 }
 
+/* C[m, n] (+)= sum_k bf16(A[m, k])·bf16(B[n, k]) in plain loops, f32 sums: the bf16 gemm_nt drivers' last resort
+ * when not even one packed panel of B can be allocated. */
+static inline float bf16_round(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
+static inline void bf16_gemm_nt_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                                      int64_t ldb, float *C, int64_t ldc, int accumulate) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) s += bf16_round(A[m * lda + k]) * bf16_round(B[n * ldb + k]);
+            C[m * ldc + n] = accumulate ? C[m * ldc + n] + s : s;
+        }
+}
+
 /* The attention of the bf16 paths one query row at a time in plain C (q, k, v and the probabilities rounded to
  * bf16, f32 sums), for when the per-thread buffers cannot be allocated. Arguments as cvx_attention_bf16. */
-static inline float bf16_round(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
 static inline void bf16_attention_rowwise(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                                           int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
                                           int64_t Lk, int64_t D, float scale, const float *bias) {

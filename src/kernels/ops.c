@@ -30,12 +30,6 @@ static void round_bf16_n(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i++) p[i] = round_bf16(p[i]);
 }
 
-static void *alloc_floats(size_t n) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)) != 0) return NULL;
-    return p;
-}
-
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
@@ -56,7 +50,7 @@ typedef struct {
     const float *bias; /* [N] or NULL */
     int64_t parts_n, part_w, part_h; /* task grid: parts_n columns of width part_w, rows of height part_h */
     int64_t nc, mc;                  /* block sizes used by the tasks */
-    float *bufs;                     /* per thread: packed B (GEMM_KC x nc) then packed A (mc x GEMM_KC) */
+    cvx_pool *pool; /* whose per-thread scratch holds packed B (GEMM_KC x nc) then packed A (mc x GEMM_KC) */
     int64_t buf_floats;
 } gemm_ctx;
 
@@ -88,7 +82,7 @@ static void gemm_block(const gemm_ctx *c, float *pb, float *pa, int64_t m0, int6
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     gemm_ctx *c = arg;
-    float *pb = c->bufs + (int64_t)thread_index * c->buf_floats;
+    float *pb = cvx_pool_scratch(c->pool, thread_index);
     float *pa = pb + GEMM_KC * round_up(c->nc, c->kt->gemm_nr);
     for (int64_t t = begin; t < end; t++) {
         int64_t n0 = (t % c->parts_n) * c->part_w, m0 = (t / c->parts_n) * c->part_h;
@@ -153,7 +147,7 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
         cvx_pool_parallel_for(pool, N, chunk < 16 ? 16 : chunk, gemv_task, &g);
         return;
     }
-    gemm_ctx c = {kt, M, N, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias, 1, N, M, 0, 0, NULL, 0};
+    gemm_ctx c = {kt, M, N, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias, 1, N, M, 0, 0, pool, 0};
     if (nt > 1) {
         /* A few tasks per thread so a busy core does not hold the others up; columns first (no duplicated
          * up-cast), at least 4 panels wide; then rows. */
@@ -167,8 +161,7 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
     c.nc = min64(round_up(GEMM_NC, nr), round_up(c.part_w, nr));
     c.mc = min64(round_up(GEMM_MC, mr), round_up(c.part_h, mr));
     c.buf_floats = round_up(GEMM_KC * round_up(c.nc, nr) + c.mc * GEMM_KC, 16);
-    c.bufs = alloc_floats((size_t)(c.buf_floats * nt));
-    if (!c.bufs) {
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_floats * sizeof(float)) != 0) {
         /* Out of memory for packing buffers: the plain reference loop needs none. */
         if (bdt == CVX_DTYPE_F32) {
             gemm_plain(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
@@ -194,7 +187,6 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
     }
     int64_t tasks = c.parts_n * ceil_div(M, c.part_h);
     cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
-    free(c.bufs);
 }
 
 void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
@@ -224,7 +216,7 @@ typedef struct {
     int64_t qparts, qpart_len; /* query ranges per (batch, head) */
     int64_t bq, bk;            /* block sizes */
     int64_t ld_s, ld_o, dpad;  /* row strides of S^T and of the O block; D rounded up to nr */
-    float *bufs;
+    cvx_pool *pool;            /* whose per-thread scratch holds each thread's buffers */
     int64_t buf_floats;
 } attn_ctx;
 
@@ -328,7 +320,7 @@ static void attn_head(const attn_ctx *c, float *buf, int64_t b, int64_t h, int64
 
 static void attn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     attn_ctx *c = arg;
-    float *buf = c->bufs + (int64_t)thread_index * c->buf_floats;
+    float *buf = cvx_pool_scratch(c->pool, thread_index);
     for (int64_t t = begin; t < end; t++) {
         int64_t part = t % c->qparts, bh = t / c->qparts;
         int64_t q0 = part * c->qpart_len;
@@ -378,7 +370,7 @@ void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, 
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
     const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
     int nt = cvx_pool_size(pool);
-    attn_ctx c = {kt, out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, bf16, 1, Lq, 0, 0, 0, 0, 0, NULL, 0};
+    attn_ctx c = {kt, out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, bf16, 1, Lq, 0, 0, 0, 0, 0, pool, 0};
     if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
         for (int64_t r = 0; r < B * Lq; r++)
             for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
@@ -399,13 +391,11 @@ void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, 
     c.ld_o = c.dpad;
     int64_t off[6];
     c.buf_floats = attn_buffer(&c, off);
-    c.bufs = alloc_floats((size_t)(c.buf_floats * nt));
-    if (!c.bufs) {
+    if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_floats * sizeof(float)) != 0) {
         attn_rowwise(&c);
         return;
     }
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, attn_task, &c);
-    free(c.bufs);
 }
 
 void cvx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
