@@ -34,7 +34,7 @@ static void usage(FILE *f) {
             "                           bf16 on a CPU without them is refused\n"
             "  --http-threads N         HTTP threads (default 4)\n"
             "  --queue-limit N          tasks waiting or running before Run answers 429 (default 100)\n"
-            "  --max-connections-per-ip N  HTTP connections one client address may hold (default 32)\n"
+            "  --max-connections-per-ip N  HTTP connections one client address may hold (default 64)\n"
             "  --project-queue-limit N  of those, one project's (default: half of --queue-limit, rounded up)\n"
             "  --run-rate N             Runs per project per minute before Run answers 429 (default 30, 0: no limit)\n"
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"

@@ -383,7 +383,10 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
     /* kept until its own time has left the window too (one dated further ahead than the window is kept as if
      * dated now + window: the store stays bounded) */
     long long keep_from = t <= now_s ? now_s : t < now_s + nonce_window_s ? t : now_s + nonce_window_s;
-    int fresh = cvx_svc_store_nonce_use(store, project->apikey, nonce, now_s, keep_from, nonce_window_s, err, sizeof err);
+    int fresh = state_changing ? cvx_svc_store_nonce_use(store, project->apikey, nonce, now_s, keep_from,
+                                                         nonce_window_s, err, sizeof err)
+                               : cvx_svc_store_nonce_note(store, project->apikey, nonce, now_s, keep_from,
+                                                          nonce_window_s, err, sizeof err);
     if (fresh < 0 && state_changing) {
         deny(res, 500, "Internal error while checking the nonce.");
         return;

@@ -248,6 +248,7 @@ typedef struct {
     char *body;
     size_t len, cap;
     int too_large;
+    int raised; /* the connection has the body timeout: on_completed gives it the head timeout again */
 } request_ctx;
 
 static const cvx_svc_route *find_route(const char *url, const char **rest) {
@@ -334,6 +335,10 @@ static int head_timeout(const cvx_svc *svc) {
 
 /* *con_cls of a GET that was answered at once: on_completed gives its connection the head timeout again. */
 static char answered_get;
+/* *con_cls of a file GET, whose connection got the body timeout. */
+static char answered_file;
+/* Bodies up to this size keep the head timeout. */
+#define SMALL_BODY 65536
 /* *con_cls of a request whose URL holds an escaped NUL (%00), set by on_uri before the URL is unescaped (the
  * unescaped URL would end at the NUL: /files/K/0.mp4%00.txt would be read as /files/K/0.mp4). */
 static char nul_url;
@@ -349,7 +354,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **con_cls) {
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
-    if ((void *)rc == (void *)&answered_get) return MHD_NO; /* a GET with a body */
+    if ((void *)rc == (void *)&answered_get || (void *)rc == (void *)&answered_file) return MHD_NO; /* a GET with a body */
     if ((void *)rc == (void *)&nul_url) {
         *con_cls = &answered_get;
         return send_error(conn, 400, 0, "Error parsing url: it holds a NUL byte (%00).");
@@ -362,14 +367,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             set_timeout(conn, 0);
             return cvx_svc_ws_handle(svc, conn) ? MHD_YES : MHD_NO;
         }
-        set_timeout(conn, BODY_TIMEOUT_S);
         if (is_get) *con_cls = &answered_get;
         if (is_get && !strcmp(url, "/healthz")) {
             int ok = atomic_load(&svc->ready) && !atomic_load(&svc->stopping);
             json_t *b = json_pack("{s:s, s:s}", "status", ok ? "ok" : "starting", "version", cvx_version());
             return send_json(conn, ok ? 200 : 503, b, 0);
         }
-        if (is_get && !strncmp(url, "/files/", 7)) return serve_file(svc, conn, url + 7);
+        if (is_get && !strncmp(url, "/files/", 7)) { /* a video may take a while to go out */
+            set_timeout(conn, BODY_TIMEOUT_S);
+            *con_cls = &answered_file;
+            return serve_file(svc, conn, url + 7);
+        }
         if (is_get) {
             const cvx_svc_web_file *f = cvx_svc_web_find(url);
             if (f) return send_text(conn, 200, f->content_type, f->data, f->size, "no-cache");
@@ -394,6 +402,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!rc) return MHD_NO;
         rc->route = route;
         rc->project = project;
+        /* a body larger than a few packets (or of unknown length) gets the idle timeout of a body; a small one
+         * arrives with its head and keeps the head timeout (no change, no cost) */
+        if (!cl || strtoull(cl, NULL, 10) > SMALL_BODY) {
+            set_timeout(conn, BODY_TIMEOUT_S);
+            rc->raised = 1;
+        }
         *con_cls = rc;
         return MHD_YES;
     }
@@ -429,10 +443,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cvx_svc *svc = cls;
     request_ctx *rc = *con_cls;
     if (!rc || (void *)rc == (void *)&nul_url) return; /* a WebSocket upgrade (or a request without an answer) */
-    /* a kept-alive connection waits for its next request head with the head timeout */
-    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
     *con_cls = NULL;
-    if ((void *)rc == (void *)&answered_get) return;
+    /* a kept-alive connection waits for its next request head with the head timeout */
+    int raised = (void *)rc == (void *)&answered_file ||
+                 ((void *)rc != (void *)&answered_get && rc->raised);
+    if (raised && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
+    if ((void *)rc == (void *)&answered_get || (void *)rc == (void *)&answered_file) return;
     free(rc->body);
     free(rc);
     *con_cls = NULL;
@@ -457,7 +473,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.slug_project = "CogVideoX-2b";
     c.http_threads = 4;
     c.max_connections = 1000;
-    c.max_connections_per_ip = 32;
+    c.max_connections_per_ip = 64;
     c.header_timeout_s = 10;
     c.body_limit = 1 << 20;
     c.queue_limit = 100;

@@ -44,7 +44,7 @@ typedef struct {
     const char *slug_project;    /* "CogVideoX-2b" */
     int http_threads;            /* 4 */
     int max_connections;         /* 1000 HTTP connections in all */
-    int max_connections_per_ip;  /* 32 from one client address: more are closed at once */
+    int max_connections_per_ip;  /* 64 from one client address: more are closed at once */
     int header_timeout_s;        /* 10: a connection silent this long before its request head is complete closes */
     size_t body_limit;           /* 1 MiB: 413 beyond */
     int queue_limit;             /* 100 tasks waiting or running: 429 beyond */

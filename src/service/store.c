@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -21,7 +22,18 @@ struct cvx_svc_store {
     pthread_mutex_t mu;
     atomic_int fail_writes; /* cvx_svc_store_fail_writes */
     long long nonces_purged; /* unix seconds of the last purge */
+    /* nonces of read-only calls, written in batches (cvx_svc_store_nonce_note): guarded by pmu */
+    pthread_mutex_t pmu;
+    struct pending_nonce {
+        char apikey[72], nonce[48];
+        long long keep_from;
+    } *pending;
+    size_t npending, cap_pending;
+    long long pending_since_ms; /* when the oldest pending nonce came */
 };
+
+#define NONCE_BATCH 1024     /* pending nonces written in one transaction */
+#define NONCE_BATCH_MS 1000  /* at the latest this long after the first of them came */
 
 void cvx_svc_store_fail_writes(cvx_svc_store *s, int on) { atomic_store(&s->fail_writes, on); }
 
@@ -70,6 +82,7 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->pmu, NULL);
     /* the store holds API keys: it is created 0600 whatever the umask (SQLite gives its -wal and -shm files the
      * mode of the database file), and one readable by others is made private */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -142,10 +155,15 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
     return 0;
 }
 
+static int flush_nonces(cvx_svc_store *s, long long now_s, long long window_s, char *err, size_t n);
+
 void cvx_svc_store_close(cvx_svc_store *s) {
     if (!s) return;
+    if (s->db) flush_nonces(s, 0, 0, NULL, 0);
     sqlite3_close_v2(s->db);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->pmu);
+    free(s->pending);
     free(s);
 }
 
@@ -419,23 +437,99 @@ int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err
 
 /* ---- nonces ---- */
 
-int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
-                            long long keep_from_s, long long window_s, char *err, size_t n) {
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Records one nonce, the lock held: 1 new, 0 recorded before, -1 error. */
+static int record_nonce(cvx_svc_store *s, const char *apikey, const char *nonce, long long keep_from_s, char *err,
+                        size_t n) {
+    int r = exec(s, err, n, "recording a nonce",
+                 "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT DO NOTHING", "ttI", apikey, nonce,
+                 keep_from_s);
+    return r > 1 ? 1 : r;
+}
+
+/* Writes the pending nonces of read-only calls in one transaction (and purges old ones at most once a minute;
+ * window_s 0: no purge). A nonce write needs no fsync of its own: WAL keeps it across a crash of the process. */
+static int flush_nonces(cvx_svc_store *s, long long now_s, long long window_s, char *err, size_t n) {
+    pthread_mutex_lock(&s->pmu);
+    struct pending_nonce *batch = s->pending;
+    size_t count = s->npending;
+    s->pending = NULL;
+    s->npending = s->cap_pending = 0;
+    pthread_mutex_unlock(&s->pmu);
     pthread_mutex_lock(&s->mu);
-    /* a nonce write needs no fsync of its own: WAL keeps it across a crash of the process */
     sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int r = 0;
-    if (now_s - s->nonces_purged >= 60 || now_s < s->nonces_purged) {
+    if (window_s > 0 && (now_s - s->nonces_purged >= 60 || now_s < s->nonces_purged)) {
         r = exec(s, err, n, "purging nonces", "DELETE FROM nonces WHERE seen < ?", "I", now_s - window_s);
         if (r >= 0) s->nonces_purged = now_s;
     }
-    if (r >= 0)
-        r = exec(s, err, n, "recording a nonce",
-                 "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT DO NOTHING", "ttI", apikey, nonce,
-                 keep_from_s);
+    sqlite3_stmt *st = r >= 0 && count ? prep(s, "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?) ON CONFLICT"
+                                                 " DO NOTHING", err, n)
+                                       : NULL;
+    if (r >= 0 && count && !st) r = -1;
+    if (st) { /* one statement and one transaction for the batch */
+        int tx = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+        for (size_t i = 0; i < count && r >= 0; i++) {
+            sqlite3_bind_text(st, 1, batch[i].apikey, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, batch[i].nonce, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, batch[i].keep_from);
+            if (sqlite3_step(st) != SQLITE_DONE) r = dbfail(s, err, n, "recording nonces");
+            sqlite3_reset(st);
+        }
+        sqlite3_finalize(st);
+        if (tx) sqlite3_exec(s->db, r >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    }
     sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->mu);
-    return r > 1 ? 1 : r;
+    free(batch);
+    return r < 0 ? -1 : 0;
+}
+
+int cvx_svc_store_nonce_note(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
+                             long long keep_from_s, long long window_s, char *err, size_t n) {
+    if (strlen(apikey) >= sizeof s->pending->apikey || strlen(nonce) >= sizeof s->pending->nonce)
+        return cvx_svc_store_nonce_use(s, apikey, nonce, now_s, keep_from_s, window_s, err, n) < 0 ? -1 : 0;
+    long long now_ms = mono_ms();
+    pthread_mutex_lock(&s->pmu);
+    int ok = 1;
+    /* a poll that repeats the last nonce (the recipe's Detail) adds nothing */
+    struct pending_nonce *last = s->npending ? &s->pending[s->npending - 1] : NULL;
+    if (!last || strcmp(last->nonce, nonce) || strcmp(last->apikey, apikey)) {
+        if (s->npending == s->cap_pending) {
+            size_t cap = s->cap_pending ? s->cap_pending * 2 : 64;
+            struct pending_nonce *np = realloc(s->pending, cap * sizeof *np);
+            if (np) s->pending = np, s->cap_pending = cap;
+            else ok = 0;
+        }
+        if (ok) {
+            struct pending_nonce *e = &s->pending[s->npending++];
+            snprintf(e->apikey, sizeof e->apikey, "%s", apikey);
+            snprintf(e->nonce, sizeof e->nonce, "%s", nonce);
+            e->keep_from = keep_from_s;
+            if (s->npending == 1) s->pending_since_ms = now_ms;
+        }
+    }
+    int due = s->npending >= NONCE_BATCH || (s->npending && now_ms - s->pending_since_ms >= NONCE_BATCH_MS);
+    pthread_mutex_unlock(&s->pmu);
+    if (!ok) return cvx_svc_store_nonce_use(s, apikey, nonce, now_s, keep_from_s, window_s, err, n) < 0 ? -1 : 0;
+    return due ? flush_nonces(s, now_s, window_s, err, n) : 0;
+}
+
+int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
+                            long long keep_from_s, long long window_s, char *err, size_t n) {
+    /* the pending nonces of read-only calls first: one of them used here is a replay */
+    if (flush_nonces(s, now_s, window_s, err, n) < 0) return -1;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int r = record_nonce(s, apikey, nonce, keep_from_s, err, n);
+    sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->mu);
+    return r;
 }
 
 /* ---- tasks ---- */

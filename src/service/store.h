@@ -87,12 +87,18 @@ int cvx_svc_store_truncate_log(cvx_svc_store *s, char *err, size_t err_size);
 int cvx_svc_store_project_revoke(cvx_svc_store *s, const char *apikey, char *err, size_t err_size);
 
 /* ---- nonces ---- */
-/* Records (apikey, nonce), to be remembered until keep_from_s + window_s; 1 = not recorded before, 0 = recorded
- * already (a replay when the call changes state), -1 error. Entries past their time are purged as a side effect
- * (at most once a minute). Written without an fsync of its own (the next task write syncs it): a power cut may
- * forget the last nonces, a crash of the process does not. */
+/* Records (apikey, nonce) for a call that changes state, to be remembered until keep_from_s + window_s; 1 = not
+ * recorded before, 0 = recorded already (a replay), -1 error. The nonces noted by read-only calls are written first,
+ * so one of them is found; entries past their time are purged as a side effect (at most once a minute). Written
+ * without an fsync of its own (the next task write syncs it): a power cut may forget the last nonces, a crash of
+ * the process does not. */
 int cvx_svc_store_nonce_use(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
                             long long keep_from_s, long long window_s, char *err, size_t err_size);
+/* Notes the nonce of a read-only call: kept in memory and written in batches (1024 nonces, or 1 s after the first
+ * of them, or before the next nonce_use, or at close), so polling costs no write per call; a crash of the process
+ * forgets at most the last second's. 0 ok, -1 error. */
+int cvx_svc_store_nonce_note(cvx_svc_store *s, const char *apikey, const char *nonce, long long now_s,
+                             long long keep_from_s, long long window_s, char *err, size_t err_size);
 
 /* ---- tasks ---- */
 /* The limits a new task is checked against (0 = none). */
