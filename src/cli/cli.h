@@ -23,4 +23,12 @@ CVX_CLI_COMMANDS(CVX__CLI_DECL)
 /* Parses a --threads value; returns -1 on error. */
 int cvx_cli_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* Output checks run before a model is loaded; each prints "cogvideox CMD: FLAG PATH: ..." and returns the exit code
+ * (0 ok, 1 a name the command cannot write, e.g. the wrong extension, 2 an I/O failure).
+ * cvx_cli_check_output_dir creates the folder (and its parents) when missing and probes it with a temporary file;
+ * cvx_cli_check_output_file wants the extension ext (case-insensitive), a writable file if one exists, and creates
+ * its folder. */
+int cvx_cli_check_output_dir(const char *cmd, const char *flag, const char *dir);
+int cvx_cli_check_output_file(const char *cmd, const char *flag, const char *path, const char *ext, const char *kind);
+
 #endif

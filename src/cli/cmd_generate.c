@@ -208,6 +208,13 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     if (!model_dir) return bad_arg("-m MODEL_DIR is required%s%s", "", "");
     if (!have_prompt) return bad_arg("-p PROMPT is required%s%s", "", "");
+    /* Every output is checked (its folder created) before the model is opened: not after hours of work. */
+    int orc = 0;
+    if (p.output_path) orc = cvx_cli_check_output_file("generate", "-o", p.output_path, ".mp4", "an H.264 MP4");
+    if (!orc && p.preview_path)
+        orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
+    if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
+    if (orc) return orc;
 
     progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1};
     p.progress = on_progress;

@@ -160,6 +160,8 @@ int cvx_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "cogvideox serve: --public-url must start with http:// or https://\n");
         return 2;
     }
+    int orc = cvx_cli_check_output_dir("serve", "--outputs", cfg.outputs_dir);
+    if (orc) return orc;
     char err[1024];
     if (cvx_svc_limits_from_model(&cfg.limits, model, err, sizeof err)) {
         fprintf(stderr, "cogvideox serve: %s\n", err);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Outputs checked before any work (issue 14, item 1): a missing folder of -o / --preview is created, a path that
+# cannot be written (a file in the way, a read-only place, a wrong extension) fails at once — before the model is
+# opened (the error names the output even when -m does not exist) and in well under a second with the real tiny
+# model — and serve checks --outputs at start.
+set -u
+BIN=${1:?usage: cli_outputs.sh path/to/cogvideox}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-cli-outputs-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect RC DESCRIPTION NEEDLE -- CMD...: exit code RC and NEEDLE in stderr
+expect() {
+    local want=$1 what=$2 needle=$3; shift 4
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    if [ $rc -ne "$want" ]; then bad "$what: exit $rc (want $want): $(head -c 300 "$TMP/err")"; return; fi
+    if ! grep -qF -- "$needle" "$TMP/err"; then bad "$what: '$needle' not in: $(head -c 300 "$TMP/err")"; return; fi
+    ok "$what: $(head -n 1 "$TMP/err")"
+}
+now_ms() { date +%s%3N; }
+
+M=$TMP/tiny
+"$BIN" make-model --preset tiny -o "$M" >/dev/null 2>&1 || bad "make-model tiny"
+: >"$TMP/afile"
+
+# Before the model: the output is named even though the model folder does not exist.
+expect 2 "file in the way, no model" "-o $TMP/afile/out.mp4" -- \
+    "$BIN" generate -m "$TMP/nonexistent" -p x -o "$TMP/afile/out.mp4"
+expect 1 "-o out.avi" "name it *.mp4 (not .avi)" -- "$BIN" generate -m "$TMP/nonexistent" -p x -o "$TMP/out.avi"
+expect 1 "--preview out.gif" "*.webp" -- "$BIN" generate -m "$M" -p x -o "$TMP/a.mp4" --preview "$TMP/p.gif"
+expect 2 "--frames-dir under a file" "--frames-dir $TMP/afile/frames" -- \
+    "$BIN" generate -m "$TMP/nonexistent" -p x -o "$TMP/a.mp4" --frames-dir "$TMP/afile/frames"
+mkdir -p "$TMP/dir.mp4"
+expect 2 "-o an existing folder" "is a folder" -- "$BIN" generate -m "$M" -p x -o "$TMP/dir.mp4"
+expect 2 "-o in /proc" "cannot create its folder /proc/cvx-no" -- "$BIN" generate -m "$M" -p x -o /proc/cvx-no/out.mp4
+# Timed: the full default run of the tiny model (50 steps, 49 frames) must fail before any of it starts.
+t0=$(now_ms)
+expect 2 "timed: -o under a file with the real model" "$TMP/afile/x/out.mp4" -- \
+    "$BIN" generate -m "$M" -p "a red fox" -o "$TMP/afile/x/out.mp4"
+t1=$(now_ms)
+[ $((t1 - t0)) -lt 1000 ] && ok "failed after $((t1 - t0)) ms" || bad "the output check took $((t1 - t0)) ms"
+
+# A missing folder is created, as --frames-dir always did.
+"$BIN" generate -m "$M" -p x -o "$TMP/new/deeper/out.mp4" --preview "$TMP/prev/p.webp" --frames 5 --steps 1 \
+    --height 16 --width 16 --quiet 2>"$TMP/err" && [ -s "$TMP/new/deeper/out.mp4" ] && [ -s "$TMP/prev/p.webp" ] &&
+    ok "-o and --preview in new folders" || bad "-o in a new folder: $(cat "$TMP/err")"
+ls -a "$TMP/new/deeper" | grep -q cogvideox-write-test && bad "the probe file stayed" || true
+
+# serve: --outputs checked at start, before the model is opened
+expect 2 "serve --outputs under a file" "--outputs $TMP/afile/out" -- \
+    "$BIN" serve --model "$TMP/nonexistent" --store "$TMP/s.db" --outputs "$TMP/afile/out" --listen 127.0.0.1:0
+
+if [ $fails -ne 0 ]; then echo "cli_outputs: $fails failed"; exit 1; fi
+echo "cli_outputs: all passed"
