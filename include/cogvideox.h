@@ -142,10 +142,19 @@ typedef enum {
 typedef struct {
     cvx_phase phase;
     int step, steps;         /* CVX_PHASE_DENOISE: steps done so far (0..steps) */
-    double fraction;         /* of the whole generation, 0..1 (estimated from the work per stage) */
+    double fraction;         /* of the whole generation's time, 0..1, never decreasing: elapsed / (elapsed +
+                              * remaining) once a rate is measured, a work estimate per stage before */
     double elapsed_seconds;  /* since the generation started */
-    double remaining_seconds; /* estimate; < 0 while unknown */
+    double remaining_seconds; /* estimate; < 0 while unknown. From measured rates: the seconds per denoising step
+                              * so far, the decoder's seconds per frame batch once one is done (before that its
+                              * work relative to a step, at the measured step rate), the writer's per frame */
+    const char *label;       /* the stage in words: "encoding the prompt", "denoising", "decoding the video",
+                              * "writing the video" (cvx_phase_label) */
+    int done, total;         /* units of the phase: steps, VAE frame batches, frames written; 0/0 for the encode */
 } cvx_progress;
+
+/* "encoding the prompt", "denoising", "decoding the video", "writing the video"; "?" for another value. */
+const char *cvx_phase_label(cvx_phase phase);
 
 typedef void (*cvx_progress_fn)(const cvx_progress *progress, void *user_data);
 /* Polled between transformer blocks and between VAE batches: return non-zero to cancel. */

@@ -272,10 +272,19 @@
     if (detail !== undefined) $('progress-text').textContent = detail;
   }
 
+  /* The stage in words: "Step 12/50" while denoising, "Decoding the video (batch 3/7)" and "Writing the video" after
+   * (the server names the stage); the percentage is of the whole task when the server gives it. */
   function progressLine(pg) {
-    const parts = [`Step ${pg.stepCurrent}/${pg.stepTotal}`];
-    if (pg.percentage !== undefined) parts.push(`${pg.percentage}%`);
-    if (pg.speed) parts.push(`${pg.speed} ${pg.speedType || 'it/s'}`);
+    const later = pg.stage && pg.stage !== 'denoise';
+    const label = String(pg.stageLabel || pg.stage || '');
+    const first = later
+      ? label.charAt(0).toUpperCase() + label.slice(1) +
+        (Number(pg.stageTotal) > 0 && pg.stage === 'decode' ? ` (batch ${pg.stageCurrent}/${pg.stageTotal})` : '')
+      : `Step ${pg.stepCurrent}/${pg.stepTotal}`;
+    const parts = [first];
+    if (pg.taskPercentage !== undefined) parts.push(`${pg.taskPercentage}%`);
+    else if (pg.percentage !== undefined) parts.push(`${pg.percentage}%`);
+    if (pg.speed && !later) parts.push(`${pg.speed} ${pg.speedType || 'it/s'}`);
     if (pg.elapsedTime) parts.push(`elapsed ${pg.elapsedTime}`);
     if (pg.remainingTime) parts.push(`remaining ${pg.remainingTime}`);
     return parts.join(' · ');
@@ -336,7 +345,8 @@
       showError(`Task ${f.id} failed: ${why}`);
     } else if (Array.isArray(outputs) && outputs.length && showVideo(outputs[0])) {
       const p = $('progress');
-      p.value = p.max;
+      p.max = 100; /* the whole task, as the stage messages count it */
+      p.value = 100;
       const el = task ? Number(task.elapsedseconds) : NaN;
       const secs = Number.isFinite(el) && el > 0 ? ` in ${el < 10 ? el.toFixed(2) : el.toFixed(1)} s` : '';
       $('progress-text').textContent = `Finished${secs}.`;
@@ -365,7 +375,8 @@
       return;
     }
     if (m.type === 'task_output' && msg && msg.type === 'progressGenerate') {
-      setProgress(Number(msg.stepCurrent), Number(msg.stepTotal), progressLine(msg));
+      if (msg.taskPercentage !== undefined) setProgress(Number(msg.taskPercentage), 100, progressLine(msg));
+      else setProgress(Number(msg.stepCurrent), Number(msg.stepTotal), progressLine(msg));
       return;
     }
     if (m.type === 'task_output') return; /* other outputs (logs) */
@@ -404,11 +415,14 @@
       const t = d.tasklist && d.tasklist[0];
       if (follow !== f || f.done) return;
       if (t) {
-        const lines = String(t.debugoutput || '').match(/Generate: step (\d+)\/(\d+)[^\n]*/g);
+        const lines = String(t.debugoutput || '').match(/Generate: [^\n]*/g);
         if (lines && lines.length) {
           const last = lines[lines.length - 1];
           const m = /step (\d+)\/(\d+)/.exec(last);
-          setProgress(Number(m[1]), Number(m[2]), last.replace(/^Generate: s/, 'S'));
+          const stage = /\((\d+)% of the task\)/.exec(last);
+          const text = last.replace(/^Generate: (.)/, (all, c) => c.toUpperCase());
+          if (stage) setProgress(Number(stage[1]), 100, text);
+          else if (m) setProgress(Number(m[1]), Number(m[2]), text);
         } else {
           showStatus(f, t.status);
         }

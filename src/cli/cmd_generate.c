@@ -19,10 +19,9 @@ typedef struct {
     int quiet, tty;
     int last_percent;
     cvx_phase last_phase;
-    int last_step;
+    int last_done;
+    double last_draw;
 } progress_state;
-
-static const char *const phase_names[] = {"encode", "denoise", "decode", "write"};
 
 static void fmt_seconds(double s, char *buf, size_t size) {
     if (s < 0) snprintf(buf, size, "?");
@@ -31,35 +30,39 @@ static void fmt_seconds(double s, char *buf, size_t size) {
     else snprintf(buf, size, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
+/* Every stage is named ("decoding the video 3/7"), the remaining time comes from the engine's measured rates. */
 static void on_progress(const cvx_progress *p, void *user_data) {
     progress_state *ps = user_data;
     if (ps->quiet) return;
-    char el[32], rem[32];
+    char el[32], rem[32], units[48] = "";
     fmt_seconds(p->elapsed_seconds, el, sizeof el);
     fmt_seconds(p->remaining_seconds, rem, sizeof rem);
-    int percent = (int)(p->fraction * 100.0 + 0.5);
-    const char *phase = (unsigned)p->phase < 4 ? phase_names[p->phase] : "?";
+    int percent = (int)(p->fraction * 100.0);
+    const char *label = p->label ? p->label : "?";
+    if (p->total > 0) {
+        if (p->phase == CVX_PHASE_DENOISE) snprintf(units, sizeof units, " step %d/%d", p->done, p->total);
+        else if (p->phase == CVX_PHASE_DECODE) snprintf(units, sizeof units, " batch %d/%d", p->done, p->total);
+    }
+    int changed = p->phase != ps->last_phase || p->done != ps->last_done;
     if (ps->tty) {
-        int width = 30, filled = (int)(p->fraction * width + 0.5);
+        /* at most ~10 redraws a second, but every stage change and the end are drawn */
+        double now = p->elapsed_seconds;
+        if (!changed && percent == ps->last_percent) return;
+        if (!changed && now - ps->last_draw < 0.1 && p->fraction < 1) return;
+        ps->last_draw = now;
+        int width = 30, filled = (int)(p->fraction * width);
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        if (p->phase == CVX_PHASE_DENOISE)
-            fprintf(stderr, "\r[%s] %3d%% %-7s step %d/%d  elapsed %s  left %s   ", bar, percent, phase, p->step,
-                    p->steps, el, rem);
-        else
-            fprintf(stderr, "\r[%s] %3d%% %-7s                elapsed %s  left %s   ", bar, percent, phase, el, rem);
+        fprintf(stderr, "\r[%s] %3d%% %s%s  elapsed %s  left %s\033[K", bar, percent, label, units, el, rem);
         fflush(stderr);
     } else {
-        /* Plain lines: one per phase change and per denoising step. */
-        if (p->phase == ps->last_phase && p->step == ps->last_step && percent == ps->last_percent) return;
-        if (p->phase == CVX_PHASE_DENOISE)
-            fprintf(stderr, "%3d%% denoise step %d/%d elapsed %s left %s\n", percent, p->step, p->steps, el, rem);
-        else if (p->phase != ps->last_phase)
-            fprintf(stderr, "%3d%% %s elapsed %s left %s\n", percent, phase, el, rem);
+        /* Plain lines: one per stage change, denoising step and decoder batch. */
+        if (!changed) return;
+        fprintf(stderr, "%3d%% %s%s elapsed %s left %s\n", percent, label, units, el, rem);
     }
     ps->last_phase = p->phase;
-    ps->last_step = p->step;
+    ps->last_done = p->done;
     ps->last_percent = percent;
 }
 
@@ -216,7 +219,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
     if (orc) return orc;
 
-    progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1};
+    progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1, -1.0};
     p.progress = on_progress;
     p.progress_user_data = &ps;
     p.should_cancel = should_cancel;

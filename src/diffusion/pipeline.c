@@ -235,10 +235,18 @@ typedef struct {
     const cvx_generate_params *p;
     const cvx_pipeline_tap *tap;
     double t0;
-    /* progress model: the share of the total work of each phase, from a FLOP estimate */
+    /* progress model: the share of the total work of each phase, from a FLOP estimate, until rates are measured */
     double weight[4], base[4];
     cvx_phase phase;
     int steps;
+    /* measured rates (remaining time): when the denoising started and from which step; the decoder's probe
+     * estimate of the whole decode; when the decode started, its batches done; the writer's seconds per frame */
+    double t_denoise, t_decode, decode_estimate, write_estimate;
+    int step0, steps_done;
+    int decode_done, decode_total;
+    int frames_total, frames_written;
+    double write_seconds;
+    double last_fraction;
     int cancelled;
     /* step_latents_after when tapped: [N, latent numel] */
     float *step_latents;
@@ -408,6 +416,37 @@ cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const
     return CVX_OK;
 }
 
+const char *cvx_phase_label(cvx_phase phase) {
+    static const char *const labels[] = {"encoding the prompt", "denoising", "decoding the video", "writing the video"};
+    return (unsigned)phase < 4 ? labels[phase] : "?";
+}
+
+/* The writer's seconds for the frames still to come: its measured rate once a frame is written, else the prior. */
+static double write_left(const gen_ctx *g) {
+    int left = g->frames_total - g->frames_written;
+    if (left < 0) left = 0;
+    if (g->frames_written > 0) return g->write_seconds / g->frames_written * left;
+    return g->frames_total > 0 ? g->write_estimate * left / g->frames_total : 0;
+}
+
+/* Remaining seconds from measured rates, < 0 while none is measured: the seconds per denoising step of this run,
+ * the decoder's probe (the whole decode estimated from a small decode timed before the denoising) until a frame
+ * batch is done, then the decoder's own seconds per batch, and the writer's seconds per frame. */
+static double remaining(const gen_ctx *g, cvx_phase phase, double now) {
+    double decode_left = g->decode_estimate;
+    if (phase == CVX_PHASE_DECODE && g->decode_done > 0 && g->decode_total > 0)
+        decode_left = (now - g->t_decode - g->write_seconds) / g->decode_done * (g->decode_total - g->decode_done);
+    else if (phase > CVX_PHASE_DECODE)
+        decode_left = 0;
+    if (decode_left < 0) return -1;
+    if (phase <= CVX_PHASE_DENOISE) {
+        if (g->steps_done <= 0) return -1;
+        double per_step = (now - g->t_denoise) / g->steps_done;
+        return per_step * (g->steps - g->step0 - g->steps_done) + decode_left + write_left(g);
+    }
+    return decode_left + write_left(g);
+}
+
 static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
     if (!g->p->progress) return;
     cvx_progress pr;
@@ -415,14 +454,24 @@ static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
     pr.phase = phase;
     pr.step = step;
     pr.steps = g->steps;
-    double f = g->base[phase] + g->weight[phase] * (within < 0 ? 0 : within > 1 ? 1 : within);
-    /* the last phase finished is the whole job, whatever the rounding of the sum of the weights */
-    pr.fraction = f > 1 || (phase == CVX_PHASE_WRITE && within >= 1) ? 1 : f;
-    pr.elapsed_seconds = cvx_time_seconds() - g->t0;
-    /* Estimate once real work of the dominant phase has been timed. */
-    pr.remaining_seconds = (phase >= CVX_PHASE_DENOISE && step > 0) || phase > CVX_PHASE_DENOISE
-                               ? pr.elapsed_seconds / (pr.fraction > 1e-9 ? pr.fraction : 1e-9) * (1 - pr.fraction)
-                               : -1;
+    pr.label = cvx_phase_label(phase);
+    double now = cvx_time_seconds();
+    pr.elapsed_seconds = now - g->t0;
+    pr.remaining_seconds = remaining(g, phase, now);
+    double f;
+    if (pr.remaining_seconds >= 0)
+        f = pr.elapsed_seconds / (pr.elapsed_seconds + pr.remaining_seconds > 1e-9 ? pr.elapsed_seconds + pr.remaining_seconds : 1e-9);
+    else
+        f = g->base[phase] + g->weight[phase] * (within < 0 ? 0 : within > 1 ? 1 : within);
+    /* the last phase finished is the whole job; never backwards */
+    if (phase == CVX_PHASE_WRITE && within >= 1) f = 1, pr.remaining_seconds = 0;
+    if (f > 1) f = 1;
+    if (f < g->last_fraction) f = g->last_fraction;
+    g->last_fraction = f;
+    pr.fraction = f;
+    if (phase == CVX_PHASE_DENOISE) pr.done = step, pr.total = g->steps;
+    else if (phase == CVX_PHASE_DECODE) pr.done = g->decode_done, pr.total = g->decode_total;
+    else if (phase == CVX_PHASE_WRITE) pr.done = g->frames_written, pr.total = g->frames_total;
     g->p->progress(&pr, g->p->progress_user_data);
 }
 
@@ -634,6 +683,7 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
         if (g->ckpt_status != CVX_OK)
             cvx_fail(&g->e->err, g->ckpt_status, "checkpoint after step %d failed", (int)(s->step + 1));
     }
+    g->steps_done++;
     report(g, CVX_PHASE_DENOISE, (double)(s->step + 1) / (double)s->total, (int)(s->step + 1));
 }
 
@@ -733,6 +783,9 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     dp.cancel = poll_cancel;
     dp.cancel_user_data = g;
     const float *negative = cfg ? embeds + L * cvx_dit_get_config(dit)->text_embed_dim : NULL;
+    g->t_denoise = cvx_time_seconds();
+    g->step0 = resume ? (int)resume->step : 0;
+    g->steps_done = 0;
     if (!resume) report(g, CVX_PHASE_DENOISE, 0, 0);
     g->dims[0] = F;
     g->dims[1] = C;
@@ -805,6 +858,46 @@ done:
 
 /* ---- stage 3: decoding, with the frames streamed to the files as each VAE frame batch finishes -------------- */
 
+/* The decoder's time, measured rather than guessed (a FLOP count misses its memory-bound convolutions by 10x on
+ * small channel counts): before the denoising, two latent frames of about 1/16 of the area are decoded and timed,
+ * and the whole decode is that time scaled by output frames and area (about 1% of the decode's own time). Sizes
+ * too small to cut, or one latent frame, time the first batch directly. Nothing here touches the outputs. */
+static void probe_decode(gen_ctx *g, int64_t C, int64_t F, int64_t H, int64_t W, int out_frames, int height, int width) {
+    cvx_engine *e = g->e;
+    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
+    g->write_estimate = 100e-9 * (double)out_frames * height * width; /* H.264 of noise: ~100 ns a pixel */
+    g->decode_estimate = -1;
+    if (F < 2) return;
+    int64_t ph = H >= 16 ? (H + 3) / 4 : H, pw = W >= 16 ? (W + 3) / 4 : W;
+    cvx_error err;
+    cvx_error_clear(&err);
+    cvx_vae *vae = NULL;
+    float *z = NULL, *out = NULL;
+    if (cvx_vae_open(&vae, vc->dir, CVX_VAE_DECODER, &err) != CVX_OK) goto done;
+    if (cvx_vae_set_precision(vae, g->p->precision) != CVX_OK) goto done;
+    int64_t zshape[5] = {1, C, 2, ph, pw}, oshape[5];
+    cvx_vae_params vp = cvx_vae_params_default(vae);
+    if (cvx_vae_decode_shape(vae, &vp, zshape, oshape) != CVX_OK) goto done;
+    z = calloc((size_t)(C * 2 * ph * pw), sizeof(float));
+    out = malloc(sizeof(float) * (size_t)(oshape[0] * oshape[1] * oshape[2] * oshape[3] * oshape[4]));
+    if (!z || !out) goto done;
+    /* a short probe is timed twice, the faster kept: a moment of other load on the cores must not double it */
+    double t = 1e300;
+    for (int k = 0; k < 2 && (k == 0 || t < 0.5); k++) {
+        double t1 = cvx_time_seconds();
+        if (cvx_vae_decode(vae, e->pool, &vp, z, zshape, out) != CVX_OK) goto done;
+        t1 = cvx_time_seconds() - t1;
+        if (t1 < t) t = t1;
+    }
+    g->decode_estimate = t * ((double)out_frames / (double)oshape[2]) * ((double)(H * W) / (double)(ph * pw));
+    cvx_log_debug(&e->logger, "decode probe: %lldx%lld latents in %.3fs, decode estimated at %.1fs", (long long)ph,
+                  (long long)pw, t, g->decode_estimate);
+done:
+    free(z);
+    free(out);
+    cvx_vae_close(vae);
+}
+
 typedef struct {
     cvx_video_writer *vw[2]; /* MP4, animated preview */
     int finished[2];
@@ -876,6 +969,8 @@ static cvx_status outputs_write(gen_ctx *g, outputs *o, int64_t f0, int64_t f1) 
         }
     }
     o->write_seconds += cvx_time_seconds() - t0;
+    g->write_seconds = o->write_seconds;
+    g->frames_written = (int)f1;
     return st;
 }
 
@@ -887,6 +982,8 @@ typedef struct {
 
 static int vae_progress(void *user_data, int done, int total) {
     stream_ctx *sc = user_data;
+    sc->g->decode_done = done;
+    sc->g->decode_total = total;
     report(sc->g, CVX_PHASE_DECODE, total > 0 ? (double)done / total : 1.0, 0);
     return poll_cancel(sc->g);
 }
@@ -937,6 +1034,9 @@ static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C,
         goto done;
     }
     o->sample = sample;
+    g->t_decode = cvx_time_seconds();
+    g->decode_done = 0;
+    g->decode_total = vp.latent_frames_batch > 0 && F / vp.latent_frames_batch > 0 ? (int)(F / vp.latent_frames_batch) : 1;
     report(g, CVX_PHASE_DECODE, 0, 0);
     st = cvx_vae_decode(vae, e->pool, &vp, z, zshape, sample);
     if (st != CVX_OK) {
@@ -1002,6 +1102,8 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     seconds[CVX_PHASE_ENCODE] = cvx_time_seconds() - t;
     if (st != CVX_OK) goto done;
     cvx_log_info(&e->logger, "encode: %.2fs", seconds[CVX_PHASE_ENCODE]);
+    g.frames_total = out_frames;
+    if (p->progress) probe_decode(&g, C, F, H, W, out_frames, height, width);
     if (poll_cancel(&g)) {
         st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
         goto done;
@@ -1040,6 +1142,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
         goto done;
     }
+    report(&g, CVX_PHASE_WRITE, 0, 0);
     st = outputs_close(&g, &o);
     seconds[CVX_PHASE_WRITE] = cvx_time_seconds() - t + o.write_seconds;
     if (st != CVX_OK) goto done;

@@ -30,6 +30,8 @@ typedef struct {
     int steps;
     int first_step;        /* the step this run started from (resume) */
     int last_step;         /* last step reported */
+    int stage_phase, stage_done; /* last decode/write report published (phase, units done) */
+    int stage_seq;               /* its order among the task's outputs: after the last step's */
     double prev_elapsed;   /* elapsed_seconds of the previous denoising report */
     double elapsed_before; /* generation seconds of earlier, interrupted runs */
     double elapsed;
@@ -156,8 +158,52 @@ static void fmt_seconds(double s, char *out, size_t size) {
     else snprintf(out, size, "%.0fs", s);
 }
 
+/* After the denoising: one task_output per decoder batch and for the writing, naming the stage (the page shows it
+ * instead of a frozen "step n/n"), with the share of the whole task and the engine's remaining time. */
+static void publish_stage(run_ctx *rc, const cvx_progress *p) {
+    if (p->phase == (cvx_phase)rc->stage_phase && p->done == rc->stage_done) return;
+    rc->stage_phase = (int)p->phase;
+    rc->stage_done = p->done;
+    const char *stage = p->phase == CVX_PHASE_DECODE ? "decode" : "write";
+    char pct[16], tpct[16], cur[16], tot[16], scur[16], stot[16], el[32], rem[32];
+    snprintf(pct, sizeof pct, "%d", 100);
+    snprintf(tpct, sizeof tpct, "%d", (int)(100.0 * p->fraction));
+    snprintf(cur, sizeof cur, "%d", p->steps);
+    snprintf(tot, sizeof tot, "%d", p->steps);
+    snprintf(scur, sizeof scur, "%d", p->done);
+    snprintf(stot, sizeof stot, "%d", p->total);
+    fmt_seconds(rc->elapsed, el, sizeof el);
+    fmt_seconds(p->remaining_seconds, rem, sizeof rem);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type",
+                            "progressGenerate", "task", "Generate", "percentage", pct, "stepCurrent", cur, "stepTotal",
+                            tot, "elapsedTime", el, "remainingTime", rem, "stage", stage, "stageLabel",
+                            p->label ? p->label : stage, "stageCurrent", scur, "stageTotal", stot, "taskPercentage",
+                            tpct, "speedType", "it/s");
+    char line[256];
+    if (p->total > 0 && p->phase == CVX_PHASE_DECODE)
+        snprintf(line, sizeof line, "Generate: %s, batch %d/%d (%s%% of the task), elapsed %s, remaining %s",
+                 p->label ? p->label : stage, p->done, p->total, tpct, el, rem);
+    else
+        snprintf(line, sizeof line, "Generate: %s (%s%% of the task), elapsed %s, remaining %s",
+                 p->label ? p->label : stage, tpct, el, rem);
+    char err[256];
+    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, "task_output", line, rc->elapsed, err, sizeof err) < 0)
+        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
+    char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
+    rc->stage_seq = (rc->stage_seq > p->steps ? rc->stage_seq : p->steps) + 1;
+    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
+    free(text);
+}
+
 static void on_progress(const cvx_progress *p, void *ud) {
     run_ctx *rc = ud;
+    /* the task's time covers every stage, the decode and the writing included */
+    if (p->elapsed_seconds >= 0 && (p->phase != CVX_PHASE_DENOISE || p->step > rc->last_step))
+        rc->elapsed = rc->elapsed_before + p->elapsed_seconds;
+    if ((p->phase == CVX_PHASE_DECODE || p->phase == CVX_PHASE_WRITE) && rc->last_step >= 0 && p->steps > 0) {
+        publish_stage(rc, p);
+        return;
+    }
     if (p->phase != CVX_PHASE_DENOISE || p->step <= rc->last_step || p->step < 1) return;
     /* it/s over the steps since the previous report (the first one also carries the text encoding) */
     int base = rc->last_step >= 0 ? rc->last_step : (rc->first_step > 0 ? rc->first_step : 0);
@@ -174,9 +220,12 @@ static void on_progress(const cvx_progress *p, void *ud) {
     snprintf(spd, sizeof spd, "%.2f", speed);
     fmt_seconds(rc->elapsed, el, sizeof el);
     fmt_seconds(p->remaining_seconds, rem, sizeof rem);
-    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "progressGenerate", "task",
-                            "Generate", "percentage", pct, "stepCurrent", cur, "stepTotal", tot, "speed", spd,
-                            "speedType", "it/s", "elapsedTime", el, "remainingTime", rem);
+    char tpct[16];
+    snprintf(tpct, sizeof tpct, "%d", (int)(100.0 * p->fraction));
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "progressGenerate",
+                            "task", "Generate", "percentage", pct, "stepCurrent", cur, "stepTotal", tot, "speed", spd,
+                            "speedType", "it/s", "elapsedTime", el, "remainingTime", rem, "stage", "denoise",
+                            "stageLabel", p->label ? p->label : "denoising", "taskPercentage", tpct);
     char line[256];
     snprintf(line, sizeof line, "Generate: step %d/%d (%s%%), %s it/s, elapsed %s, remaining %s", p->step, p->steps,
              pct, spd, el, rem);

@@ -176,6 +176,11 @@ try {
       for (const r of recs) window.__progress.push({ old: r.oldValue });
     });
     window.__progressObserver.observe(p, { attributes: true, attributeFilter: ['value'], attributeOldValue: true });
+    // and every text of the status line: the stages after the denoising are named (issue 14, item 2)
+    const t = document.getElementById('progress-text');
+    window.__texts = [];
+    window.__textObserver = new MutationObserver(() => window.__texts.push(t.textContent));
+    window.__textObserver.observe(t, { childList: true, characterData: true, subtree: true });
   });
   const framesBefore = wsFrames.length;
   await page.click('#submit');
@@ -208,8 +213,13 @@ try {
   const h = progress.history;
   const monotonic = h.every((v, i) => i === 0 || v >= h[i - 1]);
   const between = new Set(h.filter((v) => v > 0 && v < progress.max));
-  check(progress.max === 5 && progress.value === 5 && monotonic && between.size >= 2,
-        `the progress bar advanced step by step: ${h.join(' → ')} (max ${progress.max})`, JSON.stringify(progress));
+  check(progress.max === 100 && progress.value === 100 && monotonic && between.size >= 2,
+        `the progress bar (% of the whole task) advanced: ${h.join(' → ')} (max ${progress.max})`, JSON.stringify(progress));
+  const texts = await page.evaluate(() => window.__texts);
+  const decoding = texts.filter((x) => /^Decoding the video/.test(x));
+  check(decoding.length >= 1 && texts.some((x) => /^Step 5\/5/.test(x)) &&
+        texts.findIndex((x) => /^Decoding/.test(x)) > texts.findIndex((x) => /^Step 5\/5/.test(x)),
+        `the status line names the decode after the last step: "${decoding[0]}"`, JSON.stringify(texts));
   const mine = wsFrames.slice(framesBefore);
   const steps = mine.filter((f) => f.type === 'task_output' && f.message && f.message.type === 'progressGenerate');
   const types = [...new Set(mine.map((f) => f.type))];
@@ -279,7 +289,7 @@ try {
   }, null, { timeout: 60000 });
   const ko = await page.evaluate(() => ({ src: document.getElementById('video').currentSrc, p: document.getElementById('progress').value,
                                           max: document.getElementById('progress').max }));
-  check(/\/files\/[A-Za-z0-9]+\/0\.mp4$/.test(ko.src) && ko.p === 2 && ko.max === 2,
+  check(/\/files\/[A-Za-z0-9]+\/0\.mp4$/.test(ko.src) && ko.p === 100 && ko.max === 100,
         `key-only project: its task played too (${ko.src}, progress ${ko.p}/${ko.max})`);
   // its list holds its own tasks (the killed long one and this one), not the signature project's
   await page.waitForFunction(() => document.querySelectorAll('#recent-body tr').length >= 2);
@@ -305,7 +315,7 @@ try {
   }, ko.src, { timeout: 60000 });
   const polled = await page.evaluate(() => ({ src: document.getElementById('video').currentSrc, p: document.getElementById('progress').value,
                                               max: document.getElementById('progress').max }));
-  check(polled.src !== ko.src && /\/0\.mp4$/.test(polled.src) && polled.p === 3 && polled.max === 3,
+  check(polled.src !== ko.src && /\/0\.mp4$/.test(polled.src) && polled.p === 100 && polled.max === 100,
         `socket refused: the page polled Task/Detail to the end (${polled.src}, progress ${polled.p}/${polled.max})`);
   const boatList = await apiKeyOnly('/v1/Task/List', { type: 'model', sort: 'id', order: 'DESC', start: '0', limit: '10' });
   const boat = (boatList.tasklist || []).find((t) => t.parameters && t.parameters.prompt === 'a paper boat on a river');
