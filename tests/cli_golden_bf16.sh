@@ -3,7 +3,7 @@
 # then ../shared/golden's when present) run the bf16 path and pass within the bf16 bound of the built-in table
 # (tests/data/bf16_tolerances.json, derived in docs/bf16-tolerances.md); the other components still run in fp32
 # with their own tolerances; a table tighter than the measured deviations makes them FAIL (the bound bites);
-# bad flags and bad tables are usage errors (exit 2).
+# bad flags are usage errors (exit 1), a missing or bad table a file error (exit 2).
 set -u
 BIN="$1"
 T=$(mktemp -d)
@@ -47,10 +47,10 @@ unset CVX_FORCE_ISA
 sed -E 's/"atol_rms": ([0-9.]+)/"atol_rms": 0.0001/g' tests/data/bf16_tolerances.json >"$T/tight.json"
 "$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$D/transformer" >"$T/out" 2>&1
 rc=$?
-[ "$rc" = 1 ] && grep -q '^FAIL transformer/.*\[bf16\]' "$T/out" || { echo "FAIL tight table: exit $rc"; cat "$T/out"; fail=1; }
+[ "$rc" = 3 ] && grep -q '^FAIL transformer/.*\[bf16\]' "$T/out" || { echo "FAIL tight table: exit $rc"; cat "$T/out"; fail=1; }
 "$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$D/vae/decode_fp16w_t3" >"$T/out" 2>&1
 rc=$?
-[ "$rc" = 1 ] && grep -q '^FAIL vae/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (vae): exit $rc"; cat "$T/out"; fail=1; }
+[ "$rc" = 3 ] && grep -q '^FAIL vae/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (vae): exit $rc"; cat "$T/out"; fail=1; }
 
 expect_rc() { # label rc command...
   local label="$1" want="$2"
@@ -59,7 +59,7 @@ expect_rc() { # label rc command...
   local rc=$?
   if [ "$rc" != "$want" ] || [ ! -s "$T/err" ]; then echo "FAIL $label: exit $rc (wanted $want), stderr: $(cat "$T/err")"; fail=1; fi
 }
-expect_rc "--precision fp16" 2 "$BIN" golden --precision fp16 "$D/transformer"
+expect_rc "--precision fp16" 1 "$BIN" golden --precision fp16 "$D/transformer"
 expect_rc "missing table" 2 "$BIN" golden --precision bf16 --bf16-tolerances "$T/none.json" "$D/transformer"
 echo '{"format": "cogvideox-bf16-tolerances/1", "components": {"t5": {"default": {"rtol": 0}}}}' >"$T/bad.json"
 expect_rc "bad table" 2 "$BIN" golden --precision bf16 --bf16-tolerances "$T/bad.json" "$D/transformer"

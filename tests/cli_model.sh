@@ -86,7 +86,7 @@ fresh  # a missing component folder
 rm -rf "$TMP/c/vae"
 expect_fail "missing component" "vae" -- "$BIN" info "$TMP/c"
 
-expect_fail "not a folder" "not a folder" -- "$BIN" info "$TMP/nonexistent"
+expect_fail "no such folder" "does not exist" -- "$BIN" info "$TMP/nonexistent"
 expect_fail "bad preset" "unknown preset" -- "$BIN" make-model --preset huge -o "$TMP/x"
 expect_fail "bad dtype" "unknown dtype" -- "$BIN" make-model --dtype f8 -o "$TMP/x"
 expect_fail "no output" "-o DIR" -- "$BIN" make-model

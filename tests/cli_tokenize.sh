@@ -1,7 +1,7 @@
 #!/bin/bash
 # cogvideox tokenize: the pipeline's ids for known prompts (ids published for t5-base, same vocabulary) through
-# -m DIR, --spm FILE and --builtin; the plain sentencepiece path on a small golden model; exit codes 1 (a
-# missing or broken model) and 2 (bad arguments) with a message.
+# -m DIR, --spm FILE and --builtin; the plain sentencepiece path on a small golden model; exit codes 2 (a
+# missing or broken model) and 1 (bad arguments) with a message, as every subcommand.
 set -u
 BIN="$1"
 T=$(mktemp -d)
@@ -38,14 +38,14 @@ expect "--raw byte fallback" '"pieces":["\u2581","z","er","o","<0xE2>","<0x80>",
 expect "--raw normalized" '"normalized":"\u2581Hello\u2581world"' \
   "$BIN" tokenize --spm tests/data/golden/tokenizer/spm_small/unigram_nmt_nfkc_v800.model --raw --json "  Hello   world "
 
-expect_rc "missing model dir" 1 "$BIN" tokenize -m "$T/nope" "x"
+expect_rc "missing model dir" 2 "$BIN" tokenize -m "$T/nope" "x"
 printf 'not a sentencepiece model' > "$T/bad.model"
-expect_rc "broken model" 1 "$BIN" tokenize --spm "$T/bad.model" "x"
-expect_rc "no model" 2 "$BIN" tokenize "x"
-expect_rc "two models" 2 "$BIN" tokenize --builtin --spm "$T/bad.model" "x"
-expect_rc "no text" 2 "$BIN" tokenize --builtin
-expect_rc "bad max-length" 2 "$BIN" tokenize --builtin --max-length -3 "x"
-expect_rc "unknown option" 2 "$BIN" tokenize --builtin --frobnicate "x"
+expect_rc "broken model" 2 "$BIN" tokenize --spm "$T/bad.model" "x"
+expect_rc "no model" 1 "$BIN" tokenize "x"
+expect_rc "two models" 1 "$BIN" tokenize --builtin --spm "$T/bad.model" "x"
+expect_rc "no text" 1 "$BIN" tokenize --builtin
+expect_rc "bad max-length" 1 "$BIN" tokenize --builtin --max-length -3 "x"
+expect_rc "unknown option" 1 "$BIN" tokenize --builtin --frobnicate "x"
 
 [ $fail = 0 ] && echo "cli_tokenize: all passed"
 exit $fail

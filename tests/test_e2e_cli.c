@@ -208,7 +208,7 @@ static void error_paths(const char *model, const char *tmp) {
     struct {
         const char *flag, *value;
     } bad[] = {{"--steps", "0"},      {"--frames", "10"},     {"--frames", "53"},  {"--height", "40"},
-               {"--width", "50"},     {"--scheduler", "euler"}, {"--precision", "fp8"}, {"--seed", "-1"},
+               {"--width", "50"},     {"--scheduler", "euler"}, {"--precision", "fp8"}, {"--seed", "-2"},
                {"--guidance", "abc"}, {"--fps", "0"},         {"--noise-dtype", "f64"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {"", "generate", "-m", (char *)model, "-p", "x", (char *)bad[i].flag, (char *)bad[i].value,

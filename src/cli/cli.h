@@ -14,7 +14,8 @@
     XX(serve, "serve", "run the Wiro-compatible task service")                                        \
     XX(keys, "keys", "manage the service's API keys")                                                 \
     XX(download, "download", "download a model folder from a hub")                                   \
-    XX(bench, "bench", "measure peaks, kernels, a block or a generation (bench peak|gemm|attention|block|generate)")
+    XX(bench, "bench", "measure peaks, kernels, a block, a generation or the bf16 deviation\n"                    \
+       "              (bench peak|gemm|attention|block|generate|deviation)")
 
 #define CVX__CLI_DECL(fn, name, help) int cvx_cmd_##fn(int argc, char **argv) __attribute__((weak));
 CVX_CLI_COMMANDS(CVX__CLI_DECL)
@@ -23,6 +24,10 @@ CVX_CLI_COMMANDS(CVX__CLI_DECL)
 /* Parses a --threads value; returns -1 on error. */
 int cvx_cli_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* Edit distance of two short words, and the candidate within 1-3 edits of word (NULL if none): "did you mean". */
+int cvx_cli_distance(const char *a, const char *b);
+const char *cvx_cli_suggest(const char *word, const char *const *candidates, int n);
+
 /* Output checks run before a model is loaded; each prints "cogvideox CMD: FLAG PATH: ..." and returns the exit code
  * (0 ok, 1 a name the command cannot write, e.g. the wrong extension, 2 an I/O failure).
  * cvx_cli_check_output_dir creates the folder (and its parents) when missing and probes it with a temporary file;
@@ -30,5 +35,8 @@ int cvx_cli_parse_int(const char *s, long long min, long long max, long long *ou
  * its folder. */
 int cvx_cli_check_output_dir(const char *cmd, const char *flag, const char *dir);
 int cvx_cli_check_output_file(const char *cmd, const char *flag, const char *path, const char *ext, const char *kind);
+/* A model folder that does not exist, is not a folder or has no model_index.json: a message that says how to get one
+ * ("cogvideox CMD: ..."), exit code 2; 0 when it looks like a pipeline folder. */
+int cvx_cli_check_model_dir(const char *cmd, const char *dir);
 
 #endif

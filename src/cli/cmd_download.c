@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "  --all              every file of the repository, not only what a CogVideoX pipeline needs\n"
             "  -q, --quiet        no progress output\n"
             "Exit codes: 0 ok, 1 bad arguments, 2 network or verification error, 130 interrupted (run again to\n"
-            "resume).\n");
+            "resume).\n"
+            "example: cogvideox download THUDM/CogVideoX-2b -o models/CogVideoX-2b\n");
 }
 
 static const char *clock_str(double s, char *buf, size_t size) {
@@ -130,7 +131,7 @@ int cvx_cmd_download(int argc, char **argv) {
             out = v, i++;
         } else if (!strcmp(a, "--revision") && v) {
             if (!*v) {
-                fprintf(stderr, "download: --revision needs a branch, tag or commit\n");
+                fprintf(stderr, "cogvideox download: --revision needs a branch, tag or commit\n");
                 return 1;
             }
             p.revision = v, i++;
@@ -143,23 +144,23 @@ int cvx_cmd_download(int argc, char **argv) {
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (a[0] == '-') {
-            fprintf(stderr, "download: unknown or incomplete option '%s'\n", a);
+            fprintf(stderr, "cogvideox download: unknown or incomplete option '%s'\n", a);
             usage(stderr);
             return 1;
         } else if (!repo) {
             repo = a;
         } else {
-            fprintf(stderr, "download: more than one repository ('%s' and '%s')\n", repo, a);
+            fprintf(stderr, "cogvideox download: more than one repository ('%s' and '%s')\n", repo, a);
             return 1;
         }
     }
     if (!repo || !out) {
-        fprintf(stderr, "download: %s\n", !repo ? "no repository (e.g. THUDM/CogVideoX-2b)" : "no output folder (-o DIR)");
+        fprintf(stderr, "cogvideox download: %s\n", !repo ? "no repository (e.g. THUDM/CogVideoX-2b)" : "no output folder (-o DIR)");
         usage(stderr);
         return 1;
     }
     if (!cvx_hub_valid_repo_id(repo)) {
-        fprintf(stderr, "download: '%s' is not a repository id (expected owner/name, e.g. THUDM/CogVideoX-2b)\n",
+        fprintf(stderr, "cogvideox download: '%s' is not a repository id (expected owner/name, e.g. THUDM/CogVideoX-2b)\n",
                 repo);
         return 1;
     }
@@ -180,11 +181,11 @@ int cvx_cmd_download(int argc, char **argv) {
     cvx_status st = cvx_hub_download(repo, out, &p, &res, &err);
     if (ps.bar_open) fputc('\n', stderr);
     if (st == CVX_ERR_CANCELLED) {
-        fprintf(stderr, "download: interrupted; run the same command again to resume\n");
+        fprintf(stderr, "cogvideox download: interrupted; run the same command again to resume\n");
         return 130;
     }
     if (st) {
-        fprintf(stderr, "download: %s\n", cvx_error_message(&err));
+        fprintf(stderr, "cogvideox download: %s\n", cvx_error_message(&err));
         return st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
     }
     double secs = cvx_time_seconds() - t0;
@@ -201,7 +202,7 @@ int cvx_cmd_download(int argc, char **argv) {
     cvx_model *m = NULL;
     st = cvx_model_open(&m, out, NULL, &err);
     if (st) {
-        fprintf(stderr, "download: the downloaded folder does not open as a model: %s\n", cvx_error_message(&err));
+        fprintf(stderr, "cogvideox download: the downloaded folder does not open as a model: %s\n", cvx_error_message(&err));
         return 2;
     }
     printf("%s opens as a %s folder (%d components, weights checked)\n", out, m->pipeline_class, m->n_comp);

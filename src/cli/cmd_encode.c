@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "  --ids FILE        token ids instead of prompts: one sequence per line, integers separated by spaces\n"
             "                    or commas, every line the same length ('-' reads stdin)\n"
             "  --out FILE        also write the embeddings (F32 \"prompt_embeds\" [B, L, d_model]) and \"input_ids\"\n"
-            "                    to a .safetensors file\n",
+            "                    to a .safetensors file\n"
+            "example: cogvideox encode -m models/tiny \"a red fox in the snow\" \"\"\n",
             CVX_T5_MAX_LENGTH);
 }
 
@@ -133,13 +134,13 @@ int cvx_cmd_encode(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             if (cvx_cli_parse_int(argv[++i], 1, 1024, &v)) {
                 fprintf(stderr, "cogvideox encode: --threads needs a number from 1 to 1024\n");
-                return 2;
+                return 1;
             }
             threads = (int)v;
         } else if (!strcmp(argv[i], "--max-length") && i + 1 < argc) {
             if (cvx_cli_parse_int(argv[++i], 1, 1 << 15, &max_length)) {
                 fprintf(stderr, "cogvideox encode: --max-length needs a number from 1 to 32768\n");
-                return 2;
+                return 1;
             }
         } else if (!strcmp(argv[i], "--ids") && i + 1 < argc) {
             ids_path = argv[++i];
@@ -148,17 +149,17 @@ int cvx_cmd_encode(int argc, char **argv) {
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "cogvideox encode: unknown option %s\n", argv[i]);
             usage(stderr);
-            return 2;
+            return 1;
         } else if (n_prompts < MAX_PROMPTS) {
             prompts[n_prompts++] = argv[i];
         } else {
             fprintf(stderr, "cogvideox encode: at most %d prompts\n", MAX_PROMPTS);
-            return 2;
+            return 1;
         }
     }
     if (!model_dir || (!ids_path && n_prompts == 0) || (ids_path && n_prompts > 0)) {
         usage(stderr);
-        return 2;
+        return 1;
     }
 
     char te_dir[4096], tok_path[4096];
@@ -169,13 +170,13 @@ int cvx_cmd_encode(int argc, char **argv) {
     int64_t *ids = NULL, B = 0, L = 0;
     double t0 = cvx_time_seconds();
     if (ids_path) {
-        if (read_ids(ids_path, &ids, &B, &L)) return 1;
+        if (read_ids(ids_path, &ids, &B, &L)) return 2;
     } else {
         snprintf(tok_path, sizeof tok_path, "%s/tokenizer/spiece.model", model_dir);
         cvx_t5_tokenizer *tok = NULL;
         if (cvx_t5_tokenizer_load_file(tok_path, &tok, &err)) {
             fprintf(stderr, "cogvideox encode: %s\n", cvx_error_message(&err));
-            return 1;
+            return 2;
         }
         B = n_prompts, L = max_length;
         ids = malloc((size_t)(B * L) * sizeof *ids);
@@ -192,7 +193,7 @@ int cvx_cmd_encode(int argc, char **argv) {
         }
         cvx_t5_tokens_free(&tk);
         cvx_t5_tokenizer_free(tok);
-        if (!ids) return 1;
+        if (!ids) return 2;
     }
 
     double t_load = cvx_time_seconds();
@@ -200,7 +201,7 @@ int cvx_cmd_encode(int argc, char **argv) {
     if (cvx_t5_open(&model, te_dir, &err)) {
         fprintf(stderr, "cogvideox encode: %s\n", cvx_error_message(&err));
         free(ids);
-        return 1;
+        return 2;
     }
     const cvx_t5_config *cfg = cvx_t5_get_config(model);
     const int64_t D = cfg->d_model;
@@ -209,7 +210,7 @@ int cvx_cmd_encode(int argc, char **argv) {
            (long long)cfg->d_ff, (double)cvx_t5_weight_bytes(model) / 1e9);
     cvx_pool *pool = cvx_pool_new(threads);
     float *out = malloc((size_t)(B * L * D) * sizeof(float));
-    int rc = 1;
+    int rc = 2;
     if (!pool || !out) {
         fprintf(stderr, "cogvideox encode: out of memory\n");
         goto done;

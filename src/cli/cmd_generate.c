@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -78,7 +79,7 @@ static void usage(FILE *f) {
             "      --preview FILE.webp    also write an animated WebP preview\n"
             "      --steps N              denoising steps (default %d)\n"
             "      --guidance G, --scale G  classifier-free guidance scale (default %.1f)\n"
-            "      --seed N               (default %llu)\n"
+            "      --seed N|random        (default %llu; random or -1: a new seed, printed and in --json)\n"
             "      --frames N             4k+1 from 5 to 49 (default %d)\n"
             "      --height H, --width W  multiples of 16 (default: the model's sample size, 480x720 for the 2b)\n"
             "      --fps N                (default %d)\n"
@@ -96,9 +97,12 @@ static void usage(FILE *f) {
             "                             published \"slow\" setting, 0.2 \"fast\" (visibly worse); coefficients,\n"
             "                             highest power first, default to the published set for the model)\n"
             "      --threads N            (default: all cores)\n"
-            "      --quiet                no progress output\n"
+            "  -q, --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout (computed_steps: the 0-based steps\n"
-            "                             whose transformer ran)\n",
+            "                             whose transformer ran)\n"
+            "options take their value as --flag value or --flag=value. Exit codes: 0 ok, 1 bad arguments, 2 a model,\n"
+            "file or I/O failure, 130 interrupted (no partial file is left).\n"
+            "example: cogvideox generate -m models/tiny -p \"a red fox in the snow\" -o fox.mp4 --steps 20 --seed random\n",
             d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
             cvx_precision_name(cvx_precision_default()));
 }
@@ -114,7 +118,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_generate_params p = cvx_generate_params_default();
     cvx_engine_params ep = cvx_engine_params_default();
     const char *model_dir = NULL;
-    int quiet = 0, json = 0, have_prompt = 0;
+    int quiet = 0, json = 0, have_prompt = 0, random_seed = 0;
     p.output_path = "output.mp4";
     p.precision = cvx_precision_default();
     for (int i = 1; i < argc; i++) {
@@ -163,9 +167,15 @@ int cvx_cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--seed")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             char *end;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (!*v || *end || *v == '-') return bad_arg("%s: '%s' is not a non-negative integer", a, v);
-            p.seed = s;
+            if (!strcmp(v, "random") || !strcmp(v, "-1")) {
+                random_seed = 1;
+            } else {
+                unsigned long long s = strtoull(v, &end, 10);
+                if (!*v || *end || *v == '-')
+                    return bad_arg("%s: '%s' is not a non-negative integer (or random)", a, v);
+                p.seed = s;
+                random_seed = 0;
+            }
             i++;
         } else if (!strcmp(a, "--guidance") || !strcmp(a, "--scale")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
@@ -204,7 +214,17 @@ int cvx_cmd_generate(int argc, char **argv) {
             else return bad_arg("%s: unknown noise dtype '%s' (f32 or f16)", a, v);
             i++;
         } else {
-            fprintf(stderr, "cogvideox generate: unknown option '%s'\n", a);
+            static const char *const flags[] = {"--model", "--prompt", "--negative-prompt", "--output", "--frames-dir",
+                                                "--preview", "--steps", "--guidance", "--scale", "--seed", "--frames",
+                                                "--height", "--width", "--fps", "--scheduler", "--dynamic-cfg",
+                                                "--precision", "--noise-dtype", "--cache", "--threads", "--quiet",
+                                                "--json", "--help"};
+            const char *s = a[0] == '-' ? cvx_cli_suggest(a, flags, (int)(sizeof flags / sizeof flags[0])) : NULL;
+            if (a[0] != '-')
+                fprintf(stderr, "cogvideox generate: unexpected argument '%s' (the prompt goes after -p)\n", a);
+            else
+                fprintf(stderr, "cogvideox generate: unknown option '%s'%s%s%s\n", a, s ? " (did you mean " : "",
+                        s ? s : "", s ? "?)" : "");
             usage(stderr);
             return 1;
         }
@@ -218,6 +238,15 @@ int cvx_cmd_generate(int argc, char **argv) {
         orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
     if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
     if (orc) return orc;
+    if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
+    if (random_seed) {
+        FILE *ur = fopen("/dev/urandom", "rb");
+        uint64_t r = 0;
+        if (!ur || fread(&r, sizeof r, 1, ur) != 1) r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        if (ur) fclose(ur);
+        p.seed = r & 0xffffffffu; /* torch seeds MT19937 with the low 32 bits: the printed seed is the whole seed */
+        if (!quiet) fprintf(stderr, "seed %llu\n", (unsigned long long)p.seed);
+    }
 
     progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1, -1.0};
     p.progress = on_progress;

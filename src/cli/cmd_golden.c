@@ -11,8 +11,9 @@ static void usage(FILE *f) {
             "usage: cogvideox golden [--dump DIR] [--threads N] [--verbose] [--precision fp32|bf16] PATH...\n"
             "Runs golden cases (folders with case.json or cases.json, in the formats of shared/golden) and compares\n"
             "against the reference implementation's numbers as each case's \"check\" object says. PATH may be a\n"
-            "case folder, a component folder or the golden root. Prints PASS/FAIL/SKIP per case; exits 1 on any\n"
-            "FAIL.\n"
+            "case folder, a component folder or the golden root. Prints PASS/FAIL/SKIP per case. Exit codes:\n"
+            "0 every case passed or was skipped, 1 bad arguments, 2 a case folder that cannot be read, 3 a case FAILed.\n"
+            "example: cogvideox golden tests/data/golden\n"
             "  --dump DIR     write what was computed to DIR/<case>.safetensors (DIR/<set>.json for tokenizer sets)\n"
             "  --threads N    worker threads (default: all cores)\n"
             "  --verbose      print every compared tensor\n"
@@ -36,7 +37,7 @@ int cvx_cmd_golden(int argc, char **argv) {
             long long v;
             if (cvx_cli_parse_int(argv[++i], 1, 1024, &v) != 0) {
                 fprintf(stderr, "cogvideox golden: --threads needs a number from 1 to 1024\n");
-                return 2;
+                return 1;
             }
             opt.threads = (int)v;
         } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
@@ -44,7 +45,7 @@ int cvx_cmd_golden(int argc, char **argv) {
             int p = cvx_precision_from_name(v);
             if (p < 0) {
                 fprintf(stderr, "cogvideox golden: --precision must be fp32 or bf16, got '%s'\n", v);
-                return 2;
+                return 1;
             }
             opt.precision = (cvx_precision)p;
         } else if (!strcmp(argv[i], "--bf16-tolerances") && i + 1 < argc) {
@@ -54,16 +55,16 @@ int cvx_cmd_golden(int argc, char **argv) {
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "cogvideox golden: unknown option %s\n", argv[i]);
             usage(stderr);
-            return 2;
+            return 1;
         } else if (n < 256) {
             paths[n++] = argv[i];
         }
     }
     if (n == 0) {
         usage(stderr);
-        return 2;
+        return 1;
     }
     int fails = cvx_golden_run(paths, n, &opt);
     if (fails < 0) return 2;
-    return fails ? 1 : 0;
+    return fails ? 3 : 0;
 }

@@ -19,7 +19,8 @@ static void usage(FILE *f) {
                "component, storage dtypes, bytes on disk and an estimate of peak memory for the default\n"
                "generation; every weight file is opened and every tensor's name and shape checked against the\n"
                "config (--no-weights: configs only). --cpu: the instruction sets this CPU and OS support and the\n"
-               "kernel path in use (CVX_FORCE_ISA=ref|avx2|avx512|avx512bf16|amx selects a lower one).\n");
+               "kernel path in use (CVX_FORCE_ISA=ref|avx2|avx512|avx512bf16|amx selects a lower one).\n"
+               "example: cogvideox info models/tiny    cogvideox info --cpu\n");
 }
 
 /* ---- --cpu --------------------------------------------------------------------------------------------- */
@@ -184,8 +185,8 @@ static int info_model(const char *dir, int json, int check_weights) {
     cvx_model *m = NULL;
     cvx_error err = {0};
     if (cvx_model_open(&m, dir, &p, &err)) {
-        fprintf(stderr, "info: %s\n", cvx_error_message(&err));
-        return 1;
+        fprintf(stderr, "cogvideox info: %s\n", cvx_error_message(&err));
+        return 2;
     }
     cvx_memory_estimate me;
     int have_me = check_weights && cvx_model_memory_estimate(m, &me, &err) == CVX_OK;
@@ -298,20 +299,22 @@ int cvx_cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-weights"))
             check_weights = 0;
         else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "info: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "cogvideox info: unknown option '%s'\n", argv[i]);
             usage(stderr);
-            return 2;
+            return 1;
         } else if (!dir)
             dir = argv[i];
         else {
-            fprintf(stderr, "info: more than one folder given\n");
-            return 2;
+            fprintf(stderr, "cogvideox info: more than one folder given\n");
+            return 1;
         }
     }
     if (cpu) return info_cpu(json);
     if (!dir) {
         usage(stderr);
-        return 2;
+        return 1;
     }
+    int rc = cvx_cli_check_model_dir("info", dir);
+    if (rc) return rc;
     return info_model(dir, json, check_weights);
 }

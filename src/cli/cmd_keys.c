@@ -22,7 +22,17 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: cogvideox keys create --store PATH [--mode signature|key-only] [--name NAME] [--json]\n"
                "       cogvideox keys list --store PATH [--json]\n"
-               "       cogvideox keys revoke APIKEY --store PATH\n");
+               "       cogvideox keys revoke APIKEY --store PATH\n"
+               "A key is a project of `cogvideox serve` with the same --store. create prints its API key once (and, in\n"
+               "signature mode, its secret): keep them, only a hash of the key is stored.\n"
+               "  signature (default)  every call carries the key, a nonce and an HMAC-SHA256 signature made with\n"
+               "                       the secret (x-api-key, x-nonce, x-signature): the secret never travels, and a\n"
+               "                       copied Run, Cancel or Kill cannot be replayed. The web page asks for the key\n"
+               "                       and the secret and signs in the browser.\n"
+               "  key-only             the key alone authenticates (x-api-key); the page takes the key with the secret\n"
+               "                       left empty. Simpler for scripts on a trusted network, weaker anywhere else.\n"
+               "example: cogvideox keys create --store tasks.db --name me\n"
+               "         cogvideox serve --model models/tiny --store tasks.db --outputs outputs --listen 127.0.0.1:8080\n");
 }
 
 typedef struct {
@@ -60,7 +70,7 @@ static int make_key(const uint8_t server_key[32], char clear[33], char stored[72
 int cvx_cmd_keys(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return argc < 2 ? 1 : 0;
     }
     const char *cmd = argv[1], *store_path = NULL, *mode = "signature", *name = "", *apikey = NULL;
     int json = 0;
@@ -74,39 +84,39 @@ int cvx_cmd_keys(int argc, char **argv) {
         else {
             fprintf(stderr, "cogvideox keys: unknown option or missing value: %s\n", a);
             usage(stderr);
-            return 2;
+            return 1;
         }
     }
     int is_create = !strcmp(cmd, "create"), is_list = !strcmp(cmd, "list"), is_revoke = !strcmp(cmd, "revoke");
     if (!is_create && !is_list && !is_revoke) {
         fprintf(stderr, "cogvideox keys: unknown command '%s'\n", cmd);
         usage(stderr);
-        return 2;
+        return 1;
     }
     if (!store_path) {
         fprintf(stderr, "cogvideox keys %s: --store PATH is required\n", cmd);
-        return 2;
+        return 1;
     }
     if (is_revoke != (apikey != NULL)) {
         fprintf(stderr, is_revoke ? "cogvideox keys revoke: which APIKEY?\n" : "cogvideox keys %s: unexpected %s\n",
                 cmd, apikey);
-        return 2;
+        return 1;
     }
     int key_only = 0;
     if (!strcmp(mode, "key-only")) key_only = 1;
     else if (strcmp(mode, "signature")) {
         fprintf(stderr, "cogvideox keys: --mode is signature or key-only, not %s\n", mode);
-        return 2;
+        return 1;
     }
     if (strlen(name) >= sizeof ((cvx_svc_project *)0)->name) {
         fprintf(stderr, "cogvideox keys: --name is too long\n");
-        return 2;
+        return 1;
     }
     char err[1024];
     cvx_svc_store *store = NULL;
     if (cvx_svc_store_open(&store, store_path, err, sizeof err)) {
         fprintf(stderr, "cogvideox keys: %s\n", err);
-        return 1;
+        return 2;
     }
     int rc = 0;
     if (is_list) {
@@ -114,7 +124,7 @@ int cvx_cmd_keys(int argc, char **argv) {
         if (!json) printf("%-6s %-20s %-10s %-8s %-20s %s\n", "id", "apikey hash", "mode", "state", "created", "name");
         if (cvx_svc_store_project_list(store, print_project, &c, err, sizeof err) < 0) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
-            rc = 1;
+            rc = 2;
         } else if (json) {
             char *text = json_dumps(c.list, JSON_INDENT(2));
             if (text) printf("%s\n", text);
@@ -130,7 +140,7 @@ int cvx_cmd_keys(int argc, char **argv) {
             cvx_svc_apikey_hash(server_key, apikey, hashed);
             r = cvx_svc_store_project_revoke(store, hashed, err, sizeof err);
         }
-        if (r < 0) fprintf(stderr, "cogvideox keys: %s\n", err), rc = 1;
+        if (r < 0) fprintf(stderr, "cogvideox keys: %s\n", err), rc = 2;
         else if (r == 0) fprintf(stderr, "cogvideox keys revoke: no project has the API key %s\n", apikey), rc = 1;
         else printf("revoked %s\n", apikey);
     } else {
@@ -145,17 +155,17 @@ int cvx_cmd_keys(int argc, char **argv) {
         p.created = (long long)time(NULL);
         if (cvx_svc_server_key_open(store, keypath, server_key, err, sizeof err)) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
-            rc = 1;
+            rc = 2;
         } else if (make_key(server_key, apikey_clear, p.apikey) || (!key_only && cvx_svc_random_token(secret, 32))) {
             fprintf(stderr, "cogvideox keys: no random numbers available\n");
-            rc = 1;
+            rc = 2;
         } else if (!key_only && cvx_svc_seal(server_key, p.apikey, secret, p.secret_enc, sizeof p.secret_enc,
                                              &p.secret_enc_len)) {
             fprintf(stderr, "cogvideox keys: cannot encrypt the secret\n");
-            rc = 1;
+            rc = 2;
         } else if (cvx_svc_store_project_add(store, &p, err, sizeof err)) {
             fprintf(stderr, "cogvideox keys: %s\n", err);
-            rc = 1;
+            rc = 2;
         } else {
             char id[32];
             snprintf(id, sizeof id, "%lld", p.id);

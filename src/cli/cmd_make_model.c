@@ -21,7 +21,8 @@ static void usage(FILE *f) {
                "  --seed N        weight seed (default 0); the same seed writes the same bytes\n"
                "  --dtype T       storage dtype of the weights: f16 (default), bf16 or f32\n"
                "  --threads N     threads generating values (default: all cores)\n"
-               "  -o, --output DIR  the folder to write (created; weight files of an earlier run are replaced)\n");
+               "  -o, --output DIR  the folder to write (created; weight files of an earlier run are replaced)\n"
+               "example: cogvideox make-model --preset tiny -o models/tiny\n");
 }
 
 typedef struct {
@@ -58,13 +59,13 @@ int cvx_cmd_make_model(int argc, char **argv) {
         } else if (!strcmp(a, "--preset") && v) {
             p.preset = v, i++;
             if (strcmp(v, "tiny") && strcmp(v, "cogvideox-2b")) {
-                fprintf(stderr, "make-model: unknown preset '%s' (expected tiny or cogvideox-2b)\n", v);
-                return 2;
+                fprintf(stderr, "cogvideox make-model: unknown preset '%s' (expected tiny or cogvideox-2b)\n", v);
+                return 1;
             }
         } else if (!strcmp(a, "--seed") && v) {
             if (cvx_cli_parse_int(v, 0, INT64_MAX, &n)) {
-                fprintf(stderr, "make-model: --seed needs a non-negative integer, not '%s'\n", v);
-                return 2;
+                fprintf(stderr, "cogvideox make-model: --seed needs a non-negative integer, not '%s'\n", v);
+                return 1;
             }
             p.seed = (uint64_t)n, i++;
         } else if (!strcmp(a, "--dtype") && v) {
@@ -75,28 +76,28 @@ int cvx_cmd_make_model(int argc, char **argv) {
             else if (!strcmp(v, "f32") || !strcmp(v, "fp32") || !strcmp(v, "float32"))
                 p.dtype = CVX_DTYPE_F32;
             else {
-                fprintf(stderr, "make-model: unknown dtype '%s' (expected f16, bf16 or f32)\n", v);
-                return 2;
+                fprintf(stderr, "cogvideox make-model: unknown dtype '%s' (expected f16, bf16 or f32)\n", v);
+                return 1;
             }
             i++;
         } else if (!strcmp(a, "--threads") && v) {
             if (cvx_cli_parse_int(v, 1, 4096, &n)) {
-                fprintf(stderr, "make-model: --threads needs a positive integer, not '%s'\n", v);
-                return 2;
+                fprintf(stderr, "cogvideox make-model: --threads needs a positive integer, not '%s'\n", v);
+                return 1;
             }
             p.threads = (int)n, i++;
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
             out = v, i++;
         } else {
-            fprintf(stderr, "make-model: unknown or incomplete option '%s'\n", a);
+            fprintf(stderr, "cogvideox make-model: unknown or incomplete option '%s'\n", a);
             usage(stderr);
-            return 2;
+            return 1;
         }
     }
     if (!out) {
-        fprintf(stderr, "make-model: no output folder (-o DIR)\n");
+        fprintf(stderr, "cogvideox make-model: no output folder (-o DIR)\n");
         usage(stderr);
-        return 2;
+        return 1;
     }
     progress_state ps = {isatty(2), -1, cvx_time_seconds()};
     p.progress = progress;
@@ -105,15 +106,15 @@ int cvx_cmd_make_model(int argc, char **argv) {
     cvx_status st = cvx_make_model(out, &p, &err);
     if (ps.tty) fputc('\n', stderr);
     if (st) {
-        fprintf(stderr, "make-model: %s\n", cvx_error_message(&err));
-        return 1;
+        fprintf(stderr, "cogvideox make-model: %s\n", cvx_error_message(&err));
+        return 2;
     }
     /* Re-open what was written: the folder must pass the same validation every loader applies. */
     cvx_model *m = NULL;
     st = cvx_model_open(&m, out, NULL, &err);
     if (st) {
-        fprintf(stderr, "make-model: the written folder does not validate: %s\n", cvx_error_message(&err));
-        return 1;
+        fprintf(stderr, "cogvideox make-model: the written folder does not validate: %s\n", cvx_error_message(&err));
+        return 2;
     }
     int64_t params = 0;
     uint64_t bytes = 0;

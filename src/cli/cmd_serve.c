@@ -42,7 +42,10 @@ static void usage(FILE *f) {
             "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
             "  --nonce-window SECONDS   how long a used nonce is refused for state-changing calls (default 86400)\n"
             "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n"
-            "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n",
+            "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n"
+            "example: cogvideox keys create --store tasks.db\n"
+            "         cogvideox serve --model models/tiny --store tasks.db --outputs outputs --listen 127.0.0.1:8080\n"
+            "         then open http://127.0.0.1:8080/ and enter the key (and secret) that keys create printed\n",
             cvx_precision_name(cvx_precision_default()));
 }
 
@@ -86,7 +89,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         if (i + 1 >= argc) {
             fprintf(stderr, "cogvideox serve: unknown option or missing value: %s\n", a);
             usage(stderr);
-            return 2;
+            return 1;
         }
         const char *v = argv[++i];
         long long n;
@@ -107,7 +110,7 @@ int cvx_cmd_serve(int argc, char **argv) {
                         "cogvideox serve: --precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the kernel "
                         "path in use is %s, where emulated bf16 is slower than fp32: use --precision fp32 or auto\n",
                         cvx_isa_name(cvx_isa_active()));
-                return 2;
+                return 1;
             }
         }
         else if (!strcmp(a, "--http-threads")) bad = cvx_cli_parse_int(v, 1, 64, &n), cfg.http_threads = (int)n;
@@ -126,21 +129,21 @@ int cvx_cmd_serve(int argc, char **argv) {
         else {
             fprintf(stderr, "cogvideox serve: unknown option %s\n", a);
             usage(stderr);
-            return 2;
+            return 1;
         }
         if (bad) {
             fprintf(stderr, "cogvideox serve: bad value for %s: %s\n", a, v);
-            return 2;
+            return 1;
         }
     }
     if (!model || !cfg.store_path || !cfg.outputs_dir || !listen) {
         fprintf(stderr, "cogvideox serve: --model, --store, --outputs and --listen are required\n");
         usage(stderr);
-        return 2;
+        return 1;
     }
     if (parse_listen(listen, host, sizeof host, &cfg.port)) {
         fprintf(stderr, "cogvideox serve: --listen wants HOST:PORT (e.g. 127.0.0.1:8080), not %s\n", listen);
-        return 2;
+        return 1;
     }
     cfg.listen_host = host;
     if (slug) {
@@ -148,7 +151,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         if (!sl || sl == slug || !sl[1] || strchr(sl + 1, '/') || (size_t)(sl - slug) >= sizeof owner ||
             strlen(sl + 1) >= sizeof project) {
             fprintf(stderr, "cogvideox serve: --slug wants OWNER/MODEL, not %s\n", slug);
-            return 2;
+            return 1;
         }
         memcpy(owner, slug, (size_t)(sl - slug));
         owner[sl - slug] = 0;
@@ -158,14 +161,15 @@ int cvx_cmd_serve(int argc, char **argv) {
     }
     if (cfg.public_url && strncmp(cfg.public_url, "http://", 7) && strncmp(cfg.public_url, "https://", 8)) {
         fprintf(stderr, "cogvideox serve: --public-url must start with http:// or https://\n");
-        return 2;
+        return 1;
     }
     int orc = cvx_cli_check_output_dir("serve", "--outputs", cfg.outputs_dir);
     if (orc) return orc;
     char err[1024];
+    if ((orc = cvx_cli_check_model_dir("serve", model)) != 0) return orc;
     if (cvx_svc_limits_from_model(&cfg.limits, model, err, sizeof err)) {
         fprintf(stderr, "cogvideox serve: %s\n", err);
-        return 1;
+        return 2;
     }
 
     /* signals go to sigwait below; every thread started from here inherits the mask */
@@ -181,7 +185,7 @@ int cvx_cmd_serve(int argc, char **argv) {
     ep.threads = (int)threads;
     if (cvx_engine_open(&re.engine, model, &ep, err, sizeof err) != CVX_OK) {
         fprintf(stderr, "cogvideox serve: %s\n", err);
-        return 1;
+        return 2;
     }
     cfg.engine.generate = real_generate;
     cfg.engine.ctx = &re;
@@ -189,7 +193,7 @@ int cvx_cmd_serve(int argc, char **argv) {
     if (cvx_svc_start(&svc, &cfg, err, sizeof err)) {
         fprintf(stderr, "cogvideox serve: %s\n", err);
         cvx_engine_close(re.engine);
-        return 1;
+        return 2;
     }
     printf("listening on http://%s:%d (model %s as %s/%s, precision %s)\n", host, cvx_svc_port(svc), model,
            cfg.slug_owner, cfg.slug_project, cvx_precision_name(cfg.precision));

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "  --max-length N    pad/truncate to N ids (default %d; 0 = neither)\n"
             "  --raw             plain sentencepiece encode (no special tokens, </s> or padding); also prints the\n"
             "                    normalized text\n"
-            "  --json            one JSON object per text\n",
+            "  --json            one JSON object per text\n"
+            "example: cogvideox tokenize -m models/tiny \"a red fox in the snow\"\n",
             CVX_T5_MAX_LENGTH);
 }
 
@@ -80,7 +81,7 @@ static int tokenize_raw(const cvx_spm *m, const char *text, size_t len, int as_j
     cvx_error_clear(&err);
     if (cvx_spm_encode(m, text, len, r, &err)) {
         fprintf(stderr, "cogvideox tokenize: %s\n", cvx_error_message(&err));
-        return 1;
+        return 2;
     }
     if (as_json) {
         json_t *o = json_object(), *ids = json_array(), *pieces = json_array();
@@ -117,7 +118,7 @@ static int tokenize_t5(const cvx_t5_tokenizer *tok, const char *text, size_t len
     cvx_error_clear(&err);
     if (cvx_t5_tokenize(tok, text, len, max_length, t, &err)) {
         fprintf(stderr, "cogvideox tokenize: %s\n", cvx_error_message(&err));
-        return 1;
+        return 2;
     }
     /* The pieces of the final ids: the first ids are the text's (as long as they were kept), then </s>. */
     size_t kept = t->n_unpadded < t->n_no_special ? t->n_unpadded : t->n_no_special;
@@ -164,7 +165,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
     int builtin = 0, raw = 0, as_json = 0, n_texts = 0;
     long long max_length = CVX_T5_MAX_LENGTH;
     char **texts = calloc((size_t)argc + 1, sizeof *texts);
-    if (!texts) return 1;
+    if (!texts) return 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -180,7 +181,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
                 fprintf(stderr, "cogvideox tokenize: --max-length wants an integer in 0..%d, got '%s'\n", 1 << 24,
                         argv[i]);
                 free(texts);
-                return 2;
+                return 1;
             }
         } else if (!strcmp(a, "--builtin")) {
             builtin = 1;
@@ -194,7 +195,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
             fprintf(stderr, "cogvideox tokenize: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);
             free(texts);
-            return 2;
+            return 1;
         } else {
             texts[n_texts++] = argv[i];
         }
@@ -204,7 +205,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
                 n_texts == 0 ? "no text given" : "give exactly one of -m DIR, --spm FILE, --builtin");
         usage(stderr);
         free(texts);
-        return 2;
+        return 1;
     }
 
     char path[4096];
@@ -219,7 +220,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
     if (st) {
         fprintf(stderr, "cogvideox tokenize: %s\n", cvx_error_message(&err));
         free(texts);
-        return 1;
+        return 2;
     }
     int rc = 0;
     cvx_spm_result r;
@@ -234,7 +235,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
             if (!(owned = read_stdin(&len))) {
                 fprintf(stderr, "cogvideox tokenize: cannot read stdin (out of memory or over %zu bytes)\n",
                         MAX_STDIN_TEXT);
-                rc = 1;
+                rc = 2;
                 break;
             }
             text = owned;

@@ -82,3 +82,27 @@ int cvx_cli_check_output_file(const char *cmd, const char *flag, const char *pat
     free(dir);
     return rc;
 }
+
+/* A model folder that is not one says so and says where to get one, before the loader's own messages. */
+int cvx_cli_check_model_dir(const char *cmd, const char *dir) {
+    static const char hint[] = "get one with 'cogvideox download THUDM/CogVideoX-2b -o DIR' (the real weights) or "
+                               "'cogvideox make-model --preset tiny -o DIR' (random weights, for trying things out)";
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        fprintf(stderr, "cogvideox %s: model folder %s does not exist (%s); %s\n", cmd, dir, strerror(errno), hint);
+        return 2;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "cogvideox %s: %s is not a folder: a model is a diffusers CogVideoX pipeline folder; %s\n", cmd,
+                dir, hint);
+        return 2;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model_index.json", dir);
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "cogvideox %s: %s is not a CogVideoX pipeline folder (model_index.json missing); %s\n", cmd, dir,
+                hint);
+        return 2;
+    }
+    return 0;
+}
