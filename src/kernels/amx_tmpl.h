@@ -273,12 +273,13 @@ static void amx_gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accu
     }
 }
 
-static void amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
-                     int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
-    if (M <= 0 || N <= 0) return;
+/* Always runs (returns 1): without memory for the per-thread buffers it works from the stack. */
+static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
+                    int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
+    if (M <= 0 || N <= 0) return 1;
     if (K <= 0) {
         amx_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
-        return;
+        return 1;
     }
     int nt = cvx_pool_size(pool);
     amx_gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), pool, NULL, 0};
@@ -287,57 +288,23 @@ static void amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const floa
     c.abuf_elems = round_up(c.mc * c.kc, 32) + 2 * c.mc * TM;
     if (cvx_pool_reserve_scratch(pool, (size_t)c.abuf_elems * sizeof(uint16_t)) == 0) {
         cvx_pool_parallel_for(pl.tasks > 1 ? pool : NULL, pl.tasks, 1, amx_gemm_task, &c);
-        return;
+        return 1;
     }
     /* Out of memory for the packing buffers: one 32-row group and 256 K values at a time, from the stack. */
     uint16_t small[TM * 256 + 2 * TM * TM] __attribute__((aligned(64)));
     c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small;
     amx_gemm_task(&c, 0, ceil_div(M, TM), 0);
+    return 1;
 }
 
 static void amx_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
                        const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
-    amx_gemm(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi);
-}
-
-typedef struct {
-    const float *B;
-    int64_t ldb, N, K, kp;
-    uint32_t *dst;
-} amx_packb_ctx;
-
-static void amx_packb_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    (void)thread_index;
-    amx_packb_ctx *c = arg;
-    for (int64_t p = begin; p < end; p++)
-        pack_b_pairs(c->B + p * NR * c->ldb, c->ldb, min64(NR, c->N - p * NR), c->K, c->kp, c->dst + p * NR * (c->kp / 2));
+    (void)amx_gemm(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi);
 }
 
 static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                         int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    /* B converted once into the weight layout, then the linear driver; without memory for that copy, one panel
-     * at a time (in plain loops for a panel that finds no memory either). */
-    int64_t kp = round_up(K > 0 ? K : 1, CVX_PACK_KALIGN), panels = ceil_div(N, NR);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
-        amx_packb_ctx pc = {B, ldb, N, K, kp, mem};
-        cvx_pool_parallel_for(pool, panels, 1, amx_packb_task, &pc);
-        amx_gemm(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL, NULL);
-        free(mem);
-        return;
-    }
-    for (int64_t p = 0; p < panels; p++) {
-        int64_t n = min64(NR, N - p * NR);
-        mem = NULL;
-        if (posix_memalign(&mem, 64, (size_t)(NR * kp) * sizeof(uint16_t)) != 0) {
-            bf16_gemm_nt_plain(M, n, K, A, lda, B + p * NR * ldb, ldb, C + p * NR, ldc, accumulate);
-            continue;
-        }
-        pack_b_pairs(B + p * NR * ldb, ldb, n, K, kp, mem);
-        amx_gemm(pool, M, n, K, A, lda, mem, kp, C + p * NR, ldc, accumulate, NULL, NULL);
-        free(mem);
-    }
+    bf16_gemm_nt_via_pairs(amx_gemm, pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 /* ---- flash attention ---------------------------------------------------------------------------------------
@@ -619,12 +586,7 @@ static void amx_att_task(void *arg, int64_t begin, int64_t end, int thread_index
 static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                           int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                           int64_t D, float scale, const float *bias) {
-    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
-    if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
-        for (int64_t r = 0; r < B * Lq; r++)
-            for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
-        return;
-    }
+    if (bf16_attention_degenerate(out, ldo, B, H, Lq, Lk, D)) return;
     int nt = cvx_pool_size(pool);
     amx_att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, round_up(D, 32),
                      round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, pool};

@@ -230,45 +230,9 @@ static void bf16_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, i
     }
 }
 
-typedef struct {
-    const float *B;
-    int64_t ldb, N, K, kp;
-    uint32_t *dst;
-} packb_ctx;
-
-static void packb_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    (void)thread_index;
-    packb_ctx *c = arg;
-    for (int64_t p = begin; p < end; p++)
-        pack_b_pairs(c->B + p * NR * c->ldb, c->ldb, min64(NR, c->N - p * NR), c->K, c->kp, c->dst + p * NR * (c->kp / 2));
-}
-
 static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    /* B converted once into the weight layout (it is reused by every row block), then the linear driver. */
-    int64_t kp = round_up(K > 0 ? K : 1, CVX_PACK_KALIGN), panels = ceil_div(N, NR);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (size_t)(panels * NR * kp) * sizeof(uint16_t)) == 0) {
-        packb_ctx pc = {B, ldb, N, K, kp, mem};
-        cvx_pool_parallel_for(pool, panels, 1, packb_task, &pc);
-        int ok = gemm_pairs(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL, NULL);
-        free(mem);
-        if (ok) return;
-    }
-    /* Without memory for the whole copy: one panel of B at a time, and in plain loops (same rounding) for a panel
-     * that finds no memory either. */
-    for (int64_t p = 0; p < panels; p++) {
-        int64_t n = min64(NR, N - p * NR);
-        void *pm = NULL;
-        int done = 0;
-        if (posix_memalign(&pm, 64, (size_t)(NR * kp) * sizeof(uint16_t)) == 0) {
-            pack_b_pairs(B + p * NR * ldb, ldb, n, K, kp, pm);
-            done = gemm_pairs(pool, M, n, K, A, lda, pm, kp, C + p * NR, ldc, accumulate, NULL, NULL);
-            free(pm);
-        }
-        if (!done) bf16_gemm_nt_plain(M, n, K, A, lda, B + p * NR * ldb, ldb, C + p * NR, ldc, accumulate);
-    }
+    bf16_gemm_nt_via_pairs(gemm_pairs, pool, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 /* ---- flash attention ---------------------------------------------------------------------------------------
@@ -558,12 +522,7 @@ static void att_task(void *arg, int64_t begin, int64_t end, int thread_index) {
 static void bf16_attention(cvx_pool *pool, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                            int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
                            int64_t D, float scale, const float *bias) {
-    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
-    if (Lk <= 0) { /* softmax over nothing: 0/0, as the reference */
-        for (int64_t r = 0; r < B * Lq; r++)
-            for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
-        return;
-    }
+    if (bf16_attention_degenerate(out, ldo, B, H, Lq, Lk, D)) return;
     int nt = cvx_pool_size(pool);
     att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, (D + 1) / 2, round_up(D, 16),
                  0, 0, 0, 0, 0, 0, 0, pool};

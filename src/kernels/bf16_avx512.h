@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/half.h"
@@ -204,6 +205,66 @@ static inline void bf16_gemm_nt_plain(int64_t M, int64_t N, int64_t K, const flo
             for (int64_t k = 0; k < K; k++) s += bf16_round(A[m * lda + k]) * bf16_round(B[n * ldb + k]);
             C[m * ldc + n] = accumulate ? C[m * ldc + n] + s : s;
         }
+}
+
+/* A bf16 GEMM driver over CVX_PACK_PAIRS panels (avx512bf16.c's, amx_tmpl.h's): C (+)= bf16(A)·Bᵀ (+ bias, or a
+ * fused epilogue) with B packed (K padded to bkp); returns 0 when it could not run (nothing written). */
+typedef int (*bf16_pairs_gemm_fn)(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                                  const uint32_t *B, int64_t bkp, float *C, int64_t ldc, int accumulate,
+                                  const float *bias, const cvx_epilogue *epi);
+
+typedef struct {
+    const float *B;
+    int64_t ldb, N, K, kp;
+    uint32_t *dst;
+} bf16_packb_ctx;
+
+static inline void bf16_packb_task(void *arg, int64_t begin, int64_t end, int thread_index) {
+    (void)thread_index;
+    bf16_packb_ctx *c = arg;
+    for (int64_t p = begin; p < end; p++)
+        pack_b_pairs(c->B + p * CVX_PACK_NR * c->ldb, c->ldb, min64(CVX_PACK_NR, c->N - p * CVX_PACK_NR), c->K, c->kp,
+                     c->dst + p * CVX_PACK_NR * (c->kp / 2));
+}
+
+/* cvx_gemm_nt_bf16 on such a driver: B (f32 rows, reused by every row block) converted once into the weight layout
+ * (in parallel), then the driver; without memory for that copy, one panel at a time, and in plain loops (the same
+ * rounding) for a panel that finds no memory either. */
+static inline void bf16_gemm_nt_via_pairs(bf16_pairs_gemm_fn gemm, cvx_pool *pool, int64_t M, int64_t N, int64_t K,
+                                          const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                                          int64_t ldc, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t NRP = CVX_PACK_NR, kp = round_up(K > 0 ? K : 1, CVX_PACK_KALIGN), panels = ceil_div(N, NRP);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, (size_t)(panels * NRP * kp) * sizeof(uint16_t)) == 0) {
+        bf16_packb_ctx pc = {B, ldb, N, K, kp, mem};
+        cvx_pool_parallel_for(pool, panels, 1, bf16_packb_task, &pc);
+        int ok = gemm(pool, M, N, K, A, lda, mem, kp, C, ldc, accumulate, NULL, NULL);
+        free(mem);
+        if (ok) return;
+    }
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t n = min64(NRP, N - p * NRP);
+        void *pm = NULL;
+        int done = 0;
+        if (posix_memalign(&pm, 64, (size_t)(NRP * kp) * sizeof(uint16_t)) == 0) {
+            pack_b_pairs(B + p * NRP * ldb, ldb, n, K, kp, pm);
+            done = gemm(pool, M, n, K, A, lda, pm, kp, C + p * NRP, ldc, accumulate, NULL, NULL);
+            free(pm);
+        }
+        if (!done) bf16_gemm_nt_plain(M, n, K, A, lda, B + p * NRP * ldb, ldb, C + p * NRP, ldc, accumulate);
+    }
+}
+
+/* The attention's shapes with nothing to compute: returns 1 when there is nothing to do (an empty shape) or when
+ * the answer is known (no keys: softmax over nothing is 0/0, NaN as in the reference), 0 otherwise. */
+static inline int bf16_attention_degenerate(float *out, int64_t ldo, int64_t B, int64_t H, int64_t Lq, int64_t Lk,
+                                            int64_t D) {
+    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return 1;
+    if (Lk > 0) return 0;
+    for (int64_t r = 0; r < B * Lq; r++)
+        for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
+    return 1;
 }
 
 /* The attention of the bf16 paths one query row at a time in plain C (q, k, v and the probabilities rounded to
