@@ -189,9 +189,41 @@
   }
   const clearError = () => showError('');
 
+  /* An error of one field is shown under it (the banner at the top may be out of view): the field is marked, its
+   * "More options" opened, and it gets the focus. */
+  class FieldError extends Error {
+    constructor(field, message) { super(message); this.field = field; }
+  }
+  const ERROR_FIELDS = ['prompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cacheCustom'];
+  function clearFieldErrors() {
+    for (const id of ERROR_FIELDS) {
+      $(id).removeAttribute('aria-invalid');
+      const e = $(`${id}-error`);
+      e.textContent = '';
+      e.hidden = true;
+    }
+  }
+  function showFieldError(id, msg) {
+    const el = $(id), e = $(`${id}-error`);
+    if (!el || !e) return false;
+    e.textContent = msg;
+    e.hidden = false;
+    el.setAttribute('aria-invalid', 'true');
+    const det = el.closest('details');
+    if (det) det.open = true;
+    el.focus();
+    return true;
+  }
+
   /* ---- the model and its parameters (Tool/Detail) ---- */
   let slug = null; /* "owner/project" */
-  const FIELDS = ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cache'];
+  const FIELDS = ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cache',
+                  'precision'];
+  function rangeText(it) {
+    if (it.type !== 'number' && it.type !== 'float') return '';
+    if (it.min === null || it.min === undefined || it.max === null || it.max === undefined) return '';
+    return ` ${it.min} to ${it.max}${it.default !== undefined && it.default !== null ? `, default ${it.default}` : ''}.`;
+  }
   const limits = {};
 
   function applyTool(tool) {
@@ -212,7 +244,18 @@
         } else if (el.tagName === 'TEXTAREA' && typeof it.max === 'number') {
           el.maxLength = it.max;
         }
-        if (it.note) el.title = String(it.note);
+        if (it.note) {
+          el.title = String(it.note);
+          const hint = $(`${it.id}-hint`);
+          if (hint) hint.textContent = String(it.note) + rangeText(it) + (it.id === 'prompt' ? ' Ctrl+Enter generates.' : '');
+        }
+        if (it.id === 'precision' && Array.isArray(it.options)) {
+          const sel = $('precision');
+          while (sel.options.length > 1) sel.remove(1);
+          for (const o of it.options) sel.add(new Option(String(o), String(o)));
+          sel.options[0].textContent = `The server's default (${it.default})`;
+          continue;
+        }
         if (el.tagName === 'SELECT' && it.default !== null && it.default !== undefined &&
             ![...el.options].some((o) => o.value === String(it.default)))
           continue; /* a default this page does not offer: keep its own */
@@ -230,6 +273,7 @@
 
   function setConnected(on) {
     $('run-fields').disabled = !on;
+    $('run-hint').hidden = on;
     $('refresh').disabled = !on;
   }
 
@@ -314,6 +358,8 @@
       v.load();
     }
     $('video-link').href = url;
+    $('video-download').href = url;
+    $('video-download').download = downloadName(follow && follow.params);
     const size = Number(output.size);
     $('video-info').textContent = Number.isFinite(size) && size > 0 ? `${output.name || ''} · ${(size / 1024).toFixed(1)} KiB` : '';
     return true;
@@ -381,6 +427,10 @@
     }
     if (m.type === 'task_output') return; /* other outputs (logs) */
     showStatus(f, m.type);
+    if (m.type !== f.lastStatus) { /* Recent tasks follow the live task's status */
+      f.lastStatus = m.type;
+      refreshRecent();
+    }
     if (FINAL.has(m.type)) finish(f, Array.isArray(msg) ? msg : null);
   }
 
@@ -442,9 +492,19 @@
     f.pollTimer = setTimeout(() => poll(f), POLL_MS);
   }
 
-  function startFollowing(token, id, steps) {
+  /* "a-red-fox-in-the-snow-seed42.mp4": the prompt's first words and the seed, as a file name */
+  function downloadName(params) {
+    const p = params || {};
+    const words = String(p.prompt || 'video').toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '').slice(0, 48).replace(/-+$/, '') || 'video';
+    const seed = p.seed !== undefined && p.seed !== null && String(p.seed) !== '' ? String(p.seed)
+      : String((limits.seed || {}).default || '');
+    return `${words}${seed ? `-seed${seed}` : ''}.mp4`;
+  }
+
+  function startFollowing(token, id, steps, params) {
     stopFollowing();
-    const f = { token, id, ws: null, pollTimer: 0, done: false, gotMessage: false };
+    const f = { token, id, ws: null, pollTimer: 0, done: false, gotMessage: false, params };
     follow = f;
     $('task-id').textContent = id ? `#${id}` : '';
     $('result').hidden = true;
@@ -472,17 +532,24 @@
     const n = Number(s);
     const it = limits[id] || {};
     if (!Number.isFinite(n) || (integer && !Number.isInteger(n)))
-      throw new Error(`${label} must be ${integer ? 'an integer' : 'a number'}.`);
+      throw new FieldError(id, `${label} must be ${integer ? 'an integer' : 'a number'}.`);
     const min = it.min !== null && it.min !== undefined ? Number(it.min) : -Infinity;
     const max = it.max !== null && it.max !== undefined ? Number(it.max) : Infinity;
-    if (n < min || n > max) throw new Error(`${label} must be between ${it.min} and ${it.max}.`);
+    if (n < min || n > max) throw new FieldError(id, `${label} must be between ${it.min} and ${it.max}.`);
+    /* the server's rules, from Tool/Detail's step: 4N+1 frames, multiples of 16 pixels */
+    const step = Number(it.step);
+    if (integer && Number.isInteger(step) && step > 1 && Number.isFinite(min) && (n - min) % step !== 0) {
+      if (id === 'numFrames')
+        throw new FieldError(id, `${label} must be 4N+1: ${min}, ${min + step}, ${min + 2 * step}, …, ${it.max} (not ${n}).`);
+      throw new FieldError(id, `${label} must be a multiple of ${step} (${n - ((n - min) % step)} or ${n - ((n - min) % step) + step}).`);
+    }
     return n;
   }
 
   function collectInputs() {
     const inputs = {};
     const prompt = $('prompt').value.trim();
-    if (!prompt) throw new Error('Enter a prompt.');
+    if (!prompt) throw new FieldError('prompt', 'Enter a prompt.');
     inputs.prompt = prompt;
     const neg = $('negativePrompt').value.trim();
     if (neg) inputs.negativePrompt = neg;
@@ -492,7 +559,8 @@
     if (scale !== undefined) inputs.scale = scale;
     const seed = fieldValue('seed');
     if (seed !== '') {
-      if (!/^[0-9]{1,20}$/.test(seed)) throw new Error('Seed must be a whole number (0 to 18446744073709551615).');
+      if (!/^[0-9]{1,20}$/.test(seed) || BigInt(seed) > 18446744073709551615n)
+        throw new FieldError('seed', 'Seed must be a whole number (0 to 18446744073709551615).');
       inputs.seed = seed; /* text on Wiro: a 64-bit seed does not fit a JSON number */
     }
     for (const [id, label] of [['numFrames', 'Frames'], ['width', 'Width'], ['height', 'Height'], ['fps', 'Frames per second']]) {
@@ -503,21 +571,23 @@
     const cache = $('cache').value;
     if (cache === 'custom') {
       const spec = $('cacheCustom').value.trim();
-      if (!spec) throw new Error('Enter a cache setting, e.g. teacache:0.15, or choose Off.');
+      if (!spec) throw new FieldError('cacheCustom', 'Enter a cache setting, e.g. teacache:0.15, or choose Off.');
       inputs.cache = spec;
     } else if (cache && cache !== 'off') {
       inputs.cache = cache;
     }
+    if ($('precision').value) inputs.precision = $('precision').value;
     return inputs;
   }
 
   async function submit() {
     clearError();
+    clearFieldErrors();
     let inputs;
     try {
       inputs = collectInputs();
     } catch (e) {
-      showError(e.message);
+      if (!(e instanceof FieldError) || !showFieldError(e.field, e.message)) showError(e.message);
       return;
     }
     if (!slug) {
@@ -530,10 +600,13 @@
       const r = await api(`/v1/Run/${slug}`, inputs);
       if (!r.socketaccesstoken) throw new ApiError('Run did not return a task token.', 0);
       const steps = inputs.steps || Number((limits.steps || {}).default) || 1;
-      startFollowing(String(r.socketaccesstoken), String(r.taskid || ''), steps);
+      startFollowing(String(r.socketaccesstoken), String(r.taskid || ''), steps, inputs);
       refreshRecent();
     } catch (e) {
       showError(`The task was not started: ${e.message}`);
+      /* "Request parameter [width] must be ...": also under that field */
+      const m = /Request parameter \[(\w+)\]/.exec(e.message);
+      if (m) showFieldError(m[1] === 'cache' ? 'cacheCustom' : m[1], e.message.replace(/^.*?Request parameter/, 'Request parameter'));
     } finally {
       btn.disabled = false;
     }
@@ -550,6 +623,29 @@
       showError(`Could not stop the task: ${e.message}`);
       $('kill').disabled = false;
     }
+  }
+
+  /* The settings of an earlier task back in the form ("Reuse" in Recent tasks). */
+  function reuse(params) {
+    clearFieldErrors();
+    for (const id of ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps']) {
+      const v = params[id];
+      if (v === undefined || v === null) continue;
+      $(id).value = String(v);
+      $(id).dataset.touched = '1';
+    }
+    const cache = params.cache ? String(params.cache) : 'off';
+    if ([...$('cache').options].some((o) => o.value === cache)) {
+      $('cache').value = cache;
+    } else {
+      $('cache').value = 'custom';
+      $('cacheCustom').value = cache;
+    }
+    $('cache-custom-row').hidden = $('cache').value !== 'custom';
+    const prec = params.precision ? String(params.precision) : '';
+    $('precision').value = [...$('precision').options].some((o) => o.value === prec) ? prec : '';
+    $('prompt').focus();
+    $('prompt').scrollIntoView({ block: 'center' });
   }
 
   /* ---- recent tasks (Task/List) ---- */
@@ -582,7 +678,7 @@
       const pc = cell(tr, prompt, 'prompt');
       pc.title = prompt;
       const ct = Number(t.createtime);
-      cell(tr, ct > 0 ? new Date(ct * 1000).toLocaleString() : '');
+      cell(tr, ct > 0 ? new Date(ct * 1000).toLocaleString() : '', 'created');
       const vc = cell(tr, '');
       const out = Array.isArray(t.outputs) && t.outputs.length ? t.outputs[0] : null;
       const url = out && safeUrl(out.url);
@@ -603,9 +699,19 @@
         b.setAttribute('aria-label', `Show task ${t.id}`);
         b.addEventListener('click', () => {
           clearError();
-          startFollowing(String(t.socketaccesstoken), String(t.id), 1);
+          startFollowing(String(t.socketaccesstoken), String(t.id), 1, t.parameters);
         });
         vc.appendChild(b);
+      }
+      if (t.parameters && typeof t.parameters === 'object') {
+        const r = document.createElement('button');
+        r.type = 'button';
+        r.className = 'secondary';
+        r.textContent = 'Reuse';
+        r.title = 'Put this task\'s settings into the form';
+        r.setAttribute('aria-label', `Reuse the settings of task ${t.id}`);
+        r.addEventListener('click', () => reuse(t.parameters));
+        vc.appendChild(r);
       }
       body.appendChild(tr);
     }
@@ -659,6 +765,23 @@
       ev.preventDefault();
       submit();
     });
+    /* Ctrl+Enter (Cmd+Enter) in any field of the form generates */
+    $('run-form').addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey) && !$('run-fields').disabled && !$('submit').disabled) {
+        ev.preventDefault();
+        submit();
+      }
+    });
+    $('seed-random').addEventListener('click', () => {
+      const a = new Uint32Array(1);
+      window.crypto.getRandomValues(a);
+      $('seed').value = String(a[0]);
+      $('seed').dataset.touched = '1';
+      $('seed').removeAttribute('aria-invalid');
+      $('seed-error').hidden = true;
+    });
+    for (const id of ERROR_FIELDS) /* a corrected field loses its error */
+      $(id).addEventListener('input', () => { $(id).removeAttribute('aria-invalid'); $(`${id}-error`).hidden = true; });
     $('kill').addEventListener('click', killCurrent);
     $('refresh').addEventListener('click', () => refreshRecent());
     $('video').addEventListener('error', () => {

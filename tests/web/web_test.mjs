@@ -10,6 +10,9 @@
 //    a reload of the tab restores the credentials;
 //  - "Show" in Recent tasks follows a task again; Forget clears the credentials; a key-only project runs a task to
 //    a playing video as well; with the socket refused, the page polls Task/Detail to the end;
+//  - errors under their field (checked in the browser by Tool/Detail's rules; the server's too), the first screen says how
+//    to get a key and marks nothing invalid, Random seed, Download named after prompt and seed, Reuse, Ctrl+Enter,
+//    no horizontal overflow at 390 px (screenshots at 1280 and 390 px: CVX_WEB_SHOT with -1280 / -390);
 //  - under a name for 127.0.0.1 that is not localhost (not a secure context: no crypto.subtle), the page signs with
 //    its own SHA-256 and a task runs to a playing video.
 // To be sure the page's socket is attached before its task starts (a tiny-model step takes milliseconds), the test
@@ -94,6 +97,16 @@ try {
   const labels = await page.evaluate(() => ['apikey', 'apisecret', 'prompt', 'steps', 'scale', 'seed', 'progress']
     .filter((id) => !document.querySelector(`label[for="${id}"]`)));
   check(labels.length === 0, 'every field has a <label>', labels.join(', '));
+  // The first screen explains itself: how to get a key, and no field marked invalid before anything is typed.
+  const first = await page.evaluate(() => {
+    const b = (id) => getComputedStyle(document.getElementById(id)).borderTopColor;
+    return { hint: document.getElementById('run-hint').hidden ? '' : document.getElementById('run-hint').textContent,
+             prompt: b('prompt'), seed: b('seed'), apikey: b('apikey'),
+             invalid: document.querySelectorAll('[aria-invalid="true"]').length };
+  });
+  check(/cogvideox keys create/.test(first.hint) && first.prompt === first.apikey && first.seed === first.apikey &&
+        first.invalid === 0, 'first screen: says how to get a key (cogvideox keys create), no field shown invalid',
+        JSON.stringify(first));
 
   // ---- signatures: WebCrypto and the fallback against Node ----
   const vectors = [['k', 'secret1732000000000'], ['K'.repeat(100), 'x'.repeat(200)], ['key', ''], [KEY, SECRET + '1']];
@@ -135,20 +148,38 @@ try {
 
   // Errors: a value out of the range Tool/Detail gave is refused on the page; the server's own validation errors
   // are shown as they come.
+  // Errors appear under their field (the banner may be out of view), checked in the browser by Tool/Detail's rules.
+  const fieldErr = async (id) => page.evaluate((f) => ({
+    text: document.getElementById(`${f}-error`).hidden ? '' : document.getElementById(`${f}-error`).textContent,
+    invalid: document.getElementById(f).getAttribute('aria-invalid'), focused: document.activeElement.id,
+    banner: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent }), id);
   await page.fill('#prompt', 'a red fox');
   await page.fill('#steps', '0');
   await page.click('#submit');
-  await page.waitForSelector('#error:not([hidden])');
-  const rangeErr = await page.textContent('#error');
-  check(/Steps must be between 1 and 200/.test(rangeErr), `steps 0: "${rangeErr}"`);
+  await page.waitForSelector('#steps-error:not([hidden])');
+  let fe = await fieldErr('steps');
+  check(/Steps must be between 1 and 200/.test(fe.text) && fe.invalid === 'true' && fe.focused === 'steps' && !fe.banner,
+        `steps 0: at the field "${fe.text}"`, JSON.stringify(fe));
   await page.fill('#steps', '2');
   await page.click('summary');
   await page.fill('#width', '24');
   await page.click('#submit');
-  await page.waitForFunction(() => /not started/.test(document.getElementById('error').textContent));
-  const srvErr = await page.textContent('#error');
-  check(/The task was not started: Request parameter \[width\] must be a multiple of 16/.test(srvErr), `width 24: "${srvErr}"`);
+  await page.waitForSelector('#width-error:not([hidden])');
+  fe = await fieldErr('width');
+  check(/Width must be a multiple of 16 \(16 or 32\)/.test(fe.text) && fe.focused === 'width' && !fe.banner,
+        `width 24: at the field "${fe.text}"`, JSON.stringify(fe));
   await page.fill('#width', '');
+  await page.fill('#numFrames', '10');
+  await page.click('#submit');
+  await page.waitForSelector('#numFrames-error:not([hidden])');
+  fe = await fieldErr('numFrames');
+  check(/Frames must be 4N\+1: 5, 9, 13, …/.test(fe.text), `frames 10: "${fe.text}"`, JSON.stringify(fe));
+  await page.fill('#numFrames', '');
+  check(await page.$eval('#numFrames-error', (e) => e.hidden), 'a corrected field loses its error');
+  const seedBefore = await page.inputValue('#seed');
+  await page.click('#seed-random');
+  const seedAfter = await page.inputValue('#seed');
+  check(/^[0-9]+$/.test(seedAfter) && seedAfter !== seedBefore, `the Random button draws a seed (${seedAfter})`);
   await page.click('summary');
 
   // Keep the worker busy (another project, a long task) so that the page's task waits in the queue.
@@ -205,6 +236,10 @@ try {
         `the <video> loaded the output (readyState ${media.readyState}, ${media.w}x${media.h}, ${media.duration.toFixed(2)} s): ${media.src}`,
         JSON.stringify(media));
   check(/^Finished/.test(media.text), `status line "${media.text}"`);
+  const dl = await page.evaluate(() => ({ name: document.getElementById('video-download').getAttribute('download'),
+                                          href: document.getElementById('video-download').href }));
+  check(dl.name === 'a-red-fox-running-through-fresh-snow-golden-hour-seed42.mp4' && dl.href === media.src,
+        `Download names the file after the prompt and the seed: ${dl.name}`, JSON.stringify(dl));
   const progress = await page.evaluate(() => {
     const p = document.getElementById('progress');
     for (const r of window.__progressObserver.takeRecords()) window.__progress.push({ old: r.oldValue });
@@ -232,6 +267,12 @@ try {
   const row = await page.textContent(`#recent-body tr[data-taskid="${tid}"]`);
   const rowLink = await page.getAttribute(`#recent-body tr[data-taskid="${tid}"] a`, 'href');
   check(/Finished/.test(row) && /red fox/.test(row) && rowLink === media.src, `Recent tasks: "${row.replace(/\s+/g, ' ').trim()}"`);
+  await page.fill('#prompt', 'something else');
+  await page.click(`#recent-body tr[data-taskid="${tid}"] button[aria-label^="Reuse"]`);
+  const reused = await page.evaluate(() => ({ prompt: document.getElementById('prompt').value,
+                                              steps: document.getElementById('steps').value, seed: document.getElementById('seed').value }));
+  check(reused.prompt === 'a red fox running through fresh snow, golden hour' && reused.steps === '5' && reused.seed === '42',
+        'Reuse puts the task\'s settings back into the form', JSON.stringify(reused));
 
   // Head request of the video by the page's URL: the server answers with video/mp4.
   const head = await fetch(media.src, { method: 'HEAD', signal: AbortSignal.timeout(10000) });
@@ -239,6 +280,17 @@ try {
 
   await page.screenshot({ path: SHOT, fullPage: true });
   ok(`screenshot: ${SHOT}`);
+  // Desktop and phone widths: screenshots kept, and no horizontal overflow at 390 px (the page must not widen).
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    const shot = SHOT.replace(/(\.png)?$/, `-${width}.png`);
+    await page.screenshot({ path: shot, fullPage: true });
+    const w = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+                                           inner: window.innerWidth }));
+    check(w.doc <= w.inner && w.body <= w.inner, `${width} px: no horizontal overflow (${w.doc} px wide), screenshot ${shot}`,
+          JSON.stringify(w));
+  }
+  await page.setViewportSize({ width: 1000, height: 1400 });
 
   // "Show" on the row follows that task again: the socket replays its end, the video comes back.
   await page.evaluate(() => { document.getElementById('video').removeAttribute('src'); });
@@ -281,6 +333,9 @@ try {
   await page.waitForFunction(() => /not started/.test(document.getElementById('error').textContent));
   const cacheErr = await page.textContent('#error');
   check(/Request parameter \[cache\] must be off or teacache.*needs 5 coefficients/.test(cacheErr), `a bad custom cache: "${cacheErr}"`);
+  fe = await fieldErr('cacheCustom');
+  check(/^Request parameter \[cache\] must be off or teacache/.test(fe.text) && fe.invalid === 'true',
+        `the server's message is shown under its field too: "${fe.text.slice(0, 80)}…"`, JSON.stringify(fe));
   await page.selectOption('#cache', 'teacache:0.2');
   await page.click('#submit');
   await page.waitForFunction(() => {
@@ -307,7 +362,7 @@ try {
   await page.routeWebSocket(/\/v1\/socket/, (ws) => ws.close());
   await page.fill('#prompt', 'a paper boat on a river');
   await page.fill('#steps', '3');
-  await page.click('#submit');
+  await page.press('#prompt', 'Control+Enter'); /* the keyboard shortcut generates */
   await page.waitForFunction((prev) => {
     const v = document.getElementById('video');
     return v.getAttribute('src') && v.currentSrc !== prev && v.readyState >= 2 &&
