@@ -90,5 +90,18 @@ s1=$(sed -n 's/.*"seed": \([0-9]*\).*/\1/p' "$TMP/r1.json"); s2=$(sed -n 's/.*"s
 "$BIN" generate -m "$M" -p x -o "$TMP/r3.mp4" --steps 1 --frames 5 --height 16 --width 16 --seed "$s1" --quiet &&
     cmp -s "$TMP/r1.mp4" "$TMP/r3.mp4" && ok "the printed seed gives the same video again" || bad "reusing seed $s1"
 
+# make-model on a terminal redraws its progress at most ~10 times a second (was hundreds of redraws in 0.0 s)
+if command -v script >/dev/null 2>&1; then
+    script -qec "'$BIN' make-model --preset tiny -o '$TMP/tty-model'" /dev/null >"$TMP/tty.out" 2>&1
+    n=$(tr -cd '\r' <"$TMP/tty.out" | wc -c)
+    [ "$n" -le 30 ] && ok "make-model on a terminal: $n carriage returns, $(wc -c <"$TMP/tty.out") bytes" ||
+        bad "make-model on a terminal redrew $n times"
+fi
+# info --cpu names the kernels of each precision
+"$BIN" info --cpu >"$TMP/cpu" 2>&1 && grep -q "^kernels      fp32 (--precision fp32, norms, softmax) on [a-z0-9]*; bf16 (--precision bf16) on" "$TMP/cpu" &&
+    ! grep -q "kernels in use" "$TMP/cpu" && ok "info --cpu: $(grep '^kernels' "$TMP/cpu")" || bad "info --cpu: $(cat "$TMP/cpu")"
+"$BIN" info --cpu --json | grep -q '"bf16_kernels"' && ok "info --cpu --json has fp32_kernels and bf16_kernels" ||
+    bad "info --cpu --json"
+
 if [ $fails -ne 0 ]; then echo "cli_usage: $fails failed"; exit 1; fi
 echo "cli_usage: all passed"

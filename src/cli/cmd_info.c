@@ -69,6 +69,10 @@ static int info_cpu(int json) {
         json_object_set_new(o, "best_path", json_string(cvx_isa_name(cvx_isa_best())));
         json_object_set_new(o, "active_path", json_string(cvx_isa_name(cvx_isa_active())));
         json_object_set_new(o, "kernel_table", json_string(cvx_isa_name(kt->isa)));
+        json_object_set_new(o, "fp32_kernels", json_string(cvx_isa_name(kt->isa)));
+        json_object_set_new(o, "bf16_kernels", json_string(cvx_bf16_kernels_name(cvx_bf16_kernels_active())));
+        json_object_set_new(o, "bf16_native", json_boolean(cvx_precision_native(CVX_PRECISION_BF16)));
+        json_object_set_new(o, "precision_auto", json_string(cvx_precision_name(cvx_precision_default())));
         json_object_set_new(o, "force_isa", forced && *forced ? json_string(forced) : json_null());
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s ? s : "{}");
@@ -91,9 +95,13 @@ static int info_cpu(int json) {
         printf(" %s%s%s", cvx_isa_name((cvx_isa)i), cvx_isa_supported((cvx_isa)i) ? "" : "(unsupported)",
                cvx_kernels_for((cvx_isa)i) ? "" : "(not built)");
     printf("\nbest path    %s\n", cvx_isa_name(cvx_isa_best()));
-    printf("active path  %s%s%s%s; kernels in use: %s\n", cvx_isa_name(cvx_isa_active()),
-           forced && *forced ? " (CVX_FORCE_ISA=" : "", forced && *forced ? forced : "", forced && *forced ? ")" : "",
-           cvx_isa_name(kt->isa));
+    printf("active path  %s%s%s%s\n", cvx_isa_name(cvx_isa_active()), forced && *forced ? " (CVX_FORCE_ISA=" : "",
+           forced && *forced ? forced : "", forced && *forced ? ")" : "");
+    /* the fp32 products and the bf16 ones may run on different kernels (no fp32 AMX: fp32 stays on AVX-512) */
+    printf("kernels      fp32 (--precision fp32, norms, softmax) on %s; bf16 (--precision bf16) on %s%s\n",
+           cvx_isa_name(kt->isa), cvx_bf16_kernels_name(cvx_bf16_kernels_active()),
+           cvx_precision_native(CVX_PRECISION_BF16) ? "" : " (slower than fp32, refused by generate)");
+    printf("precision    auto = %s here\n", cvx_precision_name(cvx_precision_default()));
     return 0;
 }
 

@@ -28,7 +28,7 @@ static void usage(FILE *f) {
 typedef struct {
     int tty;
     int last_pct;
-    double t0;
+    double t0, last_draw;
 } progress_state;
 
 static void progress(const char *file, uint64_t done, uint64_t total, void *user_data) {
@@ -36,6 +36,10 @@ static void progress(const char *file, uint64_t done, uint64_t total, void *user
     int pct = total ? (int)(done * 100 / total) : 100;
     char a[32], b[32];
     if (ps->tty) {
+        /* at most ~10 redraws a second (a tiny model is hundreds of calls in no time), and the last one */
+        double now = cvx_time_seconds();
+        if (done != total && now - ps->last_draw < 0.1) return;
+        ps->last_draw = now;
         fprintf(stderr, "\r[%3d%%] %10s / %s  %-60.60s", pct, cvx_format_bytes(done, a, sizeof a), cvx_format_bytes(total, b, sizeof b),
                 file);
         fflush(stderr);
@@ -99,7 +103,7 @@ int cvx_cmd_make_model(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
-    progress_state ps = {isatty(2), -1, cvx_time_seconds()};
+    progress_state ps = {isatty(2), -1, cvx_time_seconds(), 0.0};
     p.progress = progress;
     p.user_data = &ps;
     cvx_error err = {0};
