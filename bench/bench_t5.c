@@ -1,9 +1,10 @@
 /* T5 encoder timing and memory.
  *
- *   bench_t5 --model DIR [--threads N] [--batch B] [--len L] [--repeat R]
+ *   bench_t5 --model DIR [--threads N] [--batch B] [--len L] [--repeat R] [--precision fp32|bf16]
  *       DIR: a text_encoder folder or a pipeline folder holding text_encoder/ (e.g. make-model --preset
  *       cogvideox-2b). Times cvx_t5_open and cvx_t5_encode on B rows of L ids (default 2 x 226: the pipeline's
- *       prompt + negative prompt), and prints the peak RSS.
+ *       prompt + negative prompt), and prints the peak RSS. --precision bf16: the bf16 path of the machine
+ *       (each layer packed just before it runs, as the pipeline does; CVX_FORCE_ISA picks a lower path).
  *   bench_t5 --synthetic-layers N [--dtype f16|bf16|f32] [--threads N] [--batch B] [--len L] [--keep DIR]
  *       Writes a T5-v1.1-XXL-shaped folder (d_model 4096, 64 x 64 heads, d_ff 10240, vocab 32128) with N
  *       layers of random weights to a temporary folder first; the full 24-layer time is about 24x the
@@ -22,6 +23,7 @@
 #include "core/log.h"
 #include "core/threadpool.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "text/t5.h"
 
 static double peak_rss_gb(void) {
@@ -112,6 +114,7 @@ int main(int argc, char **argv) {
     int layers = 0, threads = 0, repeat = 1;
     int64_t B = 2, L = 226;
     cvx_dtype dt = CVX_DTYPE_F16;
+    cvx_precision precision = CVX_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = v, i++;
@@ -121,12 +124,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--len") && v) L = atoll(v), i++;
         else if (!strcmp(a, "--repeat") && v) repeat = atoi(v), i++;
         else if (!strcmp(a, "--keep") && v) keep = v, i++;
+        else if (!strcmp(a, "--precision") && v && cvx_precision_from_name(v) >= 0)
+            precision = (cvx_precision)cvx_precision_from_name(v), i++;
         else if (!strcmp(a, "--dtype") && v) {
             dt = !strcmp(v, "bf16") ? CVX_DTYPE_BF16 : !strcmp(v, "f32") ? CVX_DTYPE_F32 : CVX_DTYPE_F16;
             i++;
         } else {
             fprintf(stderr, "usage: bench_t5 (--model DIR | --synthetic-layers N [--dtype f16|bf16|f32] [--keep DIR])\n"
-                            "                [--threads N] [--batch B] [--len L] [--repeat R]\n");
+                            "                [--threads N] [--batch B] [--len L] [--repeat R] [--precision fp32|bf16]\n");
             return 2;
         }
     }
@@ -173,6 +178,11 @@ int main(int argc, char **argv) {
     }
     double t_open = cvx_time_seconds() - t0;
     const cvx_t5_config *c = cvx_t5_get_config(m);
+    if (cvx_t5_set_precision(m, precision)) {
+        fprintf(stderr, "bench_t5: %s\n", cvx_t5_last_error(m));
+        cvx_t5_close(m);
+        return 1;
+    }
     cvx_pool *pool = cvx_pool_new(threads);
     int64_t *ids = malloc((size_t)(B * L) * sizeof *ids);
     float *out = malloc((size_t)(B * L * c->d_model) * sizeof(float));
@@ -187,10 +197,10 @@ int main(int argc, char **argv) {
     const double I = (double)(c->num_heads * c->d_kv), D = (double)c->d_model, F = (double)c->d_ff;
     double flops = (double)(B * L) * (double)c->num_layers * (2 * D * 4 * I + 2 * D * F * 3 + 4.0 * (double)L * I);
     printf("T5 %lld layers, d_model %lld, %lld heads x %lld, d_ff %lld; weights %.2f GB; ids [%lld, %lld]; "
-           "%d threads, kernels %s\n",
+           "%d threads, kernels %s, %s (bf16 path %s)\n",
            (long long)c->num_layers, (long long)c->d_model, (long long)c->num_heads, (long long)c->d_kv,
            (long long)c->d_ff, (double)cvx_t5_weight_bytes(m) / 1e9, (long long)B, (long long)L, cvx_pool_size(pool),
-           cvx_isa_name(cvx_isa_active()));
+           cvx_isa_name(cvx_isa_active()), cvx_precision_name(precision), cvx_bf16_kernels_name(cvx_bf16_kernels_active()));
     printf("open: %.3f s\n", t_open);
     int rc = 0;
     for (int r = 0; r < repeat; r++) {

@@ -57,6 +57,18 @@ for p in bf16 fp32; do
   grep -q '"threads":2,' "$tmp/gemm.json" || { echo "FAIL: gemm: --threads 2 not reported"; fail=1; }
 done
 
+# the bf16 path that ran, and on the AMX path its fraction of the tdpbf16ps peak; the AVX512-BF16 path of an AMX
+# machine, forced, reports its own name and no AMX fraction
+"$bin" bench gemm --m 40 --k 64 --n 64 --repeat 1 --json >"$tmp/gemm.json" 2>/dev/null
+check "gemm bf16_path" "$tmp/gemm.json" "${common[@]}" bf16_path
+if "$bin" info --cpu 2>/dev/null | grep -q '^best path *amx'; then
+  check "gemm amx" "$tmp/gemm.json" bf16_path fraction_of_amx_peak peak_gflops_amx
+  grep -q '"bf16_path":"amx"' "$tmp/gemm.json" || { echo "FAIL: gemm: bf16_path is not amx on an AMX machine"; fail=1; }
+  CVX_FORCE_ISA=avx512bf16 "$bin" bench gemm --m 40 --k 64 --n 64 --repeat 1 --json >"$tmp/gemm2.json" 2>/dev/null
+  grep -q '"bf16_path":"avx512bf16"' "$tmp/gemm2.json" && ! grep -q fraction_of_amx_peak "$tmp/gemm2.json" ||
+    { echo "FAIL: gemm forced avx512bf16: $(head -c 400 "$tmp/gemm2.json")"; fail=1; }
+fi
+
 "$bin" bench attention --tokens 20 --heads 2 --head-dim 16 --repeat 1 --json >"$tmp/att.json" 2>/dev/null
 check attention "$tmp/att.json" "${common[@]}" tokens heads head_dim seconds seconds_median gflops fraction_of_peak
 
@@ -70,6 +82,16 @@ grep -q '"joint_tokens":228,' "$tmp/block.json" || { echo "FAIL: block: 2 + 226 
 check generate "$tmp/gen.json" "${common[@]}" stage_seconds stage_seconds_median seconds seconds_median peak_rss_gb
 grep -q '"stage_seconds":{"encode":[^,]*,"denoise":[^,]*,"decode":[^,]*,"write":' "$tmp/gen.json" ||
   { echo "FAIL: generate: stage_seconds: $(cat "$tmp/gen.json")"; fail=1; }
+# --cache: the computed steps are reported (the first and the last always run); a bad spec is a usage error
+"$bin" bench generate -m "$tmp/model" --steps 4 --frames 5 --repeat 1 --cache teacache:0.1 --json >"$tmp/genc.json" 2>/dev/null
+check "generate --cache" "$tmp/genc.json" computed_steps computed_step_count cache
+grep -q '"cache":"teacache:0.1' "$tmp/genc.json" && grep -q '"computed_steps":\[0,.*3\]' "$tmp/genc.json" ||
+  { echo "FAIL: generate --cache: $(head -c 400 "$tmp/genc.json")"; fail=1; }
+set +e
+"$bin" bench generate -m "$tmp/model" --cache teacache:x --json >/dev/null 2>"$tmp/genc.err"
+rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "cache" "$tmp/genc.err" || { echo "FAIL: generate --cache teacache:x: exit $rc"; fail=1; }
 
 # deviation: fp32 then bf16 of one generation, stopped before the VAE. The relative rms is held to the documented
 # bound of the e2e latents class (tests/data/bf16_tolerances.json: max|bf16 − fp32| / rms(fp32); rms of the
