@@ -2,7 +2,8 @@
 # Outputs checked before any work (issue 14, item 1): a missing folder of -o / --preview is created, a path that
 # cannot be written (a file in the way, a read-only place, a wrong extension) fails at once — before the model is
 # opened (the error names the output even when -m does not exist) and in well under a second with the real tiny
-# model — and serve checks --outputs at start.
+# model — and serve checks --outputs at start. An existing output is replaced with a word about it; --json lists the
+# generation's parameters and the preview (issue 14, item 7).
 set -u
 BIN=${1:?usage: cli_outputs.sh path/to/cogvideox}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-cli-outputs-XXXXXX")
@@ -48,6 +49,17 @@ t1=$(now_ms)
     --height 16 --width 16 --quiet 2>"$TMP/err" && [ -s "$TMP/new/deeper/out.mp4" ] && [ -s "$TMP/prev/p.webp" ] &&
     ok "-o and --preview in new folders" || bad "-o in a new folder: $(cat "$TMP/err")"
 ls -a "$TMP/new/deeper" | grep -q cogvideox-write-test && bad "the probe file stayed" || true
+
+# An existing output is replaced, and the run says so; --json names what made the video and the preview.
+"$BIN" generate -m "$M" -p "a red fox" -n "blur" -o "$TMP/new/deeper/out.mp4" --preview "$TMP/prev/p.webp" --frames 5 \
+    --steps 2 --height 16 --width 16 --seed 9 --json >"$TMP/sum.json" 2>"$TMP/err" || bad "second run: $(cat "$TMP/err")"
+grep -q "out.mp4 exists; it is replaced when the generation succeeds" "$TMP/err" && ok "replacing an output is said" ||
+    bad "no word about replacing: $(cat "$TMP/err")"
+for want in '"prompt": "a red fox"' '"negative_prompt": "blur"' '"steps": 2' '"seed": 9' '"guidance_scale": 6' \
+            '"scheduler": "model"' "\"preview\": \"$TMP/prev/p.webp\"" "\"model\": \"$M\""; do
+    grep -qF -- "$want" "$TMP/sum.json" || bad "--json lacks $want: $(cat "$TMP/sum.json")"
+done
+ok "--json lists the parameters, the model and the preview"
 
 # serve: --outputs checked at start, before the model is opened
 expect 2 "serve --outputs under a file" "--outputs $TMP/afile/out" -- \

@@ -239,6 +239,11 @@ int cvx_cmd_generate(int argc, char **argv) {
     if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
     if (orc) return orc;
     if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
+    /* an existing file is replaced, as every generator does, but never silently */
+    const char *existing[2] = {p.output_path, p.preview_path};
+    for (int k = 0; k < 2 && !quiet; k++)
+        if (existing[k] && access(existing[k], F_OK) == 0)
+            fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n", existing[k]);
     if (random_seed) {
         FILE *ur = fopen("/dev/urandom", "rb");
         uint64_t r = 0;
@@ -290,6 +295,16 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_t *steps = json_array();
             for (int k = 0; k < video.num_computed_steps; k++) json_array_append_new(steps, json_integer(video.computed_steps[k]));
             json_object_set_new(j, "cache", json_string(cache));
+            /* what made this video: enough to generate it again */
+            json_object_set_new(j, "preview", p.preview_path ? json_string(p.preview_path) : json_null());
+            json_object_set_new(j, "prompt", json_string(p.prompt));
+            json_object_set_new(j, "negative_prompt", json_string(p.negative_prompt ? p.negative_prompt : ""));
+            json_object_set_new(j, "steps", json_integer(p.steps));
+            json_object_set_new(j, "guidance_scale", json_real(p.guidance_scale));
+            json_object_set_new(j, "scheduler", p.scheduler ? json_string(p.scheduler) : json_string("model"));
+            json_object_set_new(j, "dynamic_cfg", json_boolean(p.use_dynamic_cfg));
+            json_object_set_new(j, "noise_dtype", json_string(p.noise_dtype == CVX_NOISE_F16 ? "f16" : "f32"));
+            json_object_set_new(j, "model", json_string(model_dir));
             json_object_set_new(j, "computed_steps", steps);
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");
