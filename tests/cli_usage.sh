@@ -39,6 +39,15 @@ expect 1 "cogvideox generate: -m MODEL_DIR is required" generate -p x
 expect 1 "cogvideox generate: --steps: 'many'" generate -m "$M" -p x --steps many
 expect 1 "did you mean --seed?" generate -m "$M" -p x --seeed 3
 expect 1 "cogvideox make-model: unknown preset" make-model --preset huge -o "$TMP/m"
+# "did you mean" for a mistyped flag, and a known flag without its value said as such
+expect 1 "cogvideox info: unknown option '--jsn' (did you mean --json?)" info --jsn "$M"
+expect 1 "cogvideox make-model: unknown option '--prest' (did you mean --preset?)" make-model --prest tiny -o "$TMP/m"
+expect 1 "cogvideox make-model: option '-o' needs a value" make-model --preset tiny -o
+expect 1 "(did you mean --revision?)" download --revison x THUDM/CogVideoX-2b -o "$TMP/d"
+expect 1 "(did you mean --threads?)" golden --thread 2 "$TMP"
+expect 1 "(did you mean --builtin?)" tokenize --buildin x
+expect 1 "(did you mean --threads?)" encode -m "$M" --treads 2 x
+expect 1 "(did you mean --store?)" keys create --stor "$TMP/s.db"
 expect 1 "cogvideox serve: --listen wants HOST:PORT" serve --model "$M" --store "$TMP/s.db" --outputs "$TMP/o" --listen nohost
 expect 1 "cogvideox golden: --precision" golden --precision fp16 "$TMP"
 expect 1 "is not a repository id" download a/b/c -o "$TMP/d"

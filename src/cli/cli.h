@@ -27,6 +27,14 @@ int cvx_cli_parse_int(const char *s, long long min, long long max, long long *ou
 /* Edit distance of two short words, and the candidate within 1-3 edits of word (NULL if none): "did you mean". */
 int cvx_cli_distance(const char *a, const char *b);
 const char *cvx_cli_suggest(const char *word, const char *const *candidates, int n);
+/* "cogvideox CMD: unknown option 'ARG' (did you mean --x?)", or "option 'ARG' needs a value" for a known flag given
+ * without its value. */
+void cvx_cli_unknown_option(const char *cmd, const char *arg, const char *const *flags, int n);
+#define CVX_CLI_UNKNOWN(cmd, arg, ...)                                                                          \
+    do {                                                                                                       \
+        static const char *const cvx__flags[] = {__VA_ARGS__};                                                 \
+        cvx_cli_unknown_option(cmd, arg, cvx__flags, (int)(sizeof cvx__flags / sizeof cvx__flags[0]));         \
+    } while (0)
 
 /* Output checks run before a model is loaded; each prints "cogvideox CMD: FLAG PATH: ..." and returns the exit code
  * (0 ok, 1 a name the command cannot write, e.g. the wrong extension, 2 an I/O failure).

@@ -144,7 +144,7 @@ int cvx_cmd_download(int argc, char **argv) {
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else if (a[0] == '-') {
-            fprintf(stderr, "cogvideox download: unknown or incomplete option '%s'\n", a);
+            CVX_CLI_UNKNOWN("download", a, "-o", "--output", "--revision", "--token", "--endpoint", "--all", "--quiet", "--help");
             usage(stderr);
             return 1;
         } else if (!repo) {

@@ -147,7 +147,7 @@ int cvx_cmd_encode(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "cogvideox encode: unknown option %s\n", argv[i]);
+            CVX_CLI_UNKNOWN("encode", argv[i], "-m", "--model", "--threads", "--max-length", "--ids", "--out", "--help");
             usage(stderr);
             return 1;
         } else if (n_prompts < MAX_PROMPTS) {

@@ -53,7 +53,8 @@ int cvx_cmd_golden(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
             opt.verbose = 1;
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "cogvideox golden: unknown option %s\n", argv[i]);
+            CVX_CLI_UNKNOWN("golden", argv[i], "--dump", "--threads", "--verbose", "--precision", "--bf16-tolerances",
+                            "--help");
             usage(stderr);
             return 1;
         } else if (n < 256) {

@@ -307,7 +307,7 @@ int cvx_cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-weights"))
             check_weights = 0;
         else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "cogvideox info: unknown option '%s'\n", argv[i]);
+            CVX_CLI_UNKNOWN("info", argv[i], "--cpu", "--json", "--no-weights", "--help");
             usage(stderr);
             return 1;
         } else if (!dir)

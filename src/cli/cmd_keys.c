@@ -82,7 +82,7 @@ int cvx_cmd_keys(int argc, char **argv) {
         else if (!strcmp(a, "--name") && i + 1 < argc) name = argv[++i];
         else if (a[0] != '-' && !apikey) apikey = a;
         else {
-            fprintf(stderr, "cogvideox keys: unknown option or missing value: %s\n", a);
+            CVX_CLI_UNKNOWN("keys", a, "--store", "--mode", "--name", "--json", "--help");
             usage(stderr);
             return 1;
         }

@@ -93,7 +93,7 @@ int cvx_cmd_make_model(int argc, char **argv) {
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
             out = v, i++;
         } else {
-            fprintf(stderr, "cogvideox make-model: unknown or incomplete option '%s'\n", a);
+            CVX_CLI_UNKNOWN("make-model", a, "--preset", "--seed", "--dtype", "--threads", "-o", "--output", "--help");
             usage(stderr);
             return 1;
         }

@@ -192,7 +192,7 @@ int cvx_cmd_tokenize(int argc, char **argv) {
         } else if (!strcmp(a, "--")) {
             while (++i < argc) texts[n_texts++] = argv[i];
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "cogvideox tokenize: unknown or incomplete option '%s'\n\n", a);
+            CVX_CLI_UNKNOWN("tokenize", a, "-m", "--model", "--spm", "--max-length", "--builtin", "--raw", "--json", "--help");
             usage(stderr);
             free(texts);
             return 1;

@@ -67,6 +67,17 @@ const char *cvx_cli_suggest(const char *word, const char *const *candidates, int
     return best && best_d <= (len > 6 ? 2 : 1) + (len > 12) ? best : NULL;
 }
 
+void cvx_cli_unknown_option(const char *cmd, const char *arg, const char *const *flags, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(arg, flags[i])) {
+            fprintf(stderr, "cogvideox %s: option '%s' needs a value\n", cmd, arg);
+            return;
+        }
+    const char *s = cvx_cli_suggest(arg, flags, n);
+    fprintf(stderr, "cogvideox %s: unknown option '%s'%s%s%s\n", cmd, arg, s ? " (did you mean " : "", s ? s : "",
+            s ? "?)" : "");
+}
+
 /* --flag=value becomes --flag value for every subcommand (GNU style), up to a "--" that ends the options. */
 static char **split_equals(int argc, char **argv, int *out_argc) {
     char **v = malloc(sizeof(char *) * (size_t)(2 * argc + 1));
