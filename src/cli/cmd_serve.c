@@ -40,7 +40,7 @@ static void usage(FILE *f) {
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
             "  --body-limit BYTES       largest request body (default 1048576)\n"
             "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
-            "  --nonce-window SECONDS   how long a used nonce is refused for state-changing calls (default 86400)\n"
+            "  --nonce-window SECONDS   state-changing calls need a nonce of unix time within now +- this (default 900)\n"
             "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n"
             "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n"
             "example: cogvideox keys create --store tasks.db\n"
@@ -87,7 +87,7 @@ int cvx_cmd_serve(int argc, char **argv) {
             continue;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "cogvideox serve: unknown option or missing value: %s\n", a);
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
             usage(stderr);
             return 1;
         }
@@ -127,7 +127,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            fprintf(stderr, "cogvideox serve: unknown option %s\n", a);
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
             usage(stderr);
             return 1;
         }

@@ -478,7 +478,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.body_limit = 1 << 20;
     c.queue_limit = 100;
     c.project_runs_per_min = 30;
-    c.nonce_window_s = 86400;
+    c.nonce_window_s = 900;
     c.max_attempts = 3;
     c.callback_tries = 3;
     c.callback_backoff_ms = 1000;

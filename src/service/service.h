@@ -50,7 +50,7 @@ typedef struct {
     int queue_limit;             /* 100 tasks waiting or running: 429 beyond */
     int project_queue_limit;     /* of those, one project's: 0 = half of queue_limit (rounded up) */
     int project_runs_per_min;    /* 30 Runs per project per minute: 429 beyond (0 = no limit) */
-    long long nonce_window_s;    /* 86400: how long a used nonce is remembered per key */
+    long long nonce_window_s;    /* 900: a state-changing call's nonce is unix time within now ± this */
     int max_attempts;            /* 3: a task interrupted by crashes this often fails */
     int retention_days;          /* 0: keep outputs forever */
     int callback_tries;          /* 3 */
