@@ -6,7 +6,13 @@
  * a receiver that fails twice, one task_output per step over the WebSocket, Range requests, InputOutputDelete,
  * Task/List, the Tool calls, a graceful stop that re-queues and resumes, and a kill -9 of a server process (this program
  * re-executed with --child) followed by a restart that resumes from the last checkpointed step with the same
- * output. tests/cli_service.sh does the same with the real binary and engine. */
+ * output. tests/cli_service.sh does the same with the real binary and engine.
+ * Issue 13's hardening, one test per defect: test_limits (stored inputs, List pages, Run rate), test_slowloris,
+ * test_callback_limits (pool per project, internal destinations), test_pipeline's test_other_model (resume with
+ * another model), test_store_failure, test_nonces, test_queue_share, test_ws_limits, test_auth_before_body,
+ * test_damaged_checkpoint (+ test_pipeline's NaN blob), test_server_key, test_orphans, test_store_modes (file
+ * modes, keyed hashes of API keys), test_body (decimal numbers), test_small_leaks (+ test_basics: another
+ * project's task). Second client addresses are other loopback addresses (127.0.0.2). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
