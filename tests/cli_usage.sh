@@ -48,6 +48,7 @@ expect 1 "(did you mean --threads?)" golden --thread 2 "$TMP"
 expect 1 "(did you mean --builtin?)" tokenize --buildin x
 expect 1 "(did you mean --threads?)" encode -m "$M" --treads 2 x
 expect 1 "(did you mean --store?)" keys create --stor "$TMP/s.db"
+expect 1 "(did you mean --model?)" serve --modle "$M" --store "$TMP/s.db" --outputs "$TMP/o" --listen 127.0.0.1:0
 expect 1 "cogvideox serve: --listen wants HOST:PORT" serve --model "$M" --store "$TMP/s.db" --outputs "$TMP/o" --listen nohost
 expect 1 "cogvideox golden: --precision" golden --precision fp16 "$TMP"
 expect 1 "is not a repository id" download a/b/c -o "$TMP/d"
