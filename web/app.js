@@ -465,14 +465,15 @@
       const t = d.tasklist && d.tasklist[0];
       if (follow !== f || f.done) return;
       if (t) {
-        const lines = String(t.debugoutput || '').match(/Generate: [^\n]*/g);
+        /* the last progress line: a step ("Generate: step k/n ...") or a later stage ("... (97% of the task) ...") */
+        const lines = String(t.debugoutput || '').match(/Generate: (step \d+\/\d+|[^\n]*% of the task\))[^\n]*/g);
         if (lines && lines.length) {
           const last = lines[lines.length - 1];
           const m = /step (\d+)\/(\d+)/.exec(last);
           const stage = /\((\d+)% of the task\)/.exec(last);
           const text = last.replace(/^Generate: (.)/, (all, c) => c.toUpperCase());
           if (stage) setProgress(Number(stage[1]), 100, text);
-          else if (m) setProgress(Number(m[1]), Number(m[2]), text);
+          else setProgress(Number(m[1]), Number(m[2]), text);
         } else {
           showStatus(f, t.status);
         }
