@@ -383,9 +383,12 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
     /* kept until its own time has left the window too (one dated further ahead than the window is kept as if
      * dated now + window: the store stays bounded) */
     long long keep_from = t <= now_s ? now_s : t < now_s + nonce_window_s ? t : now_s + nonce_window_s;
-    int fresh = state_changing ? cvx_svc_store_nonce_use(store, project->apikey, nonce, now_s, keep_from,
+    /* nonces are kept per project, under "p" + its id: a short key keeps the table and its writes small */
+    char owner[32];
+    snprintf(owner, sizeof owner, "p%lld", project->id);
+    int fresh = state_changing ? cvx_svc_store_nonce_use(store, owner, nonce, now_s, keep_from,
                                                          nonce_window_s, err, sizeof err)
-                               : cvx_svc_store_nonce_note(store, project->apikey, nonce, now_s, keep_from,
+                               : cvx_svc_store_nonce_note(store, owner, nonce, now_s, keep_from,
                                                           nonce_window_s, err, sizeof err);
     if (fresh < 0 && state_changing) {
         deny(res, 500, "Internal error while checking the nonce.");
