@@ -62,12 +62,13 @@ typedef struct {
     void (*silu)(float *x, int64_t n);
 } cvx_kernel_table;
 
-/* The table of a path (a path without its own kernels gets the closest lower one: avx512bf16 and amx run the
- * avx512 fp32 kernels for now; NULL for an unknown path); cvx_kernels_active() is the one the models use. */
+/* The table of a path (dispatch.c: a path without fp32 kernels of its own gets the next path down that has them —
+ * avx512bf16 and amx run the avx512 ones; NULL for an unknown path); cvx_kernels_active() is the one the models
+ * use. */
 const cvx_kernel_table *cvx_kernels_for(cvx_isa isa);
 const cvx_kernel_table *cvx_kernels_active(void);
 
-/* Reference implementations (ref.c); other paths fall back to these. */
+/* The fp32 tables of the per-ISA files (ref.c, avx2.c, avx512.c). */
 extern const cvx_kernel_table cvx_kernels_ref;
 extern const cvx_kernel_table cvx_kernels_avx2;   /* avx2.c */
 extern const cvx_kernel_table cvx_kernels_avx512; /* avx512.c */

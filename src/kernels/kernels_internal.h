@@ -18,7 +18,8 @@ void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, 
                         int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                         int64_t Lq, int64_t Lk, int64_t D, float scale, const float *bias, int bf16);
 
-/* ---- the bf16 fast path (bf16.c drives; avx512bf16.c / amx.c supply kernels) ---------------------------- */
+/* ---- the bf16 fast path (bf16.c: front end and emulation; avx512bf16.c, amx.c / amx_emu.c: kernels, sharing the
+ * inline helpers of bf16_avx512.h; dispatch.c picks the table) ------------------------------------------------ */
 
 /* Packed weight layouts. */
 typedef enum {
