@@ -100,6 +100,15 @@ s1=$(sed -n 's/.*"seed": \([0-9]*\).*/\1/p' "$TMP/r1.json"); s2=$(sed -n 's/.*"s
 "$BIN" generate -m "$M" -p x -o "$TMP/r3.mp4" --steps 1 --frames 5 --height 16 --width 16 --seed "$s1" --quiet &&
     cmp -s "$TMP/r1.mp4" "$TMP/r3.mp4" && ok "the printed seed gives the same video again" || bad "reusing seed $s1"
 
+# download: a host that does not resolve or refuses the connection fails at once with a hint (it retried for 31 s)
+for ep in http://127.0.0.1:1 http://cvx-no-such-host.invalid; do
+    t0=$(date +%s%3N)
+    expect 2 "cogvideox download: cannot reach $ep" download THUDM/CogVideoX-2b -o "$TMP/dl" --endpoint "$ep"
+    t1=$(date +%s%3N)
+    grep -q "HF_ENDPOINT" "$TMP/err" && [ $((t1 - t0)) -lt 5000 ] && ok "download from $ep: failed after $((t1 - t0)) ms, with a hint" ||
+        bad "download from $ep: $((t1 - t0)) ms: $(cat "$TMP/err")"
+done
+
 # make-model on a terminal redraws its progress at most ~10 times a second (was hundreds of redraws in 0.0 s)
 if command -v script >/dev/null 2>&1; then
     script -qec "'$BIN' make-model --preset tiny -o '$TMP/tty-model'" /dev/null >"$TMP/tty.out" 2>&1

@@ -51,10 +51,23 @@ typedef struct {
     int quiet, tty;
     int last_decile; /* plain output: a line per 10% of a file */
     int bar_open;
+    char unreachable[512]; /* the first attempt's message when the hub cannot be reached */
 } progress_state;
+
+/* A host that does not resolve or refuses the connection will not answer a retry either: stop at once (the retries
+ * stay for 5xx answers and dropped transfers). */
+static int unreachable(const char *msg) {
+    return msg && (strstr(msg, "resolve host") || strstr(msg, "Could not resolve") || strstr(msg, "Couldn't connect") ||
+                   strstr(msg, "Connection refused") || strstr(msg, "Failed to connect"));
+}
 
 static void progress(const cvx_hub_progress *p, void *user_data) {
     progress_state *ps = user_data;
+    if (p->event == CVX_HUB_RETRY && unreachable(p->message)) {
+        snprintf(ps->unreachable, sizeof ps->unreachable, "%s", p->message);
+        g_stop = 1;
+        return;
+    }
     if (ps->quiet) return;
     char a[32], b[32], c[32], d[32];
     if (p->event == CVX_HUB_LISTED) {
@@ -165,7 +178,7 @@ int cvx_cmd_download(int argc, char **argv) {
         return 1;
     }
 
-    progress_state ps = {quiet, isatty(STDERR_FILENO), 0, 0};
+    progress_state ps = {quiet, isatty(STDERR_FILENO), 0, 0, ""};
     p.progress = progress;
     p.user_data = &ps;
     p.cancel = (const volatile int *)&g_stop;
@@ -180,6 +193,16 @@ int cvx_cmd_download(int argc, char **argv) {
     double t0 = cvx_time_seconds();
     cvx_status st = cvx_hub_download(repo, out, &p, &res, &err);
     if (ps.bar_open) fputc('\n', stderr);
+    if (st == CVX_ERR_CANCELLED && ps.unreachable[0]) {
+        const char *ep = p.endpoint ? p.endpoint : getenv("HF_ENDPOINT");
+        fprintf(stderr,
+                "cogvideox download: cannot reach %s: %s\n"
+                "  offline? behind a proxy (https_proxy)? a mirror: --endpoint URL or $HF_ENDPOINT; or copy the model\n"
+                "  folder from a machine that has it (model_index.json, tokenizer/, text_encoder/, transformer/, vae/,\n"
+                "  scheduler/) and pass it to -m\n",
+                ep && *ep ? ep : CVX_HUB_DEFAULT_ENDPOINT, ps.unreachable);
+        return 2;
+    }
     if (st == CVX_ERR_CANCELLED) {
         fprintf(stderr, "cogvideox download: interrupted; run the same command again to resume\n");
         return 130;
