@@ -473,7 +473,7 @@ static void answer_changed(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc
         return;
     }
     cvx_svc_publish_status(rq->svc, t);
-    cvx_svc_wake_callbacks(rq->svc);
+    if (t->callbackurl && t->callbackurl[0]) cvx_svc_wake_callbacks(rq->svc);
     reply_tasklist(rq, rp, t, 0);
     cvx_svc_task_clear(t);
 }

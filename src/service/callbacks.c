@@ -186,14 +186,17 @@ void *cvx_svc_callbacks_main(void *arg) {
         long long pick = 0, next_ms = 0;
         pthread_mutex_lock(&svc->mu);
         now = cvx_svc_now_ms();
-        for (int i = 0; i < n && !pick; i++) {
+        int more = 0; /* other callbacks due now, of other projects: another thread may take them */
+        for (int i = 0; i < n && !more; i++) {
             int busy = 0;
             for (int k = 0; k < svc->cb_threads && !busy; k++)
                 busy = svc->cb_inflight[k].task == ids[i] || (svc->cb_inflight[k].task && svc->cb_inflight[k].project == projects[i]);
-            if (busy) continue; /* a delivery ending wakes this thread */
-            if (due[i] <= now) pick = ids[i], self->slot->task = ids[i], self->slot->project = projects[i];
+            if (busy || (pick && projects[i] == self->slot->project)) continue; /* a delivery ending wakes a thread */
+            if (due[i] <= now && !pick) pick = ids[i], self->slot->task = ids[i], self->slot->project = projects[i];
+            else if (due[i] <= now) more = 1;
             else if (!next_ms || due[i] < next_ms) next_ms = due[i];
         }
+        if (more) pthread_cond_signal(&svc->wake_callbacks);
         if (!pick && !svc->callbacks_wake && !atomic_load(&svc->stopping)) {
             long long wait_ms = next_ms ? next_ms - now : 60000;
             if (n < 0) wait_ms = 1000; /* do not spin on a failing store */
@@ -213,7 +216,7 @@ void *cvx_svc_callbacks_main(void *arg) {
         deliver_one(svc, pick);
         pthread_mutex_lock(&svc->mu);
         self->slot->task = self->slot->project = 0;
-        pthread_cond_broadcast(&svc->wake_callbacks); /* the project's next callback may go now */
+        pthread_cond_signal(&svc->wake_callbacks); /* the project's next callback may go now */
         pthread_mutex_unlock(&svc->mu);
     }
     return NULL;

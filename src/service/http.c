@@ -60,7 +60,7 @@ void cvx_svc_wake_worker(cvx_svc *svc) {
 void cvx_svc_wake_callbacks(cvx_svc *svc) {
     pthread_mutex_lock(&svc->mu);
     svc->callbacks_wake = 1;
-    pthread_cond_broadcast(&svc->wake_callbacks);
+    pthread_cond_signal(&svc->wake_callbacks); /* one thread; it wakes another when more are due */
     pthread_mutex_unlock(&svc->mu);
 }
 
@@ -712,7 +712,9 @@ void cvx_svc_stop(cvx_svc *svc) {
     if (!svc) return;
     atomic_store(&svc->stopping, 1);
     cvx_svc_wake_worker(svc);
-    cvx_svc_wake_callbacks(svc);
+    pthread_mutex_lock(&svc->mu);
+    pthread_cond_broadcast(&svc->wake_callbacks); /* every callback thread sees `stopping` */
+    pthread_mutex_unlock(&svc->mu);
     /* no MHD_quiesce_daemon: with an epoll thread pool it races the pool's threads taking the listening socket out
      * of their epoll sets, and the loser aborts the process ("Failed to remove listen FD from epoll set"). Requests
      * that come while the worker stops are served (healthz says 503; a task Run accepts waits in the store for the

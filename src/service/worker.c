@@ -314,7 +314,7 @@ static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, d
             cvx_svc_publish_status(svc, &fresh);
             cvx_svc_task_clear(&fresh);
         }
-        cvx_svc_wake_callbacks(svc);
+        if (t->callbackurl && t->callbackurl[0]) cvx_svc_wake_callbacks(svc); /* only a task with a callback */
     }
 }
 
@@ -523,7 +523,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
             cvx_svc_publish_status(svc, &fresh);
             cvx_svc_task_clear(&fresh);
         }
-        cvx_svc_wake_callbacks(svc);
+        if (t->callbackurl && t->callbackurl[0]) cvx_svc_wake_callbacks(svc); /* only a task with a callback */
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed, (long long)sb.st_size);
     } else if (ended == 0) {
         cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
