@@ -157,6 +157,7 @@ int main(int argc, char **argv) {
     cfg.outputs_dir = outputs;
     cfg.http_threads = http_threads;
     cfg.queue_limit = 0;
+    cfg.project_runs_per_min = 0; /* the per-project Run rate limit would cap the Run phase: throughput is measured */
     cfg.engine.generate = instant_generate;
     cfg.logger.level = CVX_LOG_ERROR;
     cvx_svc *svc;
@@ -182,7 +183,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     cvx_svc_store_close(st);
-    atomic_llong nonce = 1700000000000LL;
+    /* Nonces are unix milliseconds counting up from now: state-changing calls refuse a nonce outside now ± the
+     * nonce window (docs/API.md). */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_llong nonce = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     char url[128], body[128];
     /* one finished task to read */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
