@@ -29,6 +29,9 @@ static inline uint16_t cvx_f32_to_bf16(float f) {
     return (uint16_t)((u + bias) >> 16);
 }
 
+/* f rounded to the nearest bf16 (ties to even), as a float: what a bf16 product sees of an f32 input. */
+static inline float cvx_bf16_round(float f) { return cvx_bf16_to_f32(cvx_f32_to_bf16(f)); }
+
 float cvx_f16_to_f32(uint16_t h);
 uint16_t cvx_f32_to_f16(float f);
 

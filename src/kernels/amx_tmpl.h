@@ -593,7 +593,7 @@ static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *
     bf16_plan_heads(B * H, Lq, nt, AT_R, AT_R, &c.qparts, &c.qpart_len);
     amx_att_layout(&c);
     if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_bytes) != 0) {
-        bf16_attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias);
+        cvx__attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias, 1);
         return;
     }
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, amx_att_task, &c);

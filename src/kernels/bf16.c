@@ -20,7 +20,7 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 static void round_rows(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) dst[r * ldd + c] = cvx_bf16_to_f32(cvx_f32_to_bf16(src[r * lds + c]));
+        for (int64_t c = 0; c < cols; c++) dst[r * ldd + c] = cvx_bf16_round(src[r * lds + c]);
 }
 
 /* ---- packing ---------------------------------------------------------------------------------------------- */

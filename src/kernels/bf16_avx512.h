@@ -1,7 +1,7 @@
 /* Inline helpers shared by the bf16 paths that run on AVX-512 registers (avx512bf16.c, amx.c, amx_emu.c):
  * conversions to bf16 pairs, the CVX_PACK_PAIRS packers, the exponential of the attention softmax and the
  * fused epilogue of cvx_linear_bf16_ex (its GELU from simd_math.h over avx512_v.h, the function of the AVX-512
- * fp32 path), the plain attention used when buffers cannot be allocated. Include only from files compiled with
+ * fp32 path), the plain-loop gemm_nt of last resort. Include only from files compiled with
  * -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c; every function is static, so each including
  * file is a leaf that calls no other kernel file.
  *
@@ -196,13 +196,12 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
 
 /* C[m, n] (+)= sum_k bf16(A[m, k])·bf16(B[n, k]) in plain loops, f32 sums: the bf16 gemm_nt drivers' last resort
  * when not even one packed panel of B can be allocated. */
-static inline float bf16_round(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
 static inline void bf16_gemm_nt_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                                       int64_t ldb, float *C, int64_t ldc, int accumulate) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += bf16_round(A[m * lda + k]) * bf16_round(B[n * ldb + k]);
+            for (int64_t k = 0; k < K; k++) s += cvx_bf16_round(A[m * lda + k]) * cvx_bf16_round(B[n * ldb + k]);
             C[m * ldc + n] = accumulate ? C[m * ldc + n] + s : s;
         }
 }
@@ -265,34 +264,6 @@ static inline int bf16_attention_degenerate(float *out, int64_t ldo, int64_t B, 
     for (int64_t r = 0; r < B * Lq; r++)
         for (int64_t d = 0; d < H * D; d++) out[r * ldo + d] = NAN;
     return 1;
-}
-
-/* The attention of the bf16 paths one query row at a time in plain C (q, k, v and the probabilities rounded to
- * bf16, f32 sums), for when the per-thread buffers cannot be allocated. Arguments as cvx_attention_bf16. */
-static inline void bf16_attention_rowwise(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
-                                          int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
-                                          int64_t Lk, int64_t D, float scale, const float *bias) {
-    for (int64_t r = 0; r < B * H * Lq; r++) {
-        int64_t i = r % Lq, h = (r / Lq) % H, b = r / (Lq * H);
-        const float *qi = q + (b * Lq + i) * ldq + h * D;
-        const float *brow = bias ? bias + (h * Lq + i) * Lk : NULL;
-        float *oi = out + (b * Lq + i) * ldo + h * D;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int64_t d = 0; d < D; d++) oi[d] = 0.0f;
-        for (int64_t j = 0; j < Lk; j++) {
-            const float *kj = k + (b * Lk + j) * ldk + h * D, *vj = v + (b * Lk + j) * ldv + h * D;
-            float s = 0.0f;
-            for (int64_t d = 0; d < D; d++) s += bf16_round(qi[d]) * bf16_round(kj[d]);
-            s *= scale;
-            if (brow) s += brow[j];
-            float m_new = s > mx ? s : mx, use = m_new == -INFINITY ? 0.0f : m_new;
-            float corr = expf(mx - use), p = expf(s - use), pr = bf16_round(p);
-            sum = sum * corr + p;
-            for (int64_t d = 0; d < D; d++) oi[d] = oi[d] * corr + pr * bf16_round(vj[d]);
-            mx = m_new;
-        }
-        for (int64_t d = 0; d < D; d++) oi[d] /= sum;
-    }
 }
 
 #endif

@@ -2,6 +2,9 @@
 #ifndef CVX_KERNELS_INTERNAL_H
 #define CVX_KERNELS_INTERNAL_H
 
+#include <math.h>
+
+#include "core/half.h"
 #include "kernels/kernels.h"
 
 /* gelu_tanh(x) = 0.5x(1 + tanh(K0·(x + K1·x³))), K0 = √(2/π) (torch approximate="tanh", HF gelu_new). */
@@ -17,6 +20,44 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
 void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, int64_t ldo, const float *q,
                         int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                         int64_t Lq, int64_t Lk, int64_t D, float scale, const float *bias, int bf16);
+
+/* Attention one query row at a time in plain C, arguments as cvx_attention (bf16 = 1: q, k, v and the
+ * probabilities rounded to bf16, the running sum taking the f32 probabilities): what every driver falls back to
+ * when its per-thread buffers cannot be allocated. */
+static inline void cvx__attention_rowwise(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                                          int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
+                                          int64_t Lk, int64_t D, float scale, const float *bias, int bf16) {
+    for (int64_t r = 0; r < B * H * Lq; r++) {
+        int64_t i = r % Lq, h = (r / Lq) % H, b = r / (Lq * H);
+        const float *qi = q + (b * Lq + i) * ldq + h * D;
+        const float *brow = bias ? bias + (h * Lq + i) * Lk : NULL;
+        float *oi = out + (b * Lq + i) * ldo + h * D;
+        float m = -INFINITY, l = 0.0f;
+        for (int64_t d = 0; d < D; d++) oi[d] = 0.0f;
+        for (int64_t j = 0; j < Lk; j++) {
+            const float *kj = k + (b * Lk + j) * ldk + h * D, *vj = v + (b * Lk + j) * ldv + h * D;
+            float s = 0.0f;
+            if (bf16)
+                for (int64_t d = 0; d < D; d++) s += cvx_bf16_round(qi[d]) * cvx_bf16_round(kj[d]);
+            else
+                for (int64_t d = 0; d < D; d++) s += qi[d] * kj[d];
+            s *= scale;
+            if (brow) s += brow[j];
+            float m_new = s > m ? s : m;
+            float use = m_new == -INFINITY ? 0.0f : m_new;
+            float corr = expf(m - use), p = expf(s - use);
+            l = l * corr + p;
+            if (bf16) {
+                float pr = cvx_bf16_round(p);
+                for (int64_t d = 0; d < D; d++) oi[d] = oi[d] * corr + pr * cvx_bf16_round(vj[d]);
+            } else {
+                for (int64_t d = 0; d < D; d++) oi[d] = oi[d] * corr + p * vj[d];
+            }
+            m = m_new;
+        }
+        for (int64_t d = 0; d < D; d++) oi[d] /= l;
+    }
+}
 
 /* ---- the bf16 fast path (bf16.c: front end and emulation; avx512bf16.c, amx.c / amx_emu.c: kernels, sharing the
  * inline helpers of bf16_avx512.h; dispatch.c picks the table) ------------------------------------------------ */

@@ -25,9 +25,8 @@
 #define GEMM_NC 2048
 
 /* x rounded to the nearest bf16 (ties to even, as torch), kept as a float. */
-static inline float round_bf16(float x) { return cvx_bf16_to_f32(cvx_f32_to_bf16(x)); }
 static void round_bf16_n(float *p, int64_t n) {
-    for (int64_t i = 0; i < n; i++) p[i] = round_bf16(p[i]);
+    for (int64_t i = 0; i < n; i++) p[i] = cvx_bf16_round(p[i]);
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -329,41 +328,6 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     }
 }
 
-/* Without memory for the tiles: one query row at a time, plain loops (the original reference). */
-static void attn_rowwise(const attn_ctx *c) {
-    for (int64_t r = 0; r < c->B * c->H * c->Lq; r++) {
-        int64_t i = r % c->Lq, h = (r / c->Lq) % c->H, b = r / (c->Lq * c->H);
-        const float *qi = c->q + (b * c->Lq + i) * c->ldq + h * c->D;
-        const float *brow = c->bias ? c->bias + (h * c->Lq + i) * c->Lk : NULL;
-        float *oi = c->out + (b * c->Lq + i) * c->ldo + h * c->D;
-        float m = -INFINITY, l = 0.0f;
-        for (int64_t d = 0; d < c->D; d++) oi[d] = 0.0f;
-        for (int64_t j = 0; j < c->Lk; j++) {
-            const float *kj = c->k + (b * c->Lk + j) * c->ldk + h * c->D;
-            const float *vj = c->v + (b * c->Lk + j) * c->ldv + h * c->D;
-            float s = 0.0f;
-            if (c->bf16)
-                for (int64_t d = 0; d < c->D; d++) s += round_bf16(qi[d]) * round_bf16(kj[d]);
-            else
-                for (int64_t d = 0; d < c->D; d++) s += qi[d] * kj[d];
-            s *= c->scale;
-            if (brow) s += brow[j];
-            float m_new = s > m ? s : m;
-            float use = m_new == -INFINITY ? 0.0f : m_new;
-            float corr = expf(m - use), p = expf(s - use);
-            l = l * corr + p;
-            if (c->bf16) {
-                float pr = round_bf16(p);
-                for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + pr * round_bf16(vj[d]);
-            } else {
-                for (int64_t d = 0; d < c->D; d++) oi[d] = oi[d] * corr + p * vj[d];
-            }
-            m = m_new;
-        }
-        for (int64_t d = 0; d < c->D; d++) oi[d] /= l;
-    }
-}
-
 void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, int64_t ldo, const float *q,
                         int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                         int64_t Lq, int64_t Lk, int64_t D, float scale, const float *bias, int bf16) {
@@ -392,7 +356,7 @@ void cvx__attention_run(const cvx_kernel_table *kt, cvx_pool *pool, float *out, 
     int64_t off[6];
     c.buf_floats = attn_buffer(&c, off);
     if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_floats * sizeof(float)) != 0) {
-        attn_rowwise(&c);
+        cvx__attention_rowwise(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, scale, bias, bf16);
         return;
     }
     cvx_pool_parallel_for(pool, B * H * c.qparts, 1, attn_task, &c);
