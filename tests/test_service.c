@@ -1461,6 +1461,18 @@ static void test_cache(server *s, client *cl) {
     CHECK(tool_cache_ok(cl));
 }
 
+/* A task as api_run stores it, for tests that write the store directly (the server stopped): t's fields zeroed,
+ * then a fresh uuid and token, the project, copies of params and gen, no callback. */
+static void stored_task(cvx_svc_task *t, long long project, const char *params, const char *gen) {
+    memset(t, 0, sizeof *t);
+    cvx_svc_uuid(t->uuid);
+    cvx_svc_random_token(t->token, 30);
+    t->project = project;
+    t->params = strdup(params);
+    t->gen = strdup(gen);
+    t->callbackurl = strdup("");
+}
+
 /* A task stored by the previous version (same schema; its generation parameters have no precision): the store
  * opens, the task runs, with fp32, the precision that version used (and that its checkpoints hold), whatever the
  * server's default now. */
@@ -1473,16 +1485,11 @@ static void test_old_task(server *s, client *cl) {
     cvx_svc_project p;
     CHECK(find_project(st, s->store, cl->apikey, &p));
     cvx_svc_task t;
-    memset(&t, 0, sizeof t);
-    cvx_svc_uuid(t.uuid);
-    cvx_svc_random_token(t.token, 30);
-    t.project = p.id;
-    t.params = strdup("{\"prompt\":\"old\",\"steps\":\"3\"}");
-    /* exactly what the previous api_run stored */
-    t.gen = strdup("{\"prompt\": \"old\", \"negative_prompt\": \"\", \"steps\": 3, \"guidance_scale\": 6.0, \"seed\": "
-                   "\"123456\", \"num_frames\": 9, \"width\": 80, \"height\": 48, \"fps\": 8, \"output_key\": "
-                   "\"OldOutputKey0123456789abcdefABCD\"}");
-    t.callbackurl = strdup("");
+    /* gen: exactly what the previous api_run stored */
+    stored_task(&t, p.id, "{\"prompt\":\"old\",\"steps\":\"3\"}",
+                "{\"prompt\": \"old\", \"negative_prompt\": \"\", \"steps\": 3, \"guidance_scale\": 6.0, \"seed\": "
+                "\"123456\", \"num_frames\": 9, \"width\": 80, \"height\": 48, \"fps\": 8, \"output_key\": "
+                "\"OldOutputKey0123456789abcdefABCD\"}");
     snprintf(t.slugowner, sizeof t.slugowner, "THUDM");
     snprintf(t.slugproject, sizeof t.slugproject, "CogVideoX-2b");
     t.createtime = 1700000000;
@@ -1595,13 +1602,7 @@ static void test_limits(server *s, client *cl) {
     sprintf(params_text + n + 26000, "\"}");
     for (int i = 0; i < 130; i++) {
         cvx_svc_task t;
-        memset(&t, 0, sizeof t);
-        cvx_svc_uuid(t.uuid);
-        cvx_svc_random_token(t.token, 30);
-        t.project = pr.id;
-        t.params = strdup(params_text);
-        t.gen = strdup("{}");
-        t.callbackurl = strdup("");
+        stored_task(&t, pr.id, params_text, "{}");
         t.createtime = 1700000000;
         CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
         cvx_svc_store_task_cancel(st, t.id, 0, 1700000000, err, sizeof err);
@@ -2061,14 +2062,9 @@ static void test_orphans(server *s, client *cl) {
     cvx_svc_project p;
     CHECK(find_project(st, s->store, cl->apikey, &p));
     cvx_svc_task t;
-    memset(&t, 0, sizeof t);
-    cvx_svc_uuid(t.uuid);
-    cvx_svc_random_token(t.token, 30);
-    t.project = p.id;
-    t.params = strdup("{\"prompt\":\"orphan\"}");
-    t.gen = strdup("{\"prompt\": \"orphan\", \"negative_prompt\": \"\", \"steps\": 3, \"seed\": \"1\","
-                   " \"output_key\": \"OrphanKey0123456789abcdefABCDEFGH\"}");
-    t.callbackurl = strdup("");
+    stored_task(&t, p.id, "{\"prompt\":\"orphan\"}",
+                "{\"prompt\": \"orphan\", \"negative_prompt\": \"\", \"steps\": 3, \"seed\": \"1\","
+                " \"output_key\": \"OrphanKey0123456789abcdefABCDEFGH\"}");
     t.createtime = time(NULL);
     CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
     long long id = t.id;
