@@ -47,23 +47,6 @@
  * the conversion of A (~15 %), C's stores and the sub-blocks' partial sums are what is left
  * (docs/performance.md). */
 
-/* rows x k floats (row stride lda) -> bf16 rows of kpad values (row stride kpad), zero-padded to rows_pad rows. */
-static void amx_pack_a(const float *A, int64_t lda, int64_t rows, int64_t k, int64_t kpad, int64_t rows_pad,
-                       uint16_t *dst) {
-    for (int64_t i = 0; i < rows_pad; i++) {
-        uint16_t *d = dst + i * kpad;
-        if (i >= rows) {
-            memset(d, 0, (size_t)kpad * sizeof(uint16_t));
-            continue;
-        }
-        const float *s = A + i * lda;
-        if (i + 2 < rows) /* the row after next, fresh from memory */
-            for (int64_t p = 0; p < k; p += 16) _mm_prefetch((const char *)(s + 2 * lda + p), _MM_HINT_T0);
-        for (int64_t p = 0; p < kpad; p += 32)
-            _mm512_storeu_si512(d + p, _mm512_castps_si512(cvt_pairs(s + p, (int)max64(0, min64(32, k - p)))));
-    }
-}
-
 /* One 32-row group of A (rows <= 32 of k floats, row stride lda) -> A tiles laid out in the order the kernel
  * loads them: for each K step of 32, the tile of rows 0-15 then the tile of rows 16-31, each 16 rows x 64
  * bytes contiguous (1 KB), so a tile load reads 16 consecutive cache lines. Rows past `rows` are 0. */
@@ -308,22 +291,28 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
 }
 
 /* ---- flash attention ---------------------------------------------------------------------------------------
- * Per (batch, head): K packed as B tiles (16 keys x 16 head-dim pairs each, head dim padded to dq, a multiple of
- * 32), V as key pairs x channels (B tiles of P·V: 16 key pairs x 16 channels at a 4·dq-byte stride). Per block
- * of AT_BQ queries (bf16 rows: the A tiles of Q·Kᵀ), per block of AT_BK keys, per tile of 16 queries:
- *   S = Q·Kᵀ: the query tile's head-dim chunks stay in tmm4-5, tmm0-3 accumulate 64 keys, K tiles stream
- *   through tmm6-7 (one load per tdpbf16ps), S stored f32 -> per row, on AVX-512: p = 2^(y - m) with
- *   y = s·scale·log2(e) (or (s·scale + bias)·log2(e)) against the running maximum m, the f32 sum of p (kept
- *   lane-wise), p rounded to bf16 rows (the A tiles of P·V) -> O += P·V: tmm0-3 hold 16 queries x 64 channels
- *   of O over the whole key block, one P tile and four V tiles per 32 keys.
- * The Q·Kᵀ tiles of the next query tile are issued before this tile's softmax, so the tile unit works while the
- * vector units compute exponentials. Rescaling is lazy (as in the AVX512-BF16 kernel): once a row has a
- * maximum, a later block's scores are turned into probabilities against it directly and the row is redone
- * exactly (new maximum, O and the sum rescaled) only when a score exceeds it by more than LAZY_T (log2 units).
- * Never an Lq x Lk buffer. */
+ * Computed transposed, so that every softmax statistic is a vector lane: per (batch, head), Sᵀ = K·Qᵀ (A tiles:
+ * 16 keys x 32 head-dim values of K; B tiles: Qᵀ as 16 head-dim pairs x 16 queries) and Oᵀ += Vᵀ·Pᵀ (A tiles: 16
+ * channels x 32 keys of Vᵀ; B tiles: Pᵀ as 16 key pairs x 16 queries). A row of an Sᵀ tile is one key for 16
+ * queries, so the running maximum, the sums and O's rescaling are lane-wise operations over rows — no
+ * reduction across a register, no per-query work. Per block of AT_BQ queries, per block of AT_BK keys (whose
+ * packed K and Vᵀ stay in L1 while every query tile of the block uses them), per tile of 16 queries:
+ *   Sᵀ: the tile's Qᵀ chunks in tmm4-5, K tiles through tmm6-7 (one load per tdpbf16ps), 64 keys in tmm0-3,
+ *   stored f32 [keys][16 queries] -> on AVX-512, per key row: p = 2^(y - m) with y = s·scale·log2(e) (or
+ *   (s·scale + bias)·log2(e)) against the queries' running maxima m, the f32 sums of p, two key rows rounded
+ *   to bf16 and interleaved into one Pᵀ pair row -> Oᵀ (f32 [channels][16 queries], in L2 between key blocks)
+ *   loaded into tmm0-3, += one Pᵀ tile (tmm4) times four Vᵀ tiles (tmm5-7) per 32 keys, stored back.
+ * Rescaling is lazy (as in the AVX512-BF16 kernel): once a query has a maximum, a later block's scores are
+ * turned into probabilities against it directly, and that query is redone exactly (new maximum, O and the sum
+ * rescaled) only when a score exceeds it by more than LAZY_T (log2 units). Never an Lq x Lk buffer.
+ * The three stages run in sequence: on the Xeon this was measured on (docs/performance.md), the softmax's
+ * vector loads, exponentials and stores do not run alongside tdpbf16ps work (register-only FMAs do), and
+ * issuing the next tile's products inside the softmax (in units of 2-4 products, or a whole stage ahead) made
+ * the kernel 10-20 % slower; the transposed layout instead removed the per-query reductions (12 % faster than
+ * the row-wise softmax it replaced). */
 
-#define AT_BQ 256 /* queries per block: a multiple of AT_R; O (AT_BQ x dq f32) stays in L2 */
-#define AT_BK 128 /* keys per block: a multiple of 64; the K and V blocks are reused by every query tile */
+#define AT_BQ 256 /* queries per block: a multiple of AT_R; Oᵀ (AT_BQ x dq f32) stays in L2 */
+#define AT_BK 128 /* keys per block: a multiple of 64; the K and Vᵀ blocks are reused by every query tile */
 #define AT_R 16   /* queries per tile */
 #define LAZY_T 8.0f
 
@@ -334,238 +323,297 @@ typedef struct {
     float scale;
     int64_t qparts, qpart_len;
     int64_t dq, lkp; /* head dim rounded up to 32; keys rounded up to 64 */
-    int64_t off_v, off_q, off_s, off_p, off_o, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
+    int64_t off_v, off_q, off_s, off_p, off_o, off_bias, off_stat, buf_bytes; /* per-thread buffer layout (bytes) */
     cvx_pool *pool; /* whose per-thread scratch holds the buffers */
 } amx_att_ctx;
 
 static void amx_att_layout(amx_att_ctx *c) {
     int64_t n = 0;
-    n += round_up(c->lkp * c->dq * 2, 64); /* packed K */
-    c->off_v = n, n += round_up(c->lkp * c->dq * 2, 64);
-    c->off_q = n, n += AT_BQ * c->dq * 2;
-    c->off_s = n, n += 2 * AT_R * AT_BK * 4; /* two S buffers: the next tile's scores while this one's softmax runs */
-    c->off_p = n, n += AT_R * AT_BK * 2;
-    c->off_o = n, n += AT_BQ * c->dq * 4;
-    c->off_stat = n, n += AT_BQ * 4 + AT_BQ * 64; /* running max (log2 units); running sums, lane-wise */
+    n += c->lkp * c->dq * 2; /* K tiles */
+    c->off_v = n, n += c->lkp * c->dq * 2; /* Vᵀ tiles */
+    c->off_q = n, n += AT_BQ * c->dq * 2;  /* Qᵀ pairs */
+    c->off_s = n, n += AT_BK * AT_R * 4;   /* Sᵀ of one query tile and key block */
+    c->off_p = n, n += AT_BK * AT_R * 2;   /* its Pᵀ pairs */
+    c->off_o = n, n += AT_BQ * c->dq * 4;  /* Oᵀ */
+    c->off_bias = n, n += c->bias ? AT_BK * AT_R * 4 : 0; /* the bias block, transposed like Sᵀ */
+    c->off_stat = n, n += 2 * AT_BQ * 4;   /* running maxima (log2 units) and sums */
     c->buf_bytes = round_up(n, 64);
 }
 
-/* K [Lk, D] (row stride ldk) -> lkp/16 tiles' worth of B rows: key tile j (16 keys) holds dq/2 pair rows of 16
- * words at kp + j·8·dq; keys past Lk and pairs past D are 0. */
-static void amx_pack_k(const float *K, int64_t ldk, int64_t Lk, int64_t D, int64_t dq, int64_t lkp, uint32_t *kp) {
-    for (int64_t j0 = 0; j0 < lkp; j0 += 16) {
-        uint32_t *dst = kp + j0 * (dq / 2);
-        int rows = (int)max64(0, min64(16, Lk - j0));
-        if (rows > 0) pack_pairs_transposed(K + j0 * ldk, ldk, rows, D, dst, 16, 16);
-        int64_t from = rows > 0 ? (D + 1) / 2 : 0;
-        if (from < dq / 2) memset(dst + from * 16, 0, (size_t)((dq / 2 - from) * 16) * sizeof(uint32_t));
+/* K [Lk, D] (row stride ldk) -> A tiles: key tile j (16 keys), head-dim chunk s (32 values) at kt + (j·ks + s)·512
+ * words, 16 rows of 64 bytes; keys past Lk (up to lkp) and values past D are 0. */
+static void amx_pack_k_tiles(const float *K, int64_t ldk, int64_t Lk, int64_t D, int64_t dq, int64_t lkp, uint16_t *kt) {
+    const int64_t ks = dq / 32;
+    for (int64_t key = 0; key < lkp; key++) {
+        uint16_t *d = kt + ((key / 16) * ks) * 512 + (key % 16) * 32;
+        const float *s = K + key * ldk;
+        if (key + 8 < Lk) /* rows are far apart (a fused qkv buffer) */
+            for (int64_t p = 0; p < D; p += 16) _mm_prefetch((const char *)(s + 8 * ldk + p), _MM_HINT_T0);
+        for (int64_t c = 0; c < ks; c++) {
+            __m512 w = key < Lk ? cvt_pairs(s + 32 * c, (int)max64(0, min64(32, D - 32 * c))) : _mm512_setzero_ps();
+            _mm512_storeu_ps((float *)(d + c * 512), w);
+        }
     }
 }
 
-/* Accumulator `acc` (tmm0-3) += Q tile · K tile of key tile kt (16 keys at ktile) over the head-dim chunks: with
- * the Q chunks resident in tmm4-5 (ks <= 2) or reloaded per chunk. */
-#define AMX_ATT_S_ACC(acc, ktile)                                                                        \
-    for (int64_t s_ = 0; s_ < ks; s_++) {                                                                \
-        const uint32_t *kt_ = (ktile) + s_ * 256;                                                        \
-        if (ks > 2) {                                                                                    \
-            TILE_LOAD(4, qr + 32 * s_, dq * 2);                                                          \
-            TILE_LOAD(6, kt_, 64);                                                                       \
-            TILE_DP(acc, 4, 6);                                                                          \
-        } else if (s_ == 0) {                                                                            \
-            TILE_LOAD(6, kt_, 64);                                                                       \
-            TILE_DP(acc, 4, 6);                                                                          \
-        } else {                                                                                         \
-            TILE_LOAD(7, kt_, 64);                                                                       \
-            TILE_DP(acc, 5, 7);                                                                          \
-        }                                                                                                \
-    }
+/* Vm [Lk, D] (row stride ldv) -> Vᵀ A tiles: key chunk c (32 keys), channel tile t (16 channels) at
+ * vt + (c·(dq/16) + t)·512 words, row = channel, 32 keys in order; keys past Lk and channels past D are 0. */
+static void amx_pack_vt_tiles(const float *Vm, int64_t ldv, int64_t Lk, int64_t D, int64_t dq, int64_t lkp, uint16_t *vt) {
+    __m512 r0[16], r1[16];
+    for (int64_t c = 0; c < lkp / 32; c++)
+        for (int64_t t = 0; t < dq / 16; t++) {
+            const __mmask16 k = lanes((int)(D - 16 * t));
+            for (int i = 0; i < 16; i++) {
+                int64_t k0 = 32 * c + i, k1 = k0 + 16;
+                r0[i] = k0 < Lk ? _mm512_maskz_loadu_ps(k, Vm + k0 * ldv + 16 * t) : _mm512_setzero_ps();
+                r1[i] = k1 < Lk ? _mm512_maskz_loadu_ps(k, Vm + k1 * ldv + 16 * t) : _mm512_setzero_ps();
+            }
+            cvx__transpose16_ps(r0);
+            cvx__transpose16_ps(r1);
+            uint16_t *d = vt + (c * (dq / 16) + t) * 512;
+            for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + 32 * i, (__m512i)_mm512_cvtne2ps_pbh(r1[i], r0[i]));
+        }
+}
 
-/* Q·Kᵀ for one query tile (16 bf16 rows at qr, row stride dq) against the keys of kb (nkp of them, a multiple of
- * 64): S[r][j] (row stride AT_BK). */
-static inline __attribute__((always_inline)) void amx_att_scores(const uint16_t *qr, int64_t dq, const uint32_t *kb,
+/* Sᵀ [nkp keys][16 queries] f32 = K tiles of the block (kb, nkp keys, a multiple of 64) · Qᵀ pairs of one query
+ * tile (qt: dq/2 rows of 16 words): the Qᵀ chunks stay in tmm4-5 (ks <= 2) or are reloaded per chunk, K tiles
+ * stream through tmm6-7, 64 keys accumulate in tmm0-3 (each accumulator's chain finishes before the next
+ * starts, so its store overlaps the following products). */
+static inline __attribute__((always_inline)) void amx_att_scores(const uint32_t *qt, int64_t dq, const uint16_t *kb,
                                                                  int64_t nkp, float *S) {
     const int64_t ks = dq / 32;
     if (ks <= 2) {
-        TILE_LOAD(4, qr, dq * 2);
-        if (ks == 2) TILE_LOAD(5, qr + 32, dq * 2);
+        TILE_LOAD(4, qt, 64);
+        if (ks == 2) TILE_LOAD(5, qt + 256, 64);
     }
     for (int64_t j = 0; j < nkp; j += 64) {
-        const uint32_t *kt = kb + j * (dq / 2);
         TILE_ZERO(0);
         TILE_ZERO(1);
         TILE_ZERO(2);
         TILE_ZERO(3);
-        AMX_ATT_S_ACC(0, kt)
-        AMX_ATT_S_ACC(1, kt + 8 * dq)
-        AMX_ATT_S_ACC(2, kt + 16 * dq)
-        AMX_ATT_S_ACC(3, kt + 24 * dq)
-        TILE_STORE(0, S + j, AT_BK * 4);
-        TILE_STORE(1, S + j + 16, AT_BK * 4);
-        TILE_STORE(2, S + j + 32, AT_BK * 4);
-        TILE_STORE(3, S + j + 48, AT_BK * 4);
+#define AMX_ATT_S_ACC(acc)                                                                                    \
+    for (int64_t s_ = 0; s_ < ks; s_++) {                                                                     \
+        const uint16_t *k_ = kb + ((j / 16 + (acc)) * ks + s_) * 512;                                         \
+        if (ks > 2) {                                                                                         \
+            TILE_LOAD(4, qt + s_ * 256, 64);                                                                  \
+            TILE_LOAD(6, k_, 64);                                                                             \
+            TILE_DP(acc, 6, 4);                                                                               \
+        } else if (s_ == 0) {                                                                                 \
+            TILE_LOAD(6, k_, 64);                                                                             \
+            TILE_DP(acc, 6, 4);                                                                               \
+        } else {                                                                                              \
+            TILE_LOAD(7, k_, 64);                                                                             \
+            TILE_DP(acc, 7, 5);                                                                               \
+        }                                                                                                     \
+    }
+        AMX_ATT_S_ACC(0)
+        AMX_ATT_S_ACC(1)
+        AMX_ATT_S_ACC(2)
+        AMX_ATT_S_ACC(3)
+#undef AMX_ATT_S_ACC
+        TILE_STORE(0, S + j * 16, 64);
+        TILE_STORE(1, S + (j + 16) * 16, 64);
+        TILE_STORE(2, S + (j + 32) * 16, 64);
+        TILE_STORE(3, S + (j + 48) * 16, 64);
     }
 }
 
-/* One row's softmax over one key block: nk valid scores in s (nkp written, a multiple of 32), bias row brow (or
- * NULL); updates the running max m (log2 units) and the running sum, kept lane-wise in l[16] (reduced once, at
- * the end of the row), writes the nkp probabilities as bf16 (0 past nk) and returns the factor for the row's O
- * (1 when unchanged). */
-static inline __attribute__((always_inline)) float amx_att_softmax_row(const float *s, const float *brow, int64_t nk,
-                                                                       int64_t nkp, float scale, int lazy_ok, float *m,
-                                                                       float *l, uint16_t *p) {
-    const float log2e = 1.44269504088896341f;
-    if (lazy_ok && *m != -INFINITY) {
-        /* Against the running maximum. A score more than LAZY_T above it gives p > 2^LAZY_T, so its lane of the
-         * sums exceeds 2^LAZY_T too: the sums are the overflow check (a lane can also exceed it with several
-         * large p, which only sends the row down the exact path; NaN and inf propagate as in the exact path). */
-        const __m512 va = _mm512_set1_ps(scale * log2e), vneg = _mm512_set1_ps(-*m);
-        __m512 sum = _mm512_setzero_ps();
-        const int64_t full = nk / 32 * 32;
-        for (int64_t j = 0; j < full; j += 32) { /* whole chunks: no lane masks */
-            __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), va, vneg));
-            __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j + 16), va, vneg));
-            sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
-            _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
-        }
-        for (int64_t j = full; j < nkp; j += 32) {
-            __mmask16 k0 = lanes((int)(nk - j)), k1 = lanes((int)(nk - j - 16));
-            __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), va, vneg)));
-            __m512 p1 = _mm512_maskz_mov_ps(k1, exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(s + j + 16), va, vneg)));
-            sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
-            _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
-        }
-        if (_mm512_cmp_ps_mask(sum, _mm512_set1_ps(256.0f /* 2^LAZY_T */), _CMP_GT_OQ) == 0) {
-            _mm512_store_ps(l, _mm512_add_ps(_mm512_load_ps(l), sum));
-            return 1.0f;
-        }
-    }
-    /* The exact way: this block's maximum first. y = a·v with v = s (a = scale·log2e) or v = s·scale + bias. */
-    const float a = brow ? log2e : scale * log2e;
-    const __m512 va = _mm512_set1_ps(a), vs = _mm512_set1_ps(scale);
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    int has_nan = 0;
-    for (int64_t j = 0; j < nk; j += 16) {
-        __mmask16 k = lanes((int)(nk - j));
-        __m512 x = _mm512_maskz_loadu_ps(k, s + j);
-        if (brow) x = _mm512_fmadd_ps(x, vs, _mm512_maskz_loadu_ps(k, brow + j));
-        __m512 y = _mm512_mul_ps(x, va);
-        has_nan |= _mm512_mask_cmp_ps_mask(k, y, y, _CMP_UNORD_Q) != 0;
-        vmax = _mm512_mask_max_ps(vmax, k, vmax, y);
-    }
-    float mt = has_nan ? NAN : _mm512_reduce_max_ps(vmax);
-    float m_old = *m, m_new = mt > m_old ? mt : m_old;
-    if (mt != mt) m_new = mt; /* NaN scores: the row is NaN, as in torch */
-    float use = m_new == -INFINITY ? 0.0f : m_new;
-    float corr = m_old == -INFINITY ? 0.0f : m_old == use ? 1.0f : exp2f(m_old - use);
-    const __m512 vneg = _mm512_set1_ps(-use);
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < nkp; j += 32) {
-        __mmask16 k0 = lanes((int)(nk - j)), k1 = lanes((int)(nk - j - 16));
-        __m512 x0 = _mm512_maskz_loadu_ps(k0, s + j), x1 = _mm512_maskz_loadu_ps(k1, s + j + 16);
-        if (brow) {
-            x0 = _mm512_fmadd_ps(x0, vs, _mm512_maskz_loadu_ps(k0, brow + j));
-            x1 = _mm512_fmadd_ps(x1, vs, _mm512_maskz_loadu_ps(k1, brow + j + 16));
-        }
-        __m512 p0 = _mm512_maskz_mov_ps(k0, exp2_neg_clamped(_mm512_fmadd_ps(x0, va, vneg)));
-        __m512 p1 = _mm512_maskz_mov_ps(k1, exp2_neg_clamped(_mm512_fmadd_ps(x1, va, vneg)));
-        sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
-        _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
-    }
-    __m512 lv = _mm512_load_ps(l);
-    /* corr = 0 (no earlier key counted): the sums are 0, unless they hold a NaN that must stay */
-    _mm512_store_ps(l, _mm512_fmadd_ps(lv, _mm512_set1_ps(corr), sum));
-    *m = m_new;
-    return corr;
-}
-
-/* O[16 rows][dq] (f32, row stride dq) += P[16][nkp] (bf16, row stride AT_BK) · V pair rows vb (row stride dq
- * words): 64 channels (4 tiles) at a time stay in tmm0-3 over all nkp keys. */
-static inline __attribute__((always_inline)) void amx_att_pv(float *O, int64_t dq, const uint16_t *P, int64_t nkp,
-                                                             const uint32_t *vb) {
-    for (int64_t d = 0; d < dq; d += 64) {
-        float *o = O + d;
-        const int four = dq - d >= 64;
-        TILE_LOAD(0, o, dq * 4);
-        TILE_LOAD(1, o + 16, dq * 4);
+/* Oᵀ of one query tile (dq/16 tiles of 16 channels x 16 queries f32, contiguous) += Vᵀ tiles of the block (vb)
+ * · Pᵀ pair rows (P, nkp/2 rows of 16 words): up to 64 channels (4 tiles) at a time stay in tmm0-3 over all nkp
+ * keys, the Pᵀ tile of 32 keys in tmm4, the Vᵀ tiles through tmm5-7. */
+static inline __attribute__((always_inline)) void amx_att_pv(float *O, int64_t dq, const uint32_t *P, int64_t nkp,
+                                                             const uint16_t *vb) {
+    const int64_t ct = dq / 16;
+    for (int64_t t0 = 0; t0 < ct; t0 += 4) {
+        float *o = O + t0 * 256;
+        const int four = ct - t0 >= 4;
+        TILE_LOAD(0, o, 64);
+        TILE_LOAD(1, o + 256, 64);
         if (four) {
-            TILE_LOAD(2, o + 32, dq * 4);
-            TILE_LOAD(3, o + 48, dq * 4);
+            TILE_LOAD(2, o + 512, 64);
+            TILE_LOAD(3, o + 768, 64);
         }
-        for (int64_t j = 0; j < nkp; j += 32) {
-            const uint32_t *vt = vb + (j / 2) * dq + d;
-            TILE_LOAD(4, P + j, AT_BK * 2);
-            TILE_LOAD(5, vt, dq * 4);
-            TILE_DP(0, 4, 5);
-            TILE_LOAD(6, vt + 16, dq * 4);
-            TILE_DP(1, 4, 6);
+        for (int64_t c = 0; c < nkp / 32; c++) {
+            const uint16_t *v = vb + (c * ct + t0) * 512;
+            TILE_LOAD(4, P + c * 256, 64);
+            TILE_LOAD(5, v, 64);
+            TILE_DP(0, 5, 4);
+            TILE_LOAD(6, v + 512, 64);
+            TILE_DP(1, 6, 4);
             if (four) {
-                TILE_LOAD(7, vt + 32, dq * 4);
-                TILE_DP(2, 4, 7);
-                TILE_LOAD(5, vt + 48, dq * 4);
-                TILE_DP(3, 4, 5);
+                TILE_LOAD(7, v + 1024, 64);
+                TILE_DP(2, 7, 4);
+                TILE_LOAD(5, v + 1536, 64);
+                TILE_DP(3, 5, 4);
             }
         }
-        TILE_STORE(0, o, dq * 4);
-        TILE_STORE(1, o + 16, dq * 4);
+        TILE_STORE(0, o, 64);
+        TILE_STORE(1, o + 256, 64);
         if (four) {
-            TILE_STORE(2, o + 32, dq * 4);
-            TILE_STORE(3, o + 48, dq * 4);
+            TILE_STORE(2, o + 512, 64);
+            TILE_STORE(3, o + 768, 64);
         }
     }
+}
+
+/* Two key rows' probabilities (16 queries each) -> one Pᵀ pair row: word 2n = p0[n], word 2n+1 = p1[n]. */
+INL void amx_att_store_pair(uint32_t *prow, __m512 p0, __m512 p1, __m512i interleave) {
+    _mm512_storeu_si512(prow, _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(p1, p0)));
+}
+
+INL __m512i amx_att_interleave(void) {
+    return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                            19, 3, 18, 2, 17, 1, 16, 0);
+}
+
+/* The softmax of one query tile over one key block against the queries' running maxima m[16] (log2 units, none
+ * -inf): Sᵀ rows (nk valid of nkp) -> Pᵀ pair rows (0 past nk). A score
+ * more than LAZY_T above its query's maximum gives p > 2^LAZY_T, so that query's sum exceeds 2^LAZY_T too: the
+ * sums are the overflow check (several large p can also exceed it, which only sends the query down the exact
+ * path; NaN and inf propagate as there). Returns the queries to redo exactly (0: the sums were added to l). */
+static inline __attribute__((always_inline)) __mmask16 amx_att_softmax_lazy(const float *S, int64_t nk, int64_t nkp,
+                                                                            float scale, const float *m, float *l,
+                                                                            uint32_t *P) {
+    const __m512i interleave = amx_att_interleave();
+    for (int64_t r = round_up(nk, 2); r < nkp; r += 2) _mm512_storeu_si512(P + r * 8, _mm512_setzero_si512());
+    const __m512 va = _mm512_set1_ps(scale * 1.44269504088896341f);
+    const __m512 vneg = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(m));
+    const int64_t pairs = nk / 2;
+    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+    int64_t r = 0;
+    for (int64_t i = 0; i < pairs; i++, r += 2) {
+        __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(S + r * 16), va, vneg));
+        __m512 p1 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(S + r * 16 + 16), va, vneg));
+        sum0 = _mm512_add_ps(sum0, p0);
+        sum1 = _mm512_add_ps(sum1, p1);
+        amx_att_store_pair(P + r * 8, p0, p1, interleave);
+    }
+    if (r < nk) {
+        __m512 p0 = exp2_neg(_mm512_fmadd_ps(_mm512_loadu_ps(S + r * 16), va, vneg));
+        sum0 = _mm512_add_ps(sum0, p0);
+        amx_att_store_pair(P + r * 8, p0, _mm512_setzero_ps(), interleave);
+    }
+    const __m512 sum = _mm512_add_ps(sum0, sum1);
+    const __mmask16 redo = _mm512_cmp_ps_mask(sum, _mm512_set1_ps(256.0f /* 2^LAZY_T */), _CMP_GT_OQ);
+    if (!redo) _mm512_storeu_ps(l, _mm512_add_ps(_mm512_loadu_ps(l), sum));
+    return redo;
+}
+
+/* The exact way for the queries in `redo` (all of them on a query block's first key block and with a bias):
+ * this block's maxima first, y = a·v with v = s (a = scale·log2e) or v = s·scale + bias (bt: the bias block in
+ * Sᵀ's layout, or NULL); the other queries keep their maxima and so their probabilities. Writes the Pᵀ pair
+ * rows, updates m and l, and returns 1 when the tile's O must be scaled by corr[16] first. */
+static int amx_att_softmax_exact(const float *S, const float *bt, int64_t nk, int64_t nkp, float scale,
+                                 __mmask16 redo, float *m, float *l, uint32_t *P, float *corr) {
+    const __m512i interleave = amx_att_interleave();
+    for (int64_t r = round_up(nk, 2); r < nkp; r += 2) _mm512_storeu_si512(P + r * 8, _mm512_setzero_si512());
+    const float log2e = 1.44269504088896341f;
+    const __m512 m_old = _mm512_loadu_ps(m);
+    const __m512 va = _mm512_set1_ps(bt ? log2e : scale * log2e), vs = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    for (int64_t r = 0; r < nk; r++) {
+        __m512 x = _mm512_loadu_ps(S + r * 16);
+        if (bt) x = _mm512_fmadd_ps(x, vs, _mm512_loadu_ps(bt + r * 16));
+        __m512 y = _mm512_mul_ps(x, va);
+        nan |= _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+        vmax = _mm512_max_ps(vmax, y);
+    }
+    vmax = _mm512_mask_mov_ps(vmax, nan, _mm512_set1_ps(NAN));
+    /* m_new = max(m_old, block max), NaN when the block has a NaN score (the query is NaN, as in torch) */
+    __m512 m_new = _mm512_mask_mov_ps(m_old, _mm512_cmp_ps_mask(vmax, m_old, _CMP_GT_OQ) | nan, vmax);
+    m_new = _mm512_mask_mov_ps(m_old, redo, m_new);
+    const __m512 use = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ),
+                                          _mm512_setzero_ps());
+    float mo[16], us[16];
+    _mm512_storeu_ps(mo, m_old);
+    _mm512_storeu_ps(us, use);
+    int rescale = 0;
+    for (int n = 0; n < 16; n++) {
+        /* no earlier key counted: 0 (the sums are 0, unless they hold a NaN that must stay) */
+        corr[n] = mo[n] == -INFINITY ? 0.0f : mo[n] == us[n] ? 1.0f : exp2f(mo[n] - us[n]);
+        rescale |= corr[n] != 1.0f;
+    }
+    const __m512 vneg = _mm512_sub_ps(_mm512_setzero_ps(), use);
+    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+    for (int64_t r = 0; r < nk; r += 2) {
+        __m512 x0 = _mm512_loadu_ps(S + r * 16);
+        if (bt) x0 = _mm512_fmadd_ps(x0, vs, _mm512_loadu_ps(bt + r * 16));
+        __m512 p0 = exp2_neg_clamped(_mm512_fmadd_ps(x0, va, vneg)), p1 = _mm512_setzero_ps();
+        if (r + 1 < nk) {
+            __m512 x1 = _mm512_loadu_ps(S + r * 16 + 16);
+            if (bt) x1 = _mm512_fmadd_ps(x1, vs, _mm512_loadu_ps(bt + r * 16 + 16));
+            p1 = exp2_neg_clamped(_mm512_fmadd_ps(x1, va, vneg));
+        }
+        sum0 = _mm512_add_ps(sum0, p0);
+        sum1 = _mm512_add_ps(sum1, p1);
+        amx_att_store_pair(P + r * 8, p0, p1, interleave);
+    }
+    _mm512_storeu_ps(l, _mm512_fmadd_ps(_mm512_loadu_ps(l), _mm512_loadu_ps(corr), _mm512_add_ps(sum0, sum1)));
+    _mm512_storeu_ps(m, m_new);
+    return rescale;
 }
 
 static void amx_att_head(const amx_att_ctx *c, unsigned char *buf, int64_t b, int64_t h, int64_t q0, int64_t qlen) {
     const int64_t D = c->D, Lk = c->Lk, dq = c->dq;
-    uint32_t *kp = (uint32_t *)buf, *vp = (uint32_t *)(buf + c->off_v);
-    uint16_t *qp = (uint16_t *)(buf + c->off_q), *pb = (uint16_t *)(buf + c->off_p);
+    uint16_t *kt = (uint16_t *)buf, *vt = (uint16_t *)(buf + c->off_v);
+    uint32_t *qt = (uint32_t *)(buf + c->off_q), *pb = (uint32_t *)(buf + c->off_p);
     float *sb = (float *)(buf + c->off_s), *ob = (float *)(buf + c->off_o), *m = (float *)(buf + c->off_stat);
-    float *l = m + AT_BQ; /* [AT_BQ][16] */
+    float *bt = c->bias ? (float *)(buf + c->off_bias) : NULL;
+    float *l = m + AT_BQ;
     const int lazy_ok = !c->bias;
 
-    amx_pack_k(c->k + b * Lk * c->ldk + h * D, c->ldk, Lk, D, dq, c->lkp, kp);
-    pack_v_pairs(c->v + b * Lk * c->ldv + h * D, c->ldv, Lk, D, dq, vp);
-    int64_t vrows = (Lk + 1) / 2;
-    memset(vp + vrows * dq, 0, (size_t)((c->lkp / 2 - vrows) * dq) * sizeof(uint32_t));
+    amx_pack_k_tiles(c->k + b * Lk * c->ldk + h * D, c->ldk, Lk, D, dq, c->lkp, kt);
+    amx_pack_vt_tiles(c->v + b * Lk * c->ldv + h * D, c->ldv, Lk, D, dq, c->lkp, vt);
 
     for (int64_t i0 = q0; i0 < q0 + qlen; i0 += AT_BQ) {
         const int64_t nq = min64(AT_BQ, q0 + qlen - i0), tiles = ceil_div(nq, AT_R);
-        amx_pack_a(c->q + (b * c->Lq + i0) * c->ldq + h * D, c->ldq, nq, D, dq, tiles * AT_R, qp);
-        for (int64_t i = 0; i < tiles * AT_R; i++) m[i] = -INFINITY;
-        memset(l, 0, (size_t)(tiles * AT_R * 16) * sizeof(float));
+        for (int64_t t = 0; t < tiles; t++) {
+            uint32_t *dst = qt + t * AT_R * (dq / 2);
+            pack_pairs_transposed(c->q + (b * c->Lq + i0 + t * AT_R) * c->ldq + h * D, c->ldq,
+                                  (int)min64(AT_R, nq - t * AT_R), D, dst, 16, 16);
+            for (int64_t p = (D + 1) / 2; p < dq / 2; p++) memset(dst + p * 16, 0, 16 * sizeof(uint32_t));
+        }
+        for (int64_t i = 0; i < tiles * AT_R; i++) m[i] = -INFINITY, l[i] = 0.0f;
         memset(ob, 0, (size_t)(tiles * AT_R * dq) * sizeof(float));
         for (int64_t j0 = 0; j0 < Lk; j0 += AT_BK) {
             const int64_t nk = min64(AT_BK, Lk - j0), nkp = round_up(nk, 64);
-            const uint32_t *kb = kp + j0 * (dq / 2), *vb = vp + (j0 / 2) * dq;
-            amx_att_scores(qp, dq, kb, nkp, sb);
+            const uint16_t *kb = kt + j0 * dq, *vb = vt + j0 * dq;
             for (int64_t t = 0; t < tiles; t++) {
-                float *S = sb + (t & 1) * AT_R * AT_BK;
-                if (t + 1 < tiles) amx_att_scores(qp + (t + 1) * AT_R * dq, dq, kb, nkp, sb + ((t + 1) & 1) * AT_R * AT_BK);
-                const int64_t rows = min64(AT_R, nq - t * AT_R);
-                for (int64_t r = 0; r < AT_R; r++) {
-                    uint16_t *prow = pb + r * AT_BK;
-                    if (r >= rows) { /* padding rows: no probabilities */
-                        memset(prow, 0, (size_t)nkp * sizeof(uint16_t));
-                        continue;
+                float *O = ob + t * AT_R * dq, corr[16];
+                amx_att_scores(qt + t * AT_R * (dq / 2), dq, kb, nkp, sb);
+                __mmask16 redo = 0xFFFF;
+                if (lazy_ok && _mm512_cmp_ps_mask(_mm512_loadu_ps(m + t * AT_R), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ) == 0)
+                    redo = amx_att_softmax_lazy(sb, nk, nkp, c->scale, m + t * AT_R, l + t * AT_R, pb);
+                if (redo) {
+                    if (bt) { /* bias[h][query][key] -> [key][16 queries] (padding queries: 0) */
+                        const int64_t rows = min64(AT_R, nq - t * AT_R);
+                        for (int64_t r = 0; r < nk; r++)
+                            for (int64_t n = 0; n < AT_R; n++)
+                                bt[r * 16 + n] = n < rows ? c->bias[(h * c->Lq + i0 + t * AT_R + n) * Lk + j0 + r] : 0.0f;
                     }
-                    const int64_t i = t * AT_R + r;
-                    const float *brow = c->bias ? c->bias + (h * c->Lq + i0 + i) * Lk + j0 : NULL;
-                    float corr = amx_att_softmax_row(S + r * AT_BK, brow, nk, nkp, c->scale, lazy_ok, &m[i], l + 16 * i, prow);
-                    if (corr != 1.0f) {
-                        float *o = ob + i * dq;
-                        __m512 vc = _mm512_set1_ps(corr);
-                        for (int64_t d = 0; d < dq; d += 16)
-                            _mm512_storeu_ps(o + d, corr == 0.0f ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(o + d), vc));
+                    if (amx_att_softmax_exact(sb, bt, nk, nkp, c->scale, redo, m + t * AT_R, l + t * AT_R, pb, corr)) {
+                        const __m512 vc = _mm512_loadu_ps(corr);
+                        const __mmask16 keep = _mm512_cmp_ps_mask(vc, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+                        for (int64_t r = 0; r < dq; r++) /* Oᵀ rows: one channel of the 16 queries */
+                            _mm512_storeu_ps(O + r * 16, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(O + r * 16), vc));
                     }
                 }
-                amx_att_pv(ob + t * AT_R * dq, dq, pb, nkp, vb);
+                amx_att_pv(O, dq, pb, nkp, vb);
             }
         }
-        for (int64_t i = 0; i < nq; i++) {
-            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(_mm512_load_ps(l + 16 * i)));
-            float *dst = c->out + (b * c->Lq + i0 + i) * c->ldo + h * D;
-            for (int64_t d = 0; d < D; d += 16) {
-                __mmask16 k = lanes((int)(D - d));
-                _mm512_mask_storeu_ps(dst + d, k, _mm512_mul_ps(_mm512_loadu_ps(ob + i * dq + d), inv));
+        /* out[query][channel] = Oᵀ[channel][query] / l[query] */
+        for (int64_t t = 0; t < tiles; t++) {
+            const int64_t rows = min64(AT_R, nq - t * AT_R);
+            const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_loadu_ps(l + t * AT_R));
+            for (int64_t ct = 0; ct < D; ct += 16) {
+                __m512 r[16];
+                const float *o = ob + t * AT_R * dq + ct * 16;
+                for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(_mm512_loadu_ps(o + i * 16), inv);
+                cvx__transpose16_ps(r);
+                const __mmask16 k = lanes((int)(D - ct));
+                for (int64_t n = 0; n < rows; n++)
+                    _mm512_mask_storeu_ps(c->out + (b * c->Lq + i0 + t * AT_R + n) * c->ldo + h * D + ct, k, r[n]);
             }
         }
     }
@@ -589,7 +637,7 @@ static void amx_attention(cvx_pool *pool, float *out, int64_t ldo, const float *
     if (bf16_attention_degenerate(out, ldo, B, H, Lq, Lk, D)) return;
     int nt = cvx_pool_size(pool);
     amx_att_ctx c = {out, q, k, v, bias, ldo, ldq, ldk, ldv, B, H, Lq, Lk, D, scale, 1, Lq, round_up(D, 32),
-                     round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, pool};
+                     round_up(Lk, 64), 0, 0, 0, 0, 0, 0, 0, 0, pool};
     bf16_plan_heads(B * H, Lq, nt, AT_R, AT_R, &c.qparts, &c.qpart_len);
     amx_att_layout(&c);
     if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_bytes) != 0) {
