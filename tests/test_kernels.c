@@ -139,6 +139,58 @@ static void check_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, int64
     free(A), free(B), free(C), free(C0);
 }
 
+/* Row invariance (what bit-identical multi-process runs rest on, issue 17): a row's result must not depend on M,
+ * on where the row sits in A (which row block, a full or an edge tile), nor on the thread count — within each of
+ * the two classes of the fp32 linear: few rows (M <= CVX_GEMV_MAX_ROWS, streamed weights) and blocked GEMMs. y for
+ * all M rows (and for the first CVX_GEMV_MAX_ROWS rows alone) is computed once; then row ranges [r0, r0 + m)
+ * alone must give the same bits as the run of their class, for the fp32 linear (bf16 = 0) or the bf16 linear,
+ * with and without bias, and with K above one K block. */
+static void check_row_invariance(cvx_pool *pool, cvx_pool *pool1, int64_t M, int64_t K, int64_t N, int bf16) {
+    float *x = malloc(sizeof(float) * (size_t)(M * K + 1));
+    float *wf = malloc(sizeof(float) * (size_t)(N * K + 1));
+    float *bias = malloc(sizeof(float) * (size_t)(N + 1));
+    float *y = malloc(sizeof(float) * (size_t)(M * N + 1));
+    float *ys = malloc(sizeof(float) * (size_t)(M * N + 1));
+    float *yg = malloc(sizeof(float) * (size_t)(CVX_GEMV_MAX_ROWS * N + 1));
+    fill(x, M * K, 1.0f);
+    fill(wf, N * K, 0.5f);
+    fill(bias, N, 2.0f);
+    int64_t shape[2] = {N, K};
+    cvx_tensor W = cvx_tensor_view(CVX_DTYPE_F32, wf, 2, shape);
+    cvx_packed *pk = NULL;
+    if (bf16) CHECK(cvx_pack_bf16(pool, &W, &pk) == CVX_OK && pk);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const float *b = with_bias ? bias : NULL;
+        if (bf16) cvx_linear_bf16(pool, y, x, M, K, pk, b);
+        else cvx_linear(pool, y, x, M, K, &W, b);
+        if (bf16) cvx_linear_bf16(pool, yg, x, CVX_GEMV_MAX_ROWS, K, pk, b);
+        else cvx_linear(pool, yg, x, CVX_GEMV_MAX_ROWS, K, &W, b);
+        static const int64_t ranges[][2] = {{0, 1}, {1, 2}, {2, 2}, {0, 17}, {1, 32}, {5, 40}, {16, 33}, {31, 64}, {33, 200}};
+        for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+            int64_t r0 = ranges[i][0], m = ranges[i][1];
+            if (r0 + m > M) continue;
+            for (int t = 0; t < 2; t++) {
+                cvx_pool *pl = t ? pool1 : pool;
+                if (bf16) cvx_linear_bf16(pl, ys, x + r0 * K, m, K, pk, b);
+                else cvx_linear(pl, ys, x + r0 * K, m, K, &W, b);
+                const float *want = m <= CVX_GEMV_MAX_ROWS ? yg + r0 * N : y + r0 * N;
+                if (m <= CVX_GEMV_MAX_ROWS && r0 + m > CVX_GEMV_MAX_ROWS) continue;
+                if (memcmp(ys, want, sizeof(float) * (size_t)(m * N)) != 0) {
+                    int64_t j = 0;
+                    while (j < m * N && cvx_f32_bits(ys[j]) == cvx_f32_bits(want[j])) j++;
+                    CHECK_MSG(0, "[%s%s] rows %lld..%lld of M=%lld K=%lld N=%lld bias=%d alone (%d thr) differ from the full run: "
+                                 "row %lld col %lld %.9g vs %.9g",
+                              g_path, bf16 ? " bf16" : "", (long long)r0, (long long)(r0 + m), (long long)M, (long long)K,
+                              (long long)N, with_bias, cvx_pool_size(pl), (long long)(r0 + j / N), (long long)(j % N),
+                              ys[j], want[j]);
+                }
+            }
+        }
+    }
+    cvx_packed_free(pk);
+    free(x), free(wf), free(bias), free(y), free(ys), free(yg);
+}
+
 /* ---- attention ------------------------------------------------------------------------------------------ */
 
 /* q, k, v are interleaved in one [B, L, 3·H·D] buffer (as a fused qkv projection leaves them), so every
@@ -560,6 +612,12 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
         for (int bias = 0; bias < 3; bias++)
             check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f, 1);
+    if (pool) {
+        cvx_pool *one = cvx_pool_new(1);
+        check_row_invariance(pool, one, 300, 200, 70, 1);
+        check_row_invariance(pool, one, 240, 2100, 40, 1); /* two K blocks */
+        cvx_pool_free(one);
+    }
     g_key_ramp = 6.0;
     check_attention(pool, 1, 2, 50, 700, 64, 0, 4.0f, 1);
     check_attention(pool, 1, 1, 13, 1100, 40, 1, 2.0f, 1);
@@ -594,6 +652,13 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
         for (int bias = 0; bias < 3; bias++)
             check_attention(pool, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], bias, bias ? 1.0f : 4.0f, 0);
+
+    if (pool) {
+        cvx_pool *one = cvx_pool_new(1);
+        check_row_invariance(pool, one, 300, 200, 70, 0);
+        check_row_invariance(pool, one, 240, 2100, 40, 0);
+        cvx_pool_free(one);
+    }
 
     static const int64_t nd[][2] = {{1, 1}, {3, 7}, {5, 33}, {2, 4099}, {17, 64}};
     for (size_t i = 0; i < sizeof nd / sizeof nd[0]; i++)

@@ -63,19 +63,25 @@ static void amx_pack_a_tiles(const float *A, int64_t lda, int rows, int64_t k, i
     }
 }
 
-/* scratch (32 x 32 f32, row stride 32) -> C rows < m, columns < n: C (+)= scratch (+ bias when !acc). */
-static void amx_store_scratch(const float *scratch, float *C, int64_t ldc, int m, int n, int acc, const float *bias) {
-    for (int i = 0; i < m; i++)
+/* The starting values of an edge block (m < 32 rows or n < 32 columns of C at C, row stride ldc) in the 32 x 32
+ * scratch, zero-padded: C itself when accumulating, else the bias row (or 0). An edge row then takes exactly the
+ * arithmetic of a full block's row (accumulators start from the same values), so a row's result does not depend on
+ * where it sits in A (what bit-identical multi-process runs need). */
+static void amx_edge_start(float *scratch, const float *C, int64_t ldc, int m, int n, int acc, const float *bias) {
+    for (int i = 0; i < TM; i++)
         for (int h = 0; h < 2; h++) {
-            int cnt = n - 16 * h;
-            if (cnt <= 0) break;
-            __mmask16 k = lanes(cnt);
-            __m512 v = _mm512_loadu_ps(scratch + i * 32 + 16 * h);
-            float *c = C + i * ldc + 16 * h;
-            if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, c));
-            else if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + 16 * h));
-            _mm512_mask_storeu_ps(c, k, v);
+            __mmask16 k = i < m ? lanes(n - 16 * h) : 0;
+            __m512 v = acc ? _mm512_maskz_loadu_ps(k, C + i * ldc + 16 * h)
+                           : bias ? _mm512_maskz_loadu_ps(k, bias + 16 * h) : _mm512_setzero_ps();
+            _mm512_store_ps(scratch + i * TM + 16 * h, v);
         }
+}
+
+/* scratch (32 x 32 f32, row stride 32) -> C rows < m, columns < n. */
+static void amx_store_scratch(const float *scratch, float *C, int64_t ldc, int m, int n) {
+    for (int i = 0; i < m; i++)
+        for (int h = 0; h < 2; h++)
+            _mm512_mask_storeu_ps(C + i * ldc + 16 * h, lanes(n - 16 * h), _mm512_loadu_ps(scratch + i * TM + 16 * h));
 }
 
 /* tmm0-3 += A tiles (amx_pack_a_tiles layout, from step 0 at a) · panel (pair rows of 32 words) over ksteps. */
@@ -190,7 +196,15 @@ static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, i
                     if (jr == n0 && sub_first)
                         amx_pack_a_tiles(c->A + (m0 + ir) * c->lda + pc, c->lda, mm, kk, kpad, abuf + ir * kpad);
                     const int direct = !c->epi && mm == TM && nn == NR;
-                    if (sub_first) AMX_GEMM_INIT(direct, acc, cp, c->ldc, bias);
+                    if (sub_first && !direct && !c->epi) {
+                        amx_edge_start(scratch, cp, c->ldc, mm, nn, acc, bias);
+                        TILE_LOAD(0, scratch, TM * 4);
+                        TILE_LOAD(1, scratch + 16, TM * 4);
+                        TILE_LOAD(2, scratch + 16 * TM, TM * 4);
+                        TILE_LOAD(3, scratch + 16 * TM + 16, TM * 4);
+                    } else if (sub_first) {
+                        AMX_GEMM_INIT(direct, acc, cp, c->ldc, bias);
+                    }
                     else {
                         TILE_LOAD(0, cb, TM * 4);
                         TILE_LOAD(1, cb + 16, TM * 4);
@@ -217,7 +231,7 @@ static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, i
                             bf16_epilogue(scratch, TM, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
                                           c->epi, first, last);
                         else
-                            amx_store_scratch(scratch, cp, c->ldc, mm, nn, acc, bias);
+                            amx_store_scratch(scratch, cp, c->ldc, mm, nn);
                     }
                 }
             }
