@@ -290,7 +290,7 @@ static void step_stage(const opts *o, int bf16, result *r) {
     if (!lat || !out || !text) {
         snprintf(r->msg, sizeof r->msg, "out of memory");
     } else {
-        cvx_dit_call call = {B, o->F, o->H, o->W, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL};
+        cvx_dit_call call = {B, o->F, o->H, o->W, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL, NULL};
         if (c->use_rotary_positional_embeddings) {
             snprintf(r->msg, sizeof r->msg, "rope models are not benchmarked here");
         } else {

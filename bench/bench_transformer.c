@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
         int64_t ts[2] = {999, 999};
         double flops = cvx_dit_flops(c, B, F, H, W, L);
         for (int r = 0; r < repeat; r++) {
-            cvx_dit_call call = {B, F, H, W, L, lat, text, ts, rc_cos, rc_sin, out, pool, NULL, NULL, NULL};
+            cvx_dit_call call = {B, F, H, W, L, lat, text, ts, rc_cos, rc_sin, out, pool, NULL, NULL, NULL, NULL};
             double t1 = cvx_time_seconds(), c1 = cpu_seconds();
             if (cvx_dit_forward(m, &call)) {
                 fprintf(stderr, "bench_transformer: %s\n", cvx_error_message(cvx_dit_error(m)));

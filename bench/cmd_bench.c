@@ -538,7 +538,7 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
     fill_random(text, B * L * c->text_embed_dim, 7, 0.1f);
     int64_t ts[2] = {999, 999};
     for (int r = -1; r < o->repeat; r++) { /* r = -1: the untimed warm-up (the activations' first touch) */
-        cvx_dit_call call = {B, F, Hl, Wl, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL};
+        cvx_dit_call call = {B, F, Hl, Wl, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL, NULL};
         double t0 = cvx_time_seconds();
         if (cvx_dit_forward(m, &call)) {
             fprintf(stderr, "bench block: %s\n", cvx_error_message(cvx_dit_error(m)));

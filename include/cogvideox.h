@@ -233,6 +233,12 @@ typedef struct {
      * a cache; a resumed generation includes the steps before the resume point, from its checkpoint). */
     int *computed_steps;
     int num_computed_steps;
+    /* SHA-256 (hex) of the final latents' f32 bytes before the VAE: the same for one process and for several */
+    char latents_sha256[65];
+    /* Processes that computed it (mpirun -np N; 1 otherwise) and the bytes this one sent to the others. Only the
+     * first process (rank 0) decodes and writes: on the others frames is NULL and num_frames 0. */
+    int ranks, rank;
+    uint64_t comm_bytes;
 } cvx_video;
 
 /* Runs one generation. Stages run one after another and each releases its memory before the next starts.

@@ -21,6 +21,8 @@ packages=(
   libsqlite3-dev       # the service's durable store (tasks, projects, nonces), WAL mode
   libcurl4-openssl-dev # task callbacks (POST to callbackUrl with timeouts) and the tests' HTTP client; cogvideox download (hub)
   chromium             # headless browser for the web page's test (tests/cli_web.sh, driven by playwright-core from npm)
+  libopenmpi-dev       # MPI: one video over several processes/machines (mpirun -np N cogvideox generate)
+  openmpi-bin          # mpirun, for those runs and their tests (tests/cli_mpi.sh)
 )
 
 # Node.js + npm run the browser test's playwright-core. Machines that ship their own Node (not from Debian's

@@ -129,7 +129,7 @@ static void transformer_case(const char *name) {
         for (int64_t i = 0; i < nl; i++) lat[i] = normal();
         for (int64_t i = 0; i < nt; i++) text[i] = normal();
         for (int64_t b = 0; b < B; b++) ts[b] = (int64_t)(uniform() * 1000) % 1000;
-        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, cosv, sinv, o32, g_pool, NULL, NULL, NULL};
+        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, cosv, sinv, o32, g_pool, NULL, NULL, NULL, NULL};
         CHECK(cvx_dit_set_precision(m, CVX_PRECISION_FP32, g_pool) == CVX_OK);
         CHECK(cvx_dit_packed_bytes(m) == 0);
         CHECK_MSG(cvx_dit_forward(m, &call) == CVX_OK, "%s", cvx_dit_error(m)->message);

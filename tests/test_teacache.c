@@ -536,7 +536,7 @@ static void test_forward(void) {
     cvx_dit_teacache tc;
     CHECK(cvx_dit_teacache_init(&tc, cfg, B, S, 1e9, identity, &err) == CVX_OK);
     cvx_dit_set_teacache(m, &tc);
-    cvx_dit_call call = {B, F, H, W, L, lat, text, ts, NULL, NULL, o1, NULL, NULL, NULL, NULL};
+    cvx_dit_call call = {B, F, H, W, L, lat, text, ts, NULL, NULL, o1, NULL, NULL, NULL, NULL, NULL};
     tc.step = 0;
     tc.num_steps = 3;
     CHECK(cvx_dit_forward(m, &call) == CVX_OK && tc.computed == 1 && tc.has_residual && tc.has_prev);

@@ -444,7 +444,7 @@ static void run_variant(variant *va, cvx_pool *pool) {
         }
     }
     if (!st) {
-        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, rc, rs, out, pool, NULL, NULL, NULL};
+        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, rc, rs, out, pool, NULL, NULL, NULL, NULL};
         st = cvx_dit_forward(m, &call);
         CHECK_MSG(st == CVX_OK, "%s: %s", va->what, cvx_error_message(cvx_dit_error(m)));
         ref_forward(&c, &mp, B, F, H, W, L, lat, text, ts, rc, rs, ref);
@@ -594,7 +594,7 @@ static void test_validation(void) {
         int64_t B = 1, F = 2, H = 4, W = 6, L = 5;
         float lat[2 * 3 * 4 * 6] = {0}, text[5 * 7] = {0}, out[2 * 3 * 4 * 6];
         int64_t ts[1] = {10};
-        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, NULL, NULL, out, NULL, NULL, NULL, NULL};
+        cvx_dit_call call = {B, F, H, W, L, lat, text, ts, NULL, NULL, out, NULL, NULL, NULL, NULL, NULL};
         CHECK(cvx_dit_forward(m, &call) == CVX_OK);
         call.W = 5;
         CHECK(cvx_dit_forward(m, &call) == CVX_ERR_SHAPE);
@@ -634,7 +634,7 @@ static void test_validation(void) {
     if (m) {
         float lat[3 * 4 * 6] = {0}, text[3 * 7] = {0}, out[3 * 4 * 6];
         int64_t ts[1] = {10};
-        cvx_dit_call call = {1, 1, 4, 6, 3, lat, text, ts, NULL, NULL, out, NULL, NULL, NULL, NULL};
+        cvx_dit_call call = {1, 1, 4, 6, 3, lat, text, ts, NULL, NULL, out, NULL, NULL, NULL, NULL, NULL};
         CHECK(cvx_dit_forward(m, &call) == CVX_ERR_INVALID_ARGUMENT);
         CHECK(strstr(cvx_error_message(cvx_dit_error(m)), "rope") != NULL);
         cvx_dit_free(m);

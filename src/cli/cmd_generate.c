@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cogvideox.h"
+#include "core/dist.h"
 
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_signal(int sig) { g_interrupted = sig; }
@@ -99,7 +100,12 @@ static void usage(FILE *f) {
             "      --threads N            (default: all cores)\n"
             "  -q, --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout (computed_steps: the 0-based steps\n"
-            "                             whose transformer ran)\n"
+            "                             whose transformer ran; latents_sha256: SHA-256 of the final latents;\n"
+            "                             ranks, comm_bytes: processes and bytes sent, see below)\n"
+            "several processes: mpirun -np N cogvideox generate ... runs one video over N processes (machines):\n"
+            "the CFG halves on two halves of them, each half splitting the tokens over N/2 (sequence parallel);\n"
+            "N must be 1 or even and N/2 must divide the model's attention heads (without guidance N must divide\n"
+            "them). The latents are bit-identical to one process; rank 0 prints and writes the outputs.\n"
             "options take their value as --flag value or --flag=value. Exit codes: 0 ok, 1 bad arguments, 2 a model,\n"
             "file or I/O failure, 130 interrupted (no partial file is left).\n"
             "example: cogvideox generate -m models/tiny -p \"a red fox in the snow\" -o fox.mp4 --steps 20 --seed random\n",
@@ -231,12 +237,25 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     if (!model_dir) return bad_arg("-m MODEL_DIR is required%s%s", "", "");
     if (!have_prompt) return bad_arg("-p PROMPT is required%s%s", "", "");
+    /* Under mpirun: one generation over every process (rank 0 reports, checks and writes the outputs). */
+    cvx_error derr;
+    cvx_error_clear(&derr);
+    if (cvx_dist_init(NULL, NULL, &derr) != CVX_OK) {
+        fprintf(stderr, "cogvideox generate: %s\n", derr.message);
+        return 1;
+    }
+    const cvx_dist *world = cvx_dist_world();
+    const int rank = cvx_dist_rank(world);
+    if (rank != 0) quiet = 1, json = 0;
     /* Every output is checked (its folder created) before the model is opened: not after hours of work. */
-    int orc = 0;
-    if (p.output_path) orc = cvx_cli_check_output_file("generate", "-o", p.output_path, ".mp4", "an H.264 MP4");
-    if (!orc && p.preview_path)
-        orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
-    if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
+    int32_t orc = 0;
+    if (rank == 0) {
+        if (p.output_path) orc = cvx_cli_check_output_file("generate", "-o", p.output_path, ".mp4", "an H.264 MP4");
+        if (!orc && p.preview_path)
+            orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
+        if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
+    }
+    if (cvx_dist_bcast(world, &orc, sizeof orc, 0, &derr) != CVX_OK) orc = 2;
     if (orc) return orc;
     if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
     /* an existing file is replaced, as every generator does, but never silently */
@@ -244,13 +263,17 @@ int cvx_cmd_generate(int argc, char **argv) {
     for (int k = 0; k < 2 && !quiet; k++)
         if (existing[k] && access(existing[k], F_OK) == 0)
             fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n", existing[k]);
-    if (random_seed) {
+    if (random_seed && rank == 0) {
         FILE *ur = fopen("/dev/urandom", "rb");
         uint64_t r = 0;
         if (!ur || fread(&r, sizeof r, 1, ur) != 1) r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
         if (ur) fclose(ur);
         p.seed = r & 0xffffffffu; /* torch seeds MT19937 with the low 32 bits: the printed seed is the whole seed */
         if (!quiet) fprintf(stderr, "seed %llu\n", (unsigned long long)p.seed);
+    }
+    if (cvx_dist_bcast(world, &p.seed, sizeof p.seed, 0, &derr) != CVX_OK) { /* every rank: rank 0's seed */
+        fprintf(stderr, "cogvideox generate: %s\n", derr.message);
+        return 2;
     }
 
     progress_state ps = {quiet, isatty(STDERR_FILENO), -1, (cvx_phase)-1, -1, -1.0};
@@ -279,7 +302,7 @@ int cvx_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "cogvideox generate: cancelled\n");
         rc = 130;
     } else if (st != CVX_OK) {
-        fprintf(stderr, "cogvideox generate: %s\n", cvx_engine_last_error(engine));
+        if (rank == 0) fprintf(stderr, "cogvideox generate: %s\n", cvx_engine_last_error(engine));
         rc = st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
     } else {
         double total = video.seconds[0] + video.seconds[1] + video.seconds[2] + video.seconds[3];
@@ -306,6 +329,9 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "noise_dtype", json_string(p.noise_dtype == CVX_NOISE_F16 ? "f16" : "f32"));
             json_object_set_new(j, "model", json_string(model_dir));
             json_object_set_new(j, "computed_steps", steps);
+            json_object_set_new(j, "latents_sha256", json_string(video.latents_sha256));
+            json_object_set_new(j, "ranks", json_integer(video.ranks > 0 ? video.ranks : 1));
+            json_object_set_new(j, "comm_bytes", json_integer((json_int_t)video.comm_bytes));
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");
             free(s);
@@ -319,5 +345,6 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     cvx_video_free(&video);
     cvx_engine_close(engine);
+    cvx_dist_finalize();
     return rc;
 }

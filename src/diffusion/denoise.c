@@ -1,6 +1,8 @@
 /* CogVideoXPipeline's denoising loop (see denoise.h). */
 #include "diffusion/denoise.h"
 
+#include <stdio.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,25 @@ double cvx_denoise_guidance(const cvx_denoise_params *p, int64_t timestep) {
     double N = (double)p->num_inference_steps;
     double x = ((double)p->num_inference_steps - (double)timestep) / N;
     return 1.0 + p->guidance_scale * ((1.0 - cos(M_PI * pow(x, 5.0))) / 2.0);
+}
+
+cvx_status cvx_denoise_check_ranks(int heads, int cfg_on, int ranks, cvx_error *err) {
+    if (ranks <= 1) return CVX_OK;
+    int ok = cfg_on ? ranks % 2 == 0 && heads % (ranks / 2) == 0 && ranks / 2 <= DIT_MAX_SEQ_RANKS
+                    : heads % ranks == 0 && ranks <= DIT_MAX_SEQ_RANKS;
+    if (ok) return CVX_OK;
+    char valid[256] = "1";
+    size_t len = 1;
+    for (int d = cfg_on ? 1 : 2; d <= heads && d <= DIT_MAX_SEQ_RANKS && len < sizeof valid - 16; d++)
+        if (heads % d == 0) len += (size_t)snprintf(valid + len, sizeof valid - len, ", %d", cfg_on ? 2 * d : d);
+    if (cfg_on)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT,
+                        "%d processes do not fit this model: with guidance the processes split into the two CFG halves "
+                        "(N even) and each half splits the sequence over N/2 ranks, which must divide the %d attention "
+                        "heads; valid N: %s", ranks, heads, valid);
+    return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT,
+                    "%d processes do not fit this model: without guidance the N ranks split the sequence, and N must "
+                    "divide the %d attention heads; valid N: %s", ranks, heads, valid);
 }
 
 void cvx_denoise_initial_latents(cvx_rng *g, float *latents, int64_t numel) {
@@ -55,6 +76,14 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
     if (st != CVX_OK) return st;
     int64_t count = 0;
     const int64_t *timesteps = cvx_scheduler_timesteps(sched, &count);
+
+    /* Several processes (p->world): the CFG halves on two halves of the ranks, each half sequence-parallel over
+     * its dg ranks; the halves swap their noise predictions after every forward. */
+    const int ranks = cvx_dist_size(p->world), rank = cvx_dist_rank(p->world);
+    if ((st = cvx_denoise_check_ranks(cfg->num_attention_heads, cfg_on, ranks, err)) != CVX_OK) return st;
+    const int halves = ranks > 1 && cfg_on ? 2 : 1, dg = ranks / halves, half = rank / dg;
+    cvx_dist *seq = NULL;
+    if (ranks > 1 && (st = cvx_dist_split(p->world, half, rank, &seq, err)) != CVX_OK) return st;
 
     float *model_in = malloc(sizeof(float) * (size_t)(Bm / nb * n));  /* [Bm, F, C, H, W] */
     float *model_out = malloc(sizeof(float) * (size_t)(Bm / nb * n)); /* [Bm, F, C, H, W] */
@@ -131,11 +160,20 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
             p->teacache->num_steps = count;
         }
         cvx_dit_call call = {Bm, F, H, W, L, model_in, text, tsteps, rope_cos, rope_sin, model_out, p->pool, NULL,
-                             p->cancel, p->cancel_user_data};
+                             p->cancel, p->cancel_user_data, seq};
+        if (halves == 2) { /* this rank's half of the CFG batch */
+            call.B = nb;
+            call.text = text + half * nb * L * Dt;
+            call.out = model_out + half * n;
+        }
         if ((st = cvx_dit_forward(model, &call)) != CVX_OK) {
             cvx_error_copy(err, cvx_dit_error(model));
             goto done;
         }
+        if (halves == 2 &&
+            (st = cvx_dist_sendrecv(p->world, model_out + half * n, model_out + (1 - half) * n, sizeof(float) * (size_t)n,
+                                    (rank + dg) % ranks, err)) != CVX_OK)
+            goto done;
         double gs = cvx_denoise_guidance(p, t);
         const float *v = model_out;
         if (cfg_on) {
@@ -151,6 +189,7 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         }
     }
 done:
+    cvx_dist_free(seq);
     cvx_dit_set_teacache(model, NULL);
     cvx_sched_state_release(&state);
     free(model_in), free(model_out), free(guided), free(text), free(tsteps), free(rope_cos), free(rope_sin);

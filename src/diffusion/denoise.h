@@ -62,7 +62,17 @@ typedef struct {
      * the CFG batch (2·nb with guidance, else nb) and L + N tokens; a resumed loop passes the state saved after
      * step start_step − 1. The loop sets its step/num_steps and attaches it to the model for its duration. */
     cvx_dit_teacache *teacache;
+    /* Several processes (NULL or one process: this one computes everything): every rank of `world` calls with the
+     * same arguments; with guidance the ranks split into the two CFG halves (uncond: the first N/2), each
+     * sequence-parallel over N/2 ranks (transformer.h), and swap their noise predictions after each forward;
+     * without guidance all N ranks split the sequence. Every rank ends with the same latents, bit-identical to
+     * one process. N must fit the model (cvx_denoise_check_ranks); no TeaCache state. */
+    const cvx_dist *world;
 } cvx_denoise_params;
+
+/* Whether `ranks` processes fit a model of `heads` attention heads (CFG on: N even and N/2 divides the heads; off:
+ * N divides them); the message lists the valid N. */
+cvx_status cvx_denoise_check_ranks(int heads, int cfg_on, int ranks, cvx_error *err);
 
 cvx_denoise_params cvx_denoise_params_default(void);
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
@@ -263,6 +264,10 @@ typedef struct {
     /* step skipping */
     cvx_cache_params cache;  /* the settings with the coefficients resolved (has_coefficients = 1) when on */
     unsigned char *computed; /* [n_timesteps] 1 where the transformer ran its blocks */
+    /* several processes: rank 0 reports, checkpoints, decodes and writes; while `collective` is set, every rank
+     * polls for a cancel at the same points and rank 0's answer is broadcast */
+    const cvx_dist *world;
+    int rank, collective;
 } gen_ctx;
 
 /* ---- checkpoints --------------------------------------------------------------------------------------------
@@ -448,7 +453,7 @@ static double remaining(const gen_ctx *g, cvx_phase phase, double now) {
 }
 
 static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
-    if (!g->p->progress) return;
+    if (!g->p->progress || g->rank != 0) return;
     cvx_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.phase = phase;
@@ -477,9 +482,18 @@ static void report(gen_ctx *g, cvx_phase phase, double within, int step) {
 
 static int poll_cancel(void *user_data) {
     gen_ctx *g = user_data;
-    if (g->ckpt_status != CVX_OK) return 1; /* stop: the caller could not store a checkpoint */
-    if (!g->cancelled && g->p->should_cancel && g->p->should_cancel(g->p->cancel_user_data)) g->cancelled = 1;
-    return g->cancelled;
+    int stop = g->ckpt_status != CVX_OK; /* stop: the caller could not store a checkpoint */
+    if (!stop && g->rank == 0 && !g->cancelled && g->p->should_cancel && g->p->should_cancel(g->p->cancel_user_data))
+        g->cancelled = 1;
+    stop |= g->cancelled;
+    if (g->collective && cvx_dist_size(g->world) > 1) { /* rank 0 decides for every rank */
+        int32_t flag = stop;
+        cvx_error err;
+        if (cvx_dist_bcast(g->world, &flag, sizeof flag, 0, &err) != CVX_OK) flag = 1;
+        if (flag && !stop) g->cancelled = 1;
+        stop = flag != 0;
+    }
+    return stop;
 }
 
 static cvx_status tap(gen_ctx *g, const char *name, cvx_dtype dt, void *data, int ndim, const int64_t *shape) {
@@ -488,7 +502,7 @@ static cvx_status tap(gen_ctx *g, const char *name, cvx_dtype dt, void *data, in
     return g->tap->fn(g->tap->user_data, name, &t);
 }
 
-static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int *height, int *width) {
+static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_on, int *height, int *width) {
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
     const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
     int spatial = 1 << (vae->cfg.vae.n_blocks - 1);
@@ -531,7 +545,31 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int *hei
             if (!isfinite(c->coefficients[i]))
                 return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "teacache coefficient %d is not finite", i + 1);
     }
+    const int ranks = cvx_dist_size(cvx_dist_world());
+    if (ranks > 1) {
+        if (c->mode != CVX_CACHE_OFF)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "step skipping (cache) does not run over several processes yet: use one process or no cache");
+        if (p->resume_state)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "resuming from a checkpoint does not run over several processes yet");
+        if (tap_on)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "the golden observer runs in one process only");
+        cvx_error err;
+        cvx_error_clear(&err);
+        if (cvx_denoise_check_ranks(tr->cfg.transformer.num_attention_heads, p->guidance_scale > 1.0f, ranks, &err) != CVX_OK)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "%s", err.message);
+    }
     return CVX_OK;
+}
+
+/* SHA-256 of n bytes as 64 hex digits (out: 65 bytes). */
+static void sha256_hex(const void *data, size_t n, char *out) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = 0;
+    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32) return;
+    for (unsigned i = 0; i < len; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* Share of the work per phase, from rough FLOP counts, for the progress fraction. */
@@ -636,7 +674,7 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
             memcpy(g->step_latents + s->step * g->latent_numel, s->latents, sizeof(float) * (size_t)g->latent_numel);
     }
     if (g->computed && s->step < g->n_timesteps) g->computed[s->step] = (unsigned char)(s->computed != 0);
-    if (g->p->checkpoint && g->ckpt_status == CVX_OK) {
+    if (g->p->checkpoint && g->ckpt_status == CVX_OK && g->rank == 0) {
         int64_t n = g->latent_numel;
         ckpt_header *h = (ckpt_header *)g->ckpt;
         memset(h, 0, sizeof *h);
@@ -782,6 +820,7 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     dp.progress_user_data = g;
     dp.cancel = poll_cancel;
     dp.cancel_user_data = g;
+    dp.world = g->world;
     const float *negative = cfg ? embeds + L * cvx_dit_get_config(dit)->text_embed_dim : NULL;
     g->t_denoise = cvx_time_seconds();
     g->step0 = resume ? (int)resume->step : 0;
@@ -1063,7 +1102,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     cvx_error_clear(&e->err);
     if (!p) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "no parameters");
     int height = 0, width = 0;
-    cvx_status st = validate(e, p, &height, &width);
+    cvx_status st = validate(e, p, tp && tp->fn, &height, &width);
     if (st != CVX_OK) return st;
 
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
@@ -1088,6 +1127,8 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         g.cache.has_coefficients = 1;
     }
     g.params_hash = hash_params(p, &g.cache, height, width, e->model_id);
+    g.world = cvx_dist_world();
+    g.rank = cvx_dist_rank(g.world);
     int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};
@@ -1103,7 +1144,8 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     if (st != CVX_OK) goto done;
     cvx_log_info(&e->logger, "encode: %.2fs", seconds[CVX_PHASE_ENCODE]);
     g.frames_total = out_frames;
-    if (p->progress) probe_decode(&g, C, F, H, W, out_frames, height, width);
+    if (p->progress && g.rank == 0) probe_decode(&g, C, F, H, W, out_frames, height, width);
+    g.collective = 1; /* from here to the end of the denoising every rank polls at the same points */
     if (poll_cancel(&g)) {
         st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
         goto done;
@@ -1130,6 +1172,18 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
         goto done;
     }
+    g.collective = 0;
+    char latents_sha256[65];
+    sha256_hex(latents, sizeof(float) * (size_t)(F * C * H * W), latents_sha256);
+    if (out) {
+        memcpy(out->latents_sha256, latents_sha256, sizeof latents_sha256);
+        out->ranks = cvx_dist_size(g.world);
+        out->rank = g.rank;
+        out->seed = p->seed;
+        out->fps = p->fps;
+        memcpy(out->seconds, seconds, sizeof seconds);
+    }
+    if (g.rank != 0) goto done; /* rank 0 decodes and writes */
 
     t = cvx_time_seconds();
     if ((st = outputs_open(&g, &o, height, width)) != CVX_OK) goto done;
@@ -1171,6 +1225,7 @@ done:
         cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
     }
     if (st != CVX_OK) outputs_abort(&g, &o);
+    if (out) out->comm_bytes = cvx_dist_bytes_sent();
     free(o.frames);
     free(g.computed);
     free(latents);

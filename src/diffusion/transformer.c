@@ -552,12 +552,13 @@ static cvx_status tap_rows(fwd *f, const char *name, const float *x, int64_t B, 
     return st;
 }
 
-/* Row-parallel elementwise passes over the joint [B, S, D] buffer. */
+/* Row-parallel elementwise passes over the joint [B, S, D] buffer — or, in a sequence-parallel forward, over this
+ * rank's S rows of each batch item, which start at joint token s0 (the text/video test uses the joint index). */
 typedef struct {
     float *y;          /* [B·S, D] rows updated in place */
     const float *src;  /* residual source rows (gate pass) */
     const float *mod;  /* [B, 6D] modulation of the block, or [B, 2D] for norm_out */
-    int64_t S, L, D, mod_stride;
+    int64_t S, s0, L, D, mod_stride;
     int shift_v, scale_v, shift_t, scale_t, gate_v, gate_t; /* chunk indices into a mod row */
 } rows_ctx;
 
@@ -565,7 +566,7 @@ typedef struct {
 static void modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
     const rows_ctx *c = arg;
     for (int64_t r = begin; r < end; r++) {
-        int64_t b = r / c->S, s = r % c->S;
+        int64_t b = r / c->S, s = c->s0 + r % c->S;
         int text = s < c->L;
         const float *mrow = c->mod + b * c->mod_stride;
         const float *shift = mrow + (text ? c->shift_t : c->shift_v) * c->D;
@@ -579,7 +580,7 @@ static void modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
 static void gate_task(void *arg, int64_t begin, int64_t end, int ti) {
     const rows_ctx *c = arg;
     for (int64_t r = begin; r < end; r++) {
-        int64_t b = r / c->S, s = r % c->S;
+        int64_t b = r / c->S, s = c->s0 + r % c->S;
         const float *gate = c->mod + b * c->mod_stride + (s < c->L ? c->gate_t : c->gate_v) * c->D;
         float *y = c->y + r * c->D;
         const float *x = c->src + r * c->D;
@@ -595,7 +596,7 @@ static cvx_status gated_linear_bf16(cvx_dit *m, cvx_pool *pool, const rows_ctx *
                                     int64_t r0, int64_t rows, int64_t K, const cvx_packed *p, const float *bias) {
     const int64_t S = rc->S, L = rc->L, D = rc->D;
     for (int64_t r = r0; r < r0 + rows;) {
-        int64_t b = r / S, s = r % S, end = b * S + (s < L ? L : S);
+        int64_t b = r / S, s = rc->s0 + r % S, end = b * S + (s < L ? L - rc->s0 : S);
         if (end > r0 + rows) end = r0 + rows;
         const float *gate = rc->mod + b * rc->mod_stride + (s < L ? rc->gate_t : rc->gate_v) * D;
         cvx_epilogue e = {CVX_ACT_NONE, gate, end - r, D, y + r * D, D};
@@ -607,20 +608,20 @@ static cvx_status gated_linear_bf16(cvx_dit *m, cvx_pool *pool, const rows_ctx *
 }
 
 typedef struct {
-    float *q, *k;             /* [B, S, D] */
+    float *q, *k;             /* [B, S, D]: S rows per batch item from joint token s0 */
     const float *cos, *sin;   /* [N, Dh] */
-    int64_t S, L, H, Dh;
+    int64_t S, s0, L, H, Dh;
 } rope_ctx;
 
 /* apply_rotary_emb on the video rows: pairs (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin). */
 static void rope_task(void *arg, int64_t begin, int64_t end, int ti) {
     const rope_ctx *c = arg;
-    int64_t N = c->S - c->L;
     for (int64_t r = begin; r < end; r++) {
-        int64_t b = r / N, n = r % N;
+        int64_t n = c->s0 + r % c->S - c->L; /* video token */
+        if (n < 0) continue;
         const float *cs = c->cos + n * c->Dh, *sn = c->sin + n * c->Dh;
         for (int which = 0; which < 2; which++) {
-            float *row = (which ? c->k : c->q) + (b * c->S + c->L + n) * c->H * c->Dh;
+            float *row = (which ? c->k : c->q) + r * c->H * c->Dh;
             for (int64_t h = 0; h < c->H; h++) {
                 float *x = row + h * c->Dh;
                 for (int64_t d = 0; d + 1 < c->Dh; d += 2) {
@@ -766,6 +767,18 @@ static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     if (cfg->use_rotary_positional_embeddings && (!c->rope_cos || !c->rope_sin))
         return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
                         "transformer: this model uses rotary embeddings; rope_cos/rope_sin are required");
+    const int dg = cvx_dist_size(c->seq);
+    if (dg > 1) {
+        if (dg > DIT_MAX_SEQ_RANKS || cfg->num_attention_heads % dg)
+            return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                            "transformer: %d sequence-parallel ranks do not divide the %d attention heads", dg,
+                            cfg->num_attention_heads);
+        if (c->tap || m->teacache)
+            return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                            "transformer: a sequence-parallel forward takes no observer and no TeaCache state");
+        if (c->L + c->F * (c->H / p) * (c->W / p) < dg)
+            return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: fewer tokens than sequence-parallel ranks");
+    }
     const cvx_dit_teacache *tc = m->teacache;
     if (tc) {
         int64_t S = c->L + c->F * (c->H / p) * (c->W / p);
@@ -787,6 +800,43 @@ static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     return CVX_OK;
 }
 
+/* The all-to-all of a sequence-parallel forward (seq of degree dg; this rank holds Sl = cnt[rk] tokens of each
+ * batch item from joint token off[rk]). to_heads: loc [B, Sl, D] (all heads) -> by [B, S, Dl] (every token, this
+ * rank's D/dg channels = its heads). Else by -> loc. xch and by hold B·(S + dg)·Dl floats: the packed side of the
+ * exchange ([rank][b][rows][Dl]) and the other. */
+static cvx_status seq_exchange(cvx_dit *m, const cvx_dist *seq, float *loc, float *by, float *xch, int64_t B, int64_t S,
+                               int64_t D, const int64_t *cnt, const int64_t *off, int to_heads) {
+    const int dg = cvx_dist_size(seq), rk = cvx_dist_rank(seq);
+    const int64_t Dl = D / dg, Sl = cnt[rk];
+    int64_t mine[DIT_MAX_SEQ_RANKS], mined[DIT_MAX_SEQ_RANKS], theirs[DIT_MAX_SEQ_RANKS], theirsd[DIT_MAX_SEQ_RANKS];
+    int64_t p0 = 0, p1 = 0;
+    for (int j = 0; j < dg; j++) { /* bytes of this rank's rows for j; of j's rows for this rank */
+        mine[j] = (int64_t)sizeof(float) * B * Sl * Dl, mined[j] = (int64_t)sizeof(float) * p0, p0 += B * Sl * Dl;
+        theirs[j] = (int64_t)sizeof(float) * B * cnt[j] * Dl, theirsd[j] = (int64_t)sizeof(float) * p1, p1 += B * cnt[j] * Dl;
+    }
+    cvx_status st;
+    if (to_heads) {
+        for (int j = 0; j < dg; j++) /* to rank j: channels [j·Dl, (j+1)·Dl) of this rank's rows */
+            for (int64_t r = 0; r < B * Sl; r++)
+                memcpy(xch + mined[j] / 4 + r * Dl, loc + r * D + j * Dl, sizeof(float) * (size_t)Dl);
+        if ((st = cvx_dist_alltoallv(seq, xch, mine, mined, by, theirs, theirsd, &m->err)) != CVX_OK) return st;
+        /* by holds [j][b][cnt[j]][Dl]: to token order [b][S][Dl] through xch */
+        memcpy(xch, by, sizeof(float) * (size_t)(B * S * Dl));
+        for (int j = 0; j < dg; j++)
+            for (int64_t b = 0; b < B; b++)
+                memcpy(by + (b * S + off[j]) * Dl, xch + theirsd[j] / 4 + b * cnt[j] * Dl, sizeof(float) * (size_t)(cnt[j] * Dl));
+        return CVX_OK;
+    }
+    for (int j = 0; j < dg; j++) /* to rank j: its tokens' rows of this rank's channels */
+        for (int64_t b = 0; b < B; b++)
+            memcpy(xch + theirsd[j] / 4 + b * cnt[j] * Dl, by + (b * S + off[j]) * Dl, sizeof(float) * (size_t)(cnt[j] * Dl));
+    if ((st = cvx_dist_alltoallv(seq, xch, theirs, theirsd, by, mine, mined, &m->err)) != CVX_OK) return st;
+    for (int j = 0; j < dg; j++) /* from rank j: its channels of this rank's rows */
+        for (int64_t r = 0; r < B * Sl; r++)
+            memcpy(loc + r * D + j * Dl, by + mined[j] / 4 + r * Dl, sizeof(float) * (size_t)Dl);
+    return CVX_OK;
+}
+
 static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     const cvx_dit_config *cfg = &m->cfg;
     fwd f = {m, call};
@@ -796,13 +846,26 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     const int64_t D = cfg->inner_dim, E = cfg->time_embed_dim, Hd = cfg->num_attention_heads,
                   Dh = cfg->attention_head_dim, Cin = cfg->in_channels, Cout = cfg->out_channels;
     const int64_t K = Cin * p * p, Cpp = Cout * p * p, FFD = 4 * D;
-    const int64_t ff_rows = B * S < DIT_FF_ROWS ? B * S : DIT_FF_ROWS;
+    /* Sequence parallel (Ulysses, call->seq of degree dg): this rank holds joint tokens [s0, s0 + Sl) of each batch
+     * item for every per-token operation; around the attention two all-to-alls regroup the rows by heads (Hd/dg
+     * heads over all S tokens here) and back. dg = 1: Sl = S, s0 = 0, no exchange. */
+    const int dg = cvx_dist_size(call->seq), rk = cvx_dist_rank(call->seq);
+    int64_t cnt[DIT_MAX_SEQ_RANKS] = {0}, off[DIT_MAX_SEQ_RANKS] = {0};
+    for (int j = 0, o0 = 0; j < dg; j++) {
+        cnt[j] = S / dg + (j < S % dg);
+        off[j] = o0;
+        o0 += (int)cnt[j];
+    }
+    const int64_t Sl = cnt[rk], s0 = off[rk], Dl = D / dg, Hl = Hd / dg;
+    const int64_t ff_rows = B * Sl < DIT_FF_ROWS ? B * Sl : DIT_FF_ROWS;
     cvx_status st;
 
     /* One arena, sized from the shapes. */
     size_t joint = sizeof(float) * (size_t)(B * S * D);
-    size_t need = 6 * (joint + 64) + sizeof(float) * (size_t)(B * D + 2 * B * E + B * 6 * D + B * 2 * D + B * N * K +
-                                                            ff_rows * FFD + B * N * Cpp) + 16 * 64;
+    size_t gathered = dg > 1 ? 5 * (sizeof(float) * (size_t)(B * (S + dg) * Dl) + 64) : 0; /* q, k, v, o by heads, exchange */
+    size_t need = 6 * (joint + 64) + gathered +
+                  sizeof(float) * (size_t)(B * D + 2 * B * E + B * 6 * D + B * 2 * D + B * N * K + ff_rows * FFD +
+                                           B * N * Cpp) + 16 * 64;
     if (m->arena.capacity < need) {
         cvx_arena_free(&m->arena);
         if (cvx_arena_init(&m->arena, need) != 0)
@@ -826,6 +889,13 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     float *proj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * Cpp)); /* [B, N, C_out·p·p] */
     if (!tproj || !emb || !semb || !mod || !x || !n || !q || !k || !v || !o || !col || !hid || !proj)
         return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
+    float *qa = q, *ka = k, *va = v, *oa = o, *xch = NULL; /* [B, S, Dl] by heads; the exchange buffer */
+    if (dg > 1) {
+        size_t hb = sizeof(float) * (size_t)(B * (S + dg) * Dl);
+        qa = cvx_arena_alloc(a, hb), ka = cvx_arena_alloc(a, hb), va = cvx_arena_alloc(a, hb);
+        oa = cvx_arena_alloc(a, hb), xch = cvx_arena_alloc(a, hb);
+        if (!qa || !ka || !va || !oa || !xch) return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
+    }
 
     /* 1. Time embedding */
     cvx_dit_timestep_proj(call->timesteps, B, (int)D, cfg->flip_sin_to_cos, cfg->freq_shift, tproj);
@@ -876,13 +946,16 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     }
     int64_t jshape[3] = {B, S, D};
     if ((st = tap_emit(&f, "patch_embed", x, 3, jshape)) != CVX_OK) return st;
+    if (dg > 1) /* this rank's rows of each batch item, packed [B, Sl, D] (moves rows down only) */
+        for (int64_t b = 0; b < B; b++)
+            memmove(x + b * Sl * D, x + (b * S + s0) * D, sizeof(float) * (size_t)(Sl * D));
 
     /* TeaCache: a skipped step adds the cached residual of both streams (hidden_states += previous_residual,
      * encoder_hidden_states += previous_residual_encoder) and goes to the head; a computed step keeps its input
      * (ori_hidden_states) to take the residual after the blocks. */
     residual_ctx resid = {x, tc ? tc->residual : NULL, 0};
-    if (tc && !compute) cvx_pool_parallel_for(pool, B * S * D, 1 << 16, residual_task, &resid);
-    if (tc && compute) memcpy(tc->residual, x, joint);
+    if (tc && !compute) cvx_pool_parallel_for(pool, B * Sl * D, 1 << 16, residual_task, &resid);
+    if (tc && compute) memcpy(tc->residual, x, sizeof(float) * (size_t)(B * Sl * D));
 
     /* 3. Blocks */
     const float qk_eps = 1e-6f, eps = (float)cfg->norm_eps;
@@ -893,12 +966,12 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         if (call->cancel && call->cancel(call->cancel_user_data))
             return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled before block %d", i);
         const dit_block *blk = &m->blocks[i];
-        rows_ctx rc = {n, NULL, mod, S, L, D, 6 * D, 0, 1, 3, 4, 2, 5};
+        rows_ctx rc = {n, NULL, mod, Sl, s0, L, D, 6 * D, 0, 1, 3, 4, 2, 5};
 
         /* norm1: shift, scale, gate, enc_shift, enc_scale, enc_gate = linear(silu(emb)).chunk(6) */
         lin(pool, mod, semb, B, E, &blk->norm1_lin_w, blk->norm1_lin_p, blk->norm1_lin_b);
-        cvx_layernorm(pool, n, x, B * S, D, blk->norm1_w, blk->norm1_b, eps);
-        cvx_pool_parallel_for(pool, B * S, 0, modulate_task, &rc);
+        cvx_layernorm(pool, n, x, B * Sl, D, blk->norm1_w, blk->norm1_b, eps);
+        cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, &rc);
         snprintf(name, sizeof name, "block%d.norm1_mod", i);
         if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
         snprintf(name, sizeof name, "block%d.norm1", i);
@@ -906,45 +979,55 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
 
         /* joint attention */
         double t_a = cvx_time_seconds();
-        lin(pool, q, n, B * S, D, &blk->q_w, blk->q_p, blk->q_b);
-        lin(pool, k, n, B * S, D, &blk->k_w, blk->k_p, blk->k_b);
-        lin(pool, v, n, B * S, D, &blk->v_w, blk->v_p, blk->v_b);
-        cvx_layernorm(pool, q, q, B * S * Hd, Dh, blk->nq_w, blk->nq_b, qk_eps);
-        cvx_layernorm(pool, k, k, B * S * Hd, Dh, blk->nk_w, blk->nk_b, qk_eps);
+        lin(pool, q, n, B * Sl, D, &blk->q_w, blk->q_p, blk->q_b);
+        lin(pool, k, n, B * Sl, D, &blk->k_w, blk->k_p, blk->k_b);
+        lin(pool, v, n, B * Sl, D, &blk->v_w, blk->v_p, blk->v_b);
+        cvx_layernorm(pool, q, q, B * Sl * Hd, Dh, blk->nq_w, blk->nq_b, qk_eps);
+        cvx_layernorm(pool, k, k, B * Sl * Hd, Dh, blk->nk_w, blk->nk_b, qk_eps);
         if (cfg->use_rotary_positional_embeddings) {
-            rope_ctx r = {q, k, call->rope_cos, call->rope_sin, S, L, Hd, Dh};
-            cvx_pool_parallel_for(pool, B * N, 0, rope_task, &r);
+            rope_ctx r = {q, k, call->rope_cos, call->rope_sin, Sl, s0, L, Hd, Dh};
+            cvx_pool_parallel_for(pool, B * Sl, 0, rope_task, &r);
         }
         double t_b = cvx_time_seconds();
+        if (dg > 1) { /* tokens -> heads: rank j gets heads [j·Hl, (j+1)·Hl) of this rank's rows */
+            if ((st = seq_exchange(m, call->seq, q, qa, xch, B, S, D, cnt, off, 1)) != CVX_OK ||
+                (st = seq_exchange(m, call->seq, k, ka, xch, B, S, D, cnt, off, 1)) != CVX_OK ||
+                (st = seq_exchange(m, call->seq, v, va, xch, B, S, D, cnt, off, 1)) != CVX_OK)
+                return st;
+        }
+        double t_x = cvx_time_seconds();
         if (m->precision == CVX_PRECISION_BF16)
-            cvx_attention_bf16(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+            cvx_attention_bf16(pool, oa, Dl, qa, Dl, ka, Dl, va, Dl, B, Hl, S, S, Dh, scale, NULL);
         else
-            cvx_attention(pool, o, D, q, D, k, D, v, D, B, Hd, S, S, Dh, scale, NULL);
+            cvx_attention(pool, oa, Dl, qa, Dl, ka, Dl, va, Dl, B, Hl, S, S, Dh, scale, NULL);
+        double t_y = cvx_time_seconds();
+        if (dg > 1 && (st = seq_exchange(m, call->seq, o, oa, xch, B, S, D, cnt, off, 0)) != CVX_OK) return st;
         double t_c = cvx_time_seconds();
+        m->timings.communication += (t_x - t_b) + (t_c - t_y);
         snprintf(name, sizeof name, "block%d.attn1", i);
         /* bf16 without an observer of the projection itself: x += gate·(o·Woᵀ + b) in the GEMM's epilogue. */
         int fuse = blk->o_p && !tap_wants(&f, name);
         if (fuse) {
-            if ((st = gated_linear_bf16(m, pool, &rc, x, o, 0, B * S, D, blk->o_p, blk->o_b)) != CVX_OK) return st;
+            if ((st = gated_linear_bf16(m, pool, &rc, x, o, 0, B * Sl, D, blk->o_p, blk->o_b)) != CVX_OK) return st;
         } else {
-            lin(pool, q, o, B * S, D, &blk->o_w, blk->o_p, blk->o_b);
+            lin(pool, q, o, B * Sl, D, &blk->o_w, blk->o_p, blk->o_b);
         }
         double t_d = cvx_time_seconds();
         m->timings.projections += (t_b - t_a) + (t_d - t_c);
-        m->timings.attention += t_c - t_b;
+        m->timings.attention += t_y - t_x;
         if (!fuse) {
             if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
             rc.y = x;
             rc.src = q;
-            cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+            cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, &rc);
         }
 
         /* norm2 + feed-forward on cat([text, video]) */
         lin(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_p, blk->norm2_lin_b);
-        cvx_layernorm(pool, n, x, B * S, D, blk->norm2_w, blk->norm2_b, eps);
+        cvx_layernorm(pool, n, x, B * Sl, D, blk->norm2_w, blk->norm2_b, eps);
         rc.y = n;
         rc.src = NULL;
-        cvx_pool_parallel_for(pool, B * S, 0, modulate_task, &rc);
+        cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, &rc);
         snprintf(name, sizeof name, "block%d.norm2_mod", i);
         if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
         snprintf(name, sizeof name, "block%d.norm2", i);
@@ -953,8 +1036,8 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         snprintf(name, sizeof name, "block%d.ff", i);
         /* bf16: tanh-GELU in the first GEMM's epilogue, the gated residual in the second's (as attn1). */
         fuse = blk->ff2_p && !tap_wants(&f, name);
-        for (int64_t r0 = 0; r0 < B * S; r0 += ff_rows) {
-            int64_t rows = B * S - r0 < ff_rows ? B * S - r0 : ff_rows;
+        for (int64_t r0 = 0; r0 < B * Sl; r0 += ff_rows) {
+            int64_t rows = B * Sl - r0 < ff_rows ? B * Sl - r0 : ff_rows;
             if (blk->ff1_p && cfg->activation == CVX_DIT_GELU_TANH) {
                 cvx_epilogue gelu = {CVX_ACT_GELU_TANH, NULL, 1, 0, NULL, 0};
                 if ((st = cvx_linear_bf16_ex(pool, hid, FFD, n + r0 * D, D, rows, D, blk->ff1_p, blk->ff1_b, &gelu)) !=
@@ -979,7 +1062,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
             if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
             rc.y = x;
             rc.src = o;
-            cvx_pool_parallel_for(pool, B * S, 0, gate_task, &rc);
+            cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, &rc);
         }
         snprintf(name, sizeof name, "block%d.out", i);
         if ((st = tap_emit(&f, name, x, 3, jshape)) != CVX_OK) return st;
@@ -989,7 +1072,7 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     if (tc && compute) {
         /* previous_residual(_encoder) = hidden_states − ori_hidden_states, both streams */
         resid.subtract = 1;
-        cvx_pool_parallel_for(pool, B * S * D, 1 << 16, residual_task, &resid);
+        cvx_pool_parallel_for(pool, B * Sl * D, 1 << 16, residual_task, &resid);
         tc->has_residual = 1;
     }
     if (tc) tc->computed = compute;
@@ -997,23 +1080,39 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     /* 4. Output head: norm_final (the 5b applies it to cat([text, video]) and slices: the same rows, and its
      * observer sees the joint tensor the reference recorded), then AdaLayerNorm with shift = first half,
      * scale = second half of linear(silu(emb)). From here on the video rows of n are packed [B, N, D]. */
+    /* This rank's video rows: joint tokens [max(s0, L), s0 + Sl) = video tokens [v0, v0 + Nl). */
+    const int64_t vskip = L > s0 ? (L - s0 < Sl ? L - s0 : Sl) : 0, Nl = Sl - vskip, v0 = s0 + vskip - L;
     int64_t vshape[3] = {B, N, D};
     if (cfg->use_rotary_positional_embeddings) {
-        cvx_layernorm(pool, n, x, B * S, D, m->nf_w, m->nf_b, eps);
+        cvx_layernorm(pool, n, x, B * Sl, D, m->nf_w, m->nf_b, eps);
         if ((st = tap_emit(&f, "norm_final", n, 3, jshape)) != CVX_OK) return st;
         for (int64_t b = 0; b < B; b++) /* packing moves rows down only, so ascending b never overwrites a source */
-            memmove(n + b * N * D, n + (b * S + L) * D, sizeof(float) * (size_t)(N * D));
+            memmove(n + b * Nl * D, n + (b * Sl + vskip) * D, sizeof(float) * (size_t)(Nl * D));
     } else {
         for (int64_t b = 0; b < B; b++)
-            cvx_layernorm(pool, n + b * N * D, x + (b * S + L) * D, N, D, m->nf_w, m->nf_b, eps);
+            cvx_layernorm(pool, n + b * Nl * D, x + (b * Sl + vskip) * D, Nl, D, m->nf_w, m->nf_b, eps);
         if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
     }
     lin(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_p, m->out_lin_b);
-    cvx_layernorm(pool, n, n, B * N, D, m->out_norm_w, m->out_norm_b, eps);
-    rows_ctx oc = {n, NULL, mod, N, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
-    cvx_pool_parallel_for(pool, B * N, 0, modulate_task, &oc);
+    cvx_layernorm(pool, n, n, B * Nl, D, m->out_norm_w, m->out_norm_b, eps);
+    rows_ctx oc = {n, NULL, mod, Nl, 0, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
+    cvx_pool_parallel_for(pool, B * Nl, 0, modulate_task, &oc);
     if ((st = tap_emit(&f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
-    lin(pool, proj, n, B * N, D, &m->proj_w, m->proj_p, m->proj_b);
+    lin(pool, proj, n, B * Nl, D, &m->proj_w, m->proj_p, m->proj_b);
+    if (dg > 1) { /* every rank of the group gets every video row: [B, N, C·p·p] */
+        double t_g = cvx_time_seconds();
+        for (int64_t b = B - 1; b >= 0; b--) /* spread [B, Nl] to [B, N] at this rank's place (moves rows up) */
+            memmove(proj + (b * N + v0) * Cpp, proj + b * Nl * Cpp, sizeof(float) * (size_t)(Nl * Cpp));
+        int64_t gc[DIT_MAX_SEQ_RANKS], gd[DIT_MAX_SEQ_RANKS];
+        for (int j = 0; j < dg; j++) {
+            int64_t js = off[j], jv = L > js ? (L - js < cnt[j] ? L - js : cnt[j]) : 0;
+            gc[j] = (int64_t)sizeof(float) * (cnt[j] - jv) * Cpp;
+            gd[j] = gc[j] ? (int64_t)sizeof(float) * (js + jv - L) * Cpp : 0; /* a rank of text rows only: none */
+        }
+        for (int64_t b = 0; b < B; b++)
+            if ((st = cvx_dist_allgatherv(call->seq, proj + b * N * Cpp, gc, gd, &m->err)) != CVX_OK) return st;
+        m->timings.communication += cvx_time_seconds() - t_g;
+    }
     vshape[2] = Cpp;
     if ((st = tap_emit(&f, "proj_out", proj, 3, vshape)) != CVX_OK) return st;
 

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "cogvideox.h" /* cvx_precision */
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -113,7 +114,17 @@ typedef struct {
     const cvx_dit_tap *tap; /* NULL: no observer */
     cvx_dit_cancel_fn cancel;
     void *cancel_user_data;
+    /* Sequence parallel (Ulysses): NULL or a group of size 1 = this process computes everything. With a group of
+     * dg ranks (every rank of it calls with the same arguments): each rank takes S/dg consecutive joint tokens of
+     * each batch item for every per-token operation, two all-to-alls around the attention regroup them by heads
+     * (num_attention_heads/dg per rank, over all S tokens), and `out` ends up complete on every rank. dg must
+     * divide the head count; no observer (tap) and no TeaCache state. Every row takes the arithmetic of the
+     * one-process forward, so the output is bit-identical. */
+    const cvx_dist *seq;
 } cvx_dit_call;
+
+/* Ranks of a sequence-parallel group at most. */
+#define DIT_MAX_SEQ_RANKS 64
 
 /* One forward pass (one at a time per model: the activations live in the model's arena). Shape errors (H or W not a multiple of p, L ≠ max_text_seq_length with sincos
  * positions, missing rope tables) fail before any work. */
@@ -163,6 +174,7 @@ void cvx_dit_set_teacache(cvx_dit *m, cvx_dit_teacache *tc);
 /* Wall time of the last forward by part (seconds): q/k/v/out projections, attention, feed-forward, all. */
 typedef struct {
     double projections, attention, feed_forward, total;
+    double communication; /* sequence parallel: the all-to-alls and the gather of the output (part of total) */
 } cvx_dit_timings;
 const cvx_dit_timings *cvx_dit_last_timings(const cvx_dit *m);
 

@@ -181,7 +181,7 @@ static cvx_status run_call(cvx_golden_case *c, cvx_dit *m, const char *prefix) {
     tx_ctx x = {c, prefix, ls[0], ls[1], ls[3] / cfg->patch_size, ls[4] / cfg->patch_size, tsh[1], 0, cfg->inner_dim};
     x.N = x.F * x.Hp * x.Wp;
     cvx_dit_tap tap = {NULL, tx_tap, &x};
-    cvx_dit_call call = {ls[0], ls[1], ls[3], ls[4], tsh[1], lat, text, ts, cosv, sinv, out, c->pool, &tap, NULL, NULL};
+    cvx_dit_call call = {ls[0], ls[1], ls[3], ls[4], tsh[1], lat, text, ts, cosv, sinv, out, c->pool, &tap, NULL, NULL, NULL};
     st = cvx_dit_forward(m, &call);
     if (st != CVX_OK) {
         if (c->err.status == CVX_OK) cvx_error_copy(&c->err, cvx_dit_error(m));

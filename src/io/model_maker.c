@@ -77,10 +77,16 @@ static const char transformer_tiny[] =
     "{\"attention_head_dim\": 16, \"num_attention_heads\": 2, \"num_layers\": 2, \"sample_frames\": 9,"
     " \"sample_height\": 6, \"sample_width\": 10, \"text_embed_dim\": 16, \"time_embed_dim\": 16}";
 static const char vae_tiny[] = "{\"block_out_channels\": [4, 8, 8, 16], \"norm_num_groups\": 2}";
+/* tiny-6h: the tiny pipeline with a 6-head transformer (6 × 8), for the sequence-parallel tests (6 heads split
+ * over 3 ranks per CFG half) */
+static const char transformer_tiny6[] =
+    "{\"attention_head_dim\": 8, \"num_attention_heads\": 6, \"num_layers\": 2, \"sample_frames\": 9,"
+    " \"sample_height\": 6, \"sample_width\": 10, \"text_embed_dim\": 16, \"time_embed_dim\": 16}";
 
 static int preset_id(const char *preset) {
     if (!preset || !strcmp(preset, "tiny")) return 0;
     if (!strcmp(preset, "cogvideox-2b")) return 1;
+    if (!strcmp(preset, "tiny-6h")) return 2;
     return -1;
 }
 
@@ -88,7 +94,8 @@ cvx_status cvx_make_model_config(const char *preset, const char *component, json
     *out = NULL;
     int id = preset_id(preset);
     if (id < 0)
-        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected tiny or cogvideox-2b)", preset);
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected tiny, tiny-6h or cogvideox-2b)",
+                        preset);
     const char *base = NULL, *tiny = NULL;
     if (!strcmp(component, "model_index"))
         base = model_index_2b;
@@ -97,7 +104,7 @@ cvx_status cvx_make_model_config(const char *preset, const char *component, json
     else if (!strcmp(component, "text_encoder"))
         base = text_encoder_2b, tiny = text_encoder_tiny;
     else if (!strcmp(component, "transformer"))
-        base = transformer_2b, tiny = transformer_tiny;
+        base = transformer_2b, tiny = id == 2 ? transformer_tiny6 : transformer_tiny;
     else if (!strcmp(component, "vae"))
         base = vae_2b, tiny = vae_tiny;
     else
@@ -105,7 +112,7 @@ cvx_status cvx_make_model_config(const char *preset, const char *component, json
     json_error_t je;
     json_t *cfg = json_loads(base, 0, &je);
     if (!cfg) return cvx_fail(err, CVX_ERR_INTERNAL, "preset %s/%s: %s", preset, component, je.text);
-    if (id == 0 && tiny) {
+    if (id != 1 && tiny) {
         json_t *upd = json_loads(tiny, 0, &je);
         if (!upd || json_object_update_existing(cfg, upd)) {
             json_decref(upd);
