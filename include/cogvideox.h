@@ -118,6 +118,54 @@ void cvx_engine_close(cvx_engine *engine);
 /* The message of the engine's last failure ("" if none). */
 const char *cvx_engine_last_error(const cvx_engine *engine);
 
+/* ---- what an engine serves: its model, the model's defaults and the limits of a generation ----------------------
+ * One source for every front end: the CLI's validation and help, the service's Tool/Detail and Run (and through
+ * them the web page). cvx_generate refuses what is outside these limits with the same numbers. */
+typedef enum {
+    CVX_WEIGHTS_UNKNOWN = 0,   /* no make-model marker nor its seed-0 draws, and not the shapes of a published model */
+    CVX_WEIGHTS_RANDOM = 1,    /* made by `cogvideox make-model` (its marker file, or its seed-0 draws): random
+                                * weights, noise videos */
+    CVX_WEIGHTS_CHECKPOINT = 2 /* no make-model marker nor its seed-0 draws, and the shapes of a published model
+                                * (the weights themselves are not compared with the hub's) */
+} cvx_weights_kind;
+
+/* "unknown", "random", "checkpoint". */
+const char *cvx_weights_kind_name(cvx_weights_kind kind);
+
+typedef struct {
+    /* what a generation uses when the field is left at 0 (frames, height, width) or at cvx_generate_params_default() */
+    int default_steps;              /* 50 */
+    float default_guidance_scale;   /* 6.0 */
+    uint64_t default_seed;          /* 123456 */
+    int default_frames;             /* the transformer config's sample_frames (49 for the 2b, 9 for the tiny test
+                                     * model), as diffusers' CogVideoXPipeline; 49 without an engine */
+    int default_height, default_width; /* the transformer's sample size × the VAE's 8 (480 × 720 for the 2b) */
+    int default_fps;                /* 8 */
+    char default_scheduler[8];      /* the folder's scheduler: "ddim" (the 2b) or "dpm" (the 5b); "ddim" without an
+                                     * engine */
+    /* the limits, inclusive */
+    int min_steps, max_steps;       /* 1, 1000 */
+    float min_guidance_scale, max_guidance_scale; /* 0, 100 */
+    int min_frames, max_frames, frames_step; /* 5, 49, 4: frames = min_frames + k · frames_step (4N+1) */
+    int min_size, max_size, size_multiple;   /* 16, 2048, 16: height and width */
+    int min_fps, max_fps;           /* 1, 120 */
+    /* the model ("" and CVX_WEIGHTS_UNKNOWN without an engine) */
+    char model_name[256];           /* the folder's name, e.g. "cogvideox-2b" or "tiny" */
+    char model_variant[32];         /* "CogVideoX-2b" / "CogVideoX-5b" when the transformer has that model's shapes,
+                                     * else "custom" */
+    cvx_weights_kind weights;
+    char weights_origin[160];       /* in words: "random weights from cogvideox make-model --preset tiny (seed 0)",
+                                     * "not made by make-model; the shapes of CogVideoX-2b", ... */
+} cvx_model_info;
+
+/* Fills *out. engine NULL: the limits and the CogVideoX-2b defaults, for checks made before a model is opened
+ * (the engine's own values may differ only in the defaults and the model fields). */
+cvx_status cvx_engine_info(const cvx_engine *engine, cvx_model_info *out);
+
+/* The file `cogvideox make-model` writes into every folder it makes (its weights are random); cvx_engine_info
+ * reports such a folder as CVX_WEIGHTS_RANDOM. */
+#define CVX_RANDOM_WEIGHTS_MARKER "cogvideox_random_weights.json"
+
 /* ---- one generation -------------------------------------------------------------------------------------- */
 typedef enum { CVX_PRECISION_FP32 = 0, CVX_PRECISION_BF16 = 1 } cvx_precision;
 /* The precision generations should use here, one rule for every front end (generate, serve): bf16 where the
@@ -195,7 +243,8 @@ typedef struct {
     int steps;                   /* 50 */
     float guidance_scale;        /* 6.0 */
     uint64_t seed;               /* 123456; torch's CPU generator (the low 32 bits seed MT19937, as torch) */
-    int num_frames;              /* 49; 4N+1 from 5 to 49 */
+    int num_frames;              /* 0: the model's default (cvx_engine_info: sample_frames, 49 for the 2b); 4N+1
+                                  * from 5 to 49 */
     int height, width;           /* 0: the transformer config's sample size × 8 (480×720 for the 2b) */
     int fps;                     /* 8 */
     cvx_precision precision;     /* CVX_PRECISION_FP32 */

@@ -228,7 +228,15 @@
 
   function applyTool(tool) {
     slug = `${tool.slugowner}/${tool.slugproject}`;
-    $('model-name').textContent = slug;
+    /* the model really served (its folder, and whether its weights are random), not only the API's slug */
+    const m = tool.model && typeof tool.model === 'object' ? tool.model : {};
+    const folder = typeof m.folder === 'string' && m.folder ? m.folder : '';
+    $('model-name').textContent = folder ? `${folder} (as ${slug})` : slug;
+    const w = $('model-weights');
+    const kind = { random: 'Test model', checkpoint: 'Checkpoint', unknown: 'Weights' }[m.weights];
+    w.textContent = kind ? `${kind}: ${String(m.weightsOrigin || '')}` : '';
+    w.hidden = !kind;
+    w.classList.toggle('warn', m.weights === 'random');
     $('slug').textContent = slug;
     const params = Array.isArray(tool.parameters) ? tool.parameters : [];
     for (const group of params) {
@@ -618,8 +626,14 @@
     if (!f || f.done) return;
     $('kill').disabled = true;
     try {
-      await api('/v1/Task/Kill', { tasktoken: f.token });
-      $('progress-text').textContent = 'Stopping…';
+      const r = await api('/v1/Task/Kill', { tasktoken: f.token });
+      /* The socket's task_cancel may have come first (the server publishes it before it answers): its "Cancelled."
+       * stays. Kill's answer says the task is final already (a queued or a running task is task_cancel at once):
+       * end here rather than wait for that frame. */
+      if (follow !== f || f.done) return;
+      const t = r.tasklist && r.tasklist[0];
+      if (t && FINAL.has(t.status)) finish(f, null);
+      else $('progress-text').textContent = 'Stopping…';
     } catch (e) {
       showError(`Could not stop the task: ${e.message}`);
       $('kill').disabled = false;

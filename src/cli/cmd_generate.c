@@ -68,7 +68,8 @@ static void on_progress(const cvx_progress *p, void *user_data) {
 }
 
 static void usage(FILE *f) {
-    cvx_generate_params d = cvx_generate_params_default();
+    cvx_model_info I; /* the defaults and limits every front end uses (cvx_engine_info) */
+    cvx_engine_info(NULL, &I);
     fprintf(f,
             "usage: cogvideox generate -m MODEL_DIR -p PROMPT [options]\n"
             "  -m, --model DIR            diffusers CogVideoX folder\n"
@@ -77,12 +78,13 @@ static void usage(FILE *f) {
             "  -o, --output FILE.mp4      H.264 MP4 to write (default output.mp4)\n"
             "      --frames-dir DIR       also write the frames as DIR/00000.png, 00001.png, ...\n"
             "      --preview FILE.webp    also write an animated WebP preview\n"
-            "      --steps N              denoising steps (default %d)\n"
-            "      --guidance G, --scale G  classifier-free guidance scale (default %.1f)\n"
+            "      --steps N              denoising steps, %d to %d (default %d)\n"
+            "      --guidance G, --scale G  classifier-free guidance scale, %g to %g (default %.1f)\n"
             "      --seed N|random        (default %llu; random or -1: a new seed, printed and in --json)\n"
-            "      --frames N             4k+1 from 5 to 49 (default %d)\n"
-            "      --height H, --width W  multiples of 16 (default: the model's sample size, 480x720 for the 2b)\n"
-            "      --fps N                (default %d)\n"
+            "      --frames N             %dk+1 from %d to %d (default: the model's, %d for the 2b)\n"
+            "      --height H, --width W  multiples of %d from %d to %d (default: the model's sample size, %dx%d for\n"
+            "                             the 2b)\n"
+            "      --fps N                %d to %d (default %d)\n"
             "      --scheduler ddim|dpm   (default: the model folder's)\n"
             "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
             "      --precision auto|fp32|bf16  matrix products in bf16 (f32 accumulation; norms, softmax,\n"
@@ -103,8 +105,10 @@ static void usage(FILE *f) {
             "options take their value as --flag value or --flag=value. Exit codes: 0 ok, 1 bad arguments, 2 a model,\n"
             "file or I/O failure, 130 interrupted (no partial file is left).\n"
             "example: cogvideox generate -m models/tiny -p \"a red fox in the snow\" -o fox.mp4 --steps 20 --seed random\n",
-            d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
-            cvx_precision_name(cvx_precision_default()));
+            I.min_steps, I.max_steps, I.default_steps, (double)I.min_guidance_scale, (double)I.max_guidance_scale,
+            (double)I.default_guidance_scale, (unsigned long long)I.default_seed, I.frames_step, I.min_frames,
+            I.max_frames, I.default_frames, I.size_multiple, I.min_size, I.max_size, I.default_height, I.default_width,
+            I.min_fps, I.max_fps, I.default_fps, cvx_precision_name(cvx_precision_default()));
 }
 
 static int bad_arg(const char *fmt, const char *a, const char *b) {
@@ -121,6 +125,8 @@ int cvx_cmd_generate(int argc, char **argv) {
     int quiet = 0, json = 0, have_prompt = 0, random_seed = 0;
     p.output_path = "output.mp4";
     p.precision = cvx_precision_default();
+    cvx_model_info I; /* the limits (before a model is opened) */
+    cvx_engine_info(NULL, &I);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -158,6 +164,22 @@ int cvx_cmd_generate(int argc, char **argv) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             if (cvx_cli_parse_int(v, 0, 1000000, &n) != 0) return bad_arg("%s: '%s' is not a non-negative integer", a, v);
             i++;
+            /* the engine's limits (cvx_engine_info), checked here so that a bad value costs no model loading */
+            char why[160] = "";
+            if (!strcmp(a, "--steps") && (n < I.min_steps || n > I.max_steps))
+                snprintf(why, sizeof why, "from %d to %d", I.min_steps, I.max_steps);
+            else if (!strcmp(a, "--frames") && (n < I.min_frames || n > I.max_frames || (n - 1) % I.frames_step))
+                snprintf(why, sizeof why, "%dk+1 from %d to %d (%d, %d, ..., %d)", I.frames_step, I.min_frames,
+                         I.max_frames, I.min_frames, I.min_frames + I.frames_step, I.max_frames);
+            else if ((!strcmp(a, "--height") || !strcmp(a, "--width")) &&
+                     (n < I.min_size || n > I.max_size || n % I.size_multiple))
+                snprintf(why, sizeof why, "a multiple of %d from %d to %d", I.size_multiple, I.min_size, I.max_size);
+            else if (!strcmp(a, "--fps") && (n < I.min_fps || n > I.max_fps))
+                snprintf(why, sizeof why, "from %d to %d", I.min_fps, I.max_fps);
+            if (why[0]) {
+                fprintf(stderr, "cogvideox generate: %s: %lld is out of range: %s\n", a, n, why);
+                return 1;
+            }
             if (!strcmp(a, "--steps")) p.steps = (int)n;
             else if (!strcmp(a, "--frames")) p.num_frames = (int)n;
             else if (!strcmp(a, "--height")) p.height = (int)n;
@@ -181,7 +203,11 @@ int cvx_cmd_generate(int argc, char **argv) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             char *end;
             double g = strtod(v, &end);
-            if (!*v || *end || !(g >= 0.0 && g <= 100.0)) return bad_arg("%s: '%s' is not a number from 0 to 100", a, v);
+            if (!*v || *end || !(g >= I.min_guidance_scale && g <= I.max_guidance_scale)) {
+                fprintf(stderr, "cogvideox generate: %s: '%s' is not a number from %g to %g\n", a, v,
+                        (double)I.min_guidance_scale, (double)I.max_guidance_scale);
+                return 1;
+            }
             p.guidance_scale = (float)g;
             i++;
         } else if (!strcmp(a, "--scheduler")) {
@@ -305,6 +331,10 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "dynamic_cfg", json_boolean(p.use_dynamic_cfg));
             json_object_set_new(j, "noise_dtype", json_string(p.noise_dtype == CVX_NOISE_F16 ? "f16" : "f32"));
             json_object_set_new(j, "model", json_string(model_dir));
+            cvx_model_info mi;
+            cvx_engine_info(engine, &mi);
+            json_object_set_new(j, "model_name", json_string(mi.model_name));
+            json_object_set_new(j, "weights", json_string(cvx_weights_kind_name(mi.weights)));
             json_object_set_new(j, "computed_steps", steps);
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");

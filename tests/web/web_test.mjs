@@ -145,6 +145,13 @@ try {
         fields.seed.v !== '' && fields.numFrames.v !== '' && fields.width.v !== '',
         `Tool/Detail filled the fields: ${JSON.stringify(fields)}`);
   await page.waitForFunction(() => /No tasks yet|tasks/.test(document.getElementById('recent-status').textContent));
+  // The header names the model really served (Tool/Detail's model: the folder and its weights), not only the slug.
+  const served = await page.evaluate(() => ({ name: document.getElementById('model-name').textContent,
+                                              weights: document.getElementById('model-weights').textContent,
+                                              hidden: document.getElementById('model-weights').hidden }));
+  check(/^tiny \(as THUDM\/CogVideoX-2b\)$/.test(served.name) && !served.hidden &&
+        /^Test model: random weights from cogvideox make-model --preset tiny \(seed 3\)/.test(served.weights),
+        `the header names the served model: "${served.name}", "${served.weights}"`, JSON.stringify(served));
 
   // Errors: a value out of the range Tool/Detail gave is refused on the page; the server's own validation errors
   // are shown as they come.
@@ -158,7 +165,7 @@ try {
   await page.click('#submit');
   await page.waitForSelector('#steps-error:not([hidden])');
   let fe = await fieldErr('steps');
-  check(/Steps must be between 1 and 200/.test(fe.text) && fe.invalid === 'true' && fe.focused === 'steps' && !fe.banner,
+  check(/Steps must be between 1 and 1000/.test(fe.text) && fe.invalid === 'true' && fe.focused === 'steps' && !fe.banner,
         `steps 0: at the field "${fe.text}"`, JSON.stringify(fe));
   await page.fill('#steps', '2');
   await page.click('summary');
@@ -187,14 +194,30 @@ try {
                                    { prompt: 'blocker', steps: 200, numFrames: 49, width: 480, height: 320 });
   check(blocker.result === true, 'a long task of another project occupies the worker', JSON.stringify(blocker));
 
-  // "Stop this task" on a queued task: Task/Kill cancels it.
+  // "Stop this task" on a queued task: Task/Kill cancels it. The server publishes task_cancel on the socket before it
+  // answers the Kill, so under load the page may get the frame (and finish) long before the answer: the answer is
+  // held here until the page says Cancelled, then let through — the page must stay at Cancelled (it once overwrote it
+  // with "Stopping…" for good, the flake of cli_web under load).
   await page.fill('#prompt', 'a task stopped while queued');
   await page.fill('#steps', '5');
   await page.click('#submit');
   await page.waitForFunction(() => /Queued/.test(document.getElementById('progress-text').textContent));
+  let releaseKill;
+  const killHeld = new Promise((resolve) => { releaseKill = resolve; });
+  await page.route('**/v1/Task/Kill', async (route) => {
+    const answer = await route.fetch();
+    await killHeld;
+    await route.fulfill({ response: answer });
+  });
   await page.click('#kill');
   await page.waitForFunction(() => /^Cancelled/.test(document.getElementById('progress-text').textContent));
-  ok(`Stop this task on a queued task: "${await page.textContent('#progress-text')}"`);
+  const killAnswered = page.waitForResponse('**/v1/Task/Kill');
+  releaseKill();
+  await killAnswered;
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+  const afterKill = await page.textContent('#progress-text');
+  check(/^Cancelled/.test(afterKill), `Stop this task on a queued task, Kill's answer after the socket's task_cancel: "${afterKill}"`);
+  await page.unroute('**/v1/Task/Kill');
 
   await page.fill('#prompt', 'a red fox running through fresh snow, golden hour');
   await page.fill('#steps', '5');
