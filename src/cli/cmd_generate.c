@@ -98,6 +98,9 @@ static void usage(FILE *f) {
             "                             computed step's transformer residual; threshold 0.1 (default) is the\n"
             "                             published \"slow\" setting, 0.2 \"fast\" (visibly worse); coefficients,\n"
             "                             highest power first, default to the published set for the model)\n"
+            "      --overwrite            replace an existing output (MP4, preview, PNG frames); without it an\n"
+            "                             existing one is refused before any work (it is replaced only when the\n"
+            "                             generation succeeds)\n"
             "      --threads N            (default: all cores)\n"
             "  -q, --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout (computed_steps: the 0-based steps\n"
@@ -122,7 +125,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_generate_params p = cvx_generate_params_default();
     cvx_engine_params ep = cvx_engine_params_default();
     const char *model_dir = NULL;
-    int quiet = 0, json = 0, have_prompt = 0, random_seed = 0;
+    int quiet = 0, json = 0, have_prompt = 0, random_seed = 0, overwrite = 0;
     p.output_path = "output.mp4";
     p.precision = cvx_precision_default();
     cvx_model_info I; /* the limits (before a model is opened) */
@@ -140,6 +143,8 @@ int cvx_cmd_generate(int argc, char **argv) {
             json = 1;
         } else if (!strcmp(a, "--dynamic-cfg")) {
             p.use_dynamic_cfg = 1;
+        } else if (!strcmp(a, "--overwrite")) {
+            overwrite = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             model_dir = argv[++i];
@@ -244,7 +249,7 @@ int cvx_cmd_generate(int argc, char **argv) {
                                                 "--preview", "--steps", "--guidance", "--scale", "--seed", "--frames",
                                                 "--height", "--width", "--fps", "--scheduler", "--dynamic-cfg",
                                                 "--precision", "--noise-dtype", "--cache", "--threads", "--quiet",
-                                                "--json", "--help"};
+                                                "--json", "--overwrite", "--help"};
             const char *s = a[0] == '-' ? cvx_cli_suggest(a, flags, (int)(sizeof flags / sizeof flags[0])) : NULL;
             if (a[0] != '-')
                 fprintf(stderr, "cogvideox generate: unexpected argument '%s' (the prompt goes after -p)\n", a);
@@ -264,12 +269,25 @@ int cvx_cmd_generate(int argc, char **argv) {
         orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
     if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
     if (orc) return orc;
+    /* an existing output is kept unless --overwrite (a repeated command must not throw away hours of work), and
+     * with it replaced only when the generation succeeds, never silently */
+    char first_frame[4200] = "";
+    if (p.frames_dir) snprintf(first_frame, sizeof first_frame, "%s/00000.png", p.frames_dir);
+    const char *existing[3] = {p.output_path, p.preview_path, p.frames_dir ? first_frame : NULL};
+    const char *what[3] = {"-o", "--preview", "--frames-dir"};
+    for (int k = 0; k < 3; k++) {
+        if (!existing[k] || access(existing[k], F_OK) != 0) continue;
+        if (!overwrite) {
+            fprintf(stderr, "cogvideox generate: %s %s: %s exists; add --overwrite to replace it\n", what[k],
+                    k == 2 ? p.frames_dir : existing[k], k == 2 ? "a frame (00000.png)" : "the file");
+            return 1;
+        }
+        if (!quiet)
+            fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n",
+                    k == 2 ? p.frames_dir : existing[k]);
+    }
+    /* the model folder last: every output problem is named first, whatever -m says */
     if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
-    /* an existing file is replaced, as every generator does, but never silently */
-    const char *existing[2] = {p.output_path, p.preview_path};
-    for (int k = 0; k < 2 && !quiet; k++)
-        if (existing[k] && access(existing[k], F_OK) == 0)
-            fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n", existing[k]);
     if (random_seed) {
         FILE *ur = fopen("/dev/urandom", "rb");
         uint64_t r = 0;

@@ -1044,9 +1044,30 @@ static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
     const cvx_generate_params *p = g->p;
     const char *paths[2] = {p->output_path, p->preview_path};
     const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
+    /* what made the video, readable with ffprobe; nothing that changes between runs (no time, no path, no task), so
+     * the same generation still gives the same bytes */
+    const cvx_model_info *mi = &g->e->info;
+    char seed[32], steps[16], guidance[32], size[32], frames[16], cache[400], model[320], version[64];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
+    snprintf(steps, sizeof steps, "%d", p->steps);
+    snprintf(guidance, sizeof guidance, "%g", (double)p->guidance_scale);
+    snprintf(size, sizeof size, "%dx%d", width, height);
+    snprintf(frames, sizeof frames, "%d", p->num_frames);
+    cvx_cache_format(&g->cache, cache, sizeof cache);
+    snprintf(model, sizeof model, "%s (%s, %s weights)", mi->model_name, mi->model_variant,
+             cvx_weights_kind_name(mi->weights));
+    snprintf(version, sizeof version, "cogvideox %s", cvx_version());
+    const char *tags[] = {"prompt", p->prompt, "negative_prompt", p->negative_prompt ? p->negative_prompt : "",
+                          "seed", seed, "steps", steps, "guidance_scale", guidance,
+                          "scheduler", p->scheduler ? p->scheduler : mi->default_scheduler,
+                          "dynamic_cfg", p->use_dynamic_cfg ? "true" : "false", "frames", frames, "size", size,
+                          "precision", cvx_precision_name(p->precision),
+                          "noise_dtype", p->noise_dtype == CVX_NOISE_F16 ? "f16" : "f32", "cache", cache,
+                          "model", model, "generator", version, NULL};
     for (int k = 0; k < 2; k++) {
         if (!paths[k]) continue;
-        cvx_status st = cvx_video_open(&o->vw[k], paths[k], formats[k], width, height, p->fps, &g->e->err);
+        cvx_status st =
+            cvx_video_open_tagged(&o->vw[k], paths[k], formats[k], width, height, p->fps, tags, &g->e->err);
         if (st != CVX_OK) return st;
     }
     int rc = p->frames_dir ? cvx_mkdirs(p->frames_dir) : 0;
