@@ -70,7 +70,7 @@ expect 1 "--frames-dir with frames without --overwrite" "--frames-dir $TMP/frame
 grep -q "out.mp4 exists; it is replaced when the generation succeeds" "$TMP/err" && ok "--overwrite: replacing is said" ||
     bad "no word about replacing: $(cat "$TMP/err")"
 for want in '"prompt": "a red fox"' '"negative_prompt": "blur"' '"steps": 2' '"seed": 9' '"guidance_scale": 6' \
-            '"scheduler": "model"' "\"preview\": \"$TMP/prev/p.webp\"" "\"model\": \"$M\""; do
+            '"scheduler": "ddim"' "\"preview\": \"$TMP/prev/p.webp\"" "\"model\": \"$M\""; do
     grep -qF -- "$want" "$TMP/sum.json" || bad "--json lacks $want: $(cat "$TMP/sum.json")"
 done
 ok "--json lists the parameters, the model and the preview"

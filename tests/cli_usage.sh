@@ -31,7 +31,7 @@ M=$TMP/tiny
 expect 1 "usage: cogvideox <command>"
 expect 1 "cogvideox: unknown command 'frobnicate'" frobnicate
 expect 1 "did you mean 'generate'" gnerate
-for c in info tokenize encode keys make-model serve golden download generate; do
+for c in info tokenize encode keys make-model serve golden download generate bench; do
     expect 1 "" "$c"                                   # no arguments
     expect 1 "cogvideox $c: unknown" "$c" --no-such-flag x
 done
@@ -81,7 +81,7 @@ expect 2 "not a CogVideoX pipeline folder (model_index.json missing)" generate -
 expect 2 "make-model --preset tiny" info "$TMP/empty"
 
 # help: SUBCOMMAND --help = help SUBCOMMAND, an example each, -q and bench deviation listed
-for c in info tokenize encode keys make-model serve golden download generate; do
+for c in info tokenize encode keys make-model serve golden download generate bench; do
     a=$("$BIN" "$c" --help 2>&1); b=$("$BIN" help "$c" 2>&1)
     [ "$a" = "$b" ] && grep -q "example: cogvideox $c\|example: cogvideox keys\|example: cogvideox info" <<<"$a" &&
         ok "help $c = $c --help, with an example" || bad "help $c: $(head -c 200 <<<"$b")"

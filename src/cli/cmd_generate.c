@@ -345,7 +345,10 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "negative_prompt", json_string(p.negative_prompt ? p.negative_prompt : ""));
             json_object_set_new(j, "steps", json_integer(p.steps));
             json_object_set_new(j, "guidance_scale", json_real(p.guidance_scale));
-            json_object_set_new(j, "scheduler", p.scheduler ? json_string(p.scheduler) : json_string("model"));
+            cvx_model_info used;
+            cvx_engine_info(engine, &used);
+            /* the scheduler that ran: the flag's, else the folder's (as the MP4's tags say) */
+            json_object_set_new(j, "scheduler", json_string(p.scheduler ? p.scheduler : used.default_scheduler));
             json_object_set_new(j, "dynamic_cfg", json_boolean(p.use_dynamic_cfg));
             json_object_set_new(j, "noise_dtype", json_string(p.noise_dtype == CVX_NOISE_F16 ? "f16" : "f32"));
             json_object_set_new(j, "model", json_string(model_dir));
