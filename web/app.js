@@ -719,6 +719,26 @@
     return [STATUS_TEXT[t.status] || String(t.status), ''];
   }
 
+  /* "5 steps · scale 6 · seed 42 · 9 frames · 80×48 · dpm": the inputs a task was given (the server's defaults for
+   * the rest) */
+  function paramsText(p) {
+    if (!p || typeof p !== 'object') return '';
+    const parts = [];
+    const has = (k) => p[k] !== undefined && p[k] !== null && String(p[k]) !== '';
+    if (has('steps')) parts.push(`${p.steps} steps`);
+    if (has('scale')) parts.push(`scale ${p.scale}`);
+    if (has('seed')) parts.push(`seed ${p.seed}`);
+    if (has('numFrames')) parts.push(`${p.numFrames} frames`);
+    if (has('width') && has('height')) parts.push(`${p.width}×${p.height}`);
+    else if (has('width')) parts.push(`width ${p.width}`);
+    else if (has('height')) parts.push(`height ${p.height}`);
+    if (has('scheduler')) parts.push(String(p.scheduler));
+    if (String(p.dynamicCfg) === 'true') parts.push('dynamic CFG');
+    if (has('cache') && String(p.cache) !== 'off') parts.push(String(p.cache));
+    if (has('precision')) parts.push(String(p.precision));
+    return parts.join(' · ');
+  }
+
   function renderRecent(list) {
     const body = $('recent-body');
     body.textContent = '';
@@ -742,7 +762,15 @@
       if (String(t.pexit) !== '0' && t.debugerror) sc.title = String(t.debugerror);
       const prompt = t.parameters && typeof t.parameters.prompt === 'string' ? t.parameters.prompt : '';
       const pc = cell(tr, prompt, 'prompt');
-      pc.title = prompt;
+      /* the task's parameters under its prompt (what "Reuse" puts back) */
+      const pt = paramsText(t.parameters);
+      pc.title = pt ? `${prompt}\n${pt}` : prompt;
+      if (pt) {
+        const small = document.createElement('small');
+        small.className = 'muted params';
+        small.textContent = pt;
+        pc.appendChild(small);
+      }
       const ct = Number(t.createtime);
       cell(tr, ct > 0 ? new Date(ct * 1000).toLocaleString() : '', 'created');
       const vc = cell(tr, '');

@@ -294,7 +294,8 @@ try {
   await page.waitForSelector(`#recent-body tr[data-taskid="${tid}"] a`);
   const row = await page.textContent(`#recent-body tr[data-taskid="${tid}"]`);
   const rowLink = await page.getAttribute(`#recent-body tr[data-taskid="${tid}"] a`, 'href');
-  check(/Finished/.test(row) && /red fox/.test(row) && rowLink === media.src, `Recent tasks: "${row.replace(/\s+/g, ' ').trim()}"`);
+  check(/Finished/.test(row) && /red fox/.test(row) && /5 steps · .*seed 42/.test(row) && rowLink === media.src,
+        `Recent tasks, with the task's parameters: "${row.replace(/\s+/g, ' ').trim()}"`);
   // its thumbnail: the animated WebP preview the server wrote beside the video (previewurl), loaded
   await page.waitForFunction((id) => {
     const img = document.querySelector(`#recent-body tr[data-taskid="${id}"] td.thumb img`);
