@@ -78,8 +78,10 @@ static int usage(FILE *f) {
             "                                              the computed steps (no speed-up is quoted: see README)\n"
             "  deviation -m DIR [generate's flags; --steps 2] bf16 vs fp32 final latents of the same run (no decode)\n"
             "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
-            "        --torch-script PATH (bench/torch_block.py)\n");
-    return f == stderr ? 2 : 0;
+            "        --torch-script PATH (bench/torch_block.py)\n"
+            "exit codes: 0 ok, 1 bad arguments, 2 a model, file or I/O failure\n"
+            "example: cogvideox bench generate -m models/tiny --steps 2 --repeat 1 --json\n");
+    return f == stderr ? 1 : 0; /* a usage error exits 1, as every subcommand (README) */
 }
 
 /* ---- statistics ------------------------------------------------------------------------------------------ */
@@ -167,7 +169,7 @@ static double probe_all(probe_fn fn, int threads, int64_t iters) {
     double t0 = cvx_time_seconds(), flops = 0;
     for (int i = 0; i < started; i++) pthread_join(t[i], NULL), flops += j[i].flops;
     double sec = cvx_time_seconds() - t0;
-    if (started < threads) fprintf(stderr, "bench: could not start %d probe threads\n", threads);
+    if (started < threads) fprintf(stderr, "cogvideox bench: could not start %d probe threads\n", threads);
     else rate = sec > 0 ? flops / sec : 0;
 out:
     free(t), free(j);
@@ -234,13 +236,13 @@ static const char *torch_python(void) {
 static json_t *run_torch(const bench_opts *o, const char *args) {
     const char *script = o->torch_script ? o->torch_script : CVX_BENCH_DIR "/torch_block.py";
     if (strchr(script, '\'')) { /* it goes into a single-quoted shell word */
-        fprintf(stderr, "bench: the torch script's path may not contain a single quote: %s\n", script);
+        fprintf(stderr, "cogvideox bench: the torch script's path may not contain a single quote: %s\n", script);
         return NULL;
     }
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' '%s' %s --threads %d --repeat %d --precision %s", torch_python(), script, args, o->threads,
              o->repeat, o->precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
-    fprintf(stderr, "bench: %s\n", cmd);
+    fprintf(stderr, "cogvideox bench: %s\n", cmd);
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;
     char buf[65536];
@@ -249,7 +251,7 @@ static json_t *run_torch(const bench_opts *o, const char *args) {
     int rc = pclose(p);
     json_error_t je;
     json_t *j = rc == 0 ? json_loads(buf, 0, &je) : NULL;
-    if (!j) fprintf(stderr, "bench: the torch script failed (exit %d): %s\n", rc, buf);
+    if (!j) fprintf(stderr, "cogvideox bench: the torch script failed (exit %d): %s\n", rc, buf);
     return j;
 }
 
@@ -332,7 +334,7 @@ static int mode_peak(const bench_opts *o, int threads, json_t *root) {
             json_array_append_new(absent, json_string(fam[i].name));
             continue;
         }
-        fprintf(stderr, "bench: peak %s on %d threads\n", fam[i].name, threads);
+        fprintf(stderr, "cogvideox bench: peak %s on %d threads\n", fam[i].name, threads);
         double med = 0, best = peak_gflops(fam[i].fn, threads, o->repeat, 0.25, &med);
         json_object_set_new(pk, fam[i].name, json_real(best));
         json_object_set_new(pm, fam[i].name, json_real(med));
@@ -348,9 +350,9 @@ static int mode_gemm(const bench_opts *o, cvx_pool *pool, json_t *root) {
     float *x = alloc_f32(M * K), *w = alloc_f32(N * K), *y = alloc_f32(M * N);
     double *sec = calloc((size_t)o->repeat, sizeof(double));
     cvx_packed *pw = NULL;
-    int rc = 1;
+    int rc = 2; /* a failure at run time (memory, files) */
     if (!x || !w || !y || !sec) {
-        fprintf(stderr, "bench gemm: out of memory for %lld x %lld x %lld\n", o->m, o->k, o->n);
+        fprintf(stderr, "cogvideox bench gemm: out of memory for %lld x %lld x %lld\n", o->m, o->k, o->n);
         goto out;
     }
     fill_random(x, M * K, 1, 1.0f);
@@ -360,7 +362,7 @@ static int mode_gemm(const bench_opts *o, cvx_pool *pool, json_t *root) {
     if (o->precision == CVX_PRECISION_BF16) {
         double t0 = cvx_time_seconds();
         if (cvx_pack_bf16(pool, &W, &pw)) {
-            fprintf(stderr, "bench gemm: packing the weights failed (out of memory?)\n");
+            fprintf(stderr, "cogvideox bench gemm: packing the weights failed (out of memory?)\n");
             goto out;
         }
         json_object_set_new(root, "pack_seconds", json_real(cvx_time_seconds() - t0));
@@ -371,7 +373,7 @@ static int mode_gemm(const bench_opts *o, cvx_pool *pool, json_t *root) {
         else cvx_linear(pool, y, x, M, K, &W, NULL);
         if (r < 0) continue;
         sec[r] = cvx_time_seconds() - t0;
-        fprintf(stderr, "bench gemm: run %d: %.4g s\n", r + 1, sec[r]);
+        fprintf(stderr, "cogvideox bench gemm: run %d: %.4g s\n", r + 1, sec[r]);
     }
     json_object_set_new(root, "m", json_integer(M));
     json_object_set_new(root, "k", json_integer(K));
@@ -392,16 +394,16 @@ out:
 
 static int mode_attention(const bench_opts *o, cvx_pool *pool, json_t *root) {
     if ((double)o->tokens * (double)o->heads * (double)o->head_dim > (double)(1LL << 36)) {
-        fprintf(stderr, "bench attention: %lld tokens x %lld heads x %lld is too large\n", o->tokens, o->heads,
+        fprintf(stderr, "cogvideox bench attention: %lld tokens x %lld heads x %lld is too large\n", o->tokens, o->heads,
                 o->head_dim);
         return 1;
     }
     const int64_t B = 2, L = o->tokens, H = o->heads, D = o->head_dim, n = B * L * H * D;
     float *q = alloc_f32(n), *k = alloc_f32(n), *v = alloc_f32(n), *out = alloc_f32(n);
     double *sec = calloc((size_t)o->repeat, sizeof(double));
-    int rc = 1;
+    int rc = 2; /* a failure at run time (memory, files) */
     if (!q || !k || !v || !out || !sec) {
-        fprintf(stderr, "bench attention: out of memory\n");
+        fprintf(stderr, "cogvideox bench attention: out of memory\n");
         goto out;
     }
     fill_random(q, n, 3, 1.0f), fill_random(k, n, 4, 1.0f), fill_random(v, n, 5, 1.0f);
@@ -414,7 +416,7 @@ static int mode_attention(const bench_opts *o, cvx_pool *pool, json_t *root) {
             cvx_attention(pool, out, H * D, q, H * D, k, H * D, v, H * D, B, H, L, L, D, scale, NULL);
         if (r < 0) continue;
         sec[r] = cvx_time_seconds() - t0;
-        fprintf(stderr, "bench attention: run %d: %.4g s\n", r + 1, sec[r]);
+        fprintf(stderr, "cogvideox bench attention: run %d: %.4g s\n", r + 1, sec[r]);
     }
     json_object_set_new(root, "tokens", json_integer(L));
     json_object_set_new(root, "heads", json_integer(H));
@@ -503,23 +505,23 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/cvx-bench-block-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(dir)) {
-        perror("bench block: mkdtemp");
-        return 1;
+        perror("cogvideox bench block: mkdtemp");
+        return 2;
     }
     cvx_error err = {0};
     cvx_dit *m = NULL;
     float *lat = NULL, *text = NULL, *out = NULL;
     double *sec = calloc((size_t)o->repeat, sizeof(double)), *parts = calloc((size_t)o->repeat * 3, sizeof(double));
-    int rc = 1;
-    fprintf(stderr, "bench block: writing a 1-layer CogVideoX-2b transformer with random weights to %s\n", dir);
+    int rc = 2; /* a failure at run time (memory, files) */
+    fprintf(stderr, "cogvideox bench block: writing a 1-layer CogVideoX-2b transformer with random weights to %s\n", dir);
     if (!sec || !parts || write_block_model(dir, &err) || cvx_dit_open_dir(&m, dir, &err)) {
-        fprintf(stderr, "bench block: %s\n", err.message[0] ? err.message : "out of memory");
+        fprintf(stderr, "cogvideox bench block: %s\n", err.message[0] ? err.message : "out of memory");
         goto out;
     }
     if (o->precision == CVX_PRECISION_BF16) {
         double t0 = cvx_time_seconds();
         if (cvx_dit_set_precision(m, CVX_PRECISION_BF16, pool)) {
-            fprintf(stderr, "bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
+            fprintf(stderr, "cogvideox bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
             goto out;
         }
         json_object_set_new(root, "pack_seconds", json_real(cvx_time_seconds() - t0));
@@ -531,7 +533,7 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
     out = alloc_f32(B * F * c->out_channels * Hl * Wl);
     text = alloc_f32(B * L * c->text_embed_dim);
     if (!lat || !out || !text) {
-        fprintf(stderr, "bench block: out of memory\n");
+        fprintf(stderr, "cogvideox bench block: out of memory\n");
         goto out;
     }
     fill_random(lat, B * F * c->in_channels * Hl * Wl, 6, 1.0f);
@@ -541,14 +543,14 @@ static int mode_block(const bench_opts *o, cvx_pool *pool, json_t *root) {
         cvx_dit_call call = {B, F, Hl, Wl, L, lat, text, ts, NULL, NULL, out, pool, NULL, NULL, NULL, NULL};
         double t0 = cvx_time_seconds();
         if (cvx_dit_forward(m, &call)) {
-            fprintf(stderr, "bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
+            fprintf(stderr, "cogvideox bench block: %s\n", cvx_error_message(cvx_dit_error(m)));
             goto out;
         }
         if (r < 0) continue;
         sec[r] = cvx_time_seconds() - t0;
         const cvx_dit_timings *tm = cvx_dit_last_timings(m);
         parts[3 * r] = tm->projections, parts[3 * r + 1] = tm->attention, parts[3 * r + 2] = tm->feed_forward;
-        fprintf(stderr, "bench block: run %d: %.4g s\n", r + 1, sec[r]);
+        fprintf(stderr, "cogvideox bench block: run %d: %.4g s\n", r + 1, sec[r]);
     }
     const double D = c->inner_dim, FF = 4.0 * D, Lj = (double)(N + L);
     double flops = 2.0 * (4.0 * D * D + 2.0 * D * FF) * Lj * B + 4.0 * Lj * Lj * D * B;
@@ -592,20 +594,22 @@ static int mode_generate(const bench_opts *o, json_t *root) {
     char eb[1024] = "";
     double t0 = cvx_time_seconds();
     if (cvx_engine_open(&e, o->model, &ep, eb, sizeof eb)) {
-        fprintf(stderr, "bench generate: %s\n", eb);
-        return 1;
+        fprintf(stderr, "cogvideox bench generate: %s\n", eb);
+        return 2;
     }
     double t_open = cvx_time_seconds() - t0;
     static const char *const stage[4] = {"encode", "denoise", "decode", "write"};
     double *tot = calloc((size_t)o->repeat, sizeof(double)), *st = calloc((size_t)o->repeat * 4, sizeof(double));
-    int rc = 1, frames = 0, height = 0, width = 0;
+    int rc = 2, frames = 0, height = 0, width = 0;
     if (!tot || !st) goto out;
     for (int r = 0; r < o->repeat; r++) {
         cvx_video v = {0};
         double t1 = cvx_time_seconds();
-        if (cvx_generate(e, &o->gp, &v)) {
-            fprintf(stderr, "bench generate: %s\n", cvx_engine_last_error(e));
+        cvx_status gs = cvx_generate(e, &o->gp, &v);
+        if (gs != CVX_OK) {
+            fprintf(stderr, "cogvideox bench generate: %s\n", cvx_engine_last_error(e));
             cvx_video_free(&v);
+            if (gs == CVX_ERR_INVALID_ARGUMENT) rc = 1; /* a parameter the engine refuses: a usage error */
             goto out;
         }
         tot[r] = cvx_time_seconds() - t1;
@@ -621,7 +625,7 @@ static int mode_generate(const bench_opts *o, json_t *root) {
             json_object_set_new(root, "cache", json_string(spec));
         }
         cvx_video_free(&v);
-        fprintf(stderr, "bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
+        fprintf(stderr, "cogvideox bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
                 tot[r], st[4 * r], st[4 * r + 1], st[4 * r + 2], st[4 * r + 3]);
     }
     json_object_set_new(root, "model_dir", json_string(o->model));
@@ -691,7 +695,8 @@ static void print_text(const json_t *root) {
 
 static int parse_ll(const char *flag, const char *s, long long min, long long max, long long *out) {
     if (!s || cvx_cli_parse_int(s, min, max, out)) {
-        fprintf(stderr, "bench: %s needs an integer in [%lld, %lld], got '%s'\n", flag, min, max, s ? s : "(nothing)");
+        fprintf(stderr, "cogvideox bench: %s needs an integer in [%lld, %lld], got '%s'\n", flag, min, max,
+                s ? s : "(nothing)");
         return -1;
     }
     return 0;
@@ -711,7 +716,7 @@ int cvx_cmd_bench(int argc, char **argv) {
     int known = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(o.mode, modes[i]);
     if (!known) {
-        fprintf(stderr, "bench: unknown mode '%s'\n", o.mode);
+        fprintf(stderr, "cogvideox bench: unknown mode '%s'\n", o.mode);
         return usage(stderr);
     }
     int is_gen = !strcmp(o.mode, "generate") || !strcmp(o.mode, "deviation");
@@ -724,34 +729,34 @@ int cvx_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--precision")) {
             int p = cvx_precision_from_name(val);
             if (p < 0) {
-                fprintf(stderr, "bench: --precision is fp32 or bf16, got '%s'\n", val ? val : "(nothing)");
-                return 2;
+                fprintf(stderr, "cogvideox bench: --precision is fp32 or bf16, got '%s'\n", val ? val : "(nothing)");
+                return 1;
             }
             o.precision = (cvx_precision)p, i++;
         } else if (!strcmp(a, "--repeat")) {
-            if (parse_ll(a, val, 1, 1000, &x)) return 2;
+            if (parse_ll(a, val, 1, 1000, &x)) return 1;
             o.repeat = (int)x, i++;
         } else if (!strcmp(a, "--threads")) {
-            if (parse_ll(a, val, 1, 4096, &x)) return 2;
+            if (parse_ll(a, val, 1, 4096, &x)) return 1;
             o.threads = (int)x, i++;
         } else if (!strcmp(a, "--torch-script")) {
-            if (!val) return fprintf(stderr, "bench: --torch-script needs a path\n"), 2;
+            if (!val) return fprintf(stderr, "cogvideox bench: --torch-script needs a path\n"), 1;
             o.torch_script = val, i++;
         } else if (!is_gen && (!strcmp(a, "--m") || !strcmp(a, "--k") || !strcmp(a, "--n") || !strcmp(a, "--tokens") ||
                                !strcmp(a, "--heads") || !strcmp(a, "--head-dim"))) {
-            if (parse_ll(a, val, 1, 1000000, &x)) return 2;
+            if (parse_ll(a, val, 1, 1000000, &x)) return 1;
             long long *dst = !strcmp(a, "--m") ? &o.m : !strcmp(a, "--k") ? &o.k : !strcmp(a, "--n") ? &o.n
                              : !strcmp(a, "--tokens")                    ? &o.tokens
                              : !strcmp(a, "--heads")                     ? &o.heads
                                                                          : &o.head_dim;
             *dst = x, i++;
         } else if (is_gen && (!strcmp(a, "-m") || !strcmp(a, "--model"))) {
-            if (!val) return fprintf(stderr, "bench: %s needs a folder\n", a), 2;
+            if (!val) return fprintf(stderr, "cogvideox bench: %s needs a folder\n", a), 1;
             o.model = val, i++;
         } else if (is_gen && (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "-n") ||
                               !strcmp(a, "--negative-prompt") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
                               !strcmp(a, "--scheduler"))) {
-            if (!val) return fprintf(stderr, "bench: %s needs a value\n", a), 2;
+            if (!val) return fprintf(stderr, "cogvideox bench: %s needs a value\n", a), 1;
             if (a[1] == 'p' || !strcmp(a, "--prompt")) o.gp.prompt = val;
             else if (a[1] == 'n' || !strcmp(a, "--negative-prompt")) o.gp.negative_prompt = val;
             else if (a[1] == 'o' || !strcmp(a, "--output")) o.gp.output_path = val;
@@ -759,7 +764,7 @@ int cvx_cmd_bench(int argc, char **argv) {
             i++;
         } else if (is_gen && (!strcmp(a, "--steps") || !strcmp(a, "--frames") || !strcmp(a, "--height") ||
                               !strcmp(a, "--width") || !strcmp(a, "--fps") || !strcmp(a, "--seed"))) {
-            if (parse_ll(a, val, !strcmp(a, "--seed") ? 0 : 1, 1LL << 40, &x)) return 2;
+            if (parse_ll(a, val, !strcmp(a, "--seed") ? 0 : 1, 1LL << 40, &x)) return 1;
             if (!strcmp(a, "--steps")) o.gp.steps = (int)x;
             else if (!strcmp(a, "--frames")) o.gp.num_frames = (int)x;
             else if (!strcmp(a, "--height")) o.gp.height = (int)x;
@@ -771,19 +776,19 @@ int cvx_cmd_bench(int argc, char **argv) {
             char *end = NULL;
             double g = val ? strtod(val, &end) : NAN;
             if (!val || end == val || *end || !isfinite(g) || g < 0 || g > 100) {
-                fprintf(stderr, "bench: %s needs a number in [0, 100]\n", a);
-                return 2;
+                fprintf(stderr, "cogvideox bench: %s needs a number in [0, 100]\n", a);
+                return 1;
             }
             o.gp.guidance_scale = (float)g, i++;
         } else if (!strcmp(o.mode, "generate") && !strcmp(a, "--cache")) {
             char eb[256] = "";
             if (!val || cvx_cache_parse(val, &o.gp.cache, eb, sizeof eb) != CVX_OK) {
-                fprintf(stderr, "bench: --cache: %s\n", val ? eb : "needs off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]");
-                return 2;
+                fprintf(stderr, "cogvideox bench: --cache: %s\n", val ? eb : "needs off or teacache[:THRESHOLD[:C4,C3,C2,C1,C0]]");
+                return 1;
             }
             i++;
         } else {
-            fprintf(stderr, "bench %s: unknown option '%s'\n", o.mode, a);
+            fprintf(stderr, "cogvideox bench %s: unknown option '%s'\n", o.mode, a);
             return usage(stderr);
         }
     }
@@ -791,14 +796,14 @@ int cvx_cmd_bench(int argc, char **argv) {
     if (!strcmp(o.mode, "attention") && o.tokens < 0) o.tokens = 1024;
     if (!strcmp(o.mode, "block") && o.tokens < 0) o.tokens = 1350; /* 1 latent frame at 60 × 90 */
     if (is_gen && !o.model) {
-        fprintf(stderr, "bench %s: needs -m DIR (a model folder)\n", o.mode);
-        return 2;
+        fprintf(stderr, "cogvideox bench %s: needs -m DIR (a model folder)\n", o.mode);
+        return 1;
     }
 
     cvx_pool *pool = cvx_pool_new(o.threads);
     if (!pool) {
-        fprintf(stderr, "bench: could not start the thread pool\n");
-        return 1;
+        fprintf(stderr, "cogvideox bench: could not start the thread pool\n");
+        return 2;
     }
     int threads = cvx_pool_size(pool);
     if (o.threads <= 0) o.threads = threads;
@@ -811,7 +816,7 @@ int cvx_cmd_bench(int argc, char **argv) {
     json_object_set_new(root, "threads", json_integer(threads));
     json_object_set_new(root, "precision", json_string(o.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32"));
     json_object_set_new(root, "repeat", json_integer(o.repeat));
-    fprintf(stderr, "bench %s: %s, kernels %s, %d threads, %s\n", o.mode, ci->brand, cvx_isa_name(cvx_isa_active()),
+    fprintf(stderr, "cogvideox bench %s: %s, kernels %s, %d threads, %s\n", o.mode, ci->brand, cvx_isa_name(cvx_isa_active()),
             threads, o.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
 
     add_machine_load(root);

@@ -93,17 +93,17 @@ static int run_one(cvx_engine *e, const cvx_generate_params *base, cvx_precision
     p.cancel_user_data = r;
     p.progress = on_progress;
     p.progress_user_data = r;
-    fprintf(stderr, "bench deviation: %s run (%d steps)...\n", name, p.steps);
+    fprintf(stderr, "cogvideox bench deviation: %s run (%d steps)...\n", name, p.steps);
     r->t_start = cvx_time_seconds();
     cvx_status st = cvx_generate(e, &p, NULL);
     if ((st == CVX_ERR_CANCELLED || st == CVX_OK) && r->done) {
-        fprintf(stderr, "bench deviation: %s: setup %.3f s, denoise %.3f s\n", name, r->t_denoise - r->t_start,
+        fprintf(stderr, "cogvideox bench deviation: %s: setup %.3f s, denoise %.3f s\n", name, r->t_denoise - r->t_start,
                 r->t_last - r->t_denoise);
         return 0;
     }
-    fprintf(stderr, "bench deviation: %s run: %s%s%s\n", name, st == CVX_OK ? "ended before its last step" :
+    fprintf(stderr, "cogvideox bench deviation: %s run: %s%s%s\n", name, st == CVX_OK ? "ended before its last step" :
             cvx_engine_last_error(e), r->err.message[0] ? ": " : "", r->err.message);
-    return 1;
+    return st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2; /* a refused parameter is a usage error */
 }
 
 static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
@@ -153,8 +153,8 @@ int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, in
     cvx_model_open_params mp = cvx_model_open_params_default();
     mp.check_weights = 0;
     if (cvx_model_open(&m, model_dir, &mp, &err) != CVX_OK) {
-        fprintf(stderr, "bench deviation: %s\n", cvx_error_message(&err));
-        return 1;
+        fprintf(stderr, "cogvideox bench deviation: %s\n", cvx_error_message(&err));
+        return 2; /* a model failure */
     }
     const cvx_model_component *tr = cvx_model_component_get(m, "transformer");
     const cvx_model_component *vc = cvx_model_component_get(m, "vae");
@@ -169,8 +169,8 @@ int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, in
     cvx_engine *e = NULL;
     char eb[1024] = "";
     if (cvx_engine_open(&e, model_dir, &ep, eb, sizeof eb)) {
-        fprintf(stderr, "bench deviation: %s\n", eb);
-        return 1;
+        fprintf(stderr, "cogvideox bench deviation: %s\n", eb);
+        return 2;
     }
     run_ctx r32, r16;
     int rc = run_one(e, gp, CVX_PRECISION_FP32, &r32);
@@ -178,9 +178,9 @@ int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, in
     else memset(&r16, 0, sizeof r16);
     cvx_engine_close(e);
     if (rc == 0 && (r16.n != r32.n || r16.steps != r32.steps)) {
-        fprintf(stderr, "bench deviation: the runs differ in shape (%lld vs %lld values, %d vs %d steps)\n",
+        fprintf(stderr, "cogvideox bench deviation: the runs differ in shape (%lld vs %lld values, %d vs %d steps)\n",
                 (long long)r32.n, (long long)r16.n, r32.steps, r16.steps);
-        rc = 1;
+        rc = 2;
     }
     if (rc == 0) {
         json_object_set_new(root, "model_dir", json_string(model_dir));

@@ -17,12 +17,20 @@
 extern "C" {
 #endif
 
+/* What the library exports: it is built with -fvisibility=hidden, and only the declarations of this header carry
+ * CVX_API (default visibility); everything else stays inside libcogvideox. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CVX_API __attribute__((visibility("default")))
+#else
+#define CVX_API
+#endif
+
 #define CVX_VERSION_MAJOR 0
 #define CVX_VERSION_MINOR 1
 #define CVX_VERSION_PATCH 0
 
 /* Version of the library, "MAJOR.MINOR.PATCH". */
-const char *cvx_version(void);
+CVX_API const char *cvx_version(void);
 
 /* ---- status codes ------------------------------------------------------------------------------------ */
 /* XX(name, value, text) */
@@ -46,9 +54,9 @@ typedef enum {
 } cvx_status;
 
 /* "CVX_ERR_IO" etc.; never NULL. */
-const char *cvx_status_name(cvx_status status);
+CVX_API const char *cvx_status_name(cvx_status status);
 /* A short description of the code itself; the object's last-error message says what happened. */
-const char *cvx_status_text(cvx_status status);
+CVX_API const char *cvx_status_text(cvx_status status);
 
 /* ---- logging ----------------------------------------------------------------------------------------- */
 typedef enum { CVX_LOG_ERROR = 0, CVX_LOG_WARN = 1, CVX_LOG_INFO = 2, CVX_LOG_DEBUG = 3 } cvx_log_level;
@@ -61,7 +69,7 @@ typedef struct {
     cvx_log_level level;
 } cvx_logger;
 
-cvx_logger cvx_logger_default(void); /* stderr, CVX_LOG_WARN (CVX_LOG_LEVEL=error|warn|info|debug overrides) */
+CVX_API cvx_logger cvx_logger_default(void); /* stderr, CVX_LOG_WARN (CVX_LOG_LEVEL=error|warn|info|debug overrides) */
 
 /* ---- CPU features and kernel paths ------------------------------------------------------------------- */
 typedef enum {
@@ -87,17 +95,17 @@ typedef struct {
 } cvx_cpu_info;
 
 /* Detects the CPU once (thread-safe) and returns the cached result. */
-const cvx_cpu_info *cvx_cpu_get(void);
+CVX_API const cvx_cpu_info *cvx_cpu_get(void);
 /* The best path this CPU and OS support. */
-cvx_isa cvx_isa_best(void);
+CVX_API cvx_isa cvx_isa_best(void);
 /* The path the kernels use: the best one, or CVX_FORCE_ISA=ref|avx2|avx512|avx512bf16|amx when it is set
  * to a path the machine supports (a path it does not support is refused with a warning, best is used). */
-cvx_isa cvx_isa_active(void);
-const char *cvx_isa_name(cvx_isa isa);
+CVX_API cvx_isa cvx_isa_active(void);
+CVX_API const char *cvx_isa_name(cvx_isa isa);
 /* Parses "ref", "avx2", ... ; returns -1 for an unknown name. */
-int cvx_isa_from_name(const char *name);
+CVX_API int cvx_isa_from_name(const char *name);
 /* Whether the machine can run that path (CPU + OS support). */
-int cvx_isa_supported(cvx_isa isa);
+CVX_API int cvx_isa_supported(cvx_isa isa);
 
 /* ---- engine: a model folder opened once -------------------------------------------------------------------- */
 typedef struct cvx_engine cvx_engine;
@@ -107,30 +115,78 @@ typedef struct {
     cvx_logger logger; /* where the engine logs (stage timings at CVX_LOG_INFO) */
 } cvx_engine_params;
 
-cvx_engine_params cvx_engine_params_default(void);
+CVX_API cvx_engine_params cvx_engine_params_default(void);
 
 /* Opens a diffusers CogVideoX pipeline folder (model_index.json + tokenizer/, text_encoder/, transformer/, vae/,
  * scheduler/): validates every config and every tensor's name, shape and dtype, and maps the weights. Nothing is
  * computed yet. On failure *out is NULL and, when err_buf is given, the message is written there. */
-cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params, char *err_buf,
-                           size_t err_buf_size);
-void cvx_engine_close(cvx_engine *engine);
+CVX_API cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_engine_params *params,
+                                   char *err_buf, size_t err_buf_size);
+CVX_API void cvx_engine_close(cvx_engine *engine);
 /* The message of the engine's last failure ("" if none). */
-const char *cvx_engine_last_error(const cvx_engine *engine);
+CVX_API const char *cvx_engine_last_error(const cvx_engine *engine);
+
+/* ---- what an engine serves: its model, the model's defaults and the limits of a generation ----------------------
+ * One source for every front end: the CLI's validation and help, the service's Tool/Detail and Run (and through
+ * them the web page). cvx_generate refuses what is outside these limits with the same numbers. */
+typedef enum {
+    CVX_WEIGHTS_UNKNOWN = 0,   /* no make-model marker nor its seed-0 draws, and not the shapes of a published model */
+    CVX_WEIGHTS_RANDOM = 1,    /* made by `cogvideox make-model` (its marker file, or its seed-0 draws): random
+                                * weights, noise videos */
+    CVX_WEIGHTS_CHECKPOINT = 2 /* no make-model marker nor its seed-0 draws, and the shapes of a published model
+                                * (the weights themselves are not compared with the hub's) */
+} cvx_weights_kind;
+
+/* "unknown", "random", "checkpoint". */
+CVX_API const char *cvx_weights_kind_name(cvx_weights_kind kind);
+
+typedef struct {
+    /* what a generation uses when the field is left at 0 (frames, height, width) or at cvx_generate_params_default() */
+    int default_steps;              /* 50 */
+    float default_guidance_scale;   /* 6.0 */
+    uint64_t default_seed;          /* 123456 */
+    int default_frames;             /* the transformer config's sample_frames (49 for the 2b, 9 for the tiny test
+                                     * model), as diffusers' CogVideoXPipeline; 49 without an engine */
+    int default_height, default_width; /* the transformer's sample size × the VAE's 8 (480 × 720 for the 2b) */
+    int default_fps;                /* 8 */
+    char default_scheduler[8];      /* the folder's scheduler: "ddim" (the 2b) or "dpm" (the 5b); "ddim" without an
+                                     * engine */
+    /* the limits, inclusive */
+    int min_steps, max_steps;       /* 1, 1000 */
+    float min_guidance_scale, max_guidance_scale; /* 0, 100 */
+    int min_frames, max_frames, frames_step; /* 5, 49, 4: frames = min_frames + k · frames_step (4N+1) */
+    int min_size, max_size, size_multiple;   /* 16, 2048, 16: height and width */
+    int min_fps, max_fps;           /* 1, 120 */
+    /* the model ("" and CVX_WEIGHTS_UNKNOWN without an engine) */
+    char model_name[256];           /* the folder's name, e.g. "cogvideox-2b" or "tiny" */
+    char model_variant[32];         /* "CogVideoX-2b" / "CogVideoX-5b" when the transformer has that model's shapes,
+                                     * else "custom" */
+    cvx_weights_kind weights;
+    char weights_origin[160];       /* in words: "random weights from cogvideox make-model --preset tiny (seed 0)",
+                                     * "not made by make-model; the shapes of CogVideoX-2b", ... */
+} cvx_model_info;
+
+/* Fills *out. engine NULL: the limits and the CogVideoX-2b defaults, for checks made before a model is opened
+ * (the engine's own values may differ only in the defaults and the model fields). */
+CVX_API cvx_status cvx_engine_info(const cvx_engine *engine, cvx_model_info *out);
+
+/* The file `cogvideox make-model` writes into every folder it makes (its weights are random); cvx_engine_info
+ * reports such a folder as CVX_WEIGHTS_RANDOM. */
+#define CVX_RANDOM_WEIGHTS_MARKER "cogvideox_random_weights.json"
 
 /* ---- one generation -------------------------------------------------------------------------------------- */
 typedef enum { CVX_PRECISION_FP32 = 0, CVX_PRECISION_BF16 = 1 } cvx_precision;
 /* The precision generations should use here, one rule for every front end (generate, serve): bf16 where the
  * kernel path in use (cvx_isa_active(), so CVX_FORCE_ISA counts) multiplies bf16 natively (AVX512-BF16 dot
  * products or AMX tiles), fp32 elsewhere. cvx_generate_params_default() stays fp32, the reference path. */
-cvx_precision cvx_precision_default(void);
+CVX_API cvx_precision cvx_precision_default(void);
 /* Whether the kernel path in use runs p natively: fp32 always, bf16 on avx512bf16 and amx. Elsewhere bf16 runs
  * through an emulated path that is slower than fp32, which the front ends refuse. */
-int cvx_precision_native(cvx_precision p);
+CVX_API int cvx_precision_native(cvx_precision p);
 /* "fp32", "bf16" ("?" for another value). */
-const char *cvx_precision_name(cvx_precision p);
+CVX_API const char *cvx_precision_name(cvx_precision p);
 /* Parses "fp32" or "bf16"; returns -1 for anything else. */
-int cvx_precision_from_name(const char *name);
+CVX_API int cvx_precision_from_name(const char *name);
 typedef enum { CVX_NOISE_F32 = 0, CVX_NOISE_F16 = 1 } cvx_noise_dtype;
 typedef enum {
     CVX_PHASE_ENCODE = 0, /* tokenizer + T5 (prompt and negative prompt) */
@@ -154,7 +210,7 @@ typedef struct {
 } cvx_progress;
 
 /* "encoding the prompt", "denoising", "decoding the video", "writing the video"; "?" for another value. */
-const char *cvx_phase_label(cvx_phase phase);
+CVX_API const char *cvx_phase_label(cvx_phase phase);
 
 typedef void (*cvx_progress_fn)(const cvx_progress *progress, void *user_data);
 /* Polled between transformer blocks and between VAE batches: return non-zero to cancel. */
@@ -184,10 +240,11 @@ typedef struct {
  * (threshold default 0.1; five finite coefficients, highest power first; default the model's published set).
  * Mode names are case-insensitive. On failure returns CVX_ERR_INVALID_ARGUMENT, leaves *out unchanged and writes
  * a message to err_buf (when given). */
-cvx_status cvx_cache_parse(const char *spec, cvx_cache_params *out, char *err_buf, size_t err_buf_size);
+CVX_API cvx_status cvx_cache_parse(const char *spec, cvx_cache_params *out, char *err_buf,
+                                   size_t err_buf_size);
 /* The canonical string of c ("off", "teacache:0.1", "teacache:0.2:-31.0658903,..."), which cvx_cache_parse reads
  * back to the same values. Returns the length snprintf would write. */
-int cvx_cache_format(const cvx_cache_params *c, char *buf, size_t size);
+CVX_API int cvx_cache_format(const cvx_cache_params *c, char *buf, size_t size);
 
 typedef struct {
     const char *prompt;
@@ -195,7 +252,8 @@ typedef struct {
     int steps;                   /* 50 */
     float guidance_scale;        /* 6.0 */
     uint64_t seed;               /* 123456; torch's CPU generator (the low 32 bits seed MT19937, as torch) */
-    int num_frames;              /* 49; 4N+1 from 5 to 49 */
+    int num_frames;              /* 0: the model's default (cvx_engine_info: sample_frames, 49 for the 2b); 4N+1
+                                  * from 5 to 49 */
     int height, width;           /* 0: the transformer config's sample size × 8 (480×720 for the 2b) */
     int fps;                     /* 8 */
     cvx_precision precision;     /* CVX_PRECISION_FP32 */
@@ -221,7 +279,7 @@ typedef struct {
     cvx_cache_params cache;
 } cvx_generate_params;
 
-cvx_generate_params cvx_generate_params_default(void);
+CVX_API cvx_generate_params cvx_generate_params_default(void);
 
 /* What a generation produced. Frames are owned by the result: free with cvx_video_free. */
 typedef struct {
@@ -243,8 +301,8 @@ typedef struct {
 
 /* Runs one generation. Stages run one after another and each releases its memory before the next starts.
  * Returns CVX_ERR_CANCELLED (and writes no output file) when should_cancel asked for it. `out` may be NULL. */
-cvx_status cvx_generate(cvx_engine *engine, const cvx_generate_params *params, cvx_video *out);
-void cvx_video_free(cvx_video *video);
+CVX_API cvx_status cvx_generate(cvx_engine *engine, const cvx_generate_params *params, cvx_video *out);
+CVX_API void cvx_video_free(cvx_video *video);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,7 @@ output=${CVX_DEMO_OUTPUT:-out/tiny.mp4}
 mkdir -p "$(dirname "$output")"
 ./build/cogvideox make-model --preset tiny -o "$model"
 ./build/cogvideox info "$model"
-./build/cogvideox generate -m "$model" -o "$output" \
+./build/cogvideox generate -m "$model" -o "$output" --overwrite \
   -p "A sprawling futuristic city illuminated by neon lights, with flying cars zipping through the air."
 ffprobe -v error -select_streams v:0 -count_frames \
   -show_entries stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames -of default=noprint_wrappers=1 \

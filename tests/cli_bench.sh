@@ -2,7 +2,8 @@
 # `cogvideox bench`: every mode at tiny sizes with --repeat 1 --json must print exactly one JSON object on stdout
 # (one line; progress goes to stderr) holding cpu, isa, threads and the mode's figures; the PyTorch comparison says
 # "not installed" without torch and embeds the script's figures with it (a stand-in torch module and script);
-# bad arguments exit 2, a missing model folder exits 1 with a message. `bench deviation` on the tiny model: finite
+# bad arguments exit 1, a missing model folder exits 2 with a message (the rule of every subcommand). `bench
+# deviation` on the tiny model: finite
 # figures, bf16 latents not identical to fp32 and within the documented bound, no VAE run.
 set -euo pipefail
 bin=${1:?usage: cli_bench.sh path/to/cogvideox}
@@ -91,7 +92,7 @@ set +e
 "$bin" bench generate -m "$tmp/model" --cache teacache:x --json >/dev/null 2>"$tmp/genc.err"
 rc=$?
 set -e
-[ "$rc" = 2 ] && grep -q "cache" "$tmp/genc.err" || { echo "FAIL: generate --cache teacache:x: exit $rc"; fail=1; }
+[ "$rc" = 1 ] && grep -q "cache" "$tmp/genc.err" || { echo "FAIL: generate --cache teacache:x: exit $rc (want 1, a usage error)"; fail=1; }
 
 # deviation: fp32 then bf16 of one generation, stopped before the VAE. The relative rms is held to the documented
 # bound of the e2e latents class (tests/data/bf16_tolerances.json: max|bf16 − fp32| / rms(fp32); rms of the
@@ -158,20 +159,25 @@ expect_rc() { # rc, args...
   if [ -s "$tmp/err.out" ]; then echo "FAIL: bench $*: printed on stdout after an error"; fail=1; fi
   if [ ! -s "$tmp/err.txt" ]; then echo "FAIL: bench $*: no message"; fail=1; fi
 }
-expect_rc 2
-expect_rc 2 nosuchmode
-expect_rc 2 gemm --precision fp16
-expect_rc 2 gemm --m 0
-expect_rc 2 gemm --m x12
-expect_rc 2 peak --repeat 0
-expect_rc 2 attention --tokens
-expect_rc 2 block --bogus
-expect_rc 2 generate --steps 1
-expect_rc 2 generate -m "$tmp/model" --guidance nan
-expect_rc 1 generate -m "$tmp/no-such-folder" --repeat 1
-expect_rc 2 deviation --steps 1
-expect_rc 2 deviation -m "$tmp/model" --steps 0
-expect_rc 1 deviation -m "$tmp/no-such-folder"
+# The exit-code rule of every subcommand (README): a usage error (no mode, an unknown one, a bad or missing value,
+# an unknown flag) exits 1; a model, file or I/O failure exits 2; messages start with "cogvideox bench".
+expect_rc 1
+expect_rc 1 nosuchmode
+expect_rc 1 gemm --precision fp16
+expect_rc 1 gemm --m 0
+expect_rc 1 gemm --m x12
+expect_rc 1 peak --repeat 0
+expect_rc 1 attention --tokens
+expect_rc 1 block --bogus
+expect_rc 1 generate --steps 1
+expect_rc 1 generate -m "$tmp/model" --guidance nan
+expect_rc 1 generate -m "$tmp/model" --frames 6 --repeat 1
+expect_rc 2 generate -m "$tmp/no-such-folder" --repeat 1
+expect_rc 1 deviation --steps 1
+expect_rc 1 deviation -m "$tmp/model" --steps 0
+expect_rc 2 deviation -m "$tmp/no-such-folder"
+"$bin" bench gemm --m 0 2>"$tmp/err.txt" >/dev/null || true
+grep -q "^cogvideox bench: --m needs an integer" "$tmp/err.txt" || { echo "FAIL: bench message prefix: $(cat "$tmp/err.txt")"; fail=1; }
 
 if [ "$fail" -ne 0 ]; then echo "cli_bench: FAILED"; exit 1; fi
 echo "cli_bench: all checks passed"

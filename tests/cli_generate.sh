@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main job through the binary: make-model tiny, then generate with the defaults; ffprobe must show
-# h264, yuv420p, the requested frame count, fps and size (the tiny model's default size comes from its transformer
-# config: sample_height/width × 8). Also a non-default frame count, fps and size.
+# h264, yuv420p, the requested frame count, fps and size (the tiny model's default frames and size come from its
+# transformer config, as cvx_engine_info says: sample_frames, sample_height/width × 8). Also a non-default frame
+# count, fps and size.
 set -euo pipefail
 bin=${1:?usage: cli_generate.sh path/to/cogvideox}
 tmp=$(mktemp -d)
@@ -23,7 +24,9 @@ expect() { # file, expected lines...
 "$bin" generate -m "$tmp/model" -p "a red fox in the snow" -o "$tmp/default.mp4" --quiet
 h=$(sed -n 's/.*"sample_height": *\([0-9]*\).*/\1/p' "$tmp/model/transformer/config.json")
 w=$(sed -n 's/.*"sample_width": *\([0-9]*\).*/\1/p' "$tmp/model/transformer/config.json")
-expect "$tmp/default.mp4" codec_name=h264 pix_fmt=yuv420p nb_read_frames=49 r_frame_rate=8/1 "width=$((w * 8))" "height=$((h * 8))"
+f=$(sed -n 's/.*"sample_frames": *\([0-9]*\).*/\1/p' "$tmp/model/transformer/config.json")
+[ "$f" = 9 ] || { echo "FAIL: the tiny model's sample_frames is '$f', not 9"; fail=1; }
+expect "$tmp/default.mp4" codec_name=h264 pix_fmt=yuv420p "nb_read_frames=$f" r_frame_rate=8/1 "width=$((w * 8))" "height=$((h * 8))"
 "$bin" generate -m "$tmp/model" -p "a red fox in the snow" -o "$tmp/small.mp4" --frames 9 --fps 12 \
   --height 32 --width 64 --steps 3 --preview "$tmp/small.webp" --json >"$tmp/summary.json" 2>/dev/null
 head -c 16 "$tmp/small.webp" | grep -q "WEBPVP8X" || { echo "FAIL: --preview did not write an animated WebP"; fail=1; }

@@ -42,7 +42,7 @@ size=$(du -sk "$M" | cut -f1)
 "$BIN" info "$M" >"$TMP/info" 2>"$TMP/err" || bad "info: $(cat "$TMP/err")"
 for n in "CogVideoXPipeline" "T5EncoderModel" "CogVideoXTransformer3DModel" "AutoencoderKLCogVideoX" \
          "CogVideoXDDIMScheduler" "518,544 params" "45,344 params" "245,383 params" "total         809,271 params" \
-         "peak memory" "default video 49 frames of 48x80"; do
+         "peak memory" "default video 9 frames of 48x80" "weights       random: random weights from cogvideox make-model"; do
     grep -qF -- "$n" "$TMP/info" || bad "info: '$n' missing"
 done
 ok "info tiny"
@@ -87,6 +87,20 @@ rm -rf "$TMP/c/vae"
 expect_fail "missing component" "vae" -- "$BIN" info "$TMP/c"
 
 expect_fail "no such folder" "does not exist" -- "$BIN" info "$TMP/nonexistent"
+# What the weights are (cvx_engine_info, shown by info, generate --json, serve's /healthz and Tool/Detail, the page):
+# make-model's marker says random; without it, make-model's seed-0 draws are still recognised (folders written before
+# the marker); other marker-less folders of no published shape are "unknown", never called a checkpoint.
+grep -q '"weights": "random"' "$M/cogvideox_random_weights.json" && grep -q '"seed": 1' "$M/cogvideox_random_weights.json" &&
+    ok "make-model writes its random-weights marker" || bad "marker: $(cat "$M/cogvideox_random_weights.json" 2>&1)"
+"$BIN" info --json "$M" 2>/dev/null | grep -q '"weights": "random"' && ok "info --json: weights random" ||
+    bad "info --json has no weights: random"
+"$BIN" make-model --preset tiny -o "$TMP/seed0" >/dev/null 2>&1 && rm "$TMP/seed0/cogvideox_random_weights.json"
+"$BIN" info "$TMP/seed0" 2>/dev/null | grep -q "^weights       random: cogvideox make-model's random weights (seed 0" &&
+    ok "an unmarked seed-0 make-model folder is still reported random" || bad "unmarked seed 0: $("$BIN" info "$TMP/seed0" 2>&1 | sed -n 2p)"
+rm "$M/cogvideox_random_weights.json"
+"$BIN" info "$M" 2>/dev/null | grep -q "^weights       unknown: no make-model marker and not its seed-0 weights; not the shapes of a published" &&
+    ok "an unmarked folder of other weights and no published shape is unknown" || bad "unmarked seed 1: $("$BIN" info "$M" 2>&1 | sed -n 2p)"
+
 expect_fail "bad preset" "unknown preset" -- "$BIN" make-model --preset huge -o "$TMP/x"
 expect_fail "bad dtype" "unknown dtype" -- "$BIN" make-model --dtype f8 -o "$TMP/x"
 expect_fail "no output" "-o DIR" -- "$BIN" make-model

@@ -31,13 +31,22 @@ M=$TMP/tiny
 expect 1 "usage: cogvideox <command>"
 expect 1 "cogvideox: unknown command 'frobnicate'" frobnicate
 expect 1 "did you mean 'generate'" gnerate
-for c in info tokenize encode keys make-model serve golden download generate; do
+for c in info tokenize encode keys make-model serve golden download generate bench; do
     expect 1 "" "$c"                                   # no arguments
     expect 1 "cogvideox $c: unknown" "$c" --no-such-flag x
 done
 expect 1 "cogvideox generate: -m MODEL_DIR is required" generate -p x
 expect 1 "cogvideox generate: --steps: 'many'" generate -m "$M" -p x --steps many
 expect 1 "did you mean --seed?" generate -m "$M" -p x --seeed 3
+# the engine's limits (cvx_engine_info, the ones Tool/Detail publishes), checked before the model is opened: a
+# folder that does not exist proves nothing was opened
+expect 1 "cogvideox generate: --steps: 1001 is out of range: from 1 to 1000" generate -m "$TMP/none" -p x --steps 1001
+expect 1 "cogvideox generate: --frames: 10 is out of range: 4k+1 from 5 to 49 (5, 9, ..., 49)" generate -m "$TMP/none" -p x --frames 10
+expect 1 "cogvideox generate: --width: 24 is out of range: a multiple of 16 from 16 to 2048" generate -m "$TMP/none" -p x --width 24
+expect 1 "cogvideox generate: --fps: 121 is out of range: from 1 to 120" generate -m "$TMP/none" -p x --fps=121
+expect 1 "cogvideox generate: --guidance: '101' is not a number from 0 to 100" generate -m "$TMP/none" -p x --guidance 101
+"$BIN" generate --help | grep -q -- "--steps N              denoising steps, 1 to 1000 (default 50)" &&
+    ok "generate --help prints the engine's range and default" || bad "generate --help: no engine range for --steps"
 expect 1 "cogvideox make-model: unknown preset" make-model --preset huge -o "$TMP/m"
 # "did you mean" for a mistyped flag, and a known flag without its value said as such
 expect 1 "cogvideox info: unknown option '--jsn' (did you mean --json?)" info --jsn "$M"
@@ -72,7 +81,7 @@ expect 2 "not a CogVideoX pipeline folder (model_index.json missing)" generate -
 expect 2 "make-model --preset tiny" info "$TMP/empty"
 
 # help: SUBCOMMAND --help = help SUBCOMMAND, an example each, -q and bench deviation listed
-for c in info tokenize encode keys make-model serve golden download generate; do
+for c in info tokenize encode keys make-model serve golden download generate bench; do
     a=$("$BIN" "$c" --help 2>&1); b=$("$BIN" help "$c" 2>&1)
     [ "$a" = "$b" ] && grep -q "example: cogvideox $c\|example: cogvideox keys\|example: cogvideox info" <<<"$a" &&
         ok "help $c = $c --help, with an example" || bad "help $c: $(head -c 200 <<<"$b")"

@@ -14,7 +14,10 @@ BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 HERE=$(cd "$(dirname "$0")" && pwd)
 WEB="$HERE/web"
 CHROMIUM=${CVX_CHROMIUM:-/usr/bin/chromium}
-SHOT=${CVX_WEB_SHOT:-${TMPDIR:-/tmp}/cvx-web-$(id -u).png}  # overwritten by each run
+# The screenshots are test artifacts, kept in the build folder beside the binary (test-artifacts/web.png, -1280.png
+# at 1280 px and -390.png at a phone's 390 px), overwritten by each run.
+SHOT=${CVX_WEB_SHOT:-$(dirname "$BIN")/test-artifacts/web.png}
+mkdir -p "$(dirname "$SHOT")" || { echo "FAIL: cannot create $(dirname "$SHOT")"; exit 1; }
 
 if [ ! -x "$CHROMIUM" ]; then
     echo "SKIP: $CHROMIUM is not installed (apt-get install chromium, as scripts/install-deps.sh does): the web page was not tested in a browser"

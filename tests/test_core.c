@@ -8,6 +8,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/sha256.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
 #include "testlib.h"
@@ -250,6 +251,34 @@ static void test_cpu(void) {
     if (c->amx_permitted) CHECK(c->amx_tile);
 }
 
+/* FIPS 180-4 / NIST example vectors, a split across update calls, and a length that pads into a second block. */
+static void test_sha256(void) {
+    char hex[65];
+    cvx_sha256_hex("", 0, hex);
+    CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    cvx_sha256_hex("abc", 3, hex);
+    CHECK(!strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"; /* 56 bytes: two blocks */
+    cvx_sha256_hex(m, strlen(m), hex);
+    CHECK(!strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    static char million[1000000];
+    memset(million, 'a', sizeof million);
+    cvx_sha256 st;
+    unsigned char d[32], d2[32];
+    cvx_sha256_init(&st);
+    for (size_t off = 0; off < sizeof million; off += 777)
+        cvx_sha256_update(&st, million + off, sizeof million - off < 777 ? sizeof million - off : 777);
+    cvx_sha256_final(&st, d);
+    static const unsigned char want[32] = {0xcd, 0xc7, 0x6e, 0x5c, 0x99, 0x14, 0xfb, 0x92, 0x81, 0xa1, 0xc7,
+                                           0xe2, 0x84, 0xd7, 0x3e, 0x67, 0xf1, 0x80, 0x9a, 0x48, 0xa4, 0x97,
+                                           0x20, 0x0e, 0x04, 0x6d, 0x39, 0xcc, 0xc7, 0x11, 0x2c, 0xd0};
+    CHECK(!memcmp(d, want, 32));
+    cvx_sha256_init(&st);
+    cvx_sha256_update(&st, million, sizeof million);
+    cvx_sha256_final(&st, d2);
+    CHECK(!memcmp(d, d2, 32));
+}
+
 int main(void) {
     test_half();
     test_arena();
@@ -257,5 +286,6 @@ int main(void) {
     test_pool_scratch();
     test_error_and_tensor();
     test_cpu();
+    test_sha256();
     return cvx_test_finish("test_core");
 }

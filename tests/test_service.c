@@ -61,6 +61,8 @@ typedef struct {
     atomic_int last_start;   /* the step the last run started after (resume) */
     atomic_int last_precision; /* the cvx_precision of the last run */
     char last_cache[400];      /* cvx_cache_format of the last run's cache (read once the task is over) */
+    char last_scheduler[8];    /* the last run's scheduler ("" = the folder's) */
+    int last_dynamic_cfg;
 } fake_engine;
 
 static unsigned long long digest_of(const cvx_generate_params *p) {
@@ -82,6 +84,8 @@ static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *e
     atomic_fetch_add(&f->runs, 1);
     atomic_store(&f->last_precision, (int)p->precision);
     cvx_cache_format(&p->cache, f->last_cache, sizeof f->last_cache);
+    snprintf(f->last_scheduler, sizeof f->last_scheduler, "%s", p->scheduler ? p->scheduler : "");
+    f->last_dynamic_cfg = p->use_dynamic_cfg;
     unsigned long long d = digest_of(p);
     int start = 0;
     if (p->resume_state) {
@@ -132,6 +136,10 @@ static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *e
     for (int i = 0; i < 5000; i++) fputc((int)((d >> (i % 56)) + (unsigned)i * 7) & 0xff, o);
     fclose(o);
     rename(part, p->output_path);
+    if (p->preview_path && (o = fopen(p->preview_path, "wb"))) { /* a preview, as the engine writes one */
+        fputs("RIFF\x1c\0\0\0WEBPVP8 ", o);
+        fclose(o);
+    }
     return CVX_OK;
 }
 
@@ -684,7 +692,8 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
     char url[128];
     snprintf(url, sizeof url, "%s/healthz", cl->base);
     http(NULL, url, NULL, 0, NULL, &r);
-    CHECK_MSG(r.status == 200 && r.body && strstr(r.body, "\"ok\""), "healthz %ld", r.status);
+    CHECK_MSG(r.status == 200 && r.body && strstr(r.body, "\"ok\"") && strstr(r.body, "\"weights\""), "healthz %ld %s",
+              r.status, r.body ? r.body : "");
     resp_free(&r);
 
     /* routing */
@@ -705,18 +714,35 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
     resp_free(&r);
     api(cl, "/v1/Tool/Detail", NULL, "{\"slugowner\":\"thudm\",\"slugproject\":\"cogvideox-2b\"}", 0, &r);
     json_t *items = tool_items(&r);
-    int seen_steps = 0;
+    int seen_steps = 0, same = 0;
+    /* one source: every range Tool/Detail publishes is the engine's (cvx_engine_info), as the CLI checks them */
+    cvx_model_info I;
+    cvx_engine_info(NULL, &I);
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *it = json_array_get(items, i);
-        if (!strcmp(json_string_value(json_object_get(it, "id")), "steps")) {
-            seen_steps = json_integer_value(json_object_get(it, "min")) == 1 &&
-                         json_integer_value(json_object_get(it, "max")) == 200 &&
+        const char *id = json_string_value(json_object_get(it, "id"));
+        double mn = json_number_value(json_object_get(it, "min")), mx = json_number_value(json_object_get(it, "max"));
+        double st = json_number_value(json_object_get(it, "step"));
+        if (!strcmp(id, "steps")) {
+            seen_steps = mn == I.min_steps && mx == I.max_steps && I.max_steps == 1000 &&
                          !strcmp(json_string_value(json_object_get(it, "default")), "50");
         }
+        same += !strcmp(id, "scale") && mn == I.min_guidance_scale && mx == I.max_guidance_scale;
+        same += !strcmp(id, "numFrames") && mn == I.min_frames && mx == I.max_frames && st == I.frames_step;
+        same += !strcmp(id, "width") && mn == I.min_size && mx == I.max_size && st == I.size_multiple;
+        same += !strcmp(id, "height") && mn == I.min_size && mx == I.max_size && st == I.size_multiple;
+        same += !strcmp(id, "fps") && mn == I.min_fps && mx == I.max_fps;
         if (!strcmp(json_string_value(json_object_get(it, "id")), "numFrames"))
             CHECK(!strcmp(json_string_value(json_object_get(it, "default")), "9"));
     }
     CHECK_MSG(seen_steps, "Tool/Detail steps item: %s", r.body);
+    CHECK_MSG(same == 5, "Tool/Detail ranges = cvx_engine_info's (%d of 5): %s", same, r.body);
+    /* the model served is named (the page's header): without an engine, no folder and unknown weights */
+    json_t *tool = json_array_get(json_object_get(r.json, "tool"), 0);
+    json_t *model = json_object_get(tool, "model");
+    CHECK_MSG(json_is_object(model) && json_is_string(json_object_get(model, "folder")) &&
+                  !strcmp(json_string_value(json_object_get(model, "weights")), "unknown"),
+              "Tool/Detail model: %s", r.body);
     resp_free(&r);
     api(cl, "/v1/Tool/Detail", NULL, "{\"slugowner\":\"x\",\"slugproject\":\"y\"}", 0, &r);
     CHECK(r.status == 200 && err_code(&r) == 1 && !strcmp(err_msg(&r), "slug-owner-project-not-exist"));
@@ -758,20 +784,20 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
         {"{\"steps\": 5}", "Request parameter [prompt] required", 0},
         {"{\"prompt\": \"\"}", "Request parameter [prompt] required", 0},
         {"{\"prompt\": \"a\", \"steps\": \"abc\"}", "Request parameter [steps] must be integer or float", 0},
-        {"{\"prompt\": \"a\", \"steps\": 0}", "Request parameter [steps] must be between 1 and 200", 0},
-        {"{\"prompt\": \"a\", \"steps\": \"201\"}", "Request parameter [steps] must be between 1 and 200", 0},
+        {"{\"prompt\": \"a\", \"steps\": 0}", "Request parameter [steps] must be between 1 and 1000", 0},
+        {"{\"prompt\": \"a\", \"steps\": \"1001\"}", "Request parameter [steps] must be between 1 and 1000", 0},
         {"{\"prompt\": \"a\", \"steps\": 2.5}", "Request parameter [steps] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"steps\": \" 0x10 \"}", "Request parameter [steps] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": \"0x1p2\"}", "Request parameter [scale] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"scale\": \"six\"}", "Request parameter [scale] must be integer or float", 0},
-        {"{\"prompt\": \"a\", \"scale\": 31}", "Request parameter [scale] must be between 0 and 30", 0},
+        {"{\"prompt\": \"a\", \"scale\": 101}", "Request parameter [scale] must be between 0 and 100", 0},
         {"{\"prompt\": \"a\", \"seed\": \"abc\"}", "Request parameter [seed] must be integer or float", 0},
         {"{\"prompt\": \"a\", \"seed\": -1}", "Request parameter [seed] must be between 0 and 18446744073709551615", 0},
         {"{\"prompt\": \"a\", \"numFrames\": 6}", "Request parameter [numFrames] must be 4N+1 (5, 9, 13, ..., 49)", 0},
         {"{\"prompt\": \"a\", \"numFrames\": 53}", "Request parameter [numFrames] must be between 5 and 49", 0},
         {"{\"prompt\": \"a\", \"width\": 72}", "Request parameter [width] must be a multiple of 16", 0},
-        {"{\"prompt\": \"a\", \"height\": 8}", "Request parameter [height] must be between 16 and 1440", 0},
-        {"{\"prompt\": \"a\", \"fps\": 0}", "Request parameter [fps] must be between 1 and 60", 0},
+        {"{\"prompt\": \"a\", \"height\": 8}", "Request parameter [height] must be between 16 and 2048", 0},
+        {"{\"prompt\": \"a\", \"fps\": 0}", "Request parameter [fps] must be between 1 and 120", 0},
         {"{\"prompt\": \"a\", \"callbackUrl\": \"You can provide a callback URL; Wiro will send a POST request to it "
          "when the task is completed.\"}",
          "Request parameter [callbackUrl] must be an http or https URL without credentials", 0},
@@ -1459,6 +1485,80 @@ static void test_cache(server *s, client *cl) {
         resp_free(&r);
     }
     CHECK(tool_cache_ok(cl));
+}
+
+/* Issue 14, item 13: the scheduler and dynamic CFG as Run inputs (checked, stored, given to the engine, published
+ * by Tool/Detail), a queued task's queueposition, and the preview's URL (previewurl, outside outputs). */
+static void test_playground_inputs(server *s, client *cl) {
+    resp r;
+    long long id = 0;
+    s->engine.delay_ms = 0;
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"dpm\",\"steps\":2,\"scheduler\":\"DPM\",\"dynamicCfg\":true}", &id,
+                        &r) >= 0);
+    CHECK_MSG(!strcmp(s->engine.last_scheduler, "dpm") && s->engine.last_dynamic_cfg == 1, "engine got '%s' %d",
+              s->engine.last_scheduler, s->engine.last_dynamic_cfg);
+    CHECK(stored_gen_has(s, id, "\"scheduler\":\"dpm\"") && stored_gen_has(s, id, "\"dynamic_cfg\":true"));
+    CHECK_MSG(strstr(task_field(&r, "debugoutput"), "scheduler dpm, dynamic CFG") != NULL, "%s",
+              task_field(&r, "debugoutput"));
+    /* the preview beside the MP4: previewurl, served as image/webp; outputs stays the one MP4 */
+    const char *pv = task_field(&r, "previewurl");
+    char pv_url[600];
+    snprintf(pv_url, sizeof pv_url, "%s", pv ? pv : "");
+    CHECK_MSG(!strncmp(pv_url, cl->base, strlen(cl->base)) && strstr(pv_url, "/preview.webp") &&
+                  json_array_size(json_object_get(task0(&r), "outputs")) == 1,
+              "previewurl '%s'", pv_url);
+    resp_free(&r);
+    http(NULL, pv_url, NULL, 0, NULL, &r);
+    CHECK_MSG(r.status == 200 && has_header(&r, "Content-Type: image/webp"), "GET preview: %ld", r.status);
+    resp_free(&r);
+    CHECK(run_precision(s, cl, NULL, "{\"prompt\":\"defaults\",\"steps\":1,\"dynamicCfg\":\"false\"}", &id, &r) >= 0);
+    CHECK(!strcmp(s->engine.last_scheduler, "") && s->engine.last_dynamic_cfg == 0 && !stored_gen_has(s, id, "scheduler"));
+    resp_free(&r);
+    struct {
+        const char *body, *msg;
+    } bad[] = {{"{\"prompt\":\"a\",\"scheduler\":\"euler\"}", "Request parameter [scheduler] must be ddim or dpm"},
+               {"{\"prompt\":\"a\",\"dynamicCfg\":\"maybe\"}", "Request parameter [dynamicCfg] must be true or false"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        api(cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, bad[i].body, 0, &r);
+        CHECK_MSG(r.status == 200 && !result_true(&r) && !strcmp(err_msg(&r), bad[i].msg), "%s: %s", bad[i].body,
+                  r.body ? r.body : "");
+        resp_free(&r);
+    }
+    /* Tool/Detail offers both, the model folder's scheduler as the default (ddim without an engine) */
+    api(cl, "/v1/Tool/Detail", NULL, "{}", 0, &r);
+    json_t *items = tool_items(&r);
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        const char *iid = json_string_value(json_object_get(it, "id"));
+        const char *def = json_string_value(json_object_get(it, "default"));
+        seen += !strcmp(iid, "scheduler") && !strcmp(def, "ddim") && json_array_size(json_object_get(it, "options")) == 2;
+        seen += !strcmp(iid, "dynamicCfg") && !strcmp(def, "false") && json_array_size(json_object_get(it, "options")) == 2;
+    }
+    CHECK_MSG(seen == 2, "Tool/Detail scheduler/dynamicCfg items: %s", r.body);
+    resp_free(&r);
+
+    /* queue position: one task running, two waiting */
+    s->engine.delay_ms = 100;
+    char run_tok[64], q1[64], q2[64], body[128];
+    run_task(cl, "{\"prompt\":\"long\",\"steps\":60}", run_tok);
+    run_task(cl, "{\"prompt\":\"first in line\",\"steps\":1}", q1);
+    run_task(cl, "{\"prompt\":\"second in line\",\"steps\":1}", q2);
+    CHECK(wait_step(cl, run_tok, 1, 5000) >= 1);
+    const char *toks[3] = {run_tok, q1, q2}, *want[3] = {"0", "1", "2"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", toks[k]);
+        api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+        CHECK_MSG(!strcmp(task_field(&r, "queueposition"), want[k]), "task %d: queueposition %s, want %s (%s)", k,
+                  task_field(&r, "queueposition"), want[k], task_field(&r, "status"));
+        resp_free(&r);
+    }
+    for (int k = 0; k < 3; k++) {
+        snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", toks[k]);
+        api(cl, "/v1/Task/Kill", NULL, body, 0, &r);
+        resp_free(&r);
+    }
+    s->engine.delay_ms = 0;
 }
 
 /* A task as api_run stores it, for tests that write the store directly (the server stopped): t's fields zeroed,
@@ -2344,6 +2444,7 @@ int main(int argc, char **argv) {
         if (s.svc) test_callback_limits(&s, &cl, &other);
         test_precision(&s, &cl);
         if (s.svc) test_cache(&s, &cl);
+        if (s.svc) test_playground_inputs(&s, &cl);
         if (s.svc) test_graceful_resume(&s, &cl);
         if (s.svc) test_old_task(&s, &cl);
         if (s.svc) test_limits(&s, &cl);

@@ -17,6 +17,7 @@
   const STORE_KEY = 'cogvideox.credentials';
   const REQUEST_TIMEOUT_MS = 30000;
   const POLL_MS = 1000;
+  const QUEUE_POLL_MS = 2000;
   const FINAL = new Set(['task_postprocess_end', 'task_cancel']);
   const STATUS_TEXT = {
     task_queue: 'Queued',
@@ -218,7 +219,7 @@
   /* ---- the model and its parameters (Tool/Detail) ---- */
   let slug = null; /* "owner/project" */
   const FIELDS = ['prompt', 'negativePrompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cache',
-                  'precision'];
+                  'precision', 'scheduler', 'dynamicCfg'];
   function rangeText(it) {
     if (it.type !== 'number' && it.type !== 'float') return '';
     if (it.min === null || it.min === undefined || it.max === null || it.max === undefined) return '';
@@ -228,7 +229,15 @@
 
   function applyTool(tool) {
     slug = `${tool.slugowner}/${tool.slugproject}`;
-    $('model-name').textContent = slug;
+    /* the model really served (its folder, and whether its weights are random), not only the API's slug */
+    const m = tool.model && typeof tool.model === 'object' ? tool.model : {};
+    const folder = typeof m.folder === 'string' && m.folder ? m.folder : '';
+    $('model-name').textContent = folder ? `${folder} (as ${slug})` : slug;
+    const w = $('model-weights');
+    const kind = { random: 'Test model', checkpoint: 'Checkpoint', unknown: 'Weights' }[m.weights];
+    w.textContent = kind ? `${kind}: ${String(m.weightsOrigin || '')}` : '';
+    w.hidden = !kind;
+    w.classList.toggle('warn', m.weights === 'random');
     $('slug').textContent = slug;
     const params = Array.isArray(tool.parameters) ? tool.parameters : [];
     for (const group of params) {
@@ -248,6 +257,10 @@
           el.title = String(it.note);
           const hint = $(`${it.id}-hint`);
           if (hint) hint.textContent = String(it.note) + rangeText(it) + (it.id === 'prompt' ? ' Ctrl+Enter generates.' : '');
+        }
+        if (it.id === 'scheduler' && it.default) {
+          $('scheduler').options[0].textContent = `The model's default (${String(it.default).toUpperCase()})`;
+          continue;
         }
         if (it.id === 'precision' && Array.isArray(it.options)) {
           const sel = $('precision');
@@ -304,6 +317,7 @@
     follow.done = true;
     if (follow.ws) { try { follow.ws.close(); } catch (e) { /* already closed */ } }
     clearTimeout(follow.pollTimer);
+    clearTimeout(follow.queueTimer);
     follow = null;
   }
 
@@ -337,6 +351,32 @@
   function showStatus(f, status) {
     if (status === 'task_output') return; /* the progress line says more */
     $('progress-text').textContent = STATUS_TEXT[status] || status;
+    if (status === 'task_queue') watchQueue(f);
+  }
+
+  /* While the task waits, Task/Detail's queueposition (tasks the one worker runs before it) is shown and refreshed:
+   * the socket only carries this task's own events. */
+  function queueText(ahead) {
+    const n = Number(ahead);
+    if (!Number.isInteger(n) || n < 0) return 'Queued';
+    return n === 0 ? 'Queued: next' : `Queued: ${n} task${n === 1 ? '' : 's'} ahead`;
+  }
+  function watchQueue(f) {
+    if (f.queueTimer || f.done) return;
+    const tick = async () => {
+      f.queueTimer = 0;
+      if (follow !== f || f.done) return;
+      let t = null;
+      try {
+        const d = await api('/v1/Task/Detail', { tasktoken: f.token });
+        t = d.tasklist && d.tasklist[0];
+      } catch (e) { /* the socket or the next tick carries on */ }
+      if (follow !== f || f.done || !t) return;
+      if (t.status !== 'task_queue') return;
+      if (/^(Queued|Submitted)/.test($('progress-text').textContent)) $('progress-text').textContent = queueText(t.queueposition);
+      f.queueTimer = setTimeout(tick, QUEUE_POLL_MS);
+    };
+    f.queueTimer = setTimeout(tick, 0);
   }
 
   function safeUrl(u) {
@@ -474,6 +514,8 @@
           const text = last.replace(/^Generate: (.)/, (all, c) => c.toUpperCase());
           if (stage) setProgress(Number(stage[1]), 100, text);
           else setProgress(Number(m[1]), Number(m[2]), text);
+        } else if (t.status === 'task_queue') {
+          $('progress-text').textContent = queueText(t.queueposition);
         } else {
           showStatus(f, t.status);
         }
@@ -578,6 +620,8 @@
       inputs.cache = cache;
     }
     if ($('precision').value) inputs.precision = $('precision').value;
+    if ($('scheduler').value) inputs.scheduler = $('scheduler').value;
+    if ($('dynamicCfg').value === 'true') inputs.dynamicCfg = true;
     return inputs;
   }
 
@@ -618,8 +662,14 @@
     if (!f || f.done) return;
     $('kill').disabled = true;
     try {
-      await api('/v1/Task/Kill', { tasktoken: f.token });
-      $('progress-text').textContent = 'Stopping…';
+      const r = await api('/v1/Task/Kill', { tasktoken: f.token });
+      /* The socket's task_cancel may have come first (the server publishes it before it answers): its "Cancelled."
+       * stays. Kill's answer says the task is final already (a queued or a running task is task_cancel at once):
+       * end here rather than wait for that frame. */
+      if (follow !== f || f.done) return;
+      const t = r.tasklist && r.tasklist[0];
+      if (t && FINAL.has(t.status)) finish(f, null);
+      else $('progress-text').textContent = 'Stopping…';
     } catch (e) {
       showError(`Could not stop the task: ${e.message}`);
       $('kill').disabled = false;
@@ -645,6 +695,9 @@
     $('cache-custom-row').hidden = $('cache').value !== 'custom';
     const prec = params.precision ? String(params.precision) : '';
     $('precision').value = [...$('precision').options].some((o) => o.value === prec) ? prec : '';
+    const sched = params.scheduler ? String(params.scheduler).toLowerCase() : '';
+    $('scheduler').value = [...$('scheduler').options].some((o) => o.value === sched) ? sched : '';
+    $('dynamicCfg').value = String(params.dynamicCfg) === 'true' || String(params.dynamicCfg) === '1' ? 'true' : 'false';
     $('prompt').focus();
     $('prompt').scrollIntoView({ block: 'center' });
   }
@@ -662,7 +715,28 @@
 
   function statusOf(t) {
     if (t.status === 'task_postprocess_end') return String(t.pexit) === '0' ? ['Finished', 'status-ok'] : ['Failed', 'status-fail'];
+    if (t.status === 'task_queue') return [queueText(t.queueposition), ''];
     return [STATUS_TEXT[t.status] || String(t.status), ''];
+  }
+
+  /* "5 steps · scale 6 · seed 42 · 9 frames · 80×48 · dpm": the inputs a task was given (the server's defaults for
+   * the rest) */
+  function paramsText(p) {
+    if (!p || typeof p !== 'object') return '';
+    const parts = [];
+    const has = (k) => p[k] !== undefined && p[k] !== null && String(p[k]) !== '';
+    if (has('steps')) parts.push(`${p.steps} steps`);
+    if (has('scale')) parts.push(`scale ${p.scale}`);
+    if (has('seed')) parts.push(`seed ${p.seed}`);
+    if (has('numFrames')) parts.push(`${p.numFrames} frames`);
+    if (has('width') && has('height')) parts.push(`${p.width}×${p.height}`);
+    else if (has('width')) parts.push(`width ${p.width}`);
+    else if (has('height')) parts.push(`height ${p.height}`);
+    if (has('scheduler')) parts.push(String(p.scheduler));
+    if (String(p.dynamicCfg) === 'true') parts.push('dynamic CFG');
+    if (has('cache') && String(p.cache) !== 'off') parts.push(String(p.cache));
+    if (has('precision')) parts.push(String(p.precision));
+    return parts.join(' · ');
   }
 
   function renderRecent(list) {
@@ -672,12 +746,31 @@
       const tr = document.createElement('tr');
       tr.dataset.taskid = String(t.id);
       cell(tr, `#${t.id}`);
+      /* the preview the server wrote beside the video (an animated WebP), as a thumbnail */
+      const th = cell(tr, '', 'thumb');
+      const pv = t.previewurl && safeUrl(t.previewurl);
+      if (pv) {
+        const img = document.createElement('img');
+        img.src = pv;
+        img.alt = `Preview of task ${t.id}`;
+        img.loading = 'lazy';
+        img.decoding = 'async';
+        th.appendChild(img);
+      }
       const [st, cls] = statusOf(t);
       const sc = cell(tr, st, cls);
       if (String(t.pexit) !== '0' && t.debugerror) sc.title = String(t.debugerror);
       const prompt = t.parameters && typeof t.parameters.prompt === 'string' ? t.parameters.prompt : '';
       const pc = cell(tr, prompt, 'prompt');
-      pc.title = prompt;
+      /* the task's parameters under its prompt (what "Reuse" puts back) */
+      const pt = paramsText(t.parameters);
+      pc.title = pt ? `${prompt}\n${pt}` : prompt;
+      if (pt) {
+        const small = document.createElement('small');
+        small.className = 'muted params';
+        small.textContent = pt;
+        pc.appendChild(small);
+      }
       const ct = Number(t.createtime);
       cell(tr, ct > 0 ? new Date(ct * 1000).toLocaleString() : '', 'created');
       const vc = cell(tr, '');

@@ -212,6 +212,10 @@ int cvx_cmd_download(int argc, char **argv) {
         return st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
     }
     double secs = cvx_time_seconds() - t0;
+    /* hub weights replaced whatever make-model had written here: its random-weights marker goes too */
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/%s", out, CVX_RANDOM_WEIGHTS_MARKER);
+    unlink(marker);
     char a[32], b[32];
     printf("downloaded %s%s%s into %s: %d files (%s), %d fetched, %d already present; %s received in %.1f s\n", repo,
            res.commit[0] ? " @ " : "", res.commit, out, res.n_files, cvx_format_bytes(res.bytes, a, sizeof a), res.n_fetched,

@@ -69,7 +69,8 @@ static void on_progress(const cvx_progress *p, void *user_data) {
 }
 
 static void usage(FILE *f) {
-    cvx_generate_params d = cvx_generate_params_default();
+    cvx_model_info I; /* the defaults and limits every front end uses (cvx_engine_info) */
+    cvx_engine_info(NULL, &I);
     fprintf(f,
             "usage: cogvideox generate -m MODEL_DIR -p PROMPT [options]\n"
             "  -m, --model DIR            diffusers CogVideoX folder\n"
@@ -78,12 +79,13 @@ static void usage(FILE *f) {
             "  -o, --output FILE.mp4      H.264 MP4 to write (default output.mp4)\n"
             "      --frames-dir DIR       also write the frames as DIR/00000.png, 00001.png, ...\n"
             "      --preview FILE.webp    also write an animated WebP preview\n"
-            "      --steps N              denoising steps (default %d)\n"
-            "      --guidance G, --scale G  classifier-free guidance scale (default %.1f)\n"
+            "      --steps N              denoising steps, %d to %d (default %d)\n"
+            "      --guidance G, --scale G  classifier-free guidance scale, %g to %g (default %.1f)\n"
             "      --seed N|random        (default %llu; random or -1: a new seed, printed and in --json)\n"
-            "      --frames N             4k+1 from 5 to 49 (default %d)\n"
-            "      --height H, --width W  multiples of 16 (default: the model's sample size, 480x720 for the 2b)\n"
-            "      --fps N                (default %d)\n"
+            "      --frames N             %dk+1 from %d to %d (default: the model's, %d for the 2b)\n"
+            "      --height H, --width W  multiples of %d from %d to %d (default: the model's sample size, %dx%d for\n"
+            "                             the 2b)\n"
+            "      --fps N                %d to %d (default %d)\n"
             "      --scheduler ddim|dpm   (default: the model folder's)\n"
             "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
             "      --precision auto|fp32|bf16  matrix products in bf16 (f32 accumulation; norms, softmax,\n"
@@ -97,6 +99,9 @@ static void usage(FILE *f) {
             "                             computed step's transformer residual; threshold 0.1 (default) is the\n"
             "                             published \"slow\" setting, 0.2 \"fast\" (visibly worse); coefficients,\n"
             "                             highest power first, default to the published set for the model)\n"
+            "      --overwrite            replace an existing output (MP4, preview, PNG frames); without it an\n"
+            "                             existing one is refused before any work (it is replaced only when the\n"
+            "                             generation succeeds)\n"
             "      --threads N            (default: all cores)\n"
             "  -q, --quiet                no progress output\n"
             "      --json                 print a JSON summary on stdout (computed_steps: the 0-based steps\n"
@@ -109,8 +114,10 @@ static void usage(FILE *f) {
             "options take their value as --flag value or --flag=value. Exit codes: 0 ok, 1 bad arguments, 2 a model,\n"
             "file or I/O failure, 130 interrupted (no partial file is left).\n"
             "example: cogvideox generate -m models/tiny -p \"a red fox in the snow\" -o fox.mp4 --steps 20 --seed random\n",
-            d.steps, d.guidance_scale, (unsigned long long)d.seed, d.num_frames, d.fps,
-            cvx_precision_name(cvx_precision_default()));
+            I.min_steps, I.max_steps, I.default_steps, (double)I.min_guidance_scale, (double)I.max_guidance_scale,
+            (double)I.default_guidance_scale, (unsigned long long)I.default_seed, I.frames_step, I.min_frames,
+            I.max_frames, I.default_frames, I.size_multiple, I.min_size, I.max_size, I.default_height, I.default_width,
+            I.min_fps, I.max_fps, I.default_fps, cvx_precision_name(cvx_precision_default()));
 }
 
 static int bad_arg(const char *fmt, const char *a, const char *b) {
@@ -124,9 +131,11 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_generate_params p = cvx_generate_params_default();
     cvx_engine_params ep = cvx_engine_params_default();
     const char *model_dir = NULL;
-    int quiet = 0, json = 0, have_prompt = 0, random_seed = 0;
+    int quiet = 0, json = 0, have_prompt = 0, random_seed = 0, overwrite = 0;
     p.output_path = "output.mp4";
     p.precision = cvx_precision_default();
+    cvx_model_info I; /* the limits (before a model is opened) */
+    cvx_engine_info(NULL, &I);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -140,6 +149,8 @@ int cvx_cmd_generate(int argc, char **argv) {
             json = 1;
         } else if (!strcmp(a, "--dynamic-cfg")) {
             p.use_dynamic_cfg = 1;
+        } else if (!strcmp(a, "--overwrite")) {
+            overwrite = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             model_dir = argv[++i];
@@ -164,6 +175,22 @@ int cvx_cmd_generate(int argc, char **argv) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             if (cvx_cli_parse_int(v, 0, 1000000, &n) != 0) return bad_arg("%s: '%s' is not a non-negative integer", a, v);
             i++;
+            /* the engine's limits (cvx_engine_info), checked here so that a bad value costs no model loading */
+            char why[160] = "";
+            if (!strcmp(a, "--steps") && (n < I.min_steps || n > I.max_steps))
+                snprintf(why, sizeof why, "from %d to %d", I.min_steps, I.max_steps);
+            else if (!strcmp(a, "--frames") && (n < I.min_frames || n > I.max_frames || (n - 1) % I.frames_step))
+                snprintf(why, sizeof why, "%dk+1 from %d to %d (%d, %d, ..., %d)", I.frames_step, I.min_frames,
+                         I.max_frames, I.min_frames, I.min_frames + I.frames_step, I.max_frames);
+            else if ((!strcmp(a, "--height") || !strcmp(a, "--width")) &&
+                     (n < I.min_size || n > I.max_size || n % I.size_multiple))
+                snprintf(why, sizeof why, "a multiple of %d from %d to %d", I.size_multiple, I.min_size, I.max_size);
+            else if (!strcmp(a, "--fps") && (n < I.min_fps || n > I.max_fps))
+                snprintf(why, sizeof why, "from %d to %d", I.min_fps, I.max_fps);
+            if (why[0]) {
+                fprintf(stderr, "cogvideox generate: %s: %lld is out of range: %s\n", a, n, why);
+                return 1;
+            }
             if (!strcmp(a, "--steps")) p.steps = (int)n;
             else if (!strcmp(a, "--frames")) p.num_frames = (int)n;
             else if (!strcmp(a, "--height")) p.height = (int)n;
@@ -187,7 +214,11 @@ int cvx_cmd_generate(int argc, char **argv) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             char *end;
             double g = strtod(v, &end);
-            if (!*v || *end || !(g >= 0.0 && g <= 100.0)) return bad_arg("%s: '%s' is not a number from 0 to 100", a, v);
+            if (!*v || *end || !(g >= I.min_guidance_scale && g <= I.max_guidance_scale)) {
+                fprintf(stderr, "cogvideox generate: %s: '%s' is not a number from %g to %g\n", a, v,
+                        (double)I.min_guidance_scale, (double)I.max_guidance_scale);
+                return 1;
+            }
             p.guidance_scale = (float)g;
             i++;
         } else if (!strcmp(a, "--scheduler")) {
@@ -224,7 +255,7 @@ int cvx_cmd_generate(int argc, char **argv) {
                                                 "--preview", "--steps", "--guidance", "--scale", "--seed", "--frames",
                                                 "--height", "--width", "--fps", "--scheduler", "--dynamic-cfg",
                                                 "--precision", "--noise-dtype", "--cache", "--threads", "--quiet",
-                                                "--json", "--help"};
+                                                "--json", "--overwrite", "--help"};
             const char *s = a[0] == '-' ? cvx_cli_suggest(a, flags, (int)(sizeof flags / sizeof flags[0])) : NULL;
             if (a[0] != '-')
                 fprintf(stderr, "cogvideox generate: unexpected argument '%s' (the prompt goes after -p)\n", a);
@@ -247,22 +278,36 @@ int cvx_cmd_generate(int argc, char **argv) {
     const cvx_dist *world = cvx_dist_world();
     const int rank = cvx_dist_rank(world);
     if (rank != 0) quiet = 1, json = 0;
-    /* Every output is checked (its folder created) before the model is opened: not after hours of work. */
+    /* Every output is checked (its folder created) before the model is opened: not after hours of work. Rank 0
+     * alone writes them, so it alone checks, and every rank takes its answer. */
     int32_t orc = 0;
     if (rank == 0) {
         if (p.output_path) orc = cvx_cli_check_output_file("generate", "-o", p.output_path, ".mp4", "an H.264 MP4");
         if (!orc && p.preview_path)
             orc = cvx_cli_check_output_file("generate", "--preview", p.preview_path, ".webp", "an animated WebP");
         if (!orc && p.frames_dir) orc = cvx_cli_check_output_dir("generate", "--frames-dir", p.frames_dir);
+        /* an existing output is kept unless --overwrite (a repeated command must not throw away hours of work),
+         * and with it replaced only when the generation succeeds, never silently */
+        char first_frame[4200] = "";
+        if (p.frames_dir) snprintf(first_frame, sizeof first_frame, "%s/00000.png", p.frames_dir);
+        const char *existing[3] = {p.output_path, p.preview_path, p.frames_dir ? first_frame : NULL};
+        const char *what[3] = {"-o", "--preview", "--frames-dir"};
+        for (int k = 0; k < 3 && !orc; k++) {
+            if (!existing[k] || access(existing[k], F_OK) != 0) continue;
+            if (!overwrite) {
+                fprintf(stderr, "cogvideox generate: %s %s: %s exists; add --overwrite to replace it\n", what[k],
+                        k == 2 ? p.frames_dir : existing[k], k == 2 ? "a frame (00000.png)" : "the file");
+                orc = 1;
+            } else if (!quiet) {
+                fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n",
+                        k == 2 ? p.frames_dir : existing[k]);
+            }
+        }
     }
     if (cvx_dist_bcast(world, &orc, sizeof orc, 0, &derr) != CVX_OK) orc = 2;
     if (orc) return orc;
+    /* the model folder last: every output problem is named first, whatever -m says */
     if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
-    /* an existing file is replaced, as every generator does, but never silently */
-    const char *existing[2] = {p.output_path, p.preview_path};
-    for (int k = 0; k < 2 && !quiet; k++)
-        if (existing[k] && access(existing[k], F_OK) == 0)
-            fprintf(stderr, "cogvideox generate: %s exists; it is replaced when the generation succeeds\n", existing[k]);
     if (random_seed && rank == 0) {
         FILE *ur = fopen("/dev/urandom", "rb");
         uint64_t r = 0;
@@ -324,10 +369,17 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "negative_prompt", json_string(p.negative_prompt ? p.negative_prompt : ""));
             json_object_set_new(j, "steps", json_integer(p.steps));
             json_object_set_new(j, "guidance_scale", json_real(p.guidance_scale));
-            json_object_set_new(j, "scheduler", p.scheduler ? json_string(p.scheduler) : json_string("model"));
+            cvx_model_info used;
+            cvx_engine_info(engine, &used);
+            /* the scheduler that ran: the flag's, else the folder's (as the MP4's tags say) */
+            json_object_set_new(j, "scheduler", json_string(p.scheduler ? p.scheduler : used.default_scheduler));
             json_object_set_new(j, "dynamic_cfg", json_boolean(p.use_dynamic_cfg));
             json_object_set_new(j, "noise_dtype", json_string(p.noise_dtype == CVX_NOISE_F16 ? "f16" : "f32"));
             json_object_set_new(j, "model", json_string(model_dir));
+            cvx_model_info mi;
+            cvx_engine_info(engine, &mi);
+            json_object_set_new(j, "model_name", json_string(mi.model_name));
+            json_object_set_new(j, "weights", json_string(cvx_weights_kind_name(mi.weights)));
             json_object_set_new(j, "computed_steps", steps);
             json_object_set_new(j, "latents_sha256", json_string(video.latents_sha256));
             json_object_set_new(j, "ranks", json_integer(video.ranks > 0 ? video.ranks : 1));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "diffusion/pipeline.h"
 #include "cogvideox.h"
 #include "io/model.h"
 #include "kernels/kernels.h"
@@ -196,6 +197,8 @@ static int info_model(const char *dir, int json, int check_weights) {
         fprintf(stderr, "cogvideox info: %s\n", cvx_error_message(&err));
         return 2;
     }
+    cvx_model_info mi; /* what generate and serve report: name, variant, random weights or not */
+    cvx_model_info_of(m, dir, &mi);
     cvx_memory_estimate me;
     int have_me = check_weights && cvx_model_memory_estimate(m, &me, &err) == CVX_OK;
     int64_t total_params = 0;
@@ -206,6 +209,10 @@ static int info_model(const char *dir, int json, int check_weights) {
     if (json) {
         json_t *o = json_object(), *comps = json_array();
         json_object_set_new(o, "folder", json_string(dir));
+        json_object_set_new(o, "model_name", json_string(mi.model_name));
+        json_object_set_new(o, "variant", json_string(mi.model_variant));
+        json_object_set_new(o, "weights", json_string(cvx_weights_kind_name(mi.weights)));
+        json_object_set_new(o, "weights_origin", json_string(mi.weights_origin));
         json_object_set_new(o, "pipeline", json_string(m->pipeline_class));
         json_object_set_new(o, "diffusers_version", json_string(m->diffusers_version));
         for (int i = 0; i < m->n_comp; i++) {
@@ -255,6 +262,7 @@ static int info_model(const char *dir, int json, int check_weights) {
         return 0;
     }
     printf("folder        %s\n", dir);
+    printf("weights       %s: %s\n", cvx_weights_kind_name(mi.weights), mi.weights_origin);
     printf("pipeline      %s%s%s\n", m->pipeline_class, m->diffusers_version[0] ? ", diffusers " : "",
            m->diffusers_version);
     for (int i = 0; i < m->n_comp; i++) {

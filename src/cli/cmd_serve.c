@@ -167,10 +167,6 @@ int cvx_cmd_serve(int argc, char **argv) {
     if (orc) return orc;
     char err[1024];
     if ((orc = cvx_cli_check_model_dir("serve", model)) != 0) return orc;
-    if (cvx_svc_limits_from_model(&cfg.limits, model, err, sizeof err)) {
-        fprintf(stderr, "cogvideox serve: %s\n", err);
-        return 2;
-    }
 
     /* signals go to sigwait below; every thread started from here inherits the mask */
     sigset_t set;
@@ -187,6 +183,9 @@ int cvx_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "cogvideox serve: %s\n", err);
         return 2;
     }
+    /* the engine's defaults, limits and model: what Tool/Detail and Run publish and check, as generate does */
+    cvx_engine_info(re.engine, &cfg.model);
+    cvx_svc_limits_from_info(&cfg.limits, &cfg.model);
     cfg.engine.generate = real_generate;
     cfg.engine.ctx = &re;
     cvx_svc *svc = NULL;
@@ -195,8 +194,9 @@ int cvx_cmd_serve(int argc, char **argv) {
         cvx_engine_close(re.engine);
         return 2;
     }
-    printf("listening on http://%s:%d (model %s as %s/%s, precision %s)\n", host, cvx_svc_port(svc), model,
-           cfg.slug_owner, cfg.slug_project, cvx_precision_name(cfg.precision));
+    printf("listening on http://%s:%d (model %s as %s/%s, %s weights, precision %s)\n", host, cvx_svc_port(svc),
+           model, cfg.slug_owner, cfg.slug_project, cvx_weights_kind_name(cfg.model.weights),
+           cvx_precision_name(cfg.precision));
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

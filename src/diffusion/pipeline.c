@@ -17,19 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/half.h"
 #include "core/log.h"
+#include "core/sha256.h"
 #include "core/threadpool.h"
 #include "diffusion/denoise.h"
 #include "diffusion/rng.h"
 #include "diffusion/scheduler.h"
 #include "diffusion/transformer.h"
 #include "io/model.h"
+#include "io/model_maker.h"
 #include "media/video.h"
 #include "text/t5.h"
 #include "text/t5_tokenizer.h"
@@ -44,7 +45,135 @@ struct cvx_engine {
     cvx_logger logger;
     cvx_error err;
     uint64_t model_id; /* model_identity(): part of every checkpoint's parameter digest */
+    cvx_model_info info; /* defaults, limits and what the model is (cvx_engine_info) */
 };
+
+/* ---- defaults and limits: the one source (cvx_engine_info) ----------------------------------------------------- */
+static void base_info(cvx_model_info *o) {
+    memset(o, 0, sizeof *o);
+    o->default_steps = 50;
+    o->default_guidance_scale = 6.0f;
+    o->default_seed = 123456;
+    o->default_frames = 49;
+    o->default_height = 480;
+    o->default_width = 720;
+    o->default_fps = 8;
+    snprintf(o->default_scheduler, sizeof o->default_scheduler, "ddim");
+    o->min_steps = 1;
+    o->max_steps = 1000;
+    o->min_guidance_scale = 0.0f;
+    o->max_guidance_scale = 100.0f;
+    o->min_frames = 5;
+    o->max_frames = 49;
+    o->frames_step = 4;
+    o->min_size = 16;
+    o->max_size = 2048;
+    o->size_multiple = 16;
+    o->min_fps = 1;
+    o->max_fps = 120;
+    o->weights = CVX_WEIGHTS_UNKNOWN;
+}
+
+const char *cvx_weights_kind_name(cvx_weights_kind k) {
+    switch (k) {
+    case CVX_WEIGHTS_RANDOM: return "random";
+    case CVX_WEIGHTS_CHECKPOINT: return "checkpoint";
+    default: return "unknown";
+    }
+}
+
+/* The model's values: defaults from its configs, the frame and size rules from its VAE and patch size, and what its
+ * weights are: make-model's marker file says random; without it, the shapes of a published model say checkpoint. */
+/* A folder make-model wrote before it left its marker: the transformer's final norm scale holds make-model's draws
+ * for seed 0, its default (the first 16 values, to the stored dtype's precision). */
+static int made_by_make_model(const cvx_model *m) {
+    const cvx_model_component *tr = cvx_model_component_get(m, "transformer");
+    long idx = tr ? cvx_tensor_list_find(&tr->expected, "norm_final.weight") : -1;
+    if (idx < 0) return 0;
+    cvx_weights *w = NULL;
+    cvx_error err;
+    cvx_error_clear(&err);
+    if (cvx_weights_open(&w, tr->dir, &err) != CVX_OK) return 0;
+    const cvx_expected_tensor *e = &tr->expected.t[idx];
+    const cvx_st_tensor *st = cvx_weights_find(w, e->name);
+    int same = 0;
+    if (st) {
+        cvx_tensor t = cvx_st_view(st);
+        int64_t count = cvx_tensor_numel(&t), n = count < 16 ? count : 16;
+        same = n > 0;
+        for (int64_t i = 0; i < n && same; i++) {
+            double want = cvx_make_model_value(0, e, 0, (uint64_t)i), got = cvx_tensor_get(&t, i);
+            same = fabs(got - want) <= 1e-2 * fabs(want) + 1e-6; /* f16 / bf16 rounding */
+        }
+    }
+    cvx_weights_close(w);
+    return same;
+}
+
+void cvx_model_info_of(const cvx_model *m, const char *dir, cvx_model_info *o) {
+    base_info(o);
+    const cvx_transformer_config *tc = &cvx_model_component_get(m, "transformer")->cfg.transformer;
+    const cvx_vae_config *vc = &cvx_model_component_get(m, "vae")->cfg.vae;
+    int spatial = 1 << (vc->n_blocks - 1);
+    o->frames_step = (int)vc->temporal_compression_ratio;
+    o->min_frames = o->frames_step + 1;
+    o->max_frames = 12 * o->frames_step + 1; /* 49 for the factor 4 of every CogVideoX VAE */
+    int64_t f = tc->sample_frames;
+    if (f < o->min_frames || f > o->max_frames || (f - 1) % o->frames_step) f = o->max_frames;
+    o->default_frames = (int)f;
+    o->size_multiple = spatial * (int)tc->patch_size;
+    o->min_size = o->size_multiple;
+    o->default_height = (int)tc->sample_height * spatial;
+    o->default_width = (int)tc->sample_width * spatial;
+    const cvx_model_component *sc = cvx_model_component_get(m, "scheduler");
+    if (sc && sc->cls == CVX_CLASS_DPM_SCHEDULER) snprintf(o->default_scheduler, sizeof o->default_scheduler, "dpm");
+    /* the folder's name, without trailing slashes */
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && dir[start - 1] != '/') start--;
+    snprintf(o->model_name, sizeof o->model_name, "%.*s", (int)(len - start), dir + start);
+    int is_2b = tc->num_layers == 30 && tc->num_attention_heads == 30 && tc->attention_head_dim == 64 &&
+                !tc->use_rotary_positional_embeddings;
+    int is_5b = tc->num_layers == 42 && tc->num_attention_heads == 48 && tc->attention_head_dim == 64 &&
+                tc->use_rotary_positional_embeddings;
+    snprintf(o->model_variant, sizeof o->model_variant, "%s",
+             is_2b ? "CogVideoX-2b" : is_5b ? "CogVideoX-5b" : "custom");
+    char *marker = cvx_path_join(dir, CVX_RANDOM_WEIGHTS_MARKER);
+    json_t *mk = marker ? json_load_file(marker, 0, NULL) : NULL;
+    free(marker);
+    if (mk) {
+        const char *preset = json_string_value(json_object_get(mk, "preset"));
+        json_t *seed = json_object_get(mk, "seed");
+        o->weights = CVX_WEIGHTS_RANDOM;
+        snprintf(o->weights_origin, sizeof o->weights_origin,
+                 "random weights from cogvideox make-model --preset %s (seed %lld): the videos are noise",
+                 preset ? preset : "?", (long long)json_integer_value(seed));
+        json_decref(mk);
+    } else if (made_by_make_model(m)) {
+        o->weights = CVX_WEIGHTS_RANDOM;
+        snprintf(o->weights_origin, sizeof o->weights_origin,
+                 "cogvideox make-model's random weights (seed 0; written before it marked its folders): the "
+                 "videos are noise");
+    } else if (is_2b || is_5b) {
+        o->weights = CVX_WEIGHTS_CHECKPOINT;
+        snprintf(o->weights_origin, sizeof o->weights_origin,
+                 "no make-model marker and not its seed-0 weights; the shapes of %s (the weights are not compared "
+                 "with the hub's)",
+                 o->model_variant);
+    } else {
+        o->weights = CVX_WEIGHTS_UNKNOWN;
+        snprintf(o->weights_origin, sizeof o->weights_origin,
+                 "no make-model marker and not its seed-0 weights; not the shapes of a published CogVideoX model");
+    }
+}
+
+cvx_status cvx_engine_info(const cvx_engine *e, cvx_model_info *out) {
+    if (!out) return CVX_ERR_INVALID_ARGUMENT;
+    if (e) *out = e->info;
+    else base_info(out);
+    return CVX_OK;
+}
 
 cvx_engine_params cvx_engine_params_default(void) {
     cvx_engine_params p;
@@ -62,7 +191,7 @@ cvx_generate_params cvx_generate_params_default(void) {
     p.steps = 50;
     p.guidance_scale = 6.0f;
     p.seed = 123456;
-    p.num_frames = 49;
+    p.num_frames = 0; /* the model's sample_frames */
     p.fps = 8;
     p.precision = CVX_PRECISION_FP32;
     p.noise_dtype = CVX_NOISE_F32;
@@ -198,6 +327,7 @@ cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_en
         goto fail;
     }
     e->model_id = model_identity(model_dir);
+    cvx_model_info_of(e->model, model_dir, &e->info);
     cvx_log_info(&e->logger, "opened %s (%d threads)", model_dir, cvx_pool_size(e->pool));
     *out = e;
     return CVX_OK;
@@ -502,30 +632,34 @@ static cvx_status tap(gen_ctx *g, const char *name, cvx_dtype dt, void *data, in
     return g->tap->fn(g->tap->user_data, name, &t);
 }
 
-static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_on, int *height, int *width) {
+static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_on, int *frames, int *height,
+                           int *width) {
+    const cvx_model_info *I = &e->info;
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
-    const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
-    int spatial = 1 << (vae->cfg.vae.n_blocks - 1);
     if (!p->prompt) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "prompt is required");
-    if (p->steps < 1 || p->steps > 1000)
-        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "steps must be from 1 to 1000, got %d", p->steps);
-    if (!isfinite(p->guidance_scale) || p->guidance_scale < 0 || p->guidance_scale > 100)
-        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "guidance scale must be from 0 to 100, got %g",
-                        (double)p->guidance_scale);
-    int tc = (int)vae->cfg.vae.temporal_compression_ratio;
-    if (p->num_frames < 5 || p->num_frames > 49 || (p->num_frames - 1) % tc != 0)
+    if (p->steps < I->min_steps || p->steps > I->max_steps)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "steps must be from %d to %d, got %d", I->min_steps,
+                        I->max_steps, p->steps);
+    if (!isfinite(p->guidance_scale) || p->guidance_scale < I->min_guidance_scale ||
+        p->guidance_scale > I->max_guidance_scale)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "guidance scale must be from %g to %g, got %g",
+                        (double)I->min_guidance_scale, (double)I->max_guidance_scale, (double)p->guidance_scale);
+    *frames = p->num_frames ? p->num_frames : I->default_frames;
+    if (*frames < I->min_frames || *frames > I->max_frames || (*frames - 1) % I->frames_step != 0)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
-                        "frames must be %dk+1 from 5 to 49 (8k+1 is what the model card recommends), got %d", tc,
-                        p->num_frames);
-    *height = p->height ? p->height : (int)tr->cfg.transformer.sample_height * spatial;
-    *width = p->width ? p->width : (int)tr->cfg.transformer.sample_width * spatial;
-    int mult = spatial * (int)tr->cfg.transformer.patch_size;
-    if (*height < mult || *width < mult || *height % mult || *width % mult || *height > 2048 || *width > 2048)
+                        "frames must be %dk+1 from %d to %d (8k+1 is what the model card recommends), got %d",
+                        I->frames_step, I->min_frames, I->max_frames, *frames);
+    *height = p->height ? p->height : I->default_height;
+    *width = p->width ? p->width : I->default_width;
+    int mult = I->size_multiple;
+    if (*height < I->min_size || *width < I->min_size || *height % mult || *width % mult || *height > I->max_size ||
+        *width > I->max_size)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
-                        "height and width must be multiples of %d from %d to 2048, got %dx%d", mult, mult, *height,
-                        *width);
-    if (p->fps < 1 || p->fps > 120)
-        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "fps must be from 1 to 120, got %d", p->fps);
+                        "height and width must be multiples of %d from %d to %d, got %dx%d", mult, I->min_size,
+                        I->max_size, *height, *width);
+    if (p->fps < I->min_fps || p->fps > I->max_fps)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "fps must be from %d to %d, got %d", I->min_fps,
+                        I->max_fps, p->fps);
     if (p->precision != CVX_PRECISION_FP32 && p->precision != CVX_PRECISION_BF16)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown precision %d (fp32 or bf16)", (int)p->precision);
     if (p->noise_dtype != CVX_NOISE_F32 && p->noise_dtype != CVX_NOISE_F16)
@@ -563,14 +697,6 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
     return CVX_OK;
 }
 
-/* SHA-256 of n bytes as 64 hex digits (out: 65 bytes). */
-static void sha256_hex(const void *data, size_t n, char *out) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    out[0] = 0;
-    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32) return;
-    for (unsigned i = 0; i < len; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 /* Share of the work per phase, from rough FLOP counts, for the progress fraction. */
 static void plan_progress(gen_ctx *g, int64_t F, int64_t H, int64_t W, int frames, int height, int width, int cfg) {
@@ -951,9 +1077,30 @@ static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
     const cvx_generate_params *p = g->p;
     const char *paths[2] = {p->output_path, p->preview_path};
     const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
+    /* what made the video, readable with ffprobe; nothing that changes between runs (no time, no path, no task), so
+     * the same generation still gives the same bytes */
+    const cvx_model_info *mi = &g->e->info;
+    char seed[32], steps[16], guidance[32], size[32], frames[16], cache[400], model[320], version[64];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
+    snprintf(steps, sizeof steps, "%d", p->steps);
+    snprintf(guidance, sizeof guidance, "%g", (double)p->guidance_scale);
+    snprintf(size, sizeof size, "%dx%d", width, height);
+    snprintf(frames, sizeof frames, "%d", p->num_frames);
+    cvx_cache_format(&g->cache, cache, sizeof cache);
+    snprintf(model, sizeof model, "%s (%s, %s weights)", mi->model_name, mi->model_variant,
+             cvx_weights_kind_name(mi->weights));
+    snprintf(version, sizeof version, "cogvideox %s", cvx_version());
+    const char *tags[] = {"prompt", p->prompt, "negative_prompt", p->negative_prompt ? p->negative_prompt : "",
+                          "seed", seed, "steps", steps, "guidance_scale", guidance,
+                          "scheduler", p->scheduler ? p->scheduler : mi->default_scheduler,
+                          "dynamic_cfg", p->use_dynamic_cfg ? "true" : "false", "frames", frames, "size", size,
+                          "precision", cvx_precision_name(p->precision),
+                          "noise_dtype", p->noise_dtype == CVX_NOISE_F16 ? "f16" : "f32", "cache", cache,
+                          "model", model, "generator", version, NULL};
     for (int k = 0; k < 2; k++) {
         if (!paths[k]) continue;
-        cvx_status st = cvx_video_open(&o->vw[k], paths[k], formats[k], width, height, p->fps, &g->e->err);
+        cvx_status st =
+            cvx_video_open_tagged(&o->vw[k], paths[k], formats[k], width, height, p->fps, tags, &g->e->err);
         if (st != CVX_OK) return st;
     }
     int rc = p->frames_dir ? cvx_mkdirs(p->frames_dir) : 0;
@@ -1101,9 +1248,12 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     if (!e) return CVX_ERR_INVALID_ARGUMENT;
     cvx_error_clear(&e->err);
     if (!p) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "no parameters");
-    int height = 0, width = 0;
-    cvx_status st = validate(e, p, tp && tp->fn, &height, &width);
+    int frames = 0, height = 0, width = 0;
+    cvx_status st = validate(e, p, tp && tp->fn, &frames, &height, &width);
     if (st != CVX_OK) return st;
+    cvx_generate_params resolved = *p; /* the model's default frames filled in: checkpoints and outputs see them */
+    resolved.num_frames = frames;
+    p = &resolved;
 
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
     const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
@@ -1174,7 +1324,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     }
     g.collective = 0;
     char latents_sha256[65];
-    sha256_hex(latents, sizeof(float) * (size_t)(F * C * H * W), latents_sha256);
+    cvx_sha256_hex(latents, sizeof(float) * (size_t)(F * C * H * W), latents_sha256);
     if (out) {
         memcpy(out->latents_sha256, latents_sha256, sizeof latents_sha256);
         out->ranks = cvx_dist_size(g.world);

@@ -7,6 +7,7 @@
 #include "cogvideox.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "io/model.h"
 
 /* Tensor names, as the e2e golden files spell them:
  *   prompt_input_ids, negative_prompt_input_ids   I64 [1, L]
@@ -32,5 +33,9 @@ cvx_status cvx_generate_tapped(cvx_engine *engine, const cvx_generate_params *pa
  * the next step. A blob that is not a checkpoint of this build is CVX_ERR_FORMAT. */
 cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const float **latents, int64_t *n,
                                            int *step, int *steps, cvx_error *err);
+
+/* What cvx_engine_info reports for an opened model folder (its configs read; weights need not be checked): the
+ * defaults and limits from its configs, its name, variant and whether make-model's random-weights marker is there. */
+void cvx_model_info_of(const cvx_model *model, const char *dir, cvx_model_info *out);
 
 #endif

@@ -286,7 +286,7 @@ static void copy_str(char *dst, size_t size, const char *src) {
 /* Where the class lets the value be a string of limited length. */
 static cvx_status bounded_string(const cvx_config *c, const char *key, const char *def, char *dst, size_t size,
                                  cvx_error *err) {
-    const char *s;
+    const char *s = NULL; /* set when the call succeeds (gcc cannot tell once it inlines it) */
     TRY(cvx_config_string(c, key, def, &s, err));
     if (strlen(s) >= size)
         return cvx_fail(err, CVX_ERR_FORMAT, "%s: \"%s\" is too long (%zu characters)", c->label, key, strlen(s));
@@ -296,7 +296,7 @@ static cvx_status bounded_string(const cvx_config *c, const char *key, const cha
 
 /* `_class_name` (diffusers) must name the class the folder says it is. */
 static cvx_status check_class_name(const cvx_config *c, const char *want, cvx_error *err) {
-    const char *s;
+    const char *s = NULL;
     TRY(cvx_config_string(c, "_class_name", want, &s, err));
     if (strcmp(s, want))
         return cvx_fail(err, CVX_ERR_FORMAT, "%s: \"_class_name\" is \"%.64s\", expected \"%s\"", c->label, s, want);
@@ -307,7 +307,7 @@ static cvx_status check_class_name(const cvx_config *c, const char *want, cvx_er
 
 cvx_status cvx_t5_config_read(const cvx_config *c, cvx_t5_config *o, cvx_error *err) {
     memset(o, 0, sizeof *o);
-    const char *model_type;
+    const char *model_type = NULL;
     TRY(cvx_config_string(c, "model_type", "t5", &model_type, err));
     if (strcmp(model_type, "t5"))
         return cvx_fail(err, CVX_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%.64s\", expected \"t5\"", c->label,

@@ -624,9 +624,11 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
     const int64_t spatial = (int64_t)1 << (vc->n_blocks - 1), tcr = (int64_t)vc->temporal_compression_ratio;
     e->height = tc->sample_height * spatial;
     e->width = tc->sample_width * spatial;
-    /* CogVideoXPipeline.__call__'s num_frames default (49) does not follow the config; height and width come from
-     * the transformer's sample size (480×720 for the real models, as the call's defaults). */
-    e->frames = 49;
+    /* the defaults of a generation (cvx_engine_info): the transformer's sample_frames when it is a valid count
+     * (4N+1 up to 49), and its sample size (480×720 for the real models) */
+    e->frames = tc->sample_frames >= tcr + 1 && tc->sample_frames <= 12 * tcr + 1 && (tc->sample_frames - 1) % tcr == 0
+                    ? tc->sample_frames
+                    : 12 * tcr + 1;
     e->latent_frames = (e->frames - 1) / tcr + 1;
     const int64_t L = tc->max_text_seq_length, hl = tc->sample_height, wl = tc->sample_width;
     e->seq_len = L + e->latent_frames * (hl / tc->patch_size) * (wl / tc->patch_size);

@@ -115,7 +115,7 @@ cvx_status cvx_model_check_weights(const char *component, const char *where, con
 
 /* ---- memory estimate for the default generation ---------------------------------------------------------- */
 typedef struct {
-    int64_t height, width, frames; /* the default video: sample size × VAE spatial factor, 49 frames */
+    int64_t height, width, frames; /* the default video: sample size × VAE spatial factor, sample_frames (49) */
     int64_t latent_frames;         /* (frames − 1) / temporal ratio + 1 */
     int64_t seq_len;               /* transformer tokens: text + patches */
     uint64_t t5_weights, t5_act;

@@ -267,6 +267,11 @@ static void fill_range(void *ctx, int64_t begin, int64_t end, int thread_index) 
     }
 }
 
+float cvx_make_model_value(uint64_t seed, const cvx_expected_tensor *e, int64_t t5_d_kv, uint64_t i) {
+    init_rule r = rule_for(e, t5_d_kv);
+    return r.mean + r.std * stream_normal(splitmix64(splitmix64(seed) ^ fnv1a64(e->name)), i);
+}
+
 /* ---- writing ----------------------------------------------------------------------------------------------- */
 typedef struct {
     const cvx_make_model_params *p;
@@ -283,6 +288,7 @@ static cvx_status fill_tensor(void *user_data, size_t index, void *dst, size_t n
     const cvx_expected_tensor *e = &w->list->t[w->order[index]];
     if ((uint64_t)e->numel * cvx_dtype_size(w->p->dtype) != nbytes)
         return cvx_fail(err, CVX_ERR_INTERNAL, "size mismatch for %s", e->name);
+    /* the same values as cvx_make_model_value, a chunk at a time */
     fill_job j = {e, splitmix64(splitmix64(w->p->seed) ^ fnv1a64(e->name)), rule_for(e, w->t5_d_kv), w->p->dtype, dst};
     int64_t chunks = (e->numel + FILL_CHUNK - 1) / FILL_CHUNK;
     cvx_pool_parallel_for(chunks > 1 ? w->pool : NULL, chunks, 1, fill_range, &j);
@@ -493,6 +499,15 @@ cvx_status cvx_make_model(const char *dir, const cvx_make_model_params *params, 
     }
     json_decref(j);
     j = NULL;
+    /* the marker that tells every front end these weights are random (cvx_engine_info, the served model's name) */
+    if (!st) {
+        j = json_pack("{s:s, s:s, s:s, s:I, s:s}", "weights", "random", "made_by", "cogvideox make-model", "preset",
+                      p.preset, "seed", (json_int_t)p.seed, "dtype", cvx_dtype_name(p.dtype));
+        snprintf(path, sizeof path, "%s/%s", dir, CVX_RANDOM_WEIGHTS_MARKER);
+        st = j ? cvx_json_write_python(path, j, err) : cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        json_decref(j);
+        j = NULL;
+    }
     if (!st) st = cvx_make_model_config(p.preset, "model_index", &j, err);
     if (!st) {
         snprintf(path, sizeof path, "%s/model_index.json", dir);

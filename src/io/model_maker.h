@@ -46,6 +46,11 @@ cvx_make_model_params cvx_make_model_params_default(void);
  * replaced). model_index.json is written last, so an interrupted run leaves a folder that does not open. */
 cvx_status cvx_make_model(const char *dir, const cvx_make_model_params *params, cvx_error *err);
 
+/* Element i of the tensor e as make-model draws it with `seed` (before rounding to the stored dtype); t5_d_kv > 0
+ * for the T5 encoder's tensors. cvx_engine_info compares a few with a folder's to tell random weights written
+ * before make-model wrote its marker file. */
+float cvx_make_model_value(uint64_t seed, const cvx_expected_tensor *e, int64_t t5_d_kv, uint64_t i);
+
 /* The preset's config for `component` ("model_index", "text_encoder", "transformer", "vae", "scheduler"),
  * as a new JSON object (caller decrefs). */
 cvx_status cvx_make_model_config(const char *preset, const char *component, json_t **out, cvx_error *err);

@@ -22,6 +22,12 @@ typedef enum {
 /* width and height must be even (yuv420p); fps from 1 to 240. */
 cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_format format, int width, int height,
                           int fps, cvx_error *err);
+/* As cvx_video_open, with container metadata: tags holds key, value, key, value, ..., NULL (NULL for none). An MP4
+ * stores each as a tag ffprobe lists under the format (`-show_entries format_tags`), in the order given; nothing
+ * that varies between runs is added (no creation time), so the same frames and tags give the same bytes. The WebP
+ * preview has no metadata. */
+cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_video_format format, int width,
+                                 int height, int fps, const char *const *tags, cvx_error *err);
 /* Encodes n frames of RGB [n, height, width, 3]. */
 cvx_status cvx_video_write_frames(cvx_video_writer *w, const uint8_t *rgb, int n, cvx_error *err);
 /* Flushes the encoder, finishes the file and renames it into place; frees w (also on failure, which removes the

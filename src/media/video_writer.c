@@ -74,6 +74,11 @@ static void writer_free(cvx_video_writer *w, int remove_part) {
 
 cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_format format, int width, int height,
                           int fps, cvx_error *err) {
+    return cvx_video_open_tagged(out, path, format, width, height, fps, NULL, err);
+}
+
+cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_video_format format, int width,
+                                 int height, int fps, const char *const *tags, cvx_error *err) {
     *out = NULL;
     if (width <= 0 || height <= 0 || (width & 1) || (height & 1))
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: H.264 yuv420p needs an even frame size, got %dx%d", path,
@@ -176,8 +181,11 @@ cvx_status cvx_video_open(cvx_video_writer **out, const char *path, cvx_video_fo
         st = av_fail(err, path, "cannot create the file", rc);
         goto fail;
     }
+    /* the generation's parameters as container tags (mdta keys with use_metadata_tags: any name, read back by
+     * ffprobe as format tags) */
+    for (int k = 0; mp4 && tags && tags[k] && tags[k + 1]; k += 2) av_dict_set(&w->fmt->metadata, tags[k], tags[k + 1], 0);
     AVDictionary *opts = NULL;
-    if (mp4) av_dict_set(&opts, "movflags", "+faststart", 0);
+    if (mp4) av_dict_set(&opts, "movflags", tags ? "+faststart+use_metadata_tags" : "+faststart", 0);
     else av_dict_set(&opts, "loop", "0", 0); /* loop forever */
     rc = avformat_write_header(w->fmt, &opts);
     av_dict_free(&opts);

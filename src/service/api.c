@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "service/body.h"
 
@@ -47,6 +48,11 @@ static json_t *num_str(long long v) {
 }
 
 /* ---- the task object ---- */
+
+json_t *cvx_svc_model_json(const cvx_model_info *m) {
+    return json_pack("{s:s, s:s, s:s, s:s}", "folder", m->model_name, "variant", m->model_variant[0] ? m->model_variant : "",
+                     "weights", cvx_weights_kind_name(m->weights), "weightsOrigin", m->weights_origin);
+}
 
 void cvx_svc_default_base(const cvx_svc *svc, char *out, size_t size) {
     if (svc->public_url) snprintf(out, size, "%s", svc->public_url);
@@ -106,6 +112,26 @@ json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char 
     json_object_set_new(o, "modelslugproject", json_string(t->slugproject));
     json_object_set_new(o, "outputs", cvx_svc_outputs_json(svc, t, base_url));
     json_object_set_new(o, "size", num_str(t->out_name[0] && !t->out_deleted ? t->out_size : 0));
+    /* [ours] a queued task: how many tasks the one worker runs before it (the running one and the queued ones
+     * before it); "0" for a task that is not waiting */
+    long long ahead = 0;
+    if (!strcmp(t->status, "task_queue")) {
+        char err[256];
+        long long before = cvx_svc_store_queued_before(svc->store, t->id, err, sizeof err);
+        ahead = (before > 0 ? before : 0) + (atomic_load(&((cvx_svc *)svc)->running_task) != 0);
+    }
+    json_object_set_new(o, "queueposition", num_str(ahead));
+    /* [ours] the animated WebP preview the generation wrote beside the MP4 (the page's thumbnail), or "": not in
+     * outputs, which stays the one MP4 that Wiro clients take */
+    char preview[1200] = "";
+    if (t->out_name[0] && !t->out_deleted) {
+        char path[1300];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s/" CVX_SVC_PREVIEW_NAME, svc->outputs_dir, t->out_key);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            snprintf(preview, sizeof preview, "%s/files/%s/" CVX_SVC_PREVIEW_NAME, base_url, t->out_key);
+    }
+    json_object_set_new(o, "previewurl", json_string(preview));
     return o;
 }
 
@@ -225,7 +251,8 @@ static int slug_matches(const cvx_svc *svc, const char *owner, size_t owner_len,
  * to EXTRA_INPUTS_MAX bytes in all. A new reference. */
 static json_t *stored_inputs(const json_t *fields) {
     static const char *known[] = {"prompt", "negativePrompt", "steps", "scale", "seed", "numFrames", "width",
-                                  "height", "fps", "precision", "cache", "callbackUrl", "projectid"};
+                                  "height", "fps", "precision", "cache", "scheduler", "dynamicCfg", "callbackUrl",
+                                  "projectid"};
     json_t *out = json_object();
     if (!out) return NULL;
     size_t extra = 0;
@@ -249,6 +276,7 @@ static json_t *stored_inputs(const json_t *fields) {
 static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc *svc = rq->svc;
     const cvx_svc_model_limits *L = &svc->cfg.limits;
+    const cvx_model_info *M = &svc->cfg.model; /* the engine's minimums and multiples */
     const char *rest = rq->path_rest; /* "{owner}/{model}" */
     const char *slash = strchr(rest, '/');
     if (!slash || strchr(slash + 1, '/') || !slug_matches(svc, rest, (size_t)(slash - rest), slash + 1)) {
@@ -263,15 +291,16 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         return;
     }
     long long steps, frames, width, height, fps;
-    if (get_int(rq, rp, "steps", L->default_steps, 1, L->max_steps, &steps)) return;
+    if (get_int(rq, rp, "steps", L->default_steps, M->min_steps, L->max_steps, &steps)) return;
     double scale = L->default_scale;
     int r = cvx_svc_field_double(rq->fields, "scale", &scale);
     if (r < 0) return (void)bad_number(rp, "scale");
-    if (scale < 0 || scale > L->max_scale) {
-        cvx_svc_reply_error(rp, 200, 0, "Request parameter [scale] must be between 0 and %g", L->max_scale);
+    if (scale < M->min_guidance_scale || scale > L->max_scale) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [scale] must be between %g and %g",
+                            (double)M->min_guidance_scale, L->max_scale);
         return;
     }
-    unsigned long long seed = 123456;
+    unsigned long long seed = M->default_seed;
     r = cvx_svc_field_u64(rq->fields, "seed", &seed);
     if (r < 0) {
         long long neg;
@@ -282,19 +311,21 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         return;
     }
     if (get_text(rq, rp, "negativePrompt", L->max_prompt_bytes, &negative, b2, sizeof b2)) return;
-    if (get_int(rq, rp, "numFrames", L->default_frames, 5, L->max_frames, &frames)) return;
-    if ((frames - 1) % 4) {
-        cvx_svc_reply_error(rp, 200, 0, "Request parameter [numFrames] must be 4N+1 (5, 9, 13, ..., %d)",
-                            L->max_frames);
+    if (get_int(rq, rp, "numFrames", L->default_frames, M->min_frames, L->max_frames, &frames)) return;
+    if ((frames - M->min_frames) % M->frames_step) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [numFrames] must be %dN+1 (%d, %d, %d, ..., %d)",
+                            M->frames_step, M->min_frames, M->min_frames + M->frames_step,
+                            M->min_frames + 2 * M->frames_step, L->max_frames);
         return;
     }
-    if (get_int(rq, rp, "width", L->default_width, 16, L->max_width, &width)) return;
-    if (get_int(rq, rp, "height", L->default_height, 16, L->max_height, &height)) return;
-    if (width % 16 || height % 16) {
-        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be a multiple of 16", width % 16 ? "width" : "height");
+    if (get_int(rq, rp, "width", L->default_width, M->min_size, L->max_width, &width)) return;
+    if (get_int(rq, rp, "height", L->default_height, M->min_size, L->max_height, &height)) return;
+    if (width % M->size_multiple || height % M->size_multiple) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%s] must be a multiple of %d",
+                            width % M->size_multiple ? "width" : "height", M->size_multiple);
         return;
     }
-    if (get_int(rq, rp, "fps", L->default_fps, 1, L->max_fps, &fps)) return;
+    if (get_int(rq, rp, "fps", L->default_fps, M->min_fps, L->max_fps, &fps)) return;
     const char *prec_text;
     char b4[64];
     if (get_text(rq, rp, "precision", 64, &prec_text, b4, sizeof b4)) return;
@@ -331,6 +362,28 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         }
     }
     cvx_cache_format(&cache_params, cache, sizeof cache);
+    /* [ours] the scheduler and the cosine guidance schedule, as generate's --scheduler and --dynamic-cfg; absent or
+     * empty: the model folder's scheduler, no dynamic CFG */
+    const char *sched_text, *dyn_text, *scheduler = "";
+    char b6[64], b7[64];
+    if (get_text(rq, rp, "scheduler", 64, &sched_text, b6, sizeof b6)) return;
+    if (sched_text && *sched_text) {
+        if (!strcasecmp(sched_text, "ddim")) scheduler = "ddim";
+        else if (!strcasecmp(sched_text, "dpm")) scheduler = "dpm";
+        else {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [scheduler] must be ddim or dpm");
+            return;
+        }
+    }
+    int dynamic_cfg = 0;
+    if (get_text(rq, rp, "dynamicCfg", 64, &dyn_text, b7, sizeof b7)) return;
+    if (dyn_text && *dyn_text) {
+        if (!strcasecmp(dyn_text, "true") || !strcmp(dyn_text, "1")) dynamic_cfg = 1;
+        else if (strcasecmp(dyn_text, "false") && strcmp(dyn_text, "0")) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [dynamicCfg] must be true or false");
+            return;
+        }
+    }
     if (get_text(rq, rp, "callbackUrl", 4096, &callback, b3, sizeof b3)) return;
     if (callback && !ok_callback_url(callback)) {
         cvx_svc_reply_error(rp, 200, 0,
@@ -360,6 +413,8 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                             "seed", seed_text, "num_frames", (int)frames, "width", (int)width, "height", (int)height,
                             "fps", (int)fps, "precision", cvx_precision_name(precision), "cache", cache, "output_key",
                             key);
+    if (gen && *scheduler) json_object_set_new(gen, "scheduler", json_string(scheduler));
+    if (gen && dynamic_cfg) json_object_set_new(gen, "dynamic_cfg", json_true());
     json_t *inputs = stored_inputs(rq->fields);
     t.params = inputs ? json_dumps(inputs, JSON_COMPACT) : NULL;
     json_decref(inputs);
@@ -618,11 +673,13 @@ static json_t *param_item(const char *id, const char *type, const char *label, i
 
 static json_t *tool_json(const cvx_svc *svc, int with_params) {
     const cvx_svc_model_limits *L = &svc->cfg.limits;
+    const cvx_model_info *M = &svc->cfg.model;
     char title[160];
     snprintf(title, sizeof title, "%s", svc->slug_project);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s, s]}", "id", "1", "title", title, "slugowner",
                           svc->slug_owner, "slugproject", svc->slug_project, "description", MODEL_DESCRIPTION,
                           "categories", "text-to-video", "tags", "video", "cogvideox");
+    json_object_set_new(o, "model", cvx_svc_model_json(M)); /* what is really served (the page's header) */
     if (!with_params) return o;
     char b[64];
     json_t *items = json_array();
@@ -634,25 +691,30 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
                                             json_integer((json_int_t)L->max_prompt_bytes), NULL,
                                             "What the video should not show (classifier-free guidance's other half)."));
     snprintf(b, sizeof b, "%d", L->default_steps);
-    json_array_append_new(items, param_item("steps", "number", "Steps", 0, json_string(b), json_integer(1),
+    json_array_append_new(items, param_item("steps", "number", "Steps", 0, json_string(b), json_integer(M->min_steps),
                                             json_integer(L->max_steps), json_integer(1), "Denoising steps."));
     snprintf(b, sizeof b, "%.1f", L->default_scale);
-    json_array_append_new(items, param_item("scale", "float", "Guidance scale", 0, json_string(b), json_integer(0),
-                                            json_real(L->max_scale), json_real(0.1), "Classifier-free guidance scale."));
-    json_array_append_new(items, param_item("seed", "text", "Seed", 0, json_string("123456"), json_integer(0),
+    json_array_append_new(items, param_item("scale", "float", "Guidance scale", 0, json_string(b),
+                                            json_real(M->min_guidance_scale), json_real(L->max_scale), json_real(0.1),
+                                            "Classifier-free guidance scale."));
+    snprintf(b, sizeof b, "%llu", (unsigned long long)M->default_seed);
+    json_array_append_new(items, param_item("seed", "text", "Seed", 0, json_string(b), json_integer(0),
                                             json_string("18446744073709551615"), NULL,
                                             "Integer seed of the CPU generator (its low 32 bits, as torch)."));
     snprintf(b, sizeof b, "%d", L->default_frames);
-    json_array_append_new(items, param_item("numFrames", "number", "Frames", 0, json_string(b), json_integer(5),
-                                            json_integer(L->max_frames), json_integer(4), "4N+1 frames."));
+    json_array_append_new(items, param_item("numFrames", "number", "Frames", 0, json_string(b),
+                                            json_integer(M->min_frames), json_integer(L->max_frames),
+                                            json_integer(M->frames_step), "4N+1 frames."));
     snprintf(b, sizeof b, "%d", L->default_width);
-    json_array_append_new(items, param_item("width", "number", "Width", 0, json_string(b), json_integer(16),
-                                            json_integer(L->max_width), json_integer(16), "Pixels, a multiple of 16."));
+    json_array_append_new(items, param_item("width", "number", "Width", 0, json_string(b), json_integer(M->min_size),
+                                            json_integer(L->max_width), json_integer(M->size_multiple),
+                                            "Pixels, a multiple of 16."));
     snprintf(b, sizeof b, "%d", L->default_height);
-    json_array_append_new(items, param_item("height", "number", "Height", 0, json_string(b), json_integer(16),
-                                            json_integer(L->max_height), json_integer(16), "Pixels, a multiple of 16."));
+    json_array_append_new(items, param_item("height", "number", "Height", 0, json_string(b), json_integer(M->min_size),
+                                            json_integer(L->max_height), json_integer(M->size_multiple),
+                                            "Pixels, a multiple of 16."));
     snprintf(b, sizeof b, "%d", L->default_fps);
-    json_array_append_new(items, param_item("fps", "number", "Frames per second", 0, json_string(b), json_integer(1),
+    json_array_append_new(items, param_item("fps", "number", "Frames per second", 0, json_string(b), json_integer(M->min_fps),
                                             json_integer(L->max_fps), json_integer(1), "Of the MP4 file."));
     json_t *prec = param_item("precision", "select", "Precision", 0, json_string(cvx_precision_name(svc->cfg.precision)),
                               NULL, NULL, NULL,
@@ -667,6 +729,17 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
                                "teacache[:THRESHOLD[:C4,C3,C2,C1,C0]] is accepted. Default: off.");
     json_object_set_new(cache, "options", json_pack("[s, s, s]", "off", "teacache:0.1", "teacache:0.2"));
     json_array_append_new(items, cache);
+    json_t *sched = param_item("scheduler", "select", "Scheduler", 0, json_string(M->default_scheduler), NULL, NULL,
+                               NULL,
+                               "The sampler: ddim (CogVideoX DDIM, the 2b's) or dpm (CogVideoX DPM, the 5b's). "
+                               "Default: the model folder's.");
+    json_object_set_new(sched, "options", json_pack("[s, s]", "ddim", "dpm"));
+    json_array_append_new(items, sched);
+    json_t *dyn = param_item("dynamicCfg", "select", "Dynamic CFG", 0, json_string("false"), NULL, NULL, NULL,
+                             "A cosine schedule of the guidance scale over the steps (use_dynamic_cfg; the 5b "
+                             "model card uses it with dpm). Default: false.");
+    json_object_set_new(dyn, "options", json_pack("[s, s]", "false", "true"));
+    json_array_append_new(items, dyn);
     json_object_set_new(o, "parameters", json_pack("[{s:s, s:o}]", "title", "Inputs", "items", items));
     return o;
 }

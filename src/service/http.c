@@ -370,7 +370,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (is_get) *con_cls = &answered_get;
         if (is_get && !strcmp(url, "/healthz")) {
             int ok = atomic_load(&svc->ready) && !atomic_load(&svc->stopping);
-            json_t *b = json_pack("{s:s, s:s}", "status", ok ? "ok" : "starting", "version", cvx_version());
+            json_t *b = json_pack("{s:s, s:s, s:o}", "status", ok ? "ok" : "starting", "version", cvx_version(),
+                                  "model", cvx_svc_model_json(&svc->cfg.model));
             return send_json(conn, ok ? 200 : 503, b, 0);
         }
         if (is_get && !strncmp(url, "/files/", 7)) { /* a video may take a while to go out */
@@ -488,47 +489,28 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.max_websockets_per_ip = 16;
     c.max_websockets_per_task = 8;
     c.ws_info_timeout_ms = 5000;
-    c.limits = (cvx_svc_model_limits){.default_steps = 50,
-                                      .default_scale = 6.0,
-                                      .default_frames = 49,
-                                      .default_width = 720,
-                                      .default_height = 480,
-                                      .default_fps = 8,
-                                      .max_steps = 200,
-                                      .max_scale = 30.0,
-                                      .max_frames = 49,
-                                      .max_width = 1440,
-                                      .max_height = 1440,
-                                      .max_fps = 60,
-                                      .max_prompt_bytes = 10000};
+    cvx_engine_info(NULL, &c.model);
+    c.limits.max_prompt_bytes = 10000;
+    cvx_svc_limits_from_info(&c.limits, &c.model);
     c.precision = cvx_precision_default();
     c.allow_bf16 = cvx_precision_native(CVX_PRECISION_BF16);
     c.logger = cvx_logger_default();
     return c;
 }
 
-int cvx_svc_limits_from_model(cvx_svc_model_limits *L, const char *model_dir, char *err, size_t n) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/transformer/config.json", model_dir);
-    json_error_t je;
-    json_t *c = json_load_file(path, 0, &je);
-    if (!c) {
-        snprintf(err, n, "%s: %s", path, je.text);
-        return -1;
-    }
-    json_int_t f = json_integer_value(json_object_get(c, "sample_frames"));
-    json_int_t h = json_integer_value(json_object_get(c, "sample_height"));
-    json_int_t w = json_integer_value(json_object_get(c, "sample_width"));
-    json_decref(c);
-    if (f < 5 || h < 2 || w < 2 || h > 1024 || w > 1024 || (f - 1) % 4) {
-        snprintf(err, n, "%s: sample_frames/sample_height/sample_width are missing or out of range", path);
-        return -1;
-    }
-    /* the pipeline's default size: the latent sample size times the VAE's spatial factor 8 */
-    L->default_frames = f <= L->max_frames ? (int)f : L->max_frames;
-    L->default_height = (int)h * 8;
-    L->default_width = (int)w * 8;
-    return 0;
+void cvx_svc_limits_from_info(cvx_svc_model_limits *L, const cvx_model_info *I) {
+    L->default_steps = I->default_steps;
+    L->default_scale = I->default_guidance_scale;
+    L->default_frames = I->default_frames;
+    L->default_width = I->default_width;
+    L->default_height = I->default_height;
+    L->default_fps = I->default_fps;
+    L->max_steps = I->max_steps;
+    L->max_scale = I->max_guidance_scale;
+    L->max_frames = I->max_frames;
+    L->max_width = I->max_size;
+    L->max_height = I->max_size;
+    L->max_fps = I->max_fps;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }

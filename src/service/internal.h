@@ -111,6 +111,10 @@ int cvx_svc_addr_internal(const struct sockaddr *sa);
 
 /* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
 json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
+/* The served model, for /healthz and Tool/Detail: {"folder", "variant", "weights", "weightsOrigin"} (cvx_engine_info). */
+json_t *cvx_svc_model_json(const cvx_model_info *model);
+/* The preview a task's generation writes beside its 0.mp4 (an animated WebP); the task object's previewurl. */
+#define CVX_SVC_PREVIEW_NAME "preview.webp"
 /* The outputs array of a task. */
 json_t *cvx_svc_outputs_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
 /* A WebSocket frame {"type", "id", "tasktoken", "message", "result"}; message is stolen (NULL = null). */

@@ -19,18 +19,19 @@ typedef struct {
     void *ctx;
 } cvx_svc_engine;
 
-/* What Tool/Detail publishes and Run validates against: the served model's defaults and our ranges. */
+/* What Tool/Detail publishes and Run validates against: the engine's defaults and limits (cvx_engine_info, the one
+ * source the CLI uses too), copied by cvx_svc_limits_from_info, and the service's own prompt limit. */
 typedef struct {
     int default_steps;         /* 50 */
     double default_scale;      /* 6.0 */
     int default_frames;        /* the transformer config's sample_frames (49 for the 2b) */
     int default_width, default_height; /* sample size x 8 (720x480 for the 2b) */
     int default_fps;           /* 8 */
-    int max_steps;             /* 200 */
-    double max_scale;          /* 30 */
+    int max_steps;             /* 1000 */
+    double max_scale;          /* 100 */
     int max_frames;            /* 49 (4N+1 from 5) */
-    int max_width, max_height; /* multiples of 16 */
-    int max_fps;               /* 60 */
+    int max_width, max_height; /* 2048, multiples of 16 */
+    int max_fps;               /* 120 */
     size_t max_prompt_bytes;   /* 10000: far beyond 226 tokens, which the tokenizer truncates to */
 } cvx_svc_model_limits;
 
@@ -63,6 +64,9 @@ typedef struct {
     int max_websockets_per_task; /* 8 sessions following one task: a task_error frame beyond */
     int ws_info_timeout_ms;      /* 5000: a session that sends no task_info within this closes */
     cvx_svc_model_limits limits;
+    /* The model served, as cvx_engine_info says (folder name, variant, whether its weights are random): /healthz and
+     * Tool/Detail publish it, the page's header shows it. Default: cvx_engine_info(NULL), no model named. */
+    cvx_model_info model;
     /* The precision of tasks that do not ask for one (cvx_precision_default(): bf16 where the kernels have bf16
      * dot products, else fp32); a task's precision is stored with it, so a resumed task keeps the one it started
      * with. allow_bf16 (cvx_precision_native(CVX_PRECISION_BF16)) says whether bf16 may be used at all: without it
@@ -75,8 +79,8 @@ typedef struct {
 
 cvx_svc_config cvx_svc_config_default(void);
 
-/* Reads the served model's defaults (frames, size) from a model folder's transformer/config.json into limits. */
-int cvx_svc_limits_from_model(cvx_svc_model_limits *limits, const char *model_dir, char *err, size_t err_size);
+/* The engine's defaults and limits (cvx_engine_info) into limits; max_prompt_bytes is left as it is. */
+void cvx_svc_limits_from_info(cvx_svc_model_limits *limits, const cvx_model_info *info);
 
 typedef struct cvx_svc cvx_svc;
 

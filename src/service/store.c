@@ -664,6 +664,13 @@ static int row_id(sqlite3_stmt *st, void *ud) {
     return 1;
 }
 
+long long cvx_svc_store_queued_before(cvx_svc_store *s, long long id, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    long long c = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE status = 'task_queue' AND id < ?", "I", id);
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
 int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long long start, int limit,
                            long long *total, long long *ids, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);

@@ -123,6 +123,8 @@ int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cv
  * with cvx_svc_store_task_get, so a large listing never holds the store. Returns the number of ids or -1. */
 int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long long start, int limit,
                            long long *total, long long *ids, char *err, size_t err_size);
+/* Queued tasks the worker takes before task `id` (it takes the oldest first): >= 0, or -1 on failure. */
+long long cvx_svc_store_queued_before(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
 

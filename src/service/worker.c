@@ -325,6 +325,8 @@ typedef struct {
     unsigned long long seed;
     cvx_precision precision;
     cvx_cache_params cache;
+    const char *scheduler; /* NULL: the folder's */
+    int dynamic_cfg;
 } gen_params;
 
 static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
@@ -359,6 +361,14 @@ static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
         snprintf(err, n, "the stored cache setting is malformed");
         return -1;
     }
+    /* tasks stored before these inputs ran with the folder's scheduler and no dynamic CFG */
+    json_t *sched = json_object_get(g, "scheduler");
+    p->scheduler = sched ? json_string_value(sched) : NULL;
+    if (sched && (!p->scheduler || (strcmp(p->scheduler, "ddim") && strcmp(p->scheduler, "dpm")))) {
+        snprintf(err, n, "the stored scheduler is malformed");
+        return -1;
+    }
+    p->dynamic_cfg = json_is_true(json_object_get(g, "dynamic_cfg"));
     /* the key names a folder: only what cvx_svc_random_token makes */
     if (strlen(p->out_key) < 16 || strspn(p->out_key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") !=
                                        strlen(p->out_key)) {
@@ -385,16 +395,20 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         char line[600], cache[400];
         cvx_cache_format(&gp.cache, cache, sizeof cache);
         snprintf(line, sizeof line,
-                 "Generate: %d steps, %dx%d, %d frames at %d fps, scale %g, seed %llu, precision %s, cache %s", gp.steps,
-                 gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision), cache);
+                 "Generate: %d steps, %dx%d, %d frames at %d fps, scale %g, seed %llu, precision %s, cache %s, "
+                 "scheduler %s%s",
+                 gp.steps, gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision),
+                 cache, gp.scheduler ? gp.scheduler : "the model's", gp.dynamic_cfg ? ", dynamic CFG" : "");
         cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         if (gp.precision == CVX_PRECISION_BF16 && !svc->cfg.allow_bf16)
             cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: stored with bf16, which this CPU only emulates (slowly)", t->id);
     }
-    char dir[1200], out_path[1300];
+    char dir[1200], out_path[1300], preview_path[1300];
     snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, gp.out_key);
     snprintf(out_path, sizeof out_path, "%s/0.mp4", dir);
+    /* the animated WebP beside the MP4: the page's thumbnail in Recent tasks (outputs lists it after the video) */
+    snprintf(preview_path, sizeof preview_path, "%s/" CVX_SVC_PREVIEW_NAME, dir);
     if (mkdir(dir, 0755) && errno != EEXIST) {
         snprintf(err, sizeof err, "cannot create the output folder: %s", strerror(errno));
         fail_task(svc, t, err, 0);
@@ -449,7 +463,10 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     p.fps = gp.fps;
     p.precision = gp.precision;
     p.cache = gp.cache;
+    p.scheduler = gp.scheduler;
+    p.use_dynamic_cfg = gp.dynamic_cfg;
     p.output_path = out_path;
+    p.preview_path = preview_path;
     p.progress = on_progress;
     p.progress_user_data = &rc;
     p.should_cancel = should_cancel;

@@ -12,6 +12,8 @@
 //    a playing video as well; with the socket refused, the page polls Task/Detail to the end;
 //  - errors under their field (checked in the browser by Tool/Detail's rules; the server's too), the first screen says how
 //    to get a key and marks nothing invalid, Random seed, Download named after prompt and seed, Reuse, Ctrl+Enter,
+//    the served model in the header, the queue position while waiting, thumbnails (the preview) in Recent tasks,
+//    scheduler and dynamic CFG controls, Kill's answer arriving after the socket's task_cancel,
 //    no horizontal overflow at 390 px (screenshots at 1280 and 390 px: CVX_WEB_SHOT with -1280 / -390);
 //  - under a name for 127.0.0.1 that is not localhost (not a secure context: no crypto.subtle), the page signs with
 //    its own SHA-256 and a task runs to a playing video.
@@ -145,6 +147,13 @@ try {
         fields.seed.v !== '' && fields.numFrames.v !== '' && fields.width.v !== '',
         `Tool/Detail filled the fields: ${JSON.stringify(fields)}`);
   await page.waitForFunction(() => /No tasks yet|tasks/.test(document.getElementById('recent-status').textContent));
+  // The header names the model really served (Tool/Detail's model: the folder and its weights), not only the slug.
+  const served = await page.evaluate(() => ({ name: document.getElementById('model-name').textContent,
+                                              weights: document.getElementById('model-weights').textContent,
+                                              hidden: document.getElementById('model-weights').hidden }));
+  check(/^tiny \(as THUDM\/CogVideoX-2b\)$/.test(served.name) && !served.hidden &&
+        /^Test model: random weights from cogvideox make-model --preset tiny \(seed 3\)/.test(served.weights),
+        `the header names the served model: "${served.name}", "${served.weights}"`, JSON.stringify(served));
 
   // Errors: a value out of the range Tool/Detail gave is refused on the page; the server's own validation errors
   // are shown as they come.
@@ -158,7 +167,7 @@ try {
   await page.click('#submit');
   await page.waitForSelector('#steps-error:not([hidden])');
   let fe = await fieldErr('steps');
-  check(/Steps must be between 1 and 200/.test(fe.text) && fe.invalid === 'true' && fe.focused === 'steps' && !fe.banner,
+  check(/Steps must be between 1 and 1000/.test(fe.text) && fe.invalid === 'true' && fe.focused === 'steps' && !fe.banner,
         `steps 0: at the field "${fe.text}"`, JSON.stringify(fe));
   await page.fill('#steps', '2');
   await page.click('summary');
@@ -187,14 +196,30 @@ try {
                                    { prompt: 'blocker', steps: 200, numFrames: 49, width: 480, height: 320 });
   check(blocker.result === true, 'a long task of another project occupies the worker', JSON.stringify(blocker));
 
-  // "Stop this task" on a queued task: Task/Kill cancels it.
+  // "Stop this task" on a queued task: Task/Kill cancels it. The server publishes task_cancel on the socket before it
+  // answers the Kill, so under load the page may get the frame (and finish) long before the answer: the answer is
+  // held here until the page says Cancelled, then let through — the page must stay at Cancelled (it once overwrote it
+  // with "Stopping…" for good, the flake of cli_web under load).
   await page.fill('#prompt', 'a task stopped while queued');
   await page.fill('#steps', '5');
   await page.click('#submit');
   await page.waitForFunction(() => /Queued/.test(document.getElementById('progress-text').textContent));
+  let releaseKill;
+  const killHeld = new Promise((resolve) => { releaseKill = resolve; });
+  await page.route('**/v1/Task/Kill', async (route) => {
+    const answer = await route.fetch();
+    await killHeld;
+    await route.fulfill({ response: answer });
+  });
   await page.click('#kill');
   await page.waitForFunction(() => /^Cancelled/.test(document.getElementById('progress-text').textContent));
-  ok(`Stop this task on a queued task: "${await page.textContent('#progress-text')}"`);
+  const killAnswered = page.waitForResponse('**/v1/Task/Kill');
+  releaseKill();
+  await killAnswered;
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+  const afterKill = await page.textContent('#progress-text');
+  check(/^Cancelled/.test(afterKill), `Stop this task on a queued task, Kill's answer after the socket's task_cancel: "${afterKill}"`);
+  await page.unroute('**/v1/Task/Kill');
 
   await page.fill('#prompt', 'a red fox running through fresh snow, golden hour');
   await page.fill('#steps', '5');
@@ -215,8 +240,11 @@ try {
   });
   const framesBefore = wsFrames.length;
   await page.click('#submit');
-  await page.waitForFunction(() => /Queued/.test(document.getElementById('progress-text').textContent));
-  ok(`the page shows its task queued: "${await page.textContent('#progress-text')}" (socket attached)`);
+  // queued behind the running blocker: the page says how many tasks run before it (Task/Detail's queueposition)
+  await page.waitForFunction(() => /^Queued: 1 task ahead$/.test(document.getElementById('progress-text').textContent));
+  ok(`the page shows its task queued with its position: "${await page.textContent('#progress-text')}" (socket attached)`);
+  await page.waitForFunction(() => [...document.querySelectorAll('#recent-body tr')].some((r) => /Queued: 1 task ahead/.test(r.textContent)));
+  ok('Recent tasks shows the queued task\'s position too');
   const killed = await apiKeyOnly('/v1/Task/Kill', { tasktoken: blocker.socketaccesstoken });
   check(killed.result === true, 'the long task is killed: the page\'s task starts', JSON.stringify(killed));
 
@@ -266,7 +294,17 @@ try {
   await page.waitForSelector(`#recent-body tr[data-taskid="${tid}"] a`);
   const row = await page.textContent(`#recent-body tr[data-taskid="${tid}"]`);
   const rowLink = await page.getAttribute(`#recent-body tr[data-taskid="${tid}"] a`, 'href');
-  check(/Finished/.test(row) && /red fox/.test(row) && rowLink === media.src, `Recent tasks: "${row.replace(/\s+/g, ' ').trim()}"`);
+  check(/Finished/.test(row) && /red fox/.test(row) && /5 steps · .*seed 42/.test(row) && rowLink === media.src,
+        `Recent tasks, with the task's parameters: "${row.replace(/\s+/g, ' ').trim()}"`);
+  // its thumbnail: the animated WebP preview the server wrote beside the video (previewurl), loaded
+  await page.waitForFunction((id) => {
+    const img = document.querySelector(`#recent-body tr[data-taskid="${id}"] td.thumb img`);
+    return img && img.complete && img.naturalWidth > 0;
+  }, tid, { timeout: 20000 });
+  const thumb = await page.$eval(`#recent-body tr[data-taskid="${tid}"] td.thumb img`,
+                                 (i) => ({ src: i.src, w: i.naturalWidth, h: i.naturalHeight, alt: i.alt }));
+  check(/\/files\/[A-Za-z0-9]{16,64}\/preview\.webp$/.test(thumb.src) && thumb.w > 0,
+        `Recent tasks shows the task's preview as a thumbnail (${thumb.w}x${thumb.h}): ${thumb.src}`, JSON.stringify(thumb));
   await page.fill('#prompt', 'something else');
   await page.click(`#recent-body tr[data-taskid="${tid}"] button[aria-label^="Reuse"]`);
   const reused = await page.evaluate(() => ({ prompt: document.getElementById('prompt').value,
@@ -337,6 +375,16 @@ try {
   check(/^Request parameter \[cache\] must be off or teacache/.test(fe.text) && fe.invalid === 'true',
         `the server's message is shown under its field too: "${fe.text.slice(0, 80)}…"`, JSON.stringify(fe));
   await page.selectOption('#cache', 'teacache:0.2');
+  // the scheduler and dynamic CFG controls (API inputs): Tool/Detail names the model's scheduler as the default
+  const schedUi = await page.evaluate(() => ({ first: document.getElementById('scheduler').options[0].textContent,
+                                               opts: [...document.getElementById('scheduler').options].map((o) => o.value),
+                                               hint: document.getElementById('scheduler-hint').textContent,
+                                               dyn: document.getElementById('dynamicCfg').value }));
+  check(/The model's default \(DDIM\)/.test(schedUi.first) && schedUi.opts.join() === ',ddim,dpm' && schedUi.dyn === 'false' &&
+        /ddim/.test(schedUi.hint), `scheduler and dynamic CFG controls: "${schedUi.first}", ${schedUi.opts.join('|')}`,
+        JSON.stringify(schedUi));
+  await page.selectOption('#scheduler', 'dpm');
+  await page.selectOption('#dynamicCfg', 'true');
   await page.click('#submit');
   await page.waitForFunction(() => {
     const v = document.getElementById('video');
@@ -356,6 +404,9 @@ try {
   const lighthouse = (koList.tasklist || []).find((t) => t.parameters && t.parameters.prompt === 'a lighthouse in a storm');
   check(lighthouse && lighthouse.parameters.cache === 'teacache:0.2' && /cache teacache:0\.2/.test(lighthouse.debugoutput),
         'the page sent cache teacache:0.2 and the task ran with it', JSON.stringify(lighthouse || koList).slice(0, 600));
+  check(lighthouse && lighthouse.parameters.scheduler === 'dpm' && lighthouse.parameters.dynamicCfg === true &&
+        /scheduler dpm, dynamic CFG/.test(lighthouse.debugoutput),
+        'the page sent scheduler dpm and dynamicCfg true, and the task ran with them', JSON.stringify(lighthouse || koList).slice(0, 600));
   await page.selectOption('#cache', 'off');
 
   // Without the socket (a proxy that refuses upgrades), the page polls Task/Detail instead.
