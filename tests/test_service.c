@@ -2105,6 +2105,80 @@ static void test_orphans(server *s, client *cl) {
 
 /* Issue 13, defect 13: the store, its WAL and SHM files and the key file are private (0600) whatever the umask,
  * and a store left readable by others is made private when opened. */
+/* The nonces of read-only calls wait in memory and are written in batches on the store's own nonce connection
+ * (issue 13's bench criterion): whether a nonce is still pending, being written or written, a state-changing call
+ * refuses it, also while other threads note and use nonces, and after the store is closed and opened again. */
+typedef struct {
+    cvx_svc_store *st;
+    int thread, fresh_refused, errors;
+    long long now;
+} nonce_worker;
+
+static void *nonce_worker_main(void *arg) {
+    nonce_worker *w = arg;
+    char nonce[48], err[256];
+    for (int i = 0; i < 1500; i++) { /* more than a batch (1024) per thread */
+        snprintf(nonce, sizeof nonce, "%d%05d", w->thread + 1, i);
+        if (cvx_svc_store_nonce_note(w->st, "p1", nonce, w->now, w->now, 900, err, sizeof err)) w->errors++;
+        if (i % 100 == 0) { /* a state-changing call with a nonce of its own, and one with a noted nonce */
+            char own[48];
+            snprintf(own, sizeof own, "9%d%05d", w->thread, i);
+            if (cvx_svc_store_nonce_use(w->st, "p1", own, w->now, w->now, 900, err, sizeof err) != 1) w->fresh_refused++;
+            if (cvx_svc_store_nonce_use(w->st, "p1", nonce, w->now, w->now, 900, err, sizeof err) != 0) w->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void test_nonce_batches(const char *dir) {
+    char path[600], err[256];
+    snprintf(path, sizeof path, "%s/nonces.db", dir);
+    cvx_svc_store *st = NULL;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    if (!st) return;
+    long long now = (long long)time(NULL);
+    /* pending (the batch is not due yet) */
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p2", "1001", now, now, 900, err, sizeof err) == 1); /* another project's */
+    /* written with a Run (nonce_use writes the pending batch) */
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1002", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1003", now, now, 900, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1002", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1003", now, now, 900, err, sizeof err) == 0);
+    /* four threads, each noting more than a batch while using nonces */
+    nonce_worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (nonce_worker){.st = st, .thread = i, .now = now};
+        pthread_create(&th[i], NULL, nonce_worker_main, &w[i]);
+    }
+    int errors = 0, fresh_refused = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        errors += w[i].errors;
+        fresh_refused += w[i].fresh_refused;
+    }
+    CHECK_MSG(errors == 0 && fresh_refused == 0, "concurrent nonces: %d errors, %d fresh nonces refused", errors,
+              fresh_refused);
+    /* the last notes are pending; after closing and opening again every noted nonce is refused */
+    cvx_svc_store_close(st);
+    st = NULL;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    if (!st) return;
+    int accepted = 0;
+    for (int t = 0; t < 4; t++)
+        for (int i = 1; i < 1500; i += 7) {
+            char nonce[48];
+            snprintf(nonce, sizeof nonce, "%d%05d", t + 1, i);
+            if (cvx_svc_store_nonce_use(st, "p1", nonce, now, now, 900, err, sizeof err) != 0) accepted++;
+        }
+    CHECK_MSG(accepted == 0, "%d noted nonces accepted by a state-changing call after reopening", accepted);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    cvx_svc_store_close(st);
+}
+
 static void test_store_modes(const char *dir) {
     mode_t old = umask(022);
     char path[600], side[700], kp[700], err[256];
@@ -2324,6 +2398,7 @@ int main(int argc, char **argv) {
     test_body();
     test_crypto(dir);
     test_store_modes(dir);
+    test_nonce_batches(dir);
 
     server s;
     memset(&s, 0, sizeof s);

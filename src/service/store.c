@@ -17,9 +17,24 @@
 
 #include <sqlite3.h>
 
+/* Prepared statements are kept and reused (reset, bindings cleared) rather than prepared on every call: parsing
+ * and planning the SQL was about a third of a Task/Detail's instructions (bench_service under callgrind). Keyed by
+ * the SQL text; every statement of this file is a fixed text (or one of a few built from fixed parts), so the
+ * cache stays small; one that finds it full is prepared and finalized as before. Guarded by mu, like db. */
+#define STMT_CACHE 96
+
+struct cached_stmt {
+    uint64_t hash;
+    char *sql;
+    sqlite3_stmt *st;
+    int busy; /* handed out and not yet released (a statement used inside another's loop gets its own) */
+};
+
 struct cvx_svc_store {
     sqlite3 *db;
     pthread_mutex_t mu;
+    struct cached_stmt stmts[STMT_CACHE];
+    int nstmts;
     atomic_int fail_writes; /* cvx_svc_store_fail_writes */
     long long nonces_purged; /* unix seconds of the last purge */
     /* nonces of read-only calls, written in batches (cvx_svc_store_nonce_note): guarded by pmu */
@@ -160,6 +175,10 @@ static int flush_nonces(cvx_svc_store *s, long long now_s, long long window_s, c
 void cvx_svc_store_close(cvx_svc_store *s) {
     if (!s) return;
     if (s->db) flush_nonces(s, 0, 0, NULL, 0);
+    for (int i = 0; i < s->nstmts; i++) {
+        sqlite3_finalize(s->stmts[i].st);
+        free(s->stmts[i].sql);
+    }
     sqlite3_close_v2(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->pmu);
@@ -169,17 +188,51 @@ void cvx_svc_store_close(cvx_svc_store *s) {
 
 /* ---- statement helpers ---- */
 
+static uint64_t sql_hash(const char *sql) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = sql; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    return h;
+}
+
+/* A statement for sql, from the cache when it holds one that is free; give it back with release(). The lock held
+ * (or the store not yet shared). */
 static sqlite3_stmt *prep(cvx_svc_store *s, const char *sql, char *err, size_t n) {
     sqlite3_stmt *st = NULL;
     if (atomic_load(&s->fail_writes) && strncasecmp(sql, "SELECT", 6)) {
         if (err && n) snprintf(err, n, "store: %s", sqlite3_errstr(SQLITE_FULL));
         return NULL;
     }
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    uint64_t h = sql_hash(sql);
+    for (int i = 0; i < s->nstmts; i++) {
+        struct cached_stmt *c = &s->stmts[i];
+        if (c->hash == h && !c->busy && !strcmp(c->sql, sql)) {
+            c->busy = 1;
+            return c->st;
+        }
+    }
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
         dbfail(s, err, n, "prepare");
+        sqlite3_finalize(st);
         return NULL;
     }
+    if (st && s->nstmts < STMT_CACHE) {
+        char *copy = strdup(sql);
+        if (copy) s->stmts[s->nstmts++] = (struct cached_stmt){.hash = h, .sql = copy, .st = st, .busy = 1};
+    }
     return st;
+}
+
+/* Gives back a statement of prep(): a cached one is reset for its next use (which also ends its read), another is
+ * finalized. */
+static void release(cvx_svc_store *s, sqlite3_stmt *st) {
+    for (int i = 0; i < s->nstmts; i++)
+        if (s->stmts[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            s->stmts[i].busy = 0;
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v) { sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT); }
@@ -225,12 +278,11 @@ static sqlite3_stmt *vprep(cvx_svc_store *s, char *err, size_t n, const char *sq
     return st;
 }
 
-/* Runs a statement without rows; returns sqlite3_changes or -1. Finalizes st. */
+/* Runs a statement without rows; returns sqlite3_changes or -1. Releases st. */
 static int run(cvx_svc_store *s, sqlite3_stmt *st, char *err, size_t n, const char *what) {
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return dbfail(s, err, n, what);
-    return sqlite3_changes(s->db);
+    int r = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(s->db) : dbfail(s, err, n, what);
+    release(s, st);
+    return r;
 }
 
 static int vexec(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds,
@@ -271,7 +323,7 @@ typedef enum {
     ALL_ROWS,
 } rows_mode;
 
-/* Steps st as mode says, passing the rows to read; finalizes st. Returns the rows read counted as found, or -1
+/* Steps st as mode says, passing the rows to read; releases st. Returns the rows read counted as found, or -1
  * with the error recorded as `what`. */
 static int step_rows(cvx_svc_store *s, sqlite3_stmt *st, rows_mode mode, row_reader read, void *ud, char *err,
                      size_t n, const char *what) {
@@ -287,7 +339,7 @@ static int step_rows(cvx_svc_store *s, sqlite3_stmt *st, rows_mode mode, row_rea
     }
     int ok = rc == SQLITE_DONE && (mode != NEW_ROW || rows == 1);
     int r = ok ? found : dbfail(s, err, n, what);
-    sqlite3_finalize(st);
+    release(s, st);
     return r;
 }
 
@@ -336,8 +388,8 @@ static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *s
     va_end(ap);
     if (!st) return -1;
     long long c = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
     if (c < 0) dbfail(s, err, n, "counting tasks");
+    release(s, st);
     return c;
 }
 
@@ -481,7 +533,7 @@ static int flush_nonces(cvx_svc_store *s, long long now_s, long long window_s, c
             if (sqlite3_step(st) != SQLITE_DONE) r = dbfail(s, err, n, "recording nonces");
             sqlite3_reset(st);
         }
-        sqlite3_finalize(st);
+        release(s, st);
         if (tx) sqlite3_exec(s->db, r >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     }
     sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
