@@ -96,12 +96,36 @@ struct cvx_svc {
     struct { char ip[48]; int n; } ws_ips[CVX_SVC_WS_IP_SLOTS]; /* sessions per client address (n 0 = free) */
 };
 
+/* ---- the core (core.c): no HTTP ---- */
+
+/* Checks the configuration, copies it, opens the store with its server key, the progress hub and the outputs
+ * folder, and recovers the tasks a previous run left (re-queued or failed, their files removed). 0 or -1 (err). */
+int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, size_t err_size);
+/* Closes what core_open opened and frees svc (the threads on top of it must have stopped). */
+void cvx_svc_core_close(cvx_svc *svc);
+
 void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 long long cvx_svc_now_s(void);
 long long cvx_svc_now_ms(void);
 
 void cvx_svc_wake_worker(cvx_svc *svc);
 void cvx_svc_wake_callbacks(cvx_svc *svc);
+/* An output folder's key (16-64 letters and digits) and a file name in it (no path, no leading dot): 1 valid. */
+int cvx_svc_output_key_ok(const char *key, size_t len);
+int cvx_svc_output_name_ok(const char *name, size_t len);
+/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
+
+/* ---- the HTTP side (http.c) ---- */
+
+/* Listens on the configured address and port (svc->port then says which) with the daemon's thread pool. */
+int cvx_svc_http_start(cvx_svc *svc, char *err, size_t err_size);
+/* Waits up to 10 s for the WebSocket sessions to close, then stops the daemon; returns the sessions still open (the
+ * daemon and the core are then left to the process exit). */
+int cvx_svc_http_stop(cvx_svc *svc);
+
+/* ---- the worker (worker.c) and the callbacks (callbacks.c) ---- */
+
 void *cvx_svc_worker_main(void *arg);
 void *cvx_svc_callbacks_main(void *arg); /* arg: its cvx_svc_callback_thread */
 struct sockaddr;
@@ -109,6 +133,9 @@ struct sockaddr;
  * link-local, CGNAT, multicast, reserved; IPv4-mapped and embedded IPv6 forms included). */
 int cvx_svc_addr_internal(const struct sockaddr *sa);
 
+/* ---- the task as clients see it (task_view.c) ---- */
+
+extern const char cvx_svc_model_description[];
 /* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
 json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
 /* The outputs array of a task. */
@@ -119,8 +146,6 @@ char *cvx_svc_event_text(const char *type, const cvx_svc_task *t, json_t *messag
 void cvx_svc_default_base(const cvx_svc *svc, char *out, size_t size);
 /* Publishes a lifecycle event of t to the hub (outputs as the message for task_postprocess_end). */
 void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t);
-/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
 
 /* ---- WebSocket sessions ---- */
 struct MHD_Connection;
