@@ -244,12 +244,12 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     pthread_cond_init(&svc->wake_worker, NULL);
     pthread_cond_init(&svc->wake_callbacks, NULL);
     pthread_cond_init(&svc->websockets_done, NULL);
-    svc->hub = cvx_svc_hub_new();
+    svc->progress = cvx_svc_progress_new();
     size_t cl = strlen(config->outputs_dir) + 16;
     svc->ckpt_dir = malloc(cl);
     if (svc->ckpt_dir) snprintf(svc->ckpt_dir, cl, "%s/.checkpoints", config->outputs_dir);
     if (!svc->store_path || !svc->outputs_dir || !svc->listen_host || !svc->slug_owner || !svc->slug_project ||
-        !svc->hub || !svc->ckpt_dir || (config->public_url && !svc->public_url)) {
+        !svc->progress || !svc->ckpt_dir || (config->public_url && !svc->public_url)) {
         snprintf(err, n, "out of memory");
         cvx_svc_core_close(svc);
         return -1;
@@ -283,7 +283,7 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
 void cvx_svc_core_close(cvx_svc *svc) {
     if (!svc) return;
     cvx_svc_store_close(svc->store);
-    cvx_svc_hub_free(svc->hub);
+    cvx_svc_progress_free(svc->progress);
     pthread_mutex_destroy(&svc->mu);
     pthread_cond_destroy(&svc->wake_worker);
     pthread_cond_destroy(&svc->wake_callbacks);

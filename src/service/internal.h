@@ -13,7 +13,7 @@
 #include "service/service.h"
 #include "service/store.h"
 
-/* ---- progress hub: worker -> WebSocket sessions ---- */
+/* ---- the progress hub (progress.c): worker -> WebSocket sessions ---- */
 
 /* Order of the lifecycle events; a session skips events at or below what it already sent. */
 enum {
@@ -22,7 +22,7 @@ enum {
     CVX_SVC_EV_ERROR, CVX_SVC_EV_FINAL
 };
 
-typedef struct cvx_svc_hub cvx_svc_hub;
+typedef struct cvx_svc_progress cvx_svc_progress;
 typedef struct cvx_svc_sub cvx_svc_sub;
 
 typedef struct {
@@ -32,20 +32,20 @@ typedef struct {
     int terminal;
 } cvx_svc_event;
 
-cvx_svc_hub *cvx_svc_hub_new(void);
-void cvx_svc_hub_free(cvx_svc_hub *hub);
+cvx_svc_progress *cvx_svc_progress_new(void);
+void cvx_svc_progress_free(cvx_svc_progress *progress);
 /* A subscription to one task's events; its fd becomes readable when events wait. NULL on failure, or (*full set)
  * when the task has max_per_task subscribers already (0 = no limit). */
-cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *hub, long long task_id, int max_per_task, int *full);
-void cvx_svc_hub_unsubscribe(cvx_svc_hub *hub, cvx_svc_sub *sub);
+cvx_svc_sub *cvx_svc_progress_subscribe(cvx_svc_progress *progress, long long task_id, int max_per_task, int *full);
+void cvx_svc_progress_unsubscribe(cvx_svc_progress *progress, cvx_svc_sub *sub);
 int cvx_svc_sub_fd(const cvx_svc_sub *sub);
 /* Takes the next event (1) or none (0); the caller frees ev->text. */
 int cvx_svc_sub_pop(cvx_svc_sub *sub, cvx_svc_event *ev);
 /* Sends an event to every subscriber of the task (the text is copied); remembers the last task_output frame. */
-void cvx_svc_hub_publish(cvx_svc_hub *hub, long long task_id, int ordinal, int step, int terminal, const char *text);
+void cvx_svc_progress_publish(cvx_svc_progress *progress, long long task_id, int ordinal, int step, int terminal, const char *text);
 /* The last task_output frame of a task still running (malloc'ed copy) or NULL. */
-char *cvx_svc_hub_last_output(cvx_svc_hub *hub, long long task_id, int *step);
-void cvx_svc_hub_forget(cvx_svc_hub *hub, long long task_id);
+char *cvx_svc_progress_last_output(cvx_svc_progress *progress, long long task_id, int *step);
+void cvx_svc_progress_forget(cvx_svc_progress *progress, long long task_id);
 
 /* ---- the server ---- */
 
@@ -68,7 +68,7 @@ struct cvx_svc {
     char *store_path, *outputs_dir, *listen_host, *public_url, *slug_owner, *slug_project, *ckpt_dir;
     cvx_svc_store *store;
     uint8_t server_key[32];
-    cvx_svc_hub *hub;
+    cvx_svc_progress *progress;
     struct MHD_Daemon *mhd;
     int port;
 

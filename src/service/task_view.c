@@ -106,7 +106,7 @@ void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t) {
         msg = cvx_svc_outputs_json(svc, t, base);
     }
     char *text = cvx_svc_event_text(t->status, t, msg, 1);
-    if (text) cvx_svc_hub_publish(svc->hub, t->id, ord, 0, ord == CVX_SVC_EV_FINAL, text);
+    if (text) cvx_svc_progress_publish(svc->progress, t->id, ord, 0, ord == CVX_SVC_EV_FINAL, text);
     free(text);
 }
 

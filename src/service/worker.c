@@ -191,7 +191,7 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
     rc->stage_seq = (rc->stage_seq > p->steps ? rc->stage_seq : p->steps) + 1;
-    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
+    if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
     free(text);
 }
 
@@ -234,7 +234,7 @@ static void on_progress(const cvx_progress *p, void *ud) {
     if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, "task_output", line, rc->elapsed, err, sizeof err) < 0)
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
-    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
+    if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
     free(text);
 }
 
@@ -305,7 +305,7 @@ static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, d
     cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, full_message); /* the server's log keeps the paths */
     strip_paths(full_message, message, sizeof message);
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
-    if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
+    if (text) cvx_svc_progress_publish(svc->progress, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
     int r = finish_retrying(svc, t->id, "1", message, NULL, NULL, 0, elapsed);
     if (r > 0) {
@@ -482,7 +482,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
             cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
         else
             cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: re-queued at shutdown after step %d", t->id, rc.last_step);
-        cvx_svc_hub_forget(svc->hub, t->id);
+        cvx_svc_progress_forget(svc->progress, t->id);
         json_decref(g);
         return;
     }
@@ -490,7 +490,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: killed", t->id);
         remove_checkpoint(svc, t->id);
         cvx_svc_remove_output(svc, gp.out_key);
-        cvx_svc_hub_forget(svc->hub, t->id);
+        cvx_svc_progress_forget(svc->progress, t->id);
         json_decref(g);
         return;
     }
@@ -529,7 +529,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
     }
     if (ended >= 0) remove_checkpoint(svc, t->id);
-    cvx_svc_hub_forget(svc->hub, t->id);
+    cvx_svc_progress_forget(svc->progress, t->id);
     json_decref(g);
 }
 

@@ -137,7 +137,7 @@ static void begin(session *s) {
     s->task_id = t.id;
     /* subscribe before reading the state again, so nothing falls between the replay and the stream */
     int full = 0;
-    s->sub = cvx_svc_hub_subscribe(svc->hub, t.id, svc->cfg.max_websockets_per_task, &full);
+    s->sub = cvx_svc_progress_subscribe(svc->progress, t.id, svc->cfg.max_websockets_per_task, &full);
     if (full) {
         char *text = cvx_svc_event_text("task_error", &t, json_string("Too many WebSocket sessions for this task."), 0);
         if (text) queue_text(s, text);
@@ -155,7 +155,7 @@ static void begin(session *s) {
     char *text = NULL;
     s->last_step = 0;
     if (ord == CVX_SVC_EV_OUTPUT) {
-        text = cvx_svc_hub_last_output(svc->hub, t.id, &s->last_step);
+        text = cvx_svc_progress_last_output(svc->progress, t.id, &s->last_step);
         if (!text) { /* the step's frame is gone (the task is finishing): say it is running */
             text = cvx_svc_event_text("task_start", &t, NULL, 1);
             ord = CVX_SVC_EV_START;
@@ -272,7 +272,7 @@ static void *session_main(void *arg) {
         if (s->has_request && !s->sub && !s->closing) begin(s);
         if (s->sub) pump_events(s);
     }
-    cvx_svc_hub_unsubscribe(svc->hub, s->sub);
+    cvx_svc_progress_unsubscribe(svc->progress, s->sub);
     wslay_event_context_free(s->ctx);
     MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
     pthread_mutex_lock(&svc->mu);
