@@ -2105,6 +2105,30 @@ static void test_orphans(server *s, client *cl) {
 
 /* Issue 13, defect 13: the store, its WAL and SHM files and the key file are private (0600) whatever the umask,
  * and a store left readable by others is made private when opened. */
+/* The status table (status.h): names round-trip, ordinals follow the lifecycle with both final statuses last, the
+ * time columns are the store's, and the SQL conditions name exactly the final (and queued) statuses. */
+static void test_status_table(void) {
+    int last = -1;
+    for (int st = 0; st < CVX_SVC_STATUS_COUNT; st++) {
+        const char *name = cvx_svc_status_name((cvx_svc_status)st);
+        CHECK_MSG(cvx_svc_status_parse(name) == st, "status %d (%s) does not parse back", st, name);
+        int ord = cvx_svc_status_ordinal(name);
+        CHECK_MSG(ord >= last, "%s: ordinal %d after %d", name, ord, last);
+        last = ord;
+        CHECK(cvx_svc_status_final(name) == (ord == CVX_SVC_EV_FINAL));
+        CHECK(cvx_svc_status_final(name) == (strstr(CVX_SVC_SQL_NOT_FINAL, name) != NULL));
+        CHECK((strstr(CVX_SVC_SQL_RUNNING, name) != NULL) == (ord == CVX_SVC_EV_FINAL || st == CVX_SVC_STATUS_QUEUE));
+        const char *col = cvx_svc_status_time_column((cvx_svc_status)st);
+        CHECK(st == CVX_SVC_STATUS_OUTPUT ? col == NULL : col != NULL && strstr(col, "time") != NULL);
+    }
+    CHECK(cvx_svc_status_parse("task_error") == -1 && cvx_svc_status_ordinal("nonsense") == CVX_SVC_EV_FINAL &&
+          !cvx_svc_status_final("nonsense"));
+    CHECK(CVX_SVC_EV_ERROR > CVX_SVC_EV_POSTPROCESS_START && CVX_SVC_EV_ERROR < CVX_SVC_EV_FINAL);
+    CHECK(!strcmp(cvx_svc_status_name(CVX_SVC_STATUS_QUEUE), "task_queue") &&
+          !strcmp(cvx_svc_status_name(CVX_SVC_STATUS_CANCEL), "task_cancel") &&
+          !strcmp(cvx_svc_status_time_column(CVX_SVC_STATUS_POSTPROCESS_END), "postprocessendtime"));
+}
+
 /* The nonces of read-only calls wait in memory and are written in batches on the store's own nonce connection
  * (issue 13's bench criterion): whether a nonce is still pending, being written or written, a state-changing call
  * refuses it, also while other threads note and use nonces, and after the store is closed and opened again. */
@@ -2399,6 +2423,7 @@ int main(int argc, char **argv) {
     test_crypto(dir);
     test_store_modes(dir);
     test_nonce_batches(dir);
+    test_status_table();
 
     server s;
     memset(&s, 0, sizeof s);

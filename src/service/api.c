@@ -384,7 +384,7 @@ static void answer_changed(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc
 static void api_cancel(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc_task t;
     if (!find_task(rq, rp, &t)) return;
-    if (!strcmp(t.status, "task_cancel")) { /* idempotent: WiroKit retries Cancel */
+    if (!strcmp(t.status, CVX_SVC_S_CANCEL)) { /* idempotent: WiroKit retries Cancel */
         reply_tasklist(rq, rp, &t, 0);
         cvx_svc_task_clear(&t);
         return;
@@ -407,7 +407,7 @@ static void api_kill(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc *svc = rq->svc;
     cvx_svc_task t;
     if (!find_task(rq, rp, &t)) return;
-    if (!strcmp(t.status, "task_cancel")) {
+    if (!strcmp(t.status, CVX_SVC_S_CANCEL)) {
         reply_tasklist(rq, rp, &t, 0);
         cvx_svc_task_clear(&t);
         return;
@@ -491,7 +491,7 @@ static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
 static void api_io_delete(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     cvx_svc_task t;
     if (!find_task(rq, rp, &t)) return;
-    if (strcmp(t.status, "task_postprocess_end") && strcmp(t.status, "task_cancel")) {
+    if (!cvx_svc_status_final(t.status)) {
         cvx_svc_reply_error(rp, 200, 0, "Task must be completed or cancelled before deleting files");
         cvx_svc_task_clear(&t);
         return;

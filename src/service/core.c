@@ -200,7 +200,7 @@ static void sweep_checkpoints(cvx_svc *svc) {
         cvx_svc_task t;
         char err[256];
         int r = cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err);
-        int ended = r == 0 || (r == 1 && (!strcmp(t.status, "task_postprocess_end") || !strcmp(t.status, "task_cancel")));
+        int ended = r == 0 || (r == 1 && cvx_svc_status_final(t.status));
         if (r == 1) cvx_svc_task_clear(&t);
         if (ended && unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
     }

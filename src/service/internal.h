@@ -11,16 +11,11 @@
 
 #include "service/auth.h"
 #include "service/service.h"
+#include "service/status.h"
 #include "service/store.h"
 
 /* ---- the progress hub (progress.c): worker -> WebSocket sessions ---- */
 
-/* Order of the lifecycle events; a session skips events at or below what it already sent. */
-enum {
-    CVX_SVC_EV_QUEUE = 0, CVX_SVC_EV_ACCEPT, CVX_SVC_EV_PREPROCESS_START, CVX_SVC_EV_PREPROCESS_END,
-    CVX_SVC_EV_ASSIGN, CVX_SVC_EV_START, CVX_SVC_EV_OUTPUT, CVX_SVC_EV_END, CVX_SVC_EV_POSTPROCESS_START,
-    CVX_SVC_EV_ERROR, CVX_SVC_EV_FINAL
-};
 
 typedef struct cvx_svc_progress cvx_svc_progress;
 typedef struct cvx_svc_sub cvx_svc_sub;

@@ -52,9 +52,9 @@ struct cvx_svc_store {
 
 void cvx_svc_store_fail_writes(cvx_svc_store *s, int on) { atomic_store(&s->fail_writes, on); }
 
-#define NOT_FINAL "status NOT IN ('task_cancel','task_postprocess_end')"
+#define NOT_FINAL CVX_SVC_SQL_NOT_FINAL
 /* The statuses of a task a worker holds (claimed, not yet final). */
-#define RUNNING "status NOT IN ('task_queue','task_cancel','task_postprocess_end')"
+#define RUNNING CVX_SVC_SQL_RUNNING
 
 static int dbfail(cvx_svc_store *s, char *err, size_t n, const char *what) {
     if (err && n) snprintf(err, n, "store: %s: %s", what, sqlite3_errmsg(s->db));
@@ -656,7 +656,7 @@ static int row_visit(sqlite3_stmt *st, void *ud) {
 static int row_task_added(sqlite3_stmt *st, void *ud) {
     cvx_svc_task *t = ud;
     t->id = sqlite3_column_int64(st, 0);
-    snprintf(t->status, sizeof t->status, "task_queue");
+    snprintf(t->status, sizeof t->status, CVX_SVC_S_QUEUE);
     return 1;
 }
 
@@ -688,7 +688,7 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_
     }
     r = query(s, err, n, "adding a task", NEW_ROW, row_task_added, t,
               "INSERT INTO tasks(uuid, token, project, status, params, gen, callbackurl, slugowner,"
-              " slugproject, createtime) VALUES (?,?,?,'task_queue',?,?,?,?,?,?) RETURNING id",
+              " slugproject, createtime) VALUES (?,?,?,'" CVX_SVC_S_QUEUE "',?,?,?,?,?,?) RETURNING id",
               "ttItttttI", t->uuid, t->token, t->project, t->params, t->gen, t->callbackurl, t->slugowner,
               t->slugproject, t->createtime);
 out:
@@ -747,8 +747,8 @@ static int row_task_claimed(sqlite3_stmt *st, void *ud) {
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t n) {
     task_claim c = {t, 0};
     int r = query_locked(s, err, n, "claiming a task", ONE_ROW, row_task_claimed, &c,
-                         "UPDATE tasks SET status = 'task_accept', accepttime = ?, attempts = attempts + 1"
-                         " WHERE id = (SELECT id FROM tasks WHERE status = 'task_queue' ORDER BY id LIMIT 1)"
+                         "UPDATE tasks SET status = '" CVX_SVC_S_ACCEPT "', accepttime = ?, attempts = attempts + 1"
+                         " WHERE id = (SELECT id FROM tasks WHERE status = '" CVX_SVC_S_QUEUE "' ORDER BY id LIMIT 1)"
                          " RETURNING " TASK_COLS,
                          "I", now_s);
     /* the row was read but the claim did not complete */
@@ -756,27 +756,13 @@ int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t,
     return r;
 }
 
-static const char *time_col(cvx_svc_time_col c) {
-    switch (c) {
-    case CVX_SVC_T_ACCEPT: return "accepttime";
-    case CVX_SVC_T_PREPROCESS_START: return "preprocessstarttime";
-    case CVX_SVC_T_PREPROCESS_END: return "preprocessendtime";
-    case CVX_SVC_T_ASSIGN: return "assigntime";
-    case CVX_SVC_T_START: return "starttime";
-    case CVX_SVC_T_END: return "endtime";
-    case CVX_SVC_T_POSTPROCESS_START: return "postprocessstarttime";
-    case CVX_SVC_T_POSTPROCESS_END: return "postprocessendtime";
-    default: return NULL;
-    }
-}
-
-int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, const char *status, cvx_svc_time_col col,
-                                  long long now_s, char *err, size_t n) {
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
+                                  size_t n) {
     char sql[256];
-    const char *c = time_col(col);
+    const char *c = cvx_svc_status_time_column(status);
     if (c) snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1, %s = ?2 WHERE id = ?3 AND " NOT_FINAL, c);
     else snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1 WHERE id = ?3 AND ?2 IS NOT NULL AND " NOT_FINAL);
-    return exec_locked(s, err, n, "updating a task", sql, "tII", status, now_s, id);
+    return exec_locked(s, err, n, "updating a task", sql, "tII", cvx_svc_status_name(status), now_s, id);
 }
 
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
@@ -793,7 +779,7 @@ int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit,
     /* without an output, name and key bind SQL NULL; with one, a missing key binds '' */
     const char *key = out_name ? (out_key ? out_key : "") : NULL;
     return exec_locked(s, err, n, "finishing a task",
-                       "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?1, pexit = ?2,"
+                       "UPDATE tasks SET status = '" CVX_SVC_S_POSTPROCESS_END "', postprocessendtime = ?1, pexit = ?2,"
                        " debugerror = CASE WHEN ?3 IS NULL THEN debugerror ELSE ?3 END,"
                        " out_name = coalesce(?4, ''), out_key = coalesce(?5, ''), out_size = ?6,"
                        " out_time = CASE WHEN ?4 IS NULL THEN 0 ELSE ?1 END, elapsed = ?7,"
@@ -804,10 +790,10 @@ int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit,
 
 int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, long long now_s, char *err, size_t n) {
     return exec_locked(s, err, n, "cancelling a task",
-                       only_queued ? "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
+                       only_queued ? "UPDATE tasks SET status = '" CVX_SVC_S_CANCEL "', canceltime = ?,"
                                      " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                                     " WHERE id = ? AND status = 'task_queue'"
-                                   : "UPDATE tasks SET status = 'task_cancel', canceltime = ?,"
+                                     " WHERE id = ? AND status = '" CVX_SVC_S_QUEUE "'"
+                                   : "UPDATE tasks SET status = '" CVX_SVC_S_CANCEL "', canceltime = ?,"
                                      " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
                                      " WHERE id = ? AND " NOT_FINAL,
                        "II", now_s, id);
@@ -815,7 +801,7 @@ int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, l
 
 int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t n) {
     return exec_locked(s, err, n, "re-queueing a task",
-                       "UPDATE tasks SET status = 'task_queue', attempts = max(attempts - 1, 0)"
+                       "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "', attempts = max(attempts - 1, 0)"
                        " WHERE id = ? AND " RUNNING,
                        "I", id);
 }
@@ -840,13 +826,13 @@ int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, l
              max_attempts);
     capped_ids c = {failed_ids, max_failed, 0};
     int failed = query(s, err, n, "recovering tasks", ALL_ROWS, row_capped_id, &c,
-                       "UPDATE tasks SET status = 'task_postprocess_end', postprocessendtime = ?, pexit = '1',"
+                       "UPDATE tasks SET status = '" CVX_SVC_S_POSTPROCESS_END "', postprocessendtime = ?, pexit = '1',"
                        " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
                        " WHERE " RUNNING " AND attempts >= ? RETURNING id",
                        "Iti", now_s, msg, max_attempts);
     if (n_failed) *n_failed = c.count;
     if (failed >= 0) {
-        int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = 'task_queue' WHERE " RUNNING, "");
+        int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "' WHERE " RUNNING, "");
         if (requeued >= 0) r = failed + requeued;
     }
     pthread_mutex_unlock(&s->mu);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "service/status.h"
+
 #define CVX_SVC_SCHEMA_VERSION 1
 
 typedef struct cvx_svc_store cvx_svc_store;
@@ -126,16 +128,10 @@ int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long l
 /* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
 
-/* Time columns a transition may set. */
-typedef enum {
-    CVX_SVC_T_NONE = 0, CVX_SVC_T_ACCEPT, CVX_SVC_T_PREPROCESS_START, CVX_SVC_T_PREPROCESS_END, CVX_SVC_T_ASSIGN,
-    CVX_SVC_T_START, CVX_SVC_T_END, CVX_SVC_T_POSTPROCESS_START, CVX_SVC_T_POSTPROCESS_END
-} cvx_svc_time_col;
-
-/* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the time column.
- * 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
-int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, const char *status, cvx_svc_time_col col,
-                                  long long now_s, char *err, size_t err_size);
+/* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the status's time column
+ * (status.h) to now_s. 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
+                                  size_t err_size);
 /* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
                            char *err, size_t err_size);

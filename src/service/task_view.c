@@ -88,20 +88,11 @@ char *cvx_svc_event_text(const char *type, const cvx_svc_task *t, json_t *messag
     return text;
 }
 
-static int status_ordinal(const char *s) {
-    static const char *names[] = {"task_queue",  "task_accept", "task_preprocess_start", "task_preprocess_end",
-                                  "task_assign", "task_start",  "task_output",           "task_end",
-                                  "task_postprocess_start"};
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (!strcmp(s, names[i])) return i;
-    return CVX_SVC_EV_FINAL; /* task_postprocess_end, task_cancel */
-}
-
 void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t) {
-    int ord = status_ordinal(t->status);
+    int ord = cvx_svc_status_ordinal(t->status);
     json_t *msg = NULL;
     char base[512];
-    if (!strcmp(t->status, "task_postprocess_end")) {
+    if (!strcmp(t->status, CVX_SVC_S_POSTPROCESS_END)) {
         cvx_svc_default_base(svc, base, sizeof base);
         msg = cvx_svc_outputs_json(svc, t, base);
     }
