@@ -237,15 +237,28 @@ static void release(cvx_svc_store *s, sqlite3_stmt *st) {
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v) { sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT); }
 
-static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t size) {
-    const char *v = (const char *)sqlite3_column_text(st, i);
-    snprintf(dst, size, "%s", v ? v : "");
+/* A row of a result, as the readers below see it: the columns by index, whatever the database. */
+typedef struct db_row {
+    sqlite3_stmt *st;
+} db_row;
+
+static long long col_i64(const db_row *r, int i) { return sqlite3_column_int64(r->st, i); }
+static double col_double(const db_row *r, int i) { return sqlite3_column_double(r->st, i); }
+static const char *col_text(const db_row *r, int i) {
+    const char *v = (const char *)sqlite3_column_text(r->st, i);
+    return v ? v : "";
+}
+/* A blob column (NULL when SQL NULL or empty). */
+static const void *col_blob(const db_row *r, int i, size_t *len) {
+    const void *b = sqlite3_column_blob(r->st, i);
+    int l = sqlite3_column_bytes(r->st, i);
+    *len = b && l > 0 ? (size_t)l : 0;
+    return *len ? b : NULL;
 }
 
-static char *dup_col(sqlite3_stmt *st, int i) {
-    const char *v = (const char *)sqlite3_column_text(st, i);
-    return strdup(v ? v : "");
-}
+static void copy_col(const db_row *r, int i, char *dst, size_t size) { snprintf(dst, size, "%s", col_text(r, i)); }
+
+static char *dup_col(const db_row *r, int i) { return strdup(col_text(r, i)); }
 
 /* Prepares sql and binds its parameters ?1, ?2, ... from the arguments, one letter of binds each:
  * 't' const char * (NULL binds ''), 'T' const char * (NULL binds SQL NULL), 'i' int, 'I' long long, 'd' double,
@@ -313,7 +326,7 @@ static int exec_locked(cvx_svc_store *s, char *err, size_t n, const char *what, 
 }
 
 /* Reads the current row into ud; returns 1 when the row counts as found, 0 when it is passed over. */
-typedef int (*row_reader)(sqlite3_stmt *st, void *ud);
+typedef int (*row_reader)(const db_row *row, void *ud);
 
 typedef enum {
     FIRST_ROW, /* a lookup: the first row or none; the statement is not stepped further */
@@ -331,7 +344,7 @@ static int step_rows(cvx_svc_store *s, sqlite3_stmt *st, rows_mode mode, row_rea
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (rows && (mode == ONE_ROW || mode == NEW_ROW)) break;
         rows++;
-        found += read(st, ud);
+        found += read(&(db_row){st}, ud);
         if (mode == FIRST_ROW) {
             rc = SQLITE_DONE;
             break;
@@ -378,7 +391,7 @@ typedef struct {
     void *ud;
 } visit;
 
-static int row_visit(sqlite3_stmt *st, void *ud);
+static int row_visit(const db_row *row, void *ud);
 
 /* One count(*) with its binds, the lock held; -1 on failure. */
 static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *sql, const char *binds, ...) {
@@ -398,26 +411,26 @@ static long long count_rows(cvx_svc_store *s, char *err, size_t n, const char *s
 #define PROJECT_COLS "id, name, apikey, mode, secret, created, revoked"
 
 /* a row_reader of PROJECT_COLS into a cvx_svc_project */
-static int read_project(sqlite3_stmt *st, void *ud) {
+static int read_project(const db_row *row, void *ud) {
     cvx_svc_project *p = ud;
     memset(p, 0, sizeof *p);
-    p->id = sqlite3_column_int64(st, 0);
-    copy_col(st, 1, p->name, sizeof p->name);
-    copy_col(st, 2, p->apikey, sizeof p->apikey);
-    p->mode = sqlite3_column_int(st, 3);
-    int len = sqlite3_column_bytes(st, 4);
-    const void *b = sqlite3_column_blob(st, 4);
-    if (b && len > 0 && (size_t)len <= sizeof p->secret_enc) {
-        memcpy(p->secret_enc, b, (size_t)len);
-        p->secret_enc_len = (size_t)len;
+    p->id = col_i64(row, 0);
+    copy_col(row, 1, p->name, sizeof p->name);
+    copy_col(row, 2, p->apikey, sizeof p->apikey);
+    p->mode = (int)col_i64(row, 3);
+    size_t len;
+    const void *b = col_blob(row, 4, &len);
+    if (b && len <= sizeof p->secret_enc) {
+        memcpy(p->secret_enc, b, len);
+        p->secret_enc_len = len;
     }
-    p->created = sqlite3_column_int64(st, 5);
-    p->revoked = sqlite3_column_int(st, 6);
+    p->created = col_i64(row, 5);
+    p->revoked = (int)col_i64(row, 6);
     return 1;
 }
 
-static int row_project_id(sqlite3_stmt *st, void *p) {
-    ((cvx_svc_project *)p)->id = sqlite3_column_int64(st, 0);
+static int row_project_id(const db_row *row, void *p) {
+    ((cvx_svc_project *)p)->id = col_i64(row, 0);
     return 1;
 }
 
@@ -603,59 +616,59 @@ void cvx_svc_task_clear(cvx_svc_task *t) {
     " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next"
 
 /* a row_reader of TASK_COLS into a cvx_svc_task */
-static int read_task(sqlite3_stmt *st, void *ud) {
+static int read_task(const db_row *row, void *ud) {
     cvx_svc_task *t = ud;
     memset(t, 0, sizeof *t);
     int i = 0;
-    t->id = sqlite3_column_int64(st, i++);
-    copy_col(st, i++, t->uuid, sizeof t->uuid);
-    copy_col(st, i++, t->token, sizeof t->token);
-    t->project = sqlite3_column_int64(st, i++);
-    copy_col(st, i++, t->status, sizeof t->status);
-    t->params = dup_col(st, i++);
-    t->gen = dup_col(st, i++);
-    t->callbackurl = dup_col(st, i++);
-    copy_col(st, i++, t->slugowner, sizeof t->slugowner);
-    copy_col(st, i++, t->slugproject, sizeof t->slugproject);
+    t->id = col_i64(row, i++);
+    copy_col(row, i++, t->uuid, sizeof t->uuid);
+    copy_col(row, i++, t->token, sizeof t->token);
+    t->project = col_i64(row, i++);
+    copy_col(row, i++, t->status, sizeof t->status);
+    t->params = dup_col(row, i++);
+    t->gen = dup_col(row, i++);
+    t->callbackurl = dup_col(row, i++);
+    copy_col(row, i++, t->slugowner, sizeof t->slugowner);
+    copy_col(row, i++, t->slugproject, sizeof t->slugproject);
     long long *times[] = {&t->createtime, &t->accepttime, &t->preprocessstarttime, &t->preprocessendtime,
                           &t->assigntime, &t->starttime,  &t->endtime,             &t->postprocessstarttime,
                           &t->postprocessendtime, &t->canceltime};
-    for (size_t k = 0; k < sizeof times / sizeof times[0]; k++) *times[k] = sqlite3_column_int64(st, i++);
-    copy_col(st, i++, t->pexit, sizeof t->pexit);
-    t->debugoutput = dup_col(st, i++);
-    t->debugerror = dup_col(st, i++);
-    t->elapsed = sqlite3_column_double(st, i++);
-    t->attempts = sqlite3_column_int(st, i++);
-    copy_col(st, i++, t->out_name, sizeof t->out_name);
-    copy_col(st, i++, t->out_key, sizeof t->out_key);
-    t->out_size = sqlite3_column_int64(st, i++);
-    t->out_time = sqlite3_column_int64(st, i++);
-    t->out_deleted = sqlite3_column_int(st, i++);
-    t->cb_state = sqlite3_column_int(st, i++);
-    t->cb_tries = sqlite3_column_int(st, i++);
-    t->cb_next_ms = sqlite3_column_int64(st, i++);
+    for (size_t k = 0; k < sizeof times / sizeof times[0]; k++) *times[k] = col_i64(row, i++);
+    copy_col(row, i++, t->pexit, sizeof t->pexit);
+    t->debugoutput = dup_col(row, i++);
+    t->debugerror = dup_col(row, i++);
+    t->elapsed = col_double(row, i++);
+    t->attempts = (int)col_i64(row, i++);
+    copy_col(row, i++, t->out_name, sizeof t->out_name);
+    copy_col(row, i++, t->out_key, sizeof t->out_key);
+    t->out_size = col_i64(row, i++);
+    t->out_time = col_i64(row, i++);
+    t->out_deleted = (int)col_i64(row, i++);
+    t->cb_state = (int)col_i64(row, i++);
+    t->cb_tries = (int)col_i64(row, i++);
+    t->cb_next_ms = col_i64(row, i++);
     return 1;
 }
 
 /* a row_reader that hands each row of a listing to its callback */
-static int row_visit(sqlite3_stmt *st, void *ud) {
+static int row_visit(const db_row *row, void *ud) {
     visit *v = ud;
     if (v->project) {
         cvx_svc_project p;
-        read_project(st, &p);
+        read_project(row, &p);
         v->project(&p, v->ud);
     } else {
         cvx_svc_task t;
-        read_task(st, &t);
+        read_task(row, &t);
         v->task(&t, v->ud);
         cvx_svc_task_clear(&t);
     }
     return 1;
 }
 
-static int row_task_added(sqlite3_stmt *st, void *ud) {
+static int row_task_added(const db_row *row, void *ud) {
     cvx_svc_task *t = ud;
-    t->id = sqlite3_column_int64(st, 0);
+    t->id = col_i64(row, 0);
     snprintf(t->status, sizeof t->status, CVX_SVC_S_QUEUE);
     return 1;
 }
@@ -710,9 +723,9 @@ typedef struct {
     int count;
 } id_list;
 
-static int row_id(sqlite3_stmt *st, void *ud) {
+static int row_id(const db_row *row, void *ud) {
     id_list *l = ud;
-    l->ids[l->count++] = sqlite3_column_int64(st, 0);
+    l->ids[l->count++] = col_i64(row, 0);
     return 1;
 }
 
@@ -737,9 +750,9 @@ typedef struct {
     int read;
 } task_claim;
 
-static int row_task_claimed(sqlite3_stmt *st, void *ud) {
+static int row_task_claimed(const db_row *row, void *ud) {
     task_claim *c = ud;
-    read_task(st, c->t);
+    read_task(row, c->t);
     c->read = 1;
     return 1;
 }
@@ -811,9 +824,9 @@ typedef struct {
     int max, count;
 } capped_ids;
 
-static int row_capped_id(sqlite3_stmt *st, void *ud) {
+static int row_capped_id(const db_row *row, void *ud) {
     capped_ids *c = ud;
-    if (c->ids && c->count < c->max) c->ids[c->count++] = sqlite3_column_int64(st, 0);
+    if (c->ids && c->count < c->max) c->ids[c->count++] = col_i64(row, 0);
     return 1;
 }
 
@@ -857,11 +870,11 @@ typedef struct {
     int count;
 } pending_list;
 
-static int row_pending(sqlite3_stmt *st, void *ud) {
+static int row_pending(const db_row *row, void *ud) {
     pending_list *l = ud;
-    l->ids[l->count] = sqlite3_column_int64(st, 0);
-    l->projects[l->count] = sqlite3_column_int64(st, 1);
-    l->due[l->count] = sqlite3_column_int64(st, 2);
+    l->ids[l->count] = col_i64(row, 0);
+    l->projects[l->count] = col_i64(row, 1);
+    l->due[l->count] = col_i64(row, 2);
     l->count++;
     return 1;
 }
