@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `cogvideox serve` and `cogvideox keys` through the real binary, the real engine and the tiny model, on 127.0.0.1:
-#  - keys create (--json: exactly projectid/apikey/apisecret; key-only: no apisecret), list, revoke; the server key
+#  - keys create (--json: exactly projectid/apikey/apisecret; key-only: no apisecret), list, revoke, --key-file; the server key
 #    file is 0600 and the secret is not stored in clear;
 #  - the model page's curl recipe verbatim (openssl's whole output line as the signature; its callbackUrl sentence
 #    gets a validation error; the Detail curl with its bare token and trailing comma, re-run to poll with the same
@@ -62,6 +62,23 @@ chmod 644 s.db.key
 "$BIN" keys create --store s.db >/dev/null 2>err.txt && bad "a world-readable key file was used" ||
     { grep -q "chmod 600" err.txt && ok "world-readable key file refused" || bad "key file mode message: $(cat err.txt)"; }
 chmod 600 s.db.key
+# --key-file: the server key elsewhere (issue 15: every node of a deployment is given the same key file)
+mkdir -p keydir
+"$BIN" keys create --store kf.db --key-file keydir/server.key --json >kf.json 2>err.txt || bad "keys create --key-file: $(cat err.txt)"
+[ -f keydir/server.key ] && [ ! -e kf.db.key ] && [ "$(stat -c %a keydir/server.key)" = 600 ] &&
+    ok "keys create --key-file: the key is keydir/server.key (0600), no kf.db.key" || bad "keys --key-file: $(ls -la . keydir)"
+"$BIN" keys create --store kf.db --mode key-only --key-file keydir/server.key --json >kfko.json 2>/dev/null
+"$BIN" keys revoke "$(jfield apikey <kfko.json)" --store kf.db --key-file keydir/server.key >/dev/null 2>&1 &&
+    ok "keys revoke --key-file" || bad "keys revoke --key-file"
+"$BIN" serve --model tiny --store kf.db --outputs kfout --listen 127.0.0.1:0 >/dev/null 2>err.txt; rc=$?
+[ $rc -eq 2 ] && grep -q "server key kf.db.key is missing" err.txt && ok "serve without its --key-file: refused, exit 2" ||
+    bad "serve without --key-file: $rc $(cat err.txt)"
+"$BIN" serve --model tiny --store kf.db --key-file keydir/server.key --outputs kfout --listen 127.0.0.1:0 --threads 1 \
+    >kfserve.out 2>kfserve.err &
+KF_PID=$!
+for i in $(seq 1 200); do grep -q '^listening on' kfserve.out 2>/dev/null && break; sleep 0.05; done
+grep -q '^listening on' kfserve.out && ok "serve --key-file keydir/server.key: listening" || bad "serve --key-file: $(cat kfserve.err)"
+kill -TERM "$KF_PID" 2>/dev/null; wait "$KF_PID" 2>/dev/null
 
 # ---- serve ----
 start_server() {

@@ -255,7 +255,13 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
         return -1;
     }
     char keypath[1200];
-    cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
+    if (config->key_file && strlen(config->key_file) >= sizeof keypath) {
+        snprintf(err, n, "key file %.60s...: the path is too long", config->key_file);
+        cvx_svc_core_close(svc);
+        return -1;
+    }
+    if (config->key_file) snprintf(keypath, sizeof keypath, "%s", config->key_file);
+    else cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
         cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n)) {
