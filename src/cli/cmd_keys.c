@@ -25,8 +25,9 @@ static void usage(FILE *f) {
                "       cogvideox keys list --store PATH [--json]\n"
                "       cogvideox keys revoke APIKEY --store PATH [--key-file PATH]\n"
                "A key is a project of `cogvideox serve` with the same --store. create prints its API key once (and, in\n"
-               "signature mode, its secret): keep them, only a hash of the key is stored. --key-file names the server key\n"
-               "(default STORE.key), as serve's --key-file does.\n"
+               "signature mode, its secret): keep them, only a hash of the key is stored. --store is an SQLite file or a\n"
+               "PostgreSQL URL / libpq keyword string, as serve's; --key-file names the server key (default STORE.key;\n"
+               "required with PostgreSQL), as serve's --key-file does.\n"
                "  signature (default)  every call carries the key, a nonce and an HMAC-SHA256 signature made with\n"
                "                       the secret (x-api-key, x-nonce, x-signature): the secret never travels, and a\n"
                "                       copied Run, Cancel or Kill cannot be replayed. The web page asks for the key\n"
@@ -94,6 +95,11 @@ int cvx_cmd_keys(int argc, char **argv) {
     if (!is_create && !is_list && !is_revoke) {
         fprintf(stderr, "cogvideox keys: unknown command '%s'\n", cmd);
         usage(stderr);
+        return 1;
+    }
+    if (!key_file && store_path && cvx_svc_store_is_postgres(store_path) && strcmp(cmd, "list")) {
+        fprintf(stderr, "cogvideox keys %s: a PostgreSQL store needs --key-file PATH (the server key that serve is "
+                        "given)\n", cmd);
         return 1;
     }
     if (key_file && strlen(key_file) >= 1200) {

@@ -21,10 +21,13 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [options]\n"
+            "usage: cogvideox serve --model DIR --store PATH|URL --outputs DIR --listen HOST:PORT [options]\n"
             "  --model DIR              diffusers CogVideoX folder (cogvideox make-model / download)\n"
-            "  --store PATH             SQLite store, created on first use; its server key is PATH.key (0600)\n"
+            "  --store PATH|URL         SQLite store, created on first use; its server key is PATH.key (0600);\n"
+            "                           or PostgreSQL: postgresql://..., postgres://... or a libpq keyword\n"
+            "                           string (host=... dbname=...), with --key-file\n"
             "  --key-file PATH          the server key that seals the API secrets, instead of STORE.key\n"
+            "                           (required with PostgreSQL: every node is given the same file)\n"
             "  --outputs DIR            where videos are written and served from (/files/...)\n"
             "  --listen HOST:PORT       IPv4 address and port (port 0: any free port)\n"
             "  --public-url URL         base of outputs[].url (default: http://<request Host>)\n"

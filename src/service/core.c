@@ -255,6 +255,12 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
         return -1;
     }
     char keypath[1200];
+    if (!config->key_file && cvx_svc_store_is_postgres(svc->store_path)) {
+        snprintf(err, n, "a PostgreSQL store needs the server key's file (--key-file PATH; every node of a deployment "
+                         "is given the same one)");
+        cvx_svc_core_close(svc);
+        return -1;
+    }
     if (config->key_file && strlen(config->key_file) >= sizeof keypath) {
         snprintf(err, n, "key file %.60s...: the path is too long", config->key_file);
         cvx_svc_core_close(svc);

@@ -1,7 +1,12 @@
 /* The task service's durable store: projects (API keys), tasks with their lifecycle and output metadata, nonces
- * and pending callbacks. One SQLite file in WAL mode with synchronous=FULL (a task is on disk before Run answers);
- * the schema is versioned with PRAGMA user_version. The interface is a set of named operations, no SQL outside
- * store.c, so that a PostgreSQL backend can implement the same functions later.
+ * and pending callbacks. Two backends behind the same named operations (no SQL outside store.c):
+ *  - SQLite: one file in WAL mode with synchronous=FULL (a task is on disk before Run answers); the schema is
+ *    versioned with PRAGMA user_version;
+ *  - PostgreSQL (libpq), picked by a postgresql:// or postgres:// URL or a libpq keyword string (host=... dbname=...);
+ *    versioned migrations in the table cvx_schema, applied under an advisory lock; claims take FOR UPDATE SKIP LOCKED
+ *    rows, so several workers on several hosts never claim the same task; a lost connection is reset before the
+ *    next statement.
+ * Both refuse a schema newer than the program's.
  *
  * Thread safety: one connection behind a mutex; every function may be called from any thread. Functions return
  * 0 (or a count / 1 = found) on success and -1 on a database failure, with the message in err. */
@@ -65,6 +70,9 @@ void cvx_svc_store_fail_writes(cvx_svc_store *s, int on);
 
 /* Opens or creates the store at `path`. */
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t err_size);
+/* 1 when `store` names a PostgreSQL database (postgresql://..., postgres://..., or a libpq keyword string such as
+ * "host=/run/postgresql dbname=cogvideox"), 0 for an SQLite file. */
+int cvx_svc_store_is_postgres(const char *store);
 void cvx_svc_store_close(cvx_svc_store *s);
 
 /* ---- projects ---- */
