@@ -1,9 +1,12 @@
 /* Load test of the task service's HTTP side: the server runs in this process with a stand-in engine that finishes
  * at once (so the figures are the HTTP threads, auth, store and JSON, not the model), and C client threads with
- * keep-alive libcurl handles send signed Task/Detail calls, then Run calls, for a fixed time each. Prints requests/s
- * and latency percentiles per endpoint.
+ * keep-alive libcurl handles send signed Task/Detail calls, then Run calls, for a fixed time each. Prints requests/s,
+ * latency percentiles and the process's CPU time per request (server and clients together: it moves far less than
+ * req/s when other work shares the cores) per endpoint.
  *
- *   bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]
+ *   bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only] [--only detail|healthz|run]
+ *
+ * --only runs one phase (interleaved A/B runs of two builds spend their time on the phase compared).
  *
  * Loopback only; the store is a temporary SQLite file (synchronous=FULL, so Run's rate is bounded by fsync). */
 #include <pthread.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +23,13 @@
 #include "service/auth.h"
 #include "service/service.h"
 #include "service/store.h"
+
+/* CPU seconds of the whole process (server and clients): steadier than req/s when other work shares the cores */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -102,7 +113,7 @@ static void phase(const char *name, const char *url, const char *body, int clien
                   const char *apikey, const char *secret, atomic_llong *nonce) {
     worker *w = calloc((size_t)clients, sizeof *w);
     pthread_t *th = calloc((size_t)clients, sizeof *th);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     for (int i = 0; i < clients; i++) {
         w[i] = (worker){.url = url, .body = body, .apikey = apikey, .secret = secret, .seconds = seconds, .nonce = nonce};
         pthread_create(&th[i], NULL, client_main, &w[i]);
@@ -114,7 +125,7 @@ static void phase(const char *name, const char *url, const char *body, int clien
         total += w[i].n;
         errors += w[i].errors;
     }
-    double wall = now_s() - t0;
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
     double *all = malloc((total ? total : 1) * sizeof *all);
     size_t k = 0;
     for (int i = 0; i < clients; i++) {
@@ -124,8 +135,10 @@ static void phase(const char *name, const char *url, const char *body, int clien
     }
     qsort(all, total, sizeof *all, cmp);
 #define PCT(p) (total ? all[(size_t)((p) / 100.0 * (double)(total - 1))] * 1e3 : 0.0)
-    printf("%-12s clients %3d  %8.0f req/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  max %7.2f ms  errors %ld\n", name,
-           clients, total / wall, PCT(50), PCT(90), PCT(99), PCT(100), errors);
+    printf("%-12s clients %3d  %8.0f req/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms  max %7.2f ms  cpu %6.1f us/req"
+           "  errors %ld\n",
+           name, clients, total / wall, PCT(50), PCT(90), PCT(99), PCT(100), total ? cpu / (double)total * 1e6 : 0.0,
+           errors);
     fflush(stdout);
     free(all);
     free(w);
@@ -134,14 +147,19 @@ static void phase(const char *name, const char *url, const char *body, int clien
 
 int main(int argc, char **argv) {
     int clients = 16, http_threads = 4, key_only = 0;
+    const char *only = NULL;
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--clients") && i + 1 < argc) clients = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--http-threads") && i + 1 < argc) http_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--key-only")) key_only = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "detail") || !strcmp(argv[i + 1], "healthz") || !strcmp(argv[i + 1], "run")))
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]\n");
+            fprintf(stderr, "usage: bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]"
+                            " [--only detail|healthz|run]\n");
             return 2;
         }
     }
@@ -196,11 +214,11 @@ int main(int argc, char **argv) {
     printf("cogvideox serve load test: %d HTTP threads, %s auth, %d clients, %.0f s per phase, %ld cores\n",
            http_threads, key_only ? "key-only" : "signature", clients, seconds, sysconf(_SC_NPROCESSORS_ONLN));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Task/Detail", cvx_svc_port(svc));
-    phase("Task/Detail", url, body, clients, seconds, p.apikey, secret, &nonce);
+    if (!only || !strcmp(only, "detail")) phase("Task/Detail", url, body, clients, seconds, p.apikey, secret, &nonce);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", cvx_svc_port(svc));
-    phase("GET healthz", url, "", clients, seconds, "-", "", &nonce);
+    if (!only || !strcmp(only, "healthz")) phase("GET healthz", url, "", clients, seconds, "-", "", &nonce);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
-    phase("Run", url, "{\"prompt\":\"a bench\",\"steps\":1}", clients, seconds, p.apikey, secret, &nonce);
+    if (!only || !strcmp(only, "run")) phase("Run", url, "{\"prompt\":\"a bench\",\"steps\":1}", clients, seconds, p.apikey, secret, &nonce);
     cvx_svc_stop(svc);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

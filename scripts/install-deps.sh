@@ -18,7 +18,9 @@ packages=(
   libmicrohttpd-dev    # the service's HTTP server (thread pool, upgrade for WebSocket)
   libwslay-dev         # WebSocket framing for live progress (/v1/socket) over libmicrohttpd's upgrade
   libssl-dev           # libcrypto: HMAC-SHA256 signatures, CSPRNG tokens, AES-GCM for API secrets at rest; sha256 of downloads
-  libsqlite3-dev       # the service's durable store (tasks, projects, nonces), WAL mode
+  libsqlite3-dev       # the service's durable store (tasks, projects, nonces), WAL mode: the single-machine default
+  libpq-dev            # the PostgreSQL store (--store postgresql://...), shared by several API nodes and workers
+  postgresql           # the server the tests start themselves (initdb + pg_ctl, Unix socket) for the PostgreSQL suite
   libcurl4-openssl-dev # task callbacks (POST to callbackUrl with timeouts) and the tests' HTTP client; cogvideox download (hub)
   chromium             # headless browser for the web page's test (tests/cli_web.sh, driven by playwright-core from npm)
   libopenmpi-dev       # MPI: one video over several processes/machines (mpirun -np N cogvideox generate)

@@ -137,18 +137,18 @@ rank_pid() { # RANK PATTERN
     --precision fp32 -o cancelled.mp4 >cancelled.out 2>cancelled.err &
 job=$!
 r0= r1=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do # until both ranks run and rank 0 reports denoising steps
     r0=$(rank_pid 0 "a cancelled one") r1=$(rank_pid 1 "a cancelled one")
-    [ -n "$r0" ] && [ -n "$r1" ] && break
+    [ -n "$r0" ] && [ -n "$r1" ] && grep -q "denoising" cancelled.err && break
     sleep 0.1
 done
-sleep 1
 if [ -n "$r0" ] && [ -n "$r1" ]; then
     kill -INT "$r0"
     t0=$(date +%s%3N)
     wait "$job"
     rc=$?
     ms=$(($(date +%s%3N) - t0))
+    for _ in $(seq 1 50); do kill -0 "$r1" 2>/dev/null || break; sleep 0.1; done
     # exit 130 is the CLI's "cancelled" (mpirun passes the first failing rank's code on; its forwarding of the
     # ranks' last stderr lines races with the job's end, so the message itself is not required)
     if [ $rc -eq 130 ] && [ ! -e cancelled.mp4 ] && ! kill -0 "$r1" 2>/dev/null && [ $ms -lt 10000 ]; then

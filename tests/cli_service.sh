@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `cogvideox serve` and `cogvideox keys` through the real binary, the real engine and the tiny model, on 127.0.0.1:
-#  - keys create (--json: exactly projectid/apikey/apisecret; key-only: no apisecret), list, revoke; the server key
+#  - keys create (--json: exactly projectid/apikey/apisecret; key-only: no apisecret), list, revoke, --key-file; the server key
 #    file is 0600 and the secret is not stored in clear;
 #  - the model page's curl recipe verbatim (openssl's whole output line as the signature; its callbackUrl sentence
 #    gets a validation error; the Detail curl with its bare token and trailing comma, re-run to poll with the same
@@ -19,8 +19,10 @@ BIN=${1:?usage: cli_service.sh path/to/cogvideox}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-cli-service-XXXXXX")
 SERVER_PID=
+PG_SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pg_server.sh
 cleanup() {
     [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null
+    bash "$PG_SCRIPT" stop "$TMP/pg" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -62,6 +64,23 @@ chmod 644 s.db.key
 "$BIN" keys create --store s.db >/dev/null 2>err.txt && bad "a world-readable key file was used" ||
     { grep -q "chmod 600" err.txt && ok "world-readable key file refused" || bad "key file mode message: $(cat err.txt)"; }
 chmod 600 s.db.key
+# --key-file: the server key elsewhere (issue 15: every node of a deployment is given the same key file)
+mkdir -p keydir
+"$BIN" keys create --store kf.db --key-file keydir/server.key --json >kf.json 2>err.txt || bad "keys create --key-file: $(cat err.txt)"
+[ -f keydir/server.key ] && [ ! -e kf.db.key ] && [ "$(stat -c %a keydir/server.key)" = 600 ] &&
+    ok "keys create --key-file: the key is keydir/server.key (0600), no kf.db.key" || bad "keys --key-file: $(ls -la . keydir)"
+"$BIN" keys create --store kf.db --mode key-only --key-file keydir/server.key --json >kfko.json 2>/dev/null
+"$BIN" keys revoke "$(jfield apikey <kfko.json)" --store kf.db --key-file keydir/server.key >/dev/null 2>&1 &&
+    ok "keys revoke --key-file" || bad "keys revoke --key-file"
+"$BIN" serve --model tiny --store kf.db --outputs kfout --listen 127.0.0.1:0 >/dev/null 2>err.txt; rc=$?
+[ $rc -eq 2 ] && grep -q "server key kf.db.key is missing" err.txt && ok "serve without its --key-file: refused, exit 2" ||
+    bad "serve without --key-file: $rc $(cat err.txt)"
+"$BIN" serve --model tiny --store kf.db --key-file keydir/server.key --outputs kfout --listen 127.0.0.1:0 --threads 1 \
+    >kfserve.out 2>kfserve.err &
+KF_PID=$!
+for i in $(seq 1 200); do grep -q '^listening on' kfserve.out 2>/dev/null && break; sleep 0.05; done
+grep -q '^listening on' kfserve.out && ok "serve --key-file keydir/server.key: listening" || bad "serve --key-file: $(cat kfserve.err)"
+kill -TERM "$KF_PID" 2>/dev/null; wait "$KF_PID" 2>/dev/null
 
 # ---- serve ----
 start_server() {
@@ -286,6 +305,33 @@ CVX_FORCE_ISA=avx512 "$BIN" generate -m tiny -p x -o g.mp4 --precision bf16 >/de
     bad "generate --precision bf16 without bf16: $rc $(cat err.txt)"
 CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep -q "here: fp32)" && ok "auto is fp32 with CVX_FORCE_ISA=avx512" ||
     bad "auto with CVX_FORCE_ISA=avx512: $(CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep here)"
+# ---- PostgreSQL (--store URL or libpq keyword string) ----
+PG=$(bash "$PG_SCRIPT" start "$TMP/pg" 2>pg.err); rc=$?
+if [ $rc -eq 77 ]; then
+    echo "skip: PostgreSQL checks: $(cat pg.err)"
+elif [ $rc -ne 0 ]; then
+    bad "PostgreSQL did not start: $(cat pg.err)"
+else
+    "$BIN" keys create --store "$PG" --json >/dev/null 2>err.txt; rc=$?
+    [ $rc -eq 1 ] && grep -q "needs --key-file" err.txt && ok "keys create on PostgreSQL without --key-file: usage error" ||
+        bad "keys on PostgreSQL without --key-file: $rc $(cat err.txt)"
+    "$BIN" keys create --store "$PG" --key-file pg.key --json >pgk.json 2>err.txt && [ -n "$(jfield apikey <pgk.json)" ] &&
+        ok "keys create --store '$PG' --key-file pg.key" || bad "keys create on PostgreSQL: $(cat err.txt)"
+    "$BIN" keys list --store "$PG" | grep -q ' h1:' && ok "keys list on PostgreSQL" || bad "keys list on PostgreSQL"
+    "$BIN" serve --model tiny --store "$PG" --outputs pgout --listen 127.0.0.1:0 >/dev/null 2>err.txt; rc=$?
+    [ $rc -eq 2 ] && grep -q "needs the server key's file" err.txt && ok "serve on PostgreSQL without --key-file: refused" ||
+        bad "serve on PostgreSQL without --key-file: $rc $(cat err.txt)"
+    "$BIN" serve --model tiny --store "$PG" --key-file pg.key --outputs pgout --listen 127.0.0.1:0 --threads 1 \
+        >pgserve.out 2>pgserve.err &
+    PG_PID=$!
+    for i in $(seq 1 200); do grep -q '^listening on' pgserve.out 2>/dev/null && break; sleep 0.05; done
+    PGPORT_=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' pgserve.out | head -n 1)
+    [ -n "$PGPORT_" ] && curl -sf "http://127.0.0.1:$PGPORT_/healthz" >/dev/null && ok "serve --store (PostgreSQL): healthz" ||
+        bad "serve on PostgreSQL: $(cat pgserve.err)"
+    kill -TERM "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null
+    bash "$PG_SCRIPT" stop "$TMP/pg"
+fi
+
 echo "not sqlite" >bad.db
 "$BIN" keys list --store bad.db >/dev/null 2>err.txt; rc=$?
 [ $rc -eq 2 ] && ok "keys on a file that is not a store: $(head -c 120 err.txt)" || bad "keys on a bad store: $rc"

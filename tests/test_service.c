@@ -32,6 +32,8 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "service/auth.h"
 #include "service/body.h"
@@ -438,13 +440,21 @@ static int ws_collect(int fd, json_t *frames) {
 /* ---- fixture ---- */
 
 typedef struct {
-    char dir[512], store[600], outputs[600];
+    char dir[512], store[700], outputs[600];
     cvx_svc *svc;
     fake_engine engine;
     int port;
     cvx_precision precision; /* the server's default */
     int allow_bf16;
 } server;
+
+/* The server key of a PostgreSQL store (a SQLite store's is <store>.key). */
+static char g_pg_key_file[700];
+
+static void key_path_of(const char *store_path, char *kp, size_t size) {
+    if (cvx_svc_store_is_postgres(store_path)) snprintf(kp, size, "%s", g_pg_key_file);
+    else cvx_svc_keyfile_path(store_path, kp, size);
+}
 
 static void quiet_log(cvx_log_level level, const char *msg, void *ud) {
     if (level <= CVX_LOG_WARN && getenv("CVX_TEST_VERBOSE")) fprintf(stderr, "[svc] %s\n", msg);
@@ -453,6 +463,7 @@ static void quiet_log(cvx_log_level level, const char *msg, void *ud) {
 static cvx_svc_config test_config(server *s) {
     cvx_svc_config c = cvx_svc_config_default();
     c.store_path = s->store;
+    c.key_file = cvx_svc_store_is_postgres(s->store) ? g_pg_key_file : NULL;
     c.outputs_dir = s->outputs;
     c.port = s->port;
     c.engine.generate = fake_generate;
@@ -491,7 +502,7 @@ static void add_project(const char *store_path, int key_only, client *cl, int po
     char err[512];
     uint8_t key[32];
     char kp[700];
-    cvx_svc_keyfile_path(store_path, kp, sizeof kp);
+    key_path_of(store_path, kp, sizeof kp);
     CHECK(cvx_svc_store_open(&st, store_path, err, sizeof err) == 0);
     CHECK(cvx_svc_keyfile_load(kp, 1, key, err, sizeof err) == 0);
     cvx_svc_project p;
@@ -514,7 +525,7 @@ static void add_project(const char *store_path, int key_only, client *cl, int po
 static int find_project(cvx_svc_store *st, const char *store_path, const char *apikey, cvx_svc_project *p) {
     char err[256], kp[700], hashed[72];
     uint8_t key[32];
-    cvx_svc_keyfile_path(store_path, kp, sizeof kp);
+    key_path_of(store_path, kp, sizeof kp);
     if (cvx_svc_keyfile_load(kp, 0, key, err, sizeof err)) return 0;
     cvx_svc_apikey_hash(key, apikey, hashed);
     return cvx_svc_store_project_by_key(st, hashed, p, err, sizeof err) == 1 ||
@@ -2134,7 +2145,7 @@ static void test_server_key(server *s) {
     cvx_svc_stop(s->svc);
     s->svc = NULL;
     char kp[700], saved[720], err[512] = "";
-    cvx_svc_keyfile_path(s->store, kp, sizeof kp);
+    key_path_of(s->store, kp, sizeof kp);
     snprintf(saved, sizeof saved, "%s.saved", kp);
     CHECK(rename(kp, saved) == 0);
     cvx_svc_config c = test_config(s);
@@ -2205,6 +2216,280 @@ static void test_orphans(server *s, client *cl) {
 
 /* Issue 13, defect 13: the store, its WAL and SHM files and the key file are private (0600) whatever the umask,
  * and a store left readable by others is made private when opened. */
+/* A PostgreSQL server of this test's own (tests/pg_server.sh: initdb + pg_ctl in dir/pg, Unix socket): 1 with its
+ * connection string, 0 (and a line saying why) when the server binaries are absent; a server that does not start
+ * is a failure. */
+static int pg_start(const char *dir, char *conninfo, size_t size) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "bash '%s/pg_server.sh' start '%s/pg'", CVX_TEST_SOURCE_DIR, dir);
+    FILE *f = popen(cmd, "r");
+    if (!f) return 0;
+    if (!fgets(conninfo, (int)size, f)) conninfo[0] = 0;
+    int status = pclose(f);
+    conninfo[strcspn(conninfo, "\n")] = 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        printf("test_service: PostgreSQL tests skipped: the server binaries are not installed (apt-get install "
+               "postgresql)\n");
+        return 0;
+    }
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0 && conninfo[0], "PostgreSQL did not start (status %d)",
+              status);
+    return conninfo[0] && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void pg_stop(const char *dir) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "bash '%s/pg_server.sh' stop '%s/pg'", CVX_TEST_SOURCE_DIR, dir);
+    if (system(cmd)) fprintf(stderr, "test_service: could not stop the test's PostgreSQL\n");
+}
+
+/* One store backend through its named operations (issue 15: SQLite and PostgreSQL behave the same): projects and
+ * their keys, tasks through their lifecycle (limits, claims from two connections, transitions, the log's 64 KiB
+ * tail, finish, cancel, re-queue, recovery), outputs, callbacks, nonces, and a newer schema refused. */
+typedef struct {
+    int n;
+} project_count;
+
+static void count_project(const cvx_svc_project *p, void *ud) { ((project_count *)ud)->n += p->id > 0; }
+
+static cvx_svc_task backend_task(long long project, const char *token, long long now) {
+    cvx_svc_task t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.uuid, sizeof t.uuid, "u-%s", token);
+    snprintf(t.token, sizeof t.token, "%s", token);
+    t.project = project;
+    t.params = "{\"prompt\":\"p\"}";
+    t.gen = "{}";
+    t.callbackurl = "http://example.com/cb";
+    snprintf(t.slugowner, sizeof t.slugowner, "THUDM");
+    snprintf(t.slugproject, sizeof t.slugproject, "CogVideoX-2b");
+    t.createtime = now;
+    return t;
+}
+
+static void test_store_backend(const char *store, const char *label) {
+    char err[512];
+    cvx_svc_store *st = NULL, *st2 = NULL;
+    CHECK_MSG(cvx_svc_store_open(&st, store, err, sizeof err) == 0, "%s: open: %s", label, err);
+    CHECK_MSG(cvx_svc_store_open(&st2, store, err, sizeof err) == 0, "%s: second connection: %s", label, err);
+    if (!st || !st2) {
+        cvx_svc_store_close(st);
+        cvx_svc_store_close(st2);
+        return;
+    }
+    long long now = (long long)time(NULL);
+    /* projects: a sealed secret (bytes with NUL and high bits) round-trips */
+    cvx_svc_project p, q;
+    memset(&p, 0, sizeof p);
+    snprintf(p.name, sizeof p.name, "backend");
+    snprintf(p.apikey, sizeof p.apikey, "h1:backendkey");
+    p.mode = CVX_SVC_MODE_SIGNATURE;
+    for (int i = 0; i < 40; i++) p.secret_enc[i] = (uint8_t)(i * 37);
+    p.secret_enc_len = 40;
+    p.created = now;
+    CHECK(cvx_svc_store_project_add(st, &p, err, sizeof err) == 0 && p.id > 0);
+    CHECK(cvx_svc_store_project_by_key(st2, "h1:backendkey", &q, err, sizeof err) == 1);
+    CHECK_MSG(q.id == p.id && q.secret_enc_len == 40 && !memcmp(q.secret_enc, p.secret_enc, 40) && !strcmp(q.name, "backend"),
+              "%s: project read back: id %lld len %zu", label, q.id, q.secret_enc_len);
+    long long sealed = 0;
+    CHECK(cvx_svc_store_sealed_project(st, &q, &sealed, err, sizeof err) == 1 && sealed == 1);
+    CHECK(cvx_svc_store_project_rekey(st, p.id, "h1:backendkey", "h1:rekeyed", p.secret_enc, 40, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_project_by_key(st, "h1:backendkey", &q, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_truncate_log(st, err, sizeof err) == 0);
+    project_count pc = {0};
+    CHECK(cvx_svc_store_project_list(st, count_project, &pc, err, sizeof err) >= 0 && pc.n == 1);
+    /* tasks: limits */
+    cvx_svc_add_limits lim = {.queue_limit = 3, .project_queue_limit = 3, .project_runs_per_min = 100};
+    long long ids[8];
+    char tok[16];
+    for (int i = 0; i < 3; i++) {
+        snprintf(tok, sizeof tok, "tok%d", i);
+        cvx_svc_task t = backend_task(p.id, tok, now);
+        int refused = -1;
+        CHECK_MSG(cvx_svc_store_task_add(st, &t, &lim, &refused, err, sizeof err) == 1 && refused == 0 && t.id > 0,
+                  "%s: task add %d: %s", label, i, err);
+        ids[i] = t.id;
+    }
+    cvx_svc_task t = backend_task(p.id, "tok3", now);
+    int refused = 0;
+    CHECK(cvx_svc_store_task_add(st, &t, &lim, &refused, err, sizeof err) == 0 && refused == CVX_SVC_REFUSED_QUEUE);
+    long long total = 0, listed[8];
+    CHECK(cvx_svc_store_task_ids(st, p.id, 1, 0, 8, &total, listed, err, sizeof err) == 3 && total == 3 &&
+          listed[0] == ids[2]);
+    /* claims from two connections take different tasks, oldest first */
+    cvx_svc_task a, b, c;
+    CHECK(cvx_svc_store_task_claim(st, now, &a, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st2, now, &b, err, sizeof err) == 1);
+    CHECK_MSG(a.id == ids[0] && b.id == ids[1] && !strcmp(a.status, "task_accept") && a.attempts == 1,
+              "%s: claims %lld %lld", label, a.id, b.id);
+    /* a lifecycle: transitions with their time columns, the log, finish */
+    CHECK(cvx_svc_store_task_transition(st, a.id, CVX_SVC_STATUS_START, now + 5, err, sizeof err) == 1);
+    char line[1000];
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = 0;
+    for (int i = 0; i < 70; i++)
+        CHECK(cvx_svc_store_task_log(st, a.id, CVX_SVC_S_OUTPUT, line, 1.5, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_log(st, a.id, CVX_SVC_S_OUTPUT, "last line", 2.25, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_get(st2, 0, a.token, &c, err, sizeof err) == 1);
+    size_t dl = c.debugoutput ? strlen(c.debugoutput) : 0;
+    CHECK_MSG(c.starttime == now + 5 && !strcmp(c.status, "task_output") && c.elapsed == 2.25 && dl == 65536 &&
+                  !strcmp(c.debugoutput + dl - 10, "last line\n"),
+              "%s: log: %zu bytes, status %s", label, dl, c.status);
+    cvx_svc_task_clear(&c);
+    CHECK(cvx_svc_store_task_finish(st, a.id, "0", NULL, "0.mp4", "k0123456789abcdef", 1234, 3.5, now + 9, err,
+                                    sizeof err) == 1);
+    CHECK(cvx_svc_store_task_transition(st, a.id, CVX_SVC_STATUS_END, now, err, sizeof err) == 0); /* final stays */
+    CHECK(cvx_svc_store_task_get(st, a.id, NULL, &c, err, sizeof err) == 1);
+    CHECK(!strcmp(c.status, "task_postprocess_end") && c.out_size == 1234 && c.out_time == now + 9 && c.cb_state == 1);
+    cvx_svc_task_clear(&c);
+    /* callbacks and outputs */
+    long long cb_ids[4], cb_projects[4], cb_due[4];
+    CHECK(cvx_svc_store_callbacks_pending(st, 4, cb_ids, cb_projects, cb_due, err, sizeof err) == 1 &&
+          cb_ids[0] == a.id && cb_projects[0] == p.id);
+    CHECK(cvx_svc_store_callback_update(st, a.id, 2, 1, 0, err, sizeof err) == 1);
+    long long old[4];
+    CHECK(cvx_svc_store_outputs_before(st, now + 10, 4, old, err, sizeof err) == 1 && old[0] == a.id);
+    CHECK(cvx_svc_store_output_deleted(st, a.id, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_outputs_before(st, now + 10, 4, old, err, sizeof err) == 0);
+    /* re-queue, cancel, recovery */
+    CHECK(cvx_svc_store_task_requeue(st, b.id, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_cancel(st, ids[2], 1, now, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st, now, &c, err, sizeof err) == 1 && c.id == b.id && c.attempts == 1);
+    cvx_svc_task_clear(&c);
+    long long failed[4];
+    int n_failed = -1;
+    CHECK(cvx_svc_store_recover(st, 1, now, failed, 4, &n_failed, err, sizeof err) == 1 && n_failed == 1 &&
+          failed[0] == b.id);
+    CHECK(cvx_svc_store_task_claim(st, now, &c, err, sizeof err) == 0);
+    cvx_svc_task_clear(&a);
+    cvx_svc_task_clear(&b);
+    /* nonces: a read-only call's nonce is refused by a state-changing call on another connection (another node) */
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "5001", now, now, 900, err, sizeof err) == 0);
+    cvx_svc_store_close(st);
+    st = NULL;
+    CHECK(cvx_svc_store_nonce_use(st2, "p1", "5001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st2, "p1", "5002", now, now, 900, err, sizeof err) == 1);
+    cvx_svc_store_close(st2);
+    /* a schema newer than the program's is refused */
+    int bumped = 0;
+    if (cvx_svc_store_is_postgres(store)) {
+        PGconn *pg = PQconnectdb(store);
+        PGresult *res = PQexec(pg, "INSERT INTO cvx_schema VALUES (999)");
+        bumped = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        PQfinish(pg);
+    } else {
+        sqlite3 *db = NULL;
+        bumped = sqlite3_open(store, &db) == SQLITE_OK &&
+                 sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL) == SQLITE_OK;
+        sqlite3_close(db);
+    }
+    if (bumped) {
+        CHECK(cvx_svc_store_open(&st, store, err, sizeof err) == -1 && strstr(err, "schema version 999 is newer"));
+        CHECK_MSG(st == NULL, "%s: newer schema opened", label);
+    } else {
+        CHECK_MSG(0, "%s: could not write a newer schema version", label);
+    }
+}
+
+/* The status table (status.h): names round-trip, ordinals follow the lifecycle with both final statuses last, the
+ * time columns are the store's, and the SQL conditions name exactly the final (and queued) statuses. */
+static void test_status_table(void) {
+    int last = -1;
+    for (int st = 0; st < CVX_SVC_STATUS_COUNT; st++) {
+        const char *name = cvx_svc_status_name((cvx_svc_status)st);
+        CHECK_MSG(cvx_svc_status_parse(name) == st, "status %d (%s) does not parse back", st, name);
+        int ord = cvx_svc_status_ordinal(name);
+        CHECK_MSG(ord >= last, "%s: ordinal %d after %d", name, ord, last);
+        last = ord;
+        CHECK(cvx_svc_status_final(name) == (ord == CVX_SVC_EV_FINAL));
+        CHECK(cvx_svc_status_final(name) == (strstr(CVX_SVC_SQL_NOT_FINAL, name) != NULL));
+        CHECK((strstr(CVX_SVC_SQL_RUNNING, name) != NULL) == (ord == CVX_SVC_EV_FINAL || st == CVX_SVC_STATUS_QUEUE));
+        const char *col = cvx_svc_status_time_column((cvx_svc_status)st);
+        CHECK(st == CVX_SVC_STATUS_OUTPUT ? col == NULL : col != NULL && strstr(col, "time") != NULL);
+    }
+    CHECK(cvx_svc_status_parse("task_error") == -1 && cvx_svc_status_ordinal("nonsense") == CVX_SVC_EV_FINAL &&
+          !cvx_svc_status_final("nonsense"));
+    CHECK(CVX_SVC_EV_ERROR > CVX_SVC_EV_POSTPROCESS_START && CVX_SVC_EV_ERROR < CVX_SVC_EV_FINAL);
+    CHECK(!strcmp(cvx_svc_status_name(CVX_SVC_STATUS_QUEUE), "task_queue") &&
+          !strcmp(cvx_svc_status_name(CVX_SVC_STATUS_CANCEL), "task_cancel") &&
+          !strcmp(cvx_svc_status_time_column(CVX_SVC_STATUS_POSTPROCESS_END), "postprocessendtime"));
+}
+
+/* The nonces of read-only calls wait in memory and are written in batches on the store's own nonce connection
+ * (issue 13's bench criterion): whether a nonce is still pending, being written or written, a state-changing call
+ * refuses it, also while other threads note and use nonces, and after the store is closed and opened again. */
+typedef struct {
+    cvx_svc_store *st;
+    int thread, fresh_refused, errors;
+    long long now;
+} nonce_worker;
+
+static void *nonce_worker_main(void *arg) {
+    nonce_worker *w = arg;
+    char nonce[48], err[256];
+    for (int i = 0; i < 1500; i++) { /* more than a batch (1024) per thread */
+        snprintf(nonce, sizeof nonce, "%d%05d", w->thread + 1, i);
+        if (cvx_svc_store_nonce_note(w->st, "p1", nonce, w->now, w->now, 900, err, sizeof err)) w->errors++;
+        if (i % 100 == 0) { /* a state-changing call with a nonce of its own, and one with a noted nonce */
+            char own[48];
+            snprintf(own, sizeof own, "9%d%05d", w->thread, i);
+            if (cvx_svc_store_nonce_use(w->st, "p1", own, w->now, w->now, 900, err, sizeof err) != 1) w->fresh_refused++;
+            if (cvx_svc_store_nonce_use(w->st, "p1", nonce, w->now, w->now, 900, err, sizeof err) != 0) w->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void test_nonce_batches(const char *dir) {
+    char path[600], err[256];
+    snprintf(path, sizeof path, "%s/nonces.db", dir);
+    cvx_svc_store *st = NULL;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    if (!st) return;
+    long long now = (long long)time(NULL);
+    /* pending (the batch is not due yet) */
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p2", "1001", now, now, 900, err, sizeof err) == 1); /* another project's */
+    /* written with a Run (nonce_use writes the pending batch) */
+    CHECK(cvx_svc_store_nonce_note(st, "p1", "1002", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1003", now, now, 900, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1002", now, now, 900, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1003", now, now, 900, err, sizeof err) == 0);
+    /* four threads, each noting more than a batch while using nonces */
+    nonce_worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (nonce_worker){.st = st, .thread = i, .now = now};
+        pthread_create(&th[i], NULL, nonce_worker_main, &w[i]);
+    }
+    int errors = 0, fresh_refused = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        errors += w[i].errors;
+        fresh_refused += w[i].fresh_refused;
+    }
+    CHECK_MSG(errors == 0 && fresh_refused == 0, "concurrent nonces: %d errors, %d fresh nonces refused", errors,
+              fresh_refused);
+    /* the last notes are pending; after closing and opening again every noted nonce is refused */
+    cvx_svc_store_close(st);
+    st = NULL;
+    CHECK(cvx_svc_store_open(&st, path, err, sizeof err) == 0);
+    if (!st) return;
+    int accepted = 0;
+    for (int t = 0; t < 4; t++)
+        for (int i = 1; i < 1500; i += 7) {
+            char nonce[48];
+            snprintf(nonce, sizeof nonce, "%d%05d", t + 1, i);
+            if (cvx_svc_store_nonce_use(st, "p1", nonce, now, now, 900, err, sizeof err) != 0) accepted++;
+        }
+    CHECK_MSG(accepted == 0, "%d noted nonces accepted by a state-changing call after reopening", accepted);
+    CHECK(cvx_svc_store_nonce_use(st, "p1", "1001", now, now, 900, err, sizeof err) == 0);
+    cvx_svc_store_close(st);
+}
+
 static void test_store_modes(const char *dir) {
     mode_t old = umask(022);
     char path[600], side[700], kp[700], err[256];
@@ -2412,23 +2697,12 @@ static void test_kill9(const char *self, const char *dir) {
     waitpid(pid, &status, 0);
 }
 
-int main(int argc, char **argv) {
-    if (argc == 5 && !strcmp(argv[1], "--child")) return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
-    signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct timespec rt;
-    clock_gettime(CLOCK_REALTIME, &rt);
-    g_nonce = (long long)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
-    char tmp[512];
-    const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
-    test_body();
-    test_crypto(dir);
-    test_store_modes(dir);
-
+/* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
+static void server_suite(const char *store, const char *outputs) {
     server s;
     memset(&s, 0, sizeof s);
-    snprintf(s.store, sizeof s.store, "%s/test.db", dir);
-    snprintf(s.outputs, sizeof s.outputs, "%s/out", dir);
+    snprintf(s.store, sizeof s.store, "%s", store);
+    snprintf(s.outputs, sizeof s.outputs, "%s", outputs);
     s.engine.delay_ms = 5;
     s.precision = CVX_PRECISION_BF16;
     s.allow_bf16 = 1;
@@ -2460,12 +2734,64 @@ int main(int argc, char **argv) {
         if (s.svc) test_small_leaks(&s, &cl);
         cvx_svc_stop(s.svc);
     }
+}
+
+/* Creates database `name` on the server of conninfo (dropped first if there): 1 done. */
+static int pg_create_database(const char *conninfo, const char *name) {
+    PGconn *pg = PQconnectdb(conninfo);
+    char sql[200];
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    PQclear(PQexec(pg, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *res = PQexec(pg, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    CHECK_MSG(ok, "CREATE DATABASE %s: %s", name, PQerrorMessage(pg));
+    PQclear(res);
+    PQfinish(pg);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--child")) return child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    g_nonce = (long long)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+    char tmp[512];
+    const char *dir = cvx_test_tmpdir(tmp, sizeof tmp);
+    test_body();
+    test_crypto(dir);
+    test_store_modes(dir);
+    test_nonce_batches(dir);
+    test_status_table();
+    char backend_db[600];
+    snprintf(backend_db, sizeof backend_db, "%s/backend.db", dir);
+    test_store_backend(backend_db, "SQLite");
+    char pg_conninfo[700] = "";
+    if (pg_start(dir, pg_conninfo, sizeof pg_conninfo)) test_store_backend(pg_conninfo, "PostgreSQL");
+
+    char store[700], outputs[600];
+    snprintf(store, sizeof store, "%s/test.db", dir);
+    snprintf(outputs, sizeof outputs, "%s/out", dir);
+    server_suite(store, outputs);
+    /* the same suite on PostgreSQL, in a database of its own */
+    if (pg_conninfo[0] && pg_create_database(pg_conninfo, "suite")) {
+        snprintf(store, sizeof store, "%s dbname=suite", pg_conninfo);
+        snprintf(g_pg_key_file, sizeof g_pg_key_file, "%s/pg.key", dir);
+        snprintf(outputs, sizeof outputs, "%s/pg-out", dir);
+        int before = cvx_test_checks;
+        server_suite(store, outputs);
+        printf("test_service: the HTTP suite on PostgreSQL: %d checks\n", cvx_test_checks - before);
+    }
     char self[600];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = 0;
         test_kill9(self, dir);
     }
+    pg_stop(dir);
     cvx_test_rmtree(dir);
     curl_global_cleanup();
     return cvx_test_finish("test_service");

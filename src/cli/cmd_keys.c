@@ -1,11 +1,11 @@
 /* cogvideox keys: the service's projects and API keys.
  *
- *   cogvideox keys create --store PATH [--mode signature|key-only] [--name NAME] [--json]
+ *   cogvideox keys create --store PATH [--key-file PATH] [--mode signature|key-only] [--name NAME] [--json]
  *   cogvideox keys list --store PATH [--json]
- *   cogvideox keys revoke APIKEY --store PATH
+ *   cogvideox keys revoke APIKEY --store PATH [--key-file PATH]
  *
  * create prints the new project once (with --json exactly {"projectid", "apikey", "apisecret"}; no apisecret in
- * key-only mode). The secret is stored sealed with AES-256-GCM under the server key PATH.key (mode 0600, created
+ * key-only mode). The secret is stored sealed with AES-256-GCM under the server key (--key-file, default PATH.key; mode 0600, created
  * on first use), since the server needs it in clear to check signatures; it is never printed again. The API key is
  * stored as its keyed hash (cvx_svc_apikey_hash): list shows the hash, revoke takes the key. */
 #include <stdio.h>
@@ -20,11 +20,14 @@
 #include "service/store.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cogvideox keys create --store PATH [--mode signature|key-only] [--name NAME] [--json]\n"
+    fprintf(f, "usage: cogvideox keys create --store PATH [--key-file PATH] [--mode signature|key-only] [--name NAME]\n"
+               "                              [--json]\n"
                "       cogvideox keys list --store PATH [--json]\n"
-               "       cogvideox keys revoke APIKEY --store PATH\n"
+               "       cogvideox keys revoke APIKEY --store PATH [--key-file PATH]\n"
                "A key is a project of `cogvideox serve` with the same --store. create prints its API key once (and, in\n"
-               "signature mode, its secret): keep them, only a hash of the key is stored.\n"
+               "signature mode, its secret): keep them, only a hash of the key is stored. --store is an SQLite file or a\n"
+               "PostgreSQL URL / libpq keyword string, as serve's; --key-file names the server key (default STORE.key;\n"
+               "required with PostgreSQL), as serve's --key-file does.\n"
                "  signature (default)  every call carries the key, a nonce and an HMAC-SHA256 signature made with\n"
                "                       the secret (x-api-key, x-nonce, x-signature): the secret never travels, and a\n"
                "                       copied Run, Cancel or Kill cannot be replayed. The web page asks for the key\n"
@@ -72,17 +75,18 @@ int cvx_cmd_keys(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    const char *cmd = argv[1], *store_path = NULL, *mode = "signature", *name = "", *apikey = NULL;
+    const char *cmd = argv[1], *store_path = NULL, *key_file = NULL, *mode = "signature", *name = "", *apikey = NULL;
     int json = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--store") && i + 1 < argc) store_path = argv[++i];
+        else if (!strcmp(a, "--key-file") && i + 1 < argc) key_file = argv[++i];
         else if (!strcmp(a, "--mode") && i + 1 < argc) mode = argv[++i];
         else if (!strcmp(a, "--name") && i + 1 < argc) name = argv[++i];
         else if (a[0] != '-' && !apikey) apikey = a;
         else {
-            CVX_CLI_UNKNOWN("keys", a, "--store", "--mode", "--name", "--json", "--help");
+            CVX_CLI_UNKNOWN("keys", a, "--store", "--key-file", "--mode", "--name", "--json", "--help");
             usage(stderr);
             return 1;
         }
@@ -91,6 +95,15 @@ int cvx_cmd_keys(int argc, char **argv) {
     if (!is_create && !is_list && !is_revoke) {
         fprintf(stderr, "cogvideox keys: unknown command '%s'\n", cmd);
         usage(stderr);
+        return 1;
+    }
+    if (!key_file && store_path && cvx_svc_store_is_postgres(store_path) && strcmp(cmd, "list")) {
+        fprintf(stderr, "cogvideox keys %s: a PostgreSQL store needs --key-file PATH (the server key that serve is "
+                        "given)\n", cmd);
+        return 1;
+    }
+    if (key_file && strlen(key_file) >= 1200) {
+        fprintf(stderr, "cogvideox keys: --key-file is too long\n");
         return 1;
     }
     if (!store_path) {
@@ -134,7 +147,8 @@ int cvx_cmd_keys(int argc, char **argv) {
     } else if (is_revoke) {
         uint8_t server_key[32];
         char keypath[1200], hashed[72];
-        cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
+        if (key_file) snprintf(keypath, sizeof keypath, "%s", key_file);
+        else cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
         int r = cvx_svc_server_key_open(store, keypath, server_key, err, sizeof err);
         if (r == 0) {
             cvx_svc_apikey_hash(server_key, apikey, hashed);
@@ -149,7 +163,8 @@ int cvx_cmd_keys(int argc, char **argv) {
         char secret[33] = "", apikey_clear[33] = "";
         uint8_t server_key[32];
         char keypath[1200];
-        cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
+        if (key_file) snprintf(keypath, sizeof keypath, "%s", key_file);
+        else cvx_svc_keyfile_path(store_path, keypath, sizeof keypath);
         snprintf(p.name, sizeof p.name, "%s", name);
         p.mode = key_only ? CVX_SVC_MODE_KEY_ONLY : CVX_SVC_MODE_SIGNATURE;
         p.created = (long long)time(NULL);

@@ -21,9 +21,13 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox serve --model DIR --store PATH --outputs DIR --listen HOST:PORT [options]\n"
+            "usage: cogvideox serve --model DIR --store PATH|URL --outputs DIR --listen HOST:PORT [options]\n"
             "  --model DIR              diffusers CogVideoX folder (cogvideox make-model / download)\n"
-            "  --store PATH             SQLite store, created on first use; its server key is PATH.key (0600)\n"
+            "  --store PATH|URL         SQLite store, created on first use; its server key is PATH.key (0600);\n"
+            "                           or PostgreSQL: postgresql://..., postgres://... or a libpq keyword\n"
+            "                           string (host=... dbname=...), with --key-file\n"
+            "  --key-file PATH          the server key that seals the API secrets, instead of STORE.key\n"
+            "                           (required with PostgreSQL: every node is given the same file)\n"
             "  --outputs DIR            where videos are written and served from (/files/...)\n"
             "  --listen HOST:PORT       IPv4 address and port (port 0: any free port)\n"
             "  --public-url URL         base of outputs[].url (default: http://<request Host>)\n"
@@ -87,7 +91,7 @@ int cvx_cmd_serve(int argc, char **argv) {
             continue;
         }
         if (i + 1 >= argc) {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
             usage(stderr);
             return 1;
         }
@@ -96,6 +100,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         int bad = 0;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--store")) cfg.store_path = v;
+        else if (!strcmp(a, "--key-file")) cfg.key_file = v;
         else if (!strcmp(a, "--outputs")) cfg.outputs_dir = v;
         else if (!strcmp(a, "--listen")) listen = v;
         else if (!strcmp(a, "--public-url")) cfg.public_url = v;
@@ -127,7 +132,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
             usage(stderr);
             return 1;
         }

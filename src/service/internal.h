@@ -11,18 +11,13 @@
 
 #include "service/auth.h"
 #include "service/service.h"
+#include "service/status.h"
 #include "service/store.h"
 
-/* ---- progress hub: worker -> WebSocket sessions ---- */
+/* ---- the progress hub (progress.c): worker -> WebSocket sessions ---- */
 
-/* Order of the lifecycle events; a session skips events at or below what it already sent. */
-enum {
-    CVX_SVC_EV_QUEUE = 0, CVX_SVC_EV_ACCEPT, CVX_SVC_EV_PREPROCESS_START, CVX_SVC_EV_PREPROCESS_END,
-    CVX_SVC_EV_ASSIGN, CVX_SVC_EV_START, CVX_SVC_EV_OUTPUT, CVX_SVC_EV_END, CVX_SVC_EV_POSTPROCESS_START,
-    CVX_SVC_EV_ERROR, CVX_SVC_EV_FINAL
-};
 
-typedef struct cvx_svc_hub cvx_svc_hub;
+typedef struct cvx_svc_progress cvx_svc_progress;
 typedef struct cvx_svc_sub cvx_svc_sub;
 
 typedef struct {
@@ -32,20 +27,20 @@ typedef struct {
     int terminal;
 } cvx_svc_event;
 
-cvx_svc_hub *cvx_svc_hub_new(void);
-void cvx_svc_hub_free(cvx_svc_hub *hub);
+cvx_svc_progress *cvx_svc_progress_new(void);
+void cvx_svc_progress_free(cvx_svc_progress *progress);
 /* A subscription to one task's events; its fd becomes readable when events wait. NULL on failure, or (*full set)
  * when the task has max_per_task subscribers already (0 = no limit). */
-cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *hub, long long task_id, int max_per_task, int *full);
-void cvx_svc_hub_unsubscribe(cvx_svc_hub *hub, cvx_svc_sub *sub);
+cvx_svc_sub *cvx_svc_progress_subscribe(cvx_svc_progress *progress, long long task_id, int max_per_task, int *full);
+void cvx_svc_progress_unsubscribe(cvx_svc_progress *progress, cvx_svc_sub *sub);
 int cvx_svc_sub_fd(const cvx_svc_sub *sub);
 /* Takes the next event (1) or none (0); the caller frees ev->text. */
 int cvx_svc_sub_pop(cvx_svc_sub *sub, cvx_svc_event *ev);
 /* Sends an event to every subscriber of the task (the text is copied); remembers the last task_output frame. */
-void cvx_svc_hub_publish(cvx_svc_hub *hub, long long task_id, int ordinal, int step, int terminal, const char *text);
+void cvx_svc_progress_publish(cvx_svc_progress *progress, long long task_id, int ordinal, int step, int terminal, const char *text);
 /* The last task_output frame of a task still running (malloc'ed copy) or NULL. */
-char *cvx_svc_hub_last_output(cvx_svc_hub *hub, long long task_id, int *step);
-void cvx_svc_hub_forget(cvx_svc_hub *hub, long long task_id);
+char *cvx_svc_progress_last_output(cvx_svc_progress *progress, long long task_id, int *step);
+void cvx_svc_progress_forget(cvx_svc_progress *progress, long long task_id);
 
 /* ---- the server ---- */
 
@@ -68,7 +63,7 @@ struct cvx_svc {
     char *store_path, *outputs_dir, *listen_host, *public_url, *slug_owner, *slug_project, *ckpt_dir;
     cvx_svc_store *store;
     uint8_t server_key[32];
-    cvx_svc_hub *hub;
+    cvx_svc_progress *progress;
     struct MHD_Daemon *mhd;
     int port;
 
@@ -96,12 +91,36 @@ struct cvx_svc {
     struct { char ip[48]; int n; } ws_ips[CVX_SVC_WS_IP_SLOTS]; /* sessions per client address (n 0 = free) */
 };
 
+/* ---- the core (core.c): no HTTP ---- */
+
+/* Checks the configuration, copies it, opens the store with its server key, the progress hub and the outputs
+ * folder, and recovers the tasks a previous run left (re-queued or failed, their files removed). 0 or -1 (err). */
+int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, size_t err_size);
+/* Closes what core_open opened and frees svc (the threads on top of it must have stopped). */
+void cvx_svc_core_close(cvx_svc *svc);
+
 void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 long long cvx_svc_now_s(void);
 long long cvx_svc_now_ms(void);
 
 void cvx_svc_wake_worker(cvx_svc *svc);
 void cvx_svc_wake_callbacks(cvx_svc *svc);
+/* An output folder's key (16-64 letters and digits) and a file name in it (no path, no leading dot): 1 valid. */
+int cvx_svc_output_key_ok(const char *key, size_t len);
+int cvx_svc_output_name_ok(const char *name, size_t len);
+/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
+
+/* ---- the HTTP side (http.c) ---- */
+
+/* Listens on the configured address and port (svc->port then says which) with the daemon's thread pool. */
+int cvx_svc_http_start(cvx_svc *svc, char *err, size_t err_size);
+/* Waits up to 10 s for the WebSocket sessions to close, then stops the daemon; returns the sessions still open (the
+ * daemon and the core are then left to the process exit). */
+int cvx_svc_http_stop(cvx_svc *svc);
+
+/* ---- the worker (worker.c) and the callbacks (callbacks.c) ---- */
+
 void *cvx_svc_worker_main(void *arg);
 void *cvx_svc_callbacks_main(void *arg); /* arg: its cvx_svc_callback_thread */
 struct sockaddr;
@@ -109,6 +128,9 @@ struct sockaddr;
  * link-local, CGNAT, multicast, reserved; IPv4-mapped and embedded IPv6 forms included). */
 int cvx_svc_addr_internal(const struct sockaddr *sa);
 
+/* ---- the task as clients see it (task_view.c) ---- */
+
+extern const char cvx_svc_model_description[];
 /* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
 json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
 /* The served model, for /healthz and Tool/Detail: {"folder", "variant", "weights", "weightsOrigin"} (cvx_engine_info). */
@@ -123,8 +145,6 @@ char *cvx_svc_event_text(const char *type, const cvx_svc_task *t, json_t *messag
 void cvx_svc_default_base(const cvx_svc *svc, char *out, size_t size);
 /* Publishes a lifecycle event of t to the hub (outputs as the message for task_postprocess_end). */
 void cvx_svc_publish_status(cvx_svc *svc, const cvx_svc_task *t);
-/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
 
 /* ---- WebSocket sessions ---- */
 struct MHD_Connection;

@@ -36,7 +36,7 @@ typedef struct {
 } cvx_svc_model_limits;
 
 typedef struct {
-    const char *store_path;      /* SQLite file (created on first use); the server key is "<store>.key" */
+    const char *store_path;      /* SQLite file (created on first use); the server key is key_file */
     const char *outputs_dir;     /* created if missing */
     const char *listen_host;     /* "127.0.0.1" */
     int port;                    /* 0: any free port (cvx_svc_port tells which) */
@@ -75,6 +75,7 @@ typedef struct {
     int allow_bf16;
     cvx_svc_engine engine;
     cvx_logger logger;
+    const char *key_file;        /* the server key that seals API secrets; NULL: "<store_path>.key" */
 } cvx_svc_config;
 
 cvx_svc_config cvx_svc_config_default(void);

@@ -1,7 +1,12 @@
 /* The task service's durable store: projects (API keys), tasks with their lifecycle and output metadata, nonces
- * and pending callbacks. One SQLite file in WAL mode with synchronous=FULL (a task is on disk before Run answers);
- * the schema is versioned with PRAGMA user_version. The interface is a set of named operations, no SQL outside
- * store.c, so that a PostgreSQL backend can implement the same functions later.
+ * and pending callbacks. Two backends behind the same named operations (no SQL outside store.c):
+ *  - SQLite: one file in WAL mode with synchronous=FULL (a task is on disk before Run answers); the schema is
+ *    versioned with PRAGMA user_version;
+ *  - PostgreSQL (libpq), picked by a postgresql:// or postgres:// URL or a libpq keyword string (host=... dbname=...);
+ *    versioned migrations in the table cvx_schema, applied under an advisory lock; claims take FOR UPDATE SKIP LOCKED
+ *    rows, so several workers on several hosts never claim the same task; a lost connection is reset before the
+ *    next statement.
+ * Both refuse a schema newer than the program's.
  *
  * Thread safety: one connection behind a mutex; every function may be called from any thread. Functions return
  * 0 (or a count / 1 = found) on success and -1 on a database failure, with the message in err. */
@@ -10,6 +15,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "service/status.h"
 
 #define CVX_SVC_SCHEMA_VERSION 1
 
@@ -63,6 +70,9 @@ void cvx_svc_store_fail_writes(cvx_svc_store *s, int on);
 
 /* Opens or creates the store at `path`. */
 int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t err_size);
+/* 1 when `store` names a PostgreSQL database (postgresql://..., postgres://..., or a libpq keyword string such as
+ * "host=/run/postgresql dbname=cogvideox"), 0 for an SQLite file. */
+int cvx_svc_store_is_postgres(const char *store);
 void cvx_svc_store_close(cvx_svc_store *s);
 
 /* ---- projects ---- */
@@ -128,16 +138,10 @@ long long cvx_svc_store_queued_before(cvx_svc_store *s, long long id, char *err,
 /* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
 int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
 
-/* Time columns a transition may set. */
-typedef enum {
-    CVX_SVC_T_NONE = 0, CVX_SVC_T_ACCEPT, CVX_SVC_T_PREPROCESS_START, CVX_SVC_T_PREPROCESS_END, CVX_SVC_T_ASSIGN,
-    CVX_SVC_T_START, CVX_SVC_T_END, CVX_SVC_T_POSTPROCESS_START, CVX_SVC_T_POSTPROCESS_END
-} cvx_svc_time_col;
-
-/* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the time column.
- * 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
-int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, const char *status, cvx_svc_time_col col,
-                                  long long now_s, char *err, size_t err_size);
+/* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the status's time column
+ * (status.h) to now_s. 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
+                                  size_t err_size);
 /* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
                            char *err, size_t err_size);

@@ -187,11 +187,11 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
         snprintf(line, sizeof line, "Generate: %s (%s%% of the task), elapsed %s, remaining %s",
                  p->label ? p->label : stage, tpct, el, rem);
     char err[256];
-    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, "task_output", line, rc->elapsed, err, sizeof err) < 0)
+    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, CVX_SVC_S_OUTPUT, line, rc->elapsed, err, sizeof err) < 0)
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
-    char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
+    char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
     rc->stage_seq = (rc->stage_seq > p->steps ? rc->stage_seq : p->steps) + 1;
-    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
+    if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
     free(text);
 }
 
@@ -230,11 +230,11 @@ static void on_progress(const cvx_progress *p, void *ud) {
     snprintf(line, sizeof line, "Generate: step %d/%d (%s%%), %s it/s, elapsed %s, remaining %s", p->step, p->steps,
              pct, spd, el, rem);
     char err[256];
-    snprintf(rc->task->status, sizeof rc->task->status, "task_output");
-    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, "task_output", line, rc->elapsed, err, sizeof err) < 0)
+    snprintf(rc->task->status, sizeof rc->task->status, CVX_SVC_S_OUTPUT);
+    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, CVX_SVC_S_OUTPUT, line, rc->elapsed, err, sizeof err) < 0)
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
-    char *text = cvx_svc_event_text("task_output", rc->task, msg, 1);
-    if (text) cvx_svc_hub_publish(rc->svc->hub, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
+    char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
+    if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
     free(text);
 }
 
@@ -254,14 +254,14 @@ static int store_backoff(cvx_svc *svc, long long id, const char *err, int *delay
 /* A transition + its event: 1 moved, 0 a Kill made the task final meanwhile, -1 the store failed until the server
  * stopped (nothing is removed then: the task is still claimed and the next start re-queues it). A failing store is
  * retried with back-off, never taken for a Kill. */
-static int step_to(cvx_svc *svc, cvx_svc_task *t, const char *status, cvx_svc_time_col col) {
+static int step_to(cvx_svc *svc, cvx_svc_task *t, cvx_svc_status status) {
     char err[256];
     int r, delay = 0;
-    while ((r = cvx_svc_store_task_transition(svc->store, t->id, status, col, cvx_svc_now_s(), err, sizeof err)) < 0)
+    while ((r = cvx_svc_store_task_transition(svc->store, t->id, status, cvx_svc_now_s(), err, sizeof err)) < 0)
         if (!store_backoff(svc, t->id, err, &delay)) return -1;
     if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", t->id);
     if (r == 0) return 0;
-    snprintf(t->status, sizeof t->status, "%s", status);
+    snprintf(t->status, sizeof t->status, "%s", cvx_svc_status_name(status));
     cvx_svc_publish_status(svc, t);
     return 1;
 }
@@ -305,7 +305,7 @@ static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, d
     cvx_svc_log(svc, CVX_LOG_WARN, "task %lld failed: %s", t->id, full_message); /* the server's log keeps the paths */
     strip_paths(full_message, message, sizeof message);
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
-    if (text) cvx_svc_hub_publish(svc->hub, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
+    if (text) cvx_svc_progress_publish(svc->progress, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
     int r = finish_retrying(svc, t->id, "1", message, NULL, NULL, 0, elapsed);
     if (r > 0) {
@@ -382,7 +382,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     char err[512] = "";
     double t0 = (double)cvx_svc_now_ms() / 1e3;
     cvx_svc_publish_status(svc, t); /* task_accept */
-    if (step_to(svc, t, "task_preprocess_start", CVX_SVC_T_PREPROCESS_START) != 1) return;
+    if (step_to(svc, t, CVX_SVC_STATUS_PREPROCESS_START) != 1) return;
 
     json_t *g = json_loads(t->gen, 0, NULL);
     gen_params gp;
@@ -433,12 +433,12 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         rc.first_step = resume_step;
     }
-    int moved = step_to(svc, t, "task_preprocess_end", CVX_SVC_T_PREPROCESS_END);
-    if (moved == 1) moved = step_to(svc, t, "task_assign", CVX_SVC_T_ASSIGN);
+    int moved = step_to(svc, t, CVX_SVC_STATUS_PREPROCESS_END);
+    if (moved == 1) moved = step_to(svc, t, CVX_SVC_STATUS_ASSIGN);
     if (moved == 1) {
         atomic_store(&svc->kill_requested, 0);
         atomic_store(&svc->running_task, t->id);
-        moved = step_to(svc, t, "task_start", CVX_SVC_T_START);
+        moved = step_to(svc, t, CVX_SVC_STATUS_START);
         if (moved != 1) atomic_store(&svc->running_task, 0);
     }
     if (moved != 1) {
@@ -479,7 +479,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (st != CVX_OK && st != CVX_ERR_CANCELLED && resume && rc.last_step < 0 && !rc.ckpt_failed) {
         /* a checkpoint the engine refuses (another engine version, say) costs the steps it saved, not the task */
         cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: resuming failed (%s); starting from step 0", t->id, err);
-        cvx_svc_store_task_log(svc->store, t->id, "task_start", "The checkpoint was refused; starting from step 0",
+        cvx_svc_store_task_log(svc->store, t->id, CVX_SVC_S_START, "The checkpoint was refused; starting from step 0",
                                t->elapsed, err, sizeof err);
         remove_checkpoint(svc, t->id);
         p.resume_state = NULL;
@@ -499,7 +499,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
             cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
         else
             cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: re-queued at shutdown after step %d", t->id, rc.last_step);
-        cvx_svc_hub_forget(svc->hub, t->id);
+        cvx_svc_progress_forget(svc->progress, t->id);
         json_decref(g);
         return;
     }
@@ -507,7 +507,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: killed", t->id);
         remove_checkpoint(svc, t->id);
         cvx_svc_remove_output(svc, gp.out_key);
-        cvx_svc_hub_forget(svc->hub, t->id);
+        cvx_svc_progress_forget(svc->progress, t->id);
         json_decref(g);
         return;
     }
@@ -530,8 +530,8 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         return;
     }
     /* the video stays until its status is recorded: a failing store is retried, never taken for a Kill */
-    int ended = step_to(svc, t, "task_end", CVX_SVC_T_END);
-    if (ended == 1) ended = step_to(svc, t, "task_postprocess_start", CVX_SVC_T_POSTPROCESS_START);
+    int ended = step_to(svc, t, CVX_SVC_STATUS_END);
+    if (ended == 1) ended = step_to(svc, t, CVX_SVC_STATUS_POSTPROCESS_START);
     if (ended == 1)
         ended = finish_retrying(svc, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size, elapsed);
     if (ended == 1) {
@@ -546,7 +546,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
     }
     if (ended >= 0) remove_checkpoint(svc, t->id);
-    cvx_svc_hub_forget(svc->hub, t->id);
+    cvx_svc_progress_forget(svc->progress, t->id);
     json_decref(g);
 }
 

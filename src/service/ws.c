@@ -109,15 +109,6 @@ static void start_close(session *s, uint16_t code) {
     s->close_deadline = cvx_svc_now_ms() + WS_CLOSE_TIMEOUT_MS;
 }
 
-static int ordinal_of(const char *status) {
-    static const char *names[] = {"task_queue",  "task_accept", "task_preprocess_start", "task_preprocess_end",
-                                  "task_assign", "task_start",  "task_output",           "task_end",
-                                  "task_postprocess_start"};
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (!strcmp(status, names[i])) return i;
-    return CVX_SVC_EV_FINAL;
-}
-
 /* Looks the task up, subscribes and replays its current status. */
 static void begin(session *s) {
     cvx_svc *svc = s->svc;
@@ -137,7 +128,7 @@ static void begin(session *s) {
     s->task_id = t.id;
     /* subscribe before reading the state again, so nothing falls between the replay and the stream */
     int full = 0;
-    s->sub = cvx_svc_hub_subscribe(svc->hub, t.id, svc->cfg.max_websockets_per_task, &full);
+    s->sub = cvx_svc_progress_subscribe(svc->progress, t.id, svc->cfg.max_websockets_per_task, &full);
     if (full) {
         char *text = cvx_svc_event_text("task_error", &t, json_string("Too many WebSocket sessions for this task."), 0);
         if (text) queue_text(s, text);
@@ -151,16 +142,16 @@ static void begin(session *s) {
         start_close(s, 1011);
         return;
     }
-    int ord = ordinal_of(t.status);
+    int ord = cvx_svc_status_ordinal(t.status);
     char *text = NULL;
     s->last_step = 0;
     if (ord == CVX_SVC_EV_OUTPUT) {
-        text = cvx_svc_hub_last_output(svc->hub, t.id, &s->last_step);
+        text = cvx_svc_progress_last_output(svc->progress, t.id, &s->last_step);
         if (!text) { /* the step's frame is gone (the task is finishing): say it is running */
-            text = cvx_svc_event_text("task_start", &t, NULL, 1);
+            text = cvx_svc_event_text(CVX_SVC_S_START, &t, NULL, 1);
             ord = CVX_SVC_EV_START;
         }
-    } else if (!strcmp(t.status, "task_postprocess_end")) {
+    } else if (!strcmp(t.status, CVX_SVC_S_POSTPROCESS_END)) {
         char base[512];
         cvx_svc_default_base(svc, base, sizeof base);
         text = cvx_svc_event_text(t.status, &t, cvx_svc_outputs_json(svc, &t, base), 1);
@@ -272,7 +263,7 @@ static void *session_main(void *arg) {
         if (s->has_request && !s->sub && !s->closing) begin(s);
         if (s->sub) pump_events(s);
     }
-    cvx_svc_hub_unsubscribe(svc->hub, s->sub);
+    cvx_svc_progress_unsubscribe(svc->progress, s->sub);
     wslay_event_context_free(s->ctx);
     MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
     pthread_mutex_lock(&svc->mu);

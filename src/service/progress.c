@@ -1,6 +1,6 @@
-/* The progress hub: the worker publishes a task's events once, every WebSocket session subscribed to that task gets
- * a copy in its own bounded queue and is woken through an eventfd. A slow session loses progress frames (never a
- * lifecycle or terminal one) instead of slowing the worker down. */
+/* The progress hub (not the Hugging Face hub of io/hub.c): the worker publishes a task's events once, every
+ * WebSocket session subscribed to that task gets a copy in its own bounded queue and is woken through an eventfd.
+ * A slow session loses progress frames (never a lifecycle or terminal one) instead of slowing the worker down. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -12,7 +12,7 @@
 #define SUB_QUEUE_MAX 1024
 
 struct cvx_svc_sub {
-    cvx_svc_hub *hub;
+    cvx_svc_progress *progress;
     long long task_id;
     int fd;
     cvx_svc_event *q;
@@ -26,14 +26,14 @@ typedef struct last_output {
     char *text;
 } last_output;
 
-struct cvx_svc_hub {
+struct cvx_svc_progress {
     pthread_mutex_t mu;
     cvx_svc_sub *subs;
     last_output last; /* one worker: one running task at a time */
 };
 
-cvx_svc_hub *cvx_svc_hub_new(void) {
-    cvx_svc_hub *h = calloc(1, sizeof *h);
+cvx_svc_progress *cvx_svc_progress_new(void) {
+    cvx_svc_progress *h = calloc(1, sizeof *h);
     if (h) pthread_mutex_init(&h->mu, NULL);
     return h;
 }
@@ -45,7 +45,7 @@ static void sub_free(cvx_svc_sub *s) {
     free(s);
 }
 
-void cvx_svc_hub_free(cvx_svc_hub *h) {
+void cvx_svc_progress_free(cvx_svc_progress *h) {
     if (!h) return;
     while (h->subs) {
         cvx_svc_sub *s = h->subs;
@@ -57,11 +57,11 @@ void cvx_svc_hub_free(cvx_svc_hub *h) {
     free(h);
 }
 
-cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *h, long long task_id, int max_per_task, int *full) {
+cvx_svc_sub *cvx_svc_progress_subscribe(cvx_svc_progress *h, long long task_id, int max_per_task, int *full) {
     *full = 0;
     cvx_svc_sub *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->hub = h;
+    s->progress = h;
     s->task_id = task_id;
     s->q = calloc(SUB_QUEUE_MAX, sizeof *s->q);
     s->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -84,7 +84,7 @@ cvx_svc_sub *cvx_svc_hub_subscribe(cvx_svc_hub *h, long long task_id, int max_pe
     return s;
 }
 
-void cvx_svc_hub_unsubscribe(cvx_svc_hub *h, cvx_svc_sub *s) {
+void cvx_svc_progress_unsubscribe(cvx_svc_progress *h, cvx_svc_sub *s) {
     if (!s) return;
     pthread_mutex_lock(&h->mu);
     for (cvx_svc_sub **p = &h->subs; *p; p = &(*p)->next) {
@@ -101,7 +101,7 @@ int cvx_svc_sub_fd(const cvx_svc_sub *s) { return s->fd; }
 
 int cvx_svc_sub_pop(cvx_svc_sub *s, cvx_svc_event *ev) {
     uint64_t drain;
-    pthread_mutex_lock(&s->hub->mu);
+    pthread_mutex_lock(&s->progress->mu);
     int got = 0;
     if (s->count) {
         *ev = s->q[s->head];
@@ -111,7 +111,7 @@ int cvx_svc_sub_pop(cvx_svc_sub *s, cvx_svc_event *ev) {
     }
     if (!s->count && read(s->fd, &drain, sizeof drain) < 0) { /* nothing was signalled: fine */
     }
-    pthread_mutex_unlock(&s->hub->mu);
+    pthread_mutex_unlock(&s->progress->mu);
     return got;
 }
 
@@ -129,7 +129,7 @@ static int make_room(cvx_svc_sub *s) {
     return 0;
 }
 
-void cvx_svc_hub_publish(cvx_svc_hub *h, long long task_id, int ordinal, int step, int terminal, const char *text) {
+void cvx_svc_progress_publish(cvx_svc_progress *h, long long task_id, int ordinal, int step, int terminal, const char *text) {
     pthread_mutex_lock(&h->mu);
     if (ordinal == CVX_SVC_EV_OUTPUT) {
         char *copy = strdup(text);
@@ -158,7 +158,7 @@ void cvx_svc_hub_publish(cvx_svc_hub *h, long long task_id, int ordinal, int ste
     pthread_mutex_unlock(&h->mu);
 }
 
-char *cvx_svc_hub_last_output(cvx_svc_hub *h, long long task_id, int *step) {
+char *cvx_svc_progress_last_output(cvx_svc_progress *h, long long task_id, int *step) {
     pthread_mutex_lock(&h->mu);
     char *r = NULL;
     if (h->last.task_id == task_id && h->last.text) {
@@ -169,7 +169,7 @@ char *cvx_svc_hub_last_output(cvx_svc_hub *h, long long task_id, int *step) {
     return r;
 }
 
-void cvx_svc_hub_forget(cvx_svc_hub *h, long long task_id) {
+void cvx_svc_progress_forget(cvx_svc_progress *h, long long task_id) {
     pthread_mutex_lock(&h->mu);
     if (h->last.task_id == task_id) {
         free(h->last.text);
