@@ -754,6 +754,43 @@ static cvx_status encode_text(gen_ctx *g, int cfg, int64_t L, float **embeds_out
         if ((st = tap(g, id_names[b], CVX_DTYPE_I64, ids + b * L, 2, shape)) != CVX_OK) goto done;
     }
     const cvx_model_component *te = cvx_model_component_get(e->model, "text_encoder");
+    /* Several processes: each text is encoded once — by the first rank of the CFG half that uses it (the negative
+     * prompt on rank 0, the prompt on rank N/2; without guidance the prompt on rank 0) — and broadcast. A batch
+     * row's encoding does not depend on the batch around it, so the result is the one-process one bit for bit. */
+    const int ranks = cvx_dist_size(g->world);
+    if (ranks > 1) {
+        const int dg = cfg ? ranks / 2 : ranks, root[2] = {cfg ? dg : 0, 0}; /* who encodes b = 0 (prompt), 1 */
+        const int64_t Dt = te->cfg.t5.d_model;
+        embeds = malloc(sizeof(float) * (size_t)(nb * L * Dt));
+        if (!embeds) {
+            st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the text embeddings");
+            goto done;
+        }
+        for (int b = 0; b < nb; b++) {
+            if (g->rank != root[b]) continue;
+            if ((st = cvx_t5_open(&t5, te->dir, &e->err)) != CVX_OK) goto done;
+            if ((st = cvx_t5_set_precision(t5, p->precision)) != CVX_OK) {
+                cvx_fail(&e->err, st, "text encoder: %s", cvx_t5_last_error(t5));
+                goto done;
+            }
+            int64_t one[2] = {1, L};
+            cvx_tensor ids_t = cvx_tensor_view(CVX_DTYPE_I64, ids + b * L, 2, one);
+            if ((st = cvx_t5_encode(t5, e->pool, &ids_t, embeds + b * L * Dt)) != CVX_OK) {
+                cvx_fail(&e->err, st, "text encoder: %s", cvx_t5_last_error(t5));
+                goto done;
+            }
+        }
+        cvx_t5_close(t5);
+        t5 = NULL;
+        for (int b = 0; b < nb; b++)
+            if ((st = cvx_dist_bcast(g->world, embeds + b * L * Dt, sizeof(float) * (size_t)(L * Dt), root[b],
+                                     &e->err)) != CVX_OK)
+                goto done;
+        *embeds_out = embeds;
+        *dt_out = Dt;
+        embeds = NULL;
+        goto done;
+    }
     st = cvx_t5_open(&t5, te->dir, &e->err);
     if (st != CVX_OK) goto done;
     /* bf16: the encoder packs each layer just before running it (no second resident copy of the checkpoint) */
