@@ -36,6 +36,7 @@
 
 #include "cli/cli.h"
 #include "cogvideox.h"
+#include "core/dist.h"
 #include "core/half.h"
 #include "core/log.h"
 #include "core/tensor.h"
@@ -63,6 +64,7 @@ typedef struct {
     /* generate */
     const char *model;
     cvx_generate_params gp;
+    int no_decode; /* generate: stop after the denoising (the T5 + transformer figures, not the VAE's) */
 } bench_opts;
 
 static int usage(FILE *f) {
@@ -73,9 +75,12 @@ static int usage(FILE *f) {
             "  attention --tokens L --heads H --head-dim D batch 2, self-attention\n"
             "  block --tokens N                            one CogVideoX-2b block, 226 text + N video tokens, batch 2\n"
             "  generate -m DIR [-p TEXT] [--steps N] [--frames N] [--height H] [--width W] [--seed S]\n"
-            "           [--guidance G] [-o OUT.mp4] [--cache SPEC]\n"
+            "           [--guidance G] [-o OUT.mp4] [--cache SPEC] [--no-decode]\n"
             "                                              a real run: per-stage seconds, peak RSS; with --cache\n"
-            "                                              the computed steps (no speed-up is quoted: see README)\n"
+            "                                              the computed steps (no speed-up is quoted: see README);\n"
+            "                                              --no-decode stops after the denoising. Under mpirun -np N\n"
+            "                                              one run over N processes: rank 0 prints, with per rank the\n"
+            "                                              compute and communication seconds per step and the bytes sent\n"
             "  deviation -m DIR [generate's flags; --steps 2] bf16 vs fp32 final latents of the same run (no decode)\n"
             "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
             "        --torch-script PATH (bench/torch_block.py)\n"
@@ -587,7 +592,32 @@ out:
     return rc;
 }
 
-static int mode_generate(const bench_opts *o, json_t *root) {
+/* --no-decode: the generation is stopped (as a cancel) when rank 0 reaches the decode. */
+static void stop_at_decode_progress(const cvx_progress *pr, void *user) {
+    if (pr->phase >= CVX_PHASE_DECODE) *(int *)user = 1;
+}
+static int stop_at_decode(void *user) { return *(int *)user; }
+
+typedef struct {
+    double denoise_s, comm_s, bytes; /* of this rank's last run */
+} rank_stats;
+
+static int mode_generate(const bench_opts *o_in, json_t *root) {
+    bench_opts oc = *o_in, *o = &oc;
+    cvx_error derr;
+    cvx_error_clear(&derr);
+    if (cvx_dist_init(NULL, NULL, &derr) != CVX_OK) {
+        fprintf(stderr, "cogvideox bench generate: %s\n", derr.message);
+        return 1;
+    }
+    const cvx_dist *world = cvx_dist_world();
+    const int rank = cvx_dist_rank(world), ranks = cvx_dist_size(world);
+    int decoding = 0;
+    if (o->no_decode) {
+        o->gp.progress = stop_at_decode_progress, o->gp.progress_user_data = &decoding;
+        o->gp.should_cancel = stop_at_decode, o->gp.cancel_user_data = &decoding;
+    }
+    rank_stats mine = {0, 0, 0};
     cvx_engine_params ep = cvx_engine_params_default();
     ep.threads = o->threads;
     cvx_engine *e = NULL;
@@ -605,7 +635,11 @@ static int mode_generate(const bench_opts *o, json_t *root) {
     for (int r = 0; r < o->repeat; r++) {
         cvx_video v = {0};
         double t1 = cvx_time_seconds();
+        decoding = 0;
         cvx_status gs = cvx_generate(e, &o->gp, &v);
+        if (gs == CVX_ERR_CANCELLED && o->no_decode && decoding) gs = CVX_OK; /* stopped where asked */
+        mine.denoise_s = v.seconds[CVX_PHASE_DENOISE], mine.comm_s = v.denoise_comm_seconds;
+        mine.bytes = (double)v.denoise_comm_bytes;
         if (gs != CVX_OK) {
             fprintf(stderr, "cogvideox bench generate: %s\n", cvx_engine_last_error(e));
             cvx_video_free(&v);
@@ -625,7 +659,7 @@ static int mode_generate(const bench_opts *o, json_t *root) {
             json_object_set_new(root, "cache", json_string(spec));
         }
         cvx_video_free(&v);
-        fprintf(stderr, "cogvideox bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
+        if (rank == 0) fprintf(stderr, "cogvideox bench generate: run %d: %.3f s (encode %.3f, denoise %.3f, decode %.3f, write %.3f)\n", r + 1,
                 tot[r], st[4 * r], st[4 * r + 1], st[4 * r + 2], st[4 * r + 3]);
     }
     json_object_set_new(root, "model_dir", json_string(o->model));
@@ -651,10 +685,34 @@ static int mode_generate(const bench_opts *o, json_t *root) {
     }
     add_timing(root, tot, o->repeat, 0, 0);
     json_object_set_new(root, "peak_rss_gb", json_real(peak_rss_gb()));
+    json_object_set_new(root, "decoded", json_boolean(!o->no_decode));
+    json_object_set_new(root, "ranks", json_integer(ranks));
     rc = 0;
 out:
     free(tot), free(st);
     cvx_engine_close(e);
+    if (ranks > 1) { /* every rank's last run, on rank 0: the denoising's compute (less its collectives) and transfers */
+        rank_stats *all = calloc((size_t)ranks, sizeof *all);
+        int64_t *cnt = calloc((size_t)ranks, sizeof *cnt), *dsp = calloc((size_t)ranks, sizeof *dsp);
+        if (all && cnt && dsp) {
+            for (int j = 0; j < ranks; j++) cnt[j] = sizeof(rank_stats), dsp[j] = (int64_t)sizeof(rank_stats) * j;
+            all[rank] = mine;
+            if (cvx_dist_allgatherv(world, all, cnt, dsp, &derr) == CVX_OK && rank == 0 && rc == 0) {
+                json_t *per = json_array();
+                int steps = o->gp.steps > 0 ? o->gp.steps : 1;
+                for (int j = 0; j < ranks; j++)
+                    json_array_append_new(
+                        per, json_pack("{s:i, s:f, s:f, s:f, s:f}", "rank", j, "compute_seconds_per_step",
+                                       (all[j].denoise_s - all[j].comm_s) / steps, "comm_seconds_per_step",
+                                       all[j].comm_s / steps, "denoise_bytes_sent", all[j].bytes,
+                                       "bytes_sent_per_step", all[j].bytes / steps));
+                json_object_set_new(root, "per_rank", per);
+            }
+        }
+        free(all), free(cnt), free(dsp);
+    }
+    if (rank != 0 && rc == 0) rc = -1; /* the others print nothing (the caller's -1: quiet success) */
+    cvx_dist_finalize();
     return rc;
 }
 
@@ -780,6 +838,8 @@ int cvx_cmd_bench(int argc, char **argv) {
                 return 1;
             }
             o.gp.guidance_scale = (float)g, i++;
+        } else if (!strcmp(o.mode, "generate") && !strcmp(a, "--no-decode")) {
+            o.no_decode = 1;
         } else if (!strcmp(o.mode, "generate") && !strcmp(a, "--cache")) {
             char eb[256] = "";
             if (!val || cvx_cache_parse(val, &o.gp.cache, eb, sizeof eb) != CVX_OK) {
@@ -834,7 +894,8 @@ int cvx_cmd_bench(int argc, char **argv) {
         rc = !strcmp(o.mode, "deviation") ? cvx_bench_deviation(o.model, &o.gp, o.threads, root)
                                           : mode_generate(&o, root);
     }
-    if (rc == 0) {
+    if (rc == -1) rc = 0; /* a rank other than 0 of an mpirun: quiet */
+    else if (rc == 0) {
         if (o.json) {
             char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
             if (s) printf("%s\n", s);

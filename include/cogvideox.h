@@ -297,6 +297,10 @@ typedef struct {
      * first process (rank 0) decodes and writes: on the others frames is NULL and num_frames 0. */
     int ranks, rank;
     uint64_t comm_bytes;
+    double comm_seconds; /* of this generation in the processes' collectives (transfers and waits) */
+    /* the same of the denoising alone (the per-step exchanges; without the text embeddings' broadcast) */
+    uint64_t denoise_comm_bytes;
+    double denoise_comm_seconds;
 } cvx_video;
 
 /* Runs one generation. Stages run one after another and each releases its memory before the next starts.

@@ -384,6 +384,7 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "latents_sha256", json_string(video.latents_sha256));
             json_object_set_new(j, "ranks", json_integer(video.ranks > 0 ? video.ranks : 1));
             json_object_set_new(j, "comm_bytes", json_integer((json_int_t)video.comm_bytes));
+            json_object_set_new(j, "comm_seconds", json_real(video.comm_seconds));
             char *s = json_dumps(j, JSON_INDENT(2));
             printf("%s\n", s ? s : "{}");
             free(s);

@@ -23,6 +23,7 @@ static cvx_dist g_world = {0, 1
 #endif
 };
 static uint64_t g_bytes_sent;
+static double g_seconds; /* inside collectives (waiting for the other ranks included) */
 
 int cvx_dist_supported(void) {
 #ifdef CVX_HAVE_MPI
@@ -49,10 +50,13 @@ const cvx_dist *cvx_dist_world(void) { return &g_world; }
 int cvx_dist_rank(const cvx_dist *d) { return d ? d->rank : 0; }
 int cvx_dist_size(const cvx_dist *d) { return d ? d->size : 1; }
 uint64_t cvx_dist_bytes_sent(void) { return g_bytes_sent; }
+double cvx_dist_seconds(void) { return g_seconds; }
 
 #ifdef CVX_HAVE_MPI
 
 static int g_initialized_here;
+
+static double now_s(void) { return MPI_Wtime(); }
 
 static cvx_status mpi_fail(cvx_error *err, int rc, const char *what) {
     char msg[MPI_MAX_ERROR_STRING] = "";
@@ -126,7 +130,9 @@ cvx_status cvx_dist_bcast(const cvx_dist *d, void *buf, size_t bytes, int root, 
     if (d->size == 1) return CVX_OK;
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t n = bytes - off < CHUNK ? bytes - off : CHUNK;
+        double t_ = now_s();
         int rc = MPI_Bcast((char *)buf + off, (int)n, MPI_BYTE, root, d->comm);
+        g_seconds += now_s() - t_;
         if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "broadcast");
     }
     if (d->rank == root) g_bytes_sent += (uint64_t)bytes * (uint64_t)(d->size - 1);
@@ -140,8 +146,10 @@ cvx_status cvx_dist_sendrecv(const cvx_dist *d, const void *send, void *recv, si
     }
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t n = bytes - off < CHUNK ? bytes - off : CHUNK;
+        double t_ = now_s();
         int rc = MPI_Sendrecv((const char *)send + off, (int)n, MPI_BYTE, peer, 17, (char *)recv + off, (int)n, MPI_BYTE,
                               peer, 17, d->comm, MPI_STATUS_IGNORE);
+        g_seconds += now_s() - t_;
         if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "exchange");
     }
     g_bytes_sent += bytes;
@@ -172,7 +180,9 @@ cvx_status cvx_dist_alltoallv(const cvx_dist *d, const void *send, const int64_t
         free(buf);
         return cvx_fail(err, CVX_ERR_SHAPE, "MPI all-to-all: a transfer above 2 GiB");
     }
+    double t_ = now_s();
     int rc = MPI_Alltoallv(send, buf, buf + n, MPI_BYTE, recv, buf + 2 * n, buf + 3 * n, MPI_BYTE, d->comm);
+    g_seconds += now_s() - t_;
     free(buf);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "all-to-all");
     for (int j = 0; j < n; j++)
@@ -190,7 +200,9 @@ cvx_status cvx_dist_allgatherv(const cvx_dist *d, void *recv, const int64_t *cou
         free(buf);
         return cvx_fail(err, CVX_ERR_SHAPE, "MPI all-gather: a transfer above 2 GiB");
     }
+    double t_ = now_s();
     int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, recv, buf, buf + n, MPI_BYTE, d->comm);
+    g_seconds += now_s() - t_;
     free(buf);
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "all-gather");
     g_bytes_sent += (uint64_t)count[d->rank] * (uint64_t)(n - 1);
@@ -200,7 +212,9 @@ cvx_status cvx_dist_allgatherv(const cvx_dist *d, void *recv, const int64_t *cou
 cvx_status cvx_dist_allreduce_sum(const cvx_dist *d, double *values, int64_t n, cvx_error *err) {
     if (d->size == 1) return CVX_OK;
     if (n > 0x7fffffff) return cvx_fail(err, CVX_ERR_SHAPE, "MPI all-reduce: too many values");
+    double t_ = now_s();
     int rc = MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, d->comm);
+    g_seconds += now_s() - t_;
     if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "all-reduce");
     g_bytes_sent += (uint64_t)n * sizeof(double);
     return CVX_OK;
@@ -208,7 +222,9 @@ cvx_status cvx_dist_allreduce_sum(const cvx_dist *d, double *values, int64_t n, 
 
 cvx_status cvx_dist_barrier(const cvx_dist *d, cvx_error *err) {
     if (d->size == 1) return CVX_OK;
+    double t_ = now_s();
     int rc = MPI_Barrier(d->comm);
+    g_seconds += now_s() - t_;
     return rc == MPI_SUCCESS ? CVX_OK : mpi_fail(err, rc, "barrier");
 }
 

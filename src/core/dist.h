@@ -53,7 +53,9 @@ cvx_status cvx_dist_allreduce_sum(const cvx_dist *d, double *values, int64_t n, 
 /* Waits for every rank of d. */
 cvx_status cvx_dist_barrier(const cvx_dist *d, cvx_error *err);
 
-/* Bytes this process has sent to other processes since it started (all communicators). */
+/* Bytes this process has sent to other processes since it started (all communicators), and the seconds it spent in
+ * the collectives (transfers and waiting for the other ranks). */
 uint64_t cvx_dist_bytes_sent(void);
+double cvx_dist_seconds(void);
 
 #endif

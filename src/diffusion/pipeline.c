@@ -1316,6 +1316,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     g.params_hash = hash_params(p, &g.cache, height, width, e->model_id);
     g.world = cvx_dist_world();
     g.rank = cvx_dist_rank(g.world);
+    const double comm_s0 = cvx_dist_seconds();
     int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
     plan_progress(&g, F, H, W, out_frames, height, width, cfg);
     double seconds[4] = {0, 0, 0, 0};
@@ -1344,8 +1345,12 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         goto done;
     }
     t = cvx_time_seconds();
+    const double dcomm_s0 = cvx_dist_seconds();
+    const uint64_t dcomm_b0 = cvx_dist_bytes_sent();
     st = denoise(&g, embeds, cfg, L, latents, F, C, H, W, height, width);
     seconds[CVX_PHASE_DENOISE] = cvx_time_seconds() - t;
+    if (out)
+        out->denoise_comm_seconds = cvx_dist_seconds() - dcomm_s0, out->denoise_comm_bytes = cvx_dist_bytes_sent() - dcomm_b0;
     free(embeds);
     embeds = NULL;
     if (st != CVX_OK) goto done;
@@ -1412,7 +1417,7 @@ done:
         cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
     }
     if (st != CVX_OK) outputs_abort(&g, &o);
-    if (out) out->comm_bytes = cvx_dist_bytes_sent();
+    if (out) out->comm_bytes = cvx_dist_bytes_sent(), out->comm_seconds = cvx_dist_seconds() - comm_s0;
     free(o.frames);
     free(g.computed);
     free(latents);
