@@ -110,7 +110,8 @@ static void usage(FILE *f) {
             "several processes: mpirun -np N cogvideox generate ... runs one video over N processes (machines):\n"
             "the CFG halves on two halves of them, each half splitting the tokens over N/2 (sequence parallel);\n"
             "N must be 1 or even and N/2 must divide the model's attention heads (without guidance N must divide\n"
-            "them). The latents are bit-identical to one process; rank 0 prints and writes the outputs.\n"
+            "them); the VAE decodes a band of rows on each. The latents are bit-identical to one process's;\n"
+            "rank 0 prints and writes the outputs.\n"
             "options take their value as --flag value or --flag=value. Exit codes: 0 ok, 1 bad arguments, 2 a model,\n"
             "file or I/O failure, 130 interrupted (no partial file is left).\n"
             "example: cogvideox generate -m models/tiny -p \"a red fox in the snow\" -o fox.mp4 --steps 20 --seed random\n",

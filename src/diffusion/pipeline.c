@@ -1242,8 +1242,11 @@ static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C,
     cvx_vae_params vp = cvx_vae_params_default(vae);
     vp.progress = vae_progress;
     vp.progress_user_data = &sc;
-    vp.frames_ready = vae_frames_ready;
-    vp.frames_ready_user_data = &sc;
+    if (g->rank == 0) { /* the writer */
+        vp.frames_ready = vae_frames_ready;
+        vp.frames_ready_user_data = &sc;
+    }
+    vp.dist = cvx_dist_size(g->world) > 1 ? g->world : NULL;
     st = cvx_vae_decode_shape(vae, &vp, zshape, o->shape);
     if (st != CVX_OK) {
         cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
@@ -1375,13 +1378,19 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         out->fps = p->fps;
         memcpy(out->seconds, seconds, sizeof seconds);
     }
-    if (g.rank != 0) goto done; /* rank 0 decodes and writes */
-
     t = cvx_time_seconds();
-    if ((st = outputs_open(&g, &o, height, width)) != CVX_OK) goto done;
+    /* Several processes decode together, each a band of rows (vae.h); rank 0 alone writes: its outputs open or
+     * not for everyone. */
+    const int ranks = cvx_dist_size(g.world);
+    int32_t open_st = g.rank == 0 ? (int32_t)outputs_open(&g, &o, height, width) : (int32_t)CVX_OK;
+    if (ranks > 1 && cvx_dist_bcast(g.world, &open_st, sizeof open_st, 0, &e->err) != CVX_OK) open_st = CVX_ERR_IO;
+    if ((st = (cvx_status)open_st) != CVX_OK) goto done;
+    g.collective = ranks > 1; /* the decoder's cancel polls are everyone's */
     st = decode(&g, latents, F, C, H, W, &o);
+    g.collective = 0;
     seconds[CVX_PHASE_DECODE] = cvx_time_seconds() - t - o.write_seconds;
-    if (st != CVX_OK) goto done;
+    if (out) out->seconds[CVX_PHASE_DECODE] = seconds[CVX_PHASE_DECODE];
+    if (st != CVX_OK || g.rank != 0) goto done;
     cvx_log_info(&e->logger, "decode: %.2fs", seconds[CVX_PHASE_DECODE]);
     t = cvx_time_seconds();
     if (poll_cancel(&g)) {

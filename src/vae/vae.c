@@ -350,7 +350,11 @@ typedef struct {
     cvx__vcache *cache;
     int store;          /* keep the conv caches for a next frame batch */
     int fb, nfb, sample;
-    const cvx__vact *zq; /* decoder: this batch's latent frames [T][H][W][L] */
+    const cvx__vact *zq; /* decoder: this batch's latent frames [T][H][W][L] (this rank's rows of them) */
+    /* a row-split decode (p->dist of size > 1): the batch's whole latent frames (SpatialNorm3D's conditioning),
+     * and this rank's first latent row; NULL and 0 otherwise */
+    const cvx__vact *zfull;
+    int64_t ly0;
 } run_ctx;
 
 static int tap_wants(const run_ctx *r, const char *kind, const char *module) {
@@ -398,25 +402,28 @@ static cvx_status prep(run_ctx *r, const vnorm *n, const cvx__vact *f, prep_norm
     p->a = malloc((size_t)C * sizeof(float));
     p->b = malloc((size_t)C * sizeof(float));
     if (!p->a || !p->b) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
-    cvx_status st =
-        cvx__vgroupnorm_fold(r->pool, f, m->cfg.norm_num_groups, n->eps, n->gamma, n->beta, p->a, p->b, &m->err);
+    cvx_status st = cvx__vgroupnorm_fold(r->pool, f, m->cfg.norm_num_groups, n->eps, n->gamma, n->beta, p->a, p->b,
+                                         r->zfull ? r->p->dist : NULL, &m->err);
     if (st) return st;
     p->xf.a = p->a;
     p->xf.b = p->b;
     p->xf.silu = 1;
     if (!n->spatial) return CVX_OK;
-    const cvx__vact *z = r->zq;
+    /* f's rows are rows [off, off + f->H) of the whole frame's Hg (a row-split decode: the latent band scaled by
+     * the upsamplings so far) */
+    const cvx__vact *z = r->zfull ? r->zfull : r->zq;
+    const int64_t scale = f->H / r->zq->H, Hg = z->H * scale, off = r->ly0 * scale;
     const int64_t zn = z->T * z->H * z->W;
     p->zy = malloc((size_t)(zn * C) * sizeof(float));
     p->zb = malloc((size_t)(zn * C) * sizeof(float));
-    p->maps = malloc((size_t)(f->T + f->H + f->W) * sizeof(int64_t));
+    p->maps = malloc((size_t)(f->T + f->H + 2 + f->W) * sizeof(int64_t));
     if (!p->zy || !p->zb || !p->maps) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
     int64_t wshape[2] = {C, z->C};
     cvx_tensor wy = cvx_tensor_view(n->conv_y.w.dtype, n->conv_y.w.data, 2, wshape);
     cvx_tensor wb = cvx_tensor_view(n->conv_b.w.dtype, n->conv_b.w.data, 2, wshape);
     cvx_linear(r->pool, p->zy, z->data, zn, z->C, &wy, n->conv_y.b);
     cvx_linear(r->pool, p->zb, z->data, zn, z->C, &wb, n->conv_b.b);
-    int64_t *tm = p->maps, *ym = tm + f->T, *xm = ym + f->H;
+    int64_t *tm = p->maps, *ym = tm + f->T + 1, *xm = ym + f->H + 1; /* ym[-1] and ym[H]: the neighbours' rows */
     if (f->T > 1 && f->T % 2 == 1) {
         /* Frame 0 and the rest are resized separately (z_first -> 1 frame, z_rest -> T-1 frames). */
         if (z->T < 2)
@@ -427,7 +434,10 @@ static cvx_status prep(run_ctx *r, const vnorm *n, const cvx__vact *f, prep_norm
     } else {
         for (int64_t t = 0; t < f->T; t++) tm[t] = cvx__vnearest(t, z->T, f->T);
     }
-    for (int64_t y = 0; y < f->H; y++) ym[y] = cvx__vnearest(y, z->H, f->H);
+    for (int64_t y = -1; y <= f->H; y++) {
+        int64_t gy = off + y < 0 ? 0 : off + y >= Hg ? Hg - 1 : off + y;
+        ym[y] = cvx__vnearest(gy, z->H, Hg);
+    }
     for (int64_t x = 0; x < f->W; x++) xm[x] = cvx__vnearest(x, z->W, f->W);
     p->xf.zy = p->zy;
     p->xf.zb = p->zb;
@@ -489,7 +499,30 @@ static cvx_status run_conv(run_ctx *r, const vconv *c, cvx__vconv *cv) {
     }
     if (!cv->stride) cv->stride = 1;
     cv->bf16 = r->m->precision == CVX_PRECISION_BF16;
-    cvx_status st = cvx__vconv_run(r->pool, cv, &r->m->err);
+    /* A row-split decode: the rows next to this band, from the neighbours (every conv here has 3x3 taps). */
+    float *halo = NULL;
+    cvx_status st = CVX_OK;
+    const cvx_dist *d = r->zfull ? r->p->dist : NULL;
+    if (d) {
+        const cvx__vact *s = cv->src;
+        const int rk = cvx_dist_rank(d), n = cvx_dist_size(d);
+        const int64_t rowf = s->W * s->C, fr = s->T * rowf;
+        halo = malloc(sizeof(float) * (size_t)(4 * fr));
+        if (!halo) st = cvx_fail(&r->m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for the halo rows");
+        float *send = halo + 2 * fr; /* [first rows][last rows] of src's frames */
+        for (int64_t t = 0; !st && t < s->T; t++) {
+            memcpy(send + t * rowf, s->data + (t * s->H) * rowf, sizeof(float) * (size_t)rowf);
+            memcpy(send + fr + t * rowf, s->data + (t * s->H + s->H - 1) * rowf, sizeof(float) * (size_t)rowf);
+        }
+        if (!st && rk > 0) /* my first rows up, the upper neighbour's last rows down */
+            st = cvx_dist_sendrecv(d, send, halo, sizeof(float) * (size_t)fr, rk - 1, &r->m->err);
+        if (!st && rk + 1 < n)
+            st = cvx_dist_sendrecv(d, send + fr, halo + fr, sizeof(float) * (size_t)fr, rk + 1, &r->m->err);
+        cv->halo[0] = rk > 0 ? halo : NULL;
+        cv->halo[1] = rk + 1 < n ? halo + fr : NULL;
+    }
+    if (!st) st = cvx__vconv_run(r->pool, cv, &r->m->err);
+    free(halo);
     free(w);
     return st;
 }
@@ -875,26 +908,52 @@ static cvx_status decode_one(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p
     }
     cvx_status st = CVX_OK;
     int64_t f0 = 0;
+    /* A row-split decode: this rank's latent rows [ly0, ly0 + lh) (rank j's: cnt[j] from off[j]). */
+    const cvx_dist *d = stream && cvx_dist_size(p->dist) > 1 ? p->dist : NULL;
+    const int nr = cvx_dist_size(d), rk = cvx_dist_rank(d);
+    int64_t *cnt = calloc((size_t)nr * 2, sizeof(int64_t)), *off = cnt ? cnt + nr : NULL;
+    if (!cnt) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+    for (int j = 0, o0 = 0; j < nr; j++) cnt[j] = H / nr + (j < H % nr), off[j] = o0, o0 += (int)cnt[j];
+    const int64_t ly0 = off[rk], lh = cnt[rk];
     cvx__vcache_clear(cache);
     for (int64_t k = 0; !st && k < nb; k++) {
         int64_t s, e;
         batch_range(T, bs, k, &s, &e);
-        cvx__vact zq, o = {0};
-        if ((st = cvx__vact_alloc(&zq, L, e - s, H, W, &m->err))) break;
+        cvx__vact zq, zf = {0}, o = {0};
+        if ((st = cvx__vact_alloc(&zq, L, e - s, lh, W, &m->err))) break;
+        if (d && (st = cvx__vact_alloc(&zf, L, e - s, H, W, &m->err))) {
+            cvx__vact_free(&zq);
+            break;
+        }
         for (int64_t t = 0; t < e - s; t++)
             for (int64_t y = 0; y < H; y++)
                 for (int64_t x = 0; x < W; x++)
-                    for (int64_t c = 0; c < L; c++)
-                        zq.data[((t * H + y) * W + x) * L + c] =
-                            z[((c * T + s + t) * zH0 + y0 + y) * zW0 + x0 + x];
-        run_ctx r = {m, pool, p, cache, k + 1 < nb, (int)k, (int)nb, sample, &zq};
+                    for (int64_t c = 0; c < L; c++) {
+                        float v = z[((c * T + s + t) * zH0 + y0 + y) * zW0 + x0 + x];
+                        if (y >= ly0 && y < ly0 + lh) zq.data[((t * lh + y - ly0) * W + x) * L + c] = v;
+                        if (d) zf.data[((t * H + y) * W + x) * L + c] = v;
+                    }
+        run_ctx r = {m, pool, p, cache, k + 1 < nb, (int)k, (int)nb, sample, &zq, d ? &zf : NULL, ly0};
         st = decoder_fwd(&r, &o);
         cvx__vact_free(&zq);
+        cvx__vact_free(&zf);
         if (!st) {
-            const int64_t C = o.C, n = Ho * Wo;
+            /* this rank's rows into their place, then every rank's rows everywhere */
+            const int64_t C = o.C, n = Ho * Wo, rows = o.H, r0 = S * ly0;
             for (int64_t t = 0; t < o.T; t++)
-                for (int64_t i = 0; i < n; i++)
-                    for (int64_t c = 0; c < C; c++) out[(c * F + f0 + t) * n + i] = o.data[(t * n + i) * C + c];
+                for (int64_t i = 0; i < rows * Wo; i++)
+                    for (int64_t c = 0; c < C; c++)
+                        out[(c * F + f0 + t) * n + r0 * Wo + i] = o.data[(t * rows * Wo + i) * C + c];
+            if (d) {
+                int64_t *gc = calloc((size_t)nr * 2, sizeof(int64_t)), *gd = gc ? gc + nr : NULL;
+                if (!gc) st = cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
+                for (int j = 0; !st && j < nr; j++)
+                    gc[j] = (int64_t)sizeof(float) * S * cnt[j] * Wo, gd[j] = (int64_t)sizeof(float) * S * off[j] * Wo;
+                for (int64_t c = 0; !st && c < C; c++)
+                    for (int64_t t = 0; !st && t < o.T; t++)
+                        st = cvx_dist_allgatherv(d, out + (c * F + f0 + t) * n, gc, gd, &m->err);
+                free(gc);
+            }
             f0 += o.T;
             if (stream && p->frames_ready &&
                 p->frames_ready(p->frames_ready_user_data, sample, f0 - o.T, f0))
@@ -904,6 +963,7 @@ static cvx_status decode_one(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p
         if (!st) st = report(m, p, pr);
     }
     cvx__vcache_clear(cache);
+    free(cnt);
     return st;
 }
 
@@ -1005,6 +1065,10 @@ cvx_status cvx_vae_decode(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, c
     tiling tl;
     if ((st = tiling_plan(m, p, zs[3], zs[4], &use, &tl))) return st;
     const int64_t B = zs[0], L = zs[1], T = zs[2], H = zs[3], W = zs[4];
+    if (cvx_dist_size(p->dist) > 1 && (use || H < cvx_dist_size(p->dist)))
+        return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
+                        "VAE: a decode over %d processes needs untiled decoding and at least as many latent rows "
+                        "(%lld)", cvx_dist_size(p->dist), (long long)H);
     cvx__vcache *cache = NULL;
     if ((st = open_cache(m, p, 0, use ? tl.tlh : H, use ? tl.tlw : W, n_batches(T, p->latent_frames_batch), &cache)))
         return st;
@@ -1092,7 +1156,7 @@ cvx_status cvx_vae_encode(cvx_vae *m, cvx_pool *pool, const cvx_vae_params *p, c
                 for (int64_t i = 0; i < H * W; i++)
                     for (int64_t c = 0; c < C; c++)
                         in.data[(t * H * W + i) * C + c] = xb[(c * F + s + t) * H * W + i];
-            run_ctx r = {m, pool, p, cache, k + 1 < nb, (int)k, (int)nb, (int)b, NULL};
+            run_ctx r = {m, pool, p, cache, k + 1 < nb, (int)k, (int)nb, (int)b, NULL, NULL, 0};
             st = encoder_fwd(&r, &in, &o);
             cvx__vact_free(&in);
             if (!st)

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -97,6 +98,12 @@ typedef struct {
      * the end. */
     int (*frames_ready)(void *user_data, int sample, int64_t f0, int64_t f1);
     void *frames_ready_user_data;
+    /* Decoding over several processes (NULL or one: this one decodes everything): every rank of dist calls
+     * cvx_vae_decode with the same arguments; rank j decodes latent rows [j·H/N, (j+1)·H/N) (split as evenly as
+     * they go) of every frame, exchanging the rows next to its band with its neighbours before each convolution
+     * and adding the GroupNorm sums over the ranks (as xDiT's DistVAE), and every rank ends with the whole
+     * output. Untiled decoding only; H >= N. */
+    const cvx_dist *dist;
 } cvx_vae_params;
 
 /* The reference's defaults for this model (tiling off), caches spilled past 2 GiB. */

@@ -43,8 +43,10 @@ int64_t cvx__vnearest(int64_t dst, int64_t in_size, int64_t out_size) {
 }
 
 void cvx__vxform_row(const cvx__vxform *xf, const cvx__vact *x, int64_t t, int64_t y, float *dst) {
-    const int64_t C = x->C, W = x->W;
-    const float *src = x->data + ((t * x->H + y) * W) * C;
+    cvx__vxform_apply(xf, x->data + ((t * x->H + y) * x->W) * x->C, x->W, x->C, t, y, dst);
+}
+
+void cvx__vxform_apply(const cvx__vxform *xf, const float *src, int64_t W, int64_t C, int64_t t, int64_t y, float *dst) {
     const float *a = xf->a, *b = xf->b;
     if (xf->zy) {
         const float *zyr = xf->zy + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
@@ -98,13 +100,13 @@ static void gn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
 }
 
 cvx_status cvx__vgroupnorm_fold(cvx_pool *pool, const cvx__vact *x, int64_t groups, double eps, const float *gamma,
-                                const float *beta, float *a, float *b, cvx_error *err) {
+                                const float *beta, float *a, float *b, const cvx_dist *dist, cvx_error *err) {
     const int64_t C = x->C, cg = C / groups;
     gn_ctx g = {x, x->T * x->H, 0, NULL};
     /* A fixed partition (not per thread) keeps the sums, and so the result, independent of the thread count. */
     g.nchunks = g.rows < GN_CHUNKS ? g.rows : GN_CHUNKS;
-    g.part = malloc((size_t)(g.nchunks * 2 * C) * sizeof(double));
-    double *tot = calloc((size_t)(2 * C), sizeof(double));
+    g.part = malloc((size_t)(g.nchunks * 2 * C + 1) * sizeof(double));
+    double *tot = calloc((size_t)(2 * C + 1), sizeof(double)); /* sums, squares, and the pixel count */
     if (!g.part || !tot) {
         free(g.part);
         free(tot);
@@ -113,7 +115,13 @@ cvx_status cvx__vgroupnorm_fold(cvx_pool *pool, const cvx__vact *x, int64_t grou
     cvx_pool_parallel_for(pool, g.nchunks, 1, gn_task, &g);
     for (int64_t ch = 0; ch < g.nchunks; ch++)
         for (int64_t c = 0; c < 2 * C; c++) tot[c] += g.part[ch * 2 * C + c];
-    const double n = (double)cg * (double)(x->T * x->H * x->W);
+    tot[2 * C] = (double)(x->T * x->H * x->W);
+    if (cvx_dist_size(dist) > 1 && cvx_dist_allreduce_sum(dist, tot, 2 * C + 1, err) != CVX_OK) {
+        free(g.part);
+        free(tot);
+        return err->status;
+    }
+    const double n = (double)cg * tot[2 * C];
     for (int64_t gi = 0; gi < groups; gi++) {
         double s = 0, q = 0;
         for (int64_t c = gi * cg; c < (gi + 1) * cg; c++) {
@@ -366,6 +374,7 @@ typedef struct {
     float **win;     /* bf16, per thread: A's overlapping windows copied to rows of their own [M][3·Cin] */
     int64_t patch_elems;
     int *failed;     /* per thread: 1 a cache read failed, 2 a bf16 product was refused */
+    int64_t cache_row0, cache_rows; /* the cache's row of src row 0, rows per cache frame */
 } conv_ctx;
 
 /* C[M, Cout] (+)= A · W_gᵀ for tap g = dt·3 + dy (A's rows: lda apart, 3·Cin values = the dx = 0..2 pixels)
@@ -401,21 +410,25 @@ static int64_t tap_frame(const conv_ctx *x, int64_t t, int dt) {
     return 0; /* no context yet: replicas of frame 0 */
 }
 
-/* Gathers source row r of frame f (transformed) into dst (W·Cin values, duplicated to 2W when up2x). */
+/* Gathers source row r of frame f (transformed) into dst (W·Cin values, duplicated to 2W when up2x). r = -1 and
+ * r = H are the neighbours' rows of a row-split decode (cv->halo). */
 static int gather_row(const conv_ctx *x, int64_t f, int64_t r, float *dst, float *tmp) {
     const cvx__vconv *cv = x->cv;
     const cvx__vact *s = cv->src;
     const int64_t C = s->C, W = s->W;
-    if (f < 0) { /* cache frame: already the conv's input */
-        return cache_rw(cv->cache, cv->slot, (-1 - f) * s->H * W * C + r * W * C, W * C, dst, 0);
+    if (f < 0) { /* cache frame: already the conv's input (its rows from -1 when there are halos) */
+        return cache_rw(cv->cache, cv->slot, (-1 - f) * x->cache_rows * W * C + (r + x->cache_row0) * W * C, W * C,
+                        dst, 0);
     }
+    const float *src = r < 0 ? cv->halo[0] + f * W * C : r >= s->H ? cv->halo[1] + f * W * C
+                                                                   : s->data + ((f * s->H + r) * W) * C;
     const float *row;
     if (cv->xf) {
         float *o = cv->up2x ? tmp : dst;
-        cvx__vxform_row(cv->xf, s, f, r, o);
+        cvx__vxform_apply(cv->xf, src, W, C, f, r, o);
         row = o;
     } else {
-        row = s->data + ((f * s->H + r) * W) * C;
+        row = src;
         if (!cv->up2x) {
             memcpy(dst, row, (size_t)(W * C) * sizeof(float));
             return 0;
@@ -444,13 +457,15 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             for (int64_t rr = 0; rr < nrows; rr++) {
                 float *prow = patch + ((dt * nrows + rr) * Wp) * Cin;
                 int64_t iy = y0 * st - x->pad + rr;
-                if (iy < 0 || iy >= x->Hv) {
+                /* outside the (virtual) input: zero padding, or a neighbour's row in a row-split decode */
+                int64_t sy = iy < 0 ? -1 : iy >= x->Hv ? cv->src->H : cv->up2x ? iy / 2 : iy;
+                if ((iy < 0 && (iy < -1 || !cv->halo[0])) || (iy >= x->Hv && (iy > x->Hv || !cv->halo[1]))) {
                     memset(prow, 0, (size_t)(Wp * Cin) * sizeof(float));
                     continue;
                 }
                 if (x->pad) memset(prow, 0, (size_t)Cin * sizeof(float));
                 memset(prow + (x->pad + x->Wv) * Cin, 0, (size_t)((Wp - x->pad - x->Wv) * Cin) * sizeof(float));
-                if (gather_row(x, f, cv->up2x ? iy / 2 : iy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
+                if (gather_row(x, f, sy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
             }
         }
         if (st == 1) {
@@ -524,25 +539,27 @@ static void store_task(void *arg, int64_t begin, int64_t end, int thread_index) 
     const cvx__vconv *cv = c->x->cv;
     const int64_t rowe = c->x->row_elems;
     float *row = c->x->scratch[thread_index], *tmp = row + rowe;
-    for (int64_t r = begin; r < end; r++)
-        if (gather_row(c->x, c->f, r, row, tmp) || cache_rw(cv->cache, cv->slot, c->off + r * rowe, rowe, row, 1))
+    for (int64_t i = begin; i < end; i++) {
+        int64_t r = i - c->x->cache_row0; /* -1 and H: the neighbours' rows, when there are */
+        if ((r < 0 && !cv->halo[0]) || (r >= cv->src->H && !cv->halo[1])) continue;
+        if (gather_row(c->x, c->f, r, row, tmp) || cache_rw(cv->cache, cv->slot, c->off + i * rowe, rowe, row, 1))
             c->x->failed[thread_index] = 1;
+    }
 }
 
 /* Stores the last 2 frames of the front-padded, transformed input as the next batch's context. Frame 0 is
  * written before frame 1 is: with a 1-frame input, new frame 0 is the old frame 1 of the same slot. */
 static cvx_status store_cache(cvx_pool *pool, conv_ctx *x, cvx_error *err) {
     const cvx__vconv *cv = x->cv;
-    const cvx__vact *s = cv->src;
-    const int64_t frame = s->H * x->row_elems;
+    const int64_t frame = x->cache_rows * x->row_elems;
     int had = cvx__vcache_valid(cv->cache, cv->slot);
     cvx_status st = cache_prepare(cv->cache, cv->slot, frame, err);
     if (st) return st;
     if (had && !cvx__vcache_valid(cv->cache, cv->slot)) had = 0; /* resized: the old context is gone */
     for (int j = 0; j < 2; j++) {
-        int64_t p = s->T + j; /* padded index of the frame that becomes cache frame j */
+        int64_t p = cv->src->T + j; /* padded index of the frame that becomes cache frame j */
         store_ctx c = {x, p >= 2 ? p - 2 : had ? -1 - p : 0, j * frame};
-        cvx_pool_parallel_for(pool, s->H, 0, store_task, &c);
+        cvx_pool_parallel_for(pool, x->cache_rows, 0, store_task, &c);
         for (int i = 0; i < cvx_pool_size(pool); i++)
             if (x->failed[i]) return cvx_fail(err, CVX_ERR_IO, "VAE: conv cache I/O failed: %s", strerror(errno));
     }
@@ -570,6 +587,9 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
     int64_t band_rows = (x.band - 1) * cv->stride + 3;
     x.patch_elems = cv->kt * band_rows * x.Wp * x.Cin;
     x.row_elems = s->W * s->C;
+    /* the cache keeps the neighbours' rows too (rows -1 .. H) in a row-split decode */
+    x.cache_row0 = cv->halo[0] || cv->halo[1] ? 1 : 0;
+    x.cache_rows = s->H + 2 * x.cache_row0;
     int64_t scratch_elems = x.patch_elems + x.row_elems + (cv->stride == 1 ? x.band * x.Wp * cv->cout : 0);
     if (scratch_elems < 2 * x.row_elems) scratch_elems = 2 * x.row_elems; /* store_cache: row + tmp */
     const int64_t out_frame = x.Ho * x.Wo * cv->cout;

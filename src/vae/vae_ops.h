@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
@@ -47,11 +48,15 @@ typedef struct {
 
 /* Applies xf to row y of frame t of x (W·C values) into dst. */
 void cvx__vxform_row(const cvx__vxform *xf, const cvx__vact *x, int64_t t, int64_t y, float *dst);
+/* The same for a row given by its W·C values: y indexes ymap (a neighbour's row: -1 or H, where the maps of a
+ * row-split decode have entries). */
+void cvx__vxform_apply(const cvx__vxform *xf, const float *src, int64_t W, int64_t C, int64_t t, int64_t y, float *dst);
 
 /* GroupNorm statistics of x per group (channels-in-group × T × H × W, biased variance, accumulated in double),
- * folded with gamma/beta into xf->a/xf->b style vectors a[C], b[C]. */
+ * folded with gamma/beta into xf->a/xf->b style vectors a[C], b[C]. With a row-split decode (dist of size > 1)
+ * x is this rank's rows and the sums are added over the ranks first. */
 cvx_status cvx__vgroupnorm_fold(cvx_pool *pool, const cvx__vact *x, int64_t groups, double eps, const float *gamma,
-                                const float *beta, float *a, float *b, cvx_error *err);
+                                const float *beta, float *a, float *b, const cvx_dist *dist, cvx_error *err);
 
 /* torch's nearest index (F.interpolate mode="nearest", given sizes): dst -> src. */
 int64_t cvx__vnearest(int64_t dst, int64_t in_size, int64_t out_size);
@@ -71,6 +76,9 @@ int cvx__vcache_valid(const cvx__vcache *c, int slot);
 typedef struct {
     const cvx__vact *src;     /* input [T][H][W][Cin] */
     const cvx__vxform *xf;    /* applied to src frames as they are gathered (NULL: none) */
+    /* A row-split decode: the neighbours' rows next to src's first and last rows, untransformed, [src->T][W][C]
+     * each (halo[0] above row 0, halo[1] below row H-1), or NULL where src's edge is the image's (zero padding). */
+    const float *halo[2];
     int kt;                   /* temporal taps: 3 (causal: 2 front frames from the cache or frame-0 replicas) or 1 */
     int stride;               /* spatial stride 1 or 2 */
     int pad_right_only;       /* F.pad(x, (0, 1, 0, 1)) (downsampler) instead of 1 zero pixel on every side */
