@@ -71,9 +71,14 @@ cvx_status cvx_dist_init(int *argc, char ***argv, cvx_error *err) {
     if (!done) {
         if (cvx_dist_launched_size() <= 1) return CVX_OK; /* not under a launcher: one process, no MPI at all */
         int provided = 0;
-        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        /* serialized: one thread at a time communicates, not always the main one (serve's worker thread) */
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
         if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "initialisation");
         g_initialized_here = 1;
+        if (provided < MPI_THREAD_SERIALIZED)
+            return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT,
+                            "this MPI library does not let another thread than the main one communicate "
+                            "(MPI_THREAD_SERIALIZED)");
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     g_world.comm = MPI_COMM_WORLD;

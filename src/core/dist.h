@@ -21,7 +21,7 @@ typedef struct cvx_dist cvx_dist;
 int cvx_dist_supported(void);
 /* The number of processes the launcher started (mpirun's / a PMI launcher's environment), 1 outside one. */
 int cvx_dist_launched_size(void);
-/* Joins the launcher's processes (MPI_Init_thread, funneled: only the calling thread communicates). Idempotent.
+/* Joins the launcher's processes (MPI_Init_thread, serialized: one thread at a time communicates). Idempotent.
  * Fails (CVX_ERR_INVALID_ARGUMENT, a message naming the cause) for a launch of N > 1 processes in a build without
  * MPI, or when MPI cannot start. Outside a launcher it does nothing: the world is this process. */
 cvx_status cvx_dist_init(int *argc, char ***argv, cvx_error *err);

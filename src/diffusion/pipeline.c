@@ -684,9 +684,6 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
         if (c->mode != CVX_CACHE_OFF)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
                             "step skipping (cache) does not run over several processes yet: use one process or no cache");
-        if (p->resume_state)
-            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
-                            "resuming from a checkpoint does not run over several processes yet");
         if (tap_on)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "the golden observer runs in one process only");
         cvx_error err;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The service over several processes (issue 17): `mpirun -np 2 cogvideox serve` — rank 0 serves (HTTP, store,
+# worker) and sends each job to rank 1, and both generate it (CFG halves, the VAE in row bands). A task run through
+# the API (the model page's signed curl calls) ends task_postprocess_end with an MP4 byte-identical to the one a
+# one-process server writes for the same inputs; SIGTERM to mpirun stops both ranks cleanly.
+# MPI missing is the only reason to skip (exit 0 with SKIP).
+set -u
+BIN=${1:?usage: cli_mpi_serve.sh path/to/cogvideox}
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$BIN" 2>/dev/null | grep -q libmpi; then
+    echo "SKIP: no MPI (mpirun, or a binary built with it)"
+    exit 0
+fi
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-cli-mpi-serve-XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+cd "$TMP" || exit 1
+export ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0
+umask 077
+"$BIN" make-model --preset tiny -o tiny >/dev/null 2>&1 || bad "make-model"
+
+# one server: NAME, then the launcher's words before the binary (none: one process)
+start() {
+    local name=$1
+    shift
+    mkdir -p "$name"
+    "$BIN" keys create --store "$name/s.db" --json >"$name/k.json" 2>"$name/k.err" || bad "$name keys: $(cat "$name/k.err")"
+    "$@" "$BIN" serve --model tiny --store "$name/s.db" --outputs "$name/out" --listen 127.0.0.1:0 --threads 1 \
+        --precision fp32 >"$name/serve.out" 2>"$name/serve.err" &
+    PIDS+=($!)
+    eval "${name}_pid=$!"
+    for _ in $(seq 1 200); do
+        grep -q '^listening on' "$name/serve.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    eval "${name}_port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$name/serve.out")"
+}
+jfield() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" | head -n 1; }
+
+task() { # NAME PORT: runs one task, downloads NAME/video.mp4
+    local name=$1 port=$2 key secret nonce sig token
+    key=$(sed -n 's/.*"apikey": *"\([^"]*\)".*/\1/p' "$name/k.json")
+    secret=$(sed -n 's/.*"apisecret": *"\([^"]*\)".*/\1/p' "$name/k.json")
+    nonce=$(date +%s)
+    sig="$(echo -n "${secret}${nonce}" | openssl dgst -sha256 -hmac "${key}")"
+    curl -s -X POST "http://127.0.0.1:$port/v1/Run/THUDM/CogVideoX-2b" -H "x-api-key: $key" -H "x-nonce: $nonce" \
+        -H "x-signature: $sig" -d '{"prompt": "a paper boat on a river", "steps": 4, "seed": "99"}' >"$name/run.json"
+    token=$(jfield socketaccesstoken <"$name/run.json")
+    [ -n "$token" ] || { bad "$name Run: $(cat "$name/run.json")"; return; }
+    for _ in $(seq 1 600); do
+        curl -s -X POST "http://127.0.0.1:$port/v1/Task/Detail" -H "x-api-key: $key" -H "x-nonce: $nonce" \
+            -H "x-signature: $sig" -d "{\"tasktoken\": \"$token\"}" >"$name/detail.json"
+        grep -q '"status":"task_postprocess_end"\|"status":"task_cancel"' "$name/detail.json" && break
+        sleep 0.1
+    done
+    if grep -q '"status":"task_postprocess_end"' "$name/detail.json" && grep -q '"pexit":"0"' "$name/detail.json"; then
+        curl -s -o "$name/video.mp4" "$(jfield url <"$name/detail.json")"
+        ok "$name: task done, $(stat -c %s "$name/video.mp4") bytes of MP4"
+    else
+        bad "$name: task did not end well: $(head -c 600 "$name/detail.json") $(tail -n 5 "$name/serve.err")"
+    fi
+}
+
+start one
+start two mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS
+[ -n "$one_port" ] && [ -n "$two_port" ] && ok "servers listening: one process on $one_port, two on $two_port" ||
+    bad "servers: $(cat one/serve.err two/serve.err | tail -n 8)"
+task one "$one_port"
+task two "$two_port"
+cmp -s one/video.mp4 two/video.mp4 && ok "the two-process server's MP4 is byte-identical to the one-process server's" ||
+    bad "the MP4s differ ($(stat -c %s one/video.mp4 two/video.mp4 2>&1 | tr '\n' ' '))"
+ranks=$(pgrep -f "serve --model tiny --store two/s.db" | wc -l)
+[ "$ranks" -ge 2 ] && ok "both ranks of the two-process server are running ($ranks processes)" ||
+    bad "two-process server: $ranks processes"
+kill -TERM "$two_pid"
+rc=0
+for _ in $(seq 1 100); do kill -0 "$two_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$two_pid"
+rc=$?
+left=$(pgrep -f "serve --model tiny --store two/s.db" | wc -l)
+# mpirun forwards the signal to every rank; rank 0 alone acts on it (the others wait for its word), stops the
+# service and tells the others to go. (mpirun itself exits 1 when it was signalled, whatever the ranks returned.)
+if [ "$left" = 0 ] && grep -q "SIGTERM: stopping" two/serve.err && ! grep -qi "error\|rank 1)" two/serve.err; then
+    ok "SIGTERM to mpirun: every rank stopped cleanly (mpirun exit $rc)"
+else
+    bad "SIGTERM: mpirun exit $rc, $left processes left: $(tail -n 5 two/serve.err)"
+fi
+[ $fails -eq 0 ] && echo "cli_mpi_serve: all checks passed" || echo "cli_mpi_serve: $fails check(s) failed"
+exit $((fails > 0))
