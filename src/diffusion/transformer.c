@@ -28,40 +28,35 @@
 #define DIT_MAX_DIM (1 << 20)
 #define DIT_FF_ROWS 4032 /* feed-forward rows per chunk: 28 GEMM row blocks of 144 (even across 2 threads); the [rows, 4D] hidden is 124 MB at the 2b */
 
+/* A linear layer: the stored weight [out, in] (mmap'd, any float dtype), its bf16 packed copy (NULL in fp32) and
+ * the bias (f32, or NULL). */
 typedef struct {
-    cvx_tensor norm1_lin_w;          /* [6D, E] */
-    float *norm1_lin_b;              /* [6D] */
-    float *norm1_w, *norm1_b;        /* [D] (NULL without elementwise affine) */
+    cvx_tensor w;
+    cvx_packed *p;
+    float *b;
+} dit_linear;
+
+typedef struct {
+    dit_linear norm1_lin;             /* [6D, E] */
+    float *norm1_w, *norm1_b;         /* [D] (NULL without elementwise affine) */
     float *nq_w, *nq_b, *nk_w, *nk_b; /* [Dh] per-head q/k LayerNorm (always affine) */
-    cvx_tensor q_w, k_w, v_w, o_w;   /* [D, D] */
-    float *q_b, *k_b, *v_b, *o_b;    /* [D] (q/k/v biases NULL without attention_bias) */
-    cvx_tensor norm2_lin_w;          /* [6D, E] */
-    float *norm2_lin_b;              /* [6D] */
-    float *norm2_w, *norm2_b;        /* [D] */
-    cvx_tensor ff1_w;                /* [4D, D] */
-    float *ff1_b;                    /* [4D] */
-    cvx_tensor ff2_w;                /* [D, 4D] */
-    float *ff2_b;                    /* [D] */
-    /* bf16 copies of the matrices above (NULL in fp32 precision), same shapes */
-    cvx_packed *norm1_lin_p, *q_p, *k_p, *v_p, *o_p, *norm2_lin_p, *ff1_p, *ff2_p;
+    dit_linear q, k, v, o;            /* [D, D] (q/k/v biases NULL without attention_bias) */
+    dit_linear norm2_lin;             /* [6D, E] */
+    float *norm2_w, *norm2_b;         /* [D] */
+    dit_linear ff1;                   /* [4D, D] */
+    dit_linear ff2;                   /* [D, 4D] */
 } dit_block;
 
 struct cvx_dit {
     cvx_dit_config cfg;
     cvx_weights *weights;
-    cvx_tensor patch_w;        /* [D, C_in·p·p] view of the conv weight [D, C_in, p, p] */
-    float *patch_b;            /* [D] or NULL (patch_bias false) */
-    cvx_tensor text_w;         /* [D, Dt] */
-    float *text_b;             /* [D] */
-    cvx_tensor t1_w, t2_w;     /* [E, D], [E, E] */
-    float *t1_b, *t2_b;        /* [E] */
+    dit_linear patch;          /* [D, C_in·p·p] view of the conv weight [D, C_in, p, p]; bias NULL (patch_bias false) */
+    dit_linear text;           /* [D, Dt] */
+    dit_linear t1, t2;         /* [E, D], [E, E] */
     float *nf_w, *nf_b;        /* norm_final [D] */
-    cvx_tensor out_lin_w;      /* norm_out.linear [2D, E] */
-    float *out_lin_b;          /* [2D] */
+    dit_linear out_lin;        /* norm_out.linear [2D, E] */
     float *out_norm_w, *out_norm_b; /* [D] */
-    cvx_tensor proj_w;         /* [C_out·p·p, D] */
-    float *proj_b;             /* [C_out·p·p] */
-    cvx_packed *patch_p, *text_p, *t1_p, *t2_p, *out_lin_p, *proj_p; /* bf16 copies (NULL in fp32) */
+    dit_linear proj;           /* [C_out·p·p, D] */
     cvx_precision precision;
     dit_block *blocks;
     float **vecs;              /* f32 copies of small vectors and aligned copies of misaligned matrices */
@@ -215,16 +210,15 @@ static cvx_status get_norm(cvx_dit *m, const char *prefix, int affine, int64_t n
     return get_vec(m, name, n, b);
 }
 
-static cvx_status get_linear(cvx_dit *m, const char *prefix, int64_t out_f, int64_t in_f, int bias, cvx_tensor *w,
-                             float **b) {
+static cvx_status get_linear(cvx_dit *m, const char *prefix, int64_t out_f, int64_t in_f, int bias, dit_linear *l) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    cvx_status st = get_mat2(m, name, out_f, in_f, w);
-    if (st != CVX_OK) return st;
-    *b = NULL;
-    if (!bias) return CVX_OK;
+    l->p = NULL;
+    l->b = NULL;
+    cvx_status st = get_mat2(m, name, out_f, in_f, &l->w);
+    if (st != CVX_OK || !bias) return st;
     snprintf(name, sizeof name, "%s.bias", prefix);
-    return get_vec(m, name, out_f, b);
+    return get_vec(m, name, out_f, &l->b);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -237,15 +231,15 @@ static cvx_status bind_weights(cvx_dit *m) {
 #define TRY(x)                     \
     if ((st = (x)) != CVX_OK) return st
     int64_t conv_shape[4] = {D, c->in_channels, p, p};
-    TRY(get_mat(m, "patch_embed.proj.weight", 4, conv_shape, &m->patch_w));
-    m->patch_w.ndim = 2;
-    m->patch_w.shape[1] = c->in_channels * p * p;
-    m->patch_w.shape[2] = m->patch_w.shape[3] = 1;
-    m->patch_b = NULL;
-    if (c->patch_bias) TRY(get_vec(m, "patch_embed.proj.bias", D, &m->patch_b));
-    TRY(get_linear(m, "patch_embed.text_proj", D, c->text_embed_dim, 1, &m->text_w, &m->text_b));
-    TRY(get_linear(m, "time_embedding.linear_1", E, D, 1, &m->t1_w, &m->t1_b));
-    TRY(get_linear(m, "time_embedding.linear_2", E, E, 1, &m->t2_w, &m->t2_b));
+    TRY(get_mat(m, "patch_embed.proj.weight", 4, conv_shape, &m->patch.w));
+    m->patch.w.ndim = 2;
+    m->patch.w.shape[1] = c->in_channels * p * p;
+    m->patch.w.shape[2] = m->patch.w.shape[3] = 1;
+    m->patch.b = NULL;
+    if (c->patch_bias) TRY(get_vec(m, "patch_embed.proj.bias", D, &m->patch.b));
+    TRY(get_linear(m, "patch_embed.text_proj", D, c->text_embed_dim, 1, &m->text));
+    TRY(get_linear(m, "time_embedding.linear_1", E, D, 1, &m->t1));
+    TRY(get_linear(m, "time_embedding.linear_2", E, E, 1, &m->t2));
     m->blocks = calloc((size_t)c->num_layers + 1, sizeof(dit_block));
     if (!m->blocks) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     char pre[128], name[192];
@@ -253,24 +247,24 @@ static cvx_status bind_weights(cvx_dit *m) {
         dit_block *b = &m->blocks[i];
         snprintf(pre, sizeof pre, "transformer_blocks.%d", i);
 #define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, pre), name)
-        TRY(get_linear(m, NAME("norm1.linear"), 6 * D, E, 1, &b->norm1_lin_w, &b->norm1_lin_b));
+        TRY(get_linear(m, NAME("norm1.linear"), 6 * D, E, 1, &b->norm1_lin));
         TRY(get_norm(m, NAME("norm1.norm"), aff, D, &b->norm1_w, &b->norm1_b));
         TRY(get_norm(m, NAME("attn1.norm_q"), 1, Dh, &b->nq_w, &b->nq_b));
         TRY(get_norm(m, NAME("attn1.norm_k"), 1, Dh, &b->nk_w, &b->nk_b));
-        TRY(get_linear(m, NAME("attn1.to_q"), D, D, c->attention_bias, &b->q_w, &b->q_b));
-        TRY(get_linear(m, NAME("attn1.to_k"), D, D, c->attention_bias, &b->k_w, &b->k_b));
-        TRY(get_linear(m, NAME("attn1.to_v"), D, D, c->attention_bias, &b->v_w, &b->v_b));
-        TRY(get_linear(m, NAME("attn1.to_out.0"), D, D, 1, &b->o_w, &b->o_b));
-        TRY(get_linear(m, NAME("norm2.linear"), 6 * D, E, 1, &b->norm2_lin_w, &b->norm2_lin_b));
+        TRY(get_linear(m, NAME("attn1.to_q"), D, D, c->attention_bias, &b->q));
+        TRY(get_linear(m, NAME("attn1.to_k"), D, D, c->attention_bias, &b->k));
+        TRY(get_linear(m, NAME("attn1.to_v"), D, D, c->attention_bias, &b->v));
+        TRY(get_linear(m, NAME("attn1.to_out.0"), D, D, 1, &b->o));
+        TRY(get_linear(m, NAME("norm2.linear"), 6 * D, E, 1, &b->norm2_lin));
         TRY(get_norm(m, NAME("norm2.norm"), aff, D, &b->norm2_w, &b->norm2_b));
-        TRY(get_linear(m, NAME("ff.net.0.proj"), 4 * D, D, 1, &b->ff1_w, &b->ff1_b));
-        TRY(get_linear(m, NAME("ff.net.2"), D, 4 * D, 1, &b->ff2_w, &b->ff2_b));
+        TRY(get_linear(m, NAME("ff.net.0.proj"), 4 * D, D, 1, &b->ff1));
+        TRY(get_linear(m, NAME("ff.net.2"), D, 4 * D, 1, &b->ff2));
 #undef NAME
     }
     TRY(get_norm(m, "norm_final", aff, D, &m->nf_w, &m->nf_b));
-    TRY(get_linear(m, "norm_out.linear", 2 * D, E, 1, &m->out_lin_w, &m->out_lin_b));
+    TRY(get_linear(m, "norm_out.linear", 2 * D, E, 1, &m->out_lin));
     TRY(get_norm(m, "norm_out.norm", aff, D, &m->out_norm_w, &m->out_norm_b));
-    TRY(get_linear(m, "proj_out", (int64_t)c->out_channels * p * p, D, 1, &m->proj_w, &m->proj_b));
+    TRY(get_linear(m, "proj_out", (int64_t)c->out_channels * p * p, D, 1, &m->proj));
 #undef TRY
     /* load_state_dict(strict=True) also refuses tensors the config does not know (e.g. a deeper checkpoint). */
     if ((int64_t)cvx_weights_count(m->weights) != m->n_expected) {
@@ -299,7 +293,7 @@ static size_t list_mats(cvx_dit *m, mat_ref *refs) {
     size_t n = 0;
 #define MAT(owner, field)                                                     \
     do {                                                                      \
-        if (refs) refs[n] = (mat_ref){&(owner)->field##_w, &(owner)->field##_p}; \
+        if (refs) refs[n] = (mat_ref){&(owner)->field.w, &(owner)->field.p};    \
         n++;                                                                  \
     } while (0)
     MAT(m, patch);
@@ -520,9 +514,22 @@ double cvx_dit_flops(const cvx_dit_config *c, int64_t B, int64_t F, int64_t H, i
 
 /* ---- forward ------------------------------------------------------------------------------------------- */
 
+/* One forward: the call, its geometry and the activation buffers (the model's arena), shared by the parts below. */
 typedef struct {
     cvx_dit *m;
     const cvx_dit_call *call;
+    cvx_pool *pool;
+    int64_t B, F, H, W, L, p, Hp, Wp, N, S, D, E, Hd, Dh, Cin, Cout, K, Cpp, FFD, ff_rows;
+    /* sequence parallel (call->seq of degree dg): this rank's joint tokens [s0, s0 + Sl) of each batch item, rank
+     * j's cnt[j] from off[j]; Dl = D/dg channels = Hl heads per rank around the attention. dg = 1: all of them. */
+    int dg;
+    int64_t Sl, s0, Dl, Hl;
+    int64_t cnt[DIT_MAX_SEQ_RANKS], off[DIT_MAX_SEQ_RANKS];
+    float *tproj, *emb, *semb, *mod;  /* [B, D], [B, E], [B, E] silu(emb), [B, 6D] */
+    float *x, *n, *q, *k, *v, *o;     /* [B, Sl, D]: hidden (text rows first), normed, q, k, v, attention/ff out */
+    float *col, *hid, *proj;          /* [B, N, C_in·p·p] patches, [ff_rows, 4D], [B, N, C_out·p·p] */
+    float *qa, *ka, *va, *oa, *xch;   /* [B, S, Dl] by heads and the exchange buffer (dg > 1; else q, k, v, o) */
+    int compute;                      /* TeaCache's should_calc (1 without a cache) */
 } fwd;
 
 static int tap_wants(const fwd *f, const char *name) {
@@ -640,10 +647,9 @@ static void gelu_erf_task(void *arg, int64_t begin, int64_t end, int ti) {
 }
 
 /* y = x·Wᵀ + b through the packed bf16 copy when there is one, else the reference f32 product. */
-static void lin(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *w,
-                const cvx_packed *p, const float *b) {
-    if (p) cvx_linear_bf16(pool, y, x, M, K, p, b);
-    else cvx_linear(pool, y, x, M, K, w, b);
+static void lin(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const dit_linear *l) {
+    if (l->p) cvx_linear_bf16(pool, y, x, M, K, l->p, l->b);
+    else cvx_linear(pool, y, x, M, K, &l->w, l->b);
 }
 
 /* ---- TeaCache ------------------------------------------------------------------------------------------ */
@@ -837,35 +843,35 @@ static cvx_status seq_exchange(cvx_dit *m, const cvx_dist *seq, float *loc, floa
     return CVX_OK;
 }
 
-static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
+/* The geometry of the call and one arena of activations sized from it. */
+static cvx_status fwd_plan(fwd *f) {
+    cvx_dit *m = f->m;
     const cvx_dit_config *cfg = &m->cfg;
-    fwd f = {m, call};
-    cvx_pool *pool = call->pool;
-    const int64_t B = call->B, F = call->F, H = call->H, W = call->W, L = call->L;
-    const int64_t p = cfg->patch_size, Hp = H / p, Wp = W / p, N = F * Hp * Wp, S = L + N;
-    const int64_t D = cfg->inner_dim, E = cfg->time_embed_dim, Hd = cfg->num_attention_heads,
-                  Dh = cfg->attention_head_dim, Cin = cfg->in_channels, Cout = cfg->out_channels;
-    const int64_t K = Cin * p * p, Cpp = Cout * p * p, FFD = 4 * D;
-    /* Sequence parallel (Ulysses, call->seq of degree dg): this rank holds joint tokens [s0, s0 + Sl) of each batch
-     * item for every per-token operation; around the attention two all-to-alls regroup the rows by heads (Hd/dg
-     * heads over all S tokens here) and back. dg = 1: Sl = S, s0 = 0, no exchange. */
-    const int dg = cvx_dist_size(call->seq), rk = cvx_dist_rank(call->seq);
-    int64_t cnt[DIT_MAX_SEQ_RANKS] = {0}, off[DIT_MAX_SEQ_RANKS] = {0};
-    for (int j = 0, o0 = 0; j < dg; j++) {
-        cnt[j] = S / dg + (j < S % dg);
-        off[j] = o0;
-        o0 += (int)cnt[j];
+    const cvx_dit_call *call = f->call;
+    f->pool = call->pool;
+    f->B = call->B, f->F = call->F, f->H = call->H, f->W = call->W, f->L = call->L;
+    f->p = cfg->patch_size, f->Hp = f->H / f->p, f->Wp = f->W / f->p, f->N = f->F * f->Hp * f->Wp, f->S = f->L + f->N;
+    f->D = cfg->inner_dim, f->E = cfg->time_embed_dim, f->Hd = cfg->num_attention_heads, f->Dh = cfg->attention_head_dim;
+    f->Cin = cfg->in_channels, f->Cout = cfg->out_channels;
+    f->K = f->Cin * f->p * f->p, f->Cpp = f->Cout * f->p * f->p, f->FFD = 4 * f->D;
+    const int64_t B = f->B, S = f->S, N = f->N, D = f->D, E = f->E;
+    f->dg = cvx_dist_size(call->seq);
+    for (int j = 0, o0 = 0; j < f->dg; j++) {
+        f->cnt[j] = S / f->dg + (j < S % f->dg);
+        f->off[j] = o0;
+        o0 += (int)f->cnt[j];
     }
-    const int64_t Sl = cnt[rk], s0 = off[rk], Dl = D / dg, Hl = Hd / dg;
-    const int64_t ff_rows = B * Sl < DIT_FF_ROWS ? B * Sl : DIT_FF_ROWS;
-    cvx_status st;
+    const int rk = cvx_dist_rank(call->seq);
+    f->Sl = f->cnt[rk], f->s0 = f->off[rk], f->Dl = D / f->dg, f->Hl = f->Hd / f->dg;
+    f->ff_rows = B * f->Sl < DIT_FF_ROWS ? B * f->Sl : DIT_FF_ROWS;
+    f->compute = 1;
 
-    /* One arena, sized from the shapes. */
     size_t joint = sizeof(float) * (size_t)(B * S * D);
-    size_t gathered = dg > 1 ? 5 * (sizeof(float) * (size_t)(B * (S + dg) * Dl) + 64) : 0; /* q, k, v, o by heads, exchange */
+    size_t hb = sizeof(float) * (size_t)(B * (S + f->dg) * f->Dl);
+    size_t gathered = f->dg > 1 ? 5 * (hb + 64) : 0;
     size_t need = 6 * (joint + 64) + gathered +
-                  sizeof(float) * (size_t)(B * D + 2 * B * E + B * 6 * D + B * 2 * D + B * N * K + ff_rows * FFD +
-                                           B * N * Cpp) + 16 * 64;
+                  sizeof(float) * (size_t)(B * D + 2 * B * E + B * 6 * D + B * 2 * D + B * N * f->K +
+                                           f->ff_rows * f->FFD + B * N * f->Cpp) + 16 * 64;
     if (m->arena.capacity < need) {
         cvx_arena_free(&m->arena);
         if (cvx_arena_init(&m->arena, need) != 0)
@@ -874,49 +880,66 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
     }
     cvx_arena *a = &m->arena;
     cvx_arena_reset(a, 0);
-    float *tproj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * D)); /* [B, D] */
-    float *emb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));   /* [B, E] */
-    float *semb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));  /* [B, E] silu(emb) */
-    float *mod = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * 6 * D)); /* [B, 6D] */
-    float *x = cvx_arena_alloc(a, joint);                                /* [B, S, D] hidden, text rows first */
-    float *n = cvx_arena_alloc(a, joint);                                /* [B, S, D] normed / modulated */
-    float *q = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
-    float *k = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
-    float *v = cvx_arena_alloc(a, joint);                                /* [B, S, D] */
-    float *o = cvx_arena_alloc(a, joint);                                /* [B, S, D] attention / ff output */
-    float *col = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * K)); /* [B, N, C_in·p·p] patches */
-    float *hid = cvx_arena_alloc(a, sizeof(float) * (size_t)(ff_rows * FFD)); /* [rows, 4D] */
-    float *proj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * Cpp)); /* [B, N, C_out·p·p] */
-    if (!tproj || !emb || !semb || !mod || !x || !n || !q || !k || !v || !o || !col || !hid || !proj)
+    f->tproj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * D));
+    f->emb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));
+    f->semb = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * E));
+    f->mod = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * 6 * D));
+    f->x = cvx_arena_alloc(a, joint); /* the whole [B, S, D] while embedding; then this rank's rows */
+    f->n = cvx_arena_alloc(a, joint);
+    f->q = cvx_arena_alloc(a, joint);
+    f->k = cvx_arena_alloc(a, joint);
+    f->v = cvx_arena_alloc(a, joint);
+    f->o = cvx_arena_alloc(a, joint);
+    f->col = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * f->K));
+    f->hid = cvx_arena_alloc(a, sizeof(float) * (size_t)(f->ff_rows * f->FFD));
+    f->proj = cvx_arena_alloc(a, sizeof(float) * (size_t)(B * N * f->Cpp));
+    if (!f->tproj || !f->emb || !f->semb || !f->mod || !f->x || !f->n || !f->q || !f->k || !f->v || !f->o ||
+        !f->col || !f->hid || !f->proj)
         return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
-    float *qa = q, *ka = k, *va = v, *oa = o, *xch = NULL; /* [B, S, Dl] by heads; the exchange buffer */
-    if (dg > 1) {
-        size_t hb = sizeof(float) * (size_t)(B * (S + dg) * Dl);
-        qa = cvx_arena_alloc(a, hb), ka = cvx_arena_alloc(a, hb), va = cvx_arena_alloc(a, hb);
-        oa = cvx_arena_alloc(a, hb), xch = cvx_arena_alloc(a, hb);
-        if (!qa || !ka || !va || !oa || !xch) return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
+    f->qa = f->q, f->ka = f->k, f->va = f->v, f->oa = f->o, f->xch = NULL;
+    if (f->dg > 1) {
+        f->qa = cvx_arena_alloc(a, hb), f->ka = cvx_arena_alloc(a, hb), f->va = cvx_arena_alloc(a, hb);
+        f->oa = cvx_arena_alloc(a, hb), f->xch = cvx_arena_alloc(a, hb);
+        if (!f->qa || !f->ka || !f->va || !f->oa || !f->xch)
+            return cvx_fail(&m->err, CVX_ERR_INTERNAL, "transformer: arena plan too small");
     }
+    return CVX_OK;
+}
 
-    /* 1. Time embedding */
-    cvx_dit_timestep_proj(call->timesteps, B, (int)D, cfg->flip_sin_to_cos, cfg->freq_shift, tproj);
-    int64_t shp[3] = {B, D};
-    if ((st = tap_emit(&f, "time_proj", tproj, 2, shp)) != CVX_OK) return st;
-    lin(pool, semb, tproj, B, D, &m->t1_w, m->t1_p, m->t1_b);
-    cvx_silu(pool, semb, B * E);
-    lin(pool, emb, semb, B, E, &m->t2_w, m->t2_p, m->t2_b);
+/* time_proj -> time_embedding (linear_1, SiLU, linear_2) = emb [B, E]; semb = silu(emb), which every modulation
+ * linear reads; TeaCache's decision for this step. */
+static cvx_status fwd_time_embedding(fwd *f) {
+    cvx_dit *m = f->m;
+    const cvx_dit_config *cfg = &m->cfg;
+    const int64_t B = f->B, D = f->D, E = f->E;
+    cvx_status st;
+    cvx_dit_timestep_proj(f->call->timesteps, B, (int)D, cfg->flip_sin_to_cos, cfg->freq_shift, f->tproj);
+    int64_t shp[2] = {B, D};
+    if ((st = tap_emit(f, "time_proj", f->tproj, 2, shp)) != CVX_OK) return st;
+    lin(f->pool, f->semb, f->tproj, B, D, &m->t1);
+    cvx_silu(f->pool, f->semb, B * E);
+    lin(f->pool, f->emb, f->semb, B, E, &m->t2);
     shp[1] = E;
-    if ((st = tap_emit(&f, "time_embedding", emb, 2, shp)) != CVX_OK) return st;
-    cvx_dit_teacache *tc = m->teacache;
-    int compute = 1; /* TeaCache's should_calc */
-    if (tc && (st = teacache_decide(m, tc, emb, &compute)) != CVX_OK) return st;
-    memcpy(semb, emb, sizeof(float) * (size_t)(B * E));
-    cvx_silu(pool, semb, B * E); /* every modulation linear reads silu(emb) */
+    if ((st = tap_emit(f, "time_embedding", f->emb, 2, shp)) != CVX_OK) return st;
+    if (m->teacache && (st = teacache_decide(m, m->teacache, f->emb, &f->compute)) != CVX_OK) return st;
+    memcpy(f->semb, f->emb, sizeof(float) * (size_t)(B * E));
+    cvx_silu(f->pool, f->semb, B * E);
+    return CVX_OK;
+}
 
-    /* 2. Patch embedding: text rows, then per-frame patch conv as patches × weight [D, C·p·p]ᵀ */
+/* patch_embed: text_proj of the text rows, the patch conv per frame as patches × weight [D, C·p·p]ᵀ, the sincos
+ * positions (2b) -> x [B, S, D] (each batch item's L text rows first); then this rank's rows [B, Sl, D]. */
+static cvx_status fwd_patch_embedding(fwd *f) {
+    cvx_dit *m = f->m;
+    const cvx_dit_config *cfg = &m->cfg;
+    const cvx_dit_call *call = f->call;
+    const int64_t B = f->B, F = f->F, H = f->H, W = f->W, L = f->L, p = f->p, Hp = f->Hp, Wp = f->Wp, N = f->N,
+                  S = f->S, D = f->D, K = f->K, Cin = f->Cin;
+    float *x = f->x, *col = f->col;
+    cvx_status st;
     for (int64_t b = 0; b < B; b++)
-        lin(pool, x + b * S * D, call->text + b * L * cfg->text_embed_dim, L, cfg->text_embed_dim, &m->text_w,
-            m->text_p, m->text_b);
-    if ((st = tap_rows(&f, "text_proj", x, B, S, 0, L, D)) != CVX_OK) return st;
+        lin(f->pool, x + b * S * D, call->text + b * L * cfg->text_embed_dim, L, cfg->text_embed_dim, &m->text);
+    if ((st = tap_rows(f, "text_proj", x, B, S, 0, L, D)) != CVX_OK) return st;
     for (int64_t b = 0; b < B; b++)
         for (int64_t fr = 0; fr < F; fr++)
             for (int64_t y = 0; y < Hp; y++)
@@ -928,185 +951,198 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
                                 dst[(c * p + dy) * p + dx] =
                                     call->latents[(((b * F + fr) * Cin + c) * H + y * p + dy) * W + xx * p + dx];
                 }
-    for (int64_t b = 0; b < B; b++)
-        lin(pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch_w, m->patch_p, m->patch_b);
-    if ((st = tap_rows(&f, "patch_conv", x, B, S, L, N, D)) != CVX_OK) return st;
+    for (int64_t b = 0; b < B; b++) lin(f->pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch);
+    if ((st = tap_rows(f, "patch_conv", x, B, S, L, N, D)) != CVX_OK) return st;
     if (!cfg->use_rotary_positional_embeddings) {
         /* v0.30.3 recomputes the table for the runtime F/H/W; at the config's sample size that equals the buffer */
-        float *pos = q;
+        float *pos = f->q;
         if (cvx_dit_sincos_table((int)D, F, Hp, Wp, cfg->spatial_interpolation_scale,
                                  cfg->temporal_interpolation_scale, pos) != CVX_OK)
             return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "transformer: out of memory for the sincos table");
         int64_t pshape[2] = {N, D};
-        if ((st = tap_emit(&f, "pos_embedding", pos, 2, pshape)) != CVX_OK) return st;
+        if ((st = tap_emit(f, "pos_embedding", pos, 2, pshape)) != CVX_OK) return st;
         for (int64_t b = 0; b < B; b++) {
             float *xv = x + (b * S + L) * D;
             for (int64_t i = 0; i < N * D; i++) xv[i] = xv[i] + pos[i];
         }
     }
     int64_t jshape[3] = {B, S, D};
-    if ((st = tap_emit(&f, "patch_embed", x, 3, jshape)) != CVX_OK) return st;
-    if (dg > 1) /* this rank's rows of each batch item, packed [B, Sl, D] (moves rows down only) */
+    if ((st = tap_emit(f, "patch_embed", x, 3, jshape)) != CVX_OK) return st;
+    if (f->dg > 1) /* this rank's rows of each batch item, packed [B, Sl, D] (moves rows down only) */
         for (int64_t b = 0; b < B; b++)
-            memmove(x + b * Sl * D, x + (b * S + s0) * D, sizeof(float) * (size_t)(Sl * D));
+            memmove(x + b * f->Sl * D, x + (b * S + f->s0) * D, sizeof(float) * (size_t)(f->Sl * D));
+    return CVX_OK;
+}
 
-    /* TeaCache: a skipped step adds the cached residual of both streams (hidden_states += previous_residual,
-     * encoder_hidden_states += previous_residual_encoder) and goes to the head; a computed step keeps its input
-     * (ori_hidden_states) to take the residual after the blocks. */
-    residual_ctx resid = {x, tc ? tc->residual : NULL, 0};
-    if (tc && !compute) cvx_pool_parallel_for(pool, B * Sl * D, 1 << 16, residual_task, &resid);
-    if (tc && compute) memcpy(tc->residual, x, sizeof(float) * (size_t)(B * Sl * D));
-
-    /* 3. Blocks */
-    const float qk_eps = 1e-6f, eps = (float)cfg->norm_eps;
+/* A block's first half: norm1 (LayerNormZero: shift, scale, gate, enc_shift, enc_scale, enc_gate =
+ * linear(silu(emb)).chunk(6)), the joint attention (q/k/v, per-head q/k LayerNorm, RoPE on the video rows, with
+ * the all-to-alls of a sequence-parallel forward around it), to_out and the gated residual into x. */
+static cvx_status fwd_block_attention(fwd *f, int i, rows_ctx *rc) {
+    cvx_dit *m = f->m;
+    const cvx_dit_config *cfg = &m->cfg;
+    const cvx_dit_call *call = f->call;
+    const dit_block *blk = &m->blocks[i];
+    cvx_pool *pool = f->pool;
+    const int64_t B = f->B, S = f->S, D = f->D, E = f->E, Sl = f->Sl, Hd = f->Hd, Dh = f->Dh, Dl = f->Dl;
+    float *x = f->x, *n = f->n, *q = f->q, *k = f->k, *v = f->v, *o = f->o;
     const float scale = (float)(1.0 / sqrt((double)Dh));
-    int64_t mshape[2] = {B, 6 * D};
+    int64_t mshape[2] = {B, 6 * D}, jshape[3] = {B, S, D};
     char name[64];
-    for (int i = 0; compute && i < cfg->num_layers; i++) {
-        if (call->cancel && call->cancel(call->cancel_user_data))
-            return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled before block %d", i);
-        const dit_block *blk = &m->blocks[i];
-        rows_ctx rc = {n, NULL, mod, Sl, s0, L, D, 6 * D, 0, 1, 3, 4, 2, 5};
+    cvx_status st;
+    lin(pool, f->mod, f->semb, B, E, &blk->norm1_lin);
+    cvx_layernorm(pool, n, x, B * Sl, D, blk->norm1_w, blk->norm1_b, (float)cfg->norm_eps);
+    cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, rc);
+    snprintf(name, sizeof name, "block%d.norm1_mod", i);
+    if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
+    snprintf(name, sizeof name, "block%d.norm1", i);
+    if ((st = tap_emit(f, name, n, 3, jshape)) != CVX_OK) return st;
 
-        /* norm1: shift, scale, gate, enc_shift, enc_scale, enc_gate = linear(silu(emb)).chunk(6) */
-        lin(pool, mod, semb, B, E, &blk->norm1_lin_w, blk->norm1_lin_p, blk->norm1_lin_b);
-        cvx_layernorm(pool, n, x, B * Sl, D, blk->norm1_w, blk->norm1_b, eps);
-        cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, &rc);
-        snprintf(name, sizeof name, "block%d.norm1_mod", i);
-        if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
-        snprintf(name, sizeof name, "block%d.norm1", i);
-        if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
+    double t_a = cvx_time_seconds();
+    lin(pool, q, n, B * Sl, D, &blk->q);
+    lin(pool, k, n, B * Sl, D, &blk->k);
+    lin(pool, v, n, B * Sl, D, &blk->v);
+    cvx_layernorm(pool, q, q, B * Sl * Hd, Dh, blk->nq_w, blk->nq_b, 1e-6f);
+    cvx_layernorm(pool, k, k, B * Sl * Hd, Dh, blk->nk_w, blk->nk_b, 1e-6f);
+    if (cfg->use_rotary_positional_embeddings) {
+        rope_ctx r = {q, k, call->rope_cos, call->rope_sin, Sl, f->s0, f->L, Hd, Dh};
+        cvx_pool_parallel_for(pool, B * Sl, 0, rope_task, &r);
+    }
+    double t_b = cvx_time_seconds();
+    if (f->dg > 1) { /* tokens -> heads: rank j gets heads [j·Hl, (j+1)·Hl) of this rank's rows */
+        if ((st = seq_exchange(m, call->seq, q, f->qa, f->xch, B, S, D, f->cnt, f->off, 1)) != CVX_OK ||
+            (st = seq_exchange(m, call->seq, k, f->ka, f->xch, B, S, D, f->cnt, f->off, 1)) != CVX_OK ||
+            (st = seq_exchange(m, call->seq, v, f->va, f->xch, B, S, D, f->cnt, f->off, 1)) != CVX_OK)
+            return st;
+    }
+    double t_x = cvx_time_seconds();
+    if (m->precision == CVX_PRECISION_BF16)
+        cvx_attention_bf16(pool, f->oa, Dl, f->qa, Dl, f->ka, Dl, f->va, Dl, B, f->Hl, S, S, Dh, scale, NULL);
+    else
+        cvx_attention(pool, f->oa, Dl, f->qa, Dl, f->ka, Dl, f->va, Dl, B, f->Hl, S, S, Dh, scale, NULL);
+    double t_y = cvx_time_seconds();
+    if (f->dg > 1 && (st = seq_exchange(m, call->seq, o, f->oa, f->xch, B, S, D, f->cnt, f->off, 0)) != CVX_OK)
+        return st;
+    double t_c = cvx_time_seconds();
+    m->timings.communication += (t_x - t_b) + (t_c - t_y);
+    snprintf(name, sizeof name, "block%d.attn1", i);
+    /* bf16 without an observer of the projection itself: x += gate·(o·Woᵀ + b) in the GEMM's epilogue. */
+    int fuse = blk->o.p && !tap_wants(f, name);
+    if (fuse) {
+        if ((st = gated_linear_bf16(m, pool, rc, x, o, 0, B * Sl, D, blk->o.p, blk->o.b)) != CVX_OK) return st;
+    } else {
+        lin(pool, q, o, B * Sl, D, &blk->o);
+    }
+    double t_d = cvx_time_seconds();
+    m->timings.projections += (t_b - t_a) + (t_d - t_c);
+    m->timings.attention += t_y - t_x;
+    if (!fuse) {
+        if ((st = tap_emit(f, name, q, 3, jshape)) != CVX_OK) return st;
+        rc->y = x;
+        rc->src = q;
+        cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, rc);
+    }
+    return CVX_OK;
+}
 
-        /* joint attention */
-        double t_a = cvx_time_seconds();
-        lin(pool, q, n, B * Sl, D, &blk->q_w, blk->q_p, blk->q_b);
-        lin(pool, k, n, B * Sl, D, &blk->k_w, blk->k_p, blk->k_b);
-        lin(pool, v, n, B * Sl, D, &blk->v_w, blk->v_p, blk->v_b);
-        cvx_layernorm(pool, q, q, B * Sl * Hd, Dh, blk->nq_w, blk->nq_b, qk_eps);
-        cvx_layernorm(pool, k, k, B * Sl * Hd, Dh, blk->nk_w, blk->nk_b, qk_eps);
-        if (cfg->use_rotary_positional_embeddings) {
-            rope_ctx r = {q, k, call->rope_cos, call->rope_sin, Sl, s0, L, Hd, Dh};
-            cvx_pool_parallel_for(pool, B * Sl, 0, rope_task, &r);
-        }
-        double t_b = cvx_time_seconds();
-        if (dg > 1) { /* tokens -> heads: rank j gets heads [j·Hl, (j+1)·Hl) of this rank's rows */
-            if ((st = seq_exchange(m, call->seq, q, qa, xch, B, S, D, cnt, off, 1)) != CVX_OK ||
-                (st = seq_exchange(m, call->seq, k, ka, xch, B, S, D, cnt, off, 1)) != CVX_OK ||
-                (st = seq_exchange(m, call->seq, v, va, xch, B, S, D, cnt, off, 1)) != CVX_OK)
-                return st;
-        }
-        double t_x = cvx_time_seconds();
-        if (m->precision == CVX_PRECISION_BF16)
-            cvx_attention_bf16(pool, oa, Dl, qa, Dl, ka, Dl, va, Dl, B, Hl, S, S, Dh, scale, NULL);
-        else
-            cvx_attention(pool, oa, Dl, qa, Dl, ka, Dl, va, Dl, B, Hl, S, S, Dh, scale, NULL);
-        double t_y = cvx_time_seconds();
-        if (dg > 1 && (st = seq_exchange(m, call->seq, o, oa, xch, B, S, D, cnt, off, 0)) != CVX_OK) return st;
-        double t_c = cvx_time_seconds();
-        m->timings.communication += (t_x - t_b) + (t_c - t_y);
-        snprintf(name, sizeof name, "block%d.attn1", i);
-        /* bf16 without an observer of the projection itself: x += gate·(o·Woᵀ + b) in the GEMM's epilogue. */
-        int fuse = blk->o_p && !tap_wants(&f, name);
-        if (fuse) {
-            if ((st = gated_linear_bf16(m, pool, &rc, x, o, 0, B * Sl, D, blk->o_p, blk->o_b)) != CVX_OK) return st;
+/* A block's second half: norm2 (LayerNormZero) and the feed-forward on cat([text, video]) (GELU), its gated
+ * residual into x, in chunks of ff_rows rows. */
+static cvx_status fwd_block_feed_forward(fwd *f, int i, rows_ctx *rc) {
+    cvx_dit *m = f->m;
+    const cvx_dit_config *cfg = &m->cfg;
+    const dit_block *blk = &m->blocks[i];
+    cvx_pool *pool = f->pool;
+    const int64_t B = f->B, S = f->S, D = f->D, E = f->E, Sl = f->Sl, FFD = f->FFD, ff_rows = f->ff_rows;
+    float *x = f->x, *n = f->n, *o = f->o, *hid = f->hid;
+    int64_t mshape[2] = {B, 6 * D}, jshape[3] = {B, S, D};
+    char name[64];
+    cvx_status st;
+    lin(pool, f->mod, f->semb, B, E, &blk->norm2_lin);
+    cvx_layernorm(pool, n, x, B * Sl, D, blk->norm2_w, blk->norm2_b, (float)cfg->norm_eps);
+    rc->y = n;
+    rc->src = NULL;
+    cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, rc);
+    snprintf(name, sizeof name, "block%d.norm2_mod", i);
+    if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
+    snprintf(name, sizeof name, "block%d.norm2", i);
+    if ((st = tap_emit(f, name, n, 3, jshape)) != CVX_OK) return st;
+    double t_e = cvx_time_seconds();
+    snprintf(name, sizeof name, "block%d.ff", i);
+    /* bf16: tanh-GELU in the first GEMM's epilogue, the gated residual in the second's (as attn1). */
+    int fuse = blk->ff2.p && !tap_wants(f, name);
+    for (int64_t r0 = 0; r0 < B * Sl; r0 += ff_rows) {
+        int64_t rows = B * Sl - r0 < ff_rows ? B * Sl - r0 : ff_rows;
+        if (blk->ff1.p && cfg->activation == CVX_DIT_GELU_TANH) {
+            cvx_epilogue gelu = {CVX_ACT_GELU_TANH, NULL, 1, 0, NULL, 0};
+            if ((st = cvx_linear_bf16_ex(pool, hid, FFD, n + r0 * D, D, rows, D, blk->ff1.p, blk->ff1.b, &gelu)) !=
+                CVX_OK)
+                return cvx_fail(&m->err, st, "transformer: fused GELU linear refused its arguments");
         } else {
-            lin(pool, q, o, B * Sl, D, &blk->o_w, blk->o_p, blk->o_b);
+            lin(pool, hid, n + r0 * D, rows, D, &blk->ff1);
+            if (cfg->activation == CVX_DIT_GELU_TANH)
+                cvx_gelu_tanh(pool, hid, rows * FFD);
+            else
+                cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
         }
-        double t_d = cvx_time_seconds();
-        m->timings.projections += (t_b - t_a) + (t_d - t_c);
-        m->timings.attention += t_y - t_x;
-        if (!fuse) {
-            if ((st = tap_emit(&f, name, q, 3, jshape)) != CVX_OK) return st;
-            rc.y = x;
-            rc.src = q;
-            cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, &rc);
+        if (fuse) {
+            if ((st = gated_linear_bf16(m, pool, rc, x, hid, r0, rows, FFD, blk->ff2.p, blk->ff2.b)) != CVX_OK)
+                return st;
+        } else {
+            lin(pool, o + r0 * D, hid, rows, FFD, &blk->ff2);
         }
-
-        /* norm2 + feed-forward on cat([text, video]) */
-        lin(pool, mod, semb, B, E, &blk->norm2_lin_w, blk->norm2_lin_p, blk->norm2_lin_b);
-        cvx_layernorm(pool, n, x, B * Sl, D, blk->norm2_w, blk->norm2_b, eps);
-        rc.y = n;
-        rc.src = NULL;
-        cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, &rc);
-        snprintf(name, sizeof name, "block%d.norm2_mod", i);
-        if ((st = tap_emit(&f, name, mod, 2, mshape)) != CVX_OK) return st;
-        snprintf(name, sizeof name, "block%d.norm2", i);
-        if ((st = tap_emit(&f, name, n, 3, jshape)) != CVX_OK) return st;
-        double t_e = cvx_time_seconds();
-        snprintf(name, sizeof name, "block%d.ff", i);
-        /* bf16: tanh-GELU in the first GEMM's epilogue, the gated residual in the second's (as attn1). */
-        fuse = blk->ff2_p && !tap_wants(&f, name);
-        for (int64_t r0 = 0; r0 < B * Sl; r0 += ff_rows) {
-            int64_t rows = B * Sl - r0 < ff_rows ? B * Sl - r0 : ff_rows;
-            if (blk->ff1_p && cfg->activation == CVX_DIT_GELU_TANH) {
-                cvx_epilogue gelu = {CVX_ACT_GELU_TANH, NULL, 1, 0, NULL, 0};
-                if ((st = cvx_linear_bf16_ex(pool, hid, FFD, n + r0 * D, D, rows, D, blk->ff1_p, blk->ff1_b, &gelu)) !=
-                    CVX_OK)
-                    return cvx_fail(&m->err, st, "transformer: fused GELU linear refused its arguments");
-            } else {
-                lin(pool, hid, n + r0 * D, rows, D, &blk->ff1_w, blk->ff1_p, blk->ff1_b);
-                if (cfg->activation == CVX_DIT_GELU_TANH)
-                    cvx_gelu_tanh(pool, hid, rows * FFD);
-                else
-                    cvx_pool_parallel_for(pool, rows * FFD, 1 << 14, gelu_erf_task, hid);
-            }
-            if (fuse) {
-                if ((st = gated_linear_bf16(m, pool, &rc, x, hid, r0, rows, FFD, blk->ff2_p, blk->ff2_b)) != CVX_OK)
-                    return st;
-            } else {
-                lin(pool, o + r0 * D, hid, rows, FFD, &blk->ff2_w, blk->ff2_p, blk->ff2_b);
-            }
-        }
-        m->timings.feed_forward += cvx_time_seconds() - t_e;
-        if (!fuse) {
-            if ((st = tap_emit(&f, name, o, 3, jshape)) != CVX_OK) return st;
-            rc.y = x;
-            rc.src = o;
-            cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, &rc);
-        }
-        snprintf(name, sizeof name, "block%d.out", i);
-        if ((st = tap_emit(&f, name, x, 3, jshape)) != CVX_OK) return st;
     }
-    if (call->cancel && call->cancel(call->cancel_user_data))
-        return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled after the last block");
-    if (tc && compute) {
-        /* previous_residual(_encoder) = hidden_states − ori_hidden_states, both streams */
-        resid.subtract = 1;
-        cvx_pool_parallel_for(pool, B * Sl * D, 1 << 16, residual_task, &resid);
-        tc->has_residual = 1;
+    m->timings.feed_forward += cvx_time_seconds() - t_e;
+    if (!fuse) {
+        if ((st = tap_emit(f, name, o, 3, jshape)) != CVX_OK) return st;
+        rc->y = x;
+        rc->src = o;
+        cvx_pool_parallel_for(pool, B * Sl, 0, gate_task, rc);
     }
-    if (tc) tc->computed = compute;
+    snprintf(name, sizeof name, "block%d.out", i);
+    return tap_emit(f, name, x, 3, jshape);
+}
 
-    /* 4. Output head: norm_final (the 5b applies it to cat([text, video]) and slices: the same rows, and its
-     * observer sees the joint tensor the reference recorded), then AdaLayerNorm with shift = first half,
-     * scale = second half of linear(silu(emb)). From here on the video rows of n are packed [B, N, D]. */
-    /* This rank's video rows: joint tokens [max(s0, L), s0 + Sl) = video tokens [v0, v0 + Nl). */
+/* The output head: norm_final (the 5b applies it to cat([text, video]) and slices: the same rows, and its observer
+ * sees the joint tensor the reference recorded), AdaLayerNorm (shift = first half, scale = second half of
+ * linear(silu(emb))), proj_out -> [B, N, C·p·p] (a sequence-parallel forward gathers every rank's video rows),
+ * unpatchify -> out [B, F, C, H, W]. */
+static cvx_status fwd_head(fwd *f) {
+    cvx_dit *m = f->m;
+    const cvx_dit_config *cfg = &m->cfg;
+    const cvx_dit_call *call = f->call;
+    cvx_pool *pool = f->pool;
+    const int64_t B = f->B, F = f->F, H = f->H, W = f->W, L = f->L, p = f->p, Hp = f->Hp, Wp = f->Wp, N = f->N,
+                  S = f->S, D = f->D, E = f->E, Sl = f->Sl, s0 = f->s0, Cpp = f->Cpp, Cout = f->Cout;
+    float *x = f->x, *n = f->n, *proj = f->proj;
+    const float eps = (float)cfg->norm_eps;
+    cvx_status st;
+    /* This rank's video rows: joint tokens [max(s0, L), s0 + Sl) = video tokens [v0, v0 + Nl). From here on the
+     * video rows of n are packed [B, Nl, D]. */
     const int64_t vskip = L > s0 ? (L - s0 < Sl ? L - s0 : Sl) : 0, Nl = Sl - vskip, v0 = s0 + vskip - L;
-    int64_t vshape[3] = {B, N, D};
+    int64_t vshape[3] = {B, N, D}, jshape[3] = {B, S, D};
     if (cfg->use_rotary_positional_embeddings) {
         cvx_layernorm(pool, n, x, B * Sl, D, m->nf_w, m->nf_b, eps);
-        if ((st = tap_emit(&f, "norm_final", n, 3, jshape)) != CVX_OK) return st;
+        if ((st = tap_emit(f, "norm_final", n, 3, jshape)) != CVX_OK) return st;
         for (int64_t b = 0; b < B; b++) /* packing moves rows down only, so ascending b never overwrites a source */
             memmove(n + b * Nl * D, n + (b * Sl + vskip) * D, sizeof(float) * (size_t)(Nl * D));
     } else {
         for (int64_t b = 0; b < B; b++)
             cvx_layernorm(pool, n + b * Nl * D, x + (b * Sl + vskip) * D, Nl, D, m->nf_w, m->nf_b, eps);
-        if ((st = tap_emit(&f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
+        if ((st = tap_emit(f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
     }
-    lin(pool, mod, semb, B, E, &m->out_lin_w, m->out_lin_p, m->out_lin_b);
+    lin(pool, f->mod, f->semb, B, E, &m->out_lin);
     cvx_layernorm(pool, n, n, B * Nl, D, m->out_norm_w, m->out_norm_b, eps);
-    rows_ctx oc = {n, NULL, mod, Nl, 0, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
+    rows_ctx oc = {n, NULL, f->mod, Nl, 0, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
     cvx_pool_parallel_for(pool, B * Nl, 0, modulate_task, &oc);
-    if ((st = tap_emit(&f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
-    lin(pool, proj, n, B * Nl, D, &m->proj_w, m->proj_p, m->proj_b);
-    if (dg > 1) { /* every rank of the group gets every video row: [B, N, C·p·p] */
+    if ((st = tap_emit(f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
+    lin(pool, proj, n, B * Nl, D, &m->proj);
+    if (f->dg > 1) { /* every rank of the group gets every video row: [B, N, C·p·p] */
         double t_g = cvx_time_seconds();
         for (int64_t b = B - 1; b >= 0; b--) /* spread [B, Nl] to [B, N] at this rank's place (moves rows up) */
             memmove(proj + (b * N + v0) * Cpp, proj + b * Nl * Cpp, sizeof(float) * (size_t)(Nl * Cpp));
         int64_t gc[DIT_MAX_SEQ_RANKS], gd[DIT_MAX_SEQ_RANKS];
-        for (int j = 0; j < dg; j++) {
-            int64_t js = off[j], jv = L > js ? (L - js < cnt[j] ? L - js : cnt[j]) : 0;
-            gc[j] = (int64_t)sizeof(float) * (cnt[j] - jv) * Cpp;
+        for (int j = 0; j < f->dg; j++) {
+            int64_t js = f->off[j], jv = L > js ? (L - js < f->cnt[j] ? L - js : f->cnt[j]) : 0;
+            gc[j] = (int64_t)sizeof(float) * (f->cnt[j] - jv) * Cpp;
             gd[j] = gc[j] ? (int64_t)sizeof(float) * (js + jv - L) * Cpp : 0; /* a rank of text rows only: none */
         }
         for (int64_t b = 0; b < B; b++)
@@ -1114,9 +1150,8 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
         m->timings.communication += cvx_time_seconds() - t_g;
     }
     vshape[2] = Cpp;
-    if ((st = tap_emit(&f, "proj_out", proj, 3, vshape)) != CVX_OK) return st;
-
-    /* 5. Unpatchify: reshape(B, F, Hp, Wp, C, p, p).permute(0, 1, 4, 2, 5, 3, 6) */
+    if ((st = tap_emit(f, "proj_out", proj, 3, vshape)) != CVX_OK) return st;
+    /* unpatchify: reshape(B, F, Hp, Wp, C, p, p).permute(0, 1, 4, 2, 5, 3, 6) */
     for (int64_t b = 0; b < B; b++)
         for (int64_t fr = 0; fr < F; fr++)
             for (int64_t y = 0; y < Hp; y++)
@@ -1129,6 +1164,42 @@ static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
                                     src[(c * p + dy) * p + dx];
                 }
     return CVX_OK;
+}
+
+/* CogVideoXTransformer3DModel.forward, part by part (transformer.h). */
+static cvx_status forward_impl(cvx_dit *m, const cvx_dit_call *call) {
+    fwd f;
+    memset(&f, 0, sizeof f);
+    f.m = m, f.call = call;
+    cvx_status st;
+    if ((st = fwd_plan(&f)) != CVX_OK || (st = fwd_time_embedding(&f)) != CVX_OK ||
+        (st = fwd_patch_embedding(&f)) != CVX_OK)
+        return st;
+    /* TeaCache: a skipped step adds the cached residual of both streams (hidden_states += previous_residual,
+     * encoder_hidden_states += previous_residual_encoder) and goes to the head; a computed step keeps its input
+     * (ori_hidden_states) to take the residual after the blocks. */
+    cvx_dit_teacache *tc = m->teacache;
+    const size_t rows_bytes = sizeof(float) * (size_t)(f.B * f.Sl * f.D);
+    residual_ctx resid = {f.x, tc ? tc->residual : NULL, 0};
+    if (tc && !f.compute) cvx_pool_parallel_for(f.pool, f.B * f.Sl * f.D, 1 << 16, residual_task, &resid);
+    if (tc && f.compute) memcpy(tc->residual, f.x, rows_bytes);
+    for (int i = 0; f.compute && i < m->cfg.num_layers; i++) {
+        if (call->cancel && call->cancel(call->cancel_user_data))
+            return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled before block %d", i);
+        rows_ctx rc = {f.n, NULL, f.mod, f.Sl, f.s0, f.L, f.D, 6 * f.D, 0, 1, 3, 4, 2, 5};
+        if ((st = fwd_block_attention(&f, i, &rc)) != CVX_OK || (st = fwd_block_feed_forward(&f, i, &rc)) != CVX_OK)
+            return st;
+    }
+    if (call->cancel && call->cancel(call->cancel_user_data))
+        return cvx_fail(&m->err, CVX_ERR_CANCELLED, "transformer: cancelled after the last block");
+    if (tc && f.compute) {
+        /* previous_residual(_encoder) = hidden_states − ori_hidden_states, both streams */
+        resid.subtract = 1;
+        cvx_pool_parallel_for(f.pool, f.B * f.Sl * f.D, 1 << 16, residual_task, &resid);
+        tc->has_residual = 1;
+    }
+    if (tc) tc->computed = f.compute;
+    return fwd_head(&f);
 }
 
 cvx_status cvx_dit_forward(cvx_dit *m, const cvx_dit_call *call) {
