@@ -604,12 +604,9 @@ typedef struct {
 
 static int mode_generate(const bench_opts *o_in, json_t *root) {
     bench_opts oc = *o_in, *o = &oc;
+    if (cvx_cli_dist_init("bench generate")) return 1;
     cvx_error derr;
     cvx_error_clear(&derr);
-    if (cvx_dist_init(NULL, NULL, &derr) != CVX_OK) {
-        fprintf(stderr, "cogvideox bench generate: %s\n", derr.message);
-        return 1;
-    }
     const cvx_dist *world = cvx_dist_world();
     const int rank = cvx_dist_rank(world), ranks = cvx_dist_size(world);
     int decoding = 0;

@@ -46,5 +46,8 @@ int cvx_cli_check_output_file(const char *cmd, const char *flag, const char *pat
 /* A model folder that does not exist, is not a folder or has no model_index.json: a message that says how to get one
  * ("cogvideox CMD: ..."), exit code 2; 0 when it looks like a pipeline folder. */
 int cvx_cli_check_model_dir(const char *cmd, const char *dir);
+/* Joins the processes of an mpirun launch (core/dist.h; one process outside one): 0, or the message
+ * ("cogvideox CMD: ...") and exit code 1 (a launch this build cannot serve, or MPI failing to start). */
+int cvx_cli_dist_init(const char *cmd);
 
 #endif

@@ -270,12 +270,9 @@ int cvx_cmd_generate(int argc, char **argv) {
     if (!model_dir) return bad_arg("-m MODEL_DIR is required%s%s", "", "");
     if (!have_prompt) return bad_arg("-p PROMPT is required%s%s", "", "");
     /* Under mpirun: one generation over every process (rank 0 reports, checks and writes the outputs). */
+    if (cvx_cli_dist_init("generate")) return 1;
     cvx_error derr;
     cvx_error_clear(&derr);
-    if (cvx_dist_init(NULL, NULL, &derr) != CVX_OK) {
-        fprintf(stderr, "cogvideox generate: %s\n", derr.message);
-        return 1;
-    }
     const cvx_dist *world = cvx_dist_world();
     const int rank = cvx_dist_rank(world);
     if (rank != 0) quiet = 1, json = 0;

@@ -285,12 +285,7 @@ int cvx_cmd_serve(int argc, char **argv) {
     cvx_engine_params ep = cvx_engine_params_default();
     ep.threads = (int)threads;
     /* mpirun -np N: rank 0 serves; the others only follow its generations */
-    cvx_error derr;
-    cvx_error_clear(&derr);
-    if (cvx_dist_init(NULL, NULL, &derr) != CVX_OK) {
-        fprintf(stderr, "cogvideox serve: %s\n", derr.message);
-        return 1;
-    }
+    if (cvx_cli_dist_init("serve")) return 1;
     const int rank = cvx_dist_rank(cvx_dist_world()), ranks = cvx_dist_size(cvx_dist_world());
     if (cvx_engine_open(&re.engine, model, &ep, err, sizeof err) != CVX_OK) {
         fprintf(stderr, "cogvideox serve: %s\n", err);

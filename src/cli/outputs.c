@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/dist.h"
 #include "core/fs.h"
 
 /* Creates a file in dir and removes it: the one test that also holds for root and read-only mounts. */
@@ -105,4 +106,12 @@ int cvx_cli_check_model_dir(const char *cmd, const char *dir) {
         return 2;
     }
     return 0;
+}
+
+int cvx_cli_dist_init(const char *cmd) {
+    cvx_error err;
+    cvx_error_clear(&err);
+    if (cvx_dist_init(NULL, NULL, &err) == CVX_OK) return 0;
+    fprintf(stderr, "cogvideox %s: %s\n", cmd, err.message);
+    return 1;
 }

@@ -974,8 +974,26 @@ static cvx_status fwd_patch_embedding(fwd *f) {
     return CVX_OK;
 }
 
-/* A block's first half: norm1 (LayerNormZero: shift, scale, gate, enc_shift, enc_scale, enc_gate =
- * linear(silu(emb)).chunk(6)), the joint attention (q/k/v, per-head q/k LayerNorm, RoPE on the video rows, with
+/* A block's LayerNormZero `which` (1 or 2): shift, scale, gate, enc_shift, enc_scale, enc_gate =
+ * linear(silu(emb)).chunk(6) into mod; n = LayerNorm(x) modulated (text rows with the enc_ chunks). */
+static cvx_status fwd_norm_zero(fwd *f, int i, int which, const dit_linear *mod_lin, const float *w, const float *b,
+                                rows_ctx *rc) {
+    const int64_t B = f->B, D = f->D, Sl = f->Sl;
+    int64_t mshape[2] = {B, 6 * D}, jshape[3] = {B, f->S, D};
+    char name[64];
+    cvx_status st;
+    lin(f->pool, f->mod, f->semb, B, f->E, mod_lin);
+    cvx_layernorm(f->pool, f->n, f->x, B * Sl, D, w, b, (float)f->m->cfg.norm_eps);
+    rc->y = f->n;
+    rc->src = NULL;
+    cvx_pool_parallel_for(f->pool, B * Sl, 0, modulate_task, rc);
+    snprintf(name, sizeof name, "block%d.norm%d_mod", i, which);
+    if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
+    snprintf(name, sizeof name, "block%d.norm%d", i, which);
+    return tap_emit(f, name, f->n, 3, jshape);
+}
+
+/* A block's first half: norm1 (LayerNormZero), the joint attention (q/k/v, per-head q/k LayerNorm, RoPE on the video rows, with
  * the all-to-alls of a sequence-parallel forward around it), to_out and the gated residual into x. */
 static cvx_status fwd_block_attention(fwd *f, int i, rows_ctx *rc) {
     cvx_dit *m = f->m;
@@ -983,19 +1001,13 @@ static cvx_status fwd_block_attention(fwd *f, int i, rows_ctx *rc) {
     const cvx_dit_call *call = f->call;
     const dit_block *blk = &m->blocks[i];
     cvx_pool *pool = f->pool;
-    const int64_t B = f->B, S = f->S, D = f->D, E = f->E, Sl = f->Sl, Hd = f->Hd, Dh = f->Dh, Dl = f->Dl;
+    const int64_t B = f->B, S = f->S, D = f->D, Sl = f->Sl, Hd = f->Hd, Dh = f->Dh, Dl = f->Dl;
     float *x = f->x, *n = f->n, *q = f->q, *k = f->k, *v = f->v, *o = f->o;
     const float scale = (float)(1.0 / sqrt((double)Dh));
-    int64_t mshape[2] = {B, 6 * D}, jshape[3] = {B, S, D};
+    int64_t jshape[3] = {B, S, D};
     char name[64];
     cvx_status st;
-    lin(pool, f->mod, f->semb, B, E, &blk->norm1_lin);
-    cvx_layernorm(pool, n, x, B * Sl, D, blk->norm1_w, blk->norm1_b, (float)cfg->norm_eps);
-    cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, rc);
-    snprintf(name, sizeof name, "block%d.norm1_mod", i);
-    if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
-    snprintf(name, sizeof name, "block%d.norm1", i);
-    if ((st = tap_emit(f, name, n, 3, jshape)) != CVX_OK) return st;
+    if ((st = fwd_norm_zero(f, i, 1, &blk->norm1_lin, blk->norm1_w, blk->norm1_b, rc)) != CVX_OK) return st;
 
     double t_a = cvx_time_seconds();
     lin(pool, q, n, B * Sl, D, &blk->q);
@@ -1051,20 +1063,12 @@ static cvx_status fwd_block_feed_forward(fwd *f, int i, rows_ctx *rc) {
     const cvx_dit_config *cfg = &m->cfg;
     const dit_block *blk = &m->blocks[i];
     cvx_pool *pool = f->pool;
-    const int64_t B = f->B, S = f->S, D = f->D, E = f->E, Sl = f->Sl, FFD = f->FFD, ff_rows = f->ff_rows;
+    const int64_t B = f->B, S = f->S, D = f->D, Sl = f->Sl, FFD = f->FFD, ff_rows = f->ff_rows;
     float *x = f->x, *n = f->n, *o = f->o, *hid = f->hid;
-    int64_t mshape[2] = {B, 6 * D}, jshape[3] = {B, S, D};
+    int64_t jshape[3] = {B, S, D};
     char name[64];
     cvx_status st;
-    lin(pool, f->mod, f->semb, B, E, &blk->norm2_lin);
-    cvx_layernorm(pool, n, x, B * Sl, D, blk->norm2_w, blk->norm2_b, (float)cfg->norm_eps);
-    rc->y = n;
-    rc->src = NULL;
-    cvx_pool_parallel_for(pool, B * Sl, 0, modulate_task, rc);
-    snprintf(name, sizeof name, "block%d.norm2_mod", i);
-    if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
-    snprintf(name, sizeof name, "block%d.norm2", i);
-    if ((st = tap_emit(f, name, n, 3, jshape)) != CVX_OK) return st;
+    if ((st = fwd_norm_zero(f, i, 2, &blk->norm2_lin, blk->norm2_w, blk->norm2_b, rc)) != CVX_OK) return st;
     double t_e = cvx_time_seconds();
     snprintf(name, sizeof name, "block%d.ff", i);
     /* bf16: tanh-GELU in the first GEMM's epilogue, the gated residual in the second's (as attn1). */
