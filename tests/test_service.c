@@ -696,6 +696,20 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
     snprintf(url, sizeof url, "%s/healthz", cl->base);
     http(NULL, url, NULL, 0, NULL, &r);
     CHECK_MSG(r.status == 200 && r.body && strstr(r.body, "\"ok\""), "healthz %ld", r.status);
+    /* issue 15: the node's role, the store's backend, the queue's depth and the workers with their heartbeats */
+    json_t *hz = r.json;
+    const char *backend = json_string_value(json_object_get(hz, "backend"));
+    json_t *workers = json_object_get(hz, "workers"), *w0 = json_array_get(workers, 0);
+    char me[32];
+    snprintf(me, sizeof me, ":%d", (int)getpid());
+    const char *role = json_string_value(json_object_get(hz, "role")), *w0name = json_string_value(json_object_get(w0, "name"));
+    CHECK_MSG(hz && role && !strcmp(role, "api+worker") && backend &&
+                  !strcmp(backend, cvx_svc_store_is_postgres(s->store) ? "postgresql" : "sqlite") &&
+                  json_is_integer(json_object_get(json_object_get(hz, "queue"), "waiting")) &&
+                  json_is_integer(json_object_get(json_object_get(hz, "queue"), "running")) &&
+                  json_array_size(workers) == 1 && w0name && strstr(w0name, me) &&
+                  json_integer_value(json_object_get(w0, "seconds_ago")) <= 2,
+              "healthz: %s", r.body ? r.body : "");
     resp_free(&r);
 
     /* routing */
@@ -2152,6 +2166,10 @@ typedef struct {
 
 static void count_project(const cvx_svc_project *p, void *ud) { ((project_count *)ud)->n += p->id > 0; }
 
+static void collect_worker(const char *name, long long heartbeat, long long task, void *ud) {
+    json_array_append_new(ud, json_pack("[s, I, I]", name, (json_int_t)heartbeat, (json_int_t)task));
+}
+
 static cvx_svc_task backend_task(long long project, const char *token, long long now) {
     cvx_svc_task t;
     memset(&t, 0, sizeof t);
@@ -2270,6 +2288,41 @@ static void test_store_backend(const char *store, const char *label) {
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5001", now, now, 900, err, sizeof err) == 0);
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5002", now, now, 900, err, sizeof err) == 1);
     cvx_svc_store_close(st2);
+    /* a store of the previous schema version is migrated when opened (version 2 added the workers table) */
+    int downgraded = 0;
+    if (cvx_svc_store_is_postgres(store)) {
+        PGconn *pg = PQconnectdb(store);
+        PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; DELETE FROM cvx_schema WHERE version = 2; COMMIT");
+        downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        PQfinish(pg);
+    } else {
+        sqlite3 *db = NULL;
+        downgraded = sqlite3_open(store, &db) == SQLITE_OK &&
+                     sqlite3_exec(db, "DROP TABLE workers; PRAGMA user_version=1", NULL, NULL, NULL) == SQLITE_OK;
+        sqlite3_close(db);
+    }
+    CHECK_MSG(downgraded, "%s: could not write a version-1 store", label);
+    CHECK_MSG(cvx_svc_store_open(&st, store, err, sizeof err) == 0, "%s: migrating from version 1: %s", label, err);
+    if (st) {
+        CHECK_MSG(cvx_svc_store_worker_beat(st, "w1", 7, now, err, sizeof err) == 0, "%s: beat: %s", label, err);
+        CHECK(cvx_svc_store_worker_beat(st, "w1", 0, now + 1, err, sizeof err) == 0);
+        CHECK(cvx_svc_store_worker_beat(st, "old", 0, now - 90000, err, sizeof err) == 0);
+        CHECK(cvx_svc_store_worker_beat(st, "w2", 3, now + 1, err, sizeof err) == 0); /* forgets "old" */
+        json_t *seen = json_array();
+        CHECK(cvx_svc_store_workers(st, collect_worker, seen, err, sizeof err) == 2);
+        char *text = json_dumps(seen, JSON_COMPACT);
+        char want[200];
+        snprintf(want, sizeof want, "[[\"w1\",%lld,0],[\"w2\",%lld,3]]", now + 1, now + 1);
+        CHECK_MSG(text && !strcmp(text, want), "%s: workers %s", label, text ? text : "");
+        free(text);
+        json_decref(seen);
+        long long waiting = -1, running = -1;
+        CHECK(cvx_svc_store_queue_depth(st, &waiting, &running, err, sizeof err) == 0 && waiting == 0 && running == 0);
+        CHECK(!strcmp(cvx_svc_store_backend(st), cvx_svc_store_is_postgres(store) ? "postgresql" : "sqlite"));
+        cvx_svc_store_close(st);
+        st = NULL;
+    }
     /* a schema newer than the program's is refused */
     int bumped = 0;
     if (cvx_svc_store_is_postgres(store)) {

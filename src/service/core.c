@@ -241,6 +241,13 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     svc->slug_owner = strdup(config->slug_owner ? config->slug_owner : "THUDM");
     svc->slug_project = strdup(config->slug_project ? config->slug_project : "CogVideoX-2b");
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_mutex_init(&svc->health_mu, NULL);
+    if (config->worker_name) snprintf(svc->worker_name, sizeof svc->worker_name, "%s", config->worker_name);
+    else {
+        char host[128] = "";
+        if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "localhost");
+        snprintf(svc->worker_name, sizeof svc->worker_name, "%s:%d", host, (int)getpid());
+    }
     pthread_cond_init(&svc->wake_worker, NULL);
     pthread_cond_init(&svc->wake_callbacks, NULL);
     pthread_cond_init(&svc->websockets_done, NULL);
@@ -297,6 +304,8 @@ void cvx_svc_core_close(cvx_svc *svc) {
     cvx_svc_store_close(svc->store);
     cvx_svc_progress_free(svc->progress);
     pthread_mutex_destroy(&svc->mu);
+    pthread_mutex_destroy(&svc->health_mu);
+    json_decref(svc->health);
     pthread_cond_destroy(&svc->wake_worker);
     pthread_cond_destroy(&svc->wake_callbacks);
     pthread_cond_destroy(&svc->websockets_done);

@@ -72,6 +72,7 @@ typedef struct {
     cvx_svc_engine engine;
     cvx_logger logger;
     const char *key_file;        /* the server key that seals API secrets; NULL: "<store_path>.key" */
+    const char *worker_name;     /* this process's worker in /healthz's list; NULL: "<hostname>:<pid>" */
 } cvx_svc_config;
 
 cvx_svc_config cvx_svc_config_default(void);

@@ -91,6 +91,18 @@ static const char *SCHEMA =
     " apikey TEXT NOT NULL, nonce TEXT NOT NULL, seen INTEGER NOT NULL, PRIMARY KEY (apikey, nonce)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);";
 
+/* The SQLite schema, one migration per version (PRAGMA user_version = the versions applied); a migration is only
+ * ever appended. Version 1 is SCHEMA above (IF NOT EXISTS: the stores of the first versions, which set no version,
+ * keep their tables). */
+static const char *const SQLITE_MIGRATIONS[] = {
+    NULL, /* 1: SCHEMA */
+    /* 2: the workers and their heartbeats (/healthz) */
+    "CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, heartbeat INTEGER NOT NULL,"
+    " task INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+};
+#define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
+_Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
+
 /* Indexes added after version 1 of the schema (created on every open; IF NOT EXISTS makes it cheap). */
 static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);"
                              "CREATE INDEX IF NOT EXISTS tasks_project_status ON tasks(project, status);";
@@ -124,6 +136,8 @@ static const char *const PG_MIGRATIONS[] = {
     "CREATE INDEX tasks_project_status ON tasks(project, status);"
     "CREATE TABLE nonces (apikey TEXT NOT NULL, nonce TEXT NOT NULL, seen BIGINT NOT NULL, PRIMARY KEY (apikey, nonce));"
     "CREATE INDEX nonces_seen ON nonces(seen);",
+    /* 2: the workers and their heartbeats (/healthz) */
+    "CREATE TABLE workers (name TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL, task BIGINT NOT NULL DEFAULT 0);",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
 
@@ -261,12 +275,13 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
         cvx_svc_store_close(s);
         return -1;
     }
-    if (version < CVX_SVC_SCHEMA_VERSION) {
+    if (version < CVX_SVC_SCHEMA_VERSION) { /* the migrations after the store's version, in one transaction */
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version=%d;", CVX_SVC_SCHEMA_VERSION);
-        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK ||
+        int ok = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK;
+        for (int v = version; ok && v < CVX_SVC_SCHEMA_VERSION; v++)
+            ok = sqlite3_exec(s->db, v == 0 ? SCHEMA : SQLITE_MIGRATIONS[v], NULL, NULL, &msg) == SQLITE_OK;
+        if (!ok || sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             snprintf(err, n, "store %s: creating the schema: %s", path, msg ? msg : sqlite3_errmsg(s->db));
             sqlite3_free(msg);
@@ -1204,4 +1219,47 @@ int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int
     return exec_locked(s, err, n, "updating a callback",
                        "UPDATE tasks SET cb_state = ?, cb_tries = ?, cb_next = ? WHERE id = ?", "iiII", state, tries,
                        next_ms, id);
+}
+
+/* ---- workers and the queue (/healthz) ---- */
+
+const char *cvx_svc_store_backend(const cvx_svc_store *s) { return s->pg ? "postgresql" : "sqlite"; }
+
+int cvx_svc_store_worker_beat(cvx_svc_store *s, const char *name, long long task, long long now_s, char *err,
+                              size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "recording a heartbeat",
+                 "INSERT INTO workers(name, heartbeat, task) VALUES (?1, ?2, ?3)"
+                 " ON CONFLICT(name) DO UPDATE SET heartbeat = ?2, task = ?3",
+                 "tII", name, now_s, task);
+    /* workers silent for a day are forgotten (a host that went away, a renamed worker) */
+    if (r >= 0) r = exec(s, err, n, "forgetting workers", "DELETE FROM workers WHERE heartbeat < ?", "I", now_s - 86400);
+    pthread_mutex_unlock(&s->mu);
+    return r < 0 ? -1 : 0;
+}
+
+typedef struct {
+    void (*fn)(const char *name, long long heartbeat, long long task, void *ud);
+    void *ud;
+} worker_visit;
+
+static int row_worker(db_row *row, void *ud) {
+    worker_visit *v = ud;
+    v->fn(col_text(row, 0), col_i64(row, 1), col_i64(row, 2), v->ud);
+    return 1;
+}
+
+int cvx_svc_store_workers(cvx_svc_store *s, void (*fn)(const char *name, long long heartbeat, long long task, void *ud),
+                          void *ud, char *err, size_t n) {
+    worker_visit v = {fn, ud};
+    return query_locked(s, err, n, "listing workers", ALL_ROWS, row_worker, &v,
+                        "SELECT name, heartbeat, task FROM workers ORDER BY name", "");
+}
+
+int cvx_svc_store_queue_depth(cvx_svc_store *s, long long *waiting, long long *running, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    *waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE status = '" CVX_SVC_S_QUEUE "'", "");
+    *running = *waiting < 0 ? -1 : count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " RUNNING, "");
+    pthread_mutex_unlock(&s->mu);
+    return *waiting < 0 || *running < 0 ? -1 : 0;
 }

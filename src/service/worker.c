@@ -195,8 +195,19 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
     free(text);
 }
 
+/* Records this worker's heartbeat (and the task it generates) when the last is HEARTBEAT_S old, or at once. */
+#define HEARTBEAT_S 10
+static void heartbeat(cvx_svc *svc, long long task, int now) {
+    long long t = cvx_svc_now_s();
+    if (!now && t - svc->last_beat_s < HEARTBEAT_S && t >= svc->last_beat_s) return;
+    char err[256];
+    if (cvx_svc_store_worker_beat(svc->store, svc->worker_name, task, t, err, sizeof err) == 0) svc->last_beat_s = t;
+    else cvx_svc_log(svc, CVX_LOG_WARN, "worker %s: %s", svc->worker_name, err);
+}
+
 static void on_progress(const cvx_progress *p, void *ud) {
     run_ctx *rc = ud;
+    heartbeat(rc->svc, rc->task->id, 0);
     /* the task's time covers every stage, the decode and the writing included */
     if (p->elapsed_seconds >= 0 && (p->phase != CVX_PHASE_DENOISE || p->step > rc->last_step))
         rc->elapsed = rc->elapsed_before + p->elapsed_seconds;
@@ -537,6 +548,7 @@ void *cvx_svc_worker_main(void *arg) {
     cvx_svc *svc = arg;
     atomic_store(&svc->ready, 1);
     int backoff_ms = 0;
+    heartbeat(svc, 0, 1);
     while (!atomic_load(&svc->stopping)) {
         cvx_svc_task t;
         char err[256];
@@ -544,10 +556,13 @@ void *cvx_svc_worker_main(void *arg) {
         if (r > 0) {
             backoff_ms = 0;
             cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: claimed (attempt %d)", t.id, t.attempts);
+            heartbeat(svc, t.id, 1);
             run_task(svc, &t);
+            heartbeat(svc, 0, 1);
             cvx_svc_task_clear(&t);
             continue;
         }
+        heartbeat(svc, 0, 0);
         if (r < 0) {
             cvx_svc_log(svc, CVX_LOG_ERROR, "worker: %s", err);
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
