@@ -329,6 +329,18 @@ else
     [ -n "$PGPORT_" ] && curl -sf "http://127.0.0.1:$PGPORT_/healthz" >/dev/null && ok "serve --store (PostgreSQL): healthz" ||
         bad "serve on PostgreSQL: $(cat pgserve.err)"
     kill -TERM "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null
+    # store copy: this script's SQLite store (projects and tasks of the runs above) into an empty database
+    psql "$PG" -qc 'CREATE DATABASE copied' >/dev/null 2>err.txt || bad "CREATE DATABASE: $(cat err.txt)"
+    "$BIN" store copy --from s.db --to "$PG dbname=copied" >copy.out 2>err.txt &&
+        grep -q "^copied [1-9][0-9]* projects, [1-9][0-9]* tasks" copy.out && ok "store copy: $(cat copy.out)" ||
+        bad "store copy: $(cat err.txt)"
+    "$BIN" keys list --store s.db --json >list-a.txt
+    "$BIN" keys list --store "$PG dbname=copied" --json >list-b.txt
+    cmp -s list-a.txt list-b.txt && ok "the copy lists the same projects (ids, hashes, modes, revocations, times)" ||
+        bad "keys list after store copy: $(diff list-a.txt list-b.txt | head -5)"
+    "$BIN" store copy --from s.db --to "$PG dbname=copied" >/dev/null 2>err.txt; rc=$?
+    [ $rc -eq 2 ] && grep -q "holds .* already" err.txt && ok "store copy into a store that is not empty: refused" ||
+        bad "store copy twice: $rc $(cat err.txt)"
     bash "$PG_SCRIPT" stop "$TMP/pg"
 fi
 

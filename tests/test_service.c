@@ -2688,6 +2688,68 @@ static void server_suite(const char *store, const char *outputs) {
     }
 }
 
+/* store copy (issue 15): every task of `from` is in `to` with the same fields. */
+static void same_tasks(const char *from, const char *to, const char *label) {
+    char err[512];
+    cvx_svc_store *a = NULL, *b = NULL;
+    CHECK(cvx_svc_store_open(&a, from, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&b, to, err, sizeof err) == 0);
+    int compared = 0, differ = 0;
+    for (long long id = 1; a && b && id <= 400; id++) {
+        cvx_svc_task x, y;
+        int rx = cvx_svc_store_task_get(a, id, NULL, &x, err, sizeof err);
+        int ry = cvx_svc_store_task_get(b, id, NULL, &y, err, sizeof err);
+        if (rx == 1 && ry != 1) differ++; /* (the destination may hold more: a task added after the copy) */
+        if (rx == 1 && ry == 1) {
+            compared++;
+            if (strcmp(x.token, y.token) || strcmp(x.status, y.status) || strcmp(x.params, y.params) ||
+                strcmp(x.gen, y.gen) || strcmp(x.debugoutput, y.debugoutput) || strcmp(x.debugerror, y.debugerror) ||
+                x.project != y.project || x.createtime != y.createtime || x.postprocessendtime != y.postprocessendtime ||
+                x.elapsed != y.elapsed || x.attempts != y.attempts || strcmp(x.out_key, y.out_key) ||
+                x.out_size != y.out_size || x.cb_state != y.cb_state || x.cb_next_ms != y.cb_next_ms)
+                differ++;
+        }
+        if (rx == 1) cvx_svc_task_clear(&x);
+        if (ry == 1) cvx_svc_task_clear(&y);
+    }
+    CHECK_MSG(compared > 10 && differ == 0, "%s: %d tasks compared, %d differ", label, compared, differ);
+    cvx_svc_store_close(a);
+    cvx_svc_store_close(b);
+}
+
+static void test_store_copy(const char *dir, const char *sqlite_store, const char *pg_store) {
+    char err[512], back[700];
+    cvx_svc_store *from = NULL, *to = NULL;
+    long long projects = 0, tasks = 0, nonces = 0;
+    CHECK(cvx_svc_store_open(&from, sqlite_store, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&to, pg_store, err, sizeof err) == 0);
+    if (from && to) {
+        CHECK_MSG(cvx_svc_store_copy(from, to, &projects, &tasks, &nonces, err, sizeof err) == 0 && projects >= 3 &&
+                      tasks > 10,
+                  "copy to PostgreSQL: %s (%lld projects, %lld tasks)", err, projects, tasks);
+        /* a second copy into the same (now full) store writes nothing */
+        long long p2, t2, n2;
+        CHECK(cvx_svc_store_copy(from, to, &p2, &t2, &n2, err, sizeof err) == -1 && strstr(err, "copy into an empty store"));
+        /* the identity goes on after the copied ids */
+        cvx_svc_task t = backend_task(1, "after-copy", (long long)time(NULL));
+        int refused = 0;
+        CHECK(cvx_svc_store_task_add(to, &t, NULL, &refused, err, sizeof err) == 1 && t.id == tasks + 1);
+    }
+    cvx_svc_store_close(from);
+    cvx_svc_store_close(to);
+    same_tasks(sqlite_store, pg_store, "SQLite -> PostgreSQL");
+    /* and back into a new SQLite file */
+    snprintf(back, sizeof back, "%s/back.db", dir);
+    from = to = NULL;
+    CHECK(cvx_svc_store_open(&from, pg_store, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&to, back, err, sizeof err) == 0);
+    if (from && to)
+        CHECK_MSG(cvx_svc_store_copy(from, to, &projects, &tasks, &nonces, err, sizeof err) == 0, "copy back: %s", err);
+    cvx_svc_store_close(from);
+    cvx_svc_store_close(to);
+    same_tasks(pg_store, back, "PostgreSQL -> SQLite");
+}
+
 /* Creates database `name` on the server of conninfo (dropped first if there): 1 done. */
 static int pg_create_database(const char *conninfo, const char *name) {
     PGconn *pg = PQconnectdb(conninfo);
@@ -2736,6 +2798,12 @@ int main(int argc, char **argv) {
         int before = cvx_test_checks;
         server_suite(store, outputs);
         printf("test_service: the HTTP suite on PostgreSQL: %d checks\n", cvx_test_checks - before);
+        char sqlite_store[700], copy_store[800];
+        snprintf(sqlite_store, sizeof sqlite_store, "%s/test.db", dir);
+        if (pg_create_database(pg_conninfo, "copy")) {
+            snprintf(copy_store, sizeof copy_store, "%s dbname=copy", pg_conninfo);
+            test_store_copy(dir, sqlite_store, copy_store);
+        }
     }
     char self[600];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

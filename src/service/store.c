@@ -547,7 +547,7 @@ static PGresult *pg_run(cvx_svc_store *s, char *err, size_t n, const char *what,
         if (err && n) snprintf(err, n, "store: %s", sqlite3_errstr(SQLITE_FULL)); /* the same words as SQLite's */
         return NULL;
     }
-    enum { MAX_PARAMS = 16 };
+    enum { MAX_PARAMS = 40 };
     if (strlen(binds) > MAX_PARAMS) { /* never with the statements of this file */
         if (err && n) snprintf(err, n, "store: %s: more than %d parameters", what, MAX_PARAMS);
         return NULL;
@@ -1262,4 +1262,101 @@ int cvx_svc_store_queue_depth(cvx_svc_store *s, long long *waiting, long long *r
     *running = *waiting < 0 ? -1 : count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " RUNNING, "");
     pthread_mutex_unlock(&s->mu);
     return *waiting < 0 || *running < 0 ? -1 : 0;
+}
+
+/* ---- copying a store (cogvideox store copy) ---- */
+
+typedef struct {
+    cvx_svc_store *to;
+    char *err;
+    size_t n;
+    long long rows;
+    int failed;
+} copy_ctx;
+
+static int copy_project(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    cvx_svc_project p;
+    read_project(row, &p);
+    if (!c->failed &&
+        exec(c->to, c->err, c->n, "copying a project",
+             "INSERT INTO projects(id, name, apikey, mode, secret, created, revoked) VALUES (?,?,?,?,?,?,?)", "IttibIi",
+             p.id, p.name, p.apikey, p.mode, (const void *)p.secret_enc, p.secret_enc_len, p.created, p.revoked) < 0)
+        c->failed = 1;
+    c->rows++;
+    return 1;
+}
+
+static int copy_task(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    cvx_svc_task t;
+    read_task(row, &t);
+    if (!c->failed &&
+        exec(c->to, c->err, c->n, "copying a task",
+             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             "IttIttttttIIIIIIIIIItttdittIIiiiI", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
+             t.slugowner, t.slugproject, t.createtime, t.accepttime, t.preprocessstarttime, t.preprocessendtime,
+             t.assigntime, t.starttime, t.endtime, t.postprocessstarttime, t.postprocessendtime, t.canceltime, t.pexit,
+             t.debugoutput, t.debugerror, t.elapsed, t.attempts, t.out_name, t.out_key, t.out_size, t.out_time,
+             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms) < 0)
+        c->failed = 1;
+    cvx_svc_task_clear(&t);
+    c->rows++;
+    return 1;
+}
+
+static int copy_nonce(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    if (!c->failed && exec(c->to, c->err, c->n, "copying a nonce", "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?)",
+                           "ttI", col_text(row, 0), col_text(row, 1), col_i64(row, 2)) < 0)
+        c->failed = 1;
+    c->rows++;
+    return 1;
+}
+
+int cvx_svc_store_copy(cvx_svc_store *from, cvx_svc_store *to, long long *projects, long long *tasks, long long *nonces,
+                       char *err, size_t n) {
+    *projects = *tasks = *nonces = 0;
+    if (flush_nonces(from, 0, 0, err, n) < 0) return -1;
+    pthread_mutex_lock(&to->mu);
+    int r = -1;
+    long long had_projects = count_rows(to, err, n, "SELECT count(*) FROM projects", "");
+    long long had_tasks = had_projects < 0 ? -1 : count_rows(to, err, n, "SELECT count(*) FROM tasks", "");
+    if (had_tasks < 0) goto out;
+    if (had_projects || had_tasks) {
+        snprintf(err, n, "the destination holds %lld projects and %lld tasks already: copy into an empty store",
+                 had_projects, had_tasks);
+        goto out;
+    }
+    if (raw(to, "BEGIN IMMEDIATE")) {
+        dbfail(to, err, n, "beginning the copy");
+        goto out;
+    }
+    copy_ctx c = {to, err, n, 0, 0};
+    int ok = query_locked(from, err, n, "reading projects", ALL_ROWS, copy_project, &c,
+                          "SELECT " PROJECT_COLS " FROM projects ORDER BY id", "") >= 0 && !c.failed;
+    *projects = c.rows;
+    c.rows = 0;
+    ok = ok && query_locked(from, err, n, "reading tasks", ALL_ROWS, copy_task, &c,
+                            "SELECT " TASK_COLS " FROM tasks ORDER BY id", "") >= 0 && !c.failed;
+    *tasks = c.rows;
+    c.rows = 0;
+    ok = ok && query_locked(from, err, n, "reading nonces", ALL_ROWS, copy_nonce, &c,
+                            "SELECT apikey, nonce, seen FROM nonces", "") >= 0 && !c.failed;
+    *nonces = c.rows;
+    /* PostgreSQL's identity columns go on after the ids copied (SQLite's AUTOINCREMENT follows by itself) */
+    if (ok && to->pg)
+        ok = exec(to, err, n, "moving the id sequences",
+                  "SELECT setval(pg_get_serial_sequence('projects', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM projects),"
+                  " false), setval(pg_get_serial_sequence('tasks', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM tasks),"
+                  " false)",
+                  "") >= 0;
+    if (ok && raw(to, "COMMIT") == 0) r = 0;
+    else {
+        if (ok) dbfail(to, err, n, "committing the copy");
+        raw(to, "ROLLBACK");
+    }
+out:
+    pthread_mutex_unlock(&to->mu);
+    return r;
 }

@@ -190,4 +190,11 @@ int cvx_svc_store_workers(cvx_svc_store *s, void (*fn)(const char *name, long lo
 /* Tasks waiting (queued) and running (claimed, not final), all projects. 0 or -1. */
 int cvx_svc_store_queue_depth(cvx_svc_store *s, long long *waiting, long long *running, char *err, size_t err_size);
 
+/* ---- copying a store (cogvideox store copy) ---- */
+/* Copies every project, task and nonce of `from` into `to`, ids, sealed secrets and key hashes as they are (the
+ * destination is used with the same server key file), in one transaction on `to`, which must hold no project and no
+ * task. Fills the counts copied; 0 or -1 (nothing written). */
+int cvx_svc_store_copy(cvx_svc_store *from, cvx_svc_store *to, long long *projects, long long *tasks, long long *nonces,
+                       char *err, size_t err_size);
+
 #endif
