@@ -2650,6 +2650,80 @@ static void test_kill9(const char *self, const char *dir) {
     waitpid(pid, &status, 0);
 }
 
+/* Roles (issue 15): an API node without a worker and a worker without HTTP share one store (two services in this
+ * process, each with its own connection, one outputs folder as on one host): a Run sent to the API node is done by
+ * the worker, its video downloads from the API node, a Kill sent to the API node stops the task on the worker within
+ * about a second (the worker reads the task's status from the store), and /healthz names the roles and the worker. */
+static void test_roles(const char *store, const char *outputs) {
+    server api_node, worker_node;
+    memset(&api_node, 0, sizeof api_node);
+    memset(&worker_node, 0, sizeof worker_node);
+    snprintf(api_node.store, sizeof api_node.store, "%s", store);
+    snprintf(api_node.outputs, sizeof api_node.outputs, "%s", outputs);
+    worker_node = api_node;
+    api_node.engine.delay_ms = worker_node.engine.delay_ms = 50;
+    api_node.precision = worker_node.precision = CVX_PRECISION_BF16;
+    api_node.allow_bf16 = worker_node.allow_bf16 = 1;
+    char err[512];
+    cvx_svc_config ca = test_config(&api_node), cw = test_config(&worker_node);
+    ca.no_worker = 1;
+    cw.no_http = 1;
+    cw.worker_name = "test-worker";
+    CHECK_MSG(cvx_svc_start(&api_node.svc, &ca, err, sizeof err) == 0, "API node: %s", err);
+    CHECK_MSG(cvx_svc_start(&worker_node.svc, &cw, err, sizeof err) == 0, "worker: %s", err);
+    if (!api_node.svc || !worker_node.svc) {
+        cvx_svc_stop(api_node.svc);
+        cvx_svc_stop(worker_node.svc);
+        return;
+    }
+    api_node.port = cvx_svc_port(api_node.svc);
+    client cl;
+    add_project(store, 0, &cl, api_node.port);
+    char tok[64], body[128];
+    run_task(&cl, "{\"prompt\":\"made by the worker\",\"steps\":3}", tok);
+    resp r;
+    CHECK_MSG(wait_status(&cl, tok, "task_postprocess_end", 10000, &r), "the worker did not finish the task");
+    CHECK(!strcmp(task_field(&r, "pexit"), "0") && atoi(task_field(&r, "size")) > 0);
+    CHECK_MSG(atomic_load(&worker_node.engine.runs) == 1 && atomic_load(&api_node.engine.runs) == 0,
+              "runs: worker %d, API node %d", atomic_load(&worker_node.engine.runs), atomic_load(&api_node.engine.runs));
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    if (url) {
+        http(NULL, url, NULL, 0, NULL, &f);
+        CHECK_MSG(f.status == 200 && f.len > 0, "output from the API node: %ld", f.status);
+        resp_free(&f);
+    } else CHECK_MSG(0, "no output url: %s", r.body);
+    resp_free(&r);
+    /* a Kill through the API node reaches the worker */
+    run_task(&cl, "{\"prompt\":\"a long one\",\"steps\":200}", tok);
+    CHECK(wait_status(&cl, tok, "task_output", 10000, NULL));
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    long long t0 = now_ms();
+    api(&cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    char next[64];
+    run_task(&cl, "{\"prompt\":\"after the kill\",\"steps\":1}", next);
+    CHECK(wait_status(&cl, next, "task_postprocess_end", 10000, NULL));
+    CHECK_MSG(now_ms() - t0 < 5000, "the worker was busy %lld ms after the Kill", now_ms() - t0);
+    /* /healthz of the API node */
+    char hz[128];
+    snprintf(hz, sizeof hz, "%s/healthz", cl.base);
+    http(NULL, hz, NULL, 0, NULL, &r);
+    const char *role = json_string_value(json_object_get(r.json, "role"));
+    int seen = 0;
+    json_t *w;
+    size_t i;
+    json_array_foreach(json_object_get(r.json, "workers"), i, w) {
+        const char *name = json_string_value(json_object_get(w, "name"));
+        if (name && !strcmp(name, "test-worker")) seen = 1;
+    }
+    CHECK_MSG(r.status == 200 && role && !strcmp(role, "api") && seen, "healthz: %s", r.body ? r.body : "");
+    resp_free(&r);
+    cvx_svc_stop(api_node.svc);
+    cvx_svc_stop(worker_node.svc);
+}
+
 /* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
 static void server_suite(const char *store, const char *outputs) {
     server s;
@@ -2685,6 +2759,7 @@ static void server_suite(const char *store, const char *outputs) {
         if (s.svc) test_orphans(&s, &cl);
         if (s.svc) test_small_leaks(&s, &cl);
         cvx_svc_stop(s.svc);
+        test_roles(store, outputs);
     }
 }
 

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "cogvideox.h"
 #include "service/service.h"
+#include "service/store.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -47,6 +48,7 @@ static void usage(FILE *f) {
             "  --nonce-window SECONDS   state-changing calls need a nonce of unix time within now +- this (default 900)\n"
             "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n"
             "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n"
+            "  --no-worker              an API node only: tasks wait for `cogvideox worker` on the same store\n"
             "example: cogvideox keys create --store tasks.db\n"
             "         cogvideox serve --model models/tiny --store tasks.db --outputs outputs --listen 127.0.0.1:8080\n"
             "         then open http://127.0.0.1:8080/ and enter the key (and secret) that keys create printed\n",
@@ -75,14 +77,35 @@ static int parse_listen(const char *s, char *host, size_t host_size, int *port) 
     return 0;
 }
 
-int cvx_cmd_serve(int argc, char **argv) {
+static void worker_usage(FILE *f) {
+    fprintf(f,
+            "usage: cogvideox worker --model DIR --store PATH|URL --outputs DIR [--threads N] [--name NAME]\n"
+            "                        [--precision P] [--max-attempts N]\n"
+            "A worker without HTTP: it claims the tasks that API nodes (serve --no-worker) accept into the same\n"
+            "store, generates them with its engine and records their progress, checkpoints and results there; a\n"
+            "Kill or Cancel recorded by an API node stops it within about a second. --outputs is where its videos\n"
+            "go: the API node serves them from its own --outputs, so both name the same folder (one host, or a\n"
+            "shared one). --name is its name in /healthz (default <hostname>:<pid>). Run one worker per store:\n"
+            "several need the leases of issue 15, not built yet.\n"
+            "example: cogvideox serve --no-worker --model models/tiny --store tasks.db --outputs outputs --listen 127.0.0.1:8080\n"
+            "         cogvideox worker --model models/tiny --store tasks.db --outputs outputs\n");
+}
+
+/* serve (worker = 0) and worker (1): one parser, one start. */
+static int serve_or_work(int argc, char **argv, int worker) {
+    const char *cmd = worker ? "worker" : "serve";
     cvx_svc_config cfg = cvx_svc_config_default();
+    cfg.no_http = worker;
     const char *model = NULL, *listen = NULL, *slug = NULL;
     long long threads = 0;
     char host[256], owner[64], project[64];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            if (worker) {
+                worker_usage(stdout);
+                return 0;
+            }
             usage(stdout);
             return 0;
         }
@@ -90,8 +113,21 @@ int cvx_cmd_serve(int argc, char **argv) {
             cfg.allow_private_callbacks = 1;
             continue;
         }
+        static const char *const serve_only[] = {"--listen", "--public-url", "--slug", "--http-threads", "--queue-limit",
+                                                 "--max-connections-per-ip", "--project-queue-limit", "--run-rate",
+                                                 "--retention-days", "--body-limit", "--nonce-window",
+                                                 "--callback-backoff-ms", "--allow-private-callbacks", "--key-file"};
+        for (size_t k = 0; worker && k < sizeof serve_only / sizeof serve_only[0]; k++)
+            if (!strcmp(a, serve_only[k])) {
+                fprintf(stderr, "cogvideox worker: %s is serve's (a worker has no HTTP and needs no server key)\n", a);
+                return 1;
+            }
+        if (!strcmp(a, "--no-worker") && !worker) {
+            cfg.no_worker = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
             usage(stderr);
             return 1;
         }
@@ -101,6 +137,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--store")) cfg.store_path = v;
         else if (!strcmp(a, "--key-file")) cfg.key_file = v;
+        else if (!strcmp(a, "--name") && worker) cfg.worker_name = v;
         else if (!strcmp(a, "--outputs")) cfg.outputs_dir = v;
         else if (!strcmp(a, "--listen")) listen = v;
         else if (!strcmp(a, "--public-url")) cfg.public_url = v;
@@ -112,9 +149,9 @@ int cvx_cmd_serve(int argc, char **argv) {
             if (!bad) cfg.precision = (cvx_precision)pr;
             if (!bad && !cvx_precision_native(cfg.precision)) {
                 fprintf(stderr,
-                        "cogvideox serve: --precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the kernel "
+                        "cogvideox %s: --precision bf16 needs bf16 dot products (AVX512-BF16 or AMX); the kernel "
                         "path in use is %s, where emulated bf16 is slower than fp32: use --precision fp32 or auto\n",
-                        cvx_isa_name(cvx_isa_active()));
+                        cmd, cvx_isa_name(cvx_isa_active()));
                 return 1;
             }
         }
@@ -132,22 +169,24 @@ int cvx_cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
             usage(stderr);
             return 1;
         }
         if (bad) {
-            fprintf(stderr, "cogvideox serve: bad value for %s: %s\n", a, v);
+            fprintf(stderr, "cogvideox %s: bad value for %s: %s\n", cmd, a, v);
             return 1;
         }
     }
+    if (worker && !listen) listen = "127.0.0.1:0"; /* (a worker listens nowhere) */
     if (!model || !cfg.store_path || !cfg.outputs_dir || !listen) {
-        fprintf(stderr, "cogvideox serve: --model, --store, --outputs and --listen are required\n");
-        usage(stderr);
+        fprintf(stderr, "cogvideox %s: --model, --store, --outputs%s are required\n", cmd, worker ? "" : " and --listen");
+        if (worker) worker_usage(stderr);
+        else usage(stderr);
         return 1;
     }
     if (parse_listen(listen, host, sizeof host, &cfg.port)) {
-        fprintf(stderr, "cogvideox serve: --listen wants HOST:PORT (e.g. 127.0.0.1:8080), not %s\n", listen);
+        fprintf(stderr, "cogvideox %s: --listen wants HOST:PORT (e.g. 127.0.0.1:8080), not %s\n", cmd, listen);
         return 1;
     }
     cfg.listen_host = host;
@@ -155,7 +194,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         const char *sl = strchr(slug, '/');
         if (!sl || sl == slug || !sl[1] || strchr(sl + 1, '/') || (size_t)(sl - slug) >= sizeof owner ||
             strlen(sl + 1) >= sizeof project) {
-            fprintf(stderr, "cogvideox serve: --slug wants OWNER/MODEL, not %s\n", slug);
+            fprintf(stderr, "cogvideox %s: --slug wants OWNER/MODEL, not %s\n", cmd, slug);
             return 1;
         }
         memcpy(owner, slug, (size_t)(sl - slug));
@@ -165,7 +204,7 @@ int cvx_cmd_serve(int argc, char **argv) {
         cfg.slug_project = project;
     }
     if (cfg.public_url && strncmp(cfg.public_url, "http://", 7) && strncmp(cfg.public_url, "https://", 8)) {
-        fprintf(stderr, "cogvideox serve: --public-url must start with http:// or https://\n");
+        fprintf(stderr, "cogvideox %s: --public-url must start with http:// or https://\n", cmd);
         return 1;
     }
     int orc = cvx_cli_check_output_dir("serve", "--outputs", cfg.outputs_dir);
@@ -173,7 +212,7 @@ int cvx_cmd_serve(int argc, char **argv) {
     char err[1024];
     if ((orc = cvx_cli_check_model_dir("serve", model)) != 0) return orc;
     if (cvx_svc_limits_from_model(&cfg.limits, model, err, sizeof err)) {
-        fprintf(stderr, "cogvideox serve: %s\n", err);
+        fprintf(stderr, "cogvideox %s: %s\n", cmd, err);
         return 2;
     }
 
@@ -189,24 +228,32 @@ int cvx_cmd_serve(int argc, char **argv) {
     cvx_engine_params ep = cvx_engine_params_default();
     ep.threads = (int)threads;
     if (cvx_engine_open(&re.engine, model, &ep, err, sizeof err) != CVX_OK) {
-        fprintf(stderr, "cogvideox serve: %s\n", err);
+        fprintf(stderr, "cogvideox %s: %s\n", cmd, err);
         return 2;
     }
     cfg.engine.generate = real_generate;
     cfg.engine.ctx = &re;
     cvx_svc *svc = NULL;
     if (cvx_svc_start(&svc, &cfg, err, sizeof err)) {
-        fprintf(stderr, "cogvideox serve: %s\n", err);
+        fprintf(stderr, "cogvideox %s: %s\n", cmd, err);
         cvx_engine_close(re.engine);
         return 2;
     }
-    printf("listening on http://%s:%d (model %s as %s/%s, precision %s)\n", host, cvx_svc_port(svc), model,
-           cfg.slug_owner, cfg.slug_project, cvx_precision_name(cfg.precision));
+    if (worker)
+        printf("worker on a %s store (model %s, precision %s)\n", cvx_svc_store_is_postgres(cfg.store_path) ? "PostgreSQL" : "SQLite",
+               model, cvx_precision_name(cfg.precision));
+    else
+        printf("listening on http://%s:%d (model %s as %s/%s, precision %s%s)\n", host, cvx_svc_port(svc), model,
+               cfg.slug_owner, cfg.slug_project, cvx_precision_name(cfg.precision), cfg.no_worker ? ", no worker" : "");
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "cogvideox serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "cogvideox %s: %s: stopping\n", cmd, sig == SIGINT ? "SIGINT" : "SIGTERM");
     cvx_svc_stop(svc);
     cvx_engine_close(re.engine);
     return 0;
 }
+
+int cvx_cmd_serve(int argc, char **argv) { return serve_or_work(argc, argv, 0); }
+
+int cvx_cmd_worker(int argc, char **argv) { return serve_or_work(argc, argv, 1); }

@@ -262,7 +262,8 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
         return -1;
     }
     char keypath[1200];
-    if (!config->key_file && cvx_svc_store_is_postgres(svc->store_path)) {
+    /* a worker process needs no server key: it authenticates nobody */
+    if (!config->no_http && !config->key_file && cvx_svc_store_is_postgres(svc->store_path)) {
         snprintf(err, n, "a PostgreSQL store needs the server key's file (--key-file PATH; every node of a deployment "
                          "is given the same one)");
         cvx_svc_core_close(svc);
@@ -277,13 +278,16 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     else cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
-        cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n)) {
+        (!config->no_http && cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n))) {
         cvx_svc_core_close(svc);
         return -1;
     }
+    /* Tasks a worker held when its process ended go back to the queue (or fail after max_attempts) when a process
+     * with a worker starts; an API node without a worker recovers nothing. Without leases (issue 15, not built yet)
+     * a task another live worker generates looks the same: run one worker per store until then. */
     long long failed[256];
     int n_failed = 0;
-    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
+    int recovered = config->no_worker ? 0 : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
                                           err, n);
     if (recovered < 0) {
         cvx_svc_core_close(svc);

@@ -220,8 +220,8 @@ static enum MHD_Result send_health(cvx_svc *svc, struct MHD_Connection *conn) {
     json_t *store = health_of_store(svc);
     int store_ok = store && !json_object_get(store, "error");
     const char *status = stopping ? "stopping" : !ready ? "starting" : !store_ok ? "store unreachable" : "ok";
-    /* serve is an API node with one worker (the only role so far: serve --no-worker and cogvideox worker are to come) */
-    json_t *b = json_pack("{s:s, s:s, s:s}", "status", status, "version", cvx_version(), "role", "api+worker");
+    json_t *b = json_pack("{s:s, s:s, s:s}", "status", status, "version", cvx_version(), "role",
+                          svc->cfg.no_worker ? "api" : "api+worker");
     if (b && store) json_object_update(b, store);
     json_decref(store);
     return send_json(conn, !strcmp(status, "ok") ? 200 : 503, b, 0);

@@ -37,6 +37,8 @@ typedef struct {
     double elapsed;
     int ckpt_failed;
     char ckpt_err[256];
+    long long polled_ms;   /* when the task's status was last read from the store (a Kill through another node) */
+    int killed_elsewhere;  /* it was final there: a Cancel or Kill that another process recorded */
 } run_ctx;
 
 static void ckpt_path(const cvx_svc *svc, long long id, char *out, size_t size, int tmp) {
@@ -148,9 +150,20 @@ static void remove_checkpoint(cvx_svc *svc, long long id) {
     unlink(path);
 }
 
+/* The engine's cancellation check (every transformer block): a stop, a Kill through this process, or, read from
+ * the store at most once a second, a Kill or Cancel that another process (an API node) recorded. */
 static int should_cancel(void *ud) {
     run_ctx *rc = ud;
-    return atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested);
+    if (atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested) || rc->killed_elsewhere) return 1;
+    long long now = cvx_svc_now_ms();
+    if (now - rc->polled_ms < 1000 && now >= rc->polled_ms) return 0;
+    rc->polled_ms = now;
+    cvx_svc_task t;
+    char err[256];
+    if (cvx_svc_store_task_get(rc->svc->store, rc->task->id, NULL, &t, err, sizeof err) != 1) return 0;
+    rc->killed_elsewhere = cvx_svc_status_final(t.status);
+    cvx_svc_task_clear(&t);
+    return rc->killed_elsewhere;
 }
 
 static void fmt_seconds(double s, char *out, size_t size) {
@@ -483,7 +496,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         st = svc->cfg.engine.generate(svc->cfg.engine.ctx, &p, err, sizeof err);
     }
     free(resume);
-    int killed = atomic_load(&svc->kill_requested);
+    int killed = atomic_load(&svc->kill_requested) || rc.killed_elsewhere;
     atomic_store(&svc->running_task, 0);
     double elapsed = rc.last_step >= 0 ? rc.elapsed : t->elapsed + (double)cvx_svc_now_ms() / 1e3 - t0;
 
