@@ -305,6 +305,33 @@ CVX_FORCE_ISA=avx512 "$BIN" generate -m tiny -p x -o g.mp4 --precision bf16 >/de
     bad "generate --precision bf16 without bf16: $rc $(cat err.txt)"
 CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep -q "here: fp32)" && ok "auto is fp32 with CVX_FORCE_ISA=avx512" ||
     bad "auto with CVX_FORCE_ISA=avx512: $(CVX_FORCE_ISA=avx512 "$BIN" serve --help | grep here)"
+# ---- roles: serve --no-worker and cogvideox worker on one store (issue 15) ----
+"$BIN" keys create --store roles.db --mode key-only --json >roles.json 2>/dev/null
+RK=$(jfield apikey <roles.json)
+"$BIN" serve --no-worker --model tiny --store roles.db --outputs rolesout --listen 127.0.0.1:0 --threads 1 \
+    >roles-api.out 2>roles-api.err &
+ROLES_API=$!
+"$BIN" worker --model tiny --store roles.db --outputs rolesout --threads 1 --name cli-worker >roles-w.out 2>roles-w.err &
+ROLES_W=$!
+for i in $(seq 1 200); do grep -q '^listening on' roles-api.out 2>/dev/null && break; sleep 0.05; done
+RP=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' roles-api.out | head -n 1)
+grep -q 'no worker' roles-api.out && ok "serve --no-worker: $(head -n 1 roles-api.out)" || bad "serve --no-worker: $(cat roles-api.err)"
+curl -s -X POST "http://127.0.0.1:$RP/v1/Run/THUDM/CogVideoX-2b" -H "x-api-key: $RK" \
+    -d '{"prompt":"two processes","steps":2,"width":64,"height":64,"numFrames":5}' >roles-run.json
+RT=$(jfield socketaccesstoken <roles-run.json)
+st=
+for i in $(seq 1 300); do
+    st=$(curl -s -X POST "http://127.0.0.1:$RP/v1/Task/Detail" -H "x-api-key: $RK" -d "{\"tasktoken\":\"$RT\"}" |
+        sed -n 's/.*"status": *"\([a-z_]*\)".*/\1/p' | head -n 1)
+    [ "$st" = task_postprocess_end ] && break
+    sleep 0.1
+done
+[ "$st" = task_postprocess_end ] && ok "a Run through serve --no-worker is done by cogvideox worker" ||
+    bad "roles: status '$st' $(cat roles-run.json) $(tail -n 3 roles-w.err)"
+curl -s "http://127.0.0.1:$RP/healthz" | grep -q '"role": *"api".*cli-worker\|cli-worker.*"role": *"api"' &&
+    ok "healthz: role api, the worker cli-worker listed" || bad "healthz of the API node: $(curl -s "http://127.0.0.1:$RP/healthz")"
+kill -TERM "$ROLES_API" "$ROLES_W" 2>/dev/null; wait "$ROLES_API" "$ROLES_W" 2>/dev/null
+
 # ---- PostgreSQL (--store URL or libpq keyword string) ----
 PG=$(bash "$PG_SCRIPT" start "$TMP/pg" 2>pg.err); rc=$?
 if [ $rc -eq 77 ]; then
@@ -329,6 +356,18 @@ else
     [ -n "$PGPORT_" ] && curl -sf "http://127.0.0.1:$PGPORT_/healthz" >/dev/null && ok "serve --store (PostgreSQL): healthz" ||
         bad "serve on PostgreSQL: $(cat pgserve.err)"
     kill -TERM "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null
+    # store copy: this script's SQLite store (projects and tasks of the runs above) into an empty database
+    psql "$PG" -qc 'CREATE DATABASE copied' >/dev/null 2>err.txt || bad "CREATE DATABASE: $(cat err.txt)"
+    "$BIN" store copy --from s.db --to "$PG dbname=copied" >copy.out 2>err.txt &&
+        grep -q "^copied [1-9][0-9]* projects, [1-9][0-9]* tasks" copy.out && ok "store copy: $(cat copy.out)" ||
+        bad "store copy: $(cat err.txt)"
+    "$BIN" keys list --store s.db --json >list-a.txt
+    "$BIN" keys list --store "$PG dbname=copied" --json >list-b.txt
+    cmp -s list-a.txt list-b.txt && ok "the copy lists the same projects (ids, hashes, modes, revocations, times)" ||
+        bad "keys list after store copy: $(diff list-a.txt list-b.txt | head -5)"
+    "$BIN" store copy --from s.db --to "$PG dbname=copied" >/dev/null 2>err.txt; rc=$?
+    [ $rc -eq 2 ] && grep -q "holds .* already" err.txt && ok "store copy into a store that is not empty: refused" ||
+        bad "store copy twice: $rc $(cat err.txt)"
     bash "$PG_SCRIPT" stop "$TMP/pg"
 fi
 

@@ -705,6 +705,20 @@ static void test_basics(server *s, client *cl, client *other, client *ko) {
     http(NULL, url, NULL, 0, NULL, &r);
     CHECK_MSG(r.status == 200 && r.body && strstr(r.body, "\"ok\"") && strstr(r.body, "\"weights\""), "healthz %ld %s",
               r.status, r.body ? r.body : "");
+    /* issue 15: the node's role, the store's backend, the queue's depth and the workers with their heartbeats */
+    json_t *hz = r.json;
+    const char *backend = json_string_value(json_object_get(hz, "backend"));
+    json_t *workers = json_object_get(hz, "workers"), *w0 = json_array_get(workers, 0);
+    char me[32];
+    snprintf(me, sizeof me, ":%d", (int)getpid());
+    const char *role = json_string_value(json_object_get(hz, "role")), *w0name = json_string_value(json_object_get(w0, "name"));
+    CHECK_MSG(hz && role && !strcmp(role, "api+worker") && backend &&
+                  !strcmp(backend, cvx_svc_store_is_postgres(s->store) ? "postgresql" : "sqlite") &&
+                  json_is_integer(json_object_get(json_object_get(hz, "queue"), "waiting")) &&
+                  json_is_integer(json_object_get(json_object_get(hz, "queue"), "running")) &&
+                  json_array_size(workers) == 1 && w0name && strstr(w0name, me) &&
+                  json_integer_value(json_object_get(w0, "seconds_ago")) <= 2,
+              "healthz: %s", r.body ? r.body : "");
     resp_free(&r);
 
     /* routing */
@@ -2252,6 +2266,10 @@ typedef struct {
 
 static void count_project(const cvx_svc_project *p, void *ud) { ((project_count *)ud)->n += p->id > 0; }
 
+static void collect_worker(const char *name, long long heartbeat, long long task, void *ud) {
+    json_array_append_new(ud, json_pack("[s, I, I]", name, (json_int_t)heartbeat, (json_int_t)task));
+}
+
 static cvx_svc_task backend_task(long long project, const char *token, long long now) {
     cvx_svc_task t;
     memset(&t, 0, sizeof t);
@@ -2370,6 +2388,41 @@ static void test_store_backend(const char *store, const char *label) {
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5001", now, now, 900, err, sizeof err) == 0);
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5002", now, now, 900, err, sizeof err) == 1);
     cvx_svc_store_close(st2);
+    /* a store of the previous schema version is migrated when opened (version 2 added the workers table) */
+    int downgraded = 0;
+    if (cvx_svc_store_is_postgres(store)) {
+        PGconn *pg = PQconnectdb(store);
+        PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; DELETE FROM cvx_schema WHERE version = 2; COMMIT");
+        downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+        PQfinish(pg);
+    } else {
+        sqlite3 *db = NULL;
+        downgraded = sqlite3_open(store, &db) == SQLITE_OK &&
+                     sqlite3_exec(db, "DROP TABLE workers; PRAGMA user_version=1", NULL, NULL, NULL) == SQLITE_OK;
+        sqlite3_close(db);
+    }
+    CHECK_MSG(downgraded, "%s: could not write a version-1 store", label);
+    CHECK_MSG(cvx_svc_store_open(&st, store, err, sizeof err) == 0, "%s: migrating from version 1: %s", label, err);
+    if (st) {
+        CHECK_MSG(cvx_svc_store_worker_beat(st, "w1", 7, now, err, sizeof err) == 0, "%s: beat: %s", label, err);
+        CHECK(cvx_svc_store_worker_beat(st, "w1", 0, now + 1, err, sizeof err) == 0);
+        CHECK(cvx_svc_store_worker_beat(st, "old", 0, now - 90000, err, sizeof err) == 0);
+        CHECK(cvx_svc_store_worker_beat(st, "w2", 3, now + 1, err, sizeof err) == 0); /* forgets "old" */
+        json_t *seen = json_array();
+        CHECK(cvx_svc_store_workers(st, collect_worker, seen, err, sizeof err) == 2);
+        char *text = json_dumps(seen, JSON_COMPACT);
+        char want[200];
+        snprintf(want, sizeof want, "[[\"w1\",%lld,0],[\"w2\",%lld,3]]", now + 1, now + 1);
+        CHECK_MSG(text && !strcmp(text, want), "%s: workers %s", label, text ? text : "");
+        free(text);
+        json_decref(seen);
+        long long waiting = -1, running = -1;
+        CHECK(cvx_svc_store_queue_depth(st, &waiting, &running, err, sizeof err) == 0 && waiting == 0 && running == 0);
+        CHECK(!strcmp(cvx_svc_store_backend(st), cvx_svc_store_is_postgres(store) ? "postgresql" : "sqlite"));
+        cvx_svc_store_close(st);
+        st = NULL;
+    }
     /* a schema newer than the program's is refused */
     int bumped = 0;
     if (cvx_svc_store_is_postgres(store)) {
@@ -2697,6 +2750,80 @@ static void test_kill9(const char *self, const char *dir) {
     waitpid(pid, &status, 0);
 }
 
+/* Roles (issue 15): an API node without a worker and a worker without HTTP share one store (two services in this
+ * process, each with its own connection, one outputs folder as on one host): a Run sent to the API node is done by
+ * the worker, its video downloads from the API node, a Kill sent to the API node stops the task on the worker within
+ * about a second (the worker reads the task's status from the store), and /healthz names the roles and the worker. */
+static void test_roles(const char *store, const char *outputs) {
+    server api_node, worker_node;
+    memset(&api_node, 0, sizeof api_node);
+    memset(&worker_node, 0, sizeof worker_node);
+    snprintf(api_node.store, sizeof api_node.store, "%s", store);
+    snprintf(api_node.outputs, sizeof api_node.outputs, "%s", outputs);
+    worker_node = api_node;
+    api_node.engine.delay_ms = worker_node.engine.delay_ms = 50;
+    api_node.precision = worker_node.precision = CVX_PRECISION_BF16;
+    api_node.allow_bf16 = worker_node.allow_bf16 = 1;
+    char err[512];
+    cvx_svc_config ca = test_config(&api_node), cw = test_config(&worker_node);
+    ca.no_worker = 1;
+    cw.no_http = 1;
+    cw.worker_name = "test-worker";
+    CHECK_MSG(cvx_svc_start(&api_node.svc, &ca, err, sizeof err) == 0, "API node: %s", err);
+    CHECK_MSG(cvx_svc_start(&worker_node.svc, &cw, err, sizeof err) == 0, "worker: %s", err);
+    if (!api_node.svc || !worker_node.svc) {
+        cvx_svc_stop(api_node.svc);
+        cvx_svc_stop(worker_node.svc);
+        return;
+    }
+    api_node.port = cvx_svc_port(api_node.svc);
+    client cl;
+    add_project(store, 0, &cl, api_node.port);
+    char tok[64], body[128];
+    run_task(&cl, "{\"prompt\":\"made by the worker\",\"steps\":3}", tok);
+    resp r;
+    CHECK_MSG(wait_status(&cl, tok, "task_postprocess_end", 10000, &r), "the worker did not finish the task");
+    CHECK(!strcmp(task_field(&r, "pexit"), "0") && atoi(task_field(&r, "size")) > 0);
+    CHECK_MSG(atomic_load(&worker_node.engine.runs) == 1 && atomic_load(&api_node.engine.runs) == 0,
+              "runs: worker %d, API node %d", atomic_load(&worker_node.engine.runs), atomic_load(&api_node.engine.runs));
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    if (url) {
+        http(NULL, url, NULL, 0, NULL, &f);
+        CHECK_MSG(f.status == 200 && f.len > 0, "output from the API node: %ld", f.status);
+        resp_free(&f);
+    } else CHECK_MSG(0, "no output url: %s", r.body);
+    resp_free(&r);
+    /* a Kill through the API node reaches the worker */
+    run_task(&cl, "{\"prompt\":\"a long one\",\"steps\":200}", tok);
+    CHECK(wait_status(&cl, tok, "task_output", 10000, NULL));
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    long long t0 = now_ms();
+    api(&cl, "/v1/Task/Kill", NULL, body, 0, &r);
+    CHECK(r.status == 200 && result_true(&r));
+    resp_free(&r);
+    char next[64];
+    run_task(&cl, "{\"prompt\":\"after the kill\",\"steps\":1}", next);
+    CHECK(wait_status(&cl, next, "task_postprocess_end", 10000, NULL));
+    CHECK_MSG(now_ms() - t0 < 5000, "the worker was busy %lld ms after the Kill", now_ms() - t0);
+    /* /healthz of the API node */
+    char hz[128];
+    snprintf(hz, sizeof hz, "%s/healthz", cl.base);
+    http(NULL, hz, NULL, 0, NULL, &r);
+    const char *role = json_string_value(json_object_get(r.json, "role"));
+    int seen = 0;
+    json_t *w;
+    size_t i;
+    json_array_foreach(json_object_get(r.json, "workers"), i, w) {
+        const char *name = json_string_value(json_object_get(w, "name"));
+        if (name && !strcmp(name, "test-worker")) seen = 1;
+    }
+    CHECK_MSG(r.status == 200 && role && !strcmp(role, "api") && seen, "healthz: %s", r.body ? r.body : "");
+    resp_free(&r);
+    cvx_svc_stop(api_node.svc);
+    cvx_svc_stop(worker_node.svc);
+}
+
 /* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
 static void server_suite(const char *store, const char *outputs) {
     server s;
@@ -2733,7 +2860,70 @@ static void server_suite(const char *store, const char *outputs) {
         if (s.svc) test_orphans(&s, &cl);
         if (s.svc) test_small_leaks(&s, &cl);
         cvx_svc_stop(s.svc);
+        test_roles(store, outputs);
     }
+}
+
+/* store copy (issue 15): every task of `from` is in `to` with the same fields. */
+static void same_tasks(const char *from, const char *to, const char *label) {
+    char err[512];
+    cvx_svc_store *a = NULL, *b = NULL;
+    CHECK(cvx_svc_store_open(&a, from, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&b, to, err, sizeof err) == 0);
+    int compared = 0, differ = 0;
+    for (long long id = 1; a && b && id <= 400; id++) {
+        cvx_svc_task x, y;
+        int rx = cvx_svc_store_task_get(a, id, NULL, &x, err, sizeof err);
+        int ry = cvx_svc_store_task_get(b, id, NULL, &y, err, sizeof err);
+        if (rx == 1 && ry != 1) differ++; /* (the destination may hold more: a task added after the copy) */
+        if (rx == 1 && ry == 1) {
+            compared++;
+            if (strcmp(x.token, y.token) || strcmp(x.status, y.status) || strcmp(x.params, y.params) ||
+                strcmp(x.gen, y.gen) || strcmp(x.debugoutput, y.debugoutput) || strcmp(x.debugerror, y.debugerror) ||
+                x.project != y.project || x.createtime != y.createtime || x.postprocessendtime != y.postprocessendtime ||
+                x.elapsed != y.elapsed || x.attempts != y.attempts || strcmp(x.out_key, y.out_key) ||
+                x.out_size != y.out_size || x.cb_state != y.cb_state || x.cb_next_ms != y.cb_next_ms)
+                differ++;
+        }
+        if (rx == 1) cvx_svc_task_clear(&x);
+        if (ry == 1) cvx_svc_task_clear(&y);
+    }
+    CHECK_MSG(compared > 10 && differ == 0, "%s: %d tasks compared, %d differ", label, compared, differ);
+    cvx_svc_store_close(a);
+    cvx_svc_store_close(b);
+}
+
+static void test_store_copy(const char *dir, const char *sqlite_store, const char *pg_store) {
+    char err[512], back[700];
+    cvx_svc_store *from = NULL, *to = NULL;
+    long long projects = 0, tasks = 0, nonces = 0;
+    CHECK(cvx_svc_store_open(&from, sqlite_store, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&to, pg_store, err, sizeof err) == 0);
+    if (from && to) {
+        CHECK_MSG(cvx_svc_store_copy(from, to, &projects, &tasks, &nonces, err, sizeof err) == 0 && projects >= 3 &&
+                      tasks > 10,
+                  "copy to PostgreSQL: %s (%lld projects, %lld tasks)", err, projects, tasks);
+        /* a second copy into the same (now full) store writes nothing */
+        long long p2, t2, n2;
+        CHECK(cvx_svc_store_copy(from, to, &p2, &t2, &n2, err, sizeof err) == -1 && strstr(err, "copy into an empty store"));
+        /* the identity goes on after the copied ids */
+        cvx_svc_task t = backend_task(1, "after-copy", (long long)time(NULL));
+        int refused = 0;
+        CHECK(cvx_svc_store_task_add(to, &t, NULL, &refused, err, sizeof err) == 1 && t.id == tasks + 1);
+    }
+    cvx_svc_store_close(from);
+    cvx_svc_store_close(to);
+    same_tasks(sqlite_store, pg_store, "SQLite -> PostgreSQL");
+    /* and back into a new SQLite file */
+    snprintf(back, sizeof back, "%s/back.db", dir);
+    from = to = NULL;
+    CHECK(cvx_svc_store_open(&from, pg_store, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_open(&to, back, err, sizeof err) == 0);
+    if (from && to)
+        CHECK_MSG(cvx_svc_store_copy(from, to, &projects, &tasks, &nonces, err, sizeof err) == 0, "copy back: %s", err);
+    cvx_svc_store_close(from);
+    cvx_svc_store_close(to);
+    same_tasks(pg_store, back, "PostgreSQL -> SQLite");
 }
 
 /* Creates database `name` on the server of conninfo (dropped first if there): 1 done. */
@@ -2784,6 +2974,12 @@ int main(int argc, char **argv) {
         int before = cvx_test_checks;
         server_suite(store, outputs);
         printf("test_service: the HTTP suite on PostgreSQL: %d checks\n", cvx_test_checks - before);
+        char sqlite_store[700], copy_store[800];
+        snprintf(sqlite_store, sizeof sqlite_store, "%s/test.db", dir);
+        if (pg_create_database(pg_conninfo, "copy")) {
+            snprintf(copy_store, sizeof copy_store, "%s dbname=copy", pg_conninfo);
+            test_store_copy(dir, sqlite_store, copy_store);
+        }
     }
     char self[600];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -12,7 +12,9 @@
     XX(encode, "encode", "run the T5 text encoder on a prompt")                                       \
     XX(generate, "generate", "generate a video from a prompt")                                        \
     XX(serve, "serve", "run the Wiro-compatible task service")                                        \
+    XX(worker, "worker", "run a worker of the task service without HTTP (beside serve --no-worker)")  \
     XX(keys, "keys", "manage the service's API keys")                                                 \
+    XX(store, "store", "copy the service's store to another backend or place (store copy)")           \
     XX(download, "download", "download a model folder from a hub")                                   \
     XX(bench, "bench", "measure peaks, kernels, a block, a generation or the bf16 deviation\n"                    \
        "              (bench peak|gemm|attention|block|generate|deviation)")

@@ -222,6 +222,13 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     svc->slug_owner = strdup(config->slug_owner ? config->slug_owner : "THUDM");
     svc->slug_project = strdup(config->slug_project ? config->slug_project : "CogVideoX-2b");
     pthread_mutex_init(&svc->mu, NULL);
+    pthread_mutex_init(&svc->health_mu, NULL);
+    if (config->worker_name) snprintf(svc->worker_name, sizeof svc->worker_name, "%s", config->worker_name);
+    else {
+        char host[128] = "";
+        if (gethostname(host, sizeof host - 1)) snprintf(host, sizeof host, "localhost");
+        snprintf(svc->worker_name, sizeof svc->worker_name, "%s:%d", host, (int)getpid());
+    }
     pthread_cond_init(&svc->wake_worker, NULL);
     pthread_cond_init(&svc->wake_callbacks, NULL);
     pthread_cond_init(&svc->websockets_done, NULL);
@@ -236,7 +243,8 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
         return -1;
     }
     char keypath[1200];
-    if (!config->key_file && cvx_svc_store_is_postgres(svc->store_path)) {
+    /* a worker process needs no server key: it authenticates nobody */
+    if (!config->no_http && !config->key_file && cvx_svc_store_is_postgres(svc->store_path)) {
         snprintf(err, n, "a PostgreSQL store needs the server key's file (--key-file PATH; every node of a deployment "
                          "is given the same one)");
         cvx_svc_core_close(svc);
@@ -251,13 +259,16 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     else cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
-        cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n)) {
+        (!config->no_http && cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n))) {
         cvx_svc_core_close(svc);
         return -1;
     }
+    /* Tasks a worker held when its process ended go back to the queue (or fail after max_attempts) when a process
+     * with a worker starts; an API node without a worker recovers nothing. Without leases (issue 15, not built yet)
+     * a task another live worker generates looks the same: run one worker per store until then. */
     long long failed[256];
     int n_failed = 0;
-    int recovered = cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
+    int recovered = config->no_worker ? 0 : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
                                           err, n);
     if (recovered < 0) {
         cvx_svc_core_close(svc);
@@ -278,6 +289,8 @@ void cvx_svc_core_close(cvx_svc *svc) {
     cvx_svc_store_close(svc->store);
     cvx_svc_progress_free(svc->progress);
     pthread_mutex_destroy(&svc->mu);
+    pthread_mutex_destroy(&svc->health_mu);
+    json_decref(svc->health);
     pthread_cond_destroy(&svc->wake_worker);
     pthread_cond_destroy(&svc->wake_callbacks);
     pthread_cond_destroy(&svc->websockets_done);

@@ -178,6 +178,55 @@ typedef struct {
     int raised; /* the connection has the body timeout: on_completed gives it the head timeout again */
 } request_ctx;
 
+/* ---- /healthz ---- */
+
+static void add_worker(const char *name, long long heartbeat, long long task, void *ud) {
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "name", name, "heartbeat", (json_int_t)heartbeat, "seconds_ago",
+                          (json_int_t)(cvx_svc_now_s() - heartbeat), "task", (json_int_t)task);
+    if (o) json_array_append_new(ud, o);
+}
+
+/* The store's part of /healthz, read at most once a second (a load balancer may ask often). */
+static json_t *health_of_store(cvx_svc *svc) {
+    long long now = cvx_svc_now_ms();
+    pthread_mutex_lock(&svc->health_mu);
+    if (!svc->health || now - svc->health_ms >= 1000 || now < svc->health_ms) {
+        char err[256];
+        long long waiting = 0, running = 0;
+        json_t *workers = json_array();
+        json_t *h = NULL;
+        if (cvx_svc_store_queue_depth(svc->store, &waiting, &running, err, sizeof err) == 0 &&
+            cvx_svc_store_workers(svc->store, add_worker, workers, err, sizeof err) >= 0)
+            h = json_pack("{s:s, s:{s:I, s:I}, s:O}", "backend", cvx_svc_store_backend(svc->store), "queue", "waiting",
+                          (json_int_t)waiting, "running", (json_int_t)running, "workers", workers);
+        else h = json_pack("{s:s, s:s}", "backend", cvx_svc_store_backend(svc->store), "error", err);
+        json_decref(workers);
+        if (h) {
+            json_decref(svc->health);
+            svc->health = h;
+            svc->health_ms = now;
+        }
+    }
+    json_t *copy = svc->health ? json_deep_copy(svc->health) : NULL;
+    pthread_mutex_unlock(&svc->health_mu);
+    return copy;
+}
+
+/* GET /healthz: 200 {"status":"ok"} while the service takes tasks and its store answers, else 503 ("starting",
+ * "stopping" or "store unreachable"); with the version, this node's role, the store's backend, the queue's depth
+ * and the workers that recorded a heartbeat in the store (docs/API.md). */
+static enum MHD_Result send_health(cvx_svc *svc, struct MHD_Connection *conn) {
+    int ready = atomic_load(&svc->ready), stopping = atomic_load(&svc->stopping);
+    json_t *store = health_of_store(svc);
+    int store_ok = store && !json_object_get(store, "error");
+    const char *status = stopping ? "stopping" : !ready ? "starting" : !store_ok ? "store unreachable" : "ok";
+    json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "status", status, "version", cvx_version(), "role",
+                          svc->cfg.no_worker ? "api" : "api+worker", "model", cvx_svc_model_json(&svc->cfg.model));
+    if (b && store) json_object_update(b, store);
+    json_decref(store);
+    return send_json(conn, !strcmp(status, "ok") ? 200 : 503, b, 0);
+}
+
 static const cvx_svc_route *find_route(const char *url, const char **rest) {
     for (int i = 0; i < cvx_svc_route_count; i++) {
         const cvx_svc_route *r = &cvx_svc_routes[i];
@@ -295,12 +344,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return cvx_svc_ws_handle(svc, conn) ? MHD_YES : MHD_NO;
         }
         if (is_get) *con_cls = &answered_get;
-        if (is_get && !strcmp(url, "/healthz")) {
-            int ok = atomic_load(&svc->ready) && !atomic_load(&svc->stopping);
-            json_t *b = json_pack("{s:s, s:s, s:o}", "status", ok ? "ok" : "starting", "version", cvx_version(),
-                                  "model", cvx_svc_model_json(&svc->cfg.model));
-            return send_json(conn, ok ? 200 : 503, b, 0);
-        }
+        if (is_get && !strcmp(url, "/healthz")) return send_health(svc, conn);
         if (is_get && !strncmp(url, "/files/", 7)) { /* a video may take a while to go out */
             set_timeout(conn, BODY_TIMEOUT_S);
             *con_cls = &answered_file;

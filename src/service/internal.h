@@ -77,6 +77,12 @@ struct cvx_svc {
     atomic_int kill_requested;   /* a Kill for running_task arrived */
     atomic_int stopping;
     atomic_int ready;            /* store open and worker waiting for tasks */
+    char worker_name[160];       /* in the store's workers table: cfg.worker_name or <host>:<pid> */
+    long long last_beat_s;       /* the worker's last heartbeat (worker thread only) */
+    /* /healthz's store figures, read at most once a second (guarded by health_mu) */
+    pthread_mutex_t health_mu;
+    long long health_ms;
+    json_t *health;              /* {"backend", "queue", "workers"} or {"error"} when the store failed */
 
     /* callbacks + housekeeping: a pool of cb_threads (guarded by mu: cb_inflight, callbacks_wake) */
     cvx_svc_callback_thread cb_pool[CVX_SVC_MAX_CALLBACK_THREADS];

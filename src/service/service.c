@@ -12,17 +12,28 @@ int cvx_svc_start(cvx_svc **out, const cvx_svc_config *config, char *err, size_t
     *out = NULL;
     cvx_svc *svc;
     if (cvx_svc_core_open(&svc, config, err, n)) return -1;
-    if (cvx_svc_http_start(svc, err, n)) {
+    if (config->no_worker && config->no_http) {
+        snprintf(err, n, "a service with neither HTTP nor a worker does nothing");
+        cvx_svc_core_close(svc);
+        return -1;
+    }
+    if (!config->no_http && cvx_svc_http_start(svc, err, n)) {
         cvx_svc_stop(svc);
         return -1;
     }
-    if (pthread_create(&svc->worker, NULL, cvx_svc_worker_main, svc)) {
-        snprintf(err, n, "cannot start the worker thread");
-        cvx_svc_stop(svc);
-        return -1;
+    if (!config->no_worker) {
+        if (pthread_create(&svc->worker, NULL, cvx_svc_worker_main, svc)) {
+            snprintf(err, n, "cannot start the worker thread");
+            cvx_svc_stop(svc);
+            return -1;
+        }
+        svc->worker_started = 1;
     }
-    svc->worker_started = 1;
     atomic_store(&svc->ready, 1); /* the worker takes tasks as soon as it runs: /healthz need not wait for it */
+    if (config->no_http) { /* a worker process: callbacks are the API nodes' */
+        *out = svc;
+        return 0;
+    }
     int cb_threads = config->callback_threads < 1 ? 1
                      : config->callback_threads > CVX_SVC_MAX_CALLBACK_THREADS ? CVX_SVC_MAX_CALLBACK_THREADS
                                                                                : config->callback_threads;

@@ -76,6 +76,11 @@ typedef struct {
     cvx_svc_engine engine;
     cvx_logger logger;
     const char *key_file;        /* the server key that seals API secrets; NULL: "<store_path>.key" */
+    const char *worker_name;     /* this process's worker in /healthz's list; NULL: "<hostname>:<pid>" */
+    /* Roles (issue 15): serve is an API node with a worker; no_worker = an API node only (tasks wait for a worker
+     * process on the same store); no_http = a worker only (cogvideox worker: no HTTP, no callbacks, no server key). */
+    int no_worker;
+    int no_http;
 } cvx_svc_config;
 
 cvx_svc_config cvx_svc_config_default(void);

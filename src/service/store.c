@@ -91,6 +91,18 @@ static const char *SCHEMA =
     " apikey TEXT NOT NULL, nonce TEXT NOT NULL, seen INTEGER NOT NULL, PRIMARY KEY (apikey, nonce)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen);";
 
+/* The SQLite schema, one migration per version (PRAGMA user_version = the versions applied); a migration is only
+ * ever appended. Version 1 is SCHEMA above (IF NOT EXISTS: the stores of the first versions, which set no version,
+ * keep their tables). */
+static const char *const SQLITE_MIGRATIONS[] = {
+    NULL, /* 1: SCHEMA */
+    /* 2: the workers and their heartbeats (/healthz) */
+    "CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, heartbeat INTEGER NOT NULL,"
+    " task INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+};
+#define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
+_Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
+
 /* Indexes added after version 1 of the schema (created on every open; IF NOT EXISTS makes it cheap). */
 static const char *INDEXES = "CREATE INDEX IF NOT EXISTS tasks_project_created ON tasks(project, createtime);"
                              "CREATE INDEX IF NOT EXISTS tasks_project_status ON tasks(project, status);";
@@ -124,6 +136,8 @@ static const char *const PG_MIGRATIONS[] = {
     "CREATE INDEX tasks_project_status ON tasks(project, status);"
     "CREATE TABLE nonces (apikey TEXT NOT NULL, nonce TEXT NOT NULL, seen BIGINT NOT NULL, PRIMARY KEY (apikey, nonce));"
     "CREATE INDEX nonces_seen ON nonces(seen);",
+    /* 2: the workers and their heartbeats (/healthz) */
+    "CREATE TABLE workers (name TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL, task BIGINT NOT NULL DEFAULT 0);",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
 
@@ -261,12 +275,13 @@ int cvx_svc_store_open(cvx_svc_store **out, const char *path, char *err, size_t 
         cvx_svc_store_close(s);
         return -1;
     }
-    if (version < CVX_SVC_SCHEMA_VERSION) {
+    if (version < CVX_SVC_SCHEMA_VERSION) { /* the migrations after the store's version, in one transaction */
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version=%d;", CVX_SVC_SCHEMA_VERSION);
-        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK ||
+        int ok = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK;
+        for (int v = version; ok && v < CVX_SVC_SCHEMA_VERSION; v++)
+            ok = sqlite3_exec(s->db, v == 0 ? SCHEMA : SQLITE_MIGRATIONS[v], NULL, NULL, &msg) == SQLITE_OK;
+        if (!ok || sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
             snprintf(err, n, "store %s: creating the schema: %s", path, msg ? msg : sqlite3_errmsg(s->db));
             sqlite3_free(msg);
@@ -532,7 +547,7 @@ static PGresult *pg_run(cvx_svc_store *s, char *err, size_t n, const char *what,
         if (err && n) snprintf(err, n, "store: %s", sqlite3_errstr(SQLITE_FULL)); /* the same words as SQLite's */
         return NULL;
     }
-    enum { MAX_PARAMS = 16 };
+    enum { MAX_PARAMS = 40 };
     if (strlen(binds) > MAX_PARAMS) { /* never with the statements of this file */
         if (err && n) snprintf(err, n, "store: %s: more than %d parameters", what, MAX_PARAMS);
         return NULL;
@@ -1211,4 +1226,144 @@ int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int
     return exec_locked(s, err, n, "updating a callback",
                        "UPDATE tasks SET cb_state = ?, cb_tries = ?, cb_next = ? WHERE id = ?", "iiII", state, tries,
                        next_ms, id);
+}
+
+/* ---- workers and the queue (/healthz) ---- */
+
+const char *cvx_svc_store_backend(const cvx_svc_store *s) { return s->pg ? "postgresql" : "sqlite"; }
+
+int cvx_svc_store_worker_beat(cvx_svc_store *s, const char *name, long long task, long long now_s, char *err,
+                              size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "recording a heartbeat",
+                 "INSERT INTO workers(name, heartbeat, task) VALUES (?1, ?2, ?3)"
+                 " ON CONFLICT(name) DO UPDATE SET heartbeat = ?2, task = ?3",
+                 "tII", name, now_s, task);
+    /* workers silent for a day are forgotten (a host that went away, a renamed worker) */
+    if (r >= 0) r = exec(s, err, n, "forgetting workers", "DELETE FROM workers WHERE heartbeat < ?", "I", now_s - 86400);
+    pthread_mutex_unlock(&s->mu);
+    return r < 0 ? -1 : 0;
+}
+
+typedef struct {
+    void (*fn)(const char *name, long long heartbeat, long long task, void *ud);
+    void *ud;
+} worker_visit;
+
+static int row_worker(db_row *row, void *ud) {
+    worker_visit *v = ud;
+    v->fn(col_text(row, 0), col_i64(row, 1), col_i64(row, 2), v->ud);
+    return 1;
+}
+
+int cvx_svc_store_workers(cvx_svc_store *s, void (*fn)(const char *name, long long heartbeat, long long task, void *ud),
+                          void *ud, char *err, size_t n) {
+    worker_visit v = {fn, ud};
+    return query_locked(s, err, n, "listing workers", ALL_ROWS, row_worker, &v,
+                        "SELECT name, heartbeat, task FROM workers ORDER BY name", "");
+}
+
+int cvx_svc_store_queue_depth(cvx_svc_store *s, long long *waiting, long long *running, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    *waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE status = '" CVX_SVC_S_QUEUE "'", "");
+    *running = *waiting < 0 ? -1 : count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " RUNNING, "");
+    pthread_mutex_unlock(&s->mu);
+    return *waiting < 0 || *running < 0 ? -1 : 0;
+}
+
+/* ---- copying a store (cogvideox store copy) ---- */
+
+typedef struct {
+    cvx_svc_store *to;
+    char *err;
+    size_t n;
+    long long rows;
+    int failed;
+} copy_ctx;
+
+static int copy_project(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    cvx_svc_project p;
+    read_project(row, &p);
+    if (!c->failed &&
+        exec(c->to, c->err, c->n, "copying a project",
+             "INSERT INTO projects(id, name, apikey, mode, secret, created, revoked) VALUES (?,?,?,?,?,?,?)", "IttibIi",
+             p.id, p.name, p.apikey, p.mode, (const void *)p.secret_enc, p.secret_enc_len, p.created, p.revoked) < 0)
+        c->failed = 1;
+    c->rows++;
+    return 1;
+}
+
+static int copy_task(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    cvx_svc_task t;
+    read_task(row, &t);
+    if (!c->failed &&
+        exec(c->to, c->err, c->n, "copying a task",
+             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             "IttIttttttIIIIIIIIIItttdittIIiiiI", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
+             t.slugowner, t.slugproject, t.createtime, t.accepttime, t.preprocessstarttime, t.preprocessendtime,
+             t.assigntime, t.starttime, t.endtime, t.postprocessstarttime, t.postprocessendtime, t.canceltime, t.pexit,
+             t.debugoutput, t.debugerror, t.elapsed, t.attempts, t.out_name, t.out_key, t.out_size, t.out_time,
+             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms) < 0)
+        c->failed = 1;
+    cvx_svc_task_clear(&t);
+    c->rows++;
+    return 1;
+}
+
+static int copy_nonce(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    if (!c->failed && exec(c->to, c->err, c->n, "copying a nonce", "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?)",
+                           "ttI", col_text(row, 0), col_text(row, 1), col_i64(row, 2)) < 0)
+        c->failed = 1;
+    c->rows++;
+    return 1;
+}
+
+int cvx_svc_store_copy(cvx_svc_store *from, cvx_svc_store *to, long long *projects, long long *tasks, long long *nonces,
+                       char *err, size_t n) {
+    *projects = *tasks = *nonces = 0;
+    if (flush_nonces(from, 0, 0, err, n) < 0) return -1;
+    pthread_mutex_lock(&to->mu);
+    int r = -1;
+    long long had_projects = count_rows(to, err, n, "SELECT count(*) FROM projects", "");
+    long long had_tasks = had_projects < 0 ? -1 : count_rows(to, err, n, "SELECT count(*) FROM tasks", "");
+    if (had_tasks < 0) goto out;
+    if (had_projects || had_tasks) {
+        snprintf(err, n, "the destination holds %lld projects and %lld tasks already: copy into an empty store",
+                 had_projects, had_tasks);
+        goto out;
+    }
+    if (raw(to, "BEGIN IMMEDIATE")) {
+        dbfail(to, err, n, "beginning the copy");
+        goto out;
+    }
+    copy_ctx c = {to, err, n, 0, 0};
+    int ok = query_locked(from, err, n, "reading projects", ALL_ROWS, copy_project, &c,
+                          "SELECT " PROJECT_COLS " FROM projects ORDER BY id", "") >= 0 && !c.failed;
+    *projects = c.rows;
+    c.rows = 0;
+    ok = ok && query_locked(from, err, n, "reading tasks", ALL_ROWS, copy_task, &c,
+                            "SELECT " TASK_COLS " FROM tasks ORDER BY id", "") >= 0 && !c.failed;
+    *tasks = c.rows;
+    c.rows = 0;
+    ok = ok && query_locked(from, err, n, "reading nonces", ALL_ROWS, copy_nonce, &c,
+                            "SELECT apikey, nonce, seen FROM nonces", "") >= 0 && !c.failed;
+    *nonces = c.rows;
+    /* PostgreSQL's identity columns go on after the ids copied (SQLite's AUTOINCREMENT follows by itself) */
+    if (ok && to->pg)
+        ok = exec(to, err, n, "moving the id sequences",
+                  "SELECT setval(pg_get_serial_sequence('projects', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM projects),"
+                  " false), setval(pg_get_serial_sequence('tasks', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM tasks),"
+                  " false)",
+                  "") >= 0;
+    if (ok && raw(to, "COMMIT") == 0) r = 0;
+    else {
+        if (ok) dbfail(to, err, n, "committing the copy");
+        raw(to, "ROLLBACK");
+    }
+out:
+    pthread_mutex_unlock(&to->mu);
+    return r;
 }

@@ -18,7 +18,8 @@
 
 #include "service/status.h"
 
-#define CVX_SVC_SCHEMA_VERSION 1
+/* SQLite's schema version (PRAGMA user_version); PostgreSQL counts its own in cvx_schema. */
+#define CVX_SVC_SCHEMA_VERSION 2
 
 typedef struct cvx_svc_store cvx_svc_store;
 
@@ -177,5 +178,25 @@ int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, l
 /* Records a delivery attempt: state (pending with a new due time, delivered or failed), tries. */
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t err_size);
+
+/* ---- workers and the queue (/healthz) ---- */
+/* "sqlite" or "postgresql". */
+const char *cvx_svc_store_backend(const cvx_svc_store *s);
+/* Records that worker `name` is alive at now_s, generating `task` (0 = idle); workers silent for a day are
+ * forgotten. 0 or -1. */
+int cvx_svc_store_worker_beat(cvx_svc_store *s, const char *name, long long task, long long now_s, char *err,
+                              size_t err_size);
+/* Calls fn for every worker recorded, by name; the count or -1. */
+int cvx_svc_store_workers(cvx_svc_store *s, void (*fn)(const char *name, long long heartbeat, long long task, void *ud),
+                          void *ud, char *err, size_t err_size);
+/* Tasks waiting (queued) and running (claimed, not final), all projects. 0 or -1. */
+int cvx_svc_store_queue_depth(cvx_svc_store *s, long long *waiting, long long *running, char *err, size_t err_size);
+
+/* ---- copying a store (cogvideox store copy) ---- */
+/* Copies every project, task and nonce of `from` into `to`, ids, sealed secrets and key hashes as they are (the
+ * destination is used with the same server key file), in one transaction on `to`, which must hold no project and no
+ * task. Fills the counts copied; 0 or -1 (nothing written). */
+int cvx_svc_store_copy(cvx_svc_store *from, cvx_svc_store *to, long long *projects, long long *tasks, long long *nonces,
+                       char *err, size_t err_size);
 
 #endif

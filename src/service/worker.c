@@ -37,6 +37,8 @@ typedef struct {
     double elapsed;
     int ckpt_failed;
     char ckpt_err[256];
+    long long polled_ms;   /* when the task's status was last read from the store (a Kill through another node) */
+    int killed_elsewhere;  /* it was final there: a Cancel or Kill that another process recorded */
 } run_ctx;
 
 static void ckpt_path(const cvx_svc *svc, long long id, char *out, size_t size, int tmp) {
@@ -148,9 +150,20 @@ static void remove_checkpoint(cvx_svc *svc, long long id) {
     unlink(path);
 }
 
+/* The engine's cancellation check (every transformer block): a stop, a Kill through this process, or, read from
+ * the store at most once a second, a Kill or Cancel that another process (an API node) recorded. */
 static int should_cancel(void *ud) {
     run_ctx *rc = ud;
-    return atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested);
+    if (atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested) || rc->killed_elsewhere) return 1;
+    long long now = cvx_svc_now_ms();
+    if (now - rc->polled_ms < 1000 && now >= rc->polled_ms) return 0;
+    rc->polled_ms = now;
+    cvx_svc_task t;
+    char err[256];
+    if (cvx_svc_store_task_get(rc->svc->store, rc->task->id, NULL, &t, err, sizeof err) != 1) return 0;
+    rc->killed_elsewhere = cvx_svc_status_final(t.status);
+    cvx_svc_task_clear(&t);
+    return rc->killed_elsewhere;
 }
 
 static void fmt_seconds(double s, char *out, size_t size) {
@@ -195,8 +208,19 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
     free(text);
 }
 
+/* Records this worker's heartbeat (and the task it generates) when the last is HEARTBEAT_S old, or at once. */
+#define HEARTBEAT_S 10
+static void heartbeat(cvx_svc *svc, long long task, int now) {
+    long long t = cvx_svc_now_s();
+    if (!now && t - svc->last_beat_s < HEARTBEAT_S && t >= svc->last_beat_s) return;
+    char err[256];
+    if (cvx_svc_store_worker_beat(svc->store, svc->worker_name, task, t, err, sizeof err) == 0) svc->last_beat_s = t;
+    else cvx_svc_log(svc, CVX_LOG_WARN, "worker %s: %s", svc->worker_name, err);
+}
+
 static void on_progress(const cvx_progress *p, void *ud) {
     run_ctx *rc = ud;
+    heartbeat(rc->svc, rc->task->id, 0);
     /* the task's time covers every stage, the decode and the writing included */
     if (p->elapsed_seconds >= 0 && (p->phase != CVX_PHASE_DENOISE || p->step > rc->last_step))
         rc->elapsed = rc->elapsed_before + p->elapsed_seconds;
@@ -489,7 +513,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         st = svc->cfg.engine.generate(svc->cfg.engine.ctx, &p, err, sizeof err);
     }
     free(resume);
-    int killed = atomic_load(&svc->kill_requested);
+    int killed = atomic_load(&svc->kill_requested) || rc.killed_elsewhere;
     atomic_store(&svc->running_task, 0);
     double elapsed = rc.last_step >= 0 ? rc.elapsed : t->elapsed + (double)cvx_svc_now_ms() / 1e3 - t0;
 
@@ -554,6 +578,7 @@ void *cvx_svc_worker_main(void *arg) {
     cvx_svc *svc = arg;
     atomic_store(&svc->ready, 1);
     int backoff_ms = 0;
+    heartbeat(svc, 0, 1);
     while (!atomic_load(&svc->stopping)) {
         cvx_svc_task t;
         char err[256];
@@ -561,10 +586,13 @@ void *cvx_svc_worker_main(void *arg) {
         if (r > 0) {
             backoff_ms = 0;
             cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: claimed (attempt %d)", t.id, t.attempts);
+            heartbeat(svc, t.id, 1);
             run_task(svc, &t);
+            heartbeat(svc, 0, 1);
             cvx_svc_task_clear(&t);
             continue;
         }
+        heartbeat(svc, 0, 0);
         if (r < 0) {
             cvx_svc_log(svc, CVX_LOG_ERROR, "worker: %s", err);
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
