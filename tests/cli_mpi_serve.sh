@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The service over several processes (issue 17): `mpirun -np 2 cogvideox serve` — rank 0 serves (HTTP, store,
-# worker) and sends each job to rank 1, and both generate it (CFG halves, the VAE in row bands). A task run through
-# the API (the model page's signed curl calls) ends task_postprocess_end with an MP4 byte-identical to the one a
-# one-process server writes for the same inputs; SIGTERM to mpirun stops both ranks cleanly.
+# worker) and sends each job to rank 1, and both generate it (CFG halves, the VAE in row bands) — and `mpirun -np 2
+# cogvideox worker` behind a `serve --no-worker` API node. A task run through the API (the model page's signed curl
+# calls) ends task_postprocess_end with an MP4 byte-identical to the one a one-process server writes for the same
+# inputs; SIGTERM to mpirun stops both ranks cleanly.
 # MPI missing is the only reason to skip (exit 0 with SKIP).
 set -u
 BIN=${1:?usage: cli_mpi_serve.sh path/to/cogvideox}
@@ -71,12 +72,28 @@ task() { # NAME PORT: runs one task, downloads NAME/video.mp4
 
 start one
 start two mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS
+# an API node without a worker, and `cogvideox worker` over 2 processes on its store
+mkdir -p three
+"$BIN" keys create --store three/s.db --json >three/k.json 2>three/k.err || bad "three keys: $(cat three/k.err)"
+"$BIN" serve --no-worker --model tiny --store three/s.db --outputs three/out --listen 127.0.0.1:0 --threads 1 \
+    --precision fp32 >three/serve.out 2>three/serve.err &
+PIDS+=($!)
+mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS "$BIN" worker --model tiny \
+    --store three/s.db --outputs three/out --threads 1 --precision fp32 >three/worker.out 2>three/worker.err &
+PIDS+=($!)
+three_worker=$!
+for _ in $(seq 1 200); do grep -q '^listening on' three/serve.out 2>/dev/null && break; sleep 0.1; done
+three_port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' three/serve.out)
 [ -n "$one_port" ] && [ -n "$two_port" ] && ok "servers listening: one process on $one_port, two on $two_port" ||
     bad "servers: $(cat one/serve.err two/serve.err | tail -n 8)"
 task one "$one_port"
 task two "$two_port"
+task three "$three_port"
 cmp -s one/video.mp4 two/video.mp4 && ok "the two-process server's MP4 is byte-identical to the one-process server's" ||
     bad "the MP4s differ ($(stat -c %s one/video.mp4 two/video.mp4 2>&1 | tr '\n' ' '))"
+cmp -s one/video.mp4 three/video.mp4 && ok "a task run by a 2-process worker behind an API node: the same MP4" ||
+    bad "the 2-process worker's MP4 differs ($(tail -n 3 three/worker.err))"
+kill -TERM "$three_worker" 2>/dev/null
 ranks=$(pgrep -f "serve --model tiny --store two/s.db" | wc -l)
 [ "$ranks" -ge 2 ] && ok "both ranks of the two-process server are running ($ranks processes)" ||
     bad "two-process server: $ranks processes"
