@@ -159,7 +159,10 @@ int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, in
     const cvx_model_component *tr = cvx_model_component_get(m, "transformer");
     const cvx_model_component *vc = cvx_model_component_get(m, "vae");
     int64_t spatial = (int64_t)1 << (vc->cfg.vae.n_blocks - 1), tc = vc->cfg.vae.temporal_compression_ratio;
-    int64_t shape[5] = {1, tc > 0 ? (gp->num_frames - 1) / tc + 1 : 0, tr->cfg.transformer.in_channels,
+    cvx_model_info mi; /* frames 0: the model's default, as the engine resolves it */
+    cvx_model_info_of(m, model_dir, &mi);
+    int frames = gp->num_frames ? gp->num_frames : mi.default_frames;
+    int64_t shape[5] = {1, tc > 0 ? (frames - 1) / tc + 1 : 0, tr->cfg.transformer.in_channels,
                         gp->height ? gp->height / spatial : tr->cfg.transformer.sample_height,
                         gp->width ? gp->width / spatial : tr->cfg.transformer.sample_width};
     cvx_model_close(m);
@@ -185,7 +188,7 @@ int cvx_bench_deviation(const char *model_dir, const cvx_generate_params *gp, in
     if (rc == 0) {
         json_object_set_new(root, "model_dir", json_string(model_dir));
         json_object_set_new(root, "steps", json_integer(r32.steps));
-        json_object_set_new(root, "frames", json_integer(gp->num_frames));
+        json_object_set_new(root, "frames", json_integer(frames));
         json_object_set_new(root, "height", json_integer(shape[3] * spatial));
         json_object_set_new(root, "width", json_integer(shape[4] * spatial));
         json_object_set_new(root, "seed", json_integer((json_int_t)gp->seed));

@@ -174,6 +174,16 @@ CVX_API cvx_status cvx_engine_info(const cvx_engine *engine, cvx_model_info *out
  * reports such a folder as CVX_WEIGHTS_RANDOM. */
 #define CVX_RANDOM_WEIGHTS_MARKER "cogvideox_random_weights.json"
 
+/* ---- output files ------------------------------------------------------------------------------------------
+ * cvx_generate writes output_path (H.264 MP4), preview_path (animated WebP) and frames_dir (PNG) through writers
+ * that live in libcogvideox-media (FFmpeg), so that a program that only takes the frames from cvx_video links no
+ * FFmpeg. A program that writes files links libcogvideox-media too (pkg-config cogvideox-media) and calls
+ * cvx_media_enable() (cogvideox_media.h) once; without writers, cvx_generate refuses those fields before any work
+ * (CVX_ERR_UNSUPPORTED). */
+typedef struct cvx_media_writers cvx_media_writers;
+/* Hands the engine its file writers (what cvx_media_enable does); NULL takes them back. Process-wide. */
+CVX_API void cvx_engine_use_writers(const cvx_media_writers *writers);
+
 /* ---- one generation -------------------------------------------------------------------------------------- */
 typedef enum { CVX_PRECISION_FP32 = 0, CVX_PRECISION_BF16 = 1 } cvx_precision;
 /* The precision generations should use here, one rule for every front end (generate, serve): bf16 where the

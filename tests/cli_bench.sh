@@ -94,6 +94,12 @@ rc=$?
 set -e
 [ "$rc" = 1 ] && grep -q "cache" "$tmp/genc.err" || { echo "FAIL: generate --cache teacache:x: exit $rc (want 1, a usage error)"; fail=1; }
 
+# deviation without --frames: the model's default frames (sample_frames, 9 for the tiny model), as the engine resolves
+# them (cvx_engine_info), in the latent shape too.
+"$bin" bench deviation -m "$tmp/model" --steps 1 --json >"$tmp/dev0.json" 2>"$tmp/dev0.err" &&
+  grep -q '"frames":9' "$tmp/dev0.json" && grep -q '"latent_shape":\[1,3,' "$tmp/dev0.json" ||
+  { echo "FAIL: deviation with the default frames: $(head -c 300 "$tmp/dev0.json") $(tail -2 "$tmp/dev0.err")"; fail=1; }
+
 # deviation: fp32 then bf16 of one generation, stopped before the VAE. The relative rms is held to the documented
 # bound of the e2e latents class (tests/data/bf16_tolerances.json: max|bf16 − fp32| / rms(fp32); rms of the
 # difference <= its max, so the same number bounds it); identical latents would mean bf16 was not used.

@@ -11,6 +11,7 @@
 #include "diffusion/pipeline.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +48,17 @@ struct cvx_engine {
     uint64_t model_id; /* model_identity(): part of every checkpoint's parameter digest */
     cvx_model_info info; /* defaults, limits and what the model is (cvx_engine_info) */
 };
+
+/* ---- the file writers: libcogvideox-media's (cvx_engine_use_writers), else the ones linked in ------------------- */
+static _Atomic(const cvx_media_writers *) g_writers;
+extern const cvx_media_writers cvx__media_builtin __attribute__((weak, visibility("hidden")));
+
+void cvx_engine_use_writers(const cvx_media_writers *w) { atomic_store(&g_writers, w); }
+
+static const cvx_media_writers *media_writers(void) {
+    const cvx_media_writers *w = atomic_load(&g_writers);
+    return w ? w : (&cvx__media_builtin ? &cvx__media_builtin : NULL);
+}
 
 /* ---- defaults and limits: the one source (cvx_engine_info) ----------------------------------------------------- */
 static void base_info(cvx_model_info *o) {
@@ -660,6 +672,11 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
     if (p->fps < I->min_fps || p->fps > I->max_fps)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "fps must be from %d to %d, got %d", I->min_fps,
                         I->max_fps, p->fps);
+    if ((p->output_path || p->preview_path || p->frames_dir) && !media_writers())
+        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED,
+                        "writing %s needs libcogvideox-media: link it (pkg-config cogvideox-media) and call "
+                        "cvx_media_enable() once",
+                        p->output_path ? p->output_path : p->preview_path ? p->preview_path : p->frames_dir);
     if (p->precision != CVX_PRECISION_FP32 && p->precision != CVX_PRECISION_BF16)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "unknown precision %d (fp32 or bf16)", (int)p->precision);
     if (p->noise_dtype != CVX_NOISE_F32 && p->noise_dtype != CVX_NOISE_F16)
@@ -1098,6 +1115,7 @@ done:
 }
 
 typedef struct {
+    const cvx_media_writers *mw; /* the writers, taken once for the whole generation (outputs_open) */
     cvx_video_writer *vw[2]; /* MP4, animated preview */
     int finished[2];
     int png_written;
@@ -1131,10 +1149,12 @@ static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
                           "precision", cvx_precision_name(p->precision),
                           "noise_dtype", p->noise_dtype == CVX_NOISE_F16 ? "f16" : "f32", "cache", cache,
                           "model", model, "generator", version, NULL};
+    o->mw = media_writers(); /* validate() checked them; a cvx_engine_use_writers(NULL) since is refused here */
+    if (!o->mw && (p->output_path || p->preview_path || p->frames_dir))
+        return cvx_fail(&g->e->err, CVX_ERR_UNSUPPORTED, "the file writers were taken back (cvx_engine_use_writers)");
     for (int k = 0; k < 2; k++) {
         if (!paths[k]) continue;
-        cvx_status st =
-            cvx_video_open_tagged(&o->vw[k], paths[k], formats[k], width, height, p->fps, tags, &g->e->err);
+        cvx_status st = o->mw->open_tagged(&o->vw[k], paths[k], formats[k], width, height, p->fps, tags, &g->e->err);
         if (st != CVX_OK) return st;
     }
     int rc = p->frames_dir ? cvx_mkdirs(p->frames_dir) : 0;
@@ -1147,7 +1167,7 @@ static void outputs_abort(gen_ctx *g, outputs *o) {
     const cvx_generate_params *p = g->p;
     const char *paths[2] = {p->output_path, p->preview_path};
     for (int k = 0; k < 2; k++) {
-        cvx_video_abort(o->vw[k]);
+        if (o->vw[k]) o->mw->abort(o->vw[k]);
         o->vw[k] = NULL;
         if (o->finished[k]) remove(paths[k]);
     }
@@ -1161,7 +1181,7 @@ static void outputs_abort(gen_ctx *g, outputs *o) {
 static cvx_status outputs_close(gen_ctx *g, outputs *o) {
     for (int k = 0; k < 2; k++) {
         if (!o->vw[k]) continue;
-        cvx_status st = cvx_video_close(o->vw[k], &g->e->err);
+        cvx_status st = o->mw->close(o->vw[k], &g->e->err);
         o->vw[k] = NULL;
         if (st != CVX_OK) return st;
         o->finished[k] = 1;
@@ -1180,11 +1200,11 @@ static cvx_status outputs_write(gen_ctx *g, outputs *o, int64_t f0, int64_t f1) 
     for (int64_t f = f0; f < f1 && st == CVX_OK; f++) {
         const uint8_t *rgb = o->frames + (size_t)f * frame_bytes;
         for (int k = 0; k < 2 && st == CVX_OK; k++)
-            if (o->vw[k]) st = cvx_video_write_frames(o->vw[k], rgb, 1, &g->e->err);
+            if (o->vw[k]) st = o->mw->write_frames(o->vw[k], rgb, 1, &g->e->err);
         if (st == CVX_OK && p->frames_dir) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%05d.png", p->frames_dir, (int)f);
-            st = cvx_png_write(path, rgb, W, H, &g->e->err);
+            st = o->mw->png_write(path, rgb, W, H, &g->e->err);
             if (st == CVX_OK) o->png_written = (int)f + 1;
         }
     }

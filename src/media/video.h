@@ -39,4 +39,17 @@ void cvx_video_abort(cvx_video_writer *w);
 /* Writes one RGB image [height, width, 3] as an 8-bit PNG. */
 cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int height, cvx_error *err);
 
+/* The writers as the engine calls them. The engine (libcogvideox) links no FFmpeg: it takes this table from
+ * libcogvideox-media, which hands it over in cvx_media_enable() (include/cogvideox_media.h); a program linked with the
+ * objects themselves (the cogvideox binary, the tests) has it through the engine's weak reference to the table,
+ * cvx__media_builtin (src/media/video_writer.c). */
+struct cvx_media_writers {
+    cvx_status (*open_tagged)(cvx_video_writer **out, const char *path, cvx_video_format format, int width, int height,
+                              int fps, const char *const *tags, cvx_error *err);
+    cvx_status (*write_frames)(cvx_video_writer *w, const uint8_t *rgb, int n, cvx_error *err);
+    cvx_status (*close)(cvx_video_writer *w, cvx_error *err);
+    void (*abort)(cvx_video_writer *w);
+    cvx_status (*png_write)(const char *path, const uint8_t *rgb, int width, int height, cvx_error *err);
+};
+
 #endif
