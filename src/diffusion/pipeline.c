@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "core/threadpool.h"
+#include "diffusion/checkpoint.h"
 #include "diffusion/denoise.h"
 #include "diffusion/engine.h"
 #include "diffusion/rng.h"
@@ -74,148 +75,15 @@ typedef struct {
     int rank, collective;
 } gen_ctx;
 
-/* ---- checkpoints --------------------------------------------------------------------------------------------
- * A blob = header + latents after the step [n] + the scheduler's carried x0 [n] (+ with a cache, an optional
- * section: cache header + emb_prev [B, E] + residual [B, S, D] + one byte per timestep, 1 where it was computed).
- * Host byte order (x86-64); the params hash (the cache settings included when on) ties it to the parameters that
- * produced it, so a blob is never applied to another generation; blobs of runs without a cache are the same as
- * before the cache existed. */
-#define CKPT_MAGIC "CVXCKPT1"
-#define CKPT_VERSION 1u
-
-typedef struct {
-    char magic[8];
-    uint32_t version;
-    uint32_t header_bytes;
-    uint64_t params_hash;
-    int64_t step;  /* steps completed */
-    int64_t count; /* timesteps in the loop */
-    int64_t n;     /* latent values */
-    int64_t timestep_back;
-    int32_t has_pred, has_back;
-    cvx_rng rng; /* the generator after the step */
-} ckpt_header;
-
-#define CKPT_CACHE_MAGIC "TEACACHE"
-#define CKPT_CACHE_VERSION 1u
-
-typedef struct {
-    char magic[8];
-    uint32_t version;
-    uint32_t header_bytes;
-    double acc;            /* accumulated_rel_l1_distance after the step */
-    int64_t B, S, D, E;    /* emb_prev [B, E], residual [B, S, D] */
-    int64_t count;         /* computed flags (the loop's timesteps) */
-    int32_t has_prev, has_residual;
-} ckpt_cache_header;
-
-static size_t ckpt_cache_bytes(int64_t B, int64_t S, int64_t D, int64_t E, int64_t count) {
-    return sizeof(ckpt_cache_header) + sizeof(float) * (size_t)(B * E + B * S * D) + (size_t)count;
-}
-
-static uint64_t hash_params(const cvx_generate_params *p, const cvx_cache_params *cache, int height, int width,
-                            uint64_t model_id) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    h = cvx__fnv1a(h, &model_id, sizeof model_id); /* a checkpoint is only for the model that wrote it */
-    const char *neg = p->negative_prompt ? p->negative_prompt : "";
-    const char *sched = p->scheduler ? p->scheduler : "";
-    h = cvx__fnv1a(h, p->prompt, strlen(p->prompt) + 1);
-    h = cvx__fnv1a(h, neg, strlen(neg) + 1);
-    h = cvx__fnv1a(h, sched, strlen(sched) + 1);
-    int32_t ints[8] = {p->steps, p->num_frames, height, width, p->use_dynamic_cfg, (int32_t)p->noise_dtype,
-                       (int32_t)p->precision, 0};
-    h = cvx__fnv1a(h, ints, sizeof ints);
-    h = cvx__fnv1a(h, &p->guidance_scale, sizeof p->guidance_scale);
-    h = cvx__fnv1a(h, &p->seed, sizeof p->seed);
-    if (cache->mode != CVX_CACHE_OFF) { /* off: the digest of the versions before the cache */
-        int32_t mode = (int32_t)cache->mode;
-        h = cvx__fnv1a(h, "cache", 6);
-        h = cvx__fnv1a(h, &mode, sizeof mode);
-        h = cvx__fnv1a(h, &cache->threshold, sizeof cache->threshold);
-        h = cvx__fnv1a(h, cache->coefficients, sizeof cache->coefficients);
-    }
-    return h;
-}
-
-/* The cache section of a blob of `size` bytes whose latents part ends at `off`: NULL when there is none, else
- * its header (copied: the blob need not be aligned) and payload; *bad set when something is there but malformed. */
-static const unsigned char *ckpt_cache_section(const void *blob, size_t size, size_t off, ckpt_cache_header *ch,
-                                               int *bad) {
-    *bad = 0;
-    if (size == off) return NULL;
-    if (size - off < sizeof *ch) {
-        *bad = 1;
-        return NULL;
-    }
-    const unsigned char *sec = (const unsigned char *)blob + off;
-    memcpy(ch, sec, sizeof *ch);
-    if (memcmp(ch->magic, CKPT_CACHE_MAGIC, 8) != 0 || ch->version != CKPT_CACHE_VERSION ||
-        ch->header_bytes != sizeof *ch || ch->B < 1 || ch->B > 4096 || ch->S < 1 || ch->D < 1 || ch->E < 1 ||
-        ch->count < 1 || ch->count > 1002 || ch->S > (int64_t)1 << 30 || ch->D > (int64_t)1 << 20 ||
-        ch->E > (int64_t)1 << 20 || (double)ch->B * (double)ch->S * (double)ch->D * 4.0 > 1e12 ||
-        size - off != ckpt_cache_bytes(ch->B, ch->S, ch->D, ch->E, ch->count)) {
-        *bad = 1;
-        return NULL;
-    }
-    return sec + sizeof *ch;
-}
-
-/* Checks a resume blob against this generation and returns its header (pointers into the blob). */
-static cvx_status ckpt_parse(cvx_engine *e, const void *blob, size_t size, uint64_t params_hash, int64_t n,
-                             const ckpt_header **hdr, const float **latents, const float **pred) {
-    const size_t base = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float);
-    const ckpt_header *h = blob;
-    if (size < sizeof *h || memcmp(h->magic, CKPT_MAGIC, 8) != 0)
-        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: not a cogvideox checkpoint");
-    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
-        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: version %u is not this build's %u", h->version,
-                        CKPT_VERSION);
-    if (h->params_hash != params_hash)
-        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: it belongs to other generation parameters or another model");
-    ckpt_cache_header ch;
-    int bad = 0;
-    if (h->n != n || size < base || (ckpt_cache_section(blob, size, base, &ch, &bad), bad))
-        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values", size,
-                        (long long)n);
-    if (h->step < 1 || h->step > h->count || h->rng.next < 0 || h->rng.next > CVX_MT19937_N)
-        return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: step %lld of %lld is out of range",
-                        (long long)h->step, (long long)h->count);
-    /* a damaged blob must not turn into a silent black video: every latent value (and the carried x0) is finite */
-    const unsigned char *vals = (const unsigned char *)blob + sizeof *h;
-    for (int64_t i = 0; i < (h->has_pred ? 2 * n : n); i++) {
-        float v;
-        memcpy(&v, vals + 4 * (size_t)i, 4);
-        if (!isfinite(v))
-            return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: latent value %lld is not finite", (long long)i);
-    }
-    *hdr = h;
-    *latents = (const float *)((const unsigned char *)blob + sizeof *h);
-    *pred = *latents + n;
-    return CVX_OK;
-}
-
 cvx_status cvx_pipeline_checkpoint_latents(const void *state, size_t size, const float **latents, int64_t *n,
                                            int *step, int *steps, cvx_error *err) {
-    const ckpt_header *h = state;
-    if (!state || size < sizeof *h || memcmp(h->magic, CKPT_MAGIC, 8) != 0)
-        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: not a cogvideox checkpoint");
-    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
-        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: version %u is not this build's %u", h->version,
-                        CKPT_VERSION);
-    /* n bounded by the blob before it is multiplied: a corrupt count cannot wrap the size check */
-    ckpt_cache_header ch;
-    int bad = 0;
-    if (h->n < 1 || (uint64_t)h->n > (size - sizeof *h) / (2 * sizeof(float)) ||
-        (ckpt_cache_section(state, size, sizeof *h + 2 * (size_t)h->n * sizeof(float), &ch, &bad), bad))
-        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: %zu bytes do not hold %lld latent values", size,
-                        (long long)h->n);
-    if (h->step < 1 || h->step > h->count || h->count > INT32_MAX)
-        return cvx_fail(err, CVX_ERR_FORMAT, "checkpoint: step %lld of %lld is out of range", (long long)h->step,
-                        (long long)h->count);
-    *latents = (const float *)((const unsigned char *)state + sizeof *h);
-    *n = h->n;
-    if (step) *step = (int)h->step;
-    if (steps) *steps = (int)h->count;
+    cvx_ckpt_view v;
+    cvx_status st = cvx_ckpt_read(state, size, "checkpoint", &v, err);
+    if (st != CVX_OK) return st;
+    *latents = (const float *)v.latents;
+    *n = v.n;
+    if (step) *step = (int)v.step;
+    if (steps) *steps = (int)v.count;
     return CVX_OK;
 }
 
@@ -508,47 +376,7 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
     }
     if (g->computed && s->step < g->n_timesteps) g->computed[s->step] = (unsigned char)(s->computed != 0);
     if (g->p->checkpoint && g->ckpt_status == CVX_OK && g->rank == 0) {
-        int64_t n = g->latent_numel;
-        ckpt_header *h = (ckpt_header *)g->ckpt;
-        memset(h, 0, sizeof *h);
-        memcpy(h->magic, CKPT_MAGIC, 8);
-        h->version = CKPT_VERSION;
-        h->header_bytes = sizeof *h;
-        h->params_hash = g->params_hash;
-        h->step = s->step + 1;
-        h->count = s->total;
-        h->n = n;
-        h->timestep_back = s->state->timestep_back;
-        h->has_pred = s->state->has_pred;
-        h->has_back = s->state->has_back;
-        if (s->generator) h->rng = *s->generator;
-        memcpy(g->ckpt + sizeof *h, s->latents, sizeof(float) * (size_t)n);
-        memcpy(g->ckpt + sizeof *h + sizeof(float) * (size_t)n, s->state->pred_original_sample,
-               sizeof(float) * (size_t)n);
-        const cvx_dit_teacache *tc = s->teacache;
-        if (tc) {
-            unsigned char *sec = g->ckpt + sizeof *h + 2 * sizeof(float) * (size_t)n;
-            ckpt_cache_header ch;
-            memset(&ch, 0, sizeof ch);
-            memcpy(ch.magic, CKPT_CACHE_MAGIC, 8);
-            ch.version = CKPT_CACHE_VERSION;
-            ch.header_bytes = sizeof ch;
-            ch.acc = tc->acc;
-            ch.B = tc->B;
-            ch.S = tc->S;
-            ch.D = tc->D;
-            ch.E = tc->E;
-            ch.count = s->total;
-            ch.has_prev = tc->has_prev;
-            ch.has_residual = tc->has_residual;
-            memcpy(sec, &ch, sizeof ch);
-            sec += sizeof ch;
-            memcpy(sec, tc->emb_prev, sizeof(float) * (size_t)(tc->B * tc->E));
-            sec += sizeof(float) * (size_t)(tc->B * tc->E);
-            memcpy(sec, tc->residual, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
-            sec += sizeof(float) * (size_t)(tc->B * tc->S * tc->D);
-            for (int64_t i = 0; i < s->total; i++) sec[i] = i <= s->step ? g->computed[i] : 0;
-        }
+        cvx_ckpt_write(g->ckpt, g->params_hash, s, g->latent_numel, g->computed);
         g->ckpt_status = g->p->checkpoint(g->ckpt, g->ckpt_size, (int)(s->step + 1), (int)s->total,
                                           g->p->checkpoint_user_data);
         if (g->ckpt_status != CVX_OK)
@@ -572,14 +400,19 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
     int64_t n = F * C * H * W;
     g->latent_numel = n;
 
-    const ckpt_header *resume = NULL;
-    const float *resume_latents = NULL, *resume_pred = NULL;
+    cvx_ckpt_view rv, *resume = NULL;
     if (p->resume_state) {
-        st = ckpt_parse(e, p->resume_state, p->resume_state_size, g->params_hash, n, &resume, &resume_latents,
-                        &resume_pred);
-        if (st != CVX_OK) return st;
-        memcpy(latents, resume_latents, sizeof(float) * (size_t)n);
-        rng = resume->rng;
+        if ((st = cvx_ckpt_read(p->resume_state, p->resume_state_size, "resume state", &rv, &e->err)) != CVX_OK)
+            return st;
+        if (rv.params_hash != g->params_hash)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "resume state: it belongs to other generation parameters or another model");
+        if (rv.n != n)
+            return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values",
+                            p->resume_state_size, (long long)n);
+        resume = &rv;
+        memcpy(latents, rv.latents, sizeof(float) * (size_t)n);
+        rng = rv.rng;
     } else if (p->noise_dtype == CVX_NOISE_F16) {
         /* prepare_latents: randn([1, F, C, H, W], generator) in the pipeline's dtype */
         uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
@@ -632,8 +465,7 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
         tc = &tcache;
     }
     if (p->checkpoint) {
-        g->ckpt_size = sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float) +
-                       (tc ? ckpt_cache_bytes(Bm, S, tc->D, tc->E, nts) : 0);
+        g->ckpt_size = cvx_ckpt_bytes(n, tc, nts);
         g->ckpt = malloc(g->ckpt_size);
         if (!g->ckpt) {
             st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for checkpoints (%zu MB)", g->ckpt_size >> 20);
@@ -673,37 +505,31 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, f
             goto done;
         }
         rs.n = n;
-        rs.pred_original_sample = (float *)resume_pred;
+        rs.pred_original_sample = (float *)resume->pred;
         rs.has_pred = resume->has_pred;
         rs.timestep_back = resume->timestep_back;
         rs.has_back = resume->has_back;
         dp.start_step = resume->step;
         dp.resume_state = &rs;
         /* the cache state after that step (the digest ties the blob to these cache settings) */
-        ckpt_cache_header ch;
-        int bad = 0;
-        const unsigned char *sec = ckpt_cache_section(p->resume_state, p->resume_state_size,
-                                                      sizeof(ckpt_header) + 2 * (size_t)n * sizeof(float), &ch, &bad);
         if (!tc) {
             for (int64_t i = 0; i < resume->step; i++) g->computed[i] = 1;
-            if (sec) {
+            if (resume->has_cache) {
                 st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: it holds a step cache this run does not use");
                 goto done;
             }
         } else {
-            if (!sec || ch.B != tc->B || ch.S != tc->S || ch.D != tc->D || ch.E != tc->E || ch.count != nts ||
-                !ch.has_prev || !ch.has_residual) {
+            if (!resume->has_cache || resume->B != tc->B || resume->S != tc->S || resume->D != tc->D ||
+                resume->E != tc->E || resume->count != nts || !resume->has_prev || !resume->has_residual) {
                 st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: the step cache is missing or not for this run");
                 goto done;
             }
-            tc->acc = ch.acc;
+            tc->acc = resume->acc;
             tc->has_prev = 1;
             tc->has_residual = 1;
-            memcpy(tc->emb_prev, sec, sizeof(float) * (size_t)(tc->B * tc->E));
-            sec += sizeof(float) * (size_t)(tc->B * tc->E);
-            memcpy(tc->residual, sec, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
-            sec += sizeof(float) * (size_t)(tc->B * tc->S * tc->D);
-            for (int64_t i = 0; i < resume->step; i++) g->computed[i] = sec[i] != 0;
+            memcpy(tc->emb_prev, resume->emb_prev, sizeof(float) * (size_t)(tc->B * tc->E));
+            memcpy(tc->residual, resume->residual, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
+            for (int64_t i = 0; i < resume->step; i++) g->computed[i] = resume->computed[i] != 0;
         }
         report(g, CVX_PHASE_DENOISE, (double)resume->step / (double)nts, (int)resume->step);
     }
@@ -989,7 +815,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
         cvx_teacache_published_coefficients(tr->cfg.transformer.use_rotary_positional_embeddings, g.cache.coefficients);
         g.cache.has_coefficients = 1;
     }
-    g.params_hash = hash_params(p, &g.cache, height, width, e->model_id);
+    g.params_hash = cvx_ckpt_params_hash(p, &g.cache, height, width, e->model_id);
     g.world = cvx_dist_world();
     g.rank = cvx_dist_rank(g.world);
     const double comm_s0 = cvx_dist_seconds();
