@@ -6,6 +6,10 @@
  *   -> (transformer released) -> latents permuted and scaled by 1/scaling_factor -> VAE decode in frame batches
  *   -> (VAE released) -> uint8 frames (round half even) -> H.264 MP4 / PNG frames.
  *
+ * validate() checks the parameters once and computes the generation's plan (sizes, latent geometry, token
+ * counts, CFG) that every stage takes; the engine's lifecycle is engine.c, the resume blob checkpoint.c, and over
+ * several processes (core/dist.h) the stages split their work as denoise.h, transformer.h and vae.h say.
+ *
  * Dimension letters: F latent frames ((frames − 1)/4 + 1), C latent channels (16), H × W latent size (pixels / 8),
  * L text tokens (226), Dt text width (4096). */
 #include "diffusion/pipeline.h"
@@ -35,6 +39,16 @@
 #include "vae/vae.h"
 
 /* ---- one generation ---------------------------------------------------------------------------------------- */
+
+/* What a generation is, computed once by validate() and taken by every stage. */
+typedef struct {
+    int frames, height, width; /* the video (frames: the model's default filled in) */
+    int out_frames;            /* what the VAE decodes (4F - 3, or 4F for an even F) */
+    int64_t F, C, H, W;        /* the latents [1, F, C, H, W] */
+    int64_t L, N, S;           /* text tokens, video tokens, the joint sequence */
+    int spatial;               /* the VAE's spatial factor */
+    int cfg;                   /* classifier-free guidance (the batch [uncond; cond]) */
+} gen_plan;
 
 typedef struct {
     cvx_engine *e;
@@ -69,6 +83,7 @@ typedef struct {
     /* step skipping */
     cvx_cache_params cache;  /* the settings with the coefficients resolved (has_coefficients = 1) when on */
     unsigned char *computed; /* [n_timesteps] 1 where the transformer ran its blocks */
+    gen_plan plan;
     /* several processes: rank 0 reports, checkpoints, decodes and writes; while `collective` is set, every rank
      * polls for a cancel at the same points and rank 0's answer is broadcast */
     const cvx_dist *world;
@@ -168,8 +183,9 @@ static cvx_status tap(gen_ctx *g, const char *name, cvx_dtype dt, void *data, in
     return g->tap->fn(g->tap->user_data, name, &t);
 }
 
-static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_on, int *frames, int *height,
-                           int *width) {
+static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_on, gen_plan *plan) {
+    memset(plan, 0, sizeof *plan);
+    int *frames = &plan->frames, *height = &plan->height, *width = &plan->width;
     const cvx_model_info *I = &e->info;
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
     if (!p->prompt) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "prompt is required");
@@ -232,12 +248,24 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
         if (cvx_denoise_check_ranks(tr->cfg.transformer.num_attention_heads, p->guidance_scale > 1.0f, ranks, &err) != CVX_OK)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "%s", err.message);
     }
+    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
+    plan->spatial = 1 << (vc->cfg.vae.n_blocks - 1);
+    plan->L = tr->cfg.transformer.max_text_seq_length;
+    plan->F = (plan->frames - 1) / vc->cfg.vae.temporal_compression_ratio + 1;
+    plan->C = tr->cfg.transformer.in_channels;
+    plan->H = plan->height / plan->spatial, plan->W = plan->width / plan->spatial;
+    plan->N = plan->F * (plan->H / tr->cfg.transformer.patch_size) * (plan->W / tr->cfg.transformer.patch_size);
+    plan->S = plan->L + plan->N;
+    plan->cfg = p->guidance_scale > 1.0f; /* do_classifier_free_guidance */
+    plan->out_frames = (int)(plan->F % 2 ? 4 * plan->F - 3 : 4 * plan->F);
     return CVX_OK;
 }
 
 
 /* Share of the work per phase, from rough FLOP counts, for the progress fraction. */
-static void plan_progress(gen_ctx *g, int64_t F, int64_t H, int64_t W, int frames, int height, int width, int cfg) {
+static void plan_progress(gen_ctx *g) {
+    const int64_t F = g->plan.F, H = g->plan.H, W = g->plan.W;
+    const int frames = g->plan.out_frames, height = g->plan.height, width = g->plan.width, cfg = g->plan.cfg;
     const cvx_model *m = g->e->model;
     const cvx_model_component *t5 = cvx_model_component_get(m, "text_encoder");
     const cvx_model_component *tr = cvx_model_component_get(m, "transformer");
@@ -266,7 +294,9 @@ static void plan_progress(gen_ctx *g, int64_t F, int64_t H, int64_t W, int frame
 }
 
 /* ---- stage 1: text ---------------------------------------------------------------------------------------- */
-static cvx_status encode_text(gen_ctx *g, int cfg, int64_t L, float **embeds_out, int64_t *dt_out) {
+static cvx_status encode_text(gen_ctx *g, float **embeds_out, int64_t *dt_out) {
+    const int cfg = g->plan.cfg;
+    const int64_t L = g->plan.L;
     cvx_engine *e = g->e;
     const cvx_generate_params *p = g->p;
     cvx_status st;
@@ -386,8 +416,9 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
     report(g, CVX_PHASE_DENOISE, (double)(s->step + 1) / (double)s->total, (int)(s->step + 1));
 }
 
-static cvx_status denoise(gen_ctx *g, const float *embeds, int cfg, int64_t L, float *latents, int64_t F, int64_t C,
-                          int64_t H, int64_t W, int height, int width) {
+static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
+    const int cfg = g->plan.cfg, height = g->plan.height, width = g->plan.width;
+    const int64_t L = g->plan.L, F = g->plan.F, C = g->plan.C, H = g->plan.H, W = g->plan.W;
     cvx_engine *e = g->e;
     const cvx_generate_params *p = g->p;
     cvx_status st;
@@ -560,7 +591,9 @@ done:
  * small channel counts): before the denoising, two latent frames of about 1/16 of the area are decoded and timed,
  * and the whole decode is that time scaled by output frames and area (about 1% of the decode's own time). Sizes
  * too small to cut, or one latent frame, time the first batch directly. Nothing here touches the outputs. */
-static void probe_decode(gen_ctx *g, int64_t C, int64_t F, int64_t H, int64_t W, int out_frames, int height, int width) {
+static void probe_decode(gen_ctx *g) {
+    const int64_t C = g->plan.C, F = g->plan.F, H = g->plan.H, W = g->plan.W;
+    const int out_frames = g->plan.out_frames, height = g->plan.height, width = g->plan.width;
     cvx_engine *e = g->e;
     const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
     g->write_estimate = 100e-9 * (double)out_frames * height * width; /* H.264 of noise: ~100 ns a pixel */
@@ -607,7 +640,8 @@ typedef struct {
     double write_seconds;
 } outputs;
 
-static cvx_status outputs_open(gen_ctx *g, outputs *o, int height, int width) {
+static cvx_status outputs_open(gen_ctx *g, outputs *o) {
+    const int height = g->plan.height, width = g->plan.width;
     const cvx_generate_params *p = g->p;
     const char *paths[2] = {p->output_path, p->preview_path};
     const cvx_video_format formats[2] = {CVX_VIDEO_MP4, CVX_VIDEO_WEBP};
@@ -716,8 +750,8 @@ static int vae_frames_ready(void *user_data, int sample, int64_t f0, int64_t f1)
     return sc->st != CVX_OK;
 }
 
-static cvx_status decode(gen_ctx *g, const float *latents, int64_t F, int64_t C, int64_t H, int64_t W,
-                         outputs *o) {
+static cvx_status decode(gen_ctx *g, const float *latents, outputs *o) {
+    const int64_t F = g->plan.F, C = g->plan.C, H = g->plan.H, W = g->plan.W;
     cvx_engine *e = g->e;
     cvx_status st;
     cvx_vae *vae = NULL;
@@ -787,26 +821,21 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     if (!e) return CVX_ERR_INVALID_ARGUMENT;
     cvx_error_clear(&e->err);
     if (!p) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "no parameters");
-    int frames = 0, height = 0, width = 0;
-    cvx_status st = validate(e, p, tp && tp->fn, &frames, &height, &width);
+    gen_plan plan;
+    cvx_status st = validate(e, p, tp && tp->fn, &plan);
     if (st != CVX_OK) return st;
     cvx_generate_params resolved = *p; /* the model's default frames filled in: checkpoints and outputs see them */
-    resolved.num_frames = frames;
+    resolved.num_frames = plan.frames;
     p = &resolved;
-
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
-    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
-    int spatial = 1 << (vc->cfg.vae.n_blocks - 1);
-    int64_t L = tr->cfg.transformer.max_text_seq_length;
-    int64_t F = (p->num_frames - 1) / vc->cfg.vae.temporal_compression_ratio + 1;
-    int64_t C = tr->cfg.transformer.in_channels;
-    int64_t H = height / spatial, W = width / spatial;
-    int cfg = p->guidance_scale > 1.0f; /* do_classifier_free_guidance */
+    const int64_t F = plan.F, C = plan.C, H = plan.H, W = plan.W;
+    const int height = plan.height, width = plan.width;
 
     gen_ctx g;
     memset(&g, 0, sizeof g);
     g.e = e;
     g.p = p;
+    g.plan = plan;
     g.tap = tp;
     g.t0 = cvx_time_seconds();
     g.steps = p->steps;
@@ -819,8 +848,8 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     g.world = cvx_dist_world();
     g.rank = cvx_dist_rank(g.world);
     const double comm_s0 = cvx_dist_seconds();
-    int out_frames = (int)(F % 2 ? 4 * F - 3 : 4 * F);
-    plan_progress(&g, F, H, W, out_frames, height, width, cfg);
+    const int out_frames = plan.out_frames;
+    plan_progress(&g);
     double seconds[4] = {0, 0, 0, 0};
     float *embeds = NULL, *latents = NULL;
     int64_t Dt = 0;
@@ -829,12 +858,12 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
 
     report(&g, CVX_PHASE_ENCODE, 0, 0);
     double t = cvx_time_seconds();
-    st = encode_text(&g, cfg, L, &embeds, &Dt);
+    st = encode_text(&g, &embeds, &Dt);
     seconds[CVX_PHASE_ENCODE] = cvx_time_seconds() - t;
     if (st != CVX_OK) goto done;
     cvx_log_info(&e->logger, "encode: %.2fs", seconds[CVX_PHASE_ENCODE]);
     g.frames_total = out_frames;
-    if (p->progress && g.rank == 0) probe_decode(&g, C, F, H, W, out_frames, height, width);
+    if (p->progress && g.rank == 0) probe_decode(&g);
     g.collective = 1; /* from here to the end of the denoising every rank polls at the same points */
     if (poll_cancel(&g)) {
         st = cvx_fail(&e->err, CVX_ERR_CANCELLED, "cancelled");
@@ -849,7 +878,7 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     t = cvx_time_seconds();
     const double dcomm_s0 = cvx_dist_seconds();
     const uint64_t dcomm_b0 = cvx_dist_bytes_sent();
-    st = denoise(&g, embeds, cfg, L, latents, F, C, H, W, height, width);
+    st = denoise(&g, embeds, latents);
     seconds[CVX_PHASE_DENOISE] = cvx_time_seconds() - t;
     if (out)
         out->denoise_comm_seconds = cvx_dist_seconds() - dcomm_s0, out->denoise_comm_bytes = cvx_dist_bytes_sent() - dcomm_b0;
@@ -881,11 +910,11 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     /* Several processes decode together, each a band of rows (vae.h); rank 0 alone writes: its outputs open or
      * not for everyone. */
     const int ranks = cvx_dist_size(g.world);
-    int32_t open_st = g.rank == 0 ? (int32_t)outputs_open(&g, &o, height, width) : (int32_t)CVX_OK;
+    int32_t open_st = g.rank == 0 ? (int32_t)outputs_open(&g, &o) : (int32_t)CVX_OK;
     if (ranks > 1 && cvx_dist_bcast(g.world, &open_st, sizeof open_st, 0, &e->err) != CVX_OK) open_st = CVX_ERR_IO;
     if ((st = (cvx_status)open_st) != CVX_OK) goto done;
     g.collective = ranks > 1; /* the decoder's cancel polls are everyone's */
-    st = decode(&g, latents, F, C, H, W, &o);
+    st = decode(&g, latents, &o);
     g.collective = 0;
     seconds[CVX_PHASE_DECODE] = cvx_time_seconds() - t - o.write_seconds;
     if (out) out->seconds[CVX_PHASE_DECODE] = seconds[CVX_PHASE_DECODE];
