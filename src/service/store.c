@@ -173,7 +173,11 @@ static int pg_ok(cvx_svc_store *s, PGresult *res, ExecStatusType want, char *err
 /* Connects and brings the schema to PG_SCHEMA_VERSION in one transaction (an advisory lock makes nodes that start
  * together migrate one after the other); a newer schema is refused. */
 static int pg_open(cvx_svc_store *s, const char *conninfo, char *err, size_t n) {
-    s->pg = PQconnectdb(conninfo);
+    /* a server that does not answer (a network cut) fails the connection, and each later reset, after 10 s instead
+     * of hanging; the TCP keepalives find a dead peer. Settings in the store's own string come later and win. */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "dbname", NULL};
+    const char *const values[] = {"10", "1", "30", conninfo, NULL};
+    s->pg = PQconnectdbParams(keys, values, 1);
     if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
         const char *msg = s->pg ? PQerrorMessage(s->pg) : "out of memory";
         snprintf(err, n, "store (PostgreSQL): cannot connect: %.*s", (int)strcspn(msg, "\n"), msg);
