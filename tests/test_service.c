@@ -2754,6 +2754,35 @@ static void test_roles(const char *store, const char *outputs) {
     }
     CHECK_MSG(r.status == 200 && role && !strcmp(role, "api") && seen, "healthz: %s", r.body ? r.body : "");
     resp_free(&r);
+    /* two API nodes scan the store for callbacks: a task's callback is delivered once (claimed in the store) */
+    server api2 = api_node;
+    cvx_svc_config c2 = test_config(&api2);
+    c2.no_worker = 1;
+    c2.port = 0;
+    CHECK_MSG(cvx_svc_start(&api2.svc, &c2, err, sizeof err) == 0, "second API node: %s", err);
+    receiver rv;
+    memset(&rv, 0, sizeof rv);
+    pthread_mutex_init(&rv.mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
+                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+                                            on_cb_done, NULL, MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (d && api2.svc) {
+        int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+        snprintf(body, sizeof body, "{\"prompt\":\"called back once\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}",
+                 port);
+        run_task(&cl, body, tok);
+        CHECK(wait_status(&cl, tok, "task_postprocess_end", 10000, NULL));
+        long long end = now_ms() + 8000;
+        while (atomic_load(&rv.hits) < 1 && now_ms() < end) sleep_ms(20);
+        sleep_ms(2500); /* both nodes scan again meanwhile */
+        CHECK_MSG(atomic_load(&rv.hits) == 1, "callback deliveries with two API nodes: %d", atomic_load(&rv.hits));
+    }
+    if (d) MHD_stop_daemon(d);
+    pthread_mutex_destroy(&rv.mu);
+    cvx_svc_stop(api2.svc);
     cvx_svc_stop(api_node.svc);
     cvx_svc_stop(worker_node.svc);
 }

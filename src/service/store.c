@@ -1246,6 +1246,14 @@ int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, l
                         max);
 }
 
+int cvx_svc_store_callback_claim(cvx_svc_store *s, long long id, long long now_ms, long long until_ms, char *err,
+                                 size_t n) {
+    int r = exec_locked(s, err, n, "claiming a callback",
+                        "UPDATE tasks SET cb_next = ?1 WHERE id = ?2 AND cb_state = 1 AND cb_next <= ?3", "III", until_ms,
+                        id, now_ms);
+    return r > 1 ? 1 : r;
+}
+
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t n) {
     return exec_locked(s, err, n, "updating a callback",

@@ -180,6 +180,10 @@ int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, int max, 
 int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, long long *projects, long long *due_ms,
                                     char *err, size_t err_size);
 /* Records a delivery attempt: state (pending with a new due time, delivered or failed), tries. */
+/* Claims task id's due callback for one delivery (moves its due time to until_ms, a lease: should the claiming
+ * process die, the callback is due again then): 1 claimed, 0 another process has it or it is not due, -1 error. */
+int cvx_svc_store_callback_claim(cvx_svc_store *s, long long id, long long now_ms, long long until_ms, char *err,
+                                 size_t err_size);
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t err_size);
 
