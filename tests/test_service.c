@@ -2388,18 +2388,21 @@ static void test_store_backend(const char *store, const char *label) {
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5001", now, now, 900, err, sizeof err) == 0);
     CHECK(cvx_svc_store_nonce_use(st2, "p1", "5002", now, now, 900, err, sizeof err) == 1);
     cvx_svc_store_close(st2);
-    /* a store of the previous schema version is migrated when opened (version 2 added the workers table) */
+    /* a store of schema version 1 is migrated when opened (2 added the workers table, 3 the progress columns) */
     int downgraded = 0;
     if (cvx_svc_store_is_postgres(store)) {
         PGconn *pg = PQconnectdb(store);
-        PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; DELETE FROM cvx_schema WHERE version = 2; COMMIT");
+        PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress,"
+                                   " DROP COLUMN progress_step; DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
         downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         PQfinish(pg);
     } else {
         sqlite3 *db = NULL;
         downgraded = sqlite3_open(store, &db) == SQLITE_OK &&
-                     sqlite3_exec(db, "DROP TABLE workers; PRAGMA user_version=1", NULL, NULL, NULL) == SQLITE_OK;
+                     sqlite3_exec(db, "DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress;"
+                                      " ALTER TABLE tasks DROP COLUMN progress_step; PRAGMA user_version=1",
+                                  NULL, NULL, NULL) == SQLITE_OK;
         sqlite3_close(db);
     }
     CHECK_MSG(downgraded, "%s: could not write a version-1 store", label);
@@ -2794,6 +2797,37 @@ static void test_roles(const char *store, const char *outputs) {
         resp_free(&f);
     } else CHECK_MSG(0, "no output url: %s", r.body);
     resp_free(&r);
+    /* a WebSocket on the API node follows a task the worker generates: its steps (read from the store at most once a
+     * second: 60 steps of 50 ms give several frames) and its end with the outputs */
+    run_task(&cl, "{\"prompt\":\"followed\",\"steps\":60}", tok);
+    int fd = ws_connect(api_node.port);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", tok);
+        ws_send_text(fd, msg);
+        json_t *frames = json_array(), *fr;
+        CHECK(ws_collect(fd, frames) == 1);
+        int steps = 0, last_step = 0, ordered = 1;
+        size_t i;
+        json_array_foreach(frames, i, fr) {
+            const char *type = json_string_value(json_object_get(fr, "type"));
+            if (!type || strcmp(type, "task_output")) continue;
+            const char *sc = json_string_value(json_object_get(json_object_get(fr, "message"), "stepCurrent"));
+            int step = sc ? atoi(sc) : 0;
+            if (step <= last_step) ordered = 0;
+            last_step = step;
+            steps++;
+        }
+        json_t *end = json_array_get(frames, json_array_size(frames) - 1);
+        const char *end_type = json_string_value(json_object_get(end, "type"));
+        CHECK_MSG(steps >= 2 && ordered && end_type && !strcmp(end_type, "task_postprocess_end") &&
+                      json_array_size(json_object_get(end, "message")) == 1,
+                  "WebSocket on the API node: %d step frames (ordered %d), last %s", steps, ordered,
+                  end_type ? end_type : "none");
+        json_decref(frames);
+        close(fd);
+    }
     /* a Kill through the API node reaches the worker */
     run_task(&cl, "{\"prompt\":\"a long one\",\"steps\":200}", tok);
     CHECK(wait_status(&cl, tok, "task_output", 10000, NULL));
@@ -2820,6 +2854,35 @@ static void test_roles(const char *store, const char *outputs) {
     }
     CHECK_MSG(r.status == 200 && role && !strcmp(role, "api") && seen, "healthz: %s", r.body ? r.body : "");
     resp_free(&r);
+    /* two API nodes scan the store for callbacks: a task's callback is delivered once (claimed in the store) */
+    server api2 = api_node;
+    cvx_svc_config c2 = test_config(&api2);
+    c2.no_worker = 1;
+    c2.port = 0;
+    CHECK_MSG(cvx_svc_start(&api2.svc, &c2, err, sizeof err) == 0, "second API node: %s", err);
+    receiver rv;
+    memset(&rv, 0, sizeof rv);
+    pthread_mutex_init(&rv.mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
+                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+                                            on_cb_done, NULL, MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (d && api2.svc) {
+        int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+        snprintf(body, sizeof body, "{\"prompt\":\"called back once\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}",
+                 port);
+        run_task(&cl, body, tok);
+        CHECK(wait_status(&cl, tok, "task_postprocess_end", 10000, NULL));
+        long long end = now_ms() + 8000;
+        while (atomic_load(&rv.hits) < 1 && now_ms() < end) sleep_ms(20);
+        sleep_ms(2500); /* both nodes scan again meanwhile */
+        CHECK_MSG(atomic_load(&rv.hits) == 1, "callback deliveries with two API nodes: %d", atomic_load(&rv.hits));
+    }
+    if (d) MHD_stop_daemon(d);
+    pthread_mutex_destroy(&rv.mu);
+    cvx_svc_stop(api2.svc);
     cvx_svc_stop(api_node.svc);
     cvx_svc_stop(worker_node.svc);
 }

@@ -152,6 +152,15 @@ static void deliver_one(cvx_svc *svc, long long id) {
         cvx_svc_task_clear(&t);
         return;
     }
+    /* one delivery however many API nodes scan the store: the claim moves the due time past this try (a lease) */
+    long long now = cvx_svc_now_ms();
+    int claimed = cvx_svc_store_callback_claim(svc->store, id, now, now + svc->cfg.callback_timeout_ms + 30000, err,
+                                               sizeof err);
+    if (claimed != 1) {
+        if (claimed < 0) cvx_svc_log(svc, CVX_LOG_ERROR, "callbacks: %s", err);
+        cvx_svc_task_clear(&t);
+        return;
+    }
     long code = 0;
     char why[320] = "";
     int tries = t.cb_tries + 1;
@@ -198,10 +207,11 @@ void *cvx_svc_callbacks_main(void *arg) {
         }
         if (more) pthread_cond_signal(&svc->wake_callbacks);
         if (!pick && !svc->callbacks_wake && !atomic_load(&svc->stopping)) {
-            long long wait_ms = next_ms ? next_ms - now : 60000;
+            /* callbacks of tasks that a worker in another process finished are found by the next scan: 2 s */
+            long long wait_ms = next_ms ? next_ms - now : 2000;
             if (n < 0) wait_ms = 1000; /* do not spin on a failing store */
             if (n == PENDING_SCAN && !next_ms) wait_ms = 1000; /* more may wait past the scan */
-            if (wait_ms > 60000) wait_ms = 60000;
+            if (wait_ms > 2000) wait_ms = 2000;
             if (wait_ms < 1) wait_ms = 1;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);

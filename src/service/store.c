@@ -99,6 +99,9 @@ static const char *const SQLITE_MIGRATIONS[] = {
     /* 2: the workers and their heartbeats (/healthz) */
     "CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, heartbeat INTEGER NOT NULL,"
     " task INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    /* 3: the last progress frame of a task (WebSocket sessions of other processes) */
+    "ALTER TABLE tasks ADD COLUMN progress TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN progress_step INTEGER NOT NULL DEFAULT 0;",
 };
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
 _Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
@@ -138,6 +141,9 @@ static const char *const PG_MIGRATIONS[] = {
     "CREATE INDEX nonces_seen ON nonces(seen);",
     /* 2: the workers and their heartbeats (/healthz) */
     "CREATE TABLE workers (name TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL, task BIGINT NOT NULL DEFAULT 0);",
+    /* 3: the last progress frame of a task (WebSocket sessions of other processes) */
+    "ALTER TABLE tasks ADD COLUMN progress TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN progress_step INTEGER NOT NULL DEFAULT 0;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
 
@@ -167,7 +173,11 @@ static int pg_ok(cvx_svc_store *s, PGresult *res, ExecStatusType want, char *err
 /* Connects and brings the schema to PG_SCHEMA_VERSION in one transaction (an advisory lock makes nodes that start
  * together migrate one after the other); a newer schema is refused. */
 static int pg_open(cvx_svc_store *s, const char *conninfo, char *err, size_t n) {
-    s->pg = PQconnectdb(conninfo);
+    /* a server that does not answer (a network cut) fails the connection, and each later reset, after 10 s instead
+     * of hanging; the TCP keepalives find a dead peer. Settings in the store's own string come later and win. */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "dbname", NULL};
+    const char *const values[] = {"10", "1", "30", conninfo, NULL};
+    s->pg = PQconnectdbParams(keys, values, 1);
     if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
         const char *msg = s->pg ? PQerrorMessage(s->pg) : "out of memory";
         snprintf(err, n, "store (PostgreSQL): cannot connect: %.*s", (int)strcspn(msg, "\n"), msg);
@@ -919,6 +929,7 @@ void cvx_svc_task_clear(cvx_svc_task *t) {
     free(t->callbackurl);
     free(t->debugoutput);
     free(t->debugerror);
+    free(t->progress);
     memset(t, 0, sizeof *t);
 }
 
@@ -926,7 +937,7 @@ void cvx_svc_task_clear(cvx_svc_task *t) {
     "id, uuid, token, project, status, params, gen, callbackurl, slugowner, slugproject, createtime, accepttime,"   \
     " preprocessstarttime, preprocessendtime, assigntime, starttime, endtime, postprocessstarttime,"              \
     " postprocessendtime, canceltime, pexit, debugoutput, debugerror, elapsed, attempts, out_name, out_key,"       \
-    " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next"
+    " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next, progress, progress_step"
 
 /* a row_reader of TASK_COLS into a cvx_svc_task */
 static int read_task(db_row *row, void *ud) {
@@ -960,6 +971,8 @@ static int read_task(db_row *row, void *ud) {
     t->cb_state = (int)col_i64(row, i++);
     t->cb_tries = (int)col_i64(row, i++);
     t->cb_next_ms = col_i64(row, i++);
+    t->progress = dup_col(row, i++);
+    t->progress_step = (int)col_i64(row, i++);
     return 1;
 }
 
@@ -1101,6 +1114,25 @@ int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status
     return exec_locked(s, err, n, "updating a task", sql, "tII", cvx_svc_status_name(status), now_s, id);
 }
 
+int cvx_svc_store_task_output(cvx_svc_store *s, long long id, const char *line, double elapsed, const char *frame,
+                              int step, char *err, size_t n) {
+    size_t len = strlen(line);
+    char *with_newline = malloc(len + 2);
+    if (!with_newline) {
+        snprintf(err, n, "store: out of memory");
+        return -1;
+    }
+    memcpy(with_newline, line, len);
+    memcpy(with_newline + len, "\n", 2);
+    int r = exec_locked(s, err, n, "logging a task",
+                        "UPDATE tasks SET status = '" CVX_SVC_S_OUTPUT "', debugoutput = CASE WHEN length(debugoutput || ?1)"
+                        " > 65536 THEN substr(debugoutput || ?1, length(debugoutput || ?1) - 65535) ELSE debugoutput || ?1"
+                        " END, elapsed = ?2, progress = ?3, progress_step = ?4 WHERE id = ?5 AND " NOT_FINAL,
+                        "tdtiI", with_newline, elapsed, frame ? frame : "", step, id);
+    free(with_newline);
+    return r;
+}
+
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
                            char *err, size_t n) {
     size_t len = strlen(line);
@@ -1221,6 +1253,14 @@ int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, l
                         max);
 }
 
+int cvx_svc_store_callback_claim(cvx_svc_store *s, long long id, long long now_ms, long long until_ms, char *err,
+                                 size_t n) {
+    int r = exec_locked(s, err, n, "claiming a callback",
+                        "UPDATE tasks SET cb_next = ?1 WHERE id = ?2 AND cb_state = 1 AND cb_next <= ?3", "III", until_ms,
+                        id, now_ms);
+    return r > 1 ? 1 : r;
+}
+
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t n) {
     return exec_locked(s, err, n, "updating a callback",
@@ -1300,12 +1340,12 @@ static int copy_task(db_row *row, void *ud) {
     read_task(row, &t);
     if (!c->failed &&
         exec(c->to, c->err, c->n, "copying a task",
-             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-             "IttIttttttIIIIIIIIIItttdittIIiiiI", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
+             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             "IttIttttttIIIIIIIIIItttdittIIiiiIti", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
              t.slugowner, t.slugproject, t.createtime, t.accepttime, t.preprocessstarttime, t.preprocessendtime,
              t.assigntime, t.starttime, t.endtime, t.postprocessstarttime, t.postprocessendtime, t.canceltime, t.pexit,
              t.debugoutput, t.debugerror, t.elapsed, t.attempts, t.out_name, t.out_key, t.out_size, t.out_time,
-             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms) < 0)
+             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms, t.progress, t.progress_step) < 0)
         c->failed = 1;
     cvx_svc_task_clear(&t);
     c->rows++;

@@ -19,7 +19,7 @@
 #include "service/status.h"
 
 /* SQLite's schema version (PRAGMA user_version); PostgreSQL counts its own in cvx_schema. */
-#define CVX_SVC_SCHEMA_VERSION 2
+#define CVX_SVC_SCHEMA_VERSION 3
 
 typedef struct cvx_svc_store cvx_svc_store;
 
@@ -53,6 +53,8 @@ typedef struct {
         postprocessstarttime, postprocessendtime, canceltime; /* unix seconds, 0 = not yet */
     char pexit[16];            /* "" while not finished */
     char *debugoutput, *debugerror;
+    char *progress;           /* the last task_output frame (WebSocket JSON) a worker recorded; "" before */
+    int progress_step;        /* its step (decode/write stages count on after the last step) */
     double elapsed;            /* seconds of generation */
     int attempts;              /* times the worker claimed it */
     char out_name[64];         /* "" = no output */
@@ -143,6 +145,10 @@ int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t,
  * (status.h) to now_s. 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
 int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
                                   size_t err_size);
+/* A step's record: task_log's line, plus the task_output frame that API nodes in other processes forward to their
+ * WebSocket sessions (they read it at most once a second); guarded like a transition. */
+int cvx_svc_store_task_output(cvx_svc_store *s, long long id, const char *line, double elapsed, const char *frame,
+                              int step, char *err, size_t err_size);
 /* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
                            char *err, size_t err_size);
@@ -176,6 +182,10 @@ int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, int max, 
 int cvx_svc_store_callbacks_pending(cvx_svc_store *s, int max, long long *ids, long long *projects, long long *due_ms,
                                     char *err, size_t err_size);
 /* Records a delivery attempt: state (pending with a new due time, delivered or failed), tries. */
+/* Claims task id's due callback for one delivery (moves its due time to until_ms, a lease: should the claiming
+ * process die, the callback is due again then): 1 claimed, 0 another process has it or it is not due, -1 error. */
+int cvx_svc_store_callback_claim(cvx_svc_store *s, long long id, long long now_ms, long long until_ms, char *err,
+                                 size_t err_size);
 int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int tries, long long next_ms, char *err,
                                   size_t err_size);
 

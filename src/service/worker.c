@@ -200,10 +200,11 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
         snprintf(line, sizeof line, "Generate: %s (%s%% of the task), elapsed %s, remaining %s",
                  p->label ? p->label : stage, tpct, el, rem);
     char err[256];
-    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, CVX_SVC_S_OUTPUT, line, rc->elapsed, err, sizeof err) < 0)
-        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
     rc->stage_seq = (rc->stage_seq > p->steps ? rc->stage_seq : p->steps) + 1;
+    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, line, rc->elapsed, text, rc->stage_seq, err,
+                                  sizeof err) < 0)
+        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
     free(text);
 }
@@ -255,9 +256,9 @@ static void on_progress(const cvx_progress *p, void *ud) {
              pct, spd, el, rem);
     char err[256];
     snprintf(rc->task->status, sizeof rc->task->status, CVX_SVC_S_OUTPUT);
-    if (cvx_svc_store_task_log(rc->svc->store, rc->task->id, CVX_SVC_S_OUTPUT, line, rc->elapsed, err, sizeof err) < 0)
-        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
+    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, line, rc->elapsed, text, p->step, err, sizeof err) < 0)
+        cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
     free(text);
 }

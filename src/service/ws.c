@@ -37,6 +37,7 @@ typedef struct {
     cvx_svc_sub *sub;
     long long task_id;
     int last_ordinal, last_step;
+    long long polled_ms; /* the last read of the task from the store (poll_store) */
     int closing;                   /* no more frames will be queued */
     uint16_t close_code;
     int close_queued;              /* the close frame is queued (after every data frame went out) */
@@ -147,6 +148,10 @@ static void begin(session *s) {
     s->last_step = 0;
     if (ord == CVX_SVC_EV_OUTPUT) {
         text = cvx_svc_progress_last_output(svc->progress, t.id, &s->last_step);
+        if (!text && t.progress[0]) { /* another process generates it: its last frame is in the store */
+            text = strdup(t.progress);
+            s->last_step = t.progress_step;
+        }
         if (!text) { /* the step's frame is gone (the task is finishing): say it is running */
             text = cvx_svc_event_text(CVX_SVC_S_START, &t, NULL, 1);
             ord = CVX_SVC_EV_START;
@@ -178,6 +183,42 @@ static void pump_events(session *s) {
         }
         free(ev.text);
     }
+}
+
+/* A task that another process generates (a worker beside this API node, issue 15): its status and last progress
+ * frame are read from the store at most once a second and sent as the hub would send them (the same skip rules). */
+static void poll_store(session *s) {
+    cvx_svc *svc = s->svc;
+    long long now = cvx_svc_now_ms();
+    if (now - s->polled_ms < 1000 && now >= s->polled_ms) return;
+    s->polled_ms = now;
+    if (atomic_load(&svc->running_task) == s->task_id) return; /* this process's worker: the hub has its events */
+    cvx_svc_task t;
+    char err[256];
+    if (cvx_svc_store_task_get(svc->store, s->task_id, NULL, &t, err, sizeof err) != 1) return;
+    int ord = cvx_svc_status_ordinal(t.status);
+    char *text = NULL;
+    if (ord == CVX_SVC_EV_OUTPUT) {
+        if (t.progress[0] && (s->last_ordinal < ord || t.progress_step > s->last_step)) {
+            text = strdup(t.progress);
+            s->last_step = t.progress_step;
+        }
+    } else if (ord > s->last_ordinal) {
+        json_t *msg = NULL;
+        if (!strcmp(t.status, CVX_SVC_S_POSTPROCESS_END)) {
+            char base[512];
+            cvx_svc_default_base(svc, base, sizeof base);
+            msg = cvx_svc_outputs_json(svc, &t, base);
+        }
+        text = cvx_svc_event_text(t.status, &t, msg, 1);
+    }
+    if (text) {
+        queue_text(s, text);
+        s->last_ordinal = ord;
+        if (ord == CVX_SVC_EV_FINAL) start_close(s, 1000);
+    }
+    free(text);
+    cvx_svc_task_clear(&t);
 }
 
 /* The client address of a connection as text ("" when unknown). */
@@ -262,6 +303,7 @@ static void *session_main(void *arg) {
         }
         if (s->has_request && !s->sub && !s->closing) begin(s);
         if (s->sub) pump_events(s);
+        if (s->sub && !s->closing) poll_store(s);
     }
     cvx_svc_progress_unsubscribe(svc->progress, s->sub);
     wslay_event_context_free(s->ctx);
