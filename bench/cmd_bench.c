@@ -592,9 +592,11 @@ out:
     return rc;
 }
 
-/* --no-decode: the generation is stopped (as a cancel) when rank 0 reaches the decode. */
+/* --no-decode: the generation is stopped (as a cancel) once the last denoising step is done, at the poll that comes
+ * before the VAE opens. */
 static void stop_at_decode_progress(const cvx_progress *pr, void *user) {
-    if (pr->phase >= CVX_PHASE_DECODE) *(int *)user = 1;
+    if (pr->phase >= CVX_PHASE_DECODE || (pr->phase == CVX_PHASE_DENOISE && pr->steps > 0 && pr->step >= pr->steps))
+        *(int *)user = 1;
 }
 static int stop_at_decode(void *user) { return *(int *)user; }
 
