@@ -90,7 +90,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 s = j["stage_seconds"]
 assert j["decoded"] is False and s["encode"] > 0 and s["denoise"] > 0 and s["decode"] == 0, s
-assert abs(j["seconds_per_step"] - s["denoise"] / 2) < 1e-9, j["seconds_per_step"]
+assert abs(j["seconds_per_step"] - s["denoise"] / 2) <= 1e-4 * s["denoise"], j["seconds_per_step"]
 PY
 # --cache: the computed steps are reported (the first and the last always run); a bad spec is a usage error
 "$bin" bench generate -m "$tmp/model" --steps 4 --frames 5 --repeat 1 --cache teacache:0.1 --json >"$tmp/genc.json" 2>/dev/null
