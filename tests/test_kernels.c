@@ -622,6 +622,16 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
     check_attention(pool, 1, 2, 50, 700, 64, 0, 4.0f, 1);
     check_attention(pool, 1, 1, 13, 1100, 40, 1, 2.0f, 1);
     g_key_ramp = 0.0;
+    if (pool) { /* the out-of-memory paths: no per-thread scratch at all */
+        cvx_pool *starved = cvx_pool_new(2);
+        cvx_pool_limit_scratch(starved, 64);
+        check_linear_bf16(starved, 37, 300, 70, CVX_DTYPE_F16, 1);
+        check_linear_bf16(starved, 29, 1030, 67, CVX_DTYPE_F32, 0);
+        for (int mode = 0; mode < 4; mode++) check_linear_bf16_ex(starved, 40, 2100, 70, mode);
+        check_gemm_nt_bf16(starved, 70, 130, 65, 3, 1);
+        check_attention(starved, 1, 2, 70, 300, 64, 1, 1.0f, 1);
+        cvx_pool_free(starved);
+    }
 }
 
 static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
@@ -658,6 +668,15 @@ static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
         check_row_invariance(pool, one, 300, 200, 70, 0);
         check_row_invariance(pool, one, 240, 2100, 40, 0);
         cvx_pool_free(one);
+    }
+    if (pool) { /* the out-of-memory paths: no per-thread scratch at all */
+        cvx_pool *starved = cvx_pool_new(2);
+        cvx_pool_limit_scratch(starved, 64);
+        check_linear(starved, 37, 300, 70, CVX_DTYPE_F16, 1);
+        check_linear(starved, 64, 257, 129, CVX_DTYPE_F32, 0);
+        check_gemm_nt(starved, 17, 33, 300, 3, 1);
+        check_attention(starved, 1, 3, 130, 45, 24, 1, 1.0f, 0);
+        cvx_pool_free(starved);
     }
 
     static const int64_t nd[][2] = {{1, 1}, {3, 7}, {5, 33}, {2, 4099}, {17, 64}};

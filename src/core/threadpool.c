@@ -22,6 +22,7 @@ struct cvx_pool {
     /* per-thread scratch (cvx_pool_reserve_scratch) */
     void **scratch;
     size_t scratch_bytes; /* every thread's buffer holds at least this */
+    size_t scratch_limit; /* 0, or the most a reservation may ask for (cvx_pool_limit_scratch) */
 };
 
 int cvx_cpu_count(void) {
@@ -139,6 +140,7 @@ int cvx_pool_reserve_scratch(cvx_pool *p, size_t bytes) {
         return 0;
     }
     if (p->scratch_bytes >= bytes) return 0;
+    if (p->scratch_limit && bytes > p->scratch_limit) return -1;
     if (!p->scratch && !(p->scratch = calloc((size_t)p->nthreads, sizeof *p->scratch))) return -1;
     for (int i = 0; i < p->nthreads; i++) {
         void *mem = NULL;
@@ -148,6 +150,10 @@ int cvx_pool_reserve_scratch(cvx_pool *p, size_t bytes) {
     }
     p->scratch_bytes = n;
     return 0;
+}
+
+void cvx_pool_limit_scratch(cvx_pool *p, size_t max_bytes) {
+    if (p) p->scratch_limit = max_bytes;
 }
 
 void *cvx_pool_scratch(cvx_pool *p, int thread_index) {

@@ -27,6 +27,9 @@ void cvx_pool_parallel_for(cvx_pool *pool, int64_t n, int64_t chunk, cvx_pool_fn
  * the caller's until its parallel_for returns (one user of a pool at a time, as parallel_for). */
 int cvx_pool_reserve_scratch(cvx_pool *pool, size_t bytes);
 void *cvx_pool_scratch(cvx_pool *pool, int thread_index);
+/* A reservation of more than max_bytes (0: no limit) fails as when memory is short: how tests run the kernels'
+ * out-of-memory paths. */
+void cvx_pool_limit_scratch(cvx_pool *pool, size_t max_bytes);
 /* Number of online cores. */
 int cvx_cpu_count(void);
 

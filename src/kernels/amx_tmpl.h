@@ -37,7 +37,7 @@
 /* ---- GEMM ------------------------------------------------------------------------------------------------
  * C[M, N] = bf16(A)[M, K] · W[N, K]ᵀ (+ bias, or + C, or a fused epilogue), W packed as CVX_PACK_PAIRS panels
  * (kernels_internal.h): a B tile is 16 K-pair rows of one half of a 32-column panel, at a 128-byte stride.
- * Blocking (bf16_plan_gemm): K blocks of up to KC_MAX, row blocks of up to MC_MAX rows (at most A_BLOCK_BYTES of
+ * Blocking (gemm_driver.h's plan and loop nest; this file supplies the tile): K blocks of up to KC_MAX, row blocks of up to MC_MAX rows (at most A_BLOCK_BYTES of
  * packed A, which stays in L2). A row block is converted to bf16 tiles group by group (32 rows) during its first
  * panel; each weight panel slice (KSUB x 32) then stays in L1 while every row group takes its KSUB/32 steps,
  * partial sums kept in a per-thread L2 buffer between sub-blocks, the next panel prefetched into L2 meanwhile.
@@ -100,23 +100,6 @@ static inline __attribute__((always_inline)) void amx_block_dp(const uint16_t *a
     }
 }
 
-typedef struct {
-    int64_t M, N, K;
-    const float *A;
-    int64_t lda;
-    const uint32_t *B; /* CVX_PACK_PAIRS panels, K padded to bkp */
-    int64_t bkp;
-    float *C;
-    int64_t ldc;
-    int accumulate;
-    const float *bias;
-    const cvx_epilogue *epi;
-    int64_t kc, mc, nparts, part_w;
-    cvx_pool *pool;  /* whose per-thread scratch holds each thread's buffers (cvx_pool_scratch) */
-    uint16_t *abufs; /* or these (the out-of-memory path): mc x kc bf16 (A tiles), then mc x 32 f32 (partial sums) */
-    int64_t abuf_elems;
-} amx_gemm_ctx;
-
 /* 32 x 32 f32 (row stride 32, aligned) -> C (64-byte aligned rows, row stride ldc) by streaming stores. */
 static inline void amx_stream_block(float *C, int64_t ldc, const float *blk) {
     for (int i = 0; i < TM; i++) {
@@ -155,119 +138,100 @@ static inline void amx_stream_block(float *C, int64_t ldc, const float *blk) {
         TILE_STORE(3, (p) + 16 * ((stride) / 4) + 16, stride); \
     } while (0)
 
-/* One task's block of C: rows m0 .. m0+mlen, columns n0 .. n0+nlen. Per K block (kc): per weight panel (32
- * columns), per K sub-block of KSUB (the panel slice, KSUB x 32 bf16 = 16 KB, stays in L1 for all row groups),
- * per 32-row group: tmm0-3 start from C / bias / zero (first sub-block) or the group's partial sums in cbuf, take
- * KSUB/32 steps with A tiles from L2 (abuf, converted group by group during the first panel) and B tiles from L1,
- * and end in cbuf or, at the last sub-block, in C (streaming stores) or through the scratch tile and the
- * epilogue. */
-static void amx_gemm_block(const amx_gemm_ctx *c, uint16_t *abuf, float *cbuf, int64_t m0, int64_t mlen, int64_t n0,
-                           int64_t nlen) {
+/* A task's state: the edge/epilogue scratch tile and two L1 buffers through which full blocks leave by streaming
+ * stores, each written out while the next block's tile products run (its stores sit in the instruction stream right
+ * after them). */
+typedef struct {
     float scratch[TM * TM] __attribute__((aligned(64)));
-    /* Full blocks leave through one of two L1 buffers with streaming stores, each written out while the next
-     * block's tile products run (its stores sit in the instruction stream right after them). */
     float stream[2][TM * TM] __attribute__((aligned(64)));
-    float *pending = NULL;
-    int pbuf = 0;
-    const int64_t groups = ceil_div(mlen, TM);
-    const int aligned = !((uintptr_t)c->C & 63) && !(c->ldc & 15);
-    for (int64_t pc = 0; pc < c->K; pc += c->kc) {
-        const int64_t kk = min64(c->kc, c->K - pc), kpad = round_up(kk, 32), ksteps = kpad / 32;
-        const int acc = c->accumulate || pc > 0, first = pc == 0, last = pc + c->kc >= c->K;
-        for (int64_t jr = n0; jr < n0 + nlen; jr += NR) {
-            const uint32_t *bp = c->B + (jr / NR) * NR * (c->bkp / 2) + (pc / 2) * NR;
-            /* The next panel slice (64·kpad bytes) into L2, a share per row group and sub-block. */
-            const char *next = jr + NR < n0 + nlen ? (const char *)(bp + NR * (c->bkp / 2)) : NULL;
-            const int nn = (int)min64(NR, n0 + nlen - jr);
-            const float *bias = !acc && c->bias ? c->bias + jr : NULL;
-            const int64_t subs = ceil_div(ksteps, KSUB / 32), lines = kpad, share = ceil_div(lines, groups * subs);
-            for (int64_t sb = 0; sb < subs; sb++) {
-                const int64_t s0 = sb * (KSUB / 32), sn = min64(KSUB / 32, ksteps - s0);
-                const int sub_first = sb == 0, sub_last = sb == subs - 1;
-                for (int64_t g = 0; g < groups; g++) {
-                    const int64_t ir = g * TM;
-                    const int mm = (int)min64(TM, mlen - ir);
-                    float *cp = c->C + (m0 + ir) * c->ldc + jr, *cb = cbuf + g * TM * TM;
-                    if (next)
-                        for (int64_t l = (sb * groups + g) * share; l < min64(lines, (sb * groups + g + 1) * share); l++)
-                            _mm_prefetch(next + 64 * l, _MM_HINT_T1);
-                    /* A's 32-row groups are converted while the first panel is processed, each just before its
-                     * first use, so their f32 source streams through L2 without pushing the packed rows out. */
-                    if (jr == n0 && sub_first)
-                        amx_pack_a_tiles(c->A + (m0 + ir) * c->lda + pc, c->lda, mm, kk, kpad, abuf + ir * kpad);
-                    const int direct = !c->epi && mm == TM && nn == NR;
-                    if (sub_first && !direct && !c->epi) {
-                        amx_edge_start(scratch, cp, c->ldc, mm, nn, acc, bias);
-                        TILE_LOAD(0, scratch, TM * 4);
-                        TILE_LOAD(1, scratch + 16, TM * 4);
-                        TILE_LOAD(2, scratch + 16 * TM, TM * 4);
-                        TILE_LOAD(3, scratch + 16 * TM + 16, TM * 4);
-                    } else if (sub_first) {
-                        AMX_GEMM_INIT(direct, acc, cp, c->ldc, bias);
-                    }
-                    else {
-                        TILE_LOAD(0, cb, TM * 4);
-                        TILE_LOAD(1, cb + 16, TM * 4);
-                        TILE_LOAD(2, cb + 16 * TM, TM * 4);
-                        TILE_LOAD(3, cb + 16 * TM + 16, TM * 4);
-                    }
-                    amx_block_dp(abuf + ir * kpad + s0 * 1024, bp + s0 * 16 * NR, sn);
-                    if (!sub_last) {
-                        AMX_GEMM_STORE4(cb, TM * 4);
-                        continue;
-                    }
-                    if (direct && aligned) {
-                        /* Streaming stores: C is written once per K block, and a plain store would first read each
-                         * of its lines from memory. */
-                        if (pending) amx_stream_block(pending, c->ldc, stream[pbuf]);
-                        pbuf ^= 1;
-                        AMX_GEMM_STORE4(stream[pbuf], TM * 4);
-                        pending = cp;
-                    } else if (direct) {
-                        AMX_GEMM_STORE4(cp, c->ldc * 4);
-                    } else {
-                        AMX_GEMM_STORE4(scratch, TM * 4);
-                        if (c->epi)
-                            bf16_epilogue(scratch, TM, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
-                                          c->epi, first, last);
-                        else
-                            amx_store_scratch(scratch, cp, c->ldc, mm, nn);
-                    }
-                }
-            }
-        }
-        if (pending) amx_stream_block(pending, c->ldc, stream[pbuf]); /* before the next K block reads C */
-        pending = NULL;
-    }
-    _mm_sfence(); /* the streaming stores are visible before the task ends */
+    float *pending;
+    int pbuf, aligned;
+    int64_t share; /* lines of the next panel each tile prefetches */
+} amx_gemm_state;
+
+static void amx_gd_pack_a(const cvx_gemm_job *j, const float *src, int rows, int64_t k, int64_t kpad, unsigned char *dst) {
+    amx_pack_a_tiles(src, j->lda, rows, k, kpad, (uint16_t *)dst);
 }
+
+/* One 32-row group x one 32-column panel x one sub-block of KSUB K values (the panel slice, KSUB x 32 bf16 = 16 KB,
+ * stays in L1 for every row group): tmm0-3 start from C / bias / zero (first sub-block) or the group's partial sums
+ * (extra: mc x 32 f32), take the sub-block's steps with A tiles from L2 and B tiles from L1, and end in the partial
+ * sums or, at the last sub-block, in C (streaming stores) or through the scratch tile and the epilogue. The next
+ * panel is prefetched into L2 meanwhile, a share per row group and sub-block. */
+static inline __attribute__((always_inline)) void amx_gd_tile(const cvx_gemm_job *j, void *state, const cvx_gemm_tile *t) {
+    amx_gemm_state *st = state;
+    const int64_t ldc = j->ldc, s0 = t->k0 / 32, sn = t->kn / 32;
+    const int mm = t->m, nn = t->n;
+    float *cp = j->C + t->row * ldc + t->col, *cb = (float *)t->extra + t->group * TM * TM;
+    if (t->b_next) { /* the slice's kpad lines of 64 bytes, a share per tile (computed at the panel's first tile) */
+        const int64_t lines = t->kpad, part = t->sub * t->groups + t->group;
+        if (part == 0) st->share = ceil_div(lines, t->groups * t->subs);
+        for (int64_t l = part * st->share; l < min64(lines, (part + 1) * st->share); l++)
+            _mm_prefetch((const char *)t->b_next + 64 * l, _MM_HINT_T1);
+    }
+    const int direct = !j->epi && mm == TM && nn == NR;
+    if (t->sub_first && !direct && !j->epi) {
+        amx_edge_start(st->scratch, cp, ldc, mm, nn, t->acc, t->bias);
+        TILE_LOAD(0, st->scratch, TM * 4);
+        TILE_LOAD(1, st->scratch + 16, TM * 4);
+        TILE_LOAD(2, st->scratch + 16 * TM, TM * 4);
+        TILE_LOAD(3, st->scratch + 16 * TM + 16, TM * 4);
+    } else if (t->sub_first) {
+        AMX_GEMM_INIT(direct, t->acc, cp, ldc, t->bias);
+    } else {
+        TILE_LOAD(0, cb, TM * 4);
+        TILE_LOAD(1, cb + 16, TM * 4);
+        TILE_LOAD(2, cb + 16 * TM, TM * 4);
+        TILE_LOAD(3, cb + 16 * TM + 16, TM * 4);
+    }
+    amx_block_dp((const uint16_t *)t->a + s0 * 1024, (const uint32_t *)t->b + s0 * 16 * NR, sn);
+    if (!t->sub_last) {
+        AMX_GEMM_STORE4(cb, TM * 4);
+        return;
+    }
+    if (direct && st->aligned) {
+        /* Streaming stores: C is written once per K block, and a plain store would first read each of its lines
+         * from memory. */
+        if (st->pending) amx_stream_block(st->pending, ldc, st->stream[st->pbuf]);
+        st->pbuf ^= 1;
+        AMX_GEMM_STORE4(st->stream[st->pbuf], TM * 4);
+        st->pending = cp;
+    } else if (direct) {
+        AMX_GEMM_STORE4(cp, ldc * 4);
+    } else {
+        AMX_GEMM_STORE4(st->scratch, TM * 4);
+        if (j->epi)
+            bf16_epilogue(st->scratch, TM, cp, ldc, t->row, mm, t->col, nn, j->bias ? j->bias + t->col : NULL, j->epi,
+                          t->first, t->last);
+        else
+            amx_store_scratch(st->scratch, cp, ldc, mm, nn);
+    }
+}
+
+/* The pending block leaves before the next K block reads C. */
+static void amx_gd_kblock_end(const cvx_gemm_job *j, void *state) {
+    amx_gemm_state *st = state;
+    if (st->pending) amx_stream_block(st->pending, j->ldc, st->stream[st->pbuf]);
+    st->pending = NULL;
+}
+
+static size_t amx_gd_extra(const cvx_gemm_job *j) { return (size_t)j->mc * TM * sizeof(float); } /* partial sums */
+
+static const cvx_gemm_desc amx_gemm_desc = {
+    .mr = TM, .nr = NR, .kalign = 32, .ksub = KSUB, .kc_max = KC_MAX, .equal_kblocks = 1, .mc_max = MC_MAX,
+    .a_block_bytes = A_BLOCK_BYTES, .a_elem = 2, .columns_first = 0,
+    .pack_a = amx_gd_pack_a, .pack_b = NULL, .b_panel = pairs_b_panel, .tile = amx_gd_tile,
+    .kblock_end = amx_gd_kblock_end, .extra_bytes = amx_gd_extra,
+};
 
 static void amx_gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    amx_gemm_ctx *c = arg;
-    uint16_t *abuf = c->abufs ? c->abufs : cvx_pool_scratch(c->pool, thread_index);
+    const cvx_gemm_job *j = arg;
+    amx_gemm_state st;
+    st.pending = NULL, st.pbuf = 0, st.share = 0, st.aligned = !((uintptr_t)j->C & 63) && !(j->ldc & 15);
     TILE_BEGIN();
-    for (int64_t t = begin; t < end; t++) {
-        int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
-        if (m0 >= c->M || n0 >= c->N) continue;
-        amx_gemm_block(c, abuf, (float *)(abuf + round_up(c->mc * c->kc, 32)), m0, min64(c->mc, c->M - m0), n0,
-                       min64(c->part_w, c->N - n0));
-    }
+    cvx_gemm_run_tasks(&amx_gemm_desc, j, &st, cvx_gemm_scratch(j, thread_index), begin, end);
     TILE_END();
-}
-
-/* The empty sum (K = 0): bias, the epilogue of 0, or nothing when accumulating. */
-static void amx_gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias,
-                           const cvx_epilogue *epi) {
-    if (epi) {
-        float zeros[NR] = {0};
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n += NR)
-                bf16_epilogue(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(NR, N - n), bias ? bias + n : NULL, epi,
-                              1, 1);
-    } else if (!accumulate) {
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
-    }
+    _mm_sfence(); /* the streaming stores are visible before the task ends */
 }
 
 /* Always runs (returns 1): without memory for the per-thread buffers it works from the stack. */
@@ -275,22 +239,20 @@ static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float
                     int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0) {
-        amx_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
+        bf16_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
         return 1;
     }
-    int nt = cvx_pool_size(pool);
-    amx_gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), pool, NULL, 0};
-    bf16_gemm_plan pl = bf16_plan_gemm(M, N, K, nt, TM, MC_MAX, KC_MAX, A_BLOCK_BYTES);
-    c.kc = pl.kc, c.mc = pl.mc, c.nparts = pl.nparts, c.part_w = pl.part_w;
-    c.abuf_elems = round_up(c.mc * c.kc, 32) + 2 * c.mc * TM;
-    if (cvx_pool_reserve_scratch(pool, (size_t)c.abuf_elems * sizeof(uint16_t)) == 0) {
-        cvx_pool_parallel_for(pl.tasks > 1 ? pool : NULL, pl.tasks, 1, amx_gemm_task, &c);
+    cvx_gemm_job j = {.M = M, .N = N, .K = K, .A = A, .lda = lda, .B = B, .ldb = bkp, .C = C, .ldc = ldc,
+                      .accumulate = accumulate, .bias = bias, .epi = epi};
+    if (cvx_gemm_prepare(&amx_gemm_desc, &j, pool) == 0) {
+        cvx_pool_parallel_for(j.tasks > 1 ? pool : NULL, j.tasks, 1, amx_gemm_task, &j);
         return 1;
     }
     /* Out of memory for the packing buffers: one 32-row group and 256 K values at a time, from the stack. */
-    uint16_t small[TM * 256 + 2 * TM * TM] __attribute__((aligned(64)));
-    c.kc = 256, c.mc = TM, c.nparts = 1, c.part_w = round_up(N, NR), c.abufs = small;
-    amx_gemm_task(&c, 0, ceil_div(M, TM), 0);
+    unsigned char small[TM * 256 * 2 + TM * TM * 4] __attribute__((aligned(64)));
+    j.kc = 256, j.mc = j.part_h = TM, j.parts_n = 1, j.part_w = j.nc = round_up(N, NR), j.tasks = ceil_div(M, TM);
+    j.a_bytes = TM * 256 * 2, j.b_bytes = 0, j.x_bytes = TM * TM * 4, j.scratch = small;
+    amx_gemm_task(&j, 0, j.tasks, 0);
     return 1;
 }
 

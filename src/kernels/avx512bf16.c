@@ -6,7 +6,7 @@
  * micro-panels of MR rows: for each K pair, MR 32-bit words that the micro-kernel broadcasts.
  * Micro-tile: MR = 12 rows x 32 columns in 24 zmm accumulators; per K pair two panel loads and 12 broadcasts
  * feed 24 vdpbf16ps (the instruction's latency is 6 cycles at 2 per cycle, so 12+ chains keep it busy).
- * Blocking: KC (<= 2048 K values) x MC (144 rows) of packed A stays in L2 while each 32-column panel slice
+ * Blocking (gemm_driver.h's plan and loop nest; this file supplies the micro-kernel): KC (<= 2048 K values) x MC (144 rows) of packed A stays in L2 while each 32-column panel slice
  * (KC x 32 bf16, <= 128 KB) streams through L1/L2 once per row block; long K blocks amortise the C tile's
  * read-modify-write, which otherwise costs more than the L1 reuse of a short block gains (measured), and the
  * tile is prefetched at the start of each later K block. A's f32 rows arrive from memory under software
@@ -114,120 +114,69 @@ static void s_kernel(int m, int64_t kp, const uint32_t *a, const uint32_t *b, fl
     }
 }
 
-/* ---- fused epilogue (cvx_linear_bf16_ex) ------------------------------------------------------------------- */
+/* ---- GEMM on the one driver (gemm_driver.h) ------------------------------------------------------------------ */
 
-/* ---- GEMM driver -------------------------------------------------------------------------------------------- */
+static void pd_pack_a(const cvx_gemm_job *j, const float *src, int rows, int64_t k, int64_t kpad, unsigned char *dst) {
+    (void)kpad;
+    pack_pairs_transposed(src, j->lda, rows, k, (uint32_t *)dst, MR, MR);
+}
 
-typedef struct {
-    int64_t M, N, K;
-    const float *A; /* [M, K], row stride lda */
-    int64_t lda;
-    const uint32_t *B; /* CVX_PACK_PAIRS panels, K padded to bkp */
-    int64_t bkp;
-    float *C; /* [M, N], row stride ldc */
-    int64_t ldc;
-    int accumulate;
-    const float *bias;
-    const cvx_epilogue *epi; /* NULL: plain (bias fused in the micro-kernel) */
-    int64_t kc, mc, nparts, part_w;
-    cvx_pool *pool; /* whose per-thread scratch (cvx_pool_scratch) holds mc x kc bf16, then (with an epilogue) an
-                     * MR x NR f32 tile */
-    int64_t abuf_words;
-} gemm_ctx;
-
-static void gemm_block(const gemm_ctx *c, uint32_t *abuf, int64_t m0, int64_t mlen, int64_t n0, int64_t nlen) {
-    for (int64_t pc = 0; pc < c->K; pc += c->kc) {
-        int64_t kk = min64(c->kc, c->K - pc), kp = (kk + 1) / 2;
-        int acc = c->accumulate || pc > 0;
-        pack_a(c->A + m0 * c->lda + pc, c->lda, mlen, kk, abuf);
-        float *tile = (float *)(abuf + round_up(c->mc * (c->kc / 2), 16));
-        for (int64_t jr = n0; jr < n0 + nlen; jr += NR) {
-            const uint32_t *bp = c->B + (jr / NR) * NR * (c->bkp / 2) + (pc / 2) * NR;
-            int nn = (int)min64(NR, n0 + nlen - jr);
-            const float *bias = !acc && c->bias ? c->bias + jr : NULL;
-            for (int64_t ir = 0; ir < mlen; ir += MR) {
-                int mm = (int)min64(MR, mlen - ir);
-                float *cp = c->C + (m0 + ir) * c->ldc + jr;
-                if (!c->epi) {
-                    ukernel(mm, kp, abuf + ir * kp, bp, cp, c->ldc, nn, acc, bias);
-                } else {
-                    /* The block's sum to an L1 tile, then merged by the epilogue (y may hold the residual). */
-                    ukernel(mm, kp, abuf + ir * kp, bp, tile, NR, nn, 0, NULL);
-                    bf16_epilogue(tile, NR, cp, c->ldc, m0 + ir, mm, jr, nn, c->bias ? c->bias + jr : NULL,
-                                              c->epi, pc == 0, pc + c->kc >= c->K);
-                }
-            }
-        }
+/* One MR x 32 tile over the whole K block (no sub-blocks): straight into C (bias fused), or with an epilogue into the
+ * L1 tile (extra) and merged by it (y may hold the residual). */
+static void pd_tile(const cvx_gemm_job *j, void *state, const cvx_gemm_tile *t) {
+    (void)state;
+    const uint32_t *a = (const uint32_t *)t->a, *b = t->b;
+    float *cp = j->C + t->row * j->ldc + t->col;
+    const int64_t kp = t->kpad / 2;
+    if (!j->epi) {
+        ukernel(t->m, kp, a, b, cp, j->ldc, t->n, t->acc, t->bias);
+    } else {
+        float *tile = (float *)t->extra;
+        ukernel(t->m, kp, a, b, tile, NR, t->n, 0, NULL);
+        bf16_epilogue(tile, NR, cp, j->ldc, t->row, t->m, t->col, t->n, j->bias ? j->bias + t->col : NULL, j->epi,
+                      t->first, t->last);
     }
 }
+
+static size_t pd_extra(const cvx_gemm_job *j) { return j->epi ? MR * NR * sizeof(float) : 0; }
+
+/* MC = 144 rows x KC bf16 of A (576 KB) + a B panel slice fit the 1 MB L2 of Zen 4/5. */
+static const cvx_gemm_desc pairs_desc = {
+    .mr = MR, .nr = NR, .kalign = 2, .ksub = 0, .kc_max = KC_MAX, .equal_kblocks = 1, .mc_max = MC,
+    .a_block_bytes = 0, .a_elem = 2, .columns_first = 0,
+    .pack_a = pd_pack_a, .pack_b = NULL, .b_panel = pairs_b_panel, .tile = pd_tile, .extra_bytes = pd_extra,
+};
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    gemm_ctx *c = arg;
-    uint32_t *abuf = cvx_pool_scratch(c->pool, thread_index);
-    for (int64_t t = begin; t < end; t++) {
-        int64_t m0 = (t / c->nparts) * c->mc, n0 = (t % c->nparts) * c->part_w;
-        if (m0 >= c->M || n0 >= c->N) continue;
-        gemm_block(c, abuf, m0, min64(c->mc, c->M - m0), n0, min64(c->part_w, c->N - n0));
-    }
+    const cvx_gemm_job *j = arg;
+    cvx_gemm_run_tasks(&pairs_desc, j, NULL, cvx_gemm_scratch(j, thread_index), begin, end);
 }
 
-/* Returns 0 when the packing buffers cannot be allocated (nothing written). */
+/* Always runs (returns 1): without memory for the per-thread buffers it works from the stack. */
 static int gemm_pairs(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
                       int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0) {
-        if (epi) { /* the empty sum through the epilogue, a row at a time */
-            float zeros[NR] = {0};
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t n = 0; n < N; n += NR)
-                    bf16_epilogue(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(NR, N - n),
-                                              bias ? bias + n : NULL, epi, 1, 1);
-        } else if (!accumulate) {
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
-        }
+        bf16_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
         return 1;
     }
-    int nt = cvx_pool_size(pool);
-    gemm_ctx c = {M, N, K, A, lda, B, bkp, C, ldc, accumulate, bias, epi, 0, 0, 1, round_up(N, NR), pool, 0};
-    bf16_gemm_plan pl = bf16_plan_gemm(M, N, K, nt, MR, MC, KC_MAX, 0);
-    c.kc = pl.kc, c.mc = pl.mc, c.nparts = pl.nparts, c.part_w = pl.part_w;
-    c.abuf_words = round_up(c.mc * (c.kc / 2), 16) + (epi ? MR * NR : 0);
-    if (cvx_pool_reserve_scratch(pool, (size_t)c.abuf_words * sizeof(uint32_t)) != 0) return 0;
-    cvx_pool_parallel_for(pl.tasks > 1 ? pool : NULL, pl.tasks, 1, gemm_task, &c);
+    cvx_gemm_job j = {.M = M, .N = N, .K = K, .A = A, .lda = lda, .B = B, .ldb = bkp, .C = C, .ldc = ldc,
+                      .accumulate = accumulate, .bias = bias, .epi = epi};
+    if (cvx_gemm_prepare(&pairs_desc, &j, pool) == 0) {
+        cvx_pool_parallel_for(j.tasks > 1 ? pool : NULL, j.tasks, 1, gemm_task, &j);
+        return 1;
+    }
+    /* Out of memory for the packing buffers: one MR-row group and 64 K values at a time, from the stack. */
+    unsigned char small[MR * 64 * 2 + MR * NR * 4] __attribute__((aligned(64)));
+    j.kc = 64, j.mc = j.part_h = MR, j.parts_n = 1, j.part_w = j.nc = round_up(N, NR), j.tasks = ceil_div(M, MR);
+    j.a_bytes = MR * 64 * 2, j.b_bytes = 0, j.x_bytes = MR * NR * 4, j.scratch = small;
+    gemm_task(&j, 0, j.tasks, 0);
     return 1;
 }
 
 static void bf16_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
                         const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
-    if (gemm_pairs(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi)) return;
-    /* Out of memory for 2 x 384 KB of packing buffers: one MR x 32 tile at a time, whole K in blocks of 64,
-     * from the stack. */
-    uint32_t abuf[MR * 32];
-    float tile[MR * NR], part[MR * NR];
-    const uint32_t *B = (const uint32_t *)W->data;
-    for (int64_t m0 = 0; m0 < M; m0 += MR) {
-        int mm = (int)min64(MR, M - m0);
-        for (int64_t jr = 0; jr < W->n; jr += NR) {
-            int nn = (int)min64(NR, W->n - jr);
-            for (int64_t pc = 0; pc < K; pc += 64) {
-                int64_t kk = min64(64, K - pc);
-                pack_a(x + m0 * ldx + pc, ldx, mm, kk, abuf);
-                ukernel(mm, (kk + 1) / 2, abuf, B + (jr / NR) * NR * (W->kp / 2) + (pc / 2) * NR, pc ? part : tile, NR,
-                        nn, 0, NULL);
-                if (pc)
-                    for (int i = 0; i < mm * NR; i++) tile[i] += part[i];
-            }
-            if (K <= 0) memset(tile, 0, sizeof tile);
-            if (epi) {
-                bf16_epilogue(tile, NR, y + m0 * ldy + jr, ldy, m0, mm, jr, nn, bias ? bias + jr : NULL, epi,
-                                          1, 1);
-            } else {
-                for (int i = 0; i < mm; i++)
-                    for (int j = 0; j < nn; j++) y[(m0 + i) * ldy + jr + j] = tile[i * NR + j] + (bias ? bias[jr + j] : 0.0f);
-            }
-        }
-    }
+    (void)gemm_pairs(pool, M, W->n, K, x, ldx, (const uint32_t *)W->data, W->kp, y, ldy, 0, bias, epi);
 }
 
 static void bf16_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,

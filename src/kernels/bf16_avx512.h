@@ -19,6 +19,7 @@
 #include "core/half.h"
 #include "kernels/avx512_transpose.h"
 #include "kernels/avx512_v.h"
+#include "kernels/gemm_driver.h"
 #include "kernels/kernels_internal.h"
 #include "kernels/simd_math.h"
 
@@ -28,34 +29,6 @@ INL int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 INL int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 INL int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 INL int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
-
-/* The cache-blocking plan of the bf16 GEMM drivers (avx512bf16.c, amx_tmpl.h): K in equal blocks of at most
- * kc_max values (a multiple of CVX_PACK_KALIGN, so that every block starts on a pair of every panel); row blocks
- * of mc rows (a multiple of `align`, at most mc_max, and at most a_block_bytes of packed bf16 A when that is not
- * 0); and, when there are fewer row blocks than 4 per thread, the columns split into nparts ranges of part_w (a
- * multiple of the panel width). Task t is row block t / nparts, column range t % nparts. */
-typedef struct {
-    int64_t kc, mc, mblocks, nparts, part_w, tasks;
-} bf16_gemm_plan;
-
-INL bf16_gemm_plan bf16_plan_gemm(int64_t M, int64_t N, int64_t K, int threads, int64_t align, int64_t mc_max,
-                                  int64_t kc_max, int64_t a_block_bytes) {
-    bf16_gemm_plan p;
-    p.kc = round_up(ceil_div(K, ceil_div(K, kc_max)), CVX_PACK_KALIGN);
-    int64_t mc = mc_max;
-    if (a_block_bytes > 0 && a_block_bytes / (2 * p.kc) / align * align < mc) mc = a_block_bytes / (2 * p.kc) / align * align;
-    p.mc = min64(round_up(M, align), max64(align, mc));
-    p.mblocks = ceil_div(M, p.mc);
-    p.nparts = 1, p.part_w = round_up(N, CVX_PACK_NR);
-    int64_t target = threads > 1 ? 4 * (int64_t)threads : 1;
-    if (p.mblocks < target) {
-        p.nparts = min64(ceil_div(target, p.mblocks), ceil_div(N, 2 * CVX_PACK_NR));
-        p.part_w = round_up(ceil_div(N, p.nparts), CVX_PACK_NR);
-        p.nparts = ceil_div(N, p.part_w);
-    }
-    p.tasks = p.mblocks * p.nparts;
-    return p;
-}
 
 /* The work split of the bf16 attention drivers: one task per (batch, head) and query part; a head's queries are
  * split (each part packs the head's K and V again) only when there are fewer than 4 heads per thread, into
@@ -192,6 +165,28 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
                 }
         }
     }
+}
+
+/* Panel jr's block at K value pc of CVX_PACK_PAIRS weights (gemm_driver.h's b_panel for prepacked B, K padded to
+ * j->ldb): 32-bit words, NR per K pair. */
+static inline const void *pairs_b_panel(const cvx_gemm_job *j, const unsigned char *bslice, int64_t jc, int64_t jr,
+                                        int64_t pc, int64_t kk) {
+    (void)bslice, (void)jc, (void)kk;
+    return (const uint32_t *)j->B + (jr / CVX_PACK_NR) * CVX_PACK_NR * (j->ldb / 2) + (pc / 2) * CVX_PACK_NR;
+}
+
+/* The empty sum (K = 0) of a bf16 GEMM: bias (or 0), the epilogue of 0, or nothing when accumulating. */
+static inline void bf16_gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias,
+                                   const cvx_epilogue *epi) {
+    if (!epi) {
+        cvx_gemm_empty(M, N, C, ldc, accumulate, bias);
+        return;
+    }
+    float zeros[CVX_PACK_NR] = {0};
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n += CVX_PACK_NR)
+            bf16_epilogue(zeros, 0, C + m * ldc + n, ldc, m, 1, n, (int)min64(CVX_PACK_NR, N - n), bias ? bias + n : NULL,
+                          epi, 1, 1);
 }
 
 /* C[m, n] (+)= sum_k bf16(A[m, k])·bf16(B[n, k]) in plain loops, f32 sums: the bf16 gemm_nt drivers' last resort

@@ -2,10 +2,11 @@
  * shared by every instruction-set path; the table supplies packing, the register-tiled micro-kernel and
  * the vectorised row functions.
  *
- * GEMM (cvx_linear, cvx_gemm_nt): the BLIS loop nest. For a task's block of C:
+ * GEMM (cvx_linear, cvx_gemm_nt): the one blocked driver of gemm_driver.h with the table's packers and
+ * micro-kernel. For a task's block of C:
  *   jc over N by GEMM_NC  ->  pc over K by GEMM_KC: pack B[jc, pc] (up-cast)  ->
- *   ic over M by GEMM_MC: pack A[ic, pc]  ->  jr over nr panels  ->  ir over mr panels: micro-kernel.
- * The packed B micro-panel (KC x nr) stays in L1 while the ir loop streams the packed A block from L2.
+ *   ic over M by GEMM_MC  ->  jr over nr panels  ->  row groups of mr: pack A (first panel), micro-kernel.
+ * The packed B micro-panel (KC x nr) stays in L1 while the row groups stream the packed A block from L2.
  * Work is split over N first (each thread up-casts only its own weight rows), then over M when N is narrow.
  *
  * Attention: flash-style. Scores are computed transposed, S^T = K·Q^T for a tile of keys x a block of
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "kernels/gemm_driver.h"
 #include "kernels/kernels_internal.h"
 
 /* Blocking parameters (floats). GEMM_KC x nr of packed B is L1-sized; GEMM_MC x GEMM_KC of packed A is
@@ -35,59 +37,48 @@ static int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 /* ---- gemm --------------------------------------------------------------------------------------------- */
 
-typedef struct {
-    const cvx_kernel_table *kt;
-    int64_t M, N, K;
-    const float *A; /* [M, K], row stride lda */
-    int64_t lda;
-    cvx_dtype bdt;
-    const void *B; /* [N, K] in bdt, row stride ldb elements */
-    int64_t ldb;
-    float *C; /* [M, N], row stride ldc */
-    int64_t ldc;
-    int accumulate;
-    const float *bias; /* [N] or NULL */
-    int64_t parts_n, part_w, part_h; /* task grid: parts_n columns of width part_w, rows of height part_h */
-    int64_t nc, mc;                  /* block sizes used by the tasks */
-    cvx_pool *pool; /* whose per-thread scratch holds packed B (GEMM_KC x nc) then packed A (mc x GEMM_KC) */
-    int64_t buf_floats;
-} gemm_ctx;
-
-static void gemm_block(const gemm_ctx *c, float *pb, float *pa, int64_t m0, int64_t mlen, int64_t n0, int64_t nlen) {
-    const cvx_kernel_table *kt = c->kt;
-    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
-    for (int64_t jc = n0; jc < n0 + nlen; jc += c->nc) {
-        int64_t nc = min64(c->nc, n0 + nlen - jc);
-        for (int64_t pc = 0; pc < c->K; pc += GEMM_KC) {
-            int64_t kc = min64(GEMM_KC, c->K - pc);
-            int acc = c->accumulate || pc > 0;
-            kt->gemm_pack_b(c->bdt, c->B, c->ldb, jc, nc, pc, kc, pb);
-            for (int64_t ic = m0; ic < m0 + mlen; ic += c->mc) {
-                int64_t mc = min64(c->mc, m0 + mlen - ic);
-                kt->gemm_pack_a(c->A + ic * c->lda + pc, c->lda, mc, kc, pa);
-                for (int64_t jr = 0; jr < nc; jr += nr) {
-                    int nn = (int)min64(nr, nc - jr);
-                    const float *bias = !acc && c->bias ? c->bias + jc + jr : NULL;
-                    for (int64_t ir = 0; ir < mc; ir += mr) {
-                        int mm = (int)min64(mr, mc - ir);
-                        kt->gemm_ukernel(kc, pa + ir * kc, mr, pb + jr * kc, c->C + (ic + ir) * c->ldc + jc + jr,
-                                         c->ldc, mm, nn, acc, bias);
-                    }
-                }
-            }
-        }
-    }
+/* The fp32 path on the one GEMM driver (gemm_driver.h): the table's packers and micro-kernel, B packed (and
+ * up-cast) at run time a slice at a time, columns split first. */
+static void fd_pack_a(const cvx_gemm_job *j, const float *src, int rows, int64_t k, int64_t kpad, unsigned char *dst) {
+    (void)kpad;
+    ((const cvx_kernel_table *)j->path)->gemm_pack_a(src, j->lda, rows, k, (float *)dst);
 }
 
+static void fd_pack_b(const cvx_gemm_job *j, int64_t n0, int64_t n, int64_t k0, int64_t k, unsigned char *dst) {
+    ((const cvx_kernel_table *)j->path)->gemm_pack_b(j->bdt, j->B, j->ldb, n0, n, k0, k, (float *)dst);
+}
+
+static const void *fd_b_panel(const cvx_gemm_job *j, const unsigned char *bslice, int64_t jc, int64_t jr, int64_t pc,
+                              int64_t kk) {
+    (void)j, (void)pc;
+    return (const float *)bslice + (jr - jc) * kk;
+}
+
+static void fd_tile(const cvx_gemm_job *j, void *state, const cvx_gemm_tile *t) {
+    (void)state;
+    const cvx_kernel_table *kt = j->path;
+    kt->gemm_ukernel(t->kk, (const float *)t->a, kt->gemm_mr, t->b, j->C + t->row * j->ldc + t->col, j->ldc, t->m,
+                     t->n, t->acc, t->bias);
+}
+
+/* mr and nr are the table's: the description is made per call (the driver's calls stay indirect here). */
+static cvx_gemm_desc fp32_desc(const cvx_kernel_table *kt) {
+    cvx_gemm_desc d = {
+        .mr = kt->gemm_mr, .nr = kt->gemm_nr, .kalign = 1, .ksub = 0, .kc_max = GEMM_KC, .equal_kblocks = 0,
+        .mc_max = GEMM_MC, .a_block_bytes = 0, .nc_max = GEMM_NC, .a_elem = sizeof(float), .columns_first = 1,
+        .pack_a = fd_pack_a, .pack_b = fd_pack_b, .b_panel = fd_b_panel, .tile = fd_tile,
+    };
+    return d;
+}
+
+typedef struct {
+    cvx_gemm_desc d;
+    cvx_gemm_job j;
+} fp32_gemm;
+
 static void gemm_task(void *arg, int64_t begin, int64_t end, int thread_index) {
-    gemm_ctx *c = arg;
-    float *pb = cvx_pool_scratch(c->pool, thread_index);
-    float *pa = pb + GEMM_KC * round_up(c->nc, c->kt->gemm_nr);
-    for (int64_t t = begin; t < end; t++) {
-        int64_t n0 = (t % c->parts_n) * c->part_w, m0 = (t / c->parts_n) * c->part_h;
-        if (n0 >= c->N || m0 >= c->M) continue;
-        gemm_block(c, pb, pa, m0, min64(c->part_h, c->M - m0), n0, min64(c->part_w, c->N - n0));
-    }
+    const fp32_gemm *g = arg;
+    cvx_gemm_run_tasks(&g->d, &g->j, NULL, cvx_gemm_scratch(&g->j, thread_index), begin, end);
 }
 
 typedef struct {
@@ -122,22 +113,14 @@ static void gemm_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         }
 }
 
-/* K == 0: the sum is empty. */
-static void gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, int accumulate, const float *bias) {
-    if (accumulate) return;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bias ? bias[n] : 0.0f;
-}
-
 void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A,
                    int64_t lda, cvx_dtype bdt, const void *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
                    const float *bias) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        gemm_empty(M, N, C, ldc, accumulate, bias);
+        cvx_gemm_empty(M, N, C, ldc, accumulate, bias);
         return;
     }
-    const int64_t mr = kt->gemm_mr, nr = kt->gemm_nr;
     int nt = cvx_pool_size(pool);
     if (M <= CVX_GEMV_MAX_ROWS) {
         /* Each weight is used at most 4 times: stream it once, straight from storage. */
@@ -146,21 +129,10 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
         cvx_pool_parallel_for(pool, N, chunk < 16 ? 16 : chunk, gemv_task, &g);
         return;
     }
-    gemm_ctx c = {kt, M, N, K, A, lda, bdt, B, ldb, C, ldc, accumulate, bias, 1, N, M, 0, 0, pool, 0};
-    if (nt > 1) {
-        /* A few tasks per thread so a busy core does not hold the others up; columns first (no duplicated
-         * up-cast), at least 4 panels wide; then rows. */
-        int64_t target = (int64_t)nt * 3;
-        c.parts_n = min64(target, ceil_div(N, 4 * nr));
-        c.part_w = round_up(ceil_div(N, c.parts_n), nr);
-        c.parts_n = ceil_div(N, c.part_w);
-        int64_t parts_m = min64(ceil_div(target, c.parts_n), ceil_div(M, 4 * mr));
-        c.part_h = round_up(ceil_div(M, parts_m), mr);
-    }
-    c.nc = min64(round_up(GEMM_NC, nr), round_up(c.part_w, nr));
-    c.mc = min64(round_up(GEMM_MC, mr), round_up(c.part_h, mr));
-    c.buf_floats = round_up(GEMM_KC * round_up(c.nc, nr) + c.mc * GEMM_KC, 16);
-    if (cvx_pool_reserve_scratch(pool, (size_t)c.buf_floats * sizeof(float)) != 0) {
+    fp32_gemm g = {fp32_desc(kt),
+                   {.M = M, .N = N, .K = K, .A = A, .lda = lda, .B = B, .ldb = ldb, .bdt = bdt, .C = C, .ldc = ldc,
+                    .accumulate = accumulate, .bias = bias, .path = kt}};
+    if (cvx_gemm_prepare(&g.d, &g.j, pool) != 0) {
         /* Out of memory for packing buffers: the plain reference loop needs none. */
         if (bdt == CVX_DTYPE_F32) {
             gemm_plain(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
@@ -184,8 +156,7 @@ void cvx__gemm_run(const cvx_kernel_table *kt, cvx_pool *pool, int64_t M, int64_
         }
         return;
     }
-    int64_t tasks = c.parts_n * ceil_div(M, c.part_h);
-    cvx_pool_parallel_for(tasks > 1 ? pool : NULL, tasks, 1, gemm_task, &c);
+    cvx_pool_parallel_for(g.j.tasks > 1 ? pool : NULL, g.j.tasks, 1, gemm_task, &g);
 }
 
 void cvx_linear(cvx_pool *pool, float *y, const float *x, int64_t M, int64_t K, const cvx_tensor *W,
