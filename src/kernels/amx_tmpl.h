@@ -234,26 +234,13 @@ static void amx_gemm_task(void *arg, int64_t begin, int64_t end, int thread_inde
     _mm_sfence(); /* the streaming stores are visible before the task ends */
 }
 
-/* Always runs (returns 1): without memory for the per-thread buffers it works from the stack. */
+/* Always runs (returns 1): without memory for the per-thread buffers, one 32-row group and 256 K values at a time
+ * from the stack. */
 static int amx_gemm(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const uint32_t *B,
                     int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias, const cvx_epilogue *epi) {
-    if (M <= 0 || N <= 0) return 1;
-    if (K <= 0) {
-        bf16_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
-        return 1;
-    }
-    cvx_gemm_job j = {.M = M, .N = N, .K = K, .A = A, .lda = lda, .B = B, .ldb = bkp, .C = C, .ldc = ldc,
-                      .accumulate = accumulate, .bias = bias, .epi = epi};
-    if (cvx_gemm_prepare(&amx_gemm_desc, &j, pool) == 0) {
-        cvx_pool_parallel_for(j.tasks > 1 ? pool : NULL, j.tasks, 1, amx_gemm_task, &j);
-        return 1;
-    }
-    /* Out of memory for the packing buffers: one 32-row group and 256 K values at a time, from the stack. */
     unsigned char small[TM * 256 * 2 + TM * TM * 4] __attribute__((aligned(64)));
-    j.kc = 256, j.mc = j.part_h = TM, j.parts_n = 1, j.part_w = j.nc = round_up(N, NR), j.tasks = ceil_div(M, TM);
-    j.a_bytes = TM * 256 * 2, j.b_bytes = 0, j.x_bytes = TM * TM * 4, j.scratch = small;
-    amx_gemm_task(&j, 0, j.tasks, 0);
-    return 1;
+    return bf16_pairs_gemm(&amx_gemm_desc, amx_gemm_task, small, 256, TM * TM * 4, pool, M, N, K, A, lda, B, bkp, C,
+                           ldc, accumulate, bias, epi);
 }
 
 static void amx_linear(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,

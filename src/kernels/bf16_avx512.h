@@ -189,6 +189,32 @@ static inline void bf16_gemm_empty(int64_t M, int64_t N, float *C, int64_t ldc, 
                           epi, 1, 1);
 }
 
+/* A bf16 GEMM over CVX_PACK_PAIRS weights (K padded to bkp) on the one driver, for avx512bf16.c and amx_tmpl.h: the
+ * empty sum, or the job planned by d and run by the path's task on the pool, or, without memory for the per-thread
+ * buffers, one row group and small_kc K values at a time in the caller's buffer `small` (64-byte aligned, mr·small_kc
+ * bf16 of A + small_extra bytes). Always runs (returns 1). */
+INL int bf16_pairs_gemm(const cvx_gemm_desc *d, cvx_pool_fn task, unsigned char *small, int64_t small_kc,
+                        size_t small_extra, cvx_pool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const uint32_t *B, int64_t bkp, float *C, int64_t ldc, int accumulate, const float *bias,
+                        const cvx_epilogue *epi) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) {
+        bf16_gemm_empty(M, N, C, ldc, accumulate, bias, epi);
+        return 1;
+    }
+    cvx_gemm_job j = {.M = M, .N = N, .K = K, .A = A, .lda = lda, .B = B, .ldb = bkp, .C = C, .ldc = ldc,
+                      .accumulate = accumulate, .bias = bias, .epi = epi};
+    if (cvx_gemm_prepare(d, &j, pool) == 0) {
+        cvx_pool_parallel_for(j.tasks > 1 ? pool : NULL, j.tasks, 1, task, &j);
+        return 1;
+    }
+    j.kc = small_kc, j.mc = j.part_h = d->mr, j.parts_n = 1, j.part_w = j.nc = round_up(N, d->nr);
+    j.tasks = ceil_div(M, d->mr);
+    j.a_bytes = (size_t)(d->mr * small_kc * 2), j.b_bytes = 0, j.x_bytes = small_extra, j.scratch = small;
+    task(&j, 0, j.tasks, 0);
+    return 1;
+}
+
 /* C[m, n] (+)= sum_k bf16(A[m, k])·bf16(B[n, k]) in plain loops, f32 sums: the bf16 gemm_nt drivers' last resort
  * when not even one packed panel of B can be allocated. */
 static inline void bf16_gemm_nt_plain(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
