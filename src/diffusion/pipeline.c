@@ -261,6 +261,7 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
                         "frames must be %dk+1 from %d to %d (8k+1 is what the model card recommends), got %d",
                         I->frames_step, I->min_frames, I->max_frames, *frames);
+    plan->spatial = 1 << (cvx_model_component_get(e->model, "vae")->cfg.vae.n_blocks - 1);
     *height = p->height ? p->height : I->default_height;
     *width = p->width ? p->width : I->default_width;
     /* the conditioning is taken at the video's size; the pipeline's VideoProcessor resizes (PIL Lanczos), this
@@ -273,6 +274,13 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
                         "the input video is %dx%d, the output %dx%d (width x height): bring the video to that size "
                         "first (it is not resized)", p->video_width, p->video_height, *width, *height);
+    /* v0.30.3 CogVideoXPatchEmbed raises for a learned table (5b-I2V) at another size than the sample size */
+    if (tcfg->use_learned_positional_embeddings &&
+        (*height != tcfg->sample_height * plan->spatial || *width != tcfg->sample_width * plan->spatial))
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "this model's learned positional embedding (5b-I2V) makes only %lldx%lld videos (width x "
+                        "height), not %dx%d", (long long)tcfg->sample_width * plan->spatial,
+                        (long long)tcfg->sample_height * plan->spatial, *width, *height);
     if (p->video && *frames < 2 * I->frames_step + 1)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
                         "video-to-video needs at least %d input frames (the VAE encodes batches of 8), got %d",
@@ -327,7 +335,6 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "%s", err.message);
     }
     const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
-    plan->spatial = 1 << (vc->cfg.vae.n_blocks - 1);
     plan->L = p->prompt_embeds ? p->embeds_length : tr->cfg.transformer.max_text_seq_length;
     plan->F = (plan->frames - 1) / vc->cfg.vae.temporal_compression_ratio + 1;
     plan->C = tr->cfg.transformer.out_channels;
