@@ -83,6 +83,15 @@ grep -q '"joint_tokens":228,' "$tmp/block.json" || { echo "FAIL: block: 2 + 226 
 check generate "$tmp/gen.json" "${common[@]}" stage_seconds stage_seconds_median seconds seconds_median peak_rss_gb
 grep -q '"stage_seconds":{"encode":[^,]*,"denoise":[^,]*,"decode":[^,]*,"write":' "$tmp/gen.json" ||
   { echo "FAIL: generate: stage_seconds: $(cat "$tmp/gen.json")"; fail=1; }
+# --no-decode: stopped after the denoising, its stage times reported (denoise > 0), no decode timed
+"$bin" bench generate -m "$tmp/model" --steps 2 --frames 5 --repeat 1 --no-decode --json >"$tmp/gennd.json" 2>/dev/null
+[ "$have_python" = 0 ] || python3 - "$tmp/gennd.json" <<'PY' || { echo "FAIL: generate --no-decode: $(head -c 600 "$tmp/gennd.json")"; fail=1; }
+import json, sys
+j = json.load(open(sys.argv[1]))
+s = j["stage_seconds"]
+assert j["decoded"] is False and s["encode"] > 0 and s["denoise"] > 0 and s["decode"] == 0, s
+assert abs(j["seconds_per_step"] - s["denoise"] / 2) <= 1e-4 * s["denoise"], j["seconds_per_step"]
+PY
 # --cache: the computed steps are reported (the first and the last always run); a bad spec is a usage error
 "$bin" bench generate -m "$tmp/model" --steps 4 --frames 5 --repeat 1 --cache teacache:0.1 --json >"$tmp/genc.json" 2>/dev/null
 check "generate --cache" "$tmp/genc.json" computed_steps computed_step_count cache

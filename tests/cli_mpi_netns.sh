@@ -58,11 +58,15 @@ done
 set +e
 cat >agent.sh <<'EOF'
 #!/bin/sh
-# mpirun's rsh agent: the "host" is a network namespace
+# mpirun's rsh agent: the "host" is a network namespace, with a session directory of its own (separate hosts
+# have separate /tmp; sharing one, the daemons race to create the same job directory)
 host=$1
 shift
-exec ip netns exec "$host" /bin/sh -c "$*"
+mkdir -p "$AGENT_TMP/$host"
+exec ip netns exec "$host" env TMPDIR="$AGENT_TMP/$host" /bin/sh -c "$*"
 EOF
+export AGENT_TMP="$TMP/sessions"
+mkdir -p "$AGENT_TMP/launcher"
 chmod +x agent.sh
 printf '%sa slots=2\n%sb slots=2\n' "$P" "$P" >hosts
 "$BIN" make-model --preset tiny -o tiny >/dev/null 2>&1 || bad "make-model"
@@ -70,7 +74,7 @@ GEN=(generate -m "$TMP/tiny" -p "two hosts, one video" --steps 3 --seed 11 --pre
 "$BIN" "${GEN[@]}" -o one.mp4 >one.json 2>one.err || bad "one process: $(cat one.err)"
 want=$(sed -n 's/.*"latents_sha256": "\([0-9a-f]*\)".*/\1/p' one.json)
 for n in 2 4; do
-    timeout 300 mpirun --allow-run-as-root -np "$n" --hostfile hosts --map-by slot:OVERSUBSCRIBE \
+    TMPDIR="$AGENT_TMP/launcher" timeout 300 mpirun --allow-run-as-root -np "$n" --hostfile hosts --map-by slot:OVERSUBSCRIBE \
         --mca plm_rsh_agent "$TMP/agent.sh" --mca oob_tcp_if_include "$NET.0/24" --mca btl self,tcp \
         --mca btl_tcp_if_include "$NET.0/24" -x ASAN_OPTIONS=detect_leaks=0 \
         "$BIN" "${GEN[@]}" --threads 1 -o "n$n.mp4" >"n$n.json" 2>"n$n.err"

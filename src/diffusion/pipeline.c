@@ -1163,8 +1163,10 @@ cvx_status cvx_generate_tapped(cvx_engine *e, const cvx_generate_params *p, cvx_
     const uint64_t dcomm_b0 = cvx_dist_bytes_sent();
     st = denoise(&g, embeds, latents);
     seconds[CVX_PHASE_DENOISE] = cvx_time_seconds() - t;
-    if (out)
+    if (out) { /* the stage times so far, also for a run stopped after its denoising (bench --no-decode) */
         out->denoise_comm_seconds = cvx_dist_seconds() - dcomm_s0, out->denoise_comm_bytes = cvx_dist_bytes_sent() - dcomm_b0;
+        memcpy(out->seconds, seconds, sizeof seconds);
+    }
     free(embeds);
     embeds = NULL;
     if (st != CVX_OK) goto done;
