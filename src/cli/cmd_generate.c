@@ -428,7 +428,10 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_frames in;
     memset(&in, 0, sizeof in);
     float *pe = NULL, *ne = NULL;
-    if ((image_path || video_path) && (orc = read_inputs(image_path, video_path, quiet, &I, &in, &p)) != 0) return orc;
+    if ((image_path || video_path) && (orc = read_inputs(image_path, video_path, quiet, &I, &in, &p)) != 0) {
+        cvx_frames_free(&in);
+        return orc;
+    }
     if (embeddings_path) {
         if ((orc = load_embeddings(embeddings_path, &pe, &ne, &p.embeds_length, &p.embeds_dim)) != 0) {
             cvx_frames_free(&in);
@@ -448,6 +451,8 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     if (cvx_dist_bcast(world, &p.seed, sizeof p.seed, 0, &derr) != CVX_OK) { /* every rank: rank 0's seed */
         fprintf(stderr, "cogvideox generate: %s\n", derr.message);
+        cvx_frames_free(&in);
+        free(pe), free(ne);
         return 2;
     }
 

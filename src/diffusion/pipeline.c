@@ -678,7 +678,10 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
 
     cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
     st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
-    if (st != CVX_OK) return st;
+    if (st != CVX_OK) {
+        free(image_latents);
+        return st;
+    }
     int64_t ts[1002], nts = 0, first = 0;
     st = cvx_scheduler_timesteps_for(sched, p->steps, ts, &nts, &e->err);
     if (st != CVX_OK) goto done;
