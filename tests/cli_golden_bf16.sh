@@ -33,7 +33,7 @@ paths=("")
 for isa in "${paths[@]}"; do
   if [ -n "$isa" ]; then export CVX_FORCE_ISA=$isa; else unset CVX_FORCE_ISA; fi
   tag=${isa:-best path}
-  run_bf16 "project cases ($tag)" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/rope"
+  run_bf16 "project cases ($tag)" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/i2v" "$D/v2v" "$D/rope"
   grep -q '^PASS rope ' "$T/out" || { echo "FAIL: rope (no bf16 path) did not run in fp32"; fail=1; }
   if [ -d "$S" ]; then
     dirs=()
@@ -52,12 +52,10 @@ rc=$?
 rc=$?
 [ "$rc" = 3 ] && grep -q '^FAIL vae/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (vae): exit $rc"; cat "$T/out"; fail=1; }
 
-# the i2v / v2v bound bites too (the shared cases, when present)
-if [ -d "$S/i2v" ]; then
-  "$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$S/i2v" >"$T/out" 2>&1
-  rc=$?
-  [ "$rc" = 3 ] && grep -q '^FAIL i2v/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (i2v): exit $rc"; cat "$T/out"; fail=1; }
-fi
+# the i2v bound bites too
+"$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$D/i2v" >"$T/out" 2>&1
+rc=$?
+[ "$rc" = 3 ] && grep -q '^FAIL i2v/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (i2v): exit $rc"; cat "$T/out"; fail=1; }
 
 expect_rc() { # label rc command...
   local label="$1" want="$2"
