@@ -42,6 +42,13 @@ int main(void) {
     CHECK(cvx_frames_read_image(path, &fr, &err) == CVX_OK);
     CHECK(fr.frames == 1 && fr.width == W && fr.height == H && fr.rgb && !memcmp(fr.rgb, src, (size_t)W * H * 3));
     cvx_frames_free(&fr);
+    /* a name that looks like an image-sequence pattern is still one file */
+    snprintf(path, sizeof path, "%s/frame%%03d.png", tmp);
+    CHECK(cvx_png_write(path, src, W, H, &err) == CVX_OK);
+    CHECK_MSG(cvx_frames_read_image(path, &fr, &err) == CVX_OK && fr.frames == 1 &&
+                  !memcmp(fr.rgb, src, (size_t)W * H * 3), "%s: %s", path, err.message);
+    cvx_frames_free(&fr);
+    snprintf(path, sizeof path, "%s/a.png", tmp);
     /* the same file as a one-frame "video" */
     CHECK(cvx_frames_read_video(path, 0, &fr, &err) == CVX_OK && fr.frames == 1);
     cvx_frames_free(&fr);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/dict.h>
 #include <libavutil/error.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
@@ -81,7 +82,11 @@ static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_er
     struct SwsContext *sws = NULL;
     cvx_status st = CVX_OK;
     char why[AV_ERROR_MAX_STRING_SIZE];
-    int rc = avformat_open_input(&fmt, path, NULL, NULL);
+    /* a file name is a file name: no image-sequence pattern ("%03d") expansion by the image2 demuxer */
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "pattern_type", "none", 0);
+    int rc = avformat_open_input(&fmt, path, NULL, &opts);
+    av_dict_free(&opts);
     if (rc < 0) {
         av_strerror(rc, why, sizeof why);
         return rd_fail(err, CVX_ERR_FORMAT, "%s: not an image or video FFmpeg can read (%s)", path, why);
