@@ -41,12 +41,14 @@
 #include "core/log.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
+#include "diffusion/rope.h"
 #include "diffusion/transformer.h"
 #include "io/config.h"
 #include "io/model.h"
 #include "io/model_maker.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "vae/vae.h"
 
 #ifndef CVX_BENCH_DIR
 #define CVX_BENCH_DIR "bench"
@@ -69,7 +71,7 @@ typedef struct {
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox bench peak|gemm|attention|block|generate|deviation [options]\n"
+            "usage: cogvideox bench peak|gemm|attention|block|generate|deviation|i2v [options]\n"
             "  peak                                        register peak of each dot-product family, all threads\n"
             "  gemm --m M --k K --n N                      y[M,N] = x[M,K]·W[N,K]^T\n"
             "  attention --tokens L --heads H --head-dim D batch 2, self-attention\n"
@@ -82,6 +84,11 @@ static int usage(FILE *f) {
             "                                              one run over N processes: rank 0 prints, with per rank the\n"
             "                                              compute and communication seconds per step and the bytes sent\n"
             "  deviation -m DIR [generate's flags; --steps 2] bf16 vs fp32 final latents of the same run (no decode)\n"
+            "  i2v -m DIR [--frames N] [--height H] [--width W]\n"
+            "                                              an image-to-video model (make-model --preset\n"
+            "                                              cogvideox-5b-i2v): the VAE encode of one image and one\n"
+            "                                              denoising step (the CFG batch of 2, 32 input channels), its\n"
+            "                                              FLOPs and fraction of the peak (default: the sample size)\n"
             "common: --json  --precision fp32|bf16 (bf16)  --repeat N (3)  --threads N (all cores)\n"
             "        --torch-script PATH (bench/torch_block.py)\n"
             "exit codes: 0 ok, 1 bad arguments, 2 a model, file or I/O failure\n"
@@ -592,6 +599,128 @@ out:
     return rc;
 }
 
+/* bench i2v: what an image-to-video generation adds and costs per step, on the model folder's own weights: the VAE
+ * encode of the conditioning image [1, 3, 1, H, W] (once per generation) and one denoising step, i.e. one
+ * transformer forward over the CFG batch [2, F, 2C, h, w] with the text [2, L, Dt] and the rope tables (what every
+ * step costs, the guidance and the scheduler's O(n) update aside). Inputs are random. */
+static int mode_i2v(const bench_opts *o, cvx_pool *pool, json_t *root) {
+    char path[4200];
+    cvx_error err = {0};
+    cvx_dit *m = NULL;
+    cvx_vae *vae = NULL;
+    float *lat = NULL, *text = NULL, *out = NULL, *cs = NULL, *sn = NULL, *x = NULL, *h = NULL;
+    double *sec = calloc((size_t)o->repeat, sizeof(double)), *esec = calloc((size_t)o->repeat, sizeof(double));
+    int rc = 2;
+    snprintf(path, sizeof path, "%s/transformer", o->model);
+    double t0 = cvx_time_seconds();
+    if (!sec || !esec || cvx_dit_open_dir(&m, path, &err)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", err.message[0] ? err.message : "out of memory");
+        goto out;
+    }
+    const cvx_dit_config *c = cvx_dit_get_config(m);
+    if (c->in_channels != 2 * c->out_channels) {
+        fprintf(stderr, "cogvideox bench i2v: %s takes %d input channels for %d output channels: not an image-to-video "
+                "transformer (make-model --preset cogvideox-5b-i2v writes one)\n", path, c->in_channels, c->out_channels);
+        rc = 1;
+        goto out;
+    }
+    if (o->precision == CVX_PRECISION_BF16 && cvx_dit_set_precision(m, CVX_PRECISION_BF16, pool)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", cvx_error_message(cvx_dit_error(m)));
+        goto out;
+    }
+    json_object_set_new(root, "open_seconds", json_real(cvx_time_seconds() - t0));
+    snprintf(path, sizeof path, "%s/vae", o->model);
+    if (cvx_vae_open(&vae, path, CVX_VAE_ENCODER, &err) || cvx_vae_set_precision(vae, o->precision)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", err.message[0] ? err.message : cvx_vae_last_error(vae));
+        goto out;
+    }
+    const int S = 1 << (cvx_vae_get_config(vae)->n_blocks - 1), tcr = (int)cvx_vae_get_config(vae)->temporal_compression_ratio;
+    const int frames = o->gp.num_frames ? o->gp.num_frames : c->sample_frames;
+    const int H = o->gp.height ? o->gp.height : c->sample_height * S, W = o->gp.width ? o->gp.width : c->sample_width * S;
+    const int64_t B = 2, F = (frames - 1) / tcr + 1, hl = H / S, wl = W / S, L = c->max_text_seq_length;
+    const int64_t Cin = c->in_channels, Dh = c->attention_head_dim;
+    /* the image's encode */
+    int64_t xs[5] = {1, 3, 1, H, W}, hs[5];
+    cvx_vae_params vp = cvx_vae_params_default(vae);
+    if (cvx_vae_encode_shape(vae, &vp, xs, hs)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", cvx_vae_last_error(vae));
+        rc = 1;
+        goto out;
+    }
+    x = alloc_f32(3 * (int64_t)H * W);
+    h = alloc_f32(hs[1] * hs[2] * hs[3] * hs[4]);
+    if (!x || !h) goto oom;
+    fill_random(x, 3 * (int64_t)H * W, 5, 1.0f);
+    for (int r = 0; r < o->repeat; r++) {
+        double t1 = cvx_time_seconds();
+        if (cvx_vae_encode(vae, pool, &vp, x, xs, h)) {
+            fprintf(stderr, "cogvideox bench i2v: %s\n", cvx_vae_last_error(vae));
+            goto out;
+        }
+        esec[r] = cvx_time_seconds() - t1;
+        fprintf(stderr, "cogvideox bench i2v: VAE encode of the %dx%d image, run %d: %.3f s\n", W, H, r + 1, esec[r]);
+    }
+    cvx_vae_close(vae), vae = NULL;
+    /* one denoising step */
+    cvx_rope_params rp = cvx_rope_params_default(H, W, (int)F, (int)Dh);
+    rp.vae_scale_spatial = S, rp.patch_size = c->patch_size;
+    int gh, gw;
+    int64_t rows;
+    if (cvx_rope_shape(&rp, &gh, &gw, &rows, &err)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", err.message);
+        rc = 1;
+        goto out;
+    }
+    lat = alloc_f32(B * F * Cin * hl * wl);
+    out = alloc_f32(B * F * c->out_channels * hl * wl);
+    text = alloc_f32(B * L * c->text_embed_dim);
+    cs = alloc_f32(rows * Dh), sn = alloc_f32(rows * Dh);
+    if (!lat || !out || !text || !cs || !sn) goto oom;
+    if (cvx_rope_tables(&rp, cs, sn, &err)) {
+        fprintf(stderr, "cogvideox bench i2v: %s\n", err.message);
+        goto out;
+    }
+    fill_random(lat, B * F * Cin * hl * wl, 6, 1.0f);
+    fill_random(text, B * L * c->text_embed_dim, 7, 0.1f);
+    int64_t ts[2] = {999, 999};
+    for (int r = 0; r < o->repeat; r++) {
+        cvx_dit_call call = {B, F, hl, wl, L, lat, text, ts, cs, sn, out, pool, NULL, NULL, NULL, NULL};
+        double t1 = cvx_time_seconds();
+        if (cvx_dit_forward(m, &call)) {
+            fprintf(stderr, "cogvideox bench i2v: %s\n", cvx_error_message(cvx_dit_error(m)));
+            rc = 1;
+            goto out;
+        }
+        sec[r] = cvx_time_seconds() - t1;
+        fprintf(stderr, "cogvideox bench i2v: denoising step (transformer, CFG batch 2), run %d: %.3f s\n", r + 1, sec[r]);
+    }
+    json_object_set_new(root, "model_dir", json_string(o->model));
+    json_object_set_new(root, "frames", json_integer(frames));
+    json_object_set_new(root, "height", json_integer(H));
+    json_object_set_new(root, "width", json_integer(W));
+    json_object_set_new(root, "latent_frames", json_integer(F));
+    json_object_set_new(root, "in_channels", json_integer(Cin));
+    json_object_set_new(root, "joint_tokens", json_integer(L + rows));
+    json_object_set_new(root, "batch", json_integer(B));
+    json_object_set_new(root, "layers", json_integer(c->num_layers));
+    json_object_set_new(root, "dim", json_integer(c->inner_dim));
+    json_object_set_new(root, "vae_encode_seconds", json_real(min_of(esec, o->repeat)));
+    json_object_set_new(root, "peak_rss_gb", json_real(peak_rss_gb()));
+    add_peak_ref(root, cvx_pool_size(pool));
+    /* seconds / flops / fraction_of_peak: the denoising step */
+    add_timing(root, sec, o->repeat, cvx_dit_flops(c, B, F, hl, wl, L), json_real_value(json_object_get(root, "peak_gflops")));
+    add_amx_fraction(root);
+    rc = 0;
+    goto out;
+oom:
+    fprintf(stderr, "cogvideox bench i2v: out of memory\n");
+out:
+    cvx_vae_close(vae);
+    cvx_dit_free(m);
+    free(lat), free(out), free(text), free(cs), free(sn), free(x), free(h), free(sec), free(esec);
+    return rc;
+}
+
 /* --no-decode: the generation is stopped (as a cancel) once the last denoising step is done, at the poll that comes
  * before the VAE opens. */
 static void stop_at_decode_progress(const cvx_progress *pr, void *user) {
@@ -769,14 +898,14 @@ int cvx_cmd_bench(int argc, char **argv) {
     o.gp = cvx_generate_params_default();
     o.gp.prompt = "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene "
                   "bamboo forest.";
-    static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate", "deviation"};
+    static const char *const modes[] = {"peak", "gemm", "attention", "block", "generate", "deviation", "i2v"};
     int known = 0;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(o.mode, modes[i]);
     if (!known) {
         fprintf(stderr, "cogvideox bench: unknown mode '%s'\n", o.mode);
         return usage(stderr);
     }
-    int is_gen = !strcmp(o.mode, "generate") || !strcmp(o.mode, "deviation");
+    int is_gen = !strcmp(o.mode, "generate") || !strcmp(o.mode, "deviation") || !strcmp(o.mode, "i2v");
     if (!strcmp(o.mode, "deviation")) o.gp.steps = 2;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -879,7 +1008,7 @@ int cvx_cmd_bench(int argc, char **argv) {
             threads, o.precision == CVX_PRECISION_BF16 ? "bf16" : "fp32");
 
     add_machine_load(root);
-    if (!strcmp(o.mode, "gemm") || !strcmp(o.mode, "attention") || !strcmp(o.mode, "block")) {
+    if (!strcmp(o.mode, "gemm") || !strcmp(o.mode, "attention") || !strcmp(o.mode, "block") || !strcmp(o.mode, "i2v")) {
         const char *family;
         g_peak_before = ref_peak(threads, &family);
     }
@@ -888,6 +1017,7 @@ int cvx_cmd_bench(int argc, char **argv) {
     else if (!strcmp(o.mode, "gemm")) rc = mode_gemm(&o, pool, root);
     else if (!strcmp(o.mode, "attention")) rc = mode_attention(&o, pool, root);
     else if (!strcmp(o.mode, "block")) rc = mode_block(&o, pool, root);
+    else if (!strcmp(o.mode, "i2v")) rc = mode_i2v(&o, pool, root);
     else {
         cvx_pool_free(pool), pool = NULL; /* the engine has its own */
         rc = !strcmp(o.mode, "deviation") ? cvx_bench_deviation(o.model, &o.gp, o.threads, root)

@@ -164,6 +164,12 @@ typedef struct {
     cvx_weights_kind weights;
     char weights_origin[160];       /* in words: "random weights from cogvideox make-model --preset tiny (seed 0)",
                                      * "not made by make-model; the shapes of CogVideoX-2b", ... */
+    /* what the model generates from: "t2v" (text, and a video with cvx_generate_params.video: any model whose
+     * transformer maps its latent channels to themselves) or "i2v" (text and a first image: in_channels =
+     * 2 × out_channels, CogVideoX-5b-I2V); "t2v" without an engine */
+    char kind[8];
+    int has_text_encoder;           /* 0: model_index.json has tokenizer/text_encoder [null, null]; a generation then
+                                     * needs prompt_embeds (1 without an engine) */
 } cvx_model_info;
 
 /* Fills *out. engine NULL: the limits and the CogVideoX-2b defaults, for checks made before a model is opened
@@ -287,6 +293,27 @@ typedef struct {
      * computed step: B·S·D floats, ≈ 273 MB at 49 × 480 × 720 with guidance), and a blob resumes only a
      * generation with the same cache settings. */
     cvx_cache_params cache;
+    /* Image-to-video (CogVideoXImageToVideoPipeline; an "i2v" model requires it, others refuse it): the first
+     * frame, RGB [image_height, image_width, 3] uint8, exactly height × width (it is not resized: bring it to the
+     * size first). It is VAE-encoded, its latent sampled with the run's generator (before the initial noise),
+     * scaled and padded with zero latent frames, and conditions every step. */
+    const uint8_t *image;
+    int image_width, image_height;
+    /* Video-to-video (CogVideoXVideoToVideoPipeline; "t2v" models): the input frames, RGB
+     * [video_frames, video_height, video_width, 3] uint8, exactly height × width; video_frames = 4k+1 from 9 to
+     * max_frames (the VAE encodes 8-frame batches) gives the output's length (num_frames must be 0 or equal).
+     * strength (0..1, default 0.8) keeps the last int(steps · strength) timesteps of the schedule: the encoded
+     * video gets the noise of the first kept one (scheduler.add_noise). */
+    const uint8_t *video;
+    int video_frames, video_width, video_height;
+    double strength; /* a double, as the pipeline's Python float: int(steps · strength) truncates */
+    /* Precomputed text embeddings instead of the prompt (diffusers' prompt_embeds / negative_prompt_embeds): F32
+     * [1, embeds_length, embeds_dim] each, embeds_length = the transformer's max_text_seq_length with sincos or
+     * learned positions (any length with rope alone), embeds_dim = its text_embed_dim. negative_prompt_embeds is
+     * required with guidance (> 1). prompt and negative_prompt are then only recorded in the outputs' tags. The
+     * only way to run a folder without a text encoder. */
+    const float *prompt_embeds, *negative_prompt_embeds;
+    int embeds_length, embeds_dim;
 } cvx_generate_params;
 
 CVX_API cvx_generate_params cvx_generate_params_default(void);

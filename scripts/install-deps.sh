@@ -8,9 +8,9 @@ packages=(
   cmake                # build system + CTest
   pkg-config           # locating the -dev libraries below
   libjansson-dev       # JSON: safetensors headers, diffusers configs, golden case files
-  libavformat-dev      # MP4 muxing (FFmpeg), with faststart for browsers
-  libavcodec-dev       # H.264 through libx264 (Debian's libavcodec is built with it) and PNG frames
-  libswscale-dev       # RGB -> yuv420p conversion for H.264
+  libavformat-dev      # MP4 muxing (FFmpeg), with faststart for browsers; demuxing the --image/--video inputs
+  libavcodec-dev       # H.264 through libx264 (Debian's libavcodec is built with it), PNG frames; decoding the inputs
+  libswscale-dev       # RGB -> yuv420p conversion for H.264; input frames -> RGB
   libavutil-dev        # FFmpeg's common utilities (frames, options, errors)
   ffmpeg               # ffprobe: the tests check the MP4s we write
   clang                # libFuzzer targets (fuzz/) and the sanitizer build

@@ -103,6 +103,19 @@ rc=$?
 set -e
 [ "$rc" = 1 ] && grep -q "cache" "$tmp/genc.err" || { echo "FAIL: generate --cache teacache:x: exit $rc (want 1, a usage error)"; fail=1; }
 
+# i2v: the VAE encode of one image and one denoising step of an image-to-video model (make-model tiny-i2v), with
+# the step's FLOPs and fraction of the peak; a text-to-video folder is refused as a usage error.
+"$bin" make-model --preset tiny-i2v -o "$tmp/i2v" >/dev/null 2>&1
+"$bin" bench i2v -m "$tmp/i2v" --repeat 1 --json >"$tmp/i2v.json" 2>"$tmp/i2v.err" ||
+  { echo "FAIL: bench i2v: $(tail -3 "$tmp/i2v.err")"; fail=1; }
+check i2v "$tmp/i2v.json" cpu isa threads seconds flops gflops fraction_of_peak vae_encode_seconds in_channels
+grep -q '"in_channels":32' "$tmp/i2v.json" || { echo "FAIL: bench i2v: $(head -c 400 "$tmp/i2v.json")"; fail=1; }
+set +e
+"$bin" bench i2v -m "$tmp/model" --repeat 1 --json >/dev/null 2>"$tmp/i2v2.err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q "image-to-video" "$tmp/i2v2.err" || { echo "FAIL: bench i2v on a t2v model: exit $rc"; fail=1; }
+
 # deviation without --frames: the model's default frames (sample_frames, 9 for the tiny model), as the engine resolves
 # them (cvx_engine_info), in the latent shape too.
 "$bin" bench deviation -m "$tmp/model" --steps 1 --json >"$tmp/dev0.json" 2>"$tmp/dev0.err" &&

@@ -1,5 +1,5 @@
 #!/bin/bash
-# cogvideox golden --precision bf16: the t5, transformer, pipeline, e2e and vae golden cases (the project's copies,
+# cogvideox golden --precision bf16: the t5, transformer, pipeline, e2e, vae, i2v and v2v golden cases (the project's copies,
 # then ../shared/golden's when present) run the bf16 path and pass within the bf16 bound of the built-in table
 # (tests/data/bf16_tolerances.json, derived in docs/bf16-tolerances.md); the other components still run in fp32
 # with their own tolerances; a table tighter than the measured deviations makes them FAIL (the bound bites);
@@ -17,7 +17,7 @@ run_bf16() { # label path...
   local rc=$?
   if [ "$rc" != 0 ]; then echo "FAIL $label: exit $rc"; cat "$T/out" "$T/err"; fail=1; return; fi
   # every case of a component with a bf16 path ran in bf16
-  if grep -E '^(PASS|FAIL|SKIP) (t5|transformer|pipeline|e2e|vae)/' "$T/out" | grep -v '\[bf16\]' | grep -q .; then
+  if grep -E '^(PASS|FAIL|SKIP) (t5|transformer|pipeline|e2e|vae|i2v|v2v)/' "$T/out" | grep -v '\[bf16\]' | grep -q .; then
     echo "FAIL $label: a case ran without bf16"; cat "$T/out"; fail=1
   fi
   grep -q '^PASS .*\[bf16\]' "$T/out" || { echo "FAIL $label: no bf16 case ran"; cat "$T/out"; fail=1; }
@@ -33,11 +33,11 @@ paths=("")
 for isa in "${paths[@]}"; do
   if [ -n "$isa" ]; then export CVX_FORCE_ISA=$isa; else unset CVX_FORCE_ISA; fi
   tag=${isa:-best path}
-  run_bf16 "project cases ($tag)" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/rope"
+  run_bf16 "project cases ($tag)" "$D/t5" "$D/transformer" "$D/pipeline" "$D/e2e" "$D/vae" "$D/i2v" "$D/v2v" "$D/rope"
   grep -q '^PASS rope ' "$T/out" || { echo "FAIL: rope (no bf16 path) did not run in fp32"; fail=1; }
   if [ -d "$S" ]; then
     dirs=()
-    for c in t5 transformer pipeline e2e vae; do [ -d "$S/$c" ] && dirs+=("$S/$c"); done
+    for c in t5 transformer pipeline e2e vae i2v v2v; do [ -d "$S/$c" ] && dirs+=("$S/$c"); done
     [ ${#dirs[@]} -gt 0 ] && run_bf16 "shared cases ($tag)" "${dirs[@]}"
   fi
 done
@@ -51,6 +51,11 @@ rc=$?
 "$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$D/vae/decode_fp16w_t3" >"$T/out" 2>&1
 rc=$?
 [ "$rc" = 3 ] && grep -q '^FAIL vae/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (vae): exit $rc"; cat "$T/out"; fail=1; }
+
+# the i2v bound bites too
+"$BIN" golden --precision bf16 --bf16-tolerances "$T/tight.json" "$D/i2v" >"$T/out" 2>&1
+rc=$?
+[ "$rc" = 3 ] && grep -q '^FAIL i2v/.*\[bf16\]' "$T/out" || { echo "FAIL tight table (i2v): exit $rc"; cat "$T/out"; fail=1; }
 
 expect_rc() { # label rc command...
   local label="$1" want="$2"

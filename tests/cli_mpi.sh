@@ -8,6 +8,7 @@
 #  - --json is printed once (rank 0) with "ranks": N and "comm_bytes" > 0;
 #  - an N that does not fit the model (odd; N/2 not dividing the heads) and --cache over several processes exit 1
 #    with the message listing the valid N, writing nothing;
+#  - image- and video-to-video (--image / --video) over several processes exit with one clear message, nothing written;
 #  - a rank killed mid-run ends the job: mpirun exits non-zero, no output file is left;
 #  - a cancel on rank 0 (SIGINT) stops every rank within a block: exit 130, no output.
 # MPI missing (no mpirun, or a binary built without it) is the only reason to skip (exit 0 with SKIP).
@@ -123,6 +124,12 @@ refused odd 3 tiny "valid N: 1, 2, 4"
 refused heads 8 tiny "must divide the 2 attention heads; valid N: 1, 2, 4"
 refused heads6 4 tiny6 "N must divide the 6 attention heads; valid N: 1, 2, 3, 6" --guidance 1
 refused cache 2 tiny "step skipping (cache) does not run over several processes" --cache teacache
+# image- and video-to-video run in one process only (issue 18): refused cleanly, once, nothing written
+"$BIN" make-model --preset tiny-i2v -o tiny-i2v >/dev/null 2>&1 || bad "make-model tiny-i2v"
+"$BIN" generate -m tiny -p "a still" --steps 1 --quiet --precision fp32 -o still.mp4 --frames-dir still >/dev/null 2>&1 ||
+    bad "a one-process run for the input frames"
+refused i2v 2 tiny-i2v "run in one process only" --image still/00000.png
+refused v2v 2 tiny "run in one process only" --video still
 # one process refuses an odd N with exit code 1 (the error contract of the CLI)
 run odd1 3 tiny fp32; rcs=$?
 grep -q "exited with status 1\|exit code: *1\|Exit code: *1" odd1.err && ok "odd N: the ranks exit 1" ||

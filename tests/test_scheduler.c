@@ -322,7 +322,27 @@ static void test_config_errors(void) {
     json_decref(cfg);
 }
 
+/* add_noise (the video-to-video pipeline's): float32 sqrt of float32(alphas_cumprod[t]) and of 1 − it, then
+ * a·x + b·noise with each product rounded. The 2b DDIM config at t = 499 gives the coefficients the v2v golden
+ * case stores (../shared/golden/v2v/v2v_2b_tiny: add_noise_coefficients [0.3097895383834839, 0.950805127620697]). */
+static void test_add_noise(void) {
+    cvx_scheduler *s = load(DDIM_DIR, CVX_SCHED_AUTO);
+    if (!s) return;
+    cvx_error err = {0};
+    float x[3] = {1.0f, -2.5f, 0.125f}, noise[3] = {0.5f, 1.0f, -3.0f}, out[3], c[2];
+    CHECK(cvx_scheduler_add_noise(s, 499, x, noise, 3, out, c, &err) == CVX_OK);
+    CHECK_MSG(c[0] == 0.3097895383834839f && c[1] == 0.950805127620697f, "coefficients %.9g %.9g", c[0], c[1]);
+    for (int i = 0; i < 3; i++) {
+        const float ax = c[0] * x[i], bn = c[1] * noise[i];
+        CHECK(out[i] == ax + bn);
+    }
+    CHECK(cvx_scheduler_add_noise(s, 1000, x, noise, 3, out, c, &err) == CVX_ERR_INVALID_ARGUMENT);
+    CHECK(cvx_scheduler_add_noise(s, -1, x, noise, 3, out, c, &err) == CVX_ERR_INVALID_ARGUMENT);
+    cvx_scheduler_free(s);
+}
+
 int main(void) {
+    test_add_noise();
     test_timesteps();
     test_alphas();
     test_step_invariants();

@@ -551,8 +551,9 @@ static void test_validation(void) {
     {
         json_t *jl = base_config();
         json_object_set_new(jl, "use_rotary_positional_embeddings", json_true());
-        json_object_set_new(jl, "use_learned_positional_embeddings", json_true()); /* 5b-I2V */
-        CHECK(cvx_dit_config_parse(&c, jl, &err) == CVX_ERR_UNSUPPORTED && strstr(err.message, "learned"));
+        json_object_set_new(jl, "use_learned_positional_embeddings", json_true()); /* 5b-I2V: rope + learned */
+        CHECK(cvx_dit_config_parse(&c, jl, &err) == CVX_OK && c.use_learned_positional_embeddings &&
+              c.use_rotary_positional_embeddings);
         json_decref(jl);
     }
     expect_config_error("patch_size_t", json_integer(2), CVX_ERR_UNSUPPORTED, "patch_size_t");

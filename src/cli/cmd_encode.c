@@ -32,8 +32,9 @@ static void usage(FILE *f) {
             "  --max-length N    tokenizer max_length (default %d, the pipeline's max_sequence_length)\n"
             "  --ids FILE        token ids instead of prompts: one sequence per line, integers separated by spaces\n"
             "                    or commas, every line the same length ('-' reads stdin)\n"
-            "  --out FILE        also write the embeddings (F32 \"prompt_embeds\" [B, L, d_model]) and \"input_ids\"\n"
-            "                    to a .safetensors file\n"
+            "  --out FILE        also write the embeddings and \"input_ids\" to a .safetensors file: for a prompt and\n"
+            "                    a negative prompt F32 \"prompt_embeds\" and \"negative_prompt_embeds\" [1, L, d_model]\n"
+            "                    each (what generate --embeddings takes), else \"prompt_embeds\" [B, L, d_model]\n"
             "example: cogvideox encode -m models/tiny \"a red fox in the snow\" \"\"\n",
             CVX_T5_MAX_LENGTH);
 }
@@ -233,11 +234,15 @@ int cvx_cmd_encode(int argc, char **argv) {
            (long long)B, (long long)L, (long long)D, cvx_pool_size(pool), cvx_isa_name(cvx_isa_active()),
            t_load - t0, t_enc - t_load, t_end - t_enc);
     if (out_path) {
-        cvx_st_entry e[2] = {
+        /* a prompt and its negative: diffusers' prompt_embeds / negative_prompt_embeds, [1, L, D] each, the file
+         * `generate --embeddings` takes */
+        const int pair = !ids_path && B == 2;
+        cvx_st_entry e[3] = {
             {"input_ids", CVX_DTYPE_I64, 2, {B, L}, ids},
-            {"prompt_embeds", CVX_DTYPE_F32, 3, {B, L, D}, out},
+            {"prompt_embeds", CVX_DTYPE_F32, 3, {pair ? 1 : B, L, D}, out},
+            {"negative_prompt_embeds", CVX_DTYPE_F32, 3, {1, L, D}, out + L * D},
         };
-        if (cvx_safetensors_write(out_path, e, 2, NULL, NULL, NULL, &err)) {
+        if (cvx_safetensors_write(out_path, e, pair ? 3 : 2, NULL, NULL, NULL, &err)) {
             fprintf(stderr, "cogvideox encode: %s\n", cvx_error_message(&err));
             goto done;
         }

@@ -1,4 +1,5 @@
-/* cogvideox generate: prompt in, MP4 (and/or PNG frames) out.
+/* cogvideox generate: prompt (or prompt embeddings), and an image (image-to-video) or a video (video-to-video), in;
+ * MP4 (and/or PNG frames) out.
  * Exit codes: 0 ok, 1 bad arguments, 2 model or I/O error, 130 cancelled (SIGINT/SIGTERM cancel cleanly: the
  * engine stops within one transformer block and removes partial files). */
 #include <jansson.h>
@@ -12,6 +13,9 @@
 #include "cli/cli.h"
 #include "cogvideox.h"
 #include "core/dist.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "media/frame_reader.h"
 
 static volatile sig_atomic_t g_interrupted = 0;
 static void on_signal(int sig) { g_interrupted = sig; }
@@ -75,6 +79,18 @@ static void usage(FILE *f) {
             "usage: cogvideox generate -m MODEL_DIR -p PROMPT [options]\n"
             "  -m, --model DIR            diffusers CogVideoX folder\n"
             "  -p, --prompt TEXT          what to generate\n"
+            "      --embeddings FILE      precomputed text embeddings instead of -p (the only way for a folder\n"
+            "                             without a text encoder): a .safetensors with F32 prompt_embeds and\n"
+            "                             negative_prompt_embeds [1, L, D], as `cogvideox encode --out FILE\n"
+            "                             \"prompt\" \"negative\"` writes them (diffusers' prompt_embeds arguments)\n"
+            "      --image FILE           image-to-video (an i2v model, CogVideoX-5b-I2V): the first frame; PNG,\n"
+            "                             JPEG, WebP... of exactly the video's size (it is not resized); --frames\n"
+            "                             sets the video's length\n"
+            "      --video FILE|DIR       video-to-video: an MP4/WebM/... file or a folder of PNG frames (name\n"
+            "                             order) of the video's size; --frames N takes its first N frames (default:\n"
+            "                             all, or the longest 4k+1 start up to the model's limit)\n"
+            "      --strength S           video-to-video: 0..1, how much of the schedule runs (default 0.8):\n"
+            "                             the last int(steps x S) steps, from the input with that much noise\n"
             "  -n, --negative-prompt TEXT (default \"\")\n"
             "  -o, --output FILE.mp4      H.264 MP4 to write (default output.mp4)\n"
             "      --frames-dir DIR       also write the frames as DIR/00000.png, 00001.png, ...\n"
@@ -83,8 +99,8 @@ static void usage(FILE *f) {
             "      --guidance G, --scale G  classifier-free guidance scale, %g to %g (default %.1f)\n"
             "      --seed N|random        (default %llu; random or -1: a new seed, printed and in --json)\n"
             "      --frames N             %dk+1 from %d to %d (default: the model's, %d for the 2b)\n"
-            "      --height H, --width W  multiples of %d from %d to %d (default: the model's sample size, %dx%d for\n"
-            "                             the 2b)\n"
+            "      --height H, --width W  multiples of %d from %d to %d (default: the --image/--video's size, else\n"
+            "                             the model's sample size, %dx%d for the 2b)\n"
             "      --fps N                %d to %d (default %d)\n"
             "      --scheduler ddim|dpm   (default: the model folder's)\n"
             "      --dynamic-cfg          cosine guidance schedule (use_dynamic_cfg)\n"
@@ -121,6 +137,94 @@ static void usage(FILE *f) {
             I.min_fps, I.max_fps, I.default_fps, cvx_precision_name(cvx_precision_default()));
 }
 
+/* --embeddings FILE: F32 "prompt_embeds" and (optional) "negative_prompt_embeds", [1, L, D] each. Returns the exit
+ * code (0, or 2 after the message). */
+static int load_embeddings(const char *path, float **pe, float **ne, int *L, int *D) {
+    cvx_error err;
+    cvx_error_clear(&err);
+    cvx_safetensors *st = NULL;
+    if (cvx_safetensors_open(&st, path, &err) != CVX_OK) {
+        fprintf(stderr, "cogvideox generate: --embeddings %s\n", cvx_error_message(&err));
+        return 2;
+    }
+    static const char *const names[2] = {"prompt_embeds", "negative_prompt_embeds"};
+    float **outs[2] = {pe, ne};
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        const cvx_st_tensor *t = cvx_safetensors_find(st, names[k]);
+        if (!t) {
+            if (k == 0) {
+                fprintf(stderr, "cogvideox generate: --embeddings %s: no \"prompt_embeds\" tensor (cogvideox encode "
+                        "--out FILE \"prompt\" \"negative\" writes one)\n", path);
+                rc = 2;
+            }
+            continue;
+        }
+        if (t->dtype != CVX_DTYPE_F32 || t->ndim != 3 || t->shape[0] != 1 || t->shape[1] < 1 || t->shape[2] < 1 ||
+            t->shape[1] > 65536 || t->shape[2] > 65536 ||
+            (k == 1 && (t->shape[1] != *L || t->shape[2] != *D))) {
+            char shp[96];
+            fprintf(stderr, "cogvideox generate: --embeddings %s: \"%s\" is %s %s; F32 [1, L, D]%s is needed\n",
+                    path, names[k], cvx_dtype_name(t->dtype), cvx_shape_str(t->ndim, t->shape, shp, sizeof shp),
+                    k == 1 ? " of prompt_embeds' shape" : "");
+            rc = 2;
+            continue;
+        }
+        *L = (int)t->shape[1], *D = (int)t->shape[2];
+        cvx_tensor v = cvx_st_view(t);
+        if (!(*outs[k] = malloc(sizeof(float) * (size_t)(*L) * (size_t)(*D))) || cvx_tensor_to_f32(&v, *outs[k]) != 0) {
+            fprintf(stderr, "cogvideox generate: --embeddings %s: out of memory\n", path);
+            rc = 2;
+        }
+    }
+    cvx_safetensors_close(st);
+    return rc;
+}
+
+/* The input frames of --image / --video, read before any model is loaded. --frames N takes the first N frames of a
+ * video; without it, all of them when their count is one the model can make (4k+1 up to max_frames), else the
+ * longest such start (said on stderr). Returns the exit code (0, 1 for a video too short, 2 unreadable). */
+static int read_inputs(const char *image, const char *video, int quiet, const cvx_model_info *I, cvx_frames *in,
+                       cvx_generate_params *p) {
+    cvx_error err;
+    cvx_error_clear(&err);
+    if (image) {
+        if (cvx_frames_read_image(image, in, &err) != CVX_OK) {
+            fprintf(stderr, "cogvideox generate: --image %s\n", cvx_error_message(&err));
+            return 2;
+        }
+        p->image = in->rgb, p->image_width = in->width, p->image_height = in->height;
+    } else if (video) {
+        if (cvx_frames_read_video(video, p->num_frames, in, &err) != CVX_OK) {
+            fprintf(stderr, "cogvideox generate: --video %s\n", cvx_error_message(&err));
+            return 2;
+        }
+        const int min = 2 * I->frames_step + 1; /* the VAE encodes 8-frame batches */
+        if (p->num_frames && in->frames < p->num_frames) {
+            fprintf(stderr, "cogvideox generate: --video %s has %d frames; --frames %d asks for more\n", video,
+                    in->frames, p->num_frames);
+            return 1;
+        }
+        if (in->frames < min) {
+            fprintf(stderr, "cogvideox generate: --video %s has %d frames; video-to-video needs at least %d\n", video,
+                    in->frames, min);
+            return 1;
+        }
+        int n = in->frames > I->max_frames ? I->max_frames : in->frames;
+        n -= (n - 1) % I->frames_step;
+        if (n != in->frames && !quiet)
+            fprintf(stderr, "cogvideox generate: --video %s: using its first %d of %d frames (%dk+1 up to %d; "
+                    "--frames N picks another count)\n", video, n, in->frames, I->frames_step, I->max_frames);
+        in->frames = n;
+        p->video = in->rgb, p->video_frames = n, p->video_width = in->width, p->video_height = in->height;
+        p->num_frames = 0;
+    }
+    /* the output's size defaults to the input's */
+    if (in->rgb && !p->width) p->width = in->width;
+    if (in->rgb && !p->height) p->height = in->height;
+    return 0;
+}
+
 static int bad_arg(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, "cogvideox generate: ");
     fprintf(stderr, fmt, a, b);
@@ -133,6 +237,7 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_engine_params ep = cvx_engine_params_default();
     const char *model_dir = NULL;
     int quiet = 0, json = 0, have_prompt = 0, random_seed = 0, overwrite = 0;
+    const char *image_path = NULL, *video_path = NULL, *embeddings_path = NULL;
     p.output_path = "output.mp4";
     p.precision = cvx_precision_default();
     cvx_model_info I; /* the limits (before a model is opened) */
@@ -165,6 +270,17 @@ int cvx_cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             p.output_path = argv[++i];
+        } else if (!strcmp(a, "--image") || !strcmp(a, "--video") || !strcmp(a, "--embeddings")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            *(!strcmp(a, "--image") ? &image_path : !strcmp(a, "--video") ? &video_path : &embeddings_path) = argv[++i];
+        } else if (!strcmp(a, "--strength")) {
+            if (!v) return bad_arg("%s needs a value%s", a, "");
+            char *end;
+            double sv = strtod(v, &end);
+            if (!*v || *end || !(sv >= 0.0 && sv <= 1.0))
+                return bad_arg("%s: '%s' is not a number from 0 to 1", a, v);
+            p.strength = sv;
+            i++;
         } else if (!strcmp(a, "--frames-dir")) {
             if (!v) return bad_arg("%s needs a value%s", a, "");
             p.frames_dir = argv[++i];
@@ -256,7 +372,8 @@ int cvx_cmd_generate(int argc, char **argv) {
                                                 "--preview", "--steps", "--guidance", "--scale", "--seed", "--frames",
                                                 "--height", "--width", "--fps", "--scheduler", "--dynamic-cfg",
                                                 "--precision", "--noise-dtype", "--cache", "--threads", "--quiet",
-                                                "--json", "--overwrite", "--help"};
+                                                "--json", "--overwrite", "--help", "--image", "--video",
+                                                "--strength", "--embeddings"};
             const char *s = a[0] == '-' ? cvx_cli_suggest(a, flags, (int)(sizeof flags / sizeof flags[0])) : NULL;
             if (a[0] != '-')
                 fprintf(stderr, "cogvideox generate: unexpected argument '%s' (the prompt goes after -p)\n", a);
@@ -268,7 +385,8 @@ int cvx_cmd_generate(int argc, char **argv) {
         }
     }
     if (!model_dir) return bad_arg("-m MODEL_DIR is required%s%s", "", "");
-    if (!have_prompt) return bad_arg("-p PROMPT is required%s%s", "", "");
+    if (!have_prompt && !embeddings_path) return bad_arg("-p PROMPT (or --embeddings FILE) is required%s%s", "", "");
+    if (image_path && video_path) return bad_arg("--image and --video: pick one%s%s", "", "");
     /* Under mpirun: one generation over every process (rank 0 reports, checks and writes the outputs). */
     if (cvx_cli_dist_init("generate")) return 1;
     cvx_error derr;
@@ -306,6 +424,23 @@ int cvx_cmd_generate(int argc, char **argv) {
     if (orc) return orc;
     /* the model folder last: every output problem is named first, whatever -m says */
     if ((orc = cvx_cli_check_model_dir("generate", model_dir)) != 0) return orc;
+    /* the inputs: read (and checked) before the model loads */
+    cvx_frames in;
+    memset(&in, 0, sizeof in);
+    float *pe = NULL, *ne = NULL;
+    if ((image_path || video_path) && (orc = read_inputs(image_path, video_path, quiet, &I, &in, &p)) != 0) {
+        cvx_frames_free(&in);
+        return orc;
+    }
+    if (embeddings_path) {
+        if ((orc = load_embeddings(embeddings_path, &pe, &ne, &p.embeds_length, &p.embeds_dim)) != 0) {
+            cvx_frames_free(&in);
+            free(pe), free(ne);
+            return orc;
+        }
+        p.prompt_embeds = pe, p.negative_prompt_embeds = ne;
+        if (!have_prompt) p.prompt = NULL;
+    }
     if (random_seed && rank == 0) {
         FILE *ur = fopen("/dev/urandom", "rb");
         uint64_t r = 0;
@@ -316,6 +451,8 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     if (cvx_dist_bcast(world, &p.seed, sizeof p.seed, 0, &derr) != CVX_OK) { /* every rank: rank 0's seed */
         fprintf(stderr, "cogvideox generate: %s\n", derr.message);
+        cvx_frames_free(&in);
+        free(pe), free(ne);
         return 2;
     }
 
@@ -334,6 +471,8 @@ int cvx_cmd_generate(int argc, char **argv) {
     cvx_status st = cvx_engine_open(&engine, model_dir, &ep, err, sizeof err);
     if (st != CVX_OK) {
         fprintf(stderr, "cogvideox generate: %s\n", err);
+        cvx_frames_free(&in);
+        free(pe), free(ne);
         return st == CVX_ERR_INVALID_ARGUMENT ? 1 : 2;
     }
     cvx_video video;
@@ -363,7 +502,11 @@ int cvx_cmd_generate(int argc, char **argv) {
             json_object_set_new(j, "cache", json_string(cache));
             /* what made this video: enough to generate it again */
             json_object_set_new(j, "preview", p.preview_path ? json_string(p.preview_path) : json_null());
-            json_object_set_new(j, "prompt", json_string(p.prompt));
+            json_object_set_new(j, "prompt", p.prompt ? json_string(p.prompt) : json_null());
+            json_object_set_new(j, "embeddings", embeddings_path ? json_string(embeddings_path) : json_null());
+            json_object_set_new(j, "image", image_path ? json_string(image_path) : json_null());
+            json_object_set_new(j, "video", video_path ? json_string(video_path) : json_null());
+            if (video_path) json_object_set_new(j, "strength", json_real(p.strength));
             json_object_set_new(j, "negative_prompt", json_string(p.negative_prompt ? p.negative_prompt : ""));
             json_object_set_new(j, "steps", json_integer(p.steps));
             json_object_set_new(j, "guidance_scale", json_real(p.guidance_scale));
@@ -396,6 +539,8 @@ int cvx_cmd_generate(int argc, char **argv) {
     }
     cvx_video_free(&video);
     cvx_engine_close(engine);
+    cvx_frames_free(&in);
+    free(pe), free(ne);
     cvx_dist_finalize();
     return rc;
 }

@@ -211,6 +211,8 @@ static int info_model(const char *dir, int json, int check_weights) {
         json_object_set_new(o, "folder", json_string(dir));
         json_object_set_new(o, "model_name", json_string(mi.model_name));
         json_object_set_new(o, "variant", json_string(mi.model_variant));
+        json_object_set_new(o, "kind", json_string(mi.kind));
+        json_object_set_new(o, "text_encoder", json_boolean(mi.has_text_encoder));
         json_object_set_new(o, "weights", json_string(cvx_weights_kind_name(mi.weights)));
         json_object_set_new(o, "weights_origin", json_string(mi.weights_origin));
         json_object_set_new(o, "pipeline", json_string(m->pipeline_class));
@@ -262,6 +264,10 @@ static int info_model(const char *dir, int json, int check_weights) {
         return 0;
     }
     printf("folder        %s\n", dir);
+    printf("kind          %s (%s)%s\n", mi.kind,
+           !strcmp(mi.kind, "i2v") ? "image-to-video: generate --image FILE" : "text-to-video; video-to-video with "
+                                                                               "generate --video",
+           mi.has_text_encoder ? "" : "; no text encoder: generate --embeddings FILE");
     printf("weights       %s: %s\n", cvx_weights_kind_name(mi.weights), mi.weights_origin);
     printf("pipeline      %s%s%s\n", m->pipeline_class, m->diffusers_version[0] ? ", diffusers " : "",
            m->diffusers_version);

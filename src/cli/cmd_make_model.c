@@ -13,12 +13,15 @@
 #include "io/model_maker.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cogvideox make-model [--preset tiny|tiny-6h|cogvideox-2b] [--seed N] [--dtype f16|bf16|f32]\n"
+    fprintf(f, "usage: cogvideox make-model [--preset tiny|tiny-6h|tiny-i2v|cogvideox-2b|cogvideox-5b-i2v] [--seed N]\n"
+               "                            [--dtype f16|bf16|f32]\n"
                "                            [--threads N] -o DIR\n"
                "Writes a complete CogVideoX pipeline folder (diffusers layout) with deterministic random weights.\n"
                "  --preset NAME   tiny (default: small sizes, a few MB, runs in seconds), tiny-6h (tiny with a\n"
                "                  6-head transformer: multi-process tests) or cogvideox-2b (the real\n"
-               "                  CogVideoX-2b shapes: ~13 GB in f16, ~26 GB in f32)\n"
+               "                  CogVideoX-2b shapes: ~13 GB in f16, ~26 GB in f32); tiny-i2v and cogvideox-5b-i2v:\n"
+               "                  the image-to-video model (CogVideoX-5b-I2V's configs: in_channels 32, rope +\n"
+               "                  learned positions) at the tiny sizes or the real shapes (~21 GB in f16)\n"
                "  --seed N        weight seed (default 0); the same seed writes the same bytes\n"
                "  --dtype T       storage dtype of the weights: f16 (default), bf16 or f32\n"
                "  --threads N     threads generating values (default: all cores)\n"
@@ -63,8 +66,9 @@ int cvx_cmd_make_model(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--preset") && v) {
             p.preset = v, i++;
-            if (strcmp(v, "tiny") && strcmp(v, "tiny-6h") && strcmp(v, "cogvideox-2b")) {
-                fprintf(stderr, "cogvideox make-model: unknown preset '%s' (expected tiny, tiny-6h or cogvideox-2b)\n", v);
+            if (!cvx_make_model_preset_known(v)) {
+                fprintf(stderr, "cogvideox make-model: unknown preset '%s' (expected tiny, tiny-6h, tiny-i2v, "
+                        "cogvideox-2b or cogvideox-5b-i2v)\n", v);
                 return 1;
             }
         } else if (!strcmp(a, "--seed") && v) {

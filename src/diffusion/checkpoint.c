@@ -44,7 +44,8 @@ uint64_t cvx_ckpt_params_hash(const cvx_generate_params *p, const cvx_cache_para
     h = cvx__fnv1a(h, &model_id, sizeof model_id); /* a checkpoint is only for the model that wrote it */
     const char *neg = p->negative_prompt ? p->negative_prompt : "";
     const char *sched = p->scheduler ? p->scheduler : "";
-    h = cvx__fnv1a(h, p->prompt, strlen(p->prompt) + 1);
+    const char *prompt = p->prompt ? p->prompt : "";
+    h = cvx__fnv1a(h, prompt, strlen(prompt) + 1);
     h = cvx__fnv1a(h, neg, strlen(neg) + 1);
     h = cvx__fnv1a(h, sched, strlen(sched) + 1);
     int32_t ints[8] = {p->steps, p->num_frames, height, width, p->use_dynamic_cfg, (int32_t)p->noise_dtype,
@@ -58,6 +59,26 @@ uint64_t cvx_ckpt_params_hash(const cvx_generate_params *p, const cvx_cache_para
         h = cvx__fnv1a(h, &mode, sizeof mode);
         h = cvx__fnv1a(h, &cache->threshold, sizeof cache->threshold);
         h = cvx__fnv1a(h, cache->coefficients, sizeof cache->coefficients);
+    }
+    /* the conditioning of image-to-video, video-to-video and precomputed embeddings (absent: the earlier digest) */
+    if (p->image) {
+        int32_t d[2] = {p->image_width, p->image_height};
+        h = cvx__fnv1a(h, "image", 6);
+        h = cvx__fnv1a(h, d, sizeof d);
+        h = cvx__fnv1a(h, p->image, (size_t)p->image_width * (size_t)p->image_height * 3);
+    }
+    if (p->video) {
+        int32_t d[3] = {p->video_frames, p->video_width, p->video_height};
+        h = cvx__fnv1a(h, "video", 6);
+        h = cvx__fnv1a(h, d, sizeof d);
+        h = cvx__fnv1a(h, &p->strength, sizeof p->strength);
+        h = cvx__fnv1a(h, p->video, (size_t)p->video_frames * (size_t)p->video_width * (size_t)p->video_height * 3);
+    }
+    if (p->prompt_embeds) {
+        size_t n = (size_t)p->embeds_length * (size_t)p->embeds_dim * sizeof(float);
+        h = cvx__fnv1a(h, "embeds", 7);
+        h = cvx__fnv1a(h, p->prompt_embeds, n);
+        if (p->negative_prompt_embeds) h = cvx__fnv1a(h, p->negative_prompt_embeds, n);
     }
     return h;
 }

@@ -58,17 +58,21 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
                        const float *negative, int64_t nb, int64_t L, float *latents, int64_t F, int64_t H, int64_t W,
                        cvx_rng *g, cvx_error *err) {
     const cvx_dit_config *cfg = cvx_dit_get_config(model);
-    const int64_t C = cfg->in_channels, Dt = cfg->text_embed_dim;
+    const int64_t C = cfg->out_channels, Ci = cfg->in_channels - cfg->out_channels, Dt = cfg->text_embed_dim;
     const int cfg_on = p->guidance_scale > 1.0;
     const int64_t Bm = cfg_on ? 2 * nb : nb;
     const int64_t n = nb * F * C * H * W; /* one copy of the latents */
+    const int64_t n_in = nb * F * (C + Ci) * H * W; /* one copy of the transformer input */
     if (!prompt || !latents || nb <= 0 || L <= 0 || F <= 0 || H <= 0 || W <= 0)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: prompt, latents and positive sizes are required");
     if (cfg_on && !negative)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: guidance_scale %g > 1 needs negative prompt embeddings",
                         p->guidance_scale);
-    if (cfg->out_channels != C)
-        return cvx_fail(err, CVX_ERR_UNSUPPORTED, "denoise: the model maps %d channels to %d; the loop needs equal",
+    if (Ci < 0 || (Ci > 0) != (p->image_latents != NULL))
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT,
+                        Ci > 0 ? "denoise: the model takes %d input channels for %d output channels: it needs image "
+                                 "latents (image-to-video)"
+                               : "denoise: the model maps %d channels to %d: it takes no image latents",
                         cfg->in_channels, cfg->out_channels);
     if (cvx_scheduler_kind(sched) == CVX_SCHED_DPM && !g)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: the DPM scheduler needs the pipeline's generator");
@@ -76,6 +80,11 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
     if (st != CVX_OK) return st;
     int64_t count = 0;
     const int64_t *timesteps = cvx_scheduler_timesteps(sched, &count);
+    if (p->first_step < 0 || p->first_step >= count)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "denoise: no timesteps left after the first %lld of %lld",
+                        (long long)p->first_step, (long long)count);
+    timesteps += p->first_step; /* get_timesteps: timesteps[t_start:] */
+    count -= p->first_step;
 
     /* Several processes (p->world): the CFG halves on two halves of the ranks, each half sequence-parallel over
      * its dg ranks; the halves swap their noise predictions after every forward. */
@@ -85,7 +94,7 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
     cvx_dist *seq = NULL;
     if (ranks > 1 && (st = cvx_dist_split(p->world, half, rank, &seq, err)) != CVX_OK) return st;
 
-    float *model_in = malloc(sizeof(float) * (size_t)(Bm / nb * n));  /* [Bm, F, C, H, W] */
+    float *model_in = malloc(sizeof(float) * (size_t)(Bm / nb * n_in)); /* [Bm, F, C + Ci, H, W] */
     float *model_out = malloc(sizeof(float) * (size_t)(Bm / nb * n)); /* [Bm, F, C, H, W] */
     float *guided = malloc(sizeof(float) * (size_t)n);                /* [nb, F, C, H, W] */
     float *text = malloc(sizeof(float) * (size_t)(Bm * L * Dt));      /* [Bm, L, Dt] = cat([negative, prompt]) */
@@ -153,7 +162,17 @@ cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_p
         }
         double t0 = cvx_time_seconds();
         int64_t t = timesteps[i];
-        for (int64_t k = 0; k < Bm / nb; k++) memcpy(model_in + k * n, latents, sizeof(float) * (size_t)n);
+        if (Ci == 0) {
+            for (int64_t k = 0; k < Bm / nb; k++) memcpy(model_in + k * n, latents, sizeof(float) * (size_t)n);
+        } else { /* cat([latents, image_latents], dim=2) per batch row and frame */
+            const int64_t hw = H * W;
+            for (int64_t r = 0; r < Bm * F; r++) {
+                const int64_t src = r % (nb * F);
+                memcpy(model_in + r * (C + Ci) * hw, latents + src * C * hw, sizeof(float) * (size_t)(C * hw));
+                memcpy(model_in + r * (C + Ci) * hw + C * hw, p->image_latents + src * Ci * hw,
+                       sizeof(float) * (size_t)(Ci * hw));
+            }
+        }
         for (int64_t b = 0; b < Bm; b++) tsteps[b] = t;
         if (p->teacache) {
             p->teacache->step = i;

@@ -3,6 +3,7 @@
  *
  *   for i, t in enumerate(timesteps):
  *       model_in = cat([latents, latents])                     (CFG: uncond half first)
+ *       (I2V: model_in = cat([model_in, cat([image_latents]*2)], dim=2), noise channels first)
  *       v = transformer(model_in, cat([negative, prompt]), t.expand(2·nb), rope).float()
  *       g = 1 + gs·(1 − cos(π·((N − t)/N)^5))/2                 (use_dynamic_cfg; t is the timestep VALUE, float64)
  *       v = v_uncond + g·(v_text − v_uncond)                    (g rounded to float32, as torch's scalar op)
@@ -26,7 +27,7 @@ typedef struct {
     int64_t step, total;         /* 0-based index, number of timesteps */
     int64_t timestep;
     double guidance_scale;       /* the scale this step used (changes per step with dynamic CFG) */
-    const float *model_input;    /* [Bm, F, C, H, W], Bm = 2·nb with CFG, else nb */
+    const float *model_input;    /* [Bm, F, C_in, H, W], Bm = 2·nb with CFG, else nb */
     const float *model_output;   /* [Bm, F, C, H, W] transformer output before guidance */
     const float *latents;        /* [nb, F, C, H, W] after the scheduler step */
     double seconds;              /* wall time of this step */
@@ -68,6 +69,14 @@ typedef struct {
      * without guidance all N ranks split the sequence. Every rank ends with the same latents, bit-identical to
      * one process. N must fit the model (cvx_denoise_check_ranks); no TeaCache state. */
     const cvx_dist *world;
+    /* Image-to-video (CogVideoXImageToVideoPipeline): the image latents [nb, F, Ci, H, W] concatenated after the
+     * noisy latents on the channel axis at every step, in both CFG halves (Ci = in_channels − out_channels; the
+     * loop steps the out_channels only). NULL for a model with in_channels == out_channels. */
+    const float *image_latents;
+    /* Video-to-video (get_timesteps): the loop runs timesteps[first_step:] of the full schedule set for
+     * num_inference_steps (prev_t keeps the full N); the step indices the loop reports, resumes from and counts
+     * (total) are those of the cut list. 0: the whole list. */
+    int64_t first_step;
 } cvx_denoise_params;
 
 /* Whether `ranks` processes fit a model of `heads` attention heads (CFG on: N even and N/2 divides the heads; off:
@@ -85,7 +94,7 @@ void cvx_denoise_initial_latents(cvx_rng *g, float *latents, int64_t numel);
 /* Runs the loop. The scheduler is set to num_inference_steps here; `g` is the generator that drew the initial
  * latents (the DPM scheduler keeps drawing from it; DDIM does not use it and it may be NULL).
  * prompt / negative: [nb, L, Dt] (negative is required when guidance_scale > 1).
- * latents: [nb, F, C, H, W], the initial noise in, the final latents out. A cancel gives CVX_ERR_CANCELLED with
+ * latents: [nb, F, C, H, W] (C = out_channels), the initial noise in, the final latents out. A cancel gives CVX_ERR_CANCELLED with
  * the latents of the last finished step. Errors are recorded in err. */
 cvx_status cvx_denoise(cvx_dit *model, cvx_scheduler *sched, const cvx_denoise_params *p, const float *prompt,
                        const float *negative, int64_t nb, int64_t L, float *latents, int64_t F, int64_t H, int64_t W,

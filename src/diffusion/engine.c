@@ -45,6 +45,8 @@ static void base_info(cvx_model_info *o) {
     o->default_width = 720;
     o->default_fps = 8;
     snprintf(o->default_scheduler, sizeof o->default_scheduler, "ddim");
+    snprintf(o->kind, sizeof o->kind, "t2v");
+    o->has_text_encoder = 1;
     o->min_steps = 1;
     o->max_steps = 1000;
     o->min_guidance_scale = 0.0f;
@@ -123,8 +125,14 @@ void cvx_model_info_of(const cvx_model *m, const char *dir, cvx_model_info *o) {
                 !tc->use_rotary_positional_embeddings;
     int is_5b = tc->num_layers == 42 && tc->num_attention_heads == 48 && tc->attention_head_dim == 64 &&
                 tc->use_rotary_positional_embeddings;
+    const int i2v = tc->in_channels == 2 * tc->out_channels;
+    snprintf(o->kind, sizeof o->kind, "%s", i2v ? "i2v" : "t2v");
+    o->has_text_encoder = cvx_model_component_get(m, "text_encoder") != NULL;
     snprintf(o->model_variant, sizeof o->model_variant, "%s",
-             is_2b ? "CogVideoX-2b" : is_5b ? "CogVideoX-5b" : "custom");
+             is_2b && !i2v ? "CogVideoX-2b"
+             : is_5b && i2v && tc->use_learned_positional_embeddings ? "CogVideoX-5b-I2V"
+             : is_5b && !i2v ? "CogVideoX-5b"
+                             : "custom");
     char *marker = cvx_path_join(dir, CVX_RANDOM_WEIGHTS_MARKER);
     json_t *mk = marker ? json_load_file(marker, 0, NULL) : NULL;
     free(marker);
@@ -181,6 +189,7 @@ cvx_generate_params cvx_generate_params_default(void) {
     p.fps = 8;
     p.precision = CVX_PRECISION_FP32;
     p.noise_dtype = CVX_NOISE_F32;
+    p.strength = 0.8; /* CogVideoXVideoToVideoPipeline's default */
     return p;
 }
 
@@ -287,10 +296,12 @@ cvx_status cvx_engine_open(cvx_engine **out, const char *model_dir, const cvx_en
     st = cvx_model_open(&e->model, model_dir, &mp, &err);
     if (st != CVX_OK) goto fail;
     const cvx_model_component *tok = cvx_model_component_get(e->model, "tokenizer");
-    path = cvx_path_join(tok->dir, "spiece.model");
-    st = cvx_t5_tokenizer_load_file(path, &e->tokenizer, &err);
-    if (st != CVX_OK) goto fail;
-    free(path);
+    if (tok) { /* a folder without a text encoder takes prompt embeddings only */
+        path = cvx_path_join(tok->dir, "spiece.model");
+        st = cvx_t5_tokenizer_load_file(path, &e->tokenizer, &err);
+        if (st != CVX_OK) goto fail;
+        free(path);
+    }
     const cvx_model_component *sc = cvx_model_component_get(e->model, "scheduler");
     path = cvx_path_join(sc->dir, "scheduler_config.json");
     json_error_t je;

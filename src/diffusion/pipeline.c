@@ -40,11 +40,15 @@
 
 /* ---- one generation ---------------------------------------------------------------------------------------- */
 
+enum { GEN_T2V = 0, GEN_I2V = 1, GEN_V2V = 2 };
+
 /* What a generation is, computed once by validate() and taken by every stage. */
 typedef struct {
     int frames, height, width; /* the video (frames: the model's default filled in) */
     int out_frames;            /* what the VAE decodes (4F - 3, or 4F for an even F) */
-    int64_t F, C, H, W;        /* the latents [1, F, C, H, W] */
+    int64_t F, C, H, W;        /* the latents [1, F, C, H, W] (C = the transformer's out_channels) */
+    int64_t Ci;                /* image-to-video: the image latents' channels (in_channels − out_channels), else 0 */
+    int mode;                  /* GEN_T2V, GEN_I2V (params.image), GEN_V2V (params.video) */
     int64_t L, N, S;           /* text tokens, video tokens, the joint sequence */
     int spatial;               /* the VAE's spatial factor */
     int cfg;                   /* classifier-free guidance (the batch [uncond; cond]) */
@@ -68,8 +72,11 @@ typedef struct {
     double write_seconds;
     double last_fraction;
     int cancelled;
-    /* step_latents_after when tapped: [N, latent numel] */
-    float *step_latents;
+    /* when tapped: step_latents_after [N, latent numel], the transformer's input and output of every step
+     * [N, Bm, F, C_in | C, H, W], the DPM draws [n_step_noise, latent numel] */
+    float *step_latents, *step_in, *step_out, *step_noise;
+    int64_t n_step_noise;
+    int64_t first_step; /* V2V: the strength's cut of the schedule */
     int64_t latent_numel;
     int64_t n_timesteps;
     int64_t dims[4]; /* F, C, H, W of the latents */
@@ -188,7 +195,60 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
     int *frames = &plan->frames, *height = &plan->height, *width = &plan->width;
     const cvx_model_info *I = &e->info;
     const cvx_model_component *tr = cvx_model_component_get(e->model, "transformer");
-    if (!p->prompt) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "prompt is required");
+    const cvx_transformer_config *tcfg = &tr->cfg.transformer;
+    if (!p->prompt && !p->prompt_embeds) return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "prompt is required");
+    if (!p->prompt_embeds && !e->tokenizer)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "this model folder has no text encoder (model_index.json: tokenizer and text_encoder are "
+                        "[null, null]): pass prompt embeddings (prompt_embeds; the CLI's --embeddings FILE)");
+    if (p->prompt_embeds) {
+        if (p->embeds_dim != tcfg->text_embed_dim || p->embeds_length < 1 || p->embeds_length > 65536)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "prompt embeddings are [1, %d, %d]; this transformer takes [1, L, %lld]", p->embeds_length,
+                            p->embeds_dim, (long long)tcfg->text_embed_dim);
+        if ((!tcfg->use_rotary_positional_embeddings || tcfg->use_learned_positional_embeddings) &&
+            p->embeds_length != tcfg->max_text_seq_length)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "prompt embeddings have %d tokens; this transformer's position table needs "
+                            "max_text_seq_length = %lld",
+                            p->embeds_length, (long long)tcfg->max_text_seq_length);
+        if (p->guidance_scale > 1.0f && !p->negative_prompt_embeds)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "guidance scale %g > 1 needs negative prompt embeddings with the prompt embeddings",
+                            (double)p->guidance_scale);
+    } else if (p->negative_prompt_embeds) {
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "negative prompt embeddings need prompt embeddings");
+    }
+    /* what the model and the inputs ask for */
+    const int i2v_model = tcfg->in_channels == 2 * tcfg->out_channels;
+    if (tcfg->in_channels != tcfg->out_channels && !i2v_model)
+        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED, "the transformer maps %lld channels to %lld: not a CogVideoX "
+                        "text- or image-to-video model", (long long)tcfg->in_channels, (long long)tcfg->out_channels);
+    if (p->image && p->video)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "an image and a video were both given: pick one");
+    if (i2v_model && !p->image)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "this is an image-to-video model (in_channels %lld = noise + image latents): pass an image%s",
+                        (long long)tcfg->in_channels, p->video ? " (video-to-video needs a text-to-video model)" : "");
+    if (!i2v_model && p->image)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "this model generates from text (or a video); it takes no image: use an image-to-video model "
+                        "such as CogVideoX-5b-I2V");
+    plan->mode = p->image ? GEN_I2V : p->video ? GEN_V2V : GEN_T2V;
+    if (plan->mode != GEN_T2V && p->noise_dtype != CVX_NOISE_F32)
+        return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED, "image- and video-to-video draw float32 noise only");
+    if (p->video) {
+        if (p->video_frames < 1 || (p->num_frames && p->num_frames != p->video_frames))
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "video-to-video makes as many frames as the input video has (%d); frames %d differs",
+                            p->video_frames, p->num_frames);
+        if (!(p->strength >= 0.0 && p->strength <= 1.0))
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "strength must be from 0 to 1, got %g", p->strength);
+        if ((int64_t)((double)p->steps * p->strength) < 1)
+            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                            "strength %g keeps int(%d x %g) = 0 of the %d steps: raise the strength or the steps",
+                            p->strength, p->steps, p->strength, p->steps);
+    }
     if (p->steps < I->min_steps || p->steps > I->max_steps)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "steps must be from %d to %d, got %d", I->min_steps,
                         I->max_steps, p->steps);
@@ -196,13 +256,35 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
         p->guidance_scale > I->max_guidance_scale)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "guidance scale must be from %g to %g, got %g",
                         (double)I->min_guidance_scale, (double)I->max_guidance_scale, (double)p->guidance_scale);
-    *frames = p->num_frames ? p->num_frames : I->default_frames;
+    *frames = p->video ? p->video_frames : p->num_frames ? p->num_frames : I->default_frames;
     if (*frames < I->min_frames || *frames > I->max_frames || (*frames - 1) % I->frames_step != 0)
         return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
                         "frames must be %dk+1 from %d to %d (8k+1 is what the model card recommends), got %d",
                         I->frames_step, I->min_frames, I->max_frames, *frames);
+    plan->spatial = 1 << (cvx_model_component_get(e->model, "vae")->cfg.vae.n_blocks - 1);
     *height = p->height ? p->height : I->default_height;
     *width = p->width ? p->width : I->default_width;
+    /* the conditioning is taken at the video's size; the pipeline's VideoProcessor resizes (PIL Lanczos), this
+     * engine refuses another size */
+    if (p->image && (p->image_width != *width || p->image_height != *height))
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "the image is %dx%d, the video %dx%d (width x height): bring the image to that size first "
+                        "(it is not resized)", p->image_width, p->image_height, *width, *height);
+    if (p->video && (p->video_width != *width || p->video_height != *height))
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "the input video is %dx%d, the output %dx%d (width x height): bring the video to that size "
+                        "first (it is not resized)", p->video_width, p->video_height, *width, *height);
+    /* v0.30.3 CogVideoXPatchEmbed raises for a learned table (5b-I2V) at another size than the sample size */
+    if (tcfg->use_learned_positional_embeddings &&
+        (*height != tcfg->sample_height * plan->spatial || *width != tcfg->sample_width * plan->spatial))
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "this model's learned positional embedding (5b-I2V) makes only %lldx%lld videos (width x "
+                        "height), not %dx%d", (long long)tcfg->sample_width * plan->spatial,
+                        (long long)tcfg->sample_height * plan->spatial, *width, *height);
+    if (p->video && *frames < 2 * I->frames_step + 1)
+        return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                        "video-to-video needs at least %d input frames (the VAE encodes batches of 8), got %d",
+                        2 * I->frames_step + 1, *frames);
     int mult = I->size_multiple;
     if (*height < I->min_size || *width < I->min_size || *height % mult || *width % mult || *height > I->max_size ||
         *width > I->max_size)
@@ -243,16 +325,20 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
                             "step skipping (cache) does not run over several processes yet: use one process or no cache");
         if (tap_on)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "the golden observer runs in one process only");
+        if (plan->mode != GEN_T2V)
+            return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED,
+                            "image-to-video and video-to-video run in one process only (not under mpirun -np %d)",
+                            ranks);
         cvx_error err;
         cvx_error_clear(&err);
         if (cvx_denoise_check_ranks(tr->cfg.transformer.num_attention_heads, p->guidance_scale > 1.0f, ranks, &err) != CVX_OK)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "%s", err.message);
     }
     const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
-    plan->spatial = 1 << (vc->cfg.vae.n_blocks - 1);
-    plan->L = tr->cfg.transformer.max_text_seq_length;
+    plan->L = p->prompt_embeds ? p->embeds_length : tr->cfg.transformer.max_text_seq_length;
     plan->F = (plan->frames - 1) / vc->cfg.vae.temporal_compression_ratio + 1;
-    plan->C = tr->cfg.transformer.in_channels;
+    plan->C = tr->cfg.transformer.out_channels;
+    plan->Ci = tr->cfg.transformer.in_channels - plan->C;
     plan->H = plan->height / plan->spatial, plan->W = plan->width / plan->spatial;
     plan->N = plan->F * (plan->H / tr->cfg.transformer.patch_size) * (plan->W / tr->cfg.transformer.patch_size);
     plan->S = plan->L + plan->N;
@@ -274,7 +360,7 @@ static void plan_progress(gen_ctx *g) {
     double p = (double)tr->cfg.transformer.patch_size;
     double seq = L + (double)F * (double)H / p * (double)W / p;
     double batch = cfg ? 2 : 1;
-    double enc = 2.0 * (double)t5->expected.numel * L * batch;
+    double enc = t5 && !g->p->prompt_embeds ? 2.0 * (double)t5->expected.numel * L * batch : 0;
     double D = (double)tr->cfg.transformer.num_attention_heads * (double)tr->cfg.transformer.attention_head_dim;
     double step = batch * (2.0 * (double)tr->expected.numel * seq +
                            4.0 * seq * seq * D * (double)tr->cfg.transformer.num_layers);
@@ -301,6 +387,16 @@ static cvx_status encode_text(gen_ctx *g, float **embeds_out, int64_t *dt_out) {
     const cvx_generate_params *p = g->p;
     cvx_status st;
     int nb = cfg ? 2 : 1;
+    if (p->prompt_embeds) { /* precomputed: [prompt; negative], as the encoder would have made them */
+        const int64_t Dt = p->embeds_dim;
+        float *emb = malloc(sizeof(float) * (size_t)(nb * L * Dt));
+        if (!emb) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the text embeddings");
+        memcpy(emb, p->prompt_embeds, sizeof(float) * (size_t)(L * Dt));
+        if (cfg) memcpy(emb + L * Dt, p->negative_prompt_embeds, sizeof(float) * (size_t)(L * Dt));
+        *embeds_out = emb;
+        *dt_out = Dt;
+        return CVX_OK;
+    }
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)(nb * L));
     cvx_t5_tokens tokens;
     memset(&tokens, 0, sizeof tokens);
@@ -401,8 +497,14 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
             int64_t shape[5] = {g->cfg ? 2 : 1, g->dims[0], g->dims[1], g->dims[2], g->dims[3]};
             g->tap_status = tap(g, "step0_transformer_output", CVX_DTYPE_F32, (void *)s->model_output, 5, shape);
         }
-        if (g->step_latents && s->step < g->n_timesteps)
-            memcpy(g->step_latents + s->step * g->latent_numel, s->latents, sizeof(float) * (size_t)g->latent_numel);
+        if (g->step_latents && s->step < g->n_timesteps) {
+            const int64_t n = g->latent_numel, Bm = g->cfg ? 2 : 1, n_in = n / g->plan.C * (g->plan.C + g->plan.Ci);
+            memcpy(g->step_latents + s->step * n, s->latents, sizeof(float) * (size_t)n);
+            memcpy(g->step_in + s->step * Bm * n_in, s->model_input, sizeof(float) * (size_t)(Bm * n_in));
+            memcpy(g->step_out + s->step * Bm * n, s->model_output, sizeof(float) * (size_t)(Bm * n));
+            for (int k = 0; k < s->state->n_noise && g->n_step_noise < 2 * g->n_timesteps; k++)
+                memcpy(g->step_noise + g->n_step_noise++ * n, s->state->noise[k], sizeof(float) * (size_t)n);
+        }
     }
     if (g->computed && s->step < g->n_timesteps) g->computed[s->step] = (unsigned char)(s->computed != 0);
     if (g->p->checkpoint && g->ckpt_status == CVX_OK && g->rank == 0) {
@@ -414,6 +516,146 @@ static void on_step(void *user_data, const cvx_denoise_step *s) {
     }
     g->steps_done++;
     report(g, CVX_PHASE_DENOISE, (double)(s->step + 1) / (double)s->total, (int)(s->step + 1));
+}
+
+static int vae_poll(void *user_data, int done, int total) {
+    (void)done, (void)total;
+    return poll_cancel(user_data);
+}
+
+/* ---- the conditioning of image- and video-to-video ---------------------------------------------------------- */
+
+/* VideoProcessor.preprocess(_video) of frames that already have the video's size: uint8 RGB [T, H, W, 3] ->
+ * x [1, 3, T, H, W] = 2·(float32(u8) / 255) − 1, each operation in float32. */
+static void preprocess_frames(const uint8_t *rgb, int64_t T, int64_t H, int64_t W, float *x) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < H * W; i++)
+            for (int64_t c = 0; c < 3; c++) {
+                const float v = (float)rgb[(t * H * W + i) * 3 + c] / 255.0f;
+                x[(c * T + t) * H * W + i] = 2.0f * v - 1.0f;
+            }
+}
+
+/* vae.encode(x).latent_dist.sample(generator) for x [1, 3, T, H, W]: the encoder in its frame batches, then
+ * mean + std · noise with the generator's next draw [1, L, T', h, w]. *sample (malloc'd) is [1, L, T', h, w]
+ * (shape in ss). The taps are named "<what>_preprocessed" (shape xtap), "<what>_posterior_mean" / "_logvar" /
+ * "_std" / "_noise" and "<what>_latents_encoded". */
+static cvx_status encode_sample(gen_ctx *g, cvx_rng *rng, const char *what, const float *x, const int64_t xs[5],
+                                int xtap_ndim, const int64_t *xtap, float **sample, int64_t ss[5]) {
+    cvx_engine *e = g->e;
+    cvx_status st;
+    cvx_vae *vae = NULL;
+    float *h = NULL, *post = NULL;
+    char name[64];
+    *sample = NULL;
+    snprintf(name, sizeof name, "%s_preprocessed", what);
+    if ((st = tap(g, name, CVX_DTYPE_F32, (void *)x, xtap_ndim, xtap)) != CVX_OK) return st;
+    const cvx_model_component *vc = cvx_model_component_get(e->model, "vae");
+    if ((st = cvx_vae_open(&vae, vc->dir, CVX_VAE_ENCODER, &e->err)) != CVX_OK) return st;
+    int64_t hs[5];
+    cvx_vae_params vp = cvx_vae_params_default(vae);
+    vp.progress = vae_poll;
+    vp.progress_user_data = g;
+    if ((st = cvx_vae_set_precision(vae, g->p->precision)) != CVX_OK ||
+        (st = cvx_vae_encode_shape(vae, &vp, xs, hs)) != CVX_OK) {
+        cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
+        goto done;
+    }
+    const int64_t L = hs[1] / 2, m = L * hs[2] * hs[3] * hs[4];
+    h = malloc(sizeof(float) * (size_t)(2 * m));
+    post = malloc(sizeof(float) * (size_t)(5 * m)); /* mean, logvar, std, noise, sample */
+    if (!h || !post) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the %s's latents", what);
+        goto done;
+    }
+    if ((st = cvx_vae_encode(vae, e->pool, &vp, x, xs, h)) != CVX_OK) {
+        if (st == CVX_ERR_CANCELLED) cvx_fail(&e->err, st, "cancelled");
+        else cvx_fail(&e->err, st, "vae: %s", cvx_vae_last_error(vae));
+        goto done;
+    }
+    float *mean = post, *logvar = post + m, *std = post + 2 * m, *noise = post + 3 * m, *smp = post + 4 * m;
+    cvx_rng_randn_f32(rng, noise, m, CVX_RNG_AVX2); /* randn_tensor(mean.shape, generator) */
+    cvx_vae_posterior(h, 1, L, hs[2] * hs[3] * hs[4], noise, mean, logvar, std, smp);
+    ss[0] = 1, ss[1] = L, ss[2] = hs[2], ss[3] = hs[3], ss[4] = hs[4];
+    static const char *const parts[5] = {"posterior_mean", "posterior_logvar", "posterior_std", "posterior_noise",
+                                         "latents_encoded"};
+    for (int k = 0; k < 5; k++) {
+        snprintf(name, sizeof name, "%s_%s", what, parts[k]);
+        if ((st = tap(g, name, CVX_DTYPE_F32, post + k * m, 5, ss)) != CVX_OK) goto done;
+    }
+    memmove(post, smp, sizeof(float) * (size_t)m);
+    *sample = post;
+    post = NULL;
+done:
+    free(h);
+    free(post);
+    cvx_vae_close(vae); /* released before the transformer maps its weights */
+    return st;
+}
+
+/* CogVideoXImageToVideoPipeline.prepare_latents' image half: the image [1, 3, 1, H, W] encoded and sampled
+ * (the generator's first draw), permuted, × scaling_factor, then zero latent frames up to F:
+ * image_latents [1, F, Ci, h, w] (zeroed by the caller). */
+static cvx_status condition_image(gen_ctx *g, cvx_rng *rng, float *image_latents) {
+    const cvx_generate_params *p = g->p;
+    const int64_t H = g->plan.height, W = g->plan.width, F = g->plan.F, Ci = g->plan.Ci;
+    float *x = malloc(sizeof(float) * (size_t)(3 * H * W)), *smp = NULL;
+    if (!x) return cvx_fail(&g->e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the image");
+    preprocess_frames(p->image, 1, H, W, x);
+    int64_t xs[5] = {1, 3, 1, H, W}, xtap[4] = {1, 3, H, W}, ss[5];
+    cvx_status st = encode_sample(g, rng, "image", x, xs, 4, xtap, &smp, ss);
+    if (st == CVX_OK && (ss[1] != Ci || ss[2] != 1 || ss[3] != g->plan.H || ss[4] != g->plan.W))
+        st = cvx_fail(&g->e->err, CVX_ERR_SHAPE, "the VAE encodes the image to [%lld, %lld, %lld, %lld]; the "
+                      "transformer takes %lld image channels at %lldx%lld", (long long)ss[1], (long long)ss[2],
+                      (long long)ss[3], (long long)ss[4], (long long)Ci, (long long)g->plan.H, (long long)g->plan.W);
+    if (st == CVX_OK) {
+        const cvx_model_component *vc = cvx_model_component_get(g->e->model, "vae");
+        cvx_vae_scale_latents(smp, ss, vc->cfg.vae.scaling_factor, image_latents); /* frame 0; 1..F−1 stay 0 */
+        int64_t ishape[5] = {1, F, Ci, g->plan.H, g->plan.W};
+        st = tap(g, "image_latents", CVX_DTYPE_F32, image_latents, 5, ishape);
+    }
+    free(smp);
+    free(x);
+    return st;
+}
+
+/* CogVideoXVideoToVideoPipeline.prepare_latents: the video encoded and sampled (the generator's first draw),
+ * permuted, × scaling_factor (init_latents), the initial noise [1, F, C, h, w] (second draw), and
+ * add_noise(init_latents, noise, t) at the first kept timestep -> latents. */
+static cvx_status condition_video(gen_ctx *g, cvx_rng *rng, const cvx_scheduler *sched, int64_t t, float *latents) {
+    const cvx_generate_params *p = g->p;
+    const int64_t T = g->plan.frames, H = g->plan.height, W = g->plan.width;
+    const int64_t F = g->plan.F, C = g->plan.C, n = F * C * g->plan.H * g->plan.W;
+    float *x = malloc(sizeof(float) * (size_t)(3 * T * H * W)), *smp = NULL, *init = NULL;
+    if (!x) return cvx_fail(&g->e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the input video");
+    preprocess_frames(p->video, T, H, W, x);
+    int64_t xs[5] = {1, 3, T, H, W}, ss[5];
+    cvx_status st = encode_sample(g, rng, "video", x, xs, 5, xs, &smp, ss);
+    free(x);
+    if (st == CVX_OK && (ss[1] != C || ss[2] != F || ss[3] != g->plan.H || ss[4] != g->plan.W))
+        st = cvx_fail(&g->e->err, CVX_ERR_SHAPE, "the VAE encodes the video to [%lld, %lld, %lld, %lld]; the "
+                      "transformer takes [%lld, %lld, %lld, %lld]", (long long)ss[1], (long long)ss[2],
+                      (long long)ss[3], (long long)ss[4], (long long)C, (long long)F, (long long)g->plan.H,
+                      (long long)g->plan.W);
+    if (st == CVX_OK && !(init = malloc(sizeof(float) * (size_t)n)))
+        st = cvx_fail(&g->e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    int64_t lshape[5] = {1, F, C, g->plan.H, g->plan.W}, one[1] = {1}, two[1] = {2};
+    if (st == CVX_OK) {
+        const cvx_model_component *vc = cvx_model_component_get(g->e->model, "vae");
+        cvx_vae_scale_latents(smp, ss, vc->cfg.vae.scaling_factor, init);
+        st = tap(g, "init_latents", CVX_DTYPE_F32, init, 5, lshape);
+    }
+    if (st == CVX_OK) {
+        cvx_denoise_initial_latents(rng, latents, n); /* randn_tensor(shape, generator) */
+        st = tap(g, "initial_noise", CVX_DTYPE_F32, latents, 5, lshape);
+    }
+    float coefs[2];
+    if (st == CVX_OK) st = cvx_scheduler_add_noise(sched, t, init, latents, n, latents, coefs, &g->e->err);
+    if (st == CVX_OK) st = tap(g, "add_noise_coefficients", CVX_DTYPE_F32, coefs, 1, two);
+    if (st == CVX_OK) st = tap(g, "latent_timestep", CVX_DTYPE_I64, &t, 1, one);
+    free(init);
+    free(smp);
+    return st;
 }
 
 static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
@@ -430,49 +672,84 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
     cvx_rng_seed(&rng, p->seed);
     int64_t n = F * C * H * W;
     g->latent_numel = n;
+    float *image_latents = NULL; /* I2V: [1, F, Ci, H, W] */
+    if (g->plan.mode == GEN_I2V && !(image_latents = calloc((size_t)(F * g->plan.Ci * H * W), sizeof(float))))
+        return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for the image latents");
 
+    cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
+    st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
+    if (st != CVX_OK) {
+        free(image_latents);
+        return st;
+    }
+    int64_t ts[1002], nts = 0, first = 0;
+    st = cvx_scheduler_timesteps_for(sched, p->steps, ts, &nts, &e->err);
+    if (st != CVX_OK) goto done;
+    if (g->plan.mode == GEN_V2V) {
+        /* get_timesteps: init_timestep = min(int(N · strength), N), t_start = max(N − init_timestep, 0), the list
+         * from t_start on (the scheduler keeps N for prev_t) */
+        int64_t init = (int64_t)((double)p->steps * p->strength);
+        if (init > p->steps) init = p->steps;
+        first = p->steps - init > 0 ? p->steps - init : 0;
+        int64_t tall[1] = {nts};
+        if ((st = tap(g, "all_timesteps", CVX_DTYPE_I64, ts, 1, tall)) != CVX_OK) goto done;
+    }
+    g->first_step = first;
+    g->n_timesteps = nts - first;
+    g->steps = (int)g->n_timesteps;
+    g->computed = calloc((size_t)g->n_timesteps, 1);
+    if (!g->computed) {
+        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+
+    /* The generator's draws, in the reference's order: (I2V, V2V) the VAE posterior sample of the conditioning,
+     * then the initial noise, then the DPM steps' noise. A resumed run re-encodes the image (with a fresh generator:
+     * the same sample) and takes the generator after its step from the checkpoint. */
+    if (g->plan.mode == GEN_I2V && (st = condition_image(g, &rng, image_latents)) != CVX_OK) goto done;
     cvx_ckpt_view rv, *resume = NULL;
+    int64_t lshape[5] = {1, F, C, H, W};
     if (p->resume_state) {
         if ((st = cvx_ckpt_read(p->resume_state, p->resume_state_size, "resume state", &rv, &e->err)) != CVX_OK)
-            return st;
-        if (rv.params_hash != g->params_hash)
-            return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
-                            "resume state: it belongs to other generation parameters or another model");
-        if (rv.n != n)
-            return cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values",
-                            p->resume_state_size, (long long)n);
+            goto done;
+        if (rv.params_hash != g->params_hash) {
+            st = cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT,
+                          "resume state: it belongs to other generation parameters or another model");
+            goto done;
+        }
+        if (rv.n != n) {
+            st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: %zu bytes do not hold %lld latent values",
+                          p->resume_state_size, (long long)n);
+            goto done;
+        }
         resume = &rv;
         memcpy(latents, rv.latents, sizeof(float) * (size_t)n);
         rng = rv.rng;
+    } else if (g->plan.mode == GEN_V2V) {
+        if ((st = condition_video(g, &rng, sched, ts[first], latents)) != CVX_OK) goto done;
     } else if (p->noise_dtype == CVX_NOISE_F16) {
         /* prepare_latents: randn([1, F, C, H, W], generator) in the pipeline's dtype */
         uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
-        if (!h) return cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!h) {
+            st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+            goto done;
+        }
         cvx_rng_randn_f16(&rng, h, n);
         cvx_f16_to_f32_array(h, latents, (size_t)n);
         free(h);
     } else {
         cvx_denoise_initial_latents(&rng, latents, n);
     }
-    int64_t lshape[5] = {1, F, C, H, W};
-    if (!resume && (st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) return st;
-    cvx_sched_kind kind = !p->scheduler ? CVX_SCHED_AUTO : !strcmp(p->scheduler, "dpm") ? CVX_SCHED_DPM : CVX_SCHED_DDIM;
-    st = cvx_scheduler_create(&sched, e->scheduler_config, kind, "scheduler_config.json", &e->err);
-    if (st != CVX_OK) return st;
-    int64_t ts[1002], nts = 0;
-    st = cvx_scheduler_timesteps_for(sched, p->steps, ts, &nts, &e->err);
-    if (st != CVX_OK) goto done;
-    g->n_timesteps = nts;
-    g->computed = calloc((size_t)nts, 1);
-    if (!g->computed) {
-        st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
-        goto done;
-    }
-    int64_t tshape[1] = {nts};
-    if ((st = tap(g, "step_timesteps", CVX_DTYPE_I64, ts, 1, tshape)) != CVX_OK) goto done;
+    if (!resume && (st = tap(g, "initial_latents", CVX_DTYPE_F32, latents, 5, lshape)) != CVX_OK) goto done;
+    int64_t tshape[1] = {g->n_timesteps};
+    if ((st = tap(g, "step_timesteps", CVX_DTYPE_I64, ts + first, 1, tshape)) != CVX_OK) goto done;
     if (g->tap) {
-        g->step_latents = malloc(sizeof(float) * (size_t)(nts * n));
-        if (!g->step_latents) {
+        const int64_t nt = g->n_timesteps, Bm = cfg ? 2 : 1;
+        g->step_latents = malloc(sizeof(float) * (size_t)(nt * n));
+        g->step_in = malloc(sizeof(float) * (size_t)(nt * Bm * F * (C + g->plan.Ci) * H * W));
+        g->step_out = malloc(sizeof(float) * (size_t)(nt * Bm * n));
+        g->step_noise = malloc(sizeof(float) * (size_t)(2 * nt * n));
+        if (!g->step_latents || !g->step_in || !g->step_out || !g->step_noise) {
             st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
@@ -496,7 +773,7 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
         tc = &tcache;
     }
     if (p->checkpoint) {
-        g->ckpt_size = cvx_ckpt_bytes(n, tc, nts);
+        g->ckpt_size = cvx_ckpt_bytes(n, tc, g->n_timesteps);
         g->ckpt = malloc(g->ckpt_size);
         if (!g->ckpt) {
             st = cvx_fail(&e->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for checkpoints (%zu MB)", g->ckpt_size >> 20);
@@ -506,6 +783,8 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
     const cvx_model_component *vae = cvx_model_component_get(e->model, "vae");
     cvx_denoise_params dp = cvx_denoise_params_default();
     dp.num_inference_steps = p->steps;
+    dp.first_step = first;
+    dp.image_latents = image_latents;
     dp.guidance_scale = p->guidance_scale;
     dp.use_dynamic_cfg = p->use_dynamic_cfg;
     dp.height_px = height;
@@ -530,9 +809,9 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
     cvx_sched_state rs;
     memset(&rs, 0, sizeof rs);
     if (resume) {
-        if (resume->count != nts) {
+        if (resume->count != g->n_timesteps) {
             st = cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "resume state: %lld timesteps, this run has %lld",
-                          (long long)resume->count, (long long)nts);
+                          (long long)resume->count, (long long)g->n_timesteps);
             goto done;
         }
         rs.n = n;
@@ -551,7 +830,7 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
             }
         } else {
             if (!resume->has_cache || resume->B != tc->B || resume->S != tc->S || resume->D != tc->D ||
-                resume->E != tc->E || resume->count != nts || !resume->has_prev || !resume->has_residual) {
+                resume->E != tc->E || resume->count != g->n_timesteps || !resume->has_prev || !resume->has_residual) {
                 st = cvx_fail(&e->err, CVX_ERR_FORMAT, "resume state: the step cache is missing or not for this run");
                 goto done;
             }
@@ -562,7 +841,7 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
             memcpy(tc->residual, resume->residual, sizeof(float) * (size_t)(tc->B * tc->S * tc->D));
             for (int64_t i = 0; i < resume->step; i++) g->computed[i] = resume->computed[i] != 0;
         }
-        report(g, CVX_PHASE_DENOISE, (double)resume->step / (double)nts, (int)resume->step);
+        report(g, CVX_PHASE_DENOISE, (double)resume->step / (double)g->n_timesteps, (int)resume->step);
     }
     dp.teacache = tc;
     st = cvx_denoise(dit, sched, &dp, embeds, negative, 1, L, latents, F, H, W, &rng, &e->err);
@@ -570,15 +849,22 @@ static cvx_status denoise(gen_ctx *g, const float *embeds, float *latents) {
     if (st == CVX_OK && g->tap_status != CVX_OK) st = g->tap_status;
     if (st != CVX_OK) goto done;
     if (g->step_latents) {
-        int64_t sshape[6] = {nts, 1, F, C, H, W};
-        if ((st = tap(g, "step_latents_after", CVX_DTYPE_F32, g->step_latents, 6, sshape)) != CVX_OK) goto done;
+        const int64_t nt = g->n_timesteps;
+        int64_t sshape[6] = {nt, 1, F, C, H, W}, ishape[6] = {nt, Bm, F, C + g->plan.Ci, H, W},
+                oshape[6] = {nt, Bm, F, C, H, W}, nshape[6] = {g->n_step_noise, 1, F, C, H, W};
+        if ((st = tap(g, "step_latents_after", CVX_DTYPE_F32, g->step_latents, 6, sshape)) != CVX_OK ||
+            (st = tap(g, "step_transformer_input", CVX_DTYPE_F32, g->step_in, 6, ishape)) != CVX_OK ||
+            (st = tap(g, "step_transformer_output", CVX_DTYPE_F32, g->step_out, 6, oshape)) != CVX_OK ||
+            (g->n_step_noise && (st = tap(g, "step_scheduler_noise", CVX_DTYPE_F32, g->step_noise, 6, nshape)) != CVX_OK))
+            goto done;
     }
     st = tap(g, "final_latents", CVX_DTYPE_F32, latents, 5, lshape);
 done:
     free(g->ckpt);
     g->ckpt = NULL;
-    free(g->step_latents);
-    g->step_latents = NULL;
+    free(g->step_latents), free(g->step_in), free(g->step_out), free(g->step_noise);
+    g->step_latents = g->step_in = g->step_out = g->step_noise = NULL;
+    free(image_latents);
     cvx_dit_teacache_release(&tcache);
     cvx_dit_free(dit);
     cvx_scheduler_free(sched);
@@ -658,7 +944,7 @@ static cvx_status outputs_open(gen_ctx *g, outputs *o) {
     snprintf(model, sizeof model, "%s (%s, %s weights)", mi->model_name, mi->model_variant,
              cvx_weights_kind_name(mi->weights));
     snprintf(version, sizeof version, "cogvideox %s", cvx_version());
-    const char *tags[] = {"prompt", p->prompt, "negative_prompt", p->negative_prompt ? p->negative_prompt : "",
+    const char *tags[] = {"prompt", p->prompt ? p->prompt : "", "negative_prompt", p->negative_prompt ? p->negative_prompt : "",
                           "seed", seed, "steps", steps, "guidance_scale", guidance,
                           "scheduler", p->scheduler ? p->scheduler : mi->default_scheduler,
                           "dynamic_cfg", p->use_dynamic_cfg ? "true" : "false", "frames", frames, "size", size,

@@ -473,3 +473,18 @@ cvx_status cvx_scheduler_step(const cvx_scheduler *s, cvx_sched_state *st, const
     st->has_back = 1;
     return CVX_OK;
 }
+
+cvx_status cvx_scheduler_add_noise(const cvx_scheduler *s, int64_t timestep, const float *x, const float *noise,
+                                   int64_t n, float *out, float coefs[2], cvx_error *err) {
+    if (timestep < 0 || timestep >= s->T)
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "add_noise: timestep %lld outside [0, %lld)",
+                        (long long)timestep, (long long)s->T);
+    const float ac = (float)s->alphas_cumprod[timestep];
+    const float a = sqrtf(ac), b = sqrtf(1.0f - ac); /* torch's pow(x, 0.5) is sqrt */
+    for (int64_t i = 0; i < n; i++) {
+        const float ax = a * x[i], bn = b * noise[i];
+        out[i] = ax + bn;
+    }
+    if (coefs) coefs[0] = a, coefs[1] = b;
+    return CVX_OK;
+}

@@ -106,4 +106,11 @@ cvx_status cvx_scheduler_coefs(const cvx_scheduler *s, int64_t timestep, int has
 cvx_status cvx_scheduler_step(const cvx_scheduler *s, cvx_sched_state *st, const float *model_output,
                               int64_t timestep, const float *sample, cvx_rng *g, float *prev_sample, cvx_error *err);
 
+/* scheduler.add_noise(x, noise, t) of both classes (DDPM-style, as the video-to-video pipeline calls it):
+ * a = sqrt(f32(alphas_cumprod[t])), b = sqrt(1 − f32(alphas_cumprod[t])), both in float32 (alphas_cumprod is cast
+ * to the sample's dtype first), out = a·x + b·noise with every product rounded to f32. t in [0, T). out may
+ * alias x or noise. coefs (may be NULL) gets {a, b}. */
+cvx_status cvx_scheduler_add_noise(const cvx_scheduler *s, int64_t timestep, const float *x, const float *noise,
+                                   int64_t n, float *out, float coefs[2], cvx_error *err);
+
 #endif

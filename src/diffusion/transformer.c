@@ -56,6 +56,7 @@ struct cvx_dit {
     float *nf_w, *nf_b;        /* norm_final [D] */
     dit_linear out_lin;        /* norm_out.linear [2D, E] */
     float *out_norm_w, *out_norm_b; /* [D] */
+    float *pos_learned;        /* 5b-I2V: patch_embed.pos_embedding [L_max + N_sample, D] (f32 copy), else NULL */
     dit_linear proj;           /* [C_out·p·p, D] */
     cvx_precision precision;
     dit_block *blocks;
@@ -89,9 +90,6 @@ cvx_status cvx_dit_config_parse(cvx_dit_config *cfg, const json_t *j, cvx_error 
                           later[i]);
     cvx_config_free(c);
     if (st != CVX_OK) return st;
-    if (t.use_learned_positional_embeddings)
-        return cvx_fail(err, CVX_ERR_UNSUPPORTED,
-                        "transformer config: use_learned_positional_embeddings (5b-I2V) is not supported");
     if (strcmp(t.timestep_activation_fn, "silu") != 0 && strcmp(t.timestep_activation_fn, "swish") != 0)
         return cvx_fail(err, CVX_ERR_UNSUPPORTED, "transformer config: timestep_activation_fn \"%s\" is not supported",
                         t.timestep_activation_fn);
@@ -183,11 +181,13 @@ static cvx_status get_mat2(cvx_dit *m, const char *name, int64_t rows, int64_t c
     return get_mat(m, name, 2, shape, out);
 }
 
-/* Small vectors are copied to f32 (norm weights and biases feed f32 loops). */
-static cvx_status get_vec(cvx_dit *m, const char *name, int64_t n, float **out) {
+/* Small tensors are copied to f32 (norm weights and biases, the learned position table feed f32 loops). */
+static cvx_status get_vec_shaped(cvx_dit *m, const char *name, int ndim, const int64_t *shape, float **out) {
     cvx_tensor t;
-    cvx_status st = cvx_weights_get(m->weights, name, 1, &n, &t, &m->err);
+    cvx_status st = cvx_weights_get(m->weights, name, ndim, shape, &t, &m->err);
     if (st != CVX_OK) return st;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
     float *v = malloc(sizeof(float) * (size_t)n);
     if (!v) return cvx_fail(&m->err, CVX_ERR_OUT_OF_MEMORY, "out of memory for \"%s\"", name);
     if ((st = keep_buffer(m, v)) != CVX_OK) return st;
@@ -196,6 +196,10 @@ static cvx_status get_vec(cvx_dit *m, const char *name, int64_t n, float **out) 
                         cvx_dtype_name(t.dtype));
     *out = v;
     return expect_name(m, name);
+}
+
+static cvx_status get_vec(cvx_dit *m, const char *name, int64_t n, float **out) {
+    return get_vec_shaped(m, name, 1, &n, out);
 }
 
 /* "<prefix>.weight" [n] and "<prefix>.bias" [n] of a LayerNorm, when it has them. */
@@ -230,6 +234,12 @@ static cvx_status bind_weights(cvx_dit *m) {
     cvx_status st;
 #define TRY(x)                     \
     if ((st = (x)) != CVX_OK) return st
+    if (c->use_learned_positional_embeddings) {
+        /* the persistent buffer [1, L_max + N_sample, D], N_sample from the config's sample size */
+        int64_t rows = c->max_text_seq_length + (int64_t)(c->sample_height / p) * (c->sample_width / p) *
+                                                    ((c->sample_frames - 1) / c->temporal_compression_ratio + 1);
+        TRY(get_vec_shaped(m, "patch_embed.pos_embedding", 3, (int64_t[3]){1, rows, D}, &m->pos_learned));
+    }
     int64_t conv_shape[4] = {D, c->in_channels, p, p};
     TRY(get_mat(m, "patch_embed.proj.weight", 4, conv_shape, &m->patch.w));
     m->patch.w.ndim = 2;
@@ -766,10 +776,24 @@ static cvx_status check_call(cvx_dit *m, const cvx_dit_call *c) {
     if (c->H % p || c->W % p)
         return cvx_fail(&m->err, CVX_ERR_SHAPE, "transformer: latent size %lldx%lld is not a multiple of patch %lld",
                         (long long)c->H, (long long)c->W, (long long)p);
-    if (!cfg->use_rotary_positional_embeddings && c->L != cfg->max_text_seq_length)
+    if ((!cfg->use_rotary_positional_embeddings || cfg->use_learned_positional_embeddings) &&
+        c->L != cfg->max_text_seq_length)
         return cvx_fail(&m->err, CVX_ERR_SHAPE,
-                        "transformer: %lld text tokens, but the sincos table is laid out for max_text_seq_length %d",
+                        "transformer: %lld text tokens, but the position table is laid out for max_text_seq_length %d",
                         (long long)c->L, cfg->max_text_seq_length);
+    /* v0.30.3 CogVideoXPatchEmbed: a learned table only at the sample size (else ValueError); another frame count
+     * silently recomputes a sincos table */
+    if (cfg->use_learned_positional_embeddings && (c->H != cfg->sample_height || c->W != cfg->sample_width))
+        return cvx_fail(&m->err, CVX_ERR_UNSUPPORTED,
+                        "transformer: this model's learned positional embedding (5b-I2V) is for %dx%d latents "
+                        "(%dx%d pixels at 8x); it cannot generate %lldx%lld latents",
+                        cfg->sample_height, cfg->sample_width, cfg->sample_height * 8, cfg->sample_width * 8,
+                        (long long)c->H, (long long)c->W);
+    if (cfg->use_learned_positional_embeddings &&
+        (c->F - 1) * cfg->temporal_compression_ratio + 1 != cfg->sample_frames && cfg->inner_dim % 16 != 0)
+        return cvx_fail(&m->err, CVX_ERR_SHAPE,
+                        "transformer: %lld latent frames need the sincos table, which needs heads x head_dim = %d "
+                        "divisible by 16", (long long)c->F, cfg->inner_dim);
     if (cfg->use_rotary_positional_embeddings && (!c->rope_cos || !c->rope_sin))
         return cvx_fail(&m->err, CVX_ERR_INVALID_ARGUMENT,
                         "transformer: this model uses rotary embeddings; rope_cos/rope_sin are required");
@@ -953,8 +977,17 @@ static cvx_status fwd_patch_embedding(fwd *f) {
                 }
     for (int64_t b = 0; b < B; b++) lin(f->pool, x + (b * S + L) * D, col + b * N * K, N, K, &m->patch);
     if ((st = tap_rows(f, "patch_conv", x, B, S, L, N, D)) != CVX_OK) return st;
-    if (!cfg->use_rotary_positional_embeddings) {
-        /* v0.30.3 recomputes the table for the runtime F/H/W; at the config's sample size that equals the buffer */
+    const int learned_fits = cfg->use_learned_positional_embeddings &&
+                             (F - 1) * cfg->temporal_compression_ratio + 1 == cfg->sample_frames;
+    if (learned_fits) {
+        /* 5b-I2V at its sample size: the stored table added to cat([text, video]), text rows included */
+        for (int64_t b = 0; b < B; b++) {
+            float *xb = x + b * S * D;
+            for (int64_t i = 0; i < S * D; i++) xb[i] = xb[i] + m->pos_learned[i];
+        }
+    } else if (!cfg->use_rotary_positional_embeddings || cfg->use_learned_positional_embeddings) {
+        /* v0.30.3 recomputes the table for the runtime F/H/W (text rows zero); at the config's sample size that
+         * equals the 2b's non-persistent buffer */
         float *pos = f->q;
         if (cvx_dit_sincos_table((int)D, F, Hp, Wp, cfg->spatial_interpolation_scale,
                                  cfg->temporal_interpolation_scale, pos) != CVX_OK)

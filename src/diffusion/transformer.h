@@ -6,7 +6,10 @@
  * Dt text_embed_dim, E time_embed_dim.
  *
  *   latents [B, F, C, H, W] ─patch conv per frame─▶ video tokens [B, N, D] (frame, row, column order)
- *   text [B, L, Dt] ─text_proj─▶ [B, L, D];  joint x = cat([text, video]) [B, S, D] (+ sincos table, 2b)
+ *   text [B, L, Dt] ─text_proj─▶ [B, L, D];  joint x = cat([text, video]) [B, S, D] (+ sincos table, 2b;
+ *   + the learned table [L + N, D] over text AND video rows, 5b-I2V at its sample size; another frame count
+ *   recomputes the sincos table as v0.30.3 does, another height/width is refused as v0.30.3 raises)
+ *   5b-I2V: C_in = 32 (noisy latents | image latents on the channel axis), C_out = 16
  *   t [B] int64 ─sinusoid over D channels [cos | sin]─▶ linear_1 → SiLU → linear_2 = emb [B, E]
  *   every block: LayerNormZero(emb) on both streams → joint attention (q/k per-head LayerNorm, RoPE on the
  *                video rows) → gated residual → LayerNormZero → tanh-GELU FF on cat → gated residual
@@ -49,7 +52,7 @@ typedef struct {
     double norm_eps;                  /* 1e-5 */
     double spatial_interpolation_scale, temporal_interpolation_scale; /* 1.875, 1.0 */
     int use_rotary_positional_embeddings;  /* 0 (2b), 1 (5b) */
-    int use_learned_positional_embeddings; /* 0 (1 = 5b-I2V's learned table: refused) */
+    int use_learned_positional_embeddings; /* 0 (1 = 5b-I2V: patch_embed.pos_embedding, with rope) */
     int patch_bias;                   /* 1 (key added after 0.30.3; false drops the patch conv bias) */
     int inner_dim;                    /* derived: heads · head_dim */
 } cvx_dit_config;

@@ -21,6 +21,8 @@
 #pragma weak cvx_golden_tokenizer
 #pragma weak cvx_golden_vae
 #pragma weak cvx_golden_e2e
+#pragma weak cvx_golden_i2v
+#pragma weak cvx_golden_v2v
 
 static const struct {
     const char *component;
@@ -35,6 +37,8 @@ static const struct {
     {"tokenizer", cvx_golden_tokenizer},
     {"vae", cvx_golden_vae},
     {"e2e", cvx_golden_e2e},
+    {"i2v", cvx_golden_i2v},
+    {"v2v", cvx_golden_v2v},
 };
 
 /* ---- the handler-facing API ------------------------------------------------------------------------------ */

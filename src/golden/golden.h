@@ -22,7 +22,8 @@ typedef struct cvx_golden_case cvx_golden_case;
 struct cvx_golden_case {
     const char *dir;       /* the case folder */
     const char *name;      /* its last path component ("rng" for rng/) */
-    const char *component; /* "rng", "scheduler", "transformer", "rope", "pipeline", "t5", "tokenizer", "vae", "e2e" */
+    const char *component; /* "rng", "scheduler", "transformer", "rope", "pipeline", "t5", "tokenizer", "vae", "e2e",
+                            * "i2v", "v2v" */
     json_t *case_json;     /* case.json, or cases.json for a set (borrowed) */
     json_t *check;         /* its "check" object (borrowed) */
     json_t *config;        /* config.json when the folder has one, else NULL (borrowed) */
@@ -75,6 +76,8 @@ cvx_status cvx_golden_t5(cvx_golden_case *c);
 cvx_status cvx_golden_tokenizer(cvx_golden_case *c);
 cvx_status cvx_golden_vae(cvx_golden_case *c);
 cvx_status cvx_golden_e2e(cvx_golden_case *c);
+cvx_status cvx_golden_i2v(cvx_golden_case *c); /* golden_conditioned.c */
+cvx_status cvx_golden_v2v(cvx_golden_case *c);
 
 typedef struct {
     const char *dump_dir; /* NULL: no dump */

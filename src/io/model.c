@@ -384,13 +384,15 @@ static const struct {
     const char *library;
     cvx_class cls1, cls2; /* the classes this slot accepts */
     const char *supported;
+    int optional; /* may be [null, null]: a folder used with precomputed prompt embeddings (diffusers'
+                   * from_pretrained(..., tokenizer=None, text_encoder=None) and save_pretrained of such a pipeline) */
 } slots[] = {
-    {"tokenizer", "transformers", CVX_CLASS_T5_TOKENIZER, CVX_CLASS_T5_TOKENIZER, "T5Tokenizer, T5TokenizerFast"},
-    {"text_encoder", "transformers", CVX_CLASS_T5_ENCODER, CVX_CLASS_T5_ENCODER, "T5EncoderModel"},
-    {"transformer", "diffusers", CVX_CLASS_TRANSFORMER_3D, CVX_CLASS_TRANSFORMER_3D, "CogVideoXTransformer3DModel"},
-    {"vae", "diffusers", CVX_CLASS_VAE, CVX_CLASS_VAE, "AutoencoderKLCogVideoX"},
+    {"tokenizer", "transformers", CVX_CLASS_T5_TOKENIZER, CVX_CLASS_T5_TOKENIZER, "T5Tokenizer, T5TokenizerFast", 1},
+    {"text_encoder", "transformers", CVX_CLASS_T5_ENCODER, CVX_CLASS_T5_ENCODER, "T5EncoderModel", 1},
+    {"transformer", "diffusers", CVX_CLASS_TRANSFORMER_3D, CVX_CLASS_TRANSFORMER_3D, "CogVideoXTransformer3DModel", 0},
+    {"vae", "diffusers", CVX_CLASS_VAE, CVX_CLASS_VAE, "AutoencoderKLCogVideoX", 0},
     {"scheduler", "diffusers", CVX_CLASS_DDIM_SCHEDULER, CVX_CLASS_DPM_SCHEDULER,
-     "CogVideoXDDIMScheduler, CogVideoXDPMScheduler"},
+     "CogVideoXDDIMScheduler, CogVideoXDPMScheduler", 0},
 };
 #define N_SLOTS ((int)(sizeof slots / sizeof slots[0]))
 
@@ -526,9 +528,10 @@ static cvx_status read_index(cvx_model *m, cvx_error *err) {
             if (!strcmp(key, slots[i].name)) slot = i;
         if (json_is_array(val) && json_array_size(val) == 2 && json_is_null(json_array_get(val, 0)) &&
             json_is_null(json_array_get(val, 1))) {
-            if (slot >= 0)
+            if (slot >= 0 && !slots[slot].optional)
                 st = cvx_fail(err, CVX_ERR_NOT_FOUND, "%s: component \"%s\" is null, but the pipeline needs it",
                               cvx_config_label(idx), key);
+            if (slot >= 0) m->null_slots |= 1u << slot;
             continue;
         }
         if (!json_is_array(val) || json_array_size(val) != 2 || !json_is_string(json_array_get(val, 0)) ||
@@ -556,8 +559,13 @@ static cvx_status read_index(cvx_model *m, cvx_error *err) {
         snprintf(mc->class_name, sizeof mc->class_name, "%.63s", cls);
         mc->cls = c;
     }
+    /* the tokenizer and the text encoder come together or not at all */
+    if (!st && ((m->null_slots & 1u) != 0) != ((m->null_slots & 2u) != 0))
+        st = cvx_fail(err, CVX_ERR_UNSUPPORTED,
+                      "%s: tokenizer and text_encoder must both be present or both [null, null]",
+                      cvx_config_label(idx));
     for (int i = 0; i < N_SLOTS && !st; i++)
-        if (!m->comp[i].cls)
+        if (!m->comp[i].cls && !(m->null_slots & (1u << i)))
             st = cvx_fail(err, CVX_ERR_NOT_FOUND, "%s: no \"%s\" component (a %s pipeline needs one)",
                           cvx_config_label(idx), slots[i].name, m->pipeline_class);
     cvx_config_free(idx);
@@ -575,7 +583,13 @@ cvx_status cvx_model_open(cvx_model **out, const char *dir, const cvx_model_open
         return cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     }
     cvx_status st = read_index(m, err);
-    if (!st) m->n_comp = N_SLOTS;
+    if (!st) { /* the present components, in slot order */
+        int n = 0;
+        for (int i = 0; i < N_SLOTS; i++)
+            if (m->comp[i].cls) m->comp[n++] = m->comp[i];
+        for (int i = n; i < N_SLOTS; i++) memset(&m->comp[i], 0, sizeof m->comp[i]);
+        m->n_comp = n;
+    }
     for (int i = 0; i < m->n_comp && !st; i++) {
         cvx_model_component *c = &m->comp[i];
         if (!(c->dir = cvx_path_join(dir, c->name)))
@@ -615,9 +629,10 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
     memset(e, 0, sizeof *e);
     const cvx_model_component *te = cvx_model_component_get(m, "text_encoder"),
                               *tr = cvx_model_component_get(m, "transformer"), *va = cvx_model_component_get(m, "vae");
-    if (!te || !tr || !va || !te->weights_checked || !tr->weights_checked || !va->weights_checked)
+    if (!tr || !va || (te && !te->weights_checked) || !tr->weights_checked || !va->weights_checked)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "memory estimate: the weights were not checked");
-    const cvx_t5_config *t5 = &te->cfg.t5;
+    static const cvx_t5_config no_t5; /* a folder without a text encoder: nothing to run */
+    const cvx_t5_config *t5 = te ? &te->cfg.t5 : &no_t5;
     const cvx_transformer_config *tc = &tr->cfg.transformer;
     const cvx_vae_config *vc = &va->cfg.vae;
     const uint64_t f32 = 4, B = 2; /* classifier-free guidance runs the uncond and cond rows together */
@@ -635,7 +650,7 @@ cvx_status cvx_model_memory_estimate(const cvx_model *m, cvx_memory_estimate *e,
 
     /* T5: hidden, normed, q, k, v, attention out, two FFN branches per row, plus the shared position bias. */
     const uint64_t inner = (uint64_t)(t5->num_heads * t5->d_kv);
-    e->t5_weights = te->data_bytes;
+    e->t5_weights = te ? te->data_bytes : 0;
     e->t5_act = f32 * B * (uint64_t)L * (3 * (uint64_t)t5->d_model + 4 * inner + 2 * (uint64_t)t5->d_ff) +
                 f32 * (uint64_t)t5->num_heads * (uint64_t)L * (uint64_t)L;
     /* Transformer: per token, the residual, the modulated norm, q, k, v, the attention output (6C) and the FFN's

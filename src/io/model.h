@@ -89,8 +89,9 @@ typedef struct cvx_model {
     char *dir;
     char pipeline_class[64]; /* "CogVideoXPipeline", ... */
     char diffusers_version[32];
-    cvx_model_component comp[CVX_MODEL_MAX_COMPONENTS];
+    cvx_model_component comp[CVX_MODEL_MAX_COMPONENTS]; /* the present ones (n_comp) */
     int n_comp;
+    unsigned null_slots; /* internal: components model_index.json lists as [null, null] */
     cvx_error err;
 } cvx_model;
 
@@ -100,8 +101,9 @@ typedef struct {
 
 cvx_model_open_params cvx_model_open_params_default(void);
 
-/* Opens and validates a pipeline folder. Required components: tokenizer, text_encoder, transformer, vae,
- * scheduler (an unknown class or a missing sub-folder is an error naming it). On failure *out is NULL and err
+/* Opens and validates a pipeline folder. Required components: transformer, vae, scheduler; tokenizer and
+ * text_encoder both, or both [null, null] (then cvx_model_component_get returns NULL for them and a generation
+ * needs precomputed prompt embeddings) (an unknown class or a missing sub-folder is an error naming it). On failure *out is NULL and err
  * says what is wrong (component, file, tensor). */
 cvx_status cvx_model_open(cvx_model **out, const char *dir, const cvx_model_open_params *params, cvx_error *err);
 void cvx_model_close(cvx_model *m);

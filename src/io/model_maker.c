@@ -83,36 +83,60 @@ static const char transformer_tiny6[] =
     "{\"attention_head_dim\": 8, \"num_attention_heads\": 6, \"num_layers\": 2, \"sample_frames\": 9,"
     " \"sample_height\": 6, \"sample_width\": 10, \"text_embed_dim\": 16, \"time_embed_dim\": 16}";
 
+/* The image-to-video presets: THUDM/CogVideoX-5b-I2V's configs as diffusers 0.30.3 saves them (the 5b
+ * transformer with in_channels 32 and the learned positional table beside rope; the 5b's scheduler, snr_shift_scale
+ * 1.0; the VAE with scaling_factor 0.7), and the same at the tiny sizes. */
+static const char model_index_i2v[] = "{\"_class_name\": \"CogVideoXImageToVideoPipeline\"}";
+static const char scheduler_5b[] = "{\"snr_shift_scale\": 1.0}";
+static const char transformer_5b_i2v[] =
+    "{\"attention_head_dim\": 64, \"num_attention_heads\": 48, \"num_layers\": 42, \"in_channels\": 32,"
+    " \"use_learned_positional_embeddings\": true, \"use_rotary_positional_embeddings\": true}";
+static const char transformer_tiny_i2v[] =
+    "{\"attention_head_dim\": 16, \"num_attention_heads\": 2, \"num_layers\": 2, \"sample_frames\": 9,"
+    " \"sample_height\": 6, \"sample_width\": 10, \"text_embed_dim\": 16, \"time_embed_dim\": 16, \"in_channels\": 32,"
+    " \"use_learned_positional_embeddings\": true, \"use_rotary_positional_embeddings\": true}";
+static const char vae_5b[] = "{\"scaling_factor\": 0.7}";
+static const char vae_tiny_i2v[] = "{\"block_out_channels\": [4, 8, 8, 16], \"norm_num_groups\": 2, \"scaling_factor\": 0.7}";
+
+enum { PRESET_TINY, PRESET_2B, PRESET_TINY6, PRESET_5B_I2V, PRESET_TINY_I2V };
+#define PRESET_NAMES "tiny, tiny-6h, tiny-i2v, cogvideox-2b or cogvideox-5b-i2v"
+
 static int preset_id(const char *preset) {
-    if (!preset || !strcmp(preset, "tiny")) return 0;
-    if (!strcmp(preset, "cogvideox-2b")) return 1;
-    if (!strcmp(preset, "tiny-6h")) return 2;
+    if (!preset || !strcmp(preset, "tiny")) return PRESET_TINY;
+    if (!strcmp(preset, "cogvideox-2b")) return PRESET_2B;
+    if (!strcmp(preset, "tiny-6h")) return PRESET_TINY6;
+    if (!strcmp(preset, "cogvideox-5b-i2v")) return PRESET_5B_I2V;
+    if (!strcmp(preset, "tiny-i2v")) return PRESET_TINY_I2V;
     return -1;
 }
+
+int cvx_make_model_preset_known(const char *preset) { return preset && preset_id(preset) >= 0; }
 
 cvx_status cvx_make_model_config(const char *preset, const char *component, json_t **out, cvx_error *err) {
     *out = NULL;
     int id = preset_id(preset);
     if (id < 0)
-        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected tiny, tiny-6h or cogvideox-2b)",
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected " PRESET_NAMES ")",
                         preset);
-    const char *base = NULL, *tiny = NULL;
+    const int i2v = id == PRESET_5B_I2V || id == PRESET_TINY_I2V, small = id != PRESET_2B && id != PRESET_5B_I2V;
+    const char *base = NULL, *tiny = NULL; /* tiny: the overrides of the preset */
     if (!strcmp(component, "model_index"))
-        base = model_index_2b;
+        base = model_index_2b, tiny = i2v ? model_index_i2v : NULL;
     else if (!strcmp(component, "scheduler"))
-        base = scheduler_2b;
+        base = scheduler_2b, tiny = i2v ? scheduler_5b : NULL;
     else if (!strcmp(component, "text_encoder"))
-        base = text_encoder_2b, tiny = text_encoder_tiny;
+        base = text_encoder_2b, tiny = small ? text_encoder_tiny : NULL;
     else if (!strcmp(component, "transformer"))
-        base = transformer_2b, tiny = id == 2 ? transformer_tiny6 : transformer_tiny;
+        base = transformer_2b, tiny = id == PRESET_TINY6 ? transformer_tiny6 : id == PRESET_5B_I2V ? transformer_5b_i2v
+                                      : id == PRESET_TINY_I2V ? transformer_tiny_i2v : small ? transformer_tiny : NULL;
     else if (!strcmp(component, "vae"))
-        base = vae_2b, tiny = vae_tiny;
+        base = vae_2b, tiny = id == PRESET_5B_I2V ? vae_5b : id == PRESET_TINY_I2V ? vae_tiny_i2v : small ? vae_tiny : NULL;
     else
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown component \"%s\"", component);
     json_error_t je;
     json_t *cfg = json_loads(base, 0, &je);
     if (!cfg) return cvx_fail(err, CVX_ERR_INTERNAL, "preset %s/%s: %s", preset, component, je.text);
-    if (id != 1 && tiny) {
+    if (tiny) {
         json_t *upd = json_loads(tiny, 0, &je);
         if (!upd || json_object_update_existing(cfg, upd)) {
             json_decref(upd);
@@ -445,7 +469,7 @@ cvx_status cvx_make_model(const char *dir, const cvx_make_model_params *params, 
     if (!p.preset) p.preset = "tiny";
     int id = preset_id(p.preset);
     if (id < 0)
-        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected tiny or cogvideox-2b)",
+        return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "unknown preset \"%s\" (expected " PRESET_NAMES ")",
                         p.preset);
     if (p.dtype != CVX_DTYPE_F16 && p.dtype != CVX_DTYPE_BF16 && p.dtype != CVX_DTYPE_F32)
         return cvx_fail(err, CVX_ERR_INVALID_ARGUMENT, "make-model: dtype %s is not supported (f16, bf16, f32)",
@@ -482,7 +506,7 @@ cvx_status cvx_make_model(const char *dir, const cvx_make_model_params *params, 
     }
     if (!st)
         st = write_component(dir, "text_encoder", CVX_CLASS_T5_ENCODER, "model",
-                             id == 0 ? TINY_T5_MAX_SHARD : HUB_MAX_SHARD, &w, err);
+                             id == PRESET_TINY ? TINY_T5_MAX_SHARD : HUB_MAX_SHARD, &w, err);
     if (!st)
         st = write_component(dir, "transformer", CVX_CLASS_TRANSFORMER_3D, "diffusion_pytorch_model", HUB_MAX_SHARD, &w,
                              err);

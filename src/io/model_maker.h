@@ -3,6 +3,10 @@
  * Presets:
  *   "cogvideox-2b"  the real configs of THUDM/CogVideoX-2b (text_encoder = T5-v1.1-XXL, 4.76 B parameters;
  *                   transformer 1.69 B; VAE 216 M): ≈ 13 GB in f16. Used by benchmarks.
+ *   "cogvideox-5b-i2v"  the configs of THUDM/CogVideoX-5b-I2V (diffusers 0.30.3): the 5b transformer (48 heads
+ *                   x 64, 42 layers) with in_channels 32 and patch_embed.pos_embedding [1, 226 + 17550, 3072] beside
+ *                   rope; the 2b's T5 and VAE (scaling_factor 0.7), the 5b's scheduler: ≈ 21 GB in f16.
+ *   "tiny-i2v"      the tiny sizes with the 5b-I2V options (in_channels 32, rope + learned table).
  *   "tiny"          the same configs with small sizes (T5 16-wide × 2 layers over the real 32128-token
  *                   vocabulary, transformer 2 heads × 16 × 2 layers at 9 frames × 6 × 10 latents, VAE channels
  *                   4/8/8/16): a few MB, generates in seconds. Used by tests and the demo.
@@ -41,6 +45,8 @@ typedef struct {
 } cvx_make_model_params;
 
 cvx_make_model_params cvx_make_model_params_default(void);
+/* Whether make-model knows the preset (tiny, tiny-6h, tiny-i2v, cogvideox-2b, cogvideox-5b-i2v). */
+int cvx_make_model_preset_known(const char *preset);
 
 /* Writes the folder (created if needed; weight files of a previous run in its component folders are
  * replaced). model_index.json is written last, so an interrupted run leaves a folder that does not open. */
