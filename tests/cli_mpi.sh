@@ -136,8 +136,10 @@ grep -q "exited with status 1\|exit code: *1\|Exit code: *1" odd1.err && ok "odd
     bad "odd N: expected exit code 1 from the ranks (mpirun $rcs): $(tail -n 4 odd1.err)"
 
 # A rank killed mid-run: the job ends, rank 0 leaves no output.
+# (1000 steps at 240 x 368: about a minute of work, so the run is still going when the rank is killed however
+# slowly the machine found it)
 "${MPIRUN[@]}" -np 2 "$BIN" generate -m tiny -p "a slow one" --steps 1000 --seed 1 --threads 1 --quiet \
-    --precision fp32 -o killed.mp4 >killed.out 2>killed.err &
+    --frames 9 --height 240 --width 368 --precision fp32 -o killed.mp4 >killed.out 2>killed.err &
 job=$!
 for _ in $(seq 1 100); do
     victim=$(pgrep -f "generate -m tiny -p a slow one" | while read -r pid; do
