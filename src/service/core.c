@@ -4,6 +4,7 @@
  * HTTP here: service.c starts the HTTP side (http.c), the worker and the callbacks on top of this. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +71,13 @@ int cvx_svc_output_name_ok(const char *n, size_t len) {
     return 1;
 }
 
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key) {
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim) {
     if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
-    char dir[1200];
+    char dir[1200], err[256];
+    if (svc->blobs_in_store && cvx_svc_store_output_remove(svc->store, out_key, id, claim, err, sizeof err) < 0) {
+        cvx_svc_log(svc, CVX_LOG_WARN, "outputs %s: %s", out_key, err);
+        return -1;
+    }
     snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : -1;
@@ -104,6 +109,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.project_runs_per_min = 30;
     c.nonce_window_s = 900;
     c.max_attempts = 3;
+    c.lease_seconds = 30;
     c.callback_tries = 3;
     c.callback_backoff_ms = 1000;
     c.callback_timeout_ms = 10000;
@@ -162,7 +168,8 @@ static void remove_task_files(cvx_svc *svc, long long id) {
     if (cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err) != 1) return;
     json_t *g = json_loads(t.gen ? t.gen : "", 0, NULL);
     const char *key = json_string_value(json_object_get(g, "output_key"));
-    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key);
+    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key, id, 0);
+    if (svc->blobs_in_store) cvx_svc_store_checkpoint_delete(svc->store, id, 0, err, sizeof err);
     json_decref(g);
     cvx_svc_task_clear(&t);
 }
@@ -257,19 +264,29 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     }
     if (config->key_file) snprintf(keypath, sizeof keypath, "%s", config->key_file);
     else cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
+    if (config->lease_seconds < 3 || config->lease_seconds > 86400) {
+        snprintf(err, n, "the lease must be 3 to 86400 seconds, not %d", config->lease_seconds);
+        cvx_svc_core_close(svc);
+        return -1;
+    }
+    /* PostgreSQL: checkpoints and outputs live in the database, so that any worker resumes any task and any API
+     * node serves any video; a single machine's SQLite store keeps them as files in the outputs folder */
+    svc->blobs_in_store = cvx_svc_store_is_postgres(svc->store_path);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
         (!config->no_http && cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n))) {
         cvx_svc_core_close(svc);
         return -1;
     }
-    /* Tasks a worker held when its process ended go back to the queue (or fail after max_attempts) when a process
-     * with a worker starts; an API node without a worker recovers nothing. Without leases (issue 15, not built yet)
-     * a task another live worker generates looks the same: run one worker per store until then. */
+    /* Tasks whose worker's lease ended go back to the queue (or fail after max_attempts) when a process with a
+     * worker starts (and while it waits for tasks: worker.c); an API node without a worker recovers nothing. A single
+     * machine's SQLite store has one worker: its start takes back every claimed task at once, as before leases. */
     long long failed[256];
     int n_failed = 0;
-    int recovered = config->no_worker ? 0 : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
-                                          err, n);
+    int recovered = config->no_worker ? 0
+                    : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(),
+                                            svc->blobs_in_store ? cvx_svc_now_ms() : LLONG_MAX, failed, 256, &n_failed,
+                                            err, n);
     if (recovered < 0) {
         cvx_svc_core_close(svc);
         return -1;

@@ -121,36 +121,111 @@ static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *t
     return 1;
 }
 
+/* An output stored in the database (PostgreSQL), read part by part as the response is sent. */
+typedef struct {
+    cvx_svc *svc;
+    char key[72], name[72];
+    long long part; /* the part in buf, -1 none */
+    uint64_t base;  /* the first byte sent (a Range) */
+    void *buf;
+    size_t len;
+} stored_reader;
+
+static ssize_t read_stored(void *cls, uint64_t pos, char *out, size_t max) {
+    stored_reader *r = cls;
+    long long part = (long long)(pos / CVX_SVC_OUTPUT_PART);
+    size_t off = (size_t)(pos % CVX_SVC_OUTPUT_PART);
+    if (part != r->part) {
+        free(r->buf);
+        r->buf = NULL;
+        r->part = -1;
+        char err[256];
+        if (cvx_svc_store_output_part(r->svc->store, r->key, r->name, part, &r->buf, &r->len, err, sizeof err) != 1) {
+            cvx_svc_log(r->svc, CVX_LOG_WARN, "serving %s/%s: %s", r->key, r->name, err[0] ? err : "a part is missing");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        r->part = part;
+    }
+    if (off >= r->len) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = r->len - off < max ? r->len - off : max;
+    memcpy(out, (char *)r->buf + off, n);
+    return (ssize_t)n;
+}
+
+static ssize_t read_stored_at(void *cls, uint64_t pos, char *out, size_t max) {
+    return read_stored(cls, ((stored_reader *)cls)->base + pos, out, max);
+}
+
+static void free_stored(void *cls) {
+    stored_reader *r = cls;
+    free(r->buf);
+    free(r);
+}
+
 static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, const char *rest) {
     const char *slash = strchr(rest, '/');
     if (!slash || !cvx_svc_output_key_ok(rest, (size_t)(slash - rest)) || !cvx_svc_output_name_ok(slash + 1, strlen(slash + 1)))
         return send_error(conn, 404, 1, "File not found.");
     char path[1300];
     snprintf(path, sizeof path, "%s/%.*s/%s", svc->outputs_dir, (int)(slash - rest), rest, slash + 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) close(fd);
-        return send_error(conn, 404, 1, "File not found.");
+    /* PostgreSQL: the stored output first (any API node serves any task's), then a file of the folder (outputs
+     * moved from a single machine's store keep their files) */
+    stored_reader *stored = NULL;
+    uint64_t size = 0;
+    int fd = -1;
+    if (svc->blobs_in_store) {
+        char err[256];
+        long long bytes = 0;
+        char key[72];
+        snprintf(key, sizeof key, "%.*s", (int)(slash - rest), rest);
+        int found = cvx_svc_store_output_size(svc->store, key, slash + 1, &bytes, err, sizeof err);
+        if (found < 0) return send_error(conn, 503, 0, "The store is unavailable; try again.");
+        if (found && (stored = calloc(1, sizeof *stored))) {
+            stored->svc = svc;
+            snprintf(stored->key, sizeof stored->key, "%s", key);
+            snprintf(stored->name, sizeof stored->name, "%s", slash + 1);
+            stored->part = -1;
+            size = (uint64_t)bytes;
+        } else if (found) return MHD_NO;
     }
-    uint64_t size = (uint64_t)st.st_size, from = 0, to = size ? size - 1 : 0;
+    struct stat st;
+    if (!stored) {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+            if (fd >= 0) close(fd);
+            return send_error(conn, 404, 1, "File not found.");
+        }
+        size = (uint64_t)st.st_size;
+    }
+    uint64_t from = 0, to = size ? size - 1 : 0;
     int pr = parse_range(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range"), size, &from, &to);
     struct MHD_Response *r;
     int status = 200;
     char cr[96];
     if (pr < 0) {
-        close(fd);
+        if (fd >= 0) close(fd);
+        if (stored) free_stored(stored);
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
         if (!r) return MHD_NO;
         snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
         MHD_add_response_header(r, "Content-Range", cr);
         status = 416;
     } else {
-        /* MHD owns fd from here and closes it with the response */
-        r = MHD_create_response_from_fd_at_offset64(pr ? to - from + 1 : size, fd, pr ? from : 0);
-        if (!r) {
-            close(fd);
-            return MHD_NO;
+        if (stored) { /* the reader's positions count from the range's first byte */
+            r = MHD_create_response_from_callback(pr ? to - from + 1 : size, 64 * 1024, read_stored_at, stored,
+                                                  free_stored);
+            if (r) stored->base = pr ? from : 0;
+            else {
+                free_stored(stored);
+                return MHD_NO;
+            }
+        } else {
+            /* MHD owns fd from here and closes it with the response */
+            r = MHD_create_response_from_fd_at_offset64(pr ? to - from + 1 : size, fd, pr ? from : 0);
+            if (!r) {
+                close(fd);
+                return MHD_NO;
+            }
         }
         if (pr) {
             snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from, to, size);
