@@ -2519,7 +2519,7 @@ static void test_store_backend(const char *store, const char *label) {
         PGconn *pg = PQconnectdb(store);
         PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress,"
                                    " DROP COLUMN progress_step, DROP COLUMN claim, DROP COLUMN lease_until,"
-                                   " DROP COLUMN worker; DROP TABLE checkpoints; DROP TABLE outputs;"
+                                   " DROP COLUMN worker; DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames;"
                                    " DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
         downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
@@ -2530,7 +2530,7 @@ static void test_store_backend(const char *store, const char *label) {
                      sqlite3_exec(db, "DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress;"
                                       " ALTER TABLE tasks DROP COLUMN progress_step; ALTER TABLE tasks DROP COLUMN claim;"
                                       " ALTER TABLE tasks DROP COLUMN lease_until; ALTER TABLE tasks DROP COLUMN worker;"
-                                      " DROP TABLE checkpoints; DROP TABLE outputs; PRAGMA user_version=1",
+                                      " DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames; PRAGMA user_version=1",
                                   NULL, NULL, NULL) == SQLITE_OK;
         sqlite3_close(db);
     }
@@ -2926,8 +2926,8 @@ static void test_roles(const char *store, const char *outputs) {
         resp_free(&f);
     } else CHECK_MSG(0, "no output url: %s", r.body);
     resp_free(&r);
-    /* a WebSocket on the API node follows a task the worker generates: its steps (read from the store at most once a
-     * second: 60 steps of 50 ms give several frames) and its end with the outputs */
+    /* a WebSocket on the API node follows a task the worker generates: every step from the one it joined at (the
+     * store keeps a frame per step, read at most once a second) and its end with the outputs */
     run_task(&cl, "{\"prompt\":\"followed\",\"steps\":60}", tok);
     int fd = ws_connect(api_node.port);
     CHECK(fd >= 0);
@@ -2937,7 +2937,7 @@ static void test_roles(const char *store, const char *outputs) {
         ws_send_text(fd, msg);
         json_t *frames = json_array(), *fr;
         CHECK(ws_collect(fd, frames) == 1);
-        int steps = 0, last_step = 0, ordered = 1;
+        int steps = 0, last_step = 0, ordered = 1, gaps = 0;
         size_t i;
         json_array_foreach(frames, i, fr) {
             const char *type = json_string_value(json_object_get(fr, "type"));
@@ -2945,9 +2945,12 @@ static void test_roles(const char *store, const char *outputs) {
             const char *sc = json_string_value(json_object_get(json_object_get(fr, "message"), "stepCurrent"));
             int step = sc ? atoi(sc) : 0;
             if (step <= last_step) ordered = 0;
+            if (steps && step != last_step + 1) gaps++;
             last_step = step;
             steps++;
         }
+        CHECK_MSG(gaps == 0 && last_step == 60, "WebSocket on the API node: %d gaps in the steps, the last %d", gaps,
+                  last_step);
         json_t *end = json_array_get(frames, json_array_size(frames) - 1);
         const char *end_type = json_string_value(json_object_get(end, "type"));
         CHECK_MSG(steps >= 2 && ordered && end_type && !strcmp(end_type, "task_postprocess_end") &&

@@ -111,7 +111,9 @@ static const char *const SQLITE_MIGRATIONS[] = {
     "CREATE TABLE IF NOT EXISTS checkpoints (task INTEGER PRIMARY KEY, step INTEGER NOT NULL, steps INTEGER NOT NULL,"
     " blob BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS outputs (okey TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL,"
-    " data BLOB NOT NULL, PRIMARY KEY (okey, name, part)) WITHOUT ROWID;",
+    " data BLOB NOT NULL, PRIMARY KEY (okey, name, part)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS frames (task INTEGER NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,"
+    " PRIMARY KEY (task, seq)) WITHOUT ROWID;",
 };
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
 _Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
@@ -162,6 +164,7 @@ static const char *const PG_MIGRATIONS[] = {
     " blob BYTEA NOT NULL);"
     "CREATE TABLE outputs (okey TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL, data BYTEA NOT NULL,"
     " PRIMARY KEY (okey, name, part));"
+    "CREATE TABLE frames (task BIGINT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL, PRIMARY KEY (task, seq));"
     "ALTER TABLE outputs ALTER COLUMN data SET STORAGE EXTERNAL;", /* video bytes do not compress: no pglz try */
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
@@ -1191,8 +1194,8 @@ int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, long long clai
     return exec_locked(s, err, n, "updating a task", sql, "tIII", cvx_svc_status_name(status), now_s, id, claim);
 }
 
-int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, const char *line, double elapsed, const char *frame,
-                              int step, char *err, size_t n) {
+int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, const char *line, double elapsed,
+                              const char *frame, int step, char *err, size_t n) {
     size_t len = strlen(line);
     char *with_newline = malloc(len + 2);
     if (!with_newline) {
@@ -1201,13 +1204,51 @@ int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, c
     }
     memcpy(with_newline, line, len);
     memcpy(with_newline + len, "\n", 2);
-    int r = exec_locked(s, err, n, "logging a task",
-                        "UPDATE tasks SET status = '" CVX_SVC_S_OUTPUT "', debugoutput = CASE WHEN length(debugoutput || ?1)"
-                        " > 65536 THEN substr(debugoutput || ?1, length(debugoutput || ?1) - 65535) ELSE debugoutput || ?1"
-                        " END, elapsed = ?2, progress = ?3, progress_step = ?4 WHERE id = ?5 AND " NOT_FINAL FENCE(6),
-                        "tdtiII", with_newline, elapsed, frame ? frame : "", step, id, claim);
+    /* the task's row and the frame in one transaction (one sync) */
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "logging a task", "BEGIN IMMEDIATE", "");
+    if (r >= 0)
+        r = exec(s, err, n, "logging a task",
+                 "UPDATE tasks SET status = '" CVX_SVC_S_OUTPUT "', debugoutput = CASE WHEN length(debugoutput || ?1)"
+                 " > 65536 THEN substr(debugoutput || ?1, length(debugoutput || ?1) - 65535) ELSE debugoutput || ?1"
+                 " END, elapsed = ?2, progress = ?3, progress_step = ?4 WHERE id = ?5 AND " NOT_FINAL FENCE(6),
+                 "tdtiII", with_newline, elapsed, frame ? frame : "", step, id, claim);
+    if (r > 0 && frame && frame[0] &&
+        exec(s, err, n, "recording a frame",
+             "INSERT INTO frames(task, seq, frame) VALUES (?1, ?2, ?3) ON CONFLICT(task, seq) DO UPDATE SET frame = ?3",
+             "Iit", id, step, frame) < 0)
+        r = -1;
+    if (r >= 0 && exec(s, err, n, "logging a task", "COMMIT", "") < 0) r = -1;
+    if (r < 0) raw(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
     free(with_newline);
     return r;
+}
+
+typedef struct {
+    void (*fn)(int seq, const char *frame, void *ud);
+    void *ud;
+} frame_visit;
+
+static int row_frame(db_row *row, void *ud) {
+    frame_visit *v = ud;
+    v->fn((int)col_i64(row, 0), col_text(row, 1), v->ud);
+    return 1;
+}
+
+int cvx_svc_store_task_frames(cvx_svc_store *s, long long id, int after_seq, void (*fn)(int seq, const char *frame,
+                                                                                        void *ud),
+                              void *ud, char *err, size_t n) {
+    frame_visit v = {fn, ud};
+    return query_locked(s, err, n, "reading frames", ALL_ROWS, row_frame, &v,
+                        "SELECT seq, frame FROM frames WHERE task = ? AND seq > ? ORDER BY seq", "Ii", id, after_seq);
+}
+
+int cvx_svc_store_frames_purge(cvx_svc_store *s, long long before_s, char *err, size_t n) {
+    return exec_locked(s, err, n, "purging frames",
+                       "DELETE FROM frames WHERE task IN (SELECT id FROM tasks WHERE status IN ('" CVX_SVC_S_CANCEL
+                       "','" CVX_SVC_S_POSTPROCESS_END "') AND postprocessendtime < ?1 AND canceltime < ?1)",
+                       "I", before_s);
 }
 
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, long long claim, const char *status, const char *line, double elapsed,

@@ -158,10 +158,17 @@ int cvx_svc_store_task_renew(cvx_svc_store *s, long long id, long long claim, lo
  * (status.h) to now_s. 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
 int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, long long claim, cvx_svc_status status, long long now_s, char *err,
                                   size_t err_size);
-/* A step's record: task_log's line, plus the task_output frame that API nodes in other processes forward to their
- * WebSocket sessions (they read it at most once a second); guarded like a transition. */
+/* A step's record: task_log's line, plus the task_output frame (the task's last, and one row per step in frames)
+ * that API nodes in other processes forward to their WebSocket sessions (they read them at most once a second);
+ * guarded like a transition, in one transaction. */
 int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, const char *line, double elapsed, const char *frame,
                               int step, char *err, size_t err_size);
+/* The frames of task id's steps recorded after step after_seq (cvx_svc_store_task_output), in order: fn gets each;
+ * the count or -1. WebSocket sessions of API nodes follow a task another process generates with them, every step. */
+int cvx_svc_store_task_frames(cvx_svc_store *s, long long id, int after_seq,
+                              void (*fn)(int seq, const char *frame, void *ud), void *ud, char *err, size_t err_size);
+/* Forgets the frames of tasks that ended before before_s. The count or -1. */
+int cvx_svc_store_frames_purge(cvx_svc_store *s, long long before_s, char *err, size_t err_size);
 /* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
 int cvx_svc_store_task_log(cvx_svc_store *s, long long id, long long claim, const char *status, const char *line, double elapsed,
                            char *err, size_t err_size);

@@ -702,6 +702,9 @@ static void recover_expired(cvx_svc *svc, long long *last_ms) {
     else if (r > 0) cvx_svc_log(svc, CVX_LOG_INFO, "%d tasks whose worker's lease ran out went back to the queue%s", r,
                                 n_failed ? " (some failed after their attempts)" : "");
     if (r > 0) cvx_svc_wake_callbacks(svc);
+    /* the step frames of tasks that ended a minute ago: every WebSocket session has read them */
+    if (cvx_svc_store_frames_purge(svc->store, now / 1000 - 60, err, sizeof err) < 0)
+        cvx_svc_log(svc, CVX_LOG_WARN, "worker: %s", err);
 }
 
 void *cvx_svc_worker_main(void *arg) {
