@@ -36,7 +36,7 @@ void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) 
         svc->cfg.logger.fn(level, msg, svc->cfg.logger.user_data);
     } else {
         static const char *names[] = {"error", "warn", "info", "debug"};
-        fprintf(stderr, "cogvideox serve: %s: %s\n", names[level], msg);
+        fprintf(stderr, "cogvideox %s: %s: %s\n", svc->cfg.no_http ? "worker" : "serve", names[level], msg);
     }
 }
 

@@ -192,22 +192,34 @@ static int pg_ok(cvx_svc_store *s, PGresult *res, ExecStatusType want, char *err
     return ok;
 }
 
+/* The settings of every connection (the first and each reset): notices quiet (IF NOT EXISTS ... skipping); a session
+ * of this program that stays inside a transaction for 10 s without a statement is ended by the server (a worker cut
+ * off from the network in the middle of a write would otherwise keep its row locks, and every node's next update of
+ * that task would wait for it); a statement that waits 10 s for a lock fails (and is retried by its caller) instead
+ * of hanging. */
+static void pg_session(cvx_svc_store *s) {
+    PQclear(PQexec(s->pg, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '10s';"
+                          " SET lock_timeout = '10s'"));
+}
+
 /* Connects and brings the schema to PG_SCHEMA_VERSION in one transaction (an advisory lock makes nodes that start
  * together migrate one after the other); a newer schema is refused. */
 static int pg_open(cvx_svc_store *s, const char *conninfo, char *err, size_t n) {
     /* a server that does not answer (a network cut) fails the connection, and each later reset, after 10 s instead
-     * of hanging; the TCP keepalives find a dead peer. Settings in the store's own string come later and win. */
-    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "dbname", NULL};
-    const char *const values[] = {"10", "1", "30", conninfo, NULL};
+     * of hanging; the TCP keepalives find a dead peer of an idle connection. Settings in the store's own string come later and win. */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    /* tcp_user_timeout: a statement whose bytes the server does not acknowledge for 10 s (a link down mid-call)
+     * fails instead of waiting for TCP's retransmissions (about 15 minutes) */
+    const char *const values[] = {"10", "1", "30", "5", "3", "10000", conninfo, NULL};
     s->pg = PQconnectdbParams(keys, values, 1);
     if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
         const char *msg = s->pg ? PQerrorMessage(s->pg) : "out of memory";
         snprintf(err, n, "store (PostgreSQL): cannot connect: %.*s", (int)strcspn(msg, "\n"), msg);
         return -1;
     }
-    /* quiet notices (IF NOT EXISTS ... skipping) */
-    PGresult *res = PQexec(s->pg, "SET client_min_messages = warning");
-    PQclear(res);
+    pg_session(s);
+    PGresult *res;
     if (!pg_ok(s, PQexec(s->pg, "BEGIN"), PGRES_COMMAND_OK, err, n, "migrating") ||
         !pg_ok(s, PQexec(s->pg, "SELECT pg_advisory_xact_lock(7461636)"), PGRES_TUPLES_OK, err, n, "migrating") ||
         !pg_ok(s, PQexec(s->pg, "CREATE TABLE IF NOT EXISTS cvx_schema (version INTEGER NOT NULL)"), PGRES_COMMAND_OK,
@@ -491,7 +503,7 @@ static int pg_alive(cvx_svc_store *s, char *err, size_t n) {
         s->reset_ms = now;
         PQreset(s->pg);
         if (PQstatus(s->pg) == CONNECTION_OK) {
-            PQclear(PQexec(s->pg, "SET client_min_messages = warning"));
+            pg_session(s);
             return 1;
         }
     }

@@ -577,6 +577,13 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     }
     free(resume);
     int killed = atomic_load(&svc->kill_requested) || rc.killed_elsewhere;
+    if (!killed && atomic_load(&svc->lease_lost)) { /* a renewal refused: a Kill, or another worker's claim? */
+        cvx_svc_task now;
+        if (cvx_svc_store_task_get(svc->store, t->id, NULL, &now, err, sizeof err) == 1) {
+            killed = cvx_svc_status_final(now.status) && now.claim == t->claim;
+            cvx_svc_task_clear(&now);
+        }
+    }
     atomic_store(&svc->running_task, 0);
     double elapsed = rc.last_step >= 0 ? rc.elapsed : t->elapsed + (double)cvx_svc_now_ms() / 1e3 - t0;
 
