@@ -3019,6 +3019,67 @@ static void test_roles(const char *store, const char *outputs) {
     cvx_svc_stop(worker_node.svc);
 }
 
+static char g_pg_dir[600]; /* the test's PostgreSQL (tests/pg_server.sh's DIR), "" without one */
+
+typedef struct {
+    char cmd[1400];
+    int status;
+} pg_restart_job;
+
+static void *pg_restart_main(void *arg) {
+    pg_restart_job *j = arg;
+    j->status = system(j->cmd);
+    return NULL;
+}
+
+/* Faults (issue 15): PostgreSQL stopped for 2 s and started again while the worker generates. Meanwhile the API
+ * answers 503 in the error contract (Retry-After); afterwards the node has reconnected, the task finishes with its
+ * video (the worker waited at a checkpoint and went on), and no task is lost. */
+static void test_pg_restart(server *s, client *cl) {
+    s->engine.delay_ms = 40;
+    resp r;
+    api(cl, "/v1/Task/List", NULL, "{}", 0, &r);
+    long long before = atoll(json_string_value(json_object_get(r.json, "total")) ? json_string_value(json_object_get(r.json, "total")) : "-1");
+    resp_free(&r);
+    char tok[64], body[128];
+    long long id = run_task(cl, "{\"prompt\":\"through a restart\",\"steps\":40}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 3, 10000) >= 3);
+    pg_restart_job job;
+    snprintf(job.cmd, sizeof job.cmd, "bash '%s/pg_server.sh' restart '%s' 2", CVX_TEST_SOURCE_DIR, g_pg_dir);
+    job.status = -1;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, pg_restart_main, &job) == 0);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    int unavailable = 0, other = 0;
+    long long end = now_ms() + 8000;
+    while (now_ms() < end && !unavailable) {
+        api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+        if (r.status == 503 && !result_true(&r) && strstr(err_msg(&r), "store is unavailable") &&
+            has_header(&r, "Retry-After: 5"))
+            unavailable = 1;
+        else if (r.status != 200) other = (int)r.status;
+        resp_free(&r);
+        sleep_ms(50);
+    }
+    pthread_join(th, NULL);
+    CHECK_MSG(job.status == 0, "pg_server.sh restart: %d", job.status);
+    CHECK_MSG(unavailable, "no 503 while PostgreSQL was down (other status %d)", other);
+    CHECK_MSG(wait_status(cl, tok, "task_postprocess_end", 30000, &r), "the task did not finish after the restart");
+    CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") && json_array_size(json_object_get(task0(&r), "outputs")) == 1,
+              "after the restart: %.300s", r.body ? r.body : "");
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 200 && f.len == 5000, "the video after the restart: %ld, %zu bytes", f.status, f.len);
+    resp_free(&f);
+    resp_free(&r);
+    api(cl, "/v1/Task/List", NULL, "{}", 0, &r);
+    long long after = atoll(json_string_value(json_object_get(r.json, "total")) ? json_string_value(json_object_get(r.json, "total")) : "-1");
+    CHECK_MSG(before >= 0 && after == before + 1, "tasks before %lld, after %lld", before, after);
+    resp_free(&r);
+    s->engine.delay_ms = 5;
+}
+
 /* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
 static void server_suite(const char *store, const char *outputs) {
     server s;
@@ -3046,6 +3107,7 @@ static void server_suite(const char *store, const char *outputs) {
         if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
         if (s.svc) test_store_failure(&s, &cl);
+        if (s.svc && cvx_svc_store_is_postgres(store) && g_pg_dir[0]) test_pg_restart(&s, &cl);
         if (s.svc) test_nonces(&s, &cl);
         if (s.svc) test_queue_share(&s);
         if (s.svc) test_ws_limits(&s, &cl);
@@ -3156,7 +3218,10 @@ int main(int argc, char **argv) {
     snprintf(backend_db, sizeof backend_db, "%s/backend.db", dir);
     test_store_backend(backend_db, "SQLite");
     char pg_conninfo[700] = "";
-    if (pg_start(dir, pg_conninfo, sizeof pg_conninfo)) test_store_backend(pg_conninfo, "PostgreSQL");
+    if (pg_start(dir, pg_conninfo, sizeof pg_conninfo)) {
+        snprintf(g_pg_dir, sizeof g_pg_dir, "%s/pg", dir);
+        test_store_backend(pg_conninfo, "PostgreSQL");
+    }
 
     char store[700], outputs[600];
     snprintf(store, sizeof store, "%s/test.db", dir);

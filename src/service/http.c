@@ -346,7 +346,10 @@ static int authenticate(cvx_svc *svc, struct MHD_Connection *conn, const cvx_svc
                          &ar);
     if (ar.ok) return 1;
     cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
-    *ret = send_error(conn, ar.http_status, 0, ar.message);
+    /* a store that cannot be reached (503): the client may try again in a few seconds */
+    *ret = send_json(conn, ar.http_status,
+                     json_pack("{s:b, s:[{s:i, s:s}]}", "result", 0, "errors", "code", 0, "message", ar.message),
+                     ar.http_status == 503 ? 5 : 0);
     return 0;
 }
 
