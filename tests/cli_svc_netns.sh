@@ -382,8 +382,15 @@ else
     bad "network cut: the task did not start"
 fi
 
+# SIGTERM: every node stops cleanly (exit 0; under ASan, no leak report)
 for k in "${!PID[@]}"; do kill -TERM "${PID[$k]}" 2>/dev/null; done
-for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null; done
+clean=1
+for k in "${!PID[@]}"; do
+    wait "${PID[$k]}"
+    rc=$?
+    [ $rc = 0 ] || { clean=0; bad "$k exited $rc after SIGTERM: $(grep -h -A5 'Sanitizer' api_*.err w*.err | head -n 20)"; }
+done
 PID=()
+[ $clean = 1 ] && ok "SIGTERM: both API nodes and both workers stopped cleanly (exit 0)"
 [ $fails -eq 0 ] && echo "cli_svc_netns: all checks passed in ${SECONDS}s" || echo "cli_svc_netns: $fails check(s) failed"
 exit $((fails > 0))
