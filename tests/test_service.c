@@ -3021,6 +3021,43 @@ static void test_roles(const char *store, const char *outputs) {
 
 static char g_pg_dir[600]; /* the test's PostgreSQL (tests/pg_server.sh's DIR), "" without one */
 
+/* PostgreSQL: an API node caches the videos it sent from the database (<outputs>/.cache/KEY/NAME) and sends the
+ * cached file while the database holds the output with that size; a deletion through another node (the rows gone)
+ * is a 404 at once and removes the cached copy; InputOutputDelete removes it too. */
+static void test_output_cache(server *s, client *cl) {
+    char tok[64];
+    run_task(cl, "{\"prompt\":\"cached\",\"steps\":2}", tok);
+    resp r, f;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    char key[80] = "", cached[900];
+    if (url && strstr(url, "/files/")) sscanf(strstr(url, "/files/") + 7, "%79[^/]", key);
+    snprintf(cached, sizeof cached, "%s/.cache/%s/0.mp4", s->outputs, key);
+    struct stat st;
+    CHECK(stat(cached, &st) != 0); /* nothing cached before a download */
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK(f.status == 200 && f.len == 5000);
+    resp_free(&f);
+    CHECK_MSG(stat(cached, &st) == 0 && st.st_size == 5000, "the node's cache after a download: %s", cached);
+    /* from the cache (same bytes, Range too) */
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK(f.status == 200 && f.len == 5000);
+    resp_free(&f);
+    const char *range[] = {"Range: bytes=100-199", NULL};
+    http(NULL, url ? url : "", NULL, 0, range, &f);
+    CHECK(f.status == 206 && f.len == 100);
+    resp_free(&f);
+    /* another node deleted it (the rows are gone): 404 here at once, and the cached copy goes */
+    char err[256];
+    long long id = atoll(task_field(&r, "id"));
+    CHECK(cvx_svc_store_output_remove(s->svc->store, key, id, 0, err, sizeof err) == 0);
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 404, "a video deleted through another node: %ld", f.status);
+    resp_free(&f);
+    CHECK(stat(cached, &st) != 0);
+    resp_free(&r);
+}
+
 typedef struct {
     char cmd[1400];
     int status;
@@ -3108,6 +3145,7 @@ static void server_suite(const char *store, const char *outputs) {
         if (s.svc) test_slowloris(&s);
         if (s.svc) test_store_failure(&s, &cl);
         if (s.svc && cvx_svc_store_is_postgres(store) && g_pg_dir[0]) test_pg_restart(&s, &cl);
+        if (s.svc && cvx_svc_store_is_postgres(store)) test_output_cache(&s, &cl);
         if (s.svc) test_nonces(&s, &cl);
         if (s.svc) test_queue_share(&s);
         if (s.svc) test_ws_limits(&s, &cl);

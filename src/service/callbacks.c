@@ -185,6 +185,7 @@ void *cvx_svc_callbacks_main(void *arg) {
         long long now = cvx_svc_now_ms();
         if (self->index == 0 && now >= next_sweep) {
             retention_sweep(svc);
+            if (svc->blobs_in_store) cvx_svc_cache_sweep(svc, 86400);
             next_sweep = now + 3600 * 1000LL;
         }
         long long ids[PENDING_SCAN], projects[PENDING_SCAN], due[PENDING_SCAN];

@@ -4,6 +4,7 @@
  * HTTP here: service.c starts the HTTP side (http.c), the worker and the callbacks on top of this. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,14 +72,9 @@ int cvx_svc_output_name_ok(const char *n, size_t len) {
     return 1;
 }
 
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim) {
-    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
-    char dir[1200], err[256];
-    if (svc->blobs_in_store && cvx_svc_store_output_remove(svc->store, out_key, id, claim, err, sizeof err) < 0) {
-        cvx_svc_log(svc, CVX_LOG_WARN, "outputs %s: %s", out_key, err);
-        return -1;
-    }
-    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
+/* Removes the files of folder dir and the folder (one level: outputs hold files only). 0, or -1 when something
+ * stayed. */
+static int remove_flat_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : -1;
     int r = 0;
@@ -90,6 +86,57 @@ int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id,
     closedir(d);
     if (rmdir(dir) && errno != ENOENT) r = -1;
     return r;
+}
+
+int cvx_svc_remove_cached(const cvx_svc *svc, const char *out_key) {
+    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/.cache/%s", svc->outputs_dir, out_key);
+    return remove_flat_dir(dir);
+}
+
+void cvx_svc_cache_sweep(const cvx_svc *svc, long long max_age_s) {
+    char root[1200];
+    snprintf(root, sizeof root, "%s/.cache", svc->outputs_dir);
+    DIR *d = opendir(root);
+    if (!d) return;
+    struct dirent *e;
+    long long now = cvx_svc_now_s();
+    int removed = 0;
+    while ((e = readdir(d))) {
+        if (!cvx_svc_output_key_ok(e->d_name, strlen(e->d_name))) continue;
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        DIR *k = opendir(dir);
+        if (!k) continue;
+        struct dirent *f;
+        int left = 0;
+        while ((f = readdir(k))) {
+            if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
+            struct stat st;
+            if (fstatat(dirfd(k), f->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - (long long)st.st_mtime > max_age_s &&
+                unlinkat(dirfd(k), f->d_name, 0) == 0)
+                removed++;
+            else
+                left++;
+        }
+        closedir(k);
+        if (!left) rmdir(dir);
+    }
+    closedir(d);
+    if (removed) cvx_svc_log(svc, CVX_LOG_INFO, "cache: removed %d videos unused for a day", removed);
+}
+
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim) {
+    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
+    char dir[1200], err[256];
+    if (svc->blobs_in_store && cvx_svc_store_output_remove(svc->store, out_key, id, claim, err, sizeof err) < 0) {
+        cvx_svc_log(svc, CVX_LOG_WARN, "outputs %s: %s", out_key, err);
+        return -1;
+    }
+    if (svc->blobs_in_store && !claim) cvx_svc_remove_cached(svc, out_key);
+    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
+    return remove_flat_dir(dir);
 }
 
 /* ---- configuration ---- */
@@ -272,7 +319,10 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     /* PostgreSQL: checkpoints and outputs live in the database, so that any worker resumes any task and any API
      * node serves any video; a single machine's SQLite store keeps them as files in the outputs folder */
     svc->blobs_in_store = cvx_svc_store_is_postgres(svc->store_path);
+    char cache_dir[1200];
+    snprintf(cache_dir, sizeof cache_dir, "%s/.cache", svc->outputs_dir);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
+        (svc->blobs_in_store && !config->no_http && make_dir(cache_dir, err, n)) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
         (!config->no_http && cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n))) {
         cvx_svc_core_close(svc);

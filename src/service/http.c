@@ -121,14 +121,20 @@ static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *t
     return 1;
 }
 
-/* An output stored in the database (PostgreSQL), read part by part as the response is sent. */
+/* An output stored in the database (PostgreSQL), read part by part as the response is sent. A whole-file GET also
+ * writes what it sends to a temporary file of the node's cache, renamed into it once every byte went out. */
 typedef struct {
     cvx_svc *svc;
     char key[72], name[72];
     long long part; /* the part in buf, -1 none */
     uint64_t base;  /* the first byte sent (a Range) */
+    uint64_t size;
     void *buf;
     size_t len;
+    int cache_fd;                  /* -1: not caching */
+    long long cached_part;         /* the last part written to it */
+    uint64_t cached;               /* bytes written */
+    char cache_tmp[1300], cache_path[1300];
 } stored_reader;
 
 static ssize_t read_stored(void *cls, uint64_t pos, char *out, size_t max) {
@@ -145,6 +151,22 @@ static ssize_t read_stored(void *cls, uint64_t pos, char *out, size_t max) {
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         r->part = part;
+        if (r->cache_fd >= 0) { /* the parts in order from the first, or no cache from this response */
+            int ok = part == r->cached_part + 1;
+            for (size_t off2 = 0; ok && off2 < r->len;) {
+                ssize_t w = write(r->cache_fd, (char *)r->buf + off2, r->len - off2);
+                if (w <= 0) ok = 0;
+                else off2 += (size_t)w;
+            }
+            if (ok) {
+                r->cached_part = part;
+                r->cached += r->len;
+            } else {
+                close(r->cache_fd);
+                r->cache_fd = -1;
+                unlink(r->cache_tmp);
+            }
+        }
     }
     if (off >= r->len) return MHD_CONTENT_READER_END_WITH_ERROR;
     size_t n = r->len - off < max ? r->len - off : max;
@@ -158,6 +180,10 @@ static ssize_t read_stored_at(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void free_stored(void *cls) {
     stored_reader *r = cls;
+    if (r->cache_fd >= 0) {
+        int whole = r->cached == r->size;
+        if (close(r->cache_fd) || !whole || rename(r->cache_tmp, r->cache_path)) unlink(r->cache_tmp);
+    }
     free(r->buf);
     free(r);
 }
@@ -173,23 +199,45 @@ static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, con
     stored_reader *stored = NULL;
     uint64_t size = 0;
     int fd = -1;
+    struct stat st;
     if (svc->blobs_in_store) {
-        char err[256];
+        /* the database says whether the output exists and its size (a deletion through any node counts at once);
+         * the node's cache (<outputs>/.cache/KEY/NAME) spares reading its rows when it holds that many bytes */
+        char err[256], cache_dir[1200], cache_path[1300];
         long long bytes = 0;
         char key[72];
         snprintf(key, sizeof key, "%.*s", (int)(slash - rest), rest);
+        snprintf(cache_dir, sizeof cache_dir, "%s/.cache/%s", svc->outputs_dir, key);
+        snprintf(cache_path, sizeof cache_path, "%s/%s", cache_dir, slash + 1);
         int found = cvx_svc_store_output_size(svc->store, key, slash + 1, &bytes, err, sizeof err);
         if (found < 0) return send_error(conn, 503, 0, "The store is unavailable; try again.");
-        if (found && (stored = calloc(1, sizeof *stored))) {
+        if (!found) cvx_svc_remove_cached(svc, key); /* deleted through another node */
+        if (found && (fd = open(cache_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
+            (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != (uint64_t)bytes)) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0) {
+            size = (uint64_t)bytes;
+            utimensat(AT_FDCWD, cache_path, NULL, 0); /* recently used: the sweep keeps it */
+        } else if (found && (stored = calloc(1, sizeof *stored))) {
             stored->svc = svc;
             snprintf(stored->key, sizeof stored->key, "%s", key);
             snprintf(stored->name, sizeof stored->name, "%s", slash + 1);
             stored->part = -1;
-            size = (uint64_t)bytes;
+            stored->cached_part = -1;
+            stored->cache_fd = -1;
+            stored->size = size = (uint64_t)bytes;
+            const char *method = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range") ? NULL : "GET";
+            if (method && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST)) {
+                snprintf(stored->cache_path, sizeof stored->cache_path, "%s", cache_path);
+                snprintf(stored->cache_tmp, sizeof stored->cache_tmp, "%s/.%s.%ld.%llu", cache_dir, slash + 1,
+                         (long)getpid(), (unsigned long long)(uintptr_t)stored);
+                stored->cache_fd = open(stored->cache_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            }
         } else if (found) return MHD_NO;
     }
-    struct stat st;
-    if (!stored) {
+    if (!stored && fd < 0) {
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
             if (fd >= 0) close(fd);

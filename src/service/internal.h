@@ -121,6 +121,11 @@ int cvx_svc_output_name_ok(const char *name, size_t len);
 /* Removes a task's outputs: its folder <outputs>/<out_key> and, with PostgreSQL, its stored files (claim != 0: only
  * while that claim of task id holds it; a worker that lost its lease removes nothing another wrote). 0 or -1. */
 int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim);
+/* PostgreSQL: an API node keeps the videos it served in <outputs>/.cache/<out_key>/ (the database stays the truth: a
+ * cached file is only sent while the database holds the output with that size). Removes one key's; 0 or -1. */
+int cvx_svc_remove_cached(const cvx_svc *svc, const char *out_key);
+/* Removes the cached videos not sent for max_age_s (the hourly housekeeping of API nodes). */
+void cvx_svc_cache_sweep(const cvx_svc *svc, long long max_age_s);
 
 /* ---- the HTTP side (http.c) ---- */
 
