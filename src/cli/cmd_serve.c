@@ -9,6 +9,7 @@
  * Prints "listening on http://HOST:PORT" on stdout once it accepts requests (PORT 0 picks a free port, which the
  * line tells). SIGINT/SIGTERM stop it gracefully: the running generation is re-queued with its checkpoint. */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -200,6 +201,12 @@ static void worker_usage(FILE *f) {
             "         cogvideox worker --model models/tiny --store tasks.db --outputs outputs\n");
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
 /* serve (worker = 0) and worker (1): one parser, one start. */
 static int serve_or_work(int argc, char **argv, int worker) {
     const char *cmd = worker ? "worker" : "serve";
@@ -389,12 +396,7 @@ static int serve_or_work(int argc, char **argv, int worker) {
     if (ranks > 1) announce(&stop, NULL, NULL); /* the worker has stopped: the other ranks may go */
     cvx_engine_close(re.engine);
     cvx_dist_finalize();
-    if (scratch[0]) { /* the scratch folder is empty once every task's files went into the database */
-        char ck[600];
-        snprintf(ck, sizeof ck, "%s/.checkpoints", scratch);
-        rmdir(ck);
-        rmdir(scratch);
-    }
+    if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the scratch folder and its cache */
     return 0;
 }
 
