@@ -5,10 +5,16 @@
  * req/s when other work shares the cores) per endpoint.
  *
  *   bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only] [--only detail|healthz|run]
+ *                 [--store CONNINFO] [--nodes N] [--output-bytes N]
  *
  * --only runs one phase (interleaved A/B runs of two builds spend their time on the phase compared).
+ * --store names a PostgreSQL database (an empty one: the bench adds a project and tasks) instead of a temporary SQLite
+ * file; --nodes N starts N API nodes on the store in this process (the first with the worker, the others
+ * serve --no-worker) and the clients take them in turn (client i talks to node i mod N), as behind a load balancer.
+ * --output-bytes N makes the stand-in's video N bytes and adds a phase that downloads it (GET /files/...): from the
+ * outputs folder with SQLite, from the database with PostgreSQL. --only output runs that phase alone.
  *
- * Loopback only; the store is a temporary SQLite file (synchronous=FULL, so Run's rate is bounded by fsync). */
+ * Loopback only; the default store is a temporary SQLite file (synchronous=FULL, so Run's rate is bounded by fsync). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,19 +43,31 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static long g_output_bytes = 11; /* --output-bytes: the size of the first "video" the stand-in writes (the warm-up's) */
+
 static cvx_status instant_generate(void *ctx, const cvx_generate_params *p, char *err, size_t n) {
     char part[1200];
     snprintf(part, sizeof part, "%s.part", p->output_path);
     FILE *f = fopen(part, "wb");
     if (!f) return CVX_ERR_IO;
-    fputs("not a video", f);
+    static atomic_int made;
+    if (g_output_bytes <= 11 || atomic_fetch_add(&made, 1) > 0) fputs("not a video", f); /* the warm-up's only */
+    else { /* bytes that do not compress, as a video's */
+        unsigned long long x = 88172645463325252ull;
+        for (long i = 0; i < g_output_bytes; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            fputc((int)(x & 0xff), f);
+        }
+    }
     fclose(f);
     rename(part, p->output_path);
     return CVX_OK;
 }
 
+#define MAX_NODES 8
+
 typedef struct {
-    const char *url, *body, *apikey, *secret;
+    const char *url, *body, *apikey, *secret, *range;
     double seconds;
     atomic_llong *nonce;
     double *lat;
@@ -74,6 +92,7 @@ static void *client_main(void *arg) {
         snprintf(k, sizeof k, "x-api-key: %s", w->apikey);
         h = curl_slist_append(h, k);
         h = curl_slist_append(h, "Content-Type: application/json");
+        if (w->range) h = curl_slist_append(h, w->range);
         if (w->secret[0]) {
             char ns[32], sig[65];
             snprintf(ns, sizeof ns, "%lld", atomic_fetch_add(w->nonce, 1));
@@ -90,7 +109,7 @@ static void *client_main(void *arg) {
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         curl_slist_free_all(h);
-        if (rc != CURLE_OK || code != 200) {
+        if (rc != CURLE_OK || code != (w->range ? 206 : 200)) {
             w->errors++;
             continue;
         }
@@ -109,13 +128,21 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void phase(const char *name, const char *url, const char *body, int clients, double seconds,
+static int g_nodes = 1, g_ports[MAX_NODES];
+
+/* path on node i mod nodes for client i */
+static const char *g_range; /* a Range header for the phase's requests (NULL: none) */
+
+static void phase(const char *name, const char *path, const char *body, int clients, double seconds,
                   const char *apikey, const char *secret, atomic_llong *nonce) {
     worker *w = calloc((size_t)clients, sizeof *w);
     pthread_t *th = calloc((size_t)clients, sizeof *th);
+    char(*urls)[160] = calloc((size_t)g_nodes, sizeof *urls);
+    for (int k = 0; k < g_nodes; k++) snprintf(urls[k], sizeof urls[k], "http://127.0.0.1:%d%s", g_ports[k], path);
     double t0 = now_s(), c0 = cpu_s();
     for (int i = 0; i < clients; i++) {
-        w[i] = (worker){.url = url, .body = body, .apikey = apikey, .secret = secret, .seconds = seconds, .nonce = nonce};
+        w[i] = (worker){.url = urls[i % g_nodes], .body = body, .apikey = apikey, .secret = secret, .seconds = seconds,
+                        .nonce = nonce, .range = g_range};
         pthread_create(&th[i], NULL, client_main, &w[i]);
     }
     size_t total = 0;
@@ -143,33 +170,40 @@ static void phase(const char *name, const char *url, const char *body, int clien
     free(all);
     free(w);
     free(th);
+    free(urls);
 }
 
 int main(int argc, char **argv) {
     int clients = 16, http_threads = 4, key_only = 0;
-    const char *only = NULL;
+    const char *only = NULL, *pg = NULL;
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--clients") && i + 1 < argc) clients = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--http-threads") && i + 1 < argc) http_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--key-only")) key_only = 1;
+        else if (!strcmp(argv[i], "--store") && i + 1 < argc) pg = argv[++i];
+        else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) g_nodes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--output-bytes") && i + 1 < argc) g_output_bytes = atol(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
-                 (!strcmp(argv[i + 1], "detail") || !strcmp(argv[i + 1], "healthz") || !strcmp(argv[i + 1], "run")))
+                 (!strcmp(argv[i + 1], "detail") || !strcmp(argv[i + 1], "healthz") || !strcmp(argv[i + 1], "run") ||
+                  !strcmp(argv[i + 1], "output")))
             only = argv[++i];
         else {
             fprintf(stderr, "usage: bench_service [--clients N] [--seconds S] [--http-threads N] [--key-only]"
-                            " [--only detail|healthz|run]\n");
+                            " [--only detail|healthz|run|output] [--store CONNINFO] [--nodes N] [--output-bytes N]\n");
             return 2;
         }
     }
-    if (clients < 1 || clients > 1024 || seconds <= 0) return 2;
+    if (clients < 1 || clients > 1024 || seconds <= 0 || g_nodes < 1 || g_nodes > MAX_NODES) return 2;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     char dir[] = "/tmp/cvx-bench-service-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    char store[256], outputs[256], err[512];
-    snprintf(store, sizeof store, "%s/b.db", dir);
+    char store[1024], outputs[256], err[512], kp[300];
+    if (pg) snprintf(store, sizeof store, "%s", pg);
+    else snprintf(store, sizeof store, "%s/b.db", dir);
     snprintf(outputs, sizeof outputs, "%s/out", dir);
+    snprintf(kp, sizeof kp, "%s/server.key", dir);
     cvx_svc_config cfg = cvx_svc_config_default();
     cfg.store_path = store;
     cfg.outputs_dir = outputs;
@@ -178,16 +212,19 @@ int main(int argc, char **argv) {
     cfg.project_runs_per_min = 0; /* the per-project Run rate limit would cap the Run phase: throughput is measured */
     cfg.engine.generate = instant_generate;
     cfg.logger.level = CVX_LOG_ERROR;
-    cvx_svc *svc;
-    if (cvx_svc_start(&svc, &cfg, err, sizeof err)) {
-        fprintf(stderr, "bench_service: %s\n", err);
-        return 1;
+    cfg.key_file = kp;
+    cvx_svc *svcs[MAX_NODES] = {0};
+    for (int k = 0; k < g_nodes; k++) {
+        cfg.no_worker = k > 0;
+        if (cvx_svc_start(&svcs[k], &cfg, err, sizeof err)) {
+            fprintf(stderr, "bench_service: %s\n", err);
+            return 1;
+        }
+        g_ports[k] = cvx_svc_port(svcs[k]);
     }
     /* a project, as `keys create` makes it */
     cvx_svc_store *st;
     uint8_t key[32];
-    char kp[300];
-    cvx_svc_keyfile_path(store, kp, sizeof kp);
     cvx_svc_project p;
     memset(&p, 0, sizeof p);
     char secret[33] = "";
@@ -206,20 +243,55 @@ int main(int argc, char **argv) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     atomic_llong nonce = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    char url[128], body[128];
+    char body[128];
     /* one finished task to read */
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
-    phase("warm-up Run", url, "{\"prompt\":\"bench\",\"steps\":1}", 1, 0.2, p.apikey, secret, &nonce);
-    snprintf(body, sizeof body, "{\"taskid\":\"1\"}");
-    printf("cogvideox serve load test: %d HTTP threads, %s auth, %d clients, %.0f s per phase, %ld cores\n",
-           http_threads, key_only ? "key-only" : "signature", clients, seconds, sysconf(_SC_NPROCESSORS_ONLN));
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Task/Detail", cvx_svc_port(svc));
-    if (!only || !strcmp(only, "detail")) phase("Task/Detail", url, body, clients, seconds, p.apikey, secret, &nonce);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", cvx_svc_port(svc));
-    if (!only || !strcmp(only, "healthz")) phase("GET healthz", url, "", clients, seconds, "-", "", &nonce);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/Run/THUDM/CogVideoX-2b", cvx_svc_port(svc));
-    if (!only || !strcmp(only, "run")) phase("Run", url, "{\"prompt\":\"a bench\",\"steps\":1}", clients, seconds, p.apikey, secret, &nonce);
-    cvx_svc_stop(svc);
+    int nodes = g_nodes;
+    g_nodes = 1;
+    phase("warm-up Run", "/v1/Run/THUDM/CogVideoX-2b", "{\"prompt\":\"bench\",\"steps\":1}", 1, 0.2, p.apikey, secret,
+          &nonce);
+    g_nodes = nodes;
+    cvx_svc_store *rd;
+    long long ids[1] = {0}, total = 0;
+    char file[200] = "";
+    if (cvx_svc_store_open(&rd, store, err, sizeof err) == 0) {
+        cvx_svc_store_task_ids(rd, p.id, 0, 0, 1, &total, ids, err, sizeof err);
+        cvx_svc_task t;
+        for (int tries = 0; tries < 100; tries++) { /* the warm-up task's video */
+            if (cvx_svc_store_task_get(rd, ids[0], NULL, &t, err, sizeof err) == 1) {
+                if (t.out_name[0]) snprintf(file, sizeof file, "/files/%s/%s", t.out_key, t.out_name);
+                cvx_svc_task_clear(&t);
+            }
+            if (file[0]) break;
+            usleep(20000);
+        }
+        cvx_svc_store_close(rd);
+    }
+    snprintf(body, sizeof body, "{\"taskid\":\"%lld\"}", ids[0]);
+    printf("cogvideox serve load test: %s store, %d API node%s, %d HTTP threads each, %s auth, %d clients, %.0f s per"
+           " phase, %ld cores\n",
+           (cvx_svc_store_is_postgres(store) ? "PostgreSQL" : "SQLite"), g_nodes, g_nodes > 1 ? "s" : "", http_threads,
+           key_only ? "key-only" : "signature", clients, seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    if (!only || !strcmp(only, "detail"))
+        phase("Task/Detail", "/v1/Task/Detail", body, clients, seconds, p.apikey, secret, &nonce);
+    if (!only || !strcmp(only, "healthz")) phase("GET healthz", "/healthz", "", clients, seconds, "-", "", &nonce);
+    if (!only || !strcmp(only, "run"))
+        phase("Run", "/v1/Run/THUDM/CogVideoX-2b", "{\"prompt\":\"a bench\",\"steps\":1}", clients, seconds, p.apikey,
+              secret, &nonce);
+    if (g_output_bytes > 11 && file[0] && (!only || !strcmp(only, "output"))) {
+        char name[64];
+        /* with PostgreSQL, Range requests (bytes=0-: the whole video) are read from the database, as long as no
+         * whole-file GET has put the video in the node's cache; then whole-file GETs, from the cache */
+        if (cvx_svc_store_is_postgres(store)) {
+            snprintf(name, sizeof name, "GET %.1fMB db", (double)g_output_bytes / 1e6);
+            g_range = "Range: bytes=0-";
+            phase(name, file, "", clients, seconds, "-", "", &nonce);
+            g_range = NULL;
+        }
+        snprintf(name, sizeof name, "GET %.1fMB %s", (double)g_output_bytes / 1e6,
+                 cvx_svc_store_is_postgres(store) ? "cache" : "file");
+        phase(name, file, "", clients, seconds, "-", "", &nonce);
+    }
+    for (int k = g_nodes - 1; k >= 0; k--) cvx_svc_stop(svcs[k]);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "bench_service: could not remove %s\n", dir);

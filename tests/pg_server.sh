@@ -4,10 +4,12 @@
 # that folder only (no TCP), trust authentication, fsync off (a test's data).
 #   pg_server.sh start DIR   prints the libpq connection string; exit 77 when the server binaries are absent
 #   pg_server.sh stop DIR    stops it and removes its folder
+#   pg_server.sh restart DIR SECONDS   stops it (fast: sessions are cut), waits SECONDS, starts it again (a restart
+#                            or an outage of the database, for the tests of the service's faults)
 # As root, the server runs as the unprivileged user "postgres" (Debian's package creates it; else "nobody"):
 # PostgreSQL refuses to run as root.
 set -euo pipefail
-cmd=${1:-} dir=${2:-}
+cmd=${1:-} dir=${2:-} pause=${3:-0}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: pg_server.sh start|stop DIR" >&2; exit 2; }
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
@@ -49,5 +51,14 @@ stop)
   [ -d "$home/data" ] && as_owner "$bin/pg_ctl" -D "$home/data" -m immediate -w stop >/dev/null 2>&1 || true
   rm -rf "$home" "$dir/pg_path"
   ;;
-*) echo "pg_server.sh: start or stop, not $cmd" >&2; exit 2 ;;
+restart)
+  home=$(cat "$dir/pg_path")
+  case "$home" in /tmp/cvx-pg-*) ;; *) echo "pg_server.sh: $dir/pg_path: not a server folder" >&2; exit 1 ;; esac
+  as_owner "$bin/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null
+  sleep "$pause"
+  as_owner "$bin/pg_ctl" -D "$home/data" -l "$home/server.log" -w -t 60 \
+    -o "-k $home/sock -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null || { cat "$home/server.log" >&2; exit 1; }
+  ;;
+*) echo "pg_server.sh: start, stop or restart, not $cmd" >&2; exit 2 ;;
 esac

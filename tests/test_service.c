@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <netinet/in.h>
@@ -43,6 +44,8 @@
 #include "testlib.h"
 
 /* ---- helpers ---- */
+
+#define LEASE_FAR (4102444800000LL) /* a lease until 2100 (unix ms): the store tests that do not test leases */
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -1653,11 +1656,20 @@ static void test_graceful_resume(server *s, client *cl) {
     CHECK(cvx_svc_store_open(&st, s->store, err, sizeof err) == 0);
     CHECK(cvx_svc_store_task_get(st, id, NULL, &t, err, sizeof err) == 1 && !strcmp(t.status, "task_queue"));
     cvx_svc_task_clear(&t);
+    /* with PostgreSQL the checkpoint is a row of the store (any worker resumes it), with SQLite a file */
+    int in_store = cvx_svc_store_is_postgres(s->store);
+    void *blob = NULL;
+    size_t blob_size = 0;
+    int ck_step = 0, ck_steps = 0;
+    if (in_store)
+        CHECK(cvx_svc_store_checkpoint_get(st, id, &blob, &blob_size, &ck_step, &ck_steps, err, sizeof err) == 1 &&
+              ck_step >= 5 && ck_steps == 30);
+    free(blob);
     cvx_svc_store_close(st);
     char ck[800];
     snprintf(ck, sizeof ck, "%s/.checkpoints/%lld.ckpt", s->outputs, id);
     struct stat sb;
-    CHECK(stat(ck, &sb) == 0);
+    CHECK(in_store ? stat(ck, &sb) != 0 : stat(ck, &sb) == 0);
     /* a fresh start on the same port */
     s->engine.delay_ms = 5;
     CHECK(start(s) == 0);
@@ -1675,6 +1687,15 @@ static void test_graceful_resume(server *s, client *cl) {
     /* the checkpoint is gone with the task (the worker removes it just after recording the end) */
     for (int i = 0; i < 50 && stat(ck, &sb) == 0; i++) sleep_ms(20);
     CHECK(stat(ck, &sb) != 0);
+    if (in_store && cvx_svc_store_open(&st, s->store, err, sizeof err) == 0) {
+        int left = 1;
+        for (int i = 0; i < 50 && left; i++) {
+            left = cvx_svc_store_checkpoint_get(st, id, &blob, &blob_size, &ck_step, &ck_steps, err, sizeof err) != 0;
+            if (left) free(blob), sleep_ms(20);
+        }
+        CHECK_MSG(!left, "the stored checkpoint of task %lld is still there", id);
+        cvx_svc_store_close(st);
+    }
 }
 
 /* Issue 13, defect 1: what a task stores is bounded (unknown inputs up to 16 KiB in all), Task/List pages are
@@ -2194,7 +2215,9 @@ static void test_orphans(server *s, client *cl) {
     CHECK(cvx_svc_store_task_add(st, &t, NULL, NULL, err, sizeof err) == 1);
     long long id = t.id;
     cvx_svc_task_clear(&t);
-    CHECK(cvx_svc_store_task_claim(st, time(NULL), &t, err, sizeof err) == 1 && t.id == id); /* a crash while it ran */
+    /* a crash while it ran, its lease over */
+    CHECK(cvx_svc_store_task_claim(st, "test", time(NULL), (long long)time(NULL) * 1000 - 1000, &t, err, sizeof err) == 1 &&
+          t.id == id);
     cvx_svc_task_clear(&t);
     cvx_svc_store_close(st);
     char files[5][900];
@@ -2285,6 +2308,107 @@ static cvx_svc_task backend_task(long long project, const char *token, long long
     return t;
 }
 
+/* Leases and fencing (issue 15): a claim holds its task until its lease ends; then recovery puts it back and the next
+ * claim (another worker, another connection) takes it with a new token; every write of the first holder is refused
+ * from then on (transition, log, output, finish, checkpoint, stored output, re-queue, renewal), and its fenced
+ * removals remove nothing. Checkpoints and outputs round-trip through the store in parts. */
+static void test_store_leases(cvx_svc_store *st, cvx_svc_store *st2, long long project, long long now, const char *label) {
+    char err[512];
+    long long now_ms = now * 1000;
+    cvx_svc_task t = backend_task(project, "lease-task", now), a, b;
+    int refused = 0;
+    CHECK(cvx_svc_store_task_add(st, &t, NULL, &refused, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st, "worker-a", now, now_ms + 30000, &a, err, sizeof err) == 1 && a.id == t.id);
+    CHECK_MSG(a.claim >= 1 && a.lease_until_ms == now_ms + 30000 && !strcmp(a.worker, "worker-a"),
+              "%s: claim %lld lease %lld worker %s", label, a.claim, a.lease_until_ms, a.worker);
+    /* the lease holds: nothing to recover, nothing to claim */
+    CHECK(cvx_svc_store_recover(st2, 3, now, now_ms, NULL, 0, NULL, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_claim(st2, "worker-b", now, now_ms + 30000, &b, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_renew(st, a.id, a.claim, now_ms + 40000, err, sizeof err) == 1);
+    /* a checkpoint (bytes with NUL and high bits, bigger than one output part would be for a small model) */
+    size_t blob_size = 300000;
+    unsigned char *blob = malloc(blob_size);
+    for (size_t i = 0; blob && i < blob_size; i++) blob[i] = (unsigned char)(i * 131 + (i >> 8));
+    CHECK(blob && cvx_svc_store_checkpoint_put(st, a.id, a.claim, now_ms + 40000, 3, 10, blob, blob_size, err,
+                                               sizeof err) == 1);
+    /* the lease ends (40 s later) without a renewal: recovered, claimed by b with a new token */
+    CHECK(cvx_svc_store_recover(st2, 3, now + 41, now_ms + 41000, NULL, 0, NULL, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st2, "worker-b", now + 41, now_ms + 71000, &b, err, sizeof err) == 1 && b.id == a.id);
+    CHECK_MSG(b.claim == a.claim + 1 && b.attempts == 2 && !strcmp(b.worker, "worker-b"), "%s: second claim %lld (%d)",
+              label, b.claim, b.attempts);
+    void *got = NULL;
+    size_t got_size = 0;
+    int step = 0, steps = 0;
+    CHECK(cvx_svc_store_checkpoint_get(st2, b.id, &got, &got_size, &step, &steps, err, sizeof err) == 1 &&
+          got_size == blob_size && step == 3 && steps == 10 && blob && !memcmp(got, blob, blob_size));
+    free(got);
+    /* the first holder is fenced off */
+    CHECK(cvx_svc_store_task_renew(st, a.id, a.claim, now_ms + 90000, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_transition(st, a.id, a.claim, CVX_SVC_STATUS_START, now, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_log(st, a.id, a.claim, CVX_SVC_S_OUTPUT, "stale", 1.0, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_output(st, a.id, a.claim, "stale", 1.0, "{}", 4, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_checkpoint_put(st, a.id, a.claim, now_ms + 90000, 9, 10, "x", 1, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_checkpoint_delete(st, a.id, a.claim, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_finish(st, a.id, a.claim, "0", NULL, "0.mp4", "stalekey0123456789", 1, 1.0, now, err,
+                                    sizeof err) == 0);
+    CHECK(cvx_svc_store_task_requeue(st, a.id, a.claim, err, sizeof err) == 0);
+    /* outputs: a file of 2.5 parts stored by the holder, read back part by part; the stale holder stores nothing */
+    char path[] = "/tmp/cvx-test-output-XXXXXX";
+    int fd = mkstemp(path);
+    size_t out_size = CVX_SVC_OUTPUT_PART * 2 + CVX_SVC_OUTPUT_PART / 2;
+    unsigned char *bytes = malloc(out_size);
+    for (size_t i = 0; bytes && i < out_size; i++) bytes[i] = (unsigned char)(i * 7 + (i >> 12));
+    CHECK(fd >= 0 && bytes && write(fd, bytes, out_size) == (ssize_t)out_size);
+    if (fd >= 0) close(fd);
+    CHECK(cvx_svc_store_output_put(st, a.id, a.claim, "stalekey0123456789", "0.mp4", path, err, sizeof err) == 0);
+    CHECK_MSG(cvx_svc_store_output_put(st2, b.id, b.claim, "leasekey0123456789", "0.mp4", path, err, sizeof err) == 1,
+              "%s: output put: %s", label, err);
+    long long size = 0;
+    CHECK(cvx_svc_store_output_size(st, "stalekey0123456789", "0.mp4", &size, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_output_size(st, "leasekey0123456789", "0.mp4", &size, err, sizeof err) == 1 &&
+          size == (long long)out_size);
+    size_t off = 0, len = 0;
+    int same = 1;
+    for (long long part = 0; part < 4; part++) {
+        void *data = NULL;
+        int r = cvx_svc_store_output_part(st, "leasekey0123456789", "0.mp4", part, &data, &len, err, sizeof err);
+        if (part == 3) {
+            CHECK(r == 0);
+            break;
+        }
+        CHECK(r == 1 && len == (part < 2 ? CVX_SVC_OUTPUT_PART : CVX_SVC_OUTPUT_PART / 2));
+        if (r == 1 && bytes && off + len <= out_size) same &= !memcmp(data, bytes + off, len);
+        off += len;
+        free(data);
+    }
+    CHECK_MSG(same && off == out_size, "%s: output read back: %zu bytes", label, off);
+    /* the stale holder's fenced removal leaves b's output and checkpoint; b's own removes them */
+    CHECK(cvx_svc_store_output_remove(st, "leasekey0123456789", a.id, a.claim, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_output_size(st, "leasekey0123456789", "0.mp4", &size, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_output_remove(st, "leasekey0123456789", b.id, b.claim, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_output_size(st, "leasekey0123456789", "0.mp4", &size, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_checkpoint_delete(st, b.id, b.claim, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_checkpoint_get(st, b.id, &got, &got_size, &step, &steps, err, sizeof err) == 0);
+    /* the holder finishes; the attempt limit: a task whose lease ends after max_attempts claims fails */
+    CHECK(cvx_svc_store_task_finish(st2, b.id, b.claim, "0", NULL, NULL, NULL, 0, 1.0, now, err, sizeof err) == 1);
+    cvx_svc_task c = backend_task(project, "lease-limit", now), d;
+    CHECK(cvx_svc_store_task_add(st, &c, NULL, &refused, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st, "worker-a", now, now_ms + 1000, &d, err, sizeof err) == 1 && d.id == c.id);
+    long long failed[2] = {0, 0};
+    int n_failed = 0;
+    CHECK(cvx_svc_store_recover(st, 1, now + 2, now_ms + 2000, failed, 2, &n_failed, err, sizeof err) == 1 &&
+          n_failed == 1 && failed[0] == c.id);
+    cvx_svc_task_clear(&d);
+    CHECK(cvx_svc_store_task_get(st, c.id, NULL, &d, err, sizeof err) == 1 && !strcmp(d.status, "task_postprocess_end") &&
+          !strcmp(d.pexit, "1") && strstr(d.debugerror, "lost its lease"));
+    cvx_svc_task_clear(&d);
+    unlink(path);
+    free(bytes);
+    free(blob);
+    cvx_svc_task_clear(&a);
+    cvx_svc_task_clear(&b);
+}
+
 static void test_store_backend(const char *store, const char *label) {
     char err[512];
     cvx_svc_store *st = NULL, *st2 = NULL;
@@ -2336,27 +2460,27 @@ static void test_store_backend(const char *store, const char *label) {
           listed[0] == ids[2]);
     /* claims from two connections take different tasks, oldest first */
     cvx_svc_task a, b, c;
-    CHECK(cvx_svc_store_task_claim(st, now, &a, err, sizeof err) == 1);
-    CHECK(cvx_svc_store_task_claim(st2, now, &b, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st, "test", now, LEASE_FAR, &a, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_claim(st2, "test", now, LEASE_FAR, &b, err, sizeof err) == 1);
     CHECK_MSG(a.id == ids[0] && b.id == ids[1] && !strcmp(a.status, "task_accept") && a.attempts == 1,
               "%s: claims %lld %lld", label, a.id, b.id);
     /* a lifecycle: transitions with their time columns, the log, finish */
-    CHECK(cvx_svc_store_task_transition(st, a.id, CVX_SVC_STATUS_START, now + 5, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_transition(st, a.id, 0, CVX_SVC_STATUS_START, now + 5, err, sizeof err) == 1);
     char line[1000];
     memset(line, 'x', sizeof line - 1);
     line[sizeof line - 1] = 0;
     for (int i = 0; i < 70; i++)
-        CHECK(cvx_svc_store_task_log(st, a.id, CVX_SVC_S_OUTPUT, line, 1.5, err, sizeof err) == 1);
-    CHECK(cvx_svc_store_task_log(st, a.id, CVX_SVC_S_OUTPUT, "last line", 2.25, err, sizeof err) == 1);
+        CHECK(cvx_svc_store_task_log(st, a.id, 0, CVX_SVC_S_OUTPUT, line, 1.5, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_log(st, a.id, 0, CVX_SVC_S_OUTPUT, "last line", 2.25, err, sizeof err) == 1);
     CHECK(cvx_svc_store_task_get(st2, 0, a.token, &c, err, sizeof err) == 1);
     size_t dl = c.debugoutput ? strlen(c.debugoutput) : 0;
     CHECK_MSG(c.starttime == now + 5 && !strcmp(c.status, "task_output") && c.elapsed == 2.25 && dl == 65536 &&
                   !strcmp(c.debugoutput + dl - 10, "last line\n"),
               "%s: log: %zu bytes, status %s", label, dl, c.status);
     cvx_svc_task_clear(&c);
-    CHECK(cvx_svc_store_task_finish(st, a.id, "0", NULL, "0.mp4", "k0123456789abcdef", 1234, 3.5, now + 9, err,
+    CHECK(cvx_svc_store_task_finish(st, a.id, 0, "0", NULL, "0.mp4", "k0123456789abcdef", 1234, 3.5, now + 9, err,
                                     sizeof err) == 1);
-    CHECK(cvx_svc_store_task_transition(st, a.id, CVX_SVC_STATUS_END, now, err, sizeof err) == 0); /* final stays */
+    CHECK(cvx_svc_store_task_transition(st, a.id, 0, CVX_SVC_STATUS_END, now, err, sizeof err) == 0); /* final stays */
     CHECK(cvx_svc_store_task_get(st, a.id, NULL, &c, err, sizeof err) == 1);
     CHECK(!strcmp(c.status, "task_postprocess_end") && c.out_size == 1234 && c.out_time == now + 9 && c.cb_state == 1);
     cvx_svc_task_clear(&c);
@@ -2370,17 +2494,18 @@ static void test_store_backend(const char *store, const char *label) {
     CHECK(cvx_svc_store_output_deleted(st, a.id, err, sizeof err) == 1);
     CHECK(cvx_svc_store_outputs_before(st, now + 10, 4, old, err, sizeof err) == 0);
     /* re-queue, cancel, recovery */
-    CHECK(cvx_svc_store_task_requeue(st, b.id, err, sizeof err) == 1);
+    CHECK(cvx_svc_store_task_requeue(st, b.id, 0, err, sizeof err) == 1);
     CHECK(cvx_svc_store_task_cancel(st, ids[2], 1, now, err, sizeof err) == 1);
-    CHECK(cvx_svc_store_task_claim(st, now, &c, err, sizeof err) == 1 && c.id == b.id && c.attempts == 1);
+    CHECK(cvx_svc_store_task_claim(st, "test", now, LEASE_FAR, &c, err, sizeof err) == 1 && c.id == b.id && c.attempts == 1);
     cvx_svc_task_clear(&c);
     long long failed[4];
     int n_failed = -1;
-    CHECK(cvx_svc_store_recover(st, 1, now, failed, 4, &n_failed, err, sizeof err) == 1 && n_failed == 1 &&
+    CHECK(cvx_svc_store_recover(st, 1, now, LLONG_MAX, failed, 4, &n_failed, err, sizeof err) == 1 && n_failed == 1 &&
           failed[0] == b.id);
-    CHECK(cvx_svc_store_task_claim(st, now, &c, err, sizeof err) == 0);
+    CHECK(cvx_svc_store_task_claim(st, "test", now, LEASE_FAR, &c, err, sizeof err) == 0);
     cvx_svc_task_clear(&a);
     cvx_svc_task_clear(&b);
+    test_store_leases(st, st2, p.id, now, label);
     /* nonces: a read-only call's nonce is refused by a state-changing call on another connection (another node) */
     CHECK(cvx_svc_store_nonce_note(st, "p1", "5001", now, now, 900, err, sizeof err) == 0);
     cvx_svc_store_close(st);
@@ -2393,7 +2518,9 @@ static void test_store_backend(const char *store, const char *label) {
     if (cvx_svc_store_is_postgres(store)) {
         PGconn *pg = PQconnectdb(store);
         PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress,"
-                                   " DROP COLUMN progress_step; DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
+                                   " DROP COLUMN progress_step, DROP COLUMN claim, DROP COLUMN lease_until,"
+                                   " DROP COLUMN worker; DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames;"
+                                   " DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
         downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         PQfinish(pg);
@@ -2401,7 +2528,9 @@ static void test_store_backend(const char *store, const char *label) {
         sqlite3 *db = NULL;
         downgraded = sqlite3_open(store, &db) == SQLITE_OK &&
                      sqlite3_exec(db, "DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress;"
-                                      " ALTER TABLE tasks DROP COLUMN progress_step; PRAGMA user_version=1",
+                                      " ALTER TABLE tasks DROP COLUMN progress_step; ALTER TABLE tasks DROP COLUMN claim;"
+                                      " ALTER TABLE tasks DROP COLUMN lease_until; ALTER TABLE tasks DROP COLUMN worker;"
+                                      " DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames; PRAGMA user_version=1",
                                   NULL, NULL, NULL) == SQLITE_OK;
         sqlite3_close(db);
     }
@@ -2797,8 +2926,8 @@ static void test_roles(const char *store, const char *outputs) {
         resp_free(&f);
     } else CHECK_MSG(0, "no output url: %s", r.body);
     resp_free(&r);
-    /* a WebSocket on the API node follows a task the worker generates: its steps (read from the store at most once a
-     * second: 60 steps of 50 ms give several frames) and its end with the outputs */
+    /* a WebSocket on the API node follows a task the worker generates: every step from the one it joined at (the
+     * store keeps a frame per step, read at most once a second) and its end with the outputs */
     run_task(&cl, "{\"prompt\":\"followed\",\"steps\":60}", tok);
     int fd = ws_connect(api_node.port);
     CHECK(fd >= 0);
@@ -2808,7 +2937,7 @@ static void test_roles(const char *store, const char *outputs) {
         ws_send_text(fd, msg);
         json_t *frames = json_array(), *fr;
         CHECK(ws_collect(fd, frames) == 1);
-        int steps = 0, last_step = 0, ordered = 1;
+        int steps = 0, last_step = 0, ordered = 1, gaps = 0;
         size_t i;
         json_array_foreach(frames, i, fr) {
             const char *type = json_string_value(json_object_get(fr, "type"));
@@ -2816,9 +2945,12 @@ static void test_roles(const char *store, const char *outputs) {
             const char *sc = json_string_value(json_object_get(json_object_get(fr, "message"), "stepCurrent"));
             int step = sc ? atoi(sc) : 0;
             if (step <= last_step) ordered = 0;
+            if (steps && step != last_step + 1) gaps++;
             last_step = step;
             steps++;
         }
+        CHECK_MSG(gaps == 0 && last_step == 60, "WebSocket on the API node: %d gaps in the steps, the last %d", gaps,
+                  last_step);
         json_t *end = json_array_get(frames, json_array_size(frames) - 1);
         const char *end_type = json_string_value(json_object_get(end, "type"));
         CHECK_MSG(steps >= 2 && ordered && end_type && !strcmp(end_type, "task_postprocess_end") &&
@@ -2887,6 +3019,106 @@ static void test_roles(const char *store, const char *outputs) {
     cvx_svc_stop(worker_node.svc);
 }
 
+static char g_pg_dir[600]; /* the test's PostgreSQL (tests/pg_server.sh's DIR), "" without one */
+
+/* PostgreSQL: an API node caches the videos it sent from the database (<outputs>/.cache/KEY/NAME) and sends the
+ * cached file while the database holds the output with that size; a deletion through another node (the rows gone)
+ * is a 404 at once and removes the cached copy; InputOutputDelete removes it too. */
+static void test_output_cache(server *s, client *cl) {
+    char tok[64];
+    run_task(cl, "{\"prompt\":\"cached\",\"steps\":2}", tok);
+    resp r, f;
+    CHECK(wait_status(cl, tok, "task_postprocess_end", 10000, &r));
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    char key[80] = "", cached[900];
+    if (url && strstr(url, "/files/")) sscanf(strstr(url, "/files/") + 7, "%79[^/]", key);
+    snprintf(cached, sizeof cached, "%s/.cache/%s/0.mp4", s->outputs, key);
+    struct stat st;
+    CHECK(stat(cached, &st) != 0); /* nothing cached before a download */
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK(f.status == 200 && f.len == 5000);
+    resp_free(&f);
+    /* (the copy goes into the cache when the server lets the response go, just after the client got the last byte) */
+    for (int i = 0; i < 100 && stat(cached, &st) != 0; i++) sleep_ms(20);
+    CHECK_MSG(stat(cached, &st) == 0 && st.st_size == 5000, "the node's cache after a download: %s", cached);
+    /* from the cache (same bytes, Range too) */
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK(f.status == 200 && f.len == 5000);
+    resp_free(&f);
+    const char *range[] = {"Range: bytes=100-199", NULL};
+    http(NULL, url ? url : "", NULL, 0, range, &f);
+    CHECK(f.status == 206 && f.len == 100);
+    resp_free(&f);
+    /* another node deleted it (the rows are gone): 404 here at once, and the cached copy goes */
+    char err[256];
+    long long id = atoll(task_field(&r, "id"));
+    CHECK(cvx_svc_store_output_remove(s->svc->store, key, id, 0, err, sizeof err) == 0);
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 404, "a video deleted through another node: %ld", f.status);
+    resp_free(&f);
+    CHECK(stat(cached, &st) != 0);
+    resp_free(&r);
+}
+
+typedef struct {
+    char cmd[1400];
+    int status;
+} pg_restart_job;
+
+static void *pg_restart_main(void *arg) {
+    pg_restart_job *j = arg;
+    j->status = system(j->cmd);
+    return NULL;
+}
+
+/* Faults (issue 15): PostgreSQL stopped for 2 s and started again while the worker generates. Meanwhile the API
+ * answers 503 in the error contract (Retry-After); afterwards the node has reconnected, the task finishes with its
+ * video (the worker waited at a checkpoint and went on), and no task is lost. */
+static void test_pg_restart(server *s, client *cl) {
+    s->engine.delay_ms = 40;
+    resp r;
+    api(cl, "/v1/Task/List", NULL, "{}", 0, &r);
+    long long before = atoll(json_string_value(json_object_get(r.json, "total")) ? json_string_value(json_object_get(r.json, "total")) : "-1");
+    resp_free(&r);
+    char tok[64], body[128];
+    long long id = run_task(cl, "{\"prompt\":\"through a restart\",\"steps\":40}", tok);
+    CHECK(id > 0 && wait_step(cl, tok, 3, 10000) >= 3);
+    pg_restart_job job;
+    snprintf(job.cmd, sizeof job.cmd, "bash '%s/pg_server.sh' restart '%s' 2", CVX_TEST_SOURCE_DIR, g_pg_dir);
+    job.status = -1;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, pg_restart_main, &job) == 0);
+    snprintf(body, sizeof body, "{\"tasktoken\":\"%s\"}", tok);
+    int unavailable = 0, other = 0;
+    long long end = now_ms() + 8000;
+    while (now_ms() < end && !unavailable) {
+        api(cl, "/v1/Task/Detail", NULL, body, 0, &r);
+        if (r.status == 503 && !result_true(&r) && strstr(err_msg(&r), "store is unavailable") &&
+            has_header(&r, "Retry-After: 5"))
+            unavailable = 1;
+        else if (r.status != 200) other = (int)r.status;
+        resp_free(&r);
+        sleep_ms(50);
+    }
+    pthread_join(th, NULL);
+    CHECK_MSG(job.status == 0, "pg_server.sh restart: %d", job.status);
+    CHECK_MSG(unavailable, "no 503 while PostgreSQL was down (other status %d)", other);
+    CHECK_MSG(wait_status(cl, tok, "task_postprocess_end", 30000, &r), "the task did not finish after the restart");
+    CHECK_MSG(!strcmp(task_field(&r, "pexit"), "0") && json_array_size(json_object_get(task0(&r), "outputs")) == 1,
+              "after the restart: %.300s", r.body ? r.body : "");
+    const char *url = json_string_value(json_object_get(json_array_get(json_object_get(task0(&r), "outputs"), 0), "url"));
+    resp f;
+    http(NULL, url ? url : "", NULL, 0, NULL, &f);
+    CHECK_MSG(f.status == 200 && f.len == 5000, "the video after the restart: %ld, %zu bytes", f.status, f.len);
+    resp_free(&f);
+    resp_free(&r);
+    api(cl, "/v1/Task/List", NULL, "{}", 0, &r);
+    long long after = atoll(json_string_value(json_object_get(r.json, "total")) ? json_string_value(json_object_get(r.json, "total")) : "-1");
+    CHECK_MSG(before >= 0 && after == before + 1, "tasks before %lld, after %lld", before, after);
+    resp_free(&r);
+    s->engine.delay_ms = 5;
+}
+
 /* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
 static void server_suite(const char *store, const char *outputs) {
     server s;
@@ -2914,11 +3146,14 @@ static void server_suite(const char *store, const char *outputs) {
         if (s.svc) test_limits(&s, &cl);
         if (s.svc) test_slowloris(&s);
         if (s.svc) test_store_failure(&s, &cl);
+        if (s.svc && cvx_svc_store_is_postgres(store) && g_pg_dir[0]) test_pg_restart(&s, &cl);
+        if (s.svc && cvx_svc_store_is_postgres(store)) test_output_cache(&s, &cl);
         if (s.svc) test_nonces(&s, &cl);
         if (s.svc) test_queue_share(&s);
         if (s.svc) test_ws_limits(&s, &cl);
         if (s.svc) test_auth_before_body(&s, &cl);
-        if (s.svc) test_damaged_checkpoint(&s, &cl);
+        /* (a checkpoint file's checksum: with PostgreSQL checkpoints are rows of the store, which keeps their bytes) */
+        if (s.svc && !cvx_svc_store_is_postgres(store)) test_damaged_checkpoint(&s, &cl);
         if (s.svc) test_server_key(&s);
         if (s.svc) test_orphans(&s, &cl);
         if (s.svc) test_small_leaks(&s, &cl);
@@ -3023,7 +3258,10 @@ int main(int argc, char **argv) {
     snprintf(backend_db, sizeof backend_db, "%s/backend.db", dir);
     test_store_backend(backend_db, "SQLite");
     char pg_conninfo[700] = "";
-    if (pg_start(dir, pg_conninfo, sizeof pg_conninfo)) test_store_backend(pg_conninfo, "PostgreSQL");
+    if (pg_start(dir, pg_conninfo, sizeof pg_conninfo)) {
+        snprintf(g_pg_dir, sizeof g_pg_dir, "%s/pg", dir);
+        test_store_backend(pg_conninfo, "PostgreSQL");
+    }
 
     char store[700], outputs[600];
     snprintf(store, sizeof store, "%s/test.db", dir);

@@ -9,11 +9,13 @@
  * Prints "listening on http://HOST:PORT" on stdout once it accepts requests (PORT 0 picks a free port, which the
  * line tells). SIGINT/SIGTERM stop it gracefully: the running generation is re-queued with its checkpoint. */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -32,7 +34,9 @@ static void usage(FILE *f) {
             "                           string (host=... dbname=...), with --key-file\n"
             "  --key-file PATH          the server key that seals the API secrets, instead of STORE.key\n"
             "                           (required with PostgreSQL: every node is given the same file)\n"
-            "  --outputs DIR            where videos are written and served from (/files/...)\n"
+            "  --outputs DIR            where videos are written and served from (/files/...); optional with\n"
+            "                           PostgreSQL, where videos and checkpoints are stored in the database (a\n"
+            "                           folder of the machine's temporary space is the worker's scratch then)\n"
             "  --listen HOST:PORT       IPv4 address and port (port 0: any free port)\n"
             "  --public-url URL         base of outputs[].url (default: http://<request Host>)\n"
             "  --slug OWNER/MODEL       the model's name in /v1/Run/OWNER/MODEL (default THUDM/CogVideoX-2b)\n"
@@ -47,7 +51,10 @@ static void usage(FILE *f) {
             "  --run-rate N             Runs per project per minute before Run answers 429 (default 30, 0: no limit)\n"
             "  --retention-days N       delete output files after N days; records stay (default: keep)\n"
             "  --body-limit BYTES       largest request body (default 1048576)\n"
-            "  --max-attempts N         a task interrupted N times by crashes fails (default 3)\n"
+            "  --max-attempts N         a task interrupted N times by crashes or lost leases fails (default 3)\n"
+            "  --lease-seconds N        a worker renews its claim of a task every N/3 s; a claim not renewed for\n"
+            "                           N s (worker killed, host lost, network cut) goes back to the queue and\n"
+            "                           another worker resumes it from its last checkpoint (default 30)\n"
             "  --nonce-window SECONDS   state-changing calls need a nonce of unix time within now +- this (default 900)\n"
             "  --callback-backoff-ms MS first callback retry delay, doubled per try (default 1000)\n"
             "  --allow-private-callbacks  let callbackUrl reach loopback, link-local and private addresses\n"
@@ -180,16 +187,24 @@ static int parse_listen(const char *s, char *host, size_t host_size, int *port) 
 
 static void worker_usage(FILE *f) {
     fprintf(f,
-            "usage: cogvideox worker --model DIR --store PATH|URL --outputs DIR [--threads N] [--name NAME]\n"
-            "                        [--precision P] [--max-attempts N]\n"
-            "A worker without HTTP: it claims the tasks that API nodes (serve --no-worker) accept into the same\n"
-            "store, generates them with its engine and records their progress, checkpoints and results there; a\n"
-            "Kill or Cancel recorded by an API node stops it within about a second. --outputs is where its videos\n"
-            "go: the API node serves them from its own --outputs, so both name the same folder (one host, or a\n"
-            "shared one). --name is its name in /healthz (default <hostname>:<pid>). Run one worker per store:\n"
-            "several need the leases of issue 15, not built yet.\n"
+            "usage: cogvideox worker --model DIR --store PATH|URL [--outputs DIR] [--threads N] [--name NAME]\n"
+            "                        [--precision P] [--max-attempts N] [--lease-seconds N]\n"
+            "A worker without HTTP: it claims the oldest task that API nodes (serve --no-worker) accept into the\n"
+            "same store, holds a lease on it that it renews every N/3 s (--lease-seconds, default 30), generates it\n"
+            "with its engine and records its progress, checkpoints and result there; a Kill or Cancel recorded by\n"
+            "an API node stops it within about a second. A task whose lease runs out goes back to the queue and the\n"
+            "next worker resumes it from its last checkpoint. Any number of workers may share a PostgreSQL store,\n"
+            "which also holds the videos: --outputs is not needed then. With an SQLite file, --outputs is where the\n"
+            "videos go, the folder the API node serves (one host), and one worker runs per store. --name is its\n"
+            "name in /healthz (default <hostname>:<pid>).\n"
             "example: cogvideox serve --no-worker --model models/tiny --store tasks.db --outputs outputs --listen 127.0.0.1:8080\n"
             "         cogvideox worker --model models/tiny --store tasks.db --outputs outputs\n");
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
 }
 
 /* serve (worker = 0) and worker (1): one parser, one start. */
@@ -228,7 +243,7 @@ static int serve_or_work(int argc, char **argv, int worker) {
             continue;
         }
         if (i + 1 >= argc) {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
             usage(stderr);
             return 1;
         }
@@ -266,11 +281,12 @@ static int serve_or_work(int argc, char **argv, int worker) {
         else if (!strcmp(a, "--retention-days")) bad = cvx_cli_parse_int(v, 0, 100000, &n), cfg.retention_days = (int)n;
         else if (!strcmp(a, "--body-limit")) bad = cvx_cli_parse_int(v, 1024, 1 << 30, &n), cfg.body_limit = (size_t)n;
         else if (!strcmp(a, "--max-attempts")) bad = cvx_cli_parse_int(v, 1, 1000, &n), cfg.max_attempts = (int)n;
+        else if (!strcmp(a, "--lease-seconds")) bad = cvx_cli_parse_int(v, 3, 86400, &n), cfg.lease_seconds = (int)n;
         else if (!strcmp(a, "--nonce-window")) bad = cvx_cli_parse_int(v, 1, 1LL << 40, &n), cfg.nonce_window_s = n;
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
+            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--no-worker", "--name", "--help");
             usage(stderr);
             return 1;
         }
@@ -280,6 +296,18 @@ static int serve_or_work(int argc, char **argv, int worker) {
         }
     }
     if (worker && !listen) listen = "127.0.0.1:0"; /* (a worker listens nowhere) */
+    /* PostgreSQL keeps videos and checkpoints in the database: without --outputs, the worker's scratch folder (the
+     * MP4 the engine writes before it is stored) is a private one of the temporary space */
+    char scratch[512] = "";
+    if (!cfg.outputs_dir && cfg.store_path && cvx_svc_store_is_postgres(cfg.store_path)) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch, sizeof scratch, "%s/cogvideox-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", cmd);
+        if (!mkdtemp(scratch)) {
+            fprintf(stderr, "cogvideox %s: cannot create a scratch folder %s: %s\n", cmd, scratch, strerror(errno));
+            return 1;
+        }
+        cfg.outputs_dir = scratch;
+    }
     if (!model || !cfg.store_path || !cfg.outputs_dir || !listen) {
         fprintf(stderr, "cogvideox %s: --model, --store, --outputs%s are required\n", cmd, worker ? "" : " and --listen");
         if (worker) worker_usage(stderr);
@@ -368,6 +396,7 @@ static int serve_or_work(int argc, char **argv, int worker) {
     if (ranks > 1) announce(&stop, NULL, NULL); /* the worker has stopped: the other ranks may go */
     cvx_engine_close(re.engine);
     cvx_dist_finalize();
+    if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the scratch folder and its cache */
     return 0;
 }
 

@@ -38,6 +38,13 @@ void cvx_svc_reply_error(cvx_svc_reply *rp, int http_status, int code, const cha
     rp->body = json_pack("{s:b, s:[{s:i, s:s}]}", "result", 0, "errors", "code", code, "message", msg);
 }
 
+/* A store that failed (PostgreSQL restarting or out of reach, a full disk): 503 with Retry-After, in the error
+ * contract; nothing was changed, so the client may send the call again. */
+static void store_failed(cvx_svc_reply *rp, const char *what) {
+    cvx_svc_reply_error(rp, 503, 0, "%s The service's store is unavailable; try again.", what);
+    rp->retry_after_s = 5;
+}
+
 static json_t *num_str(long long v) {
     char b[32];
     snprintf(b, sizeof b, "%lld", v);
@@ -314,7 +321,7 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                     : -1;
     if (added < 0) {
         cvx_svc_log(svc, CVX_LOG_ERROR, "Run: %s", err);
-        cvx_svc_reply_error(rp, 500, 0, "The task could not be stored.");
+        store_failed(rp, "The task could not be stored.");
     } else if (added == 0 && refused == CVX_SVC_REFUSED_RATE) {
         cvx_svc_reply_error(rp, 429, 96, "Too many Runs for this project (%d per minute); try again later.",
                             svc->cfg.project_runs_per_min);
@@ -366,7 +373,7 @@ static int find_task(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc_task 
     int r = id < 0 ? 0 : cvx_svc_store_task_get(rq->svc->store, id, token, t, err, sizeof err);
     if (r < 0) {
         cvx_svc_log(rq->svc, CVX_LOG_ERROR, "task lookup: %s", err);
-        cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
+        store_failed(rp, "The task could not be read.");
         return 0;
     }
     /* another project's task gets the answer of an unknown one: task ids are sequential, and a different answer
@@ -402,7 +409,7 @@ static void answer_changed(const cvx_svc_request *rq, cvx_svc_reply *rp, cvx_svc
     long long id = t->id;
     cvx_svc_task_clear(t);
     if (cvx_svc_store_task_get(rq->svc->store, id, NULL, t, err, sizeof err) != 1) {
-        cvx_svc_reply_error(rp, 500, 0, "The task could not be read.");
+        store_failed(rp, "The task could not be read.");
         return;
     }
     cvx_svc_publish_status(rq->svc, t);
@@ -423,7 +430,7 @@ static void api_cancel(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     int r = cvx_svc_store_task_cancel(rq->svc->store, t.id, 1, cvx_svc_now_s(), err, sizeof err);
     if (r < 0) {
         cvx_svc_log(rq->svc, CVX_LOG_ERROR, "Cancel: %s", err);
-        cvx_svc_reply_error(rp, 500, 0, "The task could not be cancelled.");
+        store_failed(rp, "The task could not be cancelled.");
     } else if (r == 0) {
         cvx_svc_reply_error(rp, 200, 1, "Task is not in a cancellable state.");
     } else {
@@ -446,7 +453,7 @@ static void api_kill(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     int r = cvx_svc_store_task_cancel(svc->store, t.id, 0, cvx_svc_now_s(), err, sizeof err);
     if (r < 0) {
         cvx_svc_log(svc, CVX_LOG_ERROR, "Kill: %s", err);
-        cvx_svc_reply_error(rp, 500, 0, "Task could not be killed: %s", "internal error");
+        store_failed(rp, "Task could not be killed.");
     } else if (r == 0) {
         cvx_svc_reply_error(rp, 200, 1, "Task could not be killed: %s", "the task has already ended");
     } else {
@@ -488,7 +495,7 @@ static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                                        sizeof err);
     if (count < 0) {
         cvx_svc_log(svc, CVX_LOG_ERROR, "List: %s", err);
-        cvx_svc_reply_error(rp, 500, 0, "The tasks could not be read.");
+        store_failed(rp, "The tasks could not be read.");
         return;
     }
     /* each task is read on its own (the store's lock is held per row, not for the page) and the page stops before
@@ -501,7 +508,7 @@ static void api_list(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         if (r < 0) {
             json_decref(list);
             cvx_svc_log(svc, CVX_LOG_ERROR, "List: %s", err);
-            cvx_svc_reply_error(rp, 500, 0, "The tasks could not be read.");
+            store_failed(rp, "The tasks could not be read.");
             return;
         }
         if (r == 0) continue;
@@ -528,9 +535,9 @@ static void api_io_delete(const cvx_svc_request *rq, cvx_svc_reply *rp) {
     }
     char err[256];
     if (t.out_key[0] && !t.out_deleted) {
-        if (cvx_svc_remove_output(rq->svc, t.out_key)) cvx_svc_log(rq->svc, CVX_LOG_WARN, "task %lld: output files not all removed", t.id);
+        if (cvx_svc_remove_output(rq->svc, t.out_key, t.id, 0)) cvx_svc_log(rq->svc, CVX_LOG_WARN, "task %lld: output files not all removed", t.id);
         if (cvx_svc_store_output_deleted(rq->svc->store, t.id, err, sizeof err) < 0) {
-            cvx_svc_reply_error(rp, 500, 0, "The outputs could not be deleted.");
+            store_failed(rp, "The outputs could not be deleted.");
             cvx_svc_task_clear(&t);
             return;
         }

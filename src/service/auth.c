@@ -335,7 +335,7 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
         if (found == 1 && cvx_svc_project_hash_key(store, server_key, project, err, sizeof err)) found = -1;
     }
     if (found < 0) {
-        deny(res, 500, "Internal error while checking the project.");
+        deny(res, 503, "The service's store is unavailable while checking the project; try again.");
         return;
     }
     if (found == 0 || project->revoked) {
@@ -391,7 +391,7 @@ void cvx_svc_authenticate(cvx_svc_store *store, const uint8_t server_key[32], co
                                : cvx_svc_store_nonce_note(store, owner, nonce, now_s, keep_from,
                                                           nonce_window_s, err, sizeof err);
     if (fresh < 0 && state_changing) {
-        deny(res, 500, "Internal error while checking the nonce.");
+        deny(res, 503, "The service's store is unavailable while checking the nonce; try again.");
         return;
     }
     /* a read-only call goes on when the store cannot record its nonce (a full disk): it changes nothing, and a

@@ -66,7 +66,7 @@ void cvx_svc_ws_accept(const char *key, char out[32]);
 /* The result of authenticating a request. */
 typedef struct {
     int ok;              /* 1: *project is the caller */
-    int http_status;     /* 401 or 500 when !ok */
+    int http_status;     /* 401, 500 or 503 (the store failed) when !ok */
     char message[160];   /* Wiro's message when !ok */
 } cvx_svc_auth_result;
 

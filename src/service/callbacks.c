@@ -125,7 +125,7 @@ static void retention_sweep(cvx_svc *svc) {
         for (int i = 0; i < n; i++) {
             cvx_svc_task t;
             if (cvx_svc_store_task_get(svc->store, ids[i], NULL, &t, err, sizeof err) != 1) continue;
-            if (t.out_key[0]) cvx_svc_remove_output(svc, t.out_key);
+            if (t.out_key[0]) cvx_svc_remove_output(svc, t.out_key, t.id, 0);
             if (cvx_svc_store_output_deleted(svc->store, t.id, err, sizeof err) < 0)
                 cvx_svc_log(svc, CVX_LOG_WARN, "retention: task %lld: %s", t.id, err);
             else
@@ -185,6 +185,7 @@ void *cvx_svc_callbacks_main(void *arg) {
         long long now = cvx_svc_now_ms();
         if (self->index == 0 && now >= next_sweep) {
             retention_sweep(svc);
+            if (svc->blobs_in_store) cvx_svc_cache_sweep(svc, 86400);
             next_sweep = now + 3600 * 1000LL;
         }
         long long ids[PENDING_SCAN], projects[PENDING_SCAN], due[PENDING_SCAN];

@@ -4,6 +4,8 @@
  * HTTP here: service.c starts the HTTP side (http.c), the worker and the callbacks on top of this. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +37,7 @@ void cvx_svc_log(const cvx_svc *svc, cvx_log_level level, const char *fmt, ...) 
         svc->cfg.logger.fn(level, msg, svc->cfg.logger.user_data);
     } else {
         static const char *names[] = {"error", "warn", "info", "debug"};
-        fprintf(stderr, "cogvideox serve: %s: %s\n", names[level], msg);
+        fprintf(stderr, "cogvideox %s: %s: %s\n", svc->cfg.no_http ? "worker" : "serve", names[level], msg);
     }
 }
 
@@ -70,10 +72,9 @@ int cvx_svc_output_name_ok(const char *n, size_t len) {
     return 1;
 }
 
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key) {
-    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
+/* Removes the files of folder dir and the folder (one level: outputs hold files only). 0, or -1 when something
+ * stayed. */
+static int remove_flat_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : -1;
     int r = 0;
@@ -85,6 +86,57 @@ int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key) {
     closedir(d);
     if (rmdir(dir) && errno != ENOENT) r = -1;
     return r;
+}
+
+int cvx_svc_remove_cached(const cvx_svc *svc, const char *out_key) {
+    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/.cache/%s", svc->outputs_dir, out_key);
+    return remove_flat_dir(dir);
+}
+
+void cvx_svc_cache_sweep(const cvx_svc *svc, long long max_age_s) {
+    char root[1200];
+    snprintf(root, sizeof root, "%s/.cache", svc->outputs_dir);
+    DIR *d = opendir(root);
+    if (!d) return;
+    struct dirent *e;
+    long long now = cvx_svc_now_s();
+    int removed = 0;
+    while ((e = readdir(d))) {
+        if (!cvx_svc_output_key_ok(e->d_name, strlen(e->d_name))) continue;
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        DIR *k = opendir(dir);
+        if (!k) continue;
+        struct dirent *f;
+        int left = 0;
+        while ((f = readdir(k))) {
+            if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
+            struct stat st;
+            if (fstatat(dirfd(k), f->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - (long long)st.st_mtime > max_age_s &&
+                unlinkat(dirfd(k), f->d_name, 0) == 0)
+                removed++;
+            else
+                left++;
+        }
+        closedir(k);
+        if (!left) rmdir(dir);
+    }
+    closedir(d);
+    if (removed) cvx_svc_log(svc, CVX_LOG_INFO, "cache: removed %d videos unused for a day", removed);
+}
+
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim) {
+    if (!cvx_svc_output_key_ok(out_key, strlen(out_key))) return -1;
+    char dir[1200], err[256];
+    if (svc->blobs_in_store && cvx_svc_store_output_remove(svc->store, out_key, id, claim, err, sizeof err) < 0) {
+        cvx_svc_log(svc, CVX_LOG_WARN, "outputs %s: %s", out_key, err);
+        return -1;
+    }
+    if (svc->blobs_in_store && !claim) cvx_svc_remove_cached(svc, out_key);
+    snprintf(dir, sizeof dir, "%s/%s", svc->outputs_dir, out_key);
+    return remove_flat_dir(dir);
 }
 
 /* ---- configuration ---- */
@@ -104,6 +156,7 @@ cvx_svc_config cvx_svc_config_default(void) {
     c.project_runs_per_min = 30;
     c.nonce_window_s = 900;
     c.max_attempts = 3;
+    c.lease_seconds = 30;
     c.callback_tries = 3;
     c.callback_backoff_ms = 1000;
     c.callback_timeout_ms = 10000;
@@ -162,7 +215,8 @@ static void remove_task_files(cvx_svc *svc, long long id) {
     if (cvx_svc_store_task_get(svc->store, id, NULL, &t, err, sizeof err) != 1) return;
     json_t *g = json_loads(t.gen ? t.gen : "", 0, NULL);
     const char *key = json_string_value(json_object_get(g, "output_key"));
-    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key);
+    if (key && (!t.out_name[0] || t.out_deleted || strcmp(t.out_key, key))) cvx_svc_remove_output(svc, key, id, 0);
+    if (svc->blobs_in_store) cvx_svc_store_checkpoint_delete(svc->store, id, 0, err, sizeof err);
     json_decref(g);
     cvx_svc_task_clear(&t);
 }
@@ -257,19 +311,32 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     }
     if (config->key_file) snprintf(keypath, sizeof keypath, "%s", config->key_file);
     else cvx_svc_keyfile_path(svc->store_path, keypath, sizeof keypath);
+    if (config->lease_seconds < 3 || config->lease_seconds > 86400) {
+        snprintf(err, n, "the lease must be 3 to 86400 seconds, not %d", config->lease_seconds);
+        cvx_svc_core_close(svc);
+        return -1;
+    }
+    /* PostgreSQL: checkpoints and outputs live in the database, so that any worker resumes any task and any API
+     * node serves any video; a single machine's SQLite store keeps them as files in the outputs folder */
+    svc->blobs_in_store = cvx_svc_store_is_postgres(svc->store_path);
+    char cache_dir[1200];
+    snprintf(cache_dir, sizeof cache_dir, "%s/.cache", svc->outputs_dir);
     if (make_dir(svc->outputs_dir, err, n) || make_dir(svc->ckpt_dir, err, n) ||
+        (svc->blobs_in_store && !config->no_http && make_dir(cache_dir, err, n)) ||
         cvx_svc_store_open(&svc->store, svc->store_path, err, n) ||
         (!config->no_http && cvx_svc_server_key_open(svc->store, keypath, svc->server_key, err, n))) {
         cvx_svc_core_close(svc);
         return -1;
     }
-    /* Tasks a worker held when its process ended go back to the queue (or fail after max_attempts) when a process
-     * with a worker starts; an API node without a worker recovers nothing. Without leases (issue 15, not built yet)
-     * a task another live worker generates looks the same: run one worker per store until then. */
+    /* Tasks whose worker's lease ended go back to the queue (or fail after max_attempts) when a process with a
+     * worker starts (and while it waits for tasks: worker.c); an API node without a worker recovers nothing. A single
+     * machine's SQLite store has one worker: its start takes back every claimed task at once, as before leases. */
     long long failed[256];
     int n_failed = 0;
-    int recovered = config->no_worker ? 0 : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(), failed, 256, &n_failed,
-                                          err, n);
+    int recovered = config->no_worker ? 0
+                    : cvx_svc_store_recover(svc->store, config->max_attempts, cvx_svc_now_s(),
+                                            svc->blobs_in_store ? cvx_svc_now_ms() : LLONG_MAX, failed, 256, &n_failed,
+                                            err, n);
     if (recovered < 0) {
         cvx_svc_core_close(svc);
         return -1;

@@ -121,36 +121,159 @@ static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *t
     return 1;
 }
 
+/* An output stored in the database (PostgreSQL), read part by part as the response is sent. A whole-file GET also
+ * writes what it sends to a temporary file of the node's cache, renamed into it once every byte went out. */
+typedef struct {
+    cvx_svc *svc;
+    char key[72], name[72];
+    long long part; /* the part in buf, -1 none */
+    uint64_t base;  /* the first byte sent (a Range) */
+    uint64_t size;
+    void *buf;
+    size_t len;
+    int cache_fd;                  /* -1: not caching */
+    long long cached_part;         /* the last part written to it */
+    uint64_t cached;               /* bytes written */
+    char cache_tmp[1300], cache_path[1300];
+} stored_reader;
+
+static ssize_t read_stored(void *cls, uint64_t pos, char *out, size_t max) {
+    stored_reader *r = cls;
+    long long part = (long long)(pos / CVX_SVC_OUTPUT_PART);
+    size_t off = (size_t)(pos % CVX_SVC_OUTPUT_PART);
+    if (part != r->part) {
+        free(r->buf);
+        r->buf = NULL;
+        r->part = -1;
+        char err[256];
+        if (cvx_svc_store_output_part(r->svc->store, r->key, r->name, part, &r->buf, &r->len, err, sizeof err) != 1) {
+            cvx_svc_log(r->svc, CVX_LOG_WARN, "serving %s/%s: %s", r->key, r->name, err[0] ? err : "a part is missing");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        r->part = part;
+        if (r->cache_fd >= 0) { /* the parts in order from the first, or no cache from this response */
+            int ok = part == r->cached_part + 1;
+            for (size_t off2 = 0; ok && off2 < r->len;) {
+                ssize_t w = write(r->cache_fd, (char *)r->buf + off2, r->len - off2);
+                if (w <= 0) ok = 0;
+                else off2 += (size_t)w;
+            }
+            if (ok) {
+                r->cached_part = part;
+                r->cached += r->len;
+            } else {
+                close(r->cache_fd);
+                r->cache_fd = -1;
+                unlink(r->cache_tmp);
+            }
+        }
+    }
+    if (off >= r->len) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = r->len - off < max ? r->len - off : max;
+    memcpy(out, (char *)r->buf + off, n);
+    return (ssize_t)n;
+}
+
+static ssize_t read_stored_at(void *cls, uint64_t pos, char *out, size_t max) {
+    return read_stored(cls, ((stored_reader *)cls)->base + pos, out, max);
+}
+
+static void free_stored(void *cls) {
+    stored_reader *r = cls;
+    if (r->cache_fd >= 0) {
+        int whole = r->cached == r->size;
+        if (close(r->cache_fd) || !whole || rename(r->cache_tmp, r->cache_path)) unlink(r->cache_tmp);
+    }
+    free(r->buf);
+    free(r);
+}
+
 static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, const char *rest) {
     const char *slash = strchr(rest, '/');
     if (!slash || !cvx_svc_output_key_ok(rest, (size_t)(slash - rest)) || !cvx_svc_output_name_ok(slash + 1, strlen(slash + 1)))
         return send_error(conn, 404, 1, "File not found.");
     char path[1300];
     snprintf(path, sizeof path, "%s/%.*s/%s", svc->outputs_dir, (int)(slash - rest), rest, slash + 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* PostgreSQL: the stored output first (any API node serves any task's), then a file of the folder (outputs
+     * moved from a single machine's store keep their files) */
+    stored_reader *stored = NULL;
+    uint64_t size = 0;
+    int fd = -1;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) close(fd);
-        return send_error(conn, 404, 1, "File not found.");
+    if (svc->blobs_in_store) {
+        /* the database says whether the output exists and its size (a deletion through any node counts at once);
+         * the node's cache (<outputs>/.cache/KEY/NAME) spares reading its rows when it holds that many bytes */
+        char err[256], cache_dir[1200], cache_path[1300];
+        long long bytes = 0;
+        char key[72];
+        snprintf(key, sizeof key, "%.*s", (int)(slash - rest), rest);
+        snprintf(cache_dir, sizeof cache_dir, "%s/.cache/%s", svc->outputs_dir, key);
+        snprintf(cache_path, sizeof cache_path, "%s/%s", cache_dir, slash + 1);
+        int found = cvx_svc_store_output_size(svc->store, key, slash + 1, &bytes, err, sizeof err);
+        if (found < 0) return send_error(conn, 503, 0, "The store is unavailable; try again.");
+        if (!found) cvx_svc_remove_cached(svc, key); /* deleted through another node */
+        if (found && (fd = open(cache_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
+            (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != (uint64_t)bytes)) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0) {
+            size = (uint64_t)bytes;
+            utimensat(AT_FDCWD, cache_path, NULL, 0); /* recently used: the sweep keeps it */
+        } else if (found && (stored = calloc(1, sizeof *stored))) {
+            stored->svc = svc;
+            snprintf(stored->key, sizeof stored->key, "%s", key);
+            snprintf(stored->name, sizeof stored->name, "%s", slash + 1);
+            stored->part = -1;
+            stored->cached_part = -1;
+            stored->cache_fd = -1;
+            stored->size = size = (uint64_t)bytes;
+            const char *method = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range") ? NULL : "GET";
+            if (method && (mkdir(cache_dir, 0755) == 0 || errno == EEXIST)) {
+                snprintf(stored->cache_path, sizeof stored->cache_path, "%s", cache_path);
+                snprintf(stored->cache_tmp, sizeof stored->cache_tmp, "%s/.%s.%ld.%llu", cache_dir, slash + 1,
+                         (long)getpid(), (unsigned long long)(uintptr_t)stored);
+                stored->cache_fd = open(stored->cache_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            }
+        } else if (found) return MHD_NO;
     }
-    uint64_t size = (uint64_t)st.st_size, from = 0, to = size ? size - 1 : 0;
+    if (!stored && fd < 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+            if (fd >= 0) close(fd);
+            return send_error(conn, 404, 1, "File not found.");
+        }
+        size = (uint64_t)st.st_size;
+    }
+    uint64_t from = 0, to = size ? size - 1 : 0;
     int pr = parse_range(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range"), size, &from, &to);
     struct MHD_Response *r;
     int status = 200;
     char cr[96];
     if (pr < 0) {
-        close(fd);
+        if (fd >= 0) close(fd);
+        if (stored) free_stored(stored);
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
         if (!r) return MHD_NO;
         snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
         MHD_add_response_header(r, "Content-Range", cr);
         status = 416;
     } else {
-        /* MHD owns fd from here and closes it with the response */
-        r = MHD_create_response_from_fd_at_offset64(pr ? to - from + 1 : size, fd, pr ? from : 0);
-        if (!r) {
-            close(fd);
-            return MHD_NO;
+        if (stored) { /* the reader's positions count from the range's first byte */
+            r = MHD_create_response_from_callback(pr ? to - from + 1 : size, 64 * 1024, read_stored_at, stored,
+                                                  free_stored);
+            if (r) stored->base = pr ? from : 0;
+            else {
+                free_stored(stored);
+                return MHD_NO;
+            }
+        } else {
+            /* MHD owns fd from here and closes it with the response */
+            r = MHD_create_response_from_fd_at_offset64(pr ? to - from + 1 : size, fd, pr ? from : 0);
+            if (!r) {
+                close(fd);
+                return MHD_NO;
+            }
         }
         if (pr) {
             snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from, to, size);
@@ -271,7 +394,10 @@ static int authenticate(cvx_svc *svc, struct MHD_Connection *conn, const cvx_svc
                          &ar);
     if (ar.ok) return 1;
     cvx_svc_log(svc, CVX_LOG_DEBUG, "%s: %d %s", route->path, ar.http_status, ar.message);
-    *ret = send_error(conn, ar.http_status, 0, ar.message);
+    /* a store that cannot be reached (503): the client may try again in a few seconds */
+    *ret = send_json(conn, ar.http_status,
+                     json_pack("{s:b, s:[{s:i, s:s}]}", "result", 0, "errors", "code", 0, "message", ar.message),
+                     ar.http_status == 503 ? 5 : 0);
     return 0;
 }
 

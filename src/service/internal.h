@@ -79,6 +79,10 @@ struct cvx_svc {
     atomic_int ready;            /* store open and worker waiting for tasks */
     char worker_name[160];       /* in the store's workers table: cfg.worker_name or <host>:<pid> */
     long long last_beat_s;       /* the worker's last heartbeat (worker thread only) */
+    int blobs_in_store;          /* checkpoints and outputs in the store (PostgreSQL), not files */
+    /* the task the worker holds and its claim token (the lease thread renews it), and whether the lease was lost */
+    atomic_llong lease_task, lease_claim;
+    atomic_int lease_lost;
     /* /healthz's store figures, read at most once a second (guarded by health_mu) */
     pthread_mutex_t health_mu;
     long long health_ms;
@@ -114,8 +118,14 @@ void cvx_svc_wake_callbacks(cvx_svc *svc);
 /* An output folder's key (16-64 letters and digits) and a file name in it (no path, no leading dot): 1 valid. */
 int cvx_svc_output_key_ok(const char *key, size_t len);
 int cvx_svc_output_name_ok(const char *name, size_t len);
-/* Removes a task's output folder (<outputs>/<out_key>); 0 or -1. */
-int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key);
+/* Removes a task's outputs: its folder <outputs>/<out_key> and, with PostgreSQL, its stored files (claim != 0: only
+ * while that claim of task id holds it; a worker that lost its lease removes nothing another wrote). 0 or -1. */
+int cvx_svc_remove_output(const cvx_svc *svc, const char *out_key, long long id, long long claim);
+/* PostgreSQL: an API node keeps the videos it served in <outputs>/.cache/<out_key>/ (the database stays the truth: a
+ * cached file is only sent while the database holds the output with that size). Removes one key's; 0 or -1. */
+int cvx_svc_remove_cached(const cvx_svc *svc, const char *out_key);
+/* Removes the cached videos not sent for max_age_s (the hourly housekeeping of API nodes). */
+void cvx_svc_cache_sweep(const cvx_svc *svc, long long max_age_s);
 
 /* ---- the HTTP side (http.c) ---- */
 

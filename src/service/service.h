@@ -52,7 +52,9 @@ typedef struct {
     int project_queue_limit;     /* of those, one project's: 0 = half of queue_limit (rounded up) */
     int project_runs_per_min;    /* 30 Runs per project per minute: 429 beyond (0 = no limit) */
     long long nonce_window_s;    /* 900: a state-changing call's nonce is unix time within now ± this */
-    int max_attempts;            /* 3: a task interrupted by crashes this often fails */
+    int max_attempts;            /* 3: a task interrupted by crashes (or lost leases) this often fails */
+    int lease_seconds;           /* 30: a worker renews its claim of a task this often / 3; a claim not renewed for
+                                  * this long (worker killed, host lost, network cut) goes back to the queue */
     int retention_days;          /* 0: keep outputs forever */
     int callback_tries;          /* 3 */
     int callback_backoff_ms;     /* 1000: the first retry waits this long, then doubles */

@@ -3,6 +3,7 @@
  * finishes leaves exactly one of the two outcomes. */
 #include "service/store.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -47,6 +48,7 @@ struct cvx_svc_store {
     } *pending;
     size_t npending, cap_pending;
     long long pending_since_ms; /* when the oldest pending nonce came */
+    long long reset_ms;         /* PostgreSQL: when the connection was last reset (monotonic ms) */
 };
 
 #define NONCE_BATCH 1024     /* pending nonces written in one transaction */
@@ -102,6 +104,16 @@ static const char *const SQLITE_MIGRATIONS[] = {
     /* 3: the last progress frame of a task (WebSocket sessions of other processes) */
     "ALTER TABLE tasks ADD COLUMN progress TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tasks ADD COLUMN progress_step INTEGER NOT NULL DEFAULT 0;",
+    /* 4: claims with a fencing token and a lease; checkpoints and outputs in the store */
+    "ALTER TABLE tasks ADD COLUMN claim INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN worker TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE IF NOT EXISTS checkpoints (task INTEGER PRIMARY KEY, step INTEGER NOT NULL, steps INTEGER NOT NULL,"
+    " blob BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS outputs (okey TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL,"
+    " data BLOB NOT NULL, PRIMARY KEY (okey, name, part)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS frames (task INTEGER NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,"
+    " PRIMARY KEY (task, seq)) WITHOUT ROWID;",
 };
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
 _Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
@@ -144,6 +156,16 @@ static const char *const PG_MIGRATIONS[] = {
     /* 3: the last progress frame of a task (WebSocket sessions of other processes) */
     "ALTER TABLE tasks ADD COLUMN progress TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tasks ADD COLUMN progress_step INTEGER NOT NULL DEFAULT 0;",
+    /* 4: claims with a fencing token and a lease; checkpoints and outputs in the store */
+    "ALTER TABLE tasks ADD COLUMN claim BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN worker TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE checkpoints (task BIGINT PRIMARY KEY, step INTEGER NOT NULL, steps INTEGER NOT NULL,"
+    " blob BYTEA NOT NULL);"
+    "CREATE TABLE outputs (okey TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL, data BYTEA NOT NULL,"
+    " PRIMARY KEY (okey, name, part));"
+    "CREATE TABLE frames (task BIGINT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL, PRIMARY KEY (task, seq));"
+    "ALTER TABLE outputs ALTER COLUMN data SET STORAGE EXTERNAL;", /* video bytes do not compress: no pglz try */
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
 
@@ -170,22 +192,34 @@ static int pg_ok(cvx_svc_store *s, PGresult *res, ExecStatusType want, char *err
     return ok;
 }
 
+/* The settings of every connection (the first and each reset): notices quiet (IF NOT EXISTS ... skipping); a session
+ * of this program that stays inside a transaction for 10 s without a statement is ended by the server (a worker cut
+ * off from the network in the middle of a write would otherwise keep its row locks, and every node's next update of
+ * that task would wait for it); a statement that waits 10 s for a lock fails (and is retried by its caller) instead
+ * of hanging. */
+static void pg_session(cvx_svc_store *s) {
+    PQclear(PQexec(s->pg, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '10s';"
+                          " SET lock_timeout = '10s'"));
+}
+
 /* Connects and brings the schema to PG_SCHEMA_VERSION in one transaction (an advisory lock makes nodes that start
  * together migrate one after the other); a newer schema is refused. */
 static int pg_open(cvx_svc_store *s, const char *conninfo, char *err, size_t n) {
     /* a server that does not answer (a network cut) fails the connection, and each later reset, after 10 s instead
-     * of hanging; the TCP keepalives find a dead peer. Settings in the store's own string come later and win. */
-    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "dbname", NULL};
-    const char *const values[] = {"10", "1", "30", conninfo, NULL};
+     * of hanging; the TCP keepalives find a dead peer of an idle connection. Settings in the store's own string come later and win. */
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    /* tcp_user_timeout: a statement whose bytes the server does not acknowledge for 10 s (a link down mid-call)
+     * fails instead of waiting for TCP's retransmissions (about 15 minutes) */
+    const char *const values[] = {"10", "1", "30", "5", "3", "10000", conninfo, NULL};
     s->pg = PQconnectdbParams(keys, values, 1);
     if (!s->pg || PQstatus(s->pg) != CONNECTION_OK) {
         const char *msg = s->pg ? PQerrorMessage(s->pg) : "out of memory";
         snprintf(err, n, "store (PostgreSQL): cannot connect: %.*s", (int)strcspn(msg, "\n"), msg);
         return -1;
     }
-    /* quiet notices (IF NOT EXISTS ... skipping) */
-    PGresult *res = PQexec(s->pg, "SET client_min_messages = warning");
-    PQclear(res);
+    pg_session(s);
+    PGresult *res;
     if (!pg_ok(s, PQexec(s->pg, "BEGIN"), PGRES_COMMAND_OK, err, n, "migrating") ||
         !pg_ok(s, PQexec(s->pg, "SELECT pg_advisory_xact_lock(7461636)"), PGRES_TUPLES_OK, err, n, "migrating") ||
         !pg_ok(s, PQexec(s->pg, "CREATE TABLE IF NOT EXISTS cvx_schema (version INTEGER NOT NULL)"), PGRES_COMMAND_OK,
@@ -457,6 +491,36 @@ static int run(cvx_svc_store *s, sqlite3_stmt *st, char *err, size_t n, const ch
 
 static PGresult *pg_run(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds,
                         va_list ap);
+static long long mono_ms(void);
+
+/* PostgreSQL: a connection lost (the server restarted, the network was cut) is reset before the next statement, at
+ * most once a second (a reset waits up to connect_timeout for a server that does not answer: the calls between two
+ * tries fail at once instead of queueing behind the store's lock). 1 the connection is up. */
+static int pg_alive(cvx_svc_store *s, char *err, size_t n) {
+    if (PQstatus(s->pg) == CONNECTION_OK) return 1;
+    long long now = mono_ms();
+    if (!s->reset_ms || now - s->reset_ms >= 1000 || now < s->reset_ms) {
+        s->reset_ms = now;
+        PQreset(s->pg);
+        if (PQstatus(s->pg) == CONNECTION_OK) {
+            pg_session(s);
+            return 1;
+        }
+    }
+    if (err && n) {
+        const char *msg = PQerrorMessage(s->pg);
+        snprintf(err, n, "store: the database is unreachable (reconnecting): %.*s", (int)strcspn(msg, "\n"), msg);
+    }
+    return 0;
+}
+
+int cvx_svc_store_unreachable(cvx_svc_store *s) {
+    if (!s->pg) return 0;
+    pthread_mutex_lock(&s->mu);
+    int down = PQstatus(s->pg) != CONNECTION_OK;
+    pthread_mutex_unlock(&s->mu);
+    return down;
+}
 
 static int vexec(cvx_svc_store *s, char *err, size_t n, const char *what, const char *sql, const char *binds,
                  va_list ap) {
@@ -608,16 +672,26 @@ static PGresult *pg_run(cvx_svc_store *s, char *err, size_t n, const char *what,
         default: values[np] = NULL, types[np] = 25; break;
         }
     }
-    /* a connection lost (the server restarted, the network was cut) is reset once before the statement */
-    if (PQstatus(s->pg) != CONNECTION_OK) PQreset(s->pg);
+    if (!pg_alive(s, err, n)) return NULL;
     char *text = pg_sql(sql);
     if (!text) {
         if (err && n) snprintf(err, n, "store: %s: out of memory", what);
         return NULL;
     }
     PGresult *res = PQexecParams(s->pg, text, np, types, values, lengths, formats, 0);
-    free(text);
     ExecStatusType st = PQresultStatus(res);
+    /* a read on a connection that broke since the last statement (a restarted server) is tried once more on a new
+     * one; a write is not (it may have been done): its caller sees the failure */
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && PQstatus(s->pg) != CONNECTION_OK &&
+        !strncasecmp(sql, "SELECT", 6) && PQtransactionStatus(s->pg) != PQTRANS_INTRANS) {
+        s->reset_ms = 0;
+        if (pg_alive(s, NULL, 0)) {
+            PQclear(res);
+            res = PQexecParams(s->pg, text, np, types, values, lengths, formats, 0);
+            st = PQresultStatus(res);
+        }
+    }
+    free(text);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         if (err && n) {
             const char *msg = PQresultErrorMessage(res);
@@ -937,7 +1011,7 @@ void cvx_svc_task_clear(cvx_svc_task *t) {
     "id, uuid, token, project, status, params, gen, callbackurl, slugowner, slugproject, createtime, accepttime,"   \
     " preprocessstarttime, preprocessendtime, assigntime, starttime, endtime, postprocessstarttime,"              \
     " postprocessendtime, canceltime, pexit, debugoutput, debugerror, elapsed, attempts, out_name, out_key,"       \
-    " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next, progress, progress_step"
+    " out_size, out_time, out_deleted, cb_state, cb_tries, cb_next, progress, progress_step, claim, lease_until, worker"
 
 /* a row_reader of TASK_COLS into a cvx_svc_task */
 static int read_task(db_row *row, void *ud) {
@@ -973,6 +1047,9 @@ static int read_task(db_row *row, void *ud) {
     t->cb_next_ms = col_i64(row, i++);
     t->progress = dup_col(row, i++);
     t->progress_step = (int)col_i64(row, i++);
+    t->claim = col_i64(row, i++);
+    t->lease_until_ms = col_i64(row, i++);
+    copy_col(row, i++, t->worker, sizeof t->worker);
     return 1;
 }
 
@@ -1090,32 +1167,47 @@ static int row_task_claimed(db_row *row, void *ud) {
     return 1;
 }
 
-int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t n) {
+int cvx_svc_store_task_claim(cvx_svc_store *s, const char *worker, long long now_s, long long lease_until_ms,
+                             cvx_svc_task *t, char *err, size_t n) {
     task_claim c = {t, 0};
     /* SQLite has one writer at a time; on PostgreSQL, workers claiming at once each take another row */
 #define CLAIM_SQL(lock)                                                                                            \
-    "UPDATE tasks SET status = '" CVX_SVC_S_ACCEPT "', accepttime = ?, attempts = attempts + 1"                    \
+    "UPDATE tasks SET status = '" CVX_SVC_S_ACCEPT "', accepttime = ?1, attempts = attempts + 1, claim = claim + 1," \
+    " lease_until = ?2, worker = ?3"                                                                               \
     " WHERE id = (SELECT id FROM tasks WHERE status = '" CVX_SVC_S_QUEUE "' ORDER BY id LIMIT 1" lock ")"          \
     " RETURNING " TASK_COLS
     int r = query_locked(s, err, n, "claiming a task", ONE_ROW, row_task_claimed, &c,
-                         s->pg ? CLAIM_SQL(" FOR UPDATE SKIP LOCKED") : CLAIM_SQL(""), "I", now_s);
+                         s->pg ? CLAIM_SQL(" FOR UPDATE SKIP LOCKED") : CLAIM_SQL(""), "IIt", now_s, lease_until_ms,
+                         worker);
 #undef CLAIM_SQL
     /* the row was read but the claim did not complete */
     if (r < 0 && c.read) cvx_svc_task_clear(t);
     return r;
 }
 
-int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
+/* The condition of a holder's write: its claim still holds the task (?N = 0: unfenced). */
+#define FENCE(N) " AND (?" #N " = 0 OR claim = ?" #N ")"
+
+int cvx_svc_store_task_renew(cvx_svc_store *s, long long id, long long claim, long long lease_until_ms, char *err,
+                             size_t n) {
+    int r = exec_locked(s, err, n, "renewing a lease",
+                        "UPDATE tasks SET lease_until = ?1 WHERE id = ?2 AND " RUNNING FENCE(3), "III", lease_until_ms,
+                        id, claim);
+    return r > 1 ? 1 : r;
+}
+
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, long long claim, cvx_svc_status status, long long now_s, char *err,
                                   size_t n) {
     char sql[256];
     const char *c = cvx_svc_status_time_column(status);
-    if (c) snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1, %s = ?2 WHERE id = ?3 AND " NOT_FINAL, c);
-    else snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1 WHERE id = ?3 AND ?2 IS NOT NULL AND " NOT_FINAL);
-    return exec_locked(s, err, n, "updating a task", sql, "tII", cvx_svc_status_name(status), now_s, id);
+    if (c) snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1, %s = ?2 WHERE id = ?3 AND " NOT_FINAL FENCE(4), c);
+    else
+        snprintf(sql, sizeof sql, "UPDATE tasks SET status = ?1 WHERE id = ?3 AND ?2 IS NOT NULL AND " NOT_FINAL FENCE(4));
+    return exec_locked(s, err, n, "updating a task", sql, "tIII", cvx_svc_status_name(status), now_s, id, claim);
 }
 
-int cvx_svc_store_task_output(cvx_svc_store *s, long long id, const char *line, double elapsed, const char *frame,
-                              int step, char *err, size_t n) {
+int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, const char *line, double elapsed,
+                              const char *frame, int step, char *err, size_t n) {
     size_t len = strlen(line);
     char *with_newline = malloc(len + 2);
     if (!with_newline) {
@@ -1124,16 +1216,54 @@ int cvx_svc_store_task_output(cvx_svc_store *s, long long id, const char *line, 
     }
     memcpy(with_newline, line, len);
     memcpy(with_newline + len, "\n", 2);
-    int r = exec_locked(s, err, n, "logging a task",
-                        "UPDATE tasks SET status = '" CVX_SVC_S_OUTPUT "', debugoutput = CASE WHEN length(debugoutput || ?1)"
-                        " > 65536 THEN substr(debugoutput || ?1, length(debugoutput || ?1) - 65535) ELSE debugoutput || ?1"
-                        " END, elapsed = ?2, progress = ?3, progress_step = ?4 WHERE id = ?5 AND " NOT_FINAL,
-                        "tdtiI", with_newline, elapsed, frame ? frame : "", step, id);
+    /* the task's row and the frame in one transaction (one sync) */
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "logging a task", "BEGIN IMMEDIATE", "");
+    if (r >= 0)
+        r = exec(s, err, n, "logging a task",
+                 "UPDATE tasks SET status = '" CVX_SVC_S_OUTPUT "', debugoutput = CASE WHEN length(debugoutput || ?1)"
+                 " > 65536 THEN substr(debugoutput || ?1, length(debugoutput || ?1) - 65535) ELSE debugoutput || ?1"
+                 " END, elapsed = ?2, progress = ?3, progress_step = ?4 WHERE id = ?5 AND " NOT_FINAL FENCE(6),
+                 "tdtiII", with_newline, elapsed, frame ? frame : "", step, id, claim);
+    if (r > 0 && frame && frame[0] &&
+        exec(s, err, n, "recording a frame",
+             "INSERT INTO frames(task, seq, frame) VALUES (?1, ?2, ?3) ON CONFLICT(task, seq) DO UPDATE SET frame = ?3",
+             "Iit", id, step, frame) < 0)
+        r = -1;
+    if (r >= 0 && exec(s, err, n, "logging a task", "COMMIT", "") < 0) r = -1;
+    if (r < 0) raw(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
     free(with_newline);
     return r;
 }
 
-int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
+typedef struct {
+    void (*fn)(int seq, const char *frame, void *ud);
+    void *ud;
+} frame_visit;
+
+static int row_frame(db_row *row, void *ud) {
+    frame_visit *v = ud;
+    v->fn((int)col_i64(row, 0), col_text(row, 1), v->ud);
+    return 1;
+}
+
+int cvx_svc_store_task_frames(cvx_svc_store *s, long long id, int after_seq, void (*fn)(int seq, const char *frame,
+                                                                                        void *ud),
+                              void *ud, char *err, size_t n) {
+    frame_visit v = {fn, ud};
+    return query_locked(s, err, n, "reading frames", ALL_ROWS, row_frame, &v,
+                        "SELECT seq, frame FROM frames WHERE task = ? AND seq > ? ORDER BY seq", "Ii", id, after_seq);
+}
+
+int cvx_svc_store_frames_purge(cvx_svc_store *s, long long before_s, char *err, size_t n) {
+    return exec_locked(s, err, n, "purging frames",
+                       "DELETE FROM frames WHERE task IN (SELECT id FROM tasks WHERE status IN ('" CVX_SVC_S_CANCEL
+                       "','" CVX_SVC_S_POSTPROCESS_END "') AND postprocessendtime < ?1 AND canceltime < ?1)",
+                       "I", before_s);
+}
+
+int cvx_svc_store_task_log(cvx_svc_store *s, long long id, long long claim, const char *status, const char *line, double elapsed,
                            char *err, size_t n) {
     size_t len = strlen(line);
     char *with_newline = malloc(len + 2);
@@ -1146,13 +1276,13 @@ int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, c
     int r = exec_locked(s, err, n, "logging a task",
                        "UPDATE tasks SET status = ?1, debugoutput = CASE WHEN length(debugoutput || ?2) > 65536"
                        " THEN substr(debugoutput || ?2, length(debugoutput || ?2) - 65535) ELSE debugoutput || ?2 END,"
-                       " elapsed = ?3 WHERE id = ?4 AND " NOT_FINAL,
-                       "ttdI", status, with_newline, elapsed, id);
+                       " elapsed = ?3 WHERE id = ?4 AND " NOT_FINAL FENCE(5),
+                       "ttdII", status, with_newline, elapsed, id, claim);
     free(with_newline);
     return r;
 }
 
-int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit, const char *debugerror,
+int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, long long claim, const char *pexit, const char *debugerror,
                               const char *out_name, const char *out_key, long long out_size, double elapsed,
                               long long now_s, char *err, size_t n) {
     /* without an output, name and key bind SQL NULL; with one, a missing key binds '' */
@@ -1163,8 +1293,9 @@ int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit,
                        " out_name = coalesce(?4, ''), out_key = coalesce(?5, ''), out_size = ?6,"
                        " out_time = CASE WHEN ?4 IS NULL THEN 0 ELSE ?1 END, elapsed = ?7,"
                        " cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                       " WHERE id = ?8 AND " NOT_FINAL,
-                       "ItTTTIdI", now_s, pexit, debugerror, out_name, key, out_name ? out_size : 0, elapsed, id);
+                       " WHERE id = ?8 AND " NOT_FINAL FENCE(9),
+                       "ItTTTIdII", now_s, pexit, debugerror, out_name, key, out_name ? out_size : 0, elapsed, id,
+                       claim);
 }
 
 int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, long long now_s, char *err, size_t n) {
@@ -1178,11 +1309,11 @@ int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, l
                        "II", now_s, id);
 }
 
-int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t n) {
+int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, long long claim, char *err, size_t n) {
     return exec_locked(s, err, n, "re-queueing a task",
-                       "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
-                       " WHERE id = ? AND " RUNNING,
-                       "I", id);
+                       "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+                       " lease_until = 0 WHERE id = ?1 AND " RUNNING FENCE(2),
+                       "II", id, claim);
 }
 
 typedef struct {
@@ -1196,26 +1327,232 @@ static int row_capped_id(db_row *row, void *ud) {
     return 1;
 }
 
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed_ids, int max_failed,
-                          int *n_failed, char *err, size_t n) {
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long expired_before_ms,
+                          long long *failed_ids, int max_failed, int *n_failed, char *err, size_t n) {
     pthread_mutex_lock(&s->mu);
     int r = -1;
     char msg[160];
-    snprintf(msg, sizeof msg, "The task was interrupted %d times (server stopped while it ran); giving up.",
-             max_attempts);
+    snprintf(msg, sizeof msg, "The task was interrupted %d times (its worker stopped or lost its lease while it ran);"
+                              " giving up.", max_attempts);
     capped_ids c = {failed_ids, max_failed, 0};
     int failed = query(s, err, n, "recovering tasks", ALL_ROWS, row_capped_id, &c,
                        "UPDATE tasks SET status = '" CVX_SVC_S_POSTPROCESS_END "', postprocessendtime = ?, pexit = '1',"
                        " debugerror = ?, cb_state = CASE WHEN callbackurl != '' THEN 1 ELSE 0 END, cb_next = 0"
-                       " WHERE " RUNNING " AND attempts >= ? RETURNING id",
-                       "Iti", now_s, msg, max_attempts);
+                       " WHERE " RUNNING " AND attempts >= ? AND lease_until < ? RETURNING id",
+                       "ItiI", now_s, msg, max_attempts, expired_before_ms);
     if (n_failed) *n_failed = c.count;
     if (failed >= 0) {
-        int requeued = exec(s, err, n, "recovering tasks", "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "' WHERE " RUNNING, "");
+        int requeued = exec(s, err, n, "recovering tasks",
+                            "UPDATE tasks SET status = '" CVX_SVC_S_QUEUE "', lease_until = 0 WHERE " RUNNING
+                            " AND lease_until < ?",
+                            "I", expired_before_ms);
         if (requeued >= 0) r = failed + requeued;
     }
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+/* ---- checkpoints and outputs ---- */
+
+/* Renews the holder's lease as a fence inside a transaction: 1 the claim holds, 0 lost, -1 error. */
+static int fence_tx(cvx_svc_store *s, long long id, long long claim, long long lease_until_ms, char *err, size_t n) {
+    int r = exec(s, err, n, "renewing a lease",
+                 "UPDATE tasks SET lease_until = CASE WHEN ?1 > 0 THEN ?1 ELSE lease_until END WHERE id = ?2 AND "
+                 RUNNING FENCE(3), "III", lease_until_ms, id, claim);
+    return r > 1 ? 1 : r;
+}
+
+int cvx_svc_store_checkpoint_put(cvx_svc_store *s, long long id, long long claim, long long lease_until_ms, int step,
+                                 int steps, const void *blob, size_t size, char *err, size_t n) {
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "writing a checkpoint", "BEGIN IMMEDIATE", "");
+    if (r >= 0) {
+        r = fence_tx(s, id, claim, lease_until_ms, err, n);
+        if (r == 1 && exec(s, err, n, "writing a checkpoint",
+                           "INSERT INTO checkpoints(task, step, steps, blob) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(task)"
+                           " DO UPDATE SET step = ?2, steps = ?3, blob = ?4",
+                           "Iiib", id, step, steps, blob, size) < 0)
+            r = -1;
+        if (r < 0 || (r == 1 && exec(s, err, n, "writing a checkpoint", "COMMIT", "") < 0)) {
+            raw(s, "ROLLBACK");
+            r = -1;
+        } else if (r == 0)
+            raw(s, "ROLLBACK");
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+typedef struct {
+    void *blob;
+    size_t size;
+    int step, steps;
+} ckpt_row;
+
+static int row_checkpoint(db_row *row, void *ud) {
+    ckpt_row *c = ud;
+    c->step = (int)col_i64(row, 0);
+    c->steps = (int)col_i64(row, 1);
+    size_t len;
+    const void *b = col_blob(row, 2, &len);
+    c->blob = len ? malloc(len) : NULL;
+    if (!c->blob) return 0;
+    memcpy(c->blob, b, len);
+    c->size = len;
+    return 1;
+}
+
+int cvx_svc_store_checkpoint_get(cvx_svc_store *s, long long id, void **blob, size_t *size, int *step, int *steps,
+                                 char *err, size_t n) {
+    ckpt_row c = {0};
+    int r = query_locked(s, err, n, "reading a checkpoint", FIRST_ROW, row_checkpoint, &c,
+                         "SELECT step, steps, blob FROM checkpoints WHERE task = ?", "I", id);
+    if (r != 1) {
+        free(c.blob);
+        return r < 0 ? -1 : 0;
+    }
+    *blob = c.blob;
+    *size = c.size;
+    *step = c.step;
+    *steps = c.steps;
+    return 1;
+}
+
+int cvx_svc_store_checkpoint_delete(cvx_svc_store *s, long long id, long long claim, char *err, size_t n) {
+    int r = exec_locked(s, err, n, "removing a checkpoint",
+                        "DELETE FROM checkpoints WHERE task = ?1 AND (?2 = 0 OR EXISTS (SELECT 1 FROM tasks WHERE id = ?1"
+                        " AND claim = ?2))",
+                        "II", id, claim);
+    return r < 0 ? -1 : 0;
+}
+
+int cvx_svc_store_output_put(cvx_svc_store *s, long long id, long long claim, const char *out_key, const char *name,
+                             const char *path, char *err, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, n, "store: reading %s: %s", path, strerror(errno));
+        return -1;
+    }
+    unsigned char *buf = malloc(CVX_SVC_OUTPUT_PART);
+    if (!buf) {
+        fclose(f);
+        snprintf(err, n, "store: out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    int r = exec(s, err, n, "storing an output", "BEGIN IMMEDIATE", "");
+    if (r >= 0) r = fence_tx(s, id, claim, 0, err, n);
+    if (r == 1 && exec(s, err, n, "storing an output", "DELETE FROM outputs WHERE okey = ? AND name = ?", "tt", out_key,
+                       name) < 0)
+        r = -1;
+    for (int part = 0; r == 1; part++) {
+        size_t got = fread(buf, 1, CVX_SVC_OUTPUT_PART, f);
+        if (got == 0 && ferror(f)) {
+            snprintf(err, n, "store: reading %s: %s", path, strerror(errno));
+            r = -1;
+        }
+        if (got == 0) break;
+        if (exec(s, err, n, "storing an output", "INSERT INTO outputs(okey, name, part, data) VALUES (?,?,?,?)", "ttib",
+                 out_key, name, part, (const void *)buf, got) < 0)
+            r = -1;
+        if (got < CVX_SVC_OUTPUT_PART) break;
+    }
+    if (r == 1 && exec(s, err, n, "storing an output", "COMMIT", "") < 0) r = -1;
+    if (r != 1) raw(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
+    free(buf);
+    fclose(f);
+    return r;
+}
+
+typedef struct {
+    long long parts, bytes;
+} output_sum;
+
+static int row_output_sum(db_row *row, void *ud) {
+    output_sum *o = ud;
+    o->parts = col_i64(row, 0);
+    o->bytes = col_i64(row, 1);
+    return 1;
+}
+
+int cvx_svc_store_output_size(cvx_svc_store *s, const char *out_key, const char *name, long long *size, char *err,
+                              size_t n) {
+    output_sum o = {0, 0};
+    int r = query_locked(s, err, n, "reading an output", FIRST_ROW, row_output_sum, &o,
+                         "SELECT count(*), coalesce(sum(length(data)), 0) FROM outputs WHERE okey = ? AND name = ?", "tt",
+                         out_key, name);
+    if (r < 0) return -1;
+    *size = o.bytes;
+    return o.parts > 0;
+}
+
+int cvx_svc_store_output_part(cvx_svc_store *s, const char *out_key, const char *name, long long part, void **data,
+                              size_t *len, char *err, size_t n) {
+    *data = NULL;
+    *len = 0;
+    const char *sql = "SELECT data FROM outputs WHERE okey = $1 AND name = $2 AND part = $3";
+    pthread_mutex_lock(&s->mu);
+    int r = -1;
+    if (s->pg) { /* the bytes in binary (text would be hex: twice the bytes and a decode) */
+        if (!pg_alive(s, err, n)) {
+            pthread_mutex_unlock(&s->mu);
+            return -1;
+        }
+        char num[32];
+        snprintf(num, sizeof num, "%lld", part);
+        const char *values[3] = {out_key, name, num};
+        PGresult *res = PQexecParams(s->pg, sql, 3, NULL, values, NULL, NULL, 1);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            r = PQntuples(res) > 0;
+            if (r) {
+                *len = (size_t)PQgetlength(res, 0, 0);
+                *data = malloc(*len ? *len : 1);
+                if (*data) memcpy(*data, PQgetvalue(res, 0, 0), *len);
+                else r = -1;
+            }
+        }
+        if (r < 0 && err && n) {
+            const char *msg = PQresultErrorMessage(res);
+            if (!*msg) msg = PQerrorMessage(s->pg);
+            snprintf(err, n, "store: reading an output: %.*s", (int)strcspn(msg, "\n"), msg);
+        }
+        PQclear(res);
+    } else {
+        sqlite3_stmt *st = prep(s, "SELECT data FROM outputs WHERE okey = ?1 AND name = ?2 AND part = ?3", err, n);
+        if (st) {
+            bind_text(st, 1, out_key);
+            bind_text(st, 2, name);
+            sqlite3_bind_int64(st, 3, part);
+            int rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                *len = (size_t)sqlite3_column_bytes(st, 0);
+                *data = malloc(*len ? *len : 1);
+                if (*data) {
+                    if (*len) memcpy(*data, sqlite3_column_blob(st, 0), *len);
+                    r = 1;
+                }
+            } else if (rc == SQLITE_DONE) r = 0;
+            else dbfail(s, err, n, "reading an output");
+            release(s, st);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (r < 0) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    return r;
+}
+
+int cvx_svc_store_output_remove(cvx_svc_store *s, const char *out_key, long long id, long long claim, char *err,
+                                size_t n) {
+    int r = exec_locked(s, err, n, "removing outputs",
+                        "DELETE FROM outputs WHERE okey = ?1 AND (?3 = 0 OR EXISTS (SELECT 1 FROM tasks WHERE id = ?2 AND"
+                        " claim = ?3))",
+                        "tII", out_key, id, claim);
+    return r < 0 ? -1 : 0;
 }
 
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t n) {
@@ -1340,12 +1677,13 @@ static int copy_task(db_row *row, void *ud) {
     read_task(row, &t);
     if (!c->failed &&
         exec(c->to, c->err, c->n, "copying a task",
-             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-             "IttIttttttIIIIIIIIIItttdittIIiiiIti", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
+             "INSERT INTO tasks(" TASK_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             "IttIttttttIIIIIIIIIItttdittIIiiiItiIIt", t.id, t.uuid, t.token, t.project, t.status, t.params, t.gen, t.callbackurl,
              t.slugowner, t.slugproject, t.createtime, t.accepttime, t.preprocessstarttime, t.preprocessendtime,
              t.assigntime, t.starttime, t.endtime, t.postprocessstarttime, t.postprocessendtime, t.canceltime, t.pexit,
              t.debugoutput, t.debugerror, t.elapsed, t.attempts, t.out_name, t.out_key, t.out_size, t.out_time,
-             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms, t.progress, t.progress_step) < 0)
+             t.out_deleted, t.cb_state, t.cb_tries, t.cb_next_ms, t.progress, t.progress_step, t.claim, t.lease_until_ms,
+             t.worker) < 0)
         c->failed = 1;
     cvx_svc_task_clear(&t);
     c->rows++;

@@ -19,7 +19,7 @@
 #include "service/status.h"
 
 /* SQLite's schema version (PRAGMA user_version); PostgreSQL counts its own in cvx_schema. */
-#define CVX_SVC_SCHEMA_VERSION 3
+#define CVX_SVC_SCHEMA_VERSION 4
 
 typedef struct cvx_svc_store cvx_svc_store;
 
@@ -56,7 +56,11 @@ typedef struct {
     char *progress;           /* the last task_output frame (WebSocket JSON) a worker recorded; "" before */
     int progress_step;        /* its step (decode/write stages count on after the last step) */
     double elapsed;            /* seconds of generation */
-    int attempts;              /* times the worker claimed it */
+    int attempts;              /* times a worker claimed it (a graceful re-queue gives one back) */
+    long long claim;           /* the fencing token: one more on every claim, never less; every write of the worker
+                                * that holds it names it, so a worker whose lease another took writes nothing */
+    long long lease_until_ms;  /* the holder's lease (unix ms): past it, the task goes back to the queue */
+    char worker[160];          /* the worker that claimed it last */
     char out_name[64];         /* "" = no output */
     char out_key[72];          /* the unguessable folder of the output under the outputs dir and in its URL */
     long long out_size, out_time;
@@ -138,23 +142,39 @@ int cvx_svc_store_task_ids(cvx_svc_store *s, long long project, int desc, long l
                            long long *total, long long *ids, char *err, size_t err_size);
 /* Queued tasks the worker takes before task `id` (it takes the oldest first): >= 0, or -1 on failure. */
 long long cvx_svc_store_queued_before(cvx_svc_store *s, long long id, char *err, size_t err_size);
-/* Claims the oldest queued task: status task_accept, accepttime = now, attempts + 1. 1 claimed, 0 none, -1. */
-int cvx_svc_store_task_claim(cvx_svc_store *s, long long now_s, cvx_svc_task *t, char *err, size_t err_size);
+/* Claims the oldest queued task for `worker` (PostgreSQL: FOR UPDATE SKIP LOCKED, so workers claiming at once take
+ * different rows): status task_accept, accepttime = now_s, attempts + 1, claim + 1 (t->claim is the token of every
+ * later write), the lease until lease_until_ms. 1 claimed, 0 none, -1. */
+int cvx_svc_store_task_claim(cvx_svc_store *s, const char *worker, long long now_s, long long lease_until_ms,
+                             cvx_svc_task *t, char *err, size_t err_size);
+/* Renews the lease of the holder of `claim`: 1 renewed, 0 lost (another worker claimed the task since, or it is
+ * final), -1 error. */
+int cvx_svc_store_task_renew(cvx_svc_store *s, long long id, long long claim, long long lease_until_ms, char *err,
+                             size_t err_size);
 
+/* The writes of a task's holder below take its claim token: they change nothing (and return 0) once another claim
+ * was made; claim 0 writes unfenced (tests, tools). */
 /* Moves a task that is not final (task_cancel / task_postprocess_end) to `status`, setting the status's time column
  * (status.h) to now_s. 1 = moved, 0 = the task was final already (a Kill won the race), -1 error. */
-int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, cvx_svc_status status, long long now_s, char *err,
+int cvx_svc_store_task_transition(cvx_svc_store *s, long long id, long long claim, cvx_svc_status status, long long now_s, char *err,
                                   size_t err_size);
-/* A step's record: task_log's line, plus the task_output frame that API nodes in other processes forward to their
- * WebSocket sessions (they read it at most once a second); guarded like a transition. */
-int cvx_svc_store_task_output(cvx_svc_store *s, long long id, const char *line, double elapsed, const char *frame,
+/* A step's record: task_log's line, plus the task_output frame (the task's last, and one row per step in frames)
+ * that API nodes in other processes forward to their WebSocket sessions (they read them at most once a second);
+ * guarded like a transition, in one transaction. */
+int cvx_svc_store_task_output(cvx_svc_store *s, long long id, long long claim, const char *line, double elapsed, const char *frame,
                               int step, char *err, size_t err_size);
+/* The frames of task id's steps recorded after step after_seq (cvx_svc_store_task_output), in order: fn gets each;
+ * the count or -1. WebSocket sessions of API nodes follow a task another process generates with them, every step. */
+int cvx_svc_store_task_frames(cvx_svc_store *s, long long id, int after_seq,
+                              void (*fn)(int seq, const char *frame, void *ud), void *ud, char *err, size_t err_size);
+/* Forgets the frames of tasks that ended before before_s. The count or -1. */
+int cvx_svc_store_frames_purge(cvx_svc_store *s, long long before_s, char *err, size_t err_size);
 /* Appends a line to debugoutput (kept to its last 64 KiB) and sets elapsed; guarded like a transition. */
-int cvx_svc_store_task_log(cvx_svc_store *s, long long id, const char *status, const char *line, double elapsed,
+int cvx_svc_store_task_log(cvx_svc_store *s, long long id, long long claim, const char *status, const char *line, double elapsed,
                            char *err, size_t err_size);
 /* The final transition: task_postprocess_end with pexit, debugerror (NULL = keep), the output (out_name NULL =
  * none), elapsed; schedules the callback when the task has a callbackurl. Guarded like a transition. */
-int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit, const char *debugerror,
+int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, long long claim, const char *pexit, const char *debugerror,
                               const char *out_name, const char *out_key, long long out_size, double elapsed,
                               long long now_s, char *err, size_t err_size);
 /* task_cancel with canceltime = now (schedules the callback). only_queued: only from task_queue (Task/Cancel);
@@ -162,13 +182,43 @@ int cvx_svc_store_task_finish(cvx_svc_store *s, long long id, const char *pexit,
 int cvx_svc_store_task_cancel(cvx_svc_store *s, long long id, int only_queued, long long now_s, char *err,
                               size_t err_size);
 /* Puts a claimed, non-final task back in the queue (graceful shutdown: attempts - 1, it was not a crash). */
-int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, char *err, size_t err_size);
-/* On start: every task that a previous process left between task_accept and task_postprocess_start goes back to
- * task_queue, or, when it was claimed max_attempts times already, ends as a failure with a debugerror; the ids of
- * those failed go to failed (at most max_failed, *n_failed of them; failed may be NULL). Returns the number of tasks
- * touched or -1. */
-int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long *failed, int max_failed,
-                          int *n_failed, char *err, size_t err_size);
+int cvx_svc_store_task_requeue(cvx_svc_store *s, long long id, long long claim, char *err, size_t err_size);
+/* Tasks whose holder's lease ended before expired_before_ms (a worker killed, its host lost or cut off; LLONG_MAX:
+ * every claimed task, as a single machine's worker does at start) go back to task_queue, or, when they were claimed
+ * max_attempts times already, end as a failure with a debugerror; the ids of those failed go to failed (at most
+ * max_failed, *n_failed of them; failed may be NULL). Returns the number of tasks touched or -1. */
+int cvx_svc_store_recover(cvx_svc_store *s, int max_attempts, long long now_s, long long expired_before_ms,
+                          long long *failed, int max_failed, int *n_failed, char *err, size_t err_size);
+
+/* ---- checkpoints and outputs in the store (PostgreSQL deployments: no node needs another's disk) ---- */
+/* Records the resume blob of task id's step (the engine's bytes as they are) for the holder of `claim`, and renews
+ * its lease to lease_until_ms in the same transaction: 1 written, 0 the claim was lost (nothing written), -1 error. */
+int cvx_svc_store_checkpoint_put(cvx_svc_store *s, long long id, long long claim, long long lease_until_ms, int step,
+                                 int steps, const void *blob, size_t size, char *err, size_t err_size);
+/* The last checkpoint of a task: 1 (*blob malloc'ed, the caller frees it), 0 none, -1 error. */
+int cvx_svc_store_checkpoint_get(cvx_svc_store *s, long long id, void **blob, size_t *size, int *step, int *steps,
+                                 char *err, size_t err_size);
+/* Removes a task's checkpoint (claim != 0: only while that claim holds the task). 0 or -1. */
+int cvx_svc_store_checkpoint_delete(cvx_svc_store *s, long long id, long long claim, char *err, size_t err_size);
+
+/* The parts an output is stored in (rows of at most this many bytes). */
+#define CVX_SVC_OUTPUT_PART (1024 * 1024)
+/* Stores the file at `path` as output `name` of the task (its folder key out_key), replacing one of that name, for
+ * the holder of `claim`, in one transaction: 1 stored, 0 the claim was lost, -1 error (a file that cannot be read
+ * too). */
+int cvx_svc_store_output_put(cvx_svc_store *s, long long id, long long claim, const char *out_key, const char *name,
+                             const char *path, char *err, size_t err_size);
+/* The size of stored output key/name: 1 found (*size), 0 none, -1 error. */
+int cvx_svc_store_output_size(cvx_svc_store *s, const char *out_key, const char *name, long long *size, char *err,
+                              size_t err_size);
+/* Part `part` (offset part * CVX_SVC_OUTPUT_PART) of stored output key/name: 1 (*data malloc'ed, *len bytes), 0 no
+ * such part, -1 error. */
+int cvx_svc_store_output_part(cvx_svc_store *s, const char *out_key, const char *name, long long part, void **data,
+                              size_t *len, char *err, size_t err_size);
+/* Removes every stored output of folder out_key (claim != 0: only while that claim holds task id). 0 or -1. */
+int cvx_svc_store_output_remove(cvx_svc_store *s, const char *out_key, long long id, long long claim, char *err,
+                                size_t err_size);
+
 /* Marks the output deleted (files are the caller's). */
 int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size_t err_size);
 /* Ids of the tasks (at most max) whose outputs were written before cutoff_s and are not deleted, oldest first.
@@ -190,6 +240,8 @@ int cvx_svc_store_callback_update(cvx_svc_store *s, long long id, int state, int
                                   size_t err_size);
 
 /* ---- workers and the queue (/healthz) ---- */
+/* 1 while the PostgreSQL connection is down (calls fail until it is back: the API answers 503), else 0. */
+int cvx_svc_store_unreachable(cvx_svc_store *s);
 /* "sqlite" or "postgresql". */
 const char *cvx_svc_store_backend(const cvx_svc_store *s);
 /* Records that worker `name` is alive at now_s, generating `task` (0 = idle); workers silent for a day are

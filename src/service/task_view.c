@@ -98,7 +98,11 @@ json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char 
         char path[1300];
         struct stat st;
         snprintf(path, sizeof path, "%s/%s/" CVX_SVC_PREVIEW_NAME, svc->outputs_dir, t->out_key);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        long long size = 0;
+        char err[256];
+        if ((svc->blobs_in_store &&
+             cvx_svc_store_output_size(svc->store, t->out_key, CVX_SVC_PREVIEW_NAME, &size, err, sizeof err) == 1) ||
+            (stat(path, &st) == 0 && S_ISREG(st.st_mode)))
             snprintf(preview, sizeof preview, "%s/files/%s/" CVX_SVC_PREVIEW_NAME, base_url, t->out_key);
     }
     json_object_set_new(o, "previewurl", json_string(preview));

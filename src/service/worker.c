@@ -1,9 +1,15 @@
 /* The inference worker: the one thread that owns the engine. It claims the oldest queued task, walks it through
  * Wiro's lifecycle (task_accept → task_preprocess_start/end → task_assign → task_start → task_output per denoising
  * step → task_end → task_postprocess_start → task_postprocess_end), and:
- *  - checkpoints after every completed step (the engine's opaque resume blob, written to a temporary file, fsynced
- *    and renamed over <outputs>/.checkpoints/<task id>.ckpt), so a task re-queued after a crash resumes from its last
- *    completed step and produces the video an uninterrupted run would;
+ *  - checkpoints after every completed step (the engine's opaque resume blob: with SQLite written to a temporary
+ *    file, fsynced and renamed over <outputs>/.checkpoints/<task id>.ckpt; with PostgreSQL a row of the store, so
+ *    that a worker on another host resumes it), so a task re-queued after a crash resumes from its last completed
+ *    step and produces the video an uninterrupted run would;
+ *  - holds a lease on its task, renewed by a thread of its own every lease/3 seconds; every write of the task names
+ *    the claim's token, so once another worker took the task over (this one was cut off longer than the lease) this
+ *    one writes nothing more and stops at its next cancellation check;
+ *  - with PostgreSQL, stores the MP4 and its preview in the database before it records the end, so any API node
+ *    serves them and the worker keeps no file;
  *  - stops at the engine's next cancellation check when Task/Kill lands (the task is task_cancel already) or when
  *    the server stops (the task goes back to the queue with its checkpoint);
  *  - ends every failure, early or late, as task_postprocess_end with pexit "1" and a debugerror. */
@@ -53,8 +59,28 @@ static int fsync_dir(const char *dir) {
     return r;
 }
 
+static int store_backoff(cvx_svc *svc, long long id, const char *err, int *delay_ms);
+
+static long long lease_until(const cvx_svc *svc) { return cvx_svc_now_ms() + (long long)svc->cfg.lease_seconds * 1000; }
+
 static cvx_status on_checkpoint(const void *state, size_t size, int step, int steps, void *ud) {
     run_ctx *rc = ud;
+    if (rc->svc->blobs_in_store) {
+        /* a store that fails is waited for (the generation pauses at its step), never skipped */
+        cvx_svc *svc = rc->svc;
+        char err[256];
+        int r, delay = 0;
+        while ((r = cvx_svc_store_checkpoint_put(svc->store, rc->task->id, rc->task->claim, lease_until(svc), step,
+                                                 steps, state, size, err, sizeof err)) < 0)
+            if (!store_backoff(svc, rc->task->id, err, &delay) || atomic_load(&svc->lease_lost)) break;
+        if (delay && r >= 0) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", rc->task->id);
+        if (r == 1) return CVX_OK;
+        if (r == 0) {
+            cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: another worker holds it now (the lease was lost)", rc->task->id);
+            atomic_store(&svc->lease_lost, 1);
+        }
+        return CVX_ERR_CANCELLED;
+    }
     char tmp[1200], path[1200];
     ckpt_path(rc->svc, rc->task->id, tmp, sizeof tmp, 1);
     ckpt_path(rc->svc, rc->task->id, path, sizeof path, 0);
@@ -102,6 +128,14 @@ static cvx_status on_checkpoint(const void *state, size_t size, int step, int st
 static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step, int *steps, const char **damaged) {
     char path[1200];
     *damaged = NULL;
+    if (svc->blobs_in_store) {
+        void *blob = NULL;
+        char err[256];
+        int r, delay = 0;
+        while ((r = cvx_svc_store_checkpoint_get(svc->store, id, &blob, size, step, steps, err, sizeof err)) < 0)
+            if (!store_backoff(svc, id, err, &delay)) return NULL;
+        return r == 1 ? blob : NULL;
+    }
     ckpt_path(svc, id, path, sizeof path, 0);
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -142,7 +176,14 @@ static void *load_checkpoint(cvx_svc *svc, long long id, size_t *size, int *step
     return blob;
 }
 
-static void remove_checkpoint(cvx_svc *svc, long long id) {
+static void remove_checkpoint(cvx_svc *svc, const cvx_svc_task *t) {
+    long long id = t->id;
+    if (svc->blobs_in_store) { /* only while this claim holds the task: never one another worker wrote */
+        char err[256];
+        if (cvx_svc_store_checkpoint_delete(svc->store, id, t->claim, err, sizeof err) < 0)
+            cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: %s", id, err);
+        return;
+    }
     char path[1200];
     ckpt_path(svc, id, path, sizeof path, 0);
     unlink(path);
@@ -154,7 +195,9 @@ static void remove_checkpoint(cvx_svc *svc, long long id) {
  * the store at most once a second, a Kill or Cancel that another process (an API node) recorded. */
 static int should_cancel(void *ud) {
     run_ctx *rc = ud;
-    if (atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested) || rc->killed_elsewhere) return 1;
+    if (atomic_load(&rc->svc->stopping) || atomic_load(&rc->svc->kill_requested) || rc->killed_elsewhere ||
+        atomic_load(&rc->svc->lease_lost))
+        return 1;
     long long now = cvx_svc_now_ms();
     if (now - rc->polled_ms < 1000 && now >= rc->polled_ms) return 0;
     rc->polled_ms = now;
@@ -202,7 +245,7 @@ static void publish_stage(run_ctx *rc, const cvx_progress *p) {
     char err[256];
     char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
     rc->stage_seq = (rc->stage_seq > p->steps ? rc->stage_seq : p->steps) + 1;
-    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, line, rc->elapsed, text, rc->stage_seq, err,
+    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, rc->task->claim, line, rc->elapsed, text, rc->stage_seq, err,
                                   sizeof err) < 0)
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, rc->stage_seq, 0, text);
@@ -257,7 +300,8 @@ static void on_progress(const cvx_progress *p, void *ud) {
     char err[256];
     snprintf(rc->task->status, sizeof rc->task->status, CVX_SVC_S_OUTPUT);
     char *text = cvx_svc_event_text(CVX_SVC_S_OUTPUT, rc->task, msg, 1);
-    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, line, rc->elapsed, text, p->step, err, sizeof err) < 0)
+    if (cvx_svc_store_task_output(rc->svc->store, rc->task->id, rc->task->claim, line, rc->elapsed, text, p->step, err,
+                                  sizeof err) < 0)
         cvx_svc_log(rc->svc, CVX_LOG_WARN, "task %lld: %s", rc->task->id, err);
     if (text) cvx_svc_progress_publish(rc->svc->progress, rc->task->id, CVX_SVC_EV_OUTPUT, p->step, 0, text);
     free(text);
@@ -282,7 +326,7 @@ static int store_backoff(cvx_svc *svc, long long id, const char *err, int *delay
 static int step_to(cvx_svc *svc, cvx_svc_task *t, cvx_svc_status status) {
     char err[256];
     int r, delay = 0;
-    while ((r = cvx_svc_store_task_transition(svc->store, t->id, status, cvx_svc_now_s(), err, sizeof err)) < 0)
+    while ((r = cvx_svc_store_task_transition(svc->store, t->id, t->claim, status, cvx_svc_now_s(), err, sizeof err)) < 0)
         if (!store_backoff(svc, t->id, err, &delay)) return -1;
     if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", t->id);
     if (r == 0) return 0;
@@ -292,11 +336,12 @@ static int step_to(cvx_svc *svc, cvx_svc_task *t, cvx_svc_status status) {
 }
 
 /* cvx_svc_store_task_finish, retried like step_to: 1, 0 (final already) or -1 (stopped with the store failing). */
-static int finish_retrying(cvx_svc *svc, long long id, const char *pexit, const char *debugerror, const char *out_name,
-                           const char *out_key, long long out_size, double elapsed) {
+static int finish_retrying(cvx_svc *svc, const cvx_svc_task *t, const char *pexit, const char *debugerror,
+                           const char *out_name, const char *out_key, long long out_size, double elapsed) {
     char err[256];
+    long long id = t->id;
     int r, delay = 0;
-    while ((r = cvx_svc_store_task_finish(svc->store, id, pexit, debugerror, out_name, out_key, out_size, elapsed,
+    while ((r = cvx_svc_store_task_finish(svc->store, id, t->claim, pexit, debugerror, out_name, out_key, out_size, elapsed,
                                           cvx_svc_now_s(), err, sizeof err)) < 0)
         if (!store_backoff(svc, id, err, &delay)) return -1;
     if (delay) cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: the store works again", id);
@@ -332,7 +377,7 @@ static void fail_task(cvx_svc *svc, cvx_svc_task *t, const char *full_message, d
     char *text = cvx_svc_event_text("task_error", t, json_string(message), 0);
     if (text) cvx_svc_progress_publish(svc->progress, t->id, CVX_SVC_EV_ERROR, 0, 0, text);
     free(text);
-    int r = finish_retrying(svc, t->id, "1", message, NULL, NULL, 0, elapsed);
+    int r = finish_retrying(svc, t, "1", message, NULL, NULL, 0, elapsed);
     if (r > 0) {
         cvx_svc_task fresh;
         if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
@@ -403,6 +448,23 @@ static int parse_gen(json_t *g, gen_params *p, char *err, size_t n) {
     return 0;
 }
 
+/* PostgreSQL: the MP4 and the preview into the store (retried like step_to): 1 stored, 0 the claim was lost (or a
+ * Kill came), -1 the server stopped with the store failing. */
+static int store_outputs(cvx_svc *svc, cvx_svc_task *t, const char *out_key, const char *mp4, const char *preview) {
+    const char *paths[2] = {mp4, preview}, *names[2] = {"0.mp4", CVX_SVC_PREVIEW_NAME};
+    for (int k = 0; k < 2; k++) {
+        struct stat st;
+        if (k == 1 && stat(preview, &st)) continue; /* no preview written */
+        char err[512];
+        int r, delay = 0;
+        while ((r = cvx_svc_store_output_put(svc->store, t->id, t->claim, out_key, names[k], paths[k], err,
+                                             sizeof err)) < 0)
+            if (!store_backoff(svc, t->id, err, &delay)) return -1;
+        if (r == 0) return 0;
+    }
+    return 1;
+}
+
 static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     char err[512] = "";
     double t0 = (double)cvx_svc_now_ms() / 1e3;
@@ -424,7 +486,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
                  "scheduler %s%s",
                  gp.steps, gp.width, gp.height, gp.frames, gp.fps, gp.scale, gp.seed, cvx_precision_name(gp.precision),
                  cache, gp.scheduler ? gp.scheduler : "the model's", gp.dynamic_cfg ? ", dynamic CFG" : "");
-        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+        cvx_svc_store_task_log(svc->store, t->id, t->claim, t->status, line, t->elapsed, err, sizeof err);
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         if (gp.precision == CVX_PRECISION_BF16 && !svc->cfg.allow_bf16)
             cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: stored with bf16, which this CPU only emulates (slowly)", t->id);
@@ -448,13 +510,13 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (damaged) {
         char line[160];
         snprintf(line, sizeof line, "The checkpoint was damaged (%s); starting from step 0", damaged);
-        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+        cvx_svc_store_task_log(svc->store, t->id, t->claim, t->status, line, t->elapsed, err, sizeof err);
     }
     if (resume) {
         char line[160];
         snprintf(line, sizeof line, "Resuming from the checkpoint of step %d/%d (attempt %d)", resume_step,
                  resume_steps, t->attempts);
-        cvx_svc_store_task_log(svc->store, t->id, t->status, line, t->elapsed, err, sizeof err);
+        cvx_svc_store_task_log(svc->store, t->id, t->claim, t->status, line, t->elapsed, err, sizeof err);
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         rc.first_step = resume_step;
     }
@@ -469,8 +531,8 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (moved != 1) {
         free(resume);
         if (moved == 0) { /* killed: its files go; -1 (stopped, store failing): they stay for the next start */
-            cvx_svc_remove_output(svc, gp.out_key); /* out_key lives in g */
-            remove_checkpoint(svc, t->id);
+            cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim); /* out_key lives in g */
+            remove_checkpoint(svc, t);
         }
         json_decref(g);
         return;
@@ -504,9 +566,9 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     if (st != CVX_OK && st != CVX_ERR_CANCELLED && resume && rc.last_step < 0 && !rc.ckpt_failed) {
         /* a checkpoint the engine refuses (another engine version, say) costs the steps it saved, not the task */
         cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: resuming failed (%s); starting from step 0", t->id, err);
-        cvx_svc_store_task_log(svc->store, t->id, CVX_SVC_S_START, "The checkpoint was refused; starting from step 0",
+        cvx_svc_store_task_log(svc->store, t->id, t->claim, CVX_SVC_S_START, "The checkpoint was refused; starting from step 0",
                                t->elapsed, err, sizeof err);
-        remove_checkpoint(svc, t->id);
+        remove_checkpoint(svc, t);
         p.resume_state = NULL;
         p.resume_state_size = 0;
         rc.first_step = -1;
@@ -515,12 +577,31 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     }
     free(resume);
     int killed = atomic_load(&svc->kill_requested) || rc.killed_elsewhere;
+    if (!killed && atomic_load(&svc->lease_lost)) { /* a renewal refused: a Kill, or another worker's claim? */
+        cvx_svc_task now;
+        if (cvx_svc_store_task_get(svc->store, t->id, NULL, &now, err, sizeof err) == 1) {
+            killed = cvx_svc_status_final(now.status) && now.claim == t->claim;
+            cvx_svc_task_clear(&now);
+        }
+    }
     atomic_store(&svc->running_task, 0);
     double elapsed = rc.last_step >= 0 ? rc.elapsed : t->elapsed + (double)cvx_svc_now_ms() / 1e3 - t0;
 
+    if (atomic_load(&svc->lease_lost) && !killed) {
+        /* another worker holds the task (or a Kill made it final): write nothing; the removals below are fenced by
+         * this claim, so they only touch what is still this worker's */
+        cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: lease lost after step %d; leaving it to its new holder", t->id,
+                    rc.last_step);
+        remove_checkpoint(svc, t);
+        cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim);
+        cvx_svc_progress_forget(svc->progress, t->id);
+        json_decref(g);
+        return;
+    }
+
     if (st == CVX_ERR_CANCELLED && !killed && atomic_load(&svc->stopping)) {
         /* graceful shutdown: back to the queue; the checkpoint of the last completed step stays */
-        if (cvx_svc_store_task_requeue(svc->store, t->id, err, sizeof err) < 0)
+        if (cvx_svc_store_task_requeue(svc->store, t->id, t->claim, err, sizeof err) < 0)
             cvx_svc_log(svc, CVX_LOG_ERROR, "task %lld: %s", t->id, err);
         else
             cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: re-queued at shutdown after step %d", t->id, rc.last_step);
@@ -530,8 +611,8 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     }
     if (st == CVX_ERR_CANCELLED) { /* Task/Kill: the task is task_cancel already */
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: killed", t->id);
-        remove_checkpoint(svc, t->id);
-        cvx_svc_remove_output(svc, gp.out_key);
+        remove_checkpoint(svc, t);
+        cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim);
         cvx_svc_progress_forget(svc->progress, t->id);
         json_decref(g);
         return;
@@ -540,16 +621,16 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         char msg[800];
         snprintf(msg, sizeof msg, "Generation failed: %s (%s)", rc.ckpt_failed ? rc.ckpt_err : (err[0] ? err : "?"),
                  cvx_status_name(st));
-        remove_checkpoint(svc, t->id);
-        cvx_svc_remove_output(svc, gp.out_key);
+        remove_checkpoint(svc, t);
+        cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim);
         fail_task(svc, t, msg, elapsed);
         json_decref(g);
         return;
     }
     struct stat sb;
     if (stat(out_path, &sb) || !S_ISREG(sb.st_mode)) {
-        remove_checkpoint(svc, t->id);
-        cvx_svc_remove_output(svc, gp.out_key);
+        remove_checkpoint(svc, t);
+        cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim);
         fail_task(svc, t, "Generation finished without writing the video file.", elapsed);
         json_decref(g);
         return;
@@ -557,8 +638,15 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     /* the video stays until its status is recorded: a failing store is retried, never taken for a Kill */
     int ended = step_to(svc, t, CVX_SVC_STATUS_END);
     if (ended == 1) ended = step_to(svc, t, CVX_SVC_STATUS_POSTPROCESS_START);
+    if (ended == 1 && svc->blobs_in_store) ended = store_outputs(svc, t, gp.out_key, out_path, preview_path);
     if (ended == 1)
-        ended = finish_retrying(svc, t->id, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size, elapsed);
+        ended = finish_retrying(svc, t, "0", NULL, "0.mp4", gp.out_key, (long long)sb.st_size, elapsed);
+    /* with PostgreSQL the files are in the database now: the local copies go */
+    if (ended == 1 && svc->blobs_in_store) {
+        unlink(out_path);
+        unlink(preview_path);
+        rmdir(dir);
+    }
     if (ended == 1) {
         cvx_svc_task fresh;
         if (cvx_svc_store_task_get(svc->store, t->id, NULL, &fresh, err, sizeof err) == 1) {
@@ -568,27 +656,89 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         if (t->callbackurl && t->callbackurl[0]) cvx_svc_wake_callbacks(svc); /* only a task with a callback */
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: done in %.1f s, %lld bytes", t->id, elapsed, (long long)sb.st_size);
     } else if (ended == 0) {
-        cvx_svc_remove_output(svc, gp.out_key); /* killed while finishing */
+        cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim); /* killed while finishing */
     }
-    if (ended >= 0) remove_checkpoint(svc, t->id);
+    if (ended >= 0) remove_checkpoint(svc, t);
     cvx_svc_progress_forget(svc->progress, t->id);
     json_decref(g);
+}
+
+/* The lease thread: renews the lease of the task the worker holds every lease/3 seconds (every second after a
+ * failure), with the worker's heartbeat; a renewal the store refuses (another claim took the task, or it is final)
+ * sets lease_lost, which the engine's next cancellation check sees. */
+static void *lease_main(void *arg) {
+    cvx_svc *svc = arg;
+    long long last_ms = 0, every_ms = (long long)svc->cfg.lease_seconds * 1000 / 3;
+    long long renewed_task = 0;
+    while (!atomic_load(&svc->stopping)) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        long long id = atomic_load(&svc->lease_task), claim = atomic_load(&svc->lease_claim), now = cvx_svc_now_ms();
+        if (!id || atomic_load(&svc->lease_lost)) continue;
+        if (id == renewed_task && now - last_ms < every_ms && now >= last_ms) continue;
+        char err[256];
+        int r = cvx_svc_store_task_renew(svc->store, id, claim, lease_until(svc), err, sizeof err);
+        if (r < 0) {
+            cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: renewing the lease: %s", id, err);
+            last_ms = now - every_ms + 1000; /* again in a second */
+            continue;
+        }
+        if (r == 0 && atomic_load(&svc->lease_task) == id && atomic_load(&svc->lease_claim) == claim) {
+            cvx_svc_log(svc, CVX_LOG_WARN, "task %lld: the lease is lost (another worker took the task, or it ended)",
+                        id);
+            atomic_store(&svc->lease_lost, 1);
+        }
+        renewed_task = id;
+        last_ms = now;
+        cvx_svc_store_worker_beat(svc->store, svc->worker_name, id, now / 1000, err, sizeof err);
+    }
+    return NULL;
+}
+
+/* Tasks whose worker's lease ran out go back to the queue (at most every 2 s). */
+static void recover_expired(cvx_svc *svc, long long *last_ms) {
+    long long now = cvx_svc_now_ms();
+    if (now - *last_ms < 2000 && now >= *last_ms) return;
+    *last_ms = now;
+    char err[256];
+    long long failed[16];
+    int n_failed = 0;
+    int r = cvx_svc_store_recover(svc->store, svc->cfg.max_attempts, now / 1000, now, failed, 16, &n_failed, err,
+                                  sizeof err);
+    if (r < 0) cvx_svc_log(svc, CVX_LOG_WARN, "worker: %s", err);
+    else if (r > 0) cvx_svc_log(svc, CVX_LOG_INFO, "%d tasks whose worker's lease ran out went back to the queue%s", r,
+                                n_failed ? " (some failed after their attempts)" : "");
+    if (r > 0) cvx_svc_wake_callbacks(svc);
+    /* the step frames of tasks that ended a minute ago: every WebSocket session has read them */
+    if (cvx_svc_store_frames_purge(svc->store, now / 1000 - 60, err, sizeof err) < 0)
+        cvx_svc_log(svc, CVX_LOG_WARN, "worker: %s", err);
 }
 
 void *cvx_svc_worker_main(void *arg) {
     cvx_svc *svc = arg;
     atomic_store(&svc->ready, 1);
     int backoff_ms = 0;
+    long long recovered_ms = 0;
     heartbeat(svc, 0, 1);
+    pthread_t lease;
+    int lease_started = pthread_create(&lease, NULL, lease_main, svc) == 0;
+    if (!lease_started) cvx_svc_log(svc, CVX_LOG_ERROR, "worker: cannot start the lease thread");
     while (!atomic_load(&svc->stopping)) {
         cvx_svc_task t;
         char err[256];
-        int r = cvx_svc_store_task_claim(svc->store, cvx_svc_now_s(), &t, err, sizeof err);
+        recover_expired(svc, &recovered_ms);
+        int r = cvx_svc_store_task_claim(svc->store, svc->worker_name, cvx_svc_now_s(), lease_until(svc), &t, err,
+                                         sizeof err);
         if (r > 0) {
             backoff_ms = 0;
-            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: claimed (attempt %d)", t.id, t.attempts);
+            cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: claimed (attempt %d, claim %lld)", t.id, t.attempts, t.claim);
+            atomic_store(&svc->lease_lost, 0);
+            atomic_store(&svc->lease_claim, t.claim);
+            atomic_store(&svc->lease_task, t.id);
             heartbeat(svc, t.id, 1);
             run_task(svc, &t);
+            atomic_store(&svc->lease_task, 0);
+            atomic_store(&svc->lease_lost, 0);
             heartbeat(svc, 0, 1);
             cvx_svc_task_clear(&t);
             continue;
@@ -611,5 +761,6 @@ void *cvx_svc_worker_main(void *arg) {
         svc->worker_wake = 0;
         pthread_mutex_unlock(&svc->mu);
     }
+    if (lease_started) pthread_join(lease, NULL);
     return NULL;
 }

@@ -185,8 +185,17 @@ static void pump_events(session *s) {
     }
 }
 
-/* A task that another process generates (a worker beside this API node, issue 15): its status and last progress
- * frame are read from the store at most once a second and sent as the hub would send them (the same skip rules). */
+static void queue_frame(int seq, const char *frame, void *ud) {
+    session *s = ud;
+    if (seq <= s->last_step || s->closing) return;
+    queue_text(s, frame);
+    s->last_step = seq;
+    s->last_ordinal = CVX_SVC_EV_OUTPUT;
+}
+
+/* A task that another process generates (a worker beside this API node or on another host, issue 15): its status
+ * and the frames of its steps are read from the store at most once a second and sent as the hub would send them (the
+ * same skip rules): every step's frame in order, then a later status. */
 static void poll_store(session *s) {
     cvx_svc *svc = s->svc;
     long long now = cvx_svc_now_ms();
@@ -197,9 +206,12 @@ static void poll_store(session *s) {
     char err[256];
     if (cvx_svc_store_task_get(svc->store, s->task_id, NULL, &t, err, sizeof err) != 1) return;
     int ord = cvx_svc_status_ordinal(t.status);
+    /* the steps recorded since the last poll (a task that ended may still have some this session did not see) */
+    if (s->last_ordinal <= CVX_SVC_EV_OUTPUT && ord >= CVX_SVC_EV_OUTPUT)
+        cvx_svc_store_task_frames(svc->store, s->task_id, s->last_step, queue_frame, s, err, sizeof err);
     char *text = NULL;
     if (ord == CVX_SVC_EV_OUTPUT) {
-        if (t.progress[0] && (s->last_ordinal < ord || t.progress_step > s->last_step)) {
+        if (t.progress[0] && (s->last_ordinal < ord || t.progress_step > s->last_step)) { /* (frames purged) */
             text = strdup(t.progress);
             s->last_step = t.progress_step;
         }
