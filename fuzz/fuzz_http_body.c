@@ -85,7 +85,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dump) abort();
     free(dump);
     json_decref(fields);
-    json_decref(fields);
     free(copy);
     return 0;
 }
