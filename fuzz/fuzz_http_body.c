@@ -1,7 +1,9 @@
 /* libFuzzer target for the service's request bodies (src/service/body.h): the first line of the input is the
  * Content-Type, the rest the body. Any bytes must either be refused with a message or give a JSON object whose every
  * field survives the coercions Run applies (integer, u64, float, text) without a crash; accepted objects must also
- * serialize (all strings are valid UTF-8). */
+ * serialize (all strings are valid UTF-8). Every body is also parsed where file parts are taken
+ * (cvx_svc_body_parse_files, as Run of an image-to-video model): each file part must lie inside the body under a
+ * field of its name, and a body accepted without file parts must be accepted there too, with none. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,29 @@
 #include "service/body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The same body where file parts are taken (Run of an image-to-video model: one, inputImage): refused with a message,
+ * or accepted with each file part inside the body and a field of its name holding its filename. 0 accepted. */
+static int parse_with_files(const char *content_type, const char *copy, size_t body_len, int *n_out) {
+    json_t *fields = NULL;
+    char err[256];
+    cvx_svc_body_file files[2];
+    int n_files = -1;
+    if (cvx_svc_body_parse_files(content_type, copy, body_len, &fields, files, 2, &n_files, err, sizeof err) != 0) {
+        if (fields || !err[0]) abort();
+        return -1;
+    }
+    if (!json_is_object(fields) || n_files < 0 || n_files > 2) abort();
+    for (int k = 0; k < n_files; k++) {
+        const cvx_svc_body_file *f = &files[k];
+        if (f->data < copy || f->size > body_len || f->data + f->size > copy + body_len) abort();
+        if (!memchr(f->name, 0, sizeof f->name) || !memchr(f->filename, 0, sizeof f->filename)) abort();
+        if (!json_is_string(json_object_get(fields, f->name))) abort();
+    }
+    json_decref(fields);
+    *n_out = n_files;
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nl = memchr(data, '\n', size);
@@ -30,11 +55,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(copy, body, body_len);
     json_t *fields = NULL;
     char err[256];
+    int n_files = 0;
+    const int with_files = parse_with_files(content_type, copy, body_len, &n_files);
     if (cvx_svc_body_parse(content_type, copy, body_len, &fields, err, sizeof err) != 0) {
         if (fields || !err[0]) abort(); /* a refusal says why and returns nothing */
         free(copy);
         return 0;
     }
+    if (with_files != 0 || n_files != 0) abort(); /* accepted without files: the same with files allowed */
     if (!json_is_object(fields)) abort();
     const char *key;
     json_t *value;

@@ -4,6 +4,8 @@
 # tests/web/node_modules on first use), against the real binary, engine and tiny model on 127.0.0.1.
 # tests/web/web_test.mjs does the browsing: signature and key-only projects, a prompt submitted on the page, the
 # progress bar advancing over the WebSocket, the finished <video> loading (readyState >= 2) with the output URL.
+# tests/web/web_i2v_test.mjs, against a second server with the tiny-i2v model: the page shows an image picker, the
+# test picks a PNG there and the task runs to a playing video (a file that is not a picture gets the server's error).
 # Besides, with curl: the page's three files are served from the binary with their content types, and other GET
 # paths still get the API's 404.
 # Chromium missing is the only reason to skip (exit 0 with SKIP); anything else missing is a failure.
@@ -119,6 +121,39 @@ else
     SERVER_PID=
     # a sanitizer build reports memory errors and leaks through the exit status
     [ $st -eq 0 ] && ok "server stopped on SIGTERM (exit 0)" || bad "server exit status $st after SIGTERM: $(tail -n 20 serve.err)"
+fi
+
+# ---- an image-to-video model: the page's image picker (tests/web/web_i2v_test.mjs) ----
+"$BIN" make-model --preset tiny-i2v -o tiny-i2v >/dev/null 2>&1 || bad "make-model tiny-i2v"
+ffmpeg -v error -f lavfi -i testsrc=s=80x48 -frames:v 1 first.png || bad "ffmpeg could not make the test image"
+printf 'this is not a picture' >not-a-picture.png
+"$BIN" serve --model tiny-i2v --store s.db --outputs out --listen 127.0.0.1:0 --threads 2 >serve-i2v.out 2>serve-i2v.err &
+SERVER_PID=$!
+PORT=
+for _ in $(seq 1 200); do
+    [ -z "$PORT" ] && PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' serve-i2v.out | head -n 1)
+    if [ -n "$PORT" ] && curl -sf --max-time 2 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
+    sleep 0.05
+done
+if curl -sf --max-time 2 "http://127.0.0.1:${PORT:-0}/healthz" >/dev/null 2>&1; then
+    ok "serve (tiny-i2v) listening on port $PORT"
+    CVX_WEB_URL=http://127.0.0.1:$PORT CVX_WEB_KO_KEY=$KO CVX_WEB_IMAGE=$TMP/first.png \
+        CVX_WEB_BAD_IMAGE=$TMP/not-a-picture.png CVX_WEB_SHOT="${SHOT%.png}-i2v.png" CVX_CHROMIUM=$CHROMIUM \
+        timeout -k 5 100 node "$WEB/web_i2v_test.mjs"
+    st=$?
+    [ $st -eq 0 ] && ok "i2v browser test passed" || bad "i2v browser test (exit $st); server log: $(tail -n 5 serve-i2v.err)"
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        bad "the i2v server did not stop on SIGTERM"
+    else
+        wait "$SERVER_PID" 2>/dev/null
+        st=$?
+        SERVER_PID=
+        [ $st -eq 0 ] && ok "i2v server stopped on SIGTERM (exit 0)" || bad "i2v server exit status $st: $(tail -n 20 serve-i2v.err)"
+    fi
+else
+    bad "the i2v server did not start: $(cat serve-i2v.err)"
 fi
 
 if [ $fails -ne 0 ]; then

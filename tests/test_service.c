@@ -37,7 +37,10 @@
 #include <sqlite3.h>
 
 #include "service/auth.h"
+#include "media/frame_reader.h"
+#include "media/video.h"
 #include "service/body.h"
+#include "service/inputs.h"
 #include "service/internal.h"
 #include "service/service.h"
 #include "service/store.h"
@@ -68,6 +71,8 @@ typedef struct {
     char last_cache[400];      /* cvx_cache_format of the last run's cache (read once the task is over) */
     char last_scheduler[8];    /* the last run's scheduler ("" = the folder's) */
     int last_dynamic_cfg;
+    atomic_int last_image_w, last_image_h; /* the last run's image (0 x 0: none) */
+    atomic_uint last_image_sum;            /* and the sum of its bytes */
 } fake_engine;
 
 static unsigned long long digest_of(const cvx_generate_params *p) {
@@ -91,6 +96,11 @@ static cvx_status fake_generate(void *ctx, const cvx_generate_params *p, char *e
     cvx_cache_format(&p->cache, f->last_cache, sizeof f->last_cache);
     snprintf(f->last_scheduler, sizeof f->last_scheduler, "%s", p->scheduler ? p->scheduler : "");
     f->last_dynamic_cfg = p->use_dynamic_cfg;
+    unsigned sum = 0;
+    for (size_t i = 0; p->image && i < (size_t)p->image_width * (size_t)p->image_height * 3; i++) sum += p->image[i];
+    atomic_store(&f->last_image_sum, sum);
+    atomic_store(&f->last_image_w, p->image ? p->image_width : 0);
+    atomic_store(&f->last_image_h, p->image ? p->image_height : 0);
     unsigned long long d = digest_of(p);
     int start = 0;
     if (p->resume_state) {
@@ -2520,7 +2530,7 @@ static void test_store_backend(const char *store, const char *label) {
         PGresult *res = PQexec(pg, "BEGIN; DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress,"
                                    " DROP COLUMN progress_step, DROP COLUMN claim, DROP COLUMN lease_until,"
                                    " DROP COLUMN worker; DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames;"
-                                   " DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
+                                   " DROP TABLE inputs; DELETE FROM cvx_schema WHERE version >= 2; COMMIT");
         downgraded = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         PQfinish(pg);
@@ -2530,7 +2540,8 @@ static void test_store_backend(const char *store, const char *label) {
                      sqlite3_exec(db, "DROP TABLE workers; ALTER TABLE tasks DROP COLUMN progress;"
                                       " ALTER TABLE tasks DROP COLUMN progress_step; ALTER TABLE tasks DROP COLUMN claim;"
                                       " ALTER TABLE tasks DROP COLUMN lease_until; ALTER TABLE tasks DROP COLUMN worker;"
-                                      " DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames; PRAGMA user_version=1",
+                                      " DROP TABLE checkpoints; DROP TABLE outputs; DROP TABLE frames; DROP TABLE inputs;"
+                                      " PRAGMA user_version=1",
                                   NULL, NULL, NULL) == SQLITE_OK;
         sqlite3_close(db);
     }
@@ -2538,6 +2549,9 @@ static void test_store_backend(const char *store, const char *label) {
     CHECK_MSG(cvx_svc_store_open(&st, store, err, sizeof err) == 0, "%s: migrating from version 1: %s", label, err);
     if (st) {
         CHECK_MSG(cvx_svc_store_worker_beat(st, "w1", 7, now, err, sizeof err) == 0, "%s: beat: %s", label, err);
+        void *none = NULL;
+        size_t none_len = 0; /* 5 added the inputs table */
+        CHECK_MSG(cvx_svc_store_input_get(st, 1, &none, &none_len, err, sizeof err) == 0, "%s: inputs: %s", label, err);
         CHECK(cvx_svc_store_worker_beat(st, "w1", 0, now + 1, err, sizeof err) == 0);
         CHECK(cvx_svc_store_worker_beat(st, "old", 0, now - 90000, err, sizeof err) == 0);
         CHECK(cvx_svc_store_worker_beat(st, "w2", 3, now + 1, err, sizeof err) == 0); /* forgets "old" */
@@ -3120,6 +3134,292 @@ static void test_pg_restart(server *s, client *cl) {
 }
 
 /* The HTTP suite against one store (a SQLite file or a PostgreSQL database): the real server on loopback. */
+/* ---- image-to-video (issue 18) ---- */
+
+static const char *jstr(const json_t *v, const char *def) {
+    const char *t = json_string_value(v);
+    return t ? t : def;
+}
+
+/* A loopback HTTP server for inputImage URLs: /in.png the image, /redirect a 302 to it, anything else 404. */
+typedef struct {
+    const void *png;
+    size_t png_len;
+    int port;
+    atomic_int hits;
+} image_server;
+
+static enum MHD_Result on_image(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                const char *version, const char *data, size_t *size, void **con_cls) {
+    image_server *is = cls;
+    (void)method, (void)version, (void)data, (void)size, (void)con_cls;
+    atomic_fetch_add(&is->hits, 1);
+    struct MHD_Response *r;
+    int status = 200;
+    if (!strcmp(url, "/in.png")) {
+        r = MHD_create_response_from_buffer(is->png_len, (void *)is->png, MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(r, "Content-Type", "image/png");
+    } else if (!strcmp(url, "/redirect")) {
+        char loc[80];
+        snprintf(loc, sizeof loc, "http://127.0.0.1:%d/in.png", is->port);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(r, "Location", loc);
+        status = 302;
+    } else {
+        r = MHD_create_response_from_buffer(9, (void *)"not found", MHD_RESPMEM_PERSISTENT);
+        status = 404;
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Run with a multipart body: the text fields (name, value pairs, NULL-terminated) and one file part (file_name
+ * NULL: none). Key-only client. */
+static int run_multipart(client *cl, const char *const *fields, const char *file_name, const void *file,
+                         size_t file_len, resp *r) {
+    memset(r, 0, sizeof *r);
+    char url[256], k[128];
+    snprintf(url, sizeof url, "%s/v1/Run/THUDM/CogVideoX-2b", cl->base);
+    snprintf(k, sizeof k, "x-api-key: %s", cl->apikey);
+    CURL *c = curl_easy_init();
+    curl_mime *mime = curl_mime_init(c);
+    for (int i = 0; fields && fields[i]; i += 2) {
+        curl_mimepart *part = curl_mime_addpart(mime);
+        curl_mime_name(part, fields[i]);
+        curl_mime_data(part, fields[i + 1], CURL_ZERO_TERMINATED);
+    }
+    if (file_name) {
+        curl_mimepart *part = curl_mime_addpart(mime);
+        curl_mime_name(part, file_name);
+        curl_mime_data(part, file, file_len);
+        curl_mime_filename(part, "picture.png");
+        curl_mime_type(part, "image/png");
+    }
+    struct curl_slist *h = curl_slist_append(NULL, k);
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_mime_free(mime);
+    curl_easy_cleanup(c);
+    if (r->body) r->json = json_loadb(r->body, r->len, 0, NULL);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+/* The error contract of a refused Run: HTTP 200, result false, code 0, a message holding `piece`. */
+static int refused_with(const resp *r, const char *piece) {
+    int ok = r->status == 200 && !result_true(r) && err_code(r) == 0 && strstr(err_msg(r), piece);
+    if (!ok) fprintf(stderr, "wanted [%s]: %ld %s\n", piece, r->status, r->body ? r->body : "");
+    return ok;
+}
+
+/* An i2v model on `store` (SQLite or PostgreSQL): Tool/Detail, multipart and URL images, bad images, an API node
+ * without a worker whose queued task a worker started later runs from the store, the image forgotten at the end. */
+static void test_i2v(const char *dir, const char *store, const char *outputs, const char *label) {
+    /* an 80x48 picture (the test config's default size) and its RGB sum */
+    uint8_t rgb[80 * 48 * 3];
+    unsigned sum = 0;
+    for (size_t i = 0; i < sizeof rgb; i++) sum += rgb[i] = (uint8_t)(i * 7 % 251);
+    char png_path[700];
+    snprintf(png_path, sizeof png_path, "%s/i2v-in.png", dir);
+    cvx_error e;
+    CHECK(cvx_png_write(png_path, rgb, 80, 48, &e) == CVX_OK);
+    size_t png_len = 0;
+    char *png = NULL;
+    FILE *f = fopen(png_path, "rb");
+    if (f) {
+        png = malloc(1 << 20);
+        png_len = png ? fread(png, 1, 1 << 20, f) : 0;
+        fclose(f);
+    }
+    CHECK(png && png_len > 100);
+    if (!png) return;
+
+    image_server is = {.png = png, .png_len = png_len};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_image,
+                                            &is, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_END);
+    CHECK(d != NULL);
+    if (!d) {
+        free(png);
+        return;
+    }
+    is.port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+
+    server api_node, worker_node;
+    memset(&api_node, 0, sizeof api_node);
+    snprintf(api_node.store, sizeof api_node.store, "%s", store);
+    snprintf(api_node.outputs, sizeof api_node.outputs, "%s", outputs);
+    api_node.engine.delay_ms = 5;
+    api_node.precision = CVX_PRECISION_FP32;
+    worker_node = api_node;
+    char err[512];
+    cvx_svc_config ca = test_config(&api_node);
+    snprintf(ca.model.kind, sizeof ca.model.kind, "i2v");
+    ca.no_worker = 1; /* first an API node alone: its tasks wait in the store */
+    CHECK_MSG(cvx_svc_start(&api_node.svc, &ca, err, sizeof err) == 0, "%s: i2v API node: %s", label, err);
+    if (!api_node.svc) {
+        MHD_stop_daemon(d);
+        free(png);
+        return;
+    }
+    api_node.port = cvx_svc_port(api_node.svc);
+    client cl;
+    add_project(store, 1, &cl, api_node.port);
+
+    /* Tool/Detail: inputImage first, a file or a URL, any image type, 10 MiB; width and height default to the image's */
+    resp r;
+    api(&cl, "/v1/Tool/Detail", NULL, "{}", 0, &r);
+    json_t *items = tool_items(&r), *first = json_array_get(items, 0);
+    CHECK_MSG(!strcmp(jstr(json_object_get(first, "id"), ""), "inputImage") &&
+                  !strcmp(jstr(json_object_get(first, "type"), ""), "fileinput") &&
+                  !strcmp(jstr(json_object_get(first, "accept"), ""), "image/*") &&
+                  json_integer_value(json_object_get(first, "max")) == CVX_SVC_INPUT_MAX &&
+                  json_is_true(json_object_get(first, "required")),
+              "%s: Tool/Detail's inputImage: %s", label, r.body ? r.body : "");
+    CHECK_MSG(strstr(r.body ? r.body : "", "\"image-to-video\"") != NULL, "%s: category", label);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        const char *id = json_string_value(json_object_get(it, "id"));
+        if (id && (!strcmp(id, "width") || !strcmp(id, "height")))
+            CHECK_MSG(!strcmp(jstr(json_object_get(it, "default"), "x"), ""),
+                      "%s: %s's default is not the image's", label, id);
+    }
+    resp_free(&r);
+
+    /* a multipart upload: queued with its image */
+    const char *fields[] = {"prompt", "a fox", "steps", "3", NULL};
+    run_multipart(&cl, fields, "inputImage", png, png_len, &r);
+    CHECK_MSG(r.status == 200 && result_true(&r), "%s: multipart Run: %ld %s", label, r.status, r.body ? r.body : "");
+    char token1[64] = "";
+    snprintf(token1, sizeof token1, "%s", jstr(json_object_get(r.json, "socketaccesstoken"), ""));
+    long long id1 = atoll(jstr(json_object_get(r.json, "taskid"), "0"));
+    resp_free(&r);
+    /* bad images: the error contract, nothing stored */
+    static const char garbage[] = "GIF89a but not really an image";
+    run_multipart(&cl, fields, "inputImage", garbage, sizeof garbage - 1, &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] is not an image that can be decoded"));
+    resp_free(&r);
+    run_multipart(&cl, fields, "inputImage", "", 0, &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] is empty"));
+    resp_free(&r);
+    char *big = calloc(1, CVX_SVC_INPUT_MAX + 1);
+    if (big) {
+        memcpy(big, png, png_len);
+        run_multipart(&cl, fields, "inputImage", big, CVX_SVC_INPUT_MAX + 1, &r);
+        CHECK(refused_with(&r, "Request parameter [inputImage] must be at most 10485760 bytes"));
+        resp_free(&r);
+        free(big);
+    }
+    run_multipart(&cl, fields, NULL, NULL, 0, &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] required"));
+    resp_free(&r);
+    const char *wide[] = {"prompt", "a fox", "width", "96", NULL};
+    run_multipart(&cl, wide, "inputImage", png, png_len, &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] must be a 96x48 image (the video's width x height); it is "
+                           "80x48"));
+    resp_free(&r);
+    /* a URL on 127.0.0.1: refused without allow_private_inputs, before any fetch */
+    char body[512];
+    snprintf(body, sizeof body, "{\"prompt\":\"x\",\"inputImage\":\"http://127.0.0.1:%d/in.png\"}", is.port);
+    api(&cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, body, 0, &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] must not point to a loopback, link-local or private address"));
+    resp_free(&r);
+    CHECK_MSG(atomic_load(&is.hits) == 0, "%s: the loopback URL was fetched", label);
+    api(&cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, "{\"prompt\":\"x\",\"inputImage\":\"ftp://example.com/a.png\"}", 0,
+        &r);
+    CHECK(refused_with(&r, "Request parameter [inputImage] must be a file part or an http or https URL"));
+    resp_free(&r);
+    cvx_svc_stop(api_node.svc);
+    api_node.svc = NULL;
+
+    /* the API node again, with allow_private_inputs: a URL (through a redirect) is fetched and stored */
+    ca.allow_private_inputs = 1;
+    CHECK_MSG(cvx_svc_start(&api_node.svc, &ca, err, sizeof err) == 0, "%s: i2v API node: %s", label, err);
+    char token2[64] = "";
+    long long id2 = 0;
+    if (api_node.svc) {
+        snprintf(cl.base, sizeof cl.base, "http://127.0.0.1:%d", cvx_svc_port(api_node.svc));
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"a fox\",\"steps\":\"2\",\"inputImage\":\"http://127.0.0.1:%d/redirect\"}", is.port);
+        api(&cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, body, 0, &r);
+        CHECK_MSG(r.status == 200 && result_true(&r), "%s: URL Run: %ld %s", label, r.status, r.body ? r.body : "");
+        snprintf(token2, sizeof token2, "%s", jstr(json_object_get(r.json, "socketaccesstoken"), ""));
+        id2 = atoll(jstr(json_object_get(r.json, "taskid"), "0"));
+        resp_free(&r);
+        snprintf(body, sizeof body, "{\"prompt\":\"x\",\"inputImage\":\"http://127.0.0.1:%d/missing.png\"}", is.port);
+        api(&cl, "/v1/Run/THUDM/CogVideoX-2b", NULL, body, 0, &r);
+        CHECK(refused_with(&r, "Request parameter [inputImage] could not be fetched: HTTP 404"));
+        resp_free(&r);
+    }
+    /* both images are in the store, as received */
+    cvx_svc_store *st = NULL;
+    CHECK(cvx_svc_store_open(&st, store, err, sizeof err) == 0);
+    void *got = NULL;
+    size_t got_len = 0;
+    if (st) {
+        CHECK(cvx_svc_store_input_get(st, id1, &got, &got_len, err, sizeof err) == 1 && got_len == png_len &&
+              !memcmp(got, png, png_len));
+        free(got);
+        got = NULL;
+        CHECK(cvx_svc_store_input_get(st, id2, &got, &got_len, err, sizeof err) == 1 && got_len == png_len);
+        free(got);
+        got = NULL;
+    }
+
+    /* a worker (another process's, as on PostgreSQL) runs both from the store */
+    cvx_svc_config cw = test_config(&worker_node);
+    snprintf(cw.model.kind, sizeof cw.model.kind, "i2v");
+    cw.no_http = 1;
+    cw.worker_name = "i2v-worker";
+    CHECK_MSG(cvx_svc_start(&worker_node.svc, &cw, err, sizeof err) == 0, "%s: i2v worker: %s", label, err);
+    if (worker_node.svc && api_node.svc) {
+        CHECK_MSG(wait_status(&cl, token1, "task_postprocess_end", 20000, &r) && !strcmp(task_field(&r, "pexit"), "0"),
+                  "%s: the uploaded image's task: %s", label, r.body ? r.body : "");
+        json_t *params = json_object_get(task0(&r), "parameters");
+        CHECK_MSG(!strcmp(jstr(json_object_get(params, "inputImage"), ""), "picture.png"),
+                  "%s: parameters echo the file's name: %s", label, r.body ? r.body : "");
+        resp_free(&r);
+        CHECK_MSG(wait_status(&cl, token2, "task_postprocess_end", 20000, &r) && !strcmp(task_field(&r, "pexit"), "0"),
+                  "%s: the URL's task: %s", label, r.body ? r.body : "");
+        resp_free(&r);
+        /* the engine got the picture (both tasks had the same) */
+        CHECK_MSG(atomic_load(&worker_node.engine.last_image_w) == 80 &&
+                      atomic_load(&worker_node.engine.last_image_h) == 48 &&
+                      atomic_load(&worker_node.engine.last_image_sum) == sum,
+                  "%s: the engine's image: %dx%d sum %u (wanted %u)", label,
+                  atomic_load(&worker_node.engine.last_image_w), atomic_load(&worker_node.engine.last_image_h),
+                  atomic_load(&worker_node.engine.last_image_sum), sum);
+        /* the stored images go once their tasks ended (the worker's sweep, every 2 s) */
+        int left = 1;
+        for (int i = 0; i < 60 && left; i++) {
+            int a1 = cvx_svc_store_input_get(st, id1, &got, &got_len, err, sizeof err);
+            free(got);
+            got = NULL;
+            int a2 = cvx_svc_store_input_get(st, id2, &got, &got_len, err, sizeof err);
+            free(got);
+            got = NULL;
+            left = a1 != 0 || a2 != 0;
+            if (left) sleep_ms(100);
+        }
+        CHECK_MSG(!left, "%s: the inputs of ended tasks are still stored", label);
+    }
+    cvx_svc_store_close(st);
+    cvx_svc_stop(worker_node.svc);
+    cvx_svc_stop(api_node.svc);
+    MHD_stop_daemon(d);
+    free(png);
+}
+
 static void server_suite(const char *store, const char *outputs) {
     server s;
     memset(&s, 0, sizeof s);
@@ -3267,6 +3567,10 @@ int main(int argc, char **argv) {
     snprintf(store, sizeof store, "%s/test.db", dir);
     snprintf(outputs, sizeof outputs, "%s/out", dir);
     server_suite(store, outputs);
+    char i2v_store[700], i2v_outputs[600];
+    snprintf(i2v_store, sizeof i2v_store, "%s/i2v.db", dir);
+    snprintf(i2v_outputs, sizeof i2v_outputs, "%s/i2v-out", dir);
+    test_i2v(dir, i2v_store, i2v_outputs, "SQLite");
     /* the same suite on PostgreSQL, in a database of its own */
     if (pg_conninfo[0] && pg_create_database(pg_conninfo, "suite")) {
         snprintf(store, sizeof store, "%s dbname=suite", pg_conninfo);
@@ -3275,6 +3579,11 @@ int main(int argc, char **argv) {
         int before = cvx_test_checks;
         server_suite(store, outputs);
         printf("test_service: the HTTP suite on PostgreSQL: %d checks\n", cvx_test_checks - before);
+        if (pg_create_database(pg_conninfo, "i2v")) {
+            snprintf(i2v_store, sizeof i2v_store, "%s dbname=i2v", pg_conninfo);
+            snprintf(i2v_outputs, sizeof i2v_outputs, "%s/pg-i2v-out", dir);
+            test_i2v(dir, i2v_store, i2v_outputs, "PostgreSQL");
+        }
         char sqlite_store[700], copy_store[800];
         snprintf(sqlite_store, sizeof sqlite_store, "%s/test.db", dir);
         if (pg_create_database(pg_conninfo, "copy")) {

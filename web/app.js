@@ -155,13 +155,15 @@
     c = c || creds;
     if (!c) throw new ApiError('Enter an API key first.', 0);
     for (let attempt = 0; ; attempt++) {
-      const headers = Object.assign({ 'Content-Type': 'application/json' }, await authHeaders(c));
+      /* a FormData body (Run with an image) goes as multipart/form-data: the browser writes its boundary */
+      const form = typeof FormData === 'function' && body instanceof FormData;
+      const headers = Object.assign(form ? {} : { 'Content-Type': 'application/json' }, await authHeaders(c));
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
       let res, text;
       try {
-        res = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body || {}), signal: ctl.signal,
-                                  cache: 'no-store', credentials: 'omit' });
+        res = await fetch(path, { method: 'POST', headers, body: form ? body : JSON.stringify(body || {}),
+                                  signal: ctl.signal, cache: 'no-store', credentials: 'omit' });
         text = await res.text();
       } catch (e) {
         throw new ApiError(e.name === 'AbortError' ? `No answer from the server within ${REQUEST_TIMEOUT_MS / 1000} s (${path}).`
@@ -195,7 +197,8 @@
   class FieldError extends Error {
     constructor(field, message) { super(message); this.field = field; }
   }
-  const ERROR_FIELDS = ['prompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps', 'cacheCustom'];
+  const ERROR_FIELDS = ['inputImage', 'prompt', 'steps', 'scale', 'seed', 'numFrames', 'width', 'height', 'fps',
+                        'cacheCustom'];
   function clearFieldErrors() {
     for (const id of ERROR_FIELDS) {
       $(id).removeAttribute('aria-invalid');
@@ -226,6 +229,23 @@
     return ` ${it.min} to ${it.max}${it.default !== undefined && it.default !== null ? `, default ${it.default}` : ''}.`;
   }
   const limits = {};
+  /* Tool/Detail's inputImage item when the served model takes an image (image-to-video), else null */
+  let imageInput = null;
+
+  function applyImageInput(params) {
+    imageInput = null;
+    for (const group of params)
+      for (const it of (Array.isArray(group.items) ? group.items : []))
+        if (it && it.id === 'inputImage') imageInput = it;
+    $('inputImage-row').hidden = !imageInput;
+    if (!imageInput) return;
+    const el = $('inputImage');
+    el.accept = typeof imageInput.accept === 'string' && imageInput.accept ? imageInput.accept : 'image/*';
+    el.required = !!imageInput.required;
+    const max = Number(imageInput.max);
+    $('inputImage-hint').textContent = (imageInput.note ? String(imageInput.note) : 'The video\'s first frame.') +
+      (max > 0 ? ` At most ${(max / 1048576).toFixed(max % 1048576 ? 1 : 0)} MiB.` : '');
+  }
 
   function applyTool(tool) {
     slug = `${tool.slugowner}/${tool.slugproject}`;
@@ -240,6 +260,7 @@
     w.classList.toggle('warn', m.weights === 'random');
     $('slug').textContent = slug;
     const params = Array.isArray(tool.parameters) ? tool.parameters : [];
+    applyImageInput(params);
     for (const group of params) {
       for (const it of (Array.isArray(group.items) ? group.items : [])) {
         if (!FIELDS.includes(it.id)) continue;
@@ -625,11 +646,34 @@
     return inputs;
   }
 
+  /* The picked image of an image-to-video model (checked against Tool/Detail's limit), or null for other models. */
+  function pickedImage() {
+    if (!imageInput) return null;
+    const file = $('inputImage').files && $('inputImage').files[0];
+    if (!file) throw new FieldError('inputImage', 'Choose an image: this model animates a picture (its first frame).');
+    const max = Number(imageInput.max);
+    if (max > 0 && file.size > max)
+      throw new FieldError('inputImage', `The image is ${file.size} bytes; the server takes at most ${max}.`);
+    if (file.size === 0) throw new FieldError('inputImage', 'The image file is empty.');
+    return file;
+  }
+
+  /* Run's body: the inputs as JSON, or, with an image, multipart/form-data with the image as the file part
+   * inputImage (as Wiro's image-to-video models take it) and every other input as a text part. */
+  function runBody(inputs, image) {
+    if (!image) return inputs;
+    const fd = new FormData();
+    for (const [k, v] of Object.entries(inputs)) fd.append(k, String(v));
+    fd.append('inputImage', image, image.name || 'image');
+    return fd;
+  }
+
   async function submit() {
     clearError();
     clearFieldErrors();
-    let inputs;
+    let inputs, image;
     try {
+      image = pickedImage();
       inputs = collectInputs();
     } catch (e) {
       if (!(e instanceof FieldError) || !showFieldError(e.field, e.message)) showError(e.message);
@@ -642,7 +686,7 @@
     const btn = $('submit');
     btn.disabled = true;
     try {
-      const r = await api(`/v1/Run/${slug}`, inputs);
+      const r = await api(`/v1/Run/${slug}`, runBody(inputs, image));
       if (!r.socketaccesstoken) throw new ApiError('Run did not return a task token.', 0);
       const steps = inputs.steps || Number((limits.steps || {}).default) || 1;
       startFollowing(String(r.socketaccesstoken), String(r.taskid || ''), steps, inputs);

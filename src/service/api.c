@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "service/body.h"
+#include "service/inputs.h"
 
 static const char *DEFAULT_PROMPT =
     "A sprawling futuristic city illuminated by neon lights, with flying cars zipping through the air. The skyline is "
@@ -134,10 +135,12 @@ static int slug_matches(const cvx_svc *svc, const char *owner, size_t owner_len,
 
 /* The inputs stored with a task and echoed in `parameters`: every input Run reads, as received, and the others up
  * to EXTRA_INPUTS_MAX bytes in all. A new reference. */
-static json_t *stored_inputs(const json_t *fields) {
+static json_t *stored_inputs(const json_t *fields, int takes_image) {
+    /* inputImage is an input of an image-to-video model only: a t2v model keeps it as any other unknown field */
     static const char *known[] = {"prompt", "negativePrompt", "steps", "scale", "seed", "numFrames", "width",
                                   "height", "fps", "precision", "cache", "scheduler", "dynamicCfg", "callbackUrl",
-                                  "projectid"};
+                                  "projectid", "inputImage"};
+    const size_t n_known = sizeof known / sizeof known[0] - (takes_image ? 0 : 1);
     json_t *out = json_object();
     if (!out) return NULL;
     size_t extra = 0;
@@ -145,7 +148,7 @@ static json_t *stored_inputs(const json_t *fields) {
     json_t *v;
     json_object_foreach((json_t *)fields, key, v) {
         int is_known = 0;
-        for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++) is_known = !strcmp(key, known[i]);
+        for (size_t i = 0; i < n_known && !is_known; i++) is_known = !strcmp(key, known[i]);
         if (!is_known) {
             char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             size_t len = strlen(key) + (text ? strlen(text) : 0);
@@ -156,6 +159,75 @@ static json_t *stored_inputs(const json_t *fields) {
         json_object_set(out, key, v);
     }
     return out;
+}
+
+/* The inputImage of Run for a model that takes one: a file part named inputImage, or an http(s) URL in the field
+ * (fetched here, under the limits of inputs.h); its bytes must decode to a picture, whose size goes to *fw x *fh.
+ * 0 (*data malloc'ed, *size bytes) or -1 (an error was replied). */
+static int run_image(const cvx_svc_request *rq, cvx_svc_reply *rp, void **data, size_t *size, int *fw, int *fh) {
+    const cvx_svc *svc = rq->svc;
+    *data = NULL;
+    *size = 0;
+    char why[600];
+    if (rq->n_files > 0 && strcmp(rq->files[0].name, "inputImage")) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [%.64s] is a file; this model takes a file only as [inputImage]",
+                            rq->files[0].name);
+        return -1;
+    }
+    if (rq->n_files > 0) {
+        const cvx_svc_body_file *f = &rq->files[0];
+        if (f->size > CVX_SVC_INPUT_MAX) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] must be at most %u bytes (it has %zu)",
+                                CVX_SVC_INPUT_MAX, f->size);
+            return -1;
+        }
+        if (f->size == 0) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] is empty");
+            return -1;
+        }
+        *data = malloc(f->size);
+        if (!*data) {
+            cvx_svc_reply_error(rp, 500, 0, "Out of memory.");
+            return -1;
+        }
+        memcpy(*data, f->data, f->size);
+        *size = f->size;
+    } else {
+        const char *url;
+        char b[64];
+        if (get_text(rq, rp, "inputImage", 2048, &url, b, sizeof b)) return -1;
+        if (!url) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] required");
+            return -1;
+        }
+        if (!ok_callback_url(url)) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [inputImage] must be a file part or an http or https URL without "
+                                "credentials");
+            return -1;
+        }
+        if (!svc->cfg.allow_private_inputs && internal_callback_host(url)) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [inputImage] must not point to a loopback, link-local or private "
+                                "address");
+            return -1;
+        }
+        if (cvx_svc_input_fetch(svc, url, data, size, why, sizeof why)) {
+            cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] %s", why);
+            return -1;
+        }
+    }
+    cvx_frames fr;
+    if (cvx_svc_input_decode(*data, *size, &fr, why, sizeof why)) {
+        cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] %s", why);
+        free(*data);
+        *data = NULL;
+        return -1;
+    }
+    *fw = fr.width;
+    *fh = fr.height;
+    cvx_frames_free(&fr);
+    return 0;
 }
 
 static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
@@ -203,6 +275,11 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                             M->min_frames + 2 * M->frames_step, L->max_frames);
         return;
     }
+    /* an image-to-video model's width and height default to the image's (checked below, once it is read) */
+    const int takes_image = cvx_svc_takes_image(svc);
+    long long given;
+    const int width_given = cvx_svc_field_int(rq->fields, "width", &given) != 0;
+    const int height_given = cvx_svc_field_int(rq->fields, "height", &given) != 0;
     if (get_int(rq, rp, "width", L->default_width, M->min_size, L->max_width, &width)) return;
     if (get_int(rq, rp, "height", L->default_height, M->min_size, L->max_height, &height)) return;
     if (width % M->size_multiple || height % M->size_multiple) {
@@ -282,12 +359,41 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
         return;
     }
 
+    /* image-to-video: the image, a file part or a URL, decoded here (a bad one is refused before anything is
+     * stored) and stored with the task as the bytes received */
+    void *image = NULL;
+    size_t image_size = 0;
+    if (takes_image) {
+        int fw = 0, fh = 0;
+        if (run_image(rq, rp, &image, &image_size, &fw, &fh)) return;
+        if (!width_given) width = fw;
+        if (!height_given) height = fh;
+        if (fw != width || fh != height) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [inputImage] must be a %lldx%lld image (the video's width x "
+                                "height); it is %dx%d",
+                                width, height, fw, fh);
+            free(image);
+            return;
+        }
+        if (width < M->min_size || width > L->max_width || height < M->min_size || height > L->max_height ||
+            width % M->size_multiple || height % M->size_multiple) {
+            cvx_svc_reply_error(rp, 200, 0,
+                                "Request parameter [inputImage] is %dx%d; the video's width and height (the image's "
+                                "unless given) must be multiples of %d from %d to %dx%d",
+                                fw, fh, M->size_multiple, M->min_size, (int)L->max_width, (int)L->max_height);
+            free(image);
+            return;
+        }
+    }
+
     cvx_svc_task t;
     memset(&t, 0, sizeof t);
     char key[33], seed_text[32];
     snprintf(seed_text, sizeof seed_text, "%llu", seed);
     if (cvx_svc_uuid(t.uuid) || cvx_svc_random_token(t.token, 30) || cvx_svc_random_token(key, 32)) {
         cvx_svc_reply_error(rp, 500, 0, "No random numbers available.");
+        free(image);
         return;
     }
     /* the precision is resolved here, once: the task keeps it across restarts and a change of the server's
@@ -300,7 +406,7 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                             key);
     if (gen && *scheduler) json_object_set_new(gen, "scheduler", json_string(scheduler));
     if (gen && dynamic_cfg) json_object_set_new(gen, "dynamic_cfg", json_true());
-    json_t *inputs = stored_inputs(rq->fields);
+    json_t *inputs = stored_inputs(rq->fields, takes_image);
     t.params = inputs ? json_dumps(inputs, JSON_COMPACT) : NULL;
     json_decref(inputs);
     t.gen = gen ? json_dumps(gen, JSON_COMPACT) : NULL;
@@ -317,8 +423,10 @@ static void api_run(const cvx_svc_request *rq, cvx_svc_reply *rp) {
                                  .project_runs_per_min = svc->cfg.project_runs_per_min};
     int refused = 0;
     int added = t.params && t.gen && t.callbackurl
-                    ? cvx_svc_store_task_add(svc->store, &t, &limits, &refused, err, sizeof err)
+                    ? cvx_svc_store_task_add_input(svc->store, &t, &limits, &refused, image, image_size, err,
+                                                   sizeof err)
                     : -1;
+    free(image);
     if (added < 0) {
         cvx_svc_log(svc, CVX_LOG_ERROR, "Run: %s", err);
         store_failed(rp, "The task could not be stored.");
@@ -542,6 +650,11 @@ static void api_io_delete(const cvx_svc_request *rq, cvx_svc_reply *rp) {
             return;
         }
     }
+    if (cvx_svc_store_input_delete(rq->svc->store, t.id, err, sizeof err) < 0) {
+        store_failed(rp, "The inputs could not be deleted.");
+        cvx_svc_task_clear(&t);
+        return;
+    }
     cvx_svc_task_clear(&t);
     rp->status = 200;
     rp->body = json_pack("{s:b, s:[]}", "result", 1, "errors");
@@ -563,11 +676,21 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
     snprintf(title, sizeof title, "%s", svc->slug_project);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s, s]}", "id", "1", "title", title, "slugowner",
                           svc->slug_owner, "slugproject", svc->slug_project, "description", cvx_svc_model_description,
-                          "categories", "text-to-video", "tags", "video", "cogvideox");
+                          "categories", cvx_svc_takes_image(svc) ? "image-to-video" : "text-to-video", "tags", "video", "cogvideox");
     json_object_set_new(o, "model", cvx_svc_model_json(M)); /* what is really served (the page's header) */
     if (!with_params) return o;
     char b[64];
     json_t *items = json_array();
+    if (cvx_svc_takes_image(svc)) {
+        json_t *img = param_item("inputImage", "fileinput", "Input image", 1, json_string(""), NULL,
+                                 json_integer(CVX_SVC_INPUT_MAX), NULL,
+                                 "The first frame: a picture FFmpeg decodes (PNG, JPEG, WebP, ...) of the video's "
+                                 "width x height (which default to the image's), as a multipart file part or an "
+                                 "http(s) URL the server fetches. max: bytes.");
+        json_object_set_new(img, "accept", json_string("image/*"));
+        json_object_set_new(img, "sources", json_pack("[s, s]", "file", "url"));
+        json_array_append_new(items, img);
+    }
     json_array_append_new(items, param_item("prompt", "textarea", "Prompt", 1, json_string(DEFAULT_PROMPT), NULL,
                                             json_integer((json_int_t)L->max_prompt_bytes), NULL,
                                             "What the video shows; tokens beyond 226 are dropped, as the reference "
@@ -590,14 +713,17 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
     json_array_append_new(items, param_item("numFrames", "number", "Frames", 0, json_string(b),
                                             json_integer(M->min_frames), json_integer(L->max_frames),
                                             json_integer(M->frames_step), "4N+1 frames."));
+    /* image-to-video: the size defaults to the image's ("" = not given) */
+    const int img = cvx_svc_takes_image(svc);
+    const char *size_note = img ? "Pixels, a multiple of 16; default: the input image's." : "Pixels, a multiple of 16.";
     snprintf(b, sizeof b, "%d", L->default_width);
-    json_array_append_new(items, param_item("width", "number", "Width", 0, json_string(b), json_integer(M->min_size),
-                                            json_integer(L->max_width), json_integer(M->size_multiple),
-                                            "Pixels, a multiple of 16."));
+    json_array_append_new(items, param_item("width", "number", "Width", 0, json_string(img ? "" : b),
+                                            json_integer(M->min_size), json_integer(L->max_width),
+                                            json_integer(M->size_multiple), size_note));
     snprintf(b, sizeof b, "%d", L->default_height);
-    json_array_append_new(items, param_item("height", "number", "Height", 0, json_string(b), json_integer(M->min_size),
-                                            json_integer(L->max_height), json_integer(M->size_multiple),
-                                            "Pixels, a multiple of 16."));
+    json_array_append_new(items, param_item("height", "number", "Height", 0, json_string(img ? "" : b),
+                                            json_integer(M->min_size), json_integer(L->max_height),
+                                            json_integer(M->size_multiple), size_note));
     snprintf(b, sizeof b, "%d", L->default_fps);
     json_array_append_new(items, param_item("fps", "number", "Frames per second", 0, json_string(b), json_integer(M->min_fps),
                                             json_integer(L->max_fps), json_integer(1), "Of the MP4 file."));

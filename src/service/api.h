@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "service/body.h"
 #include "service/internal.h"
 
 enum {
@@ -19,6 +20,8 @@ typedef struct {
     json_t *fields;         /* the body's fields */
     const char *base_url;   /* what outputs[].url starts with */
     const char *path_rest;  /* for prefix routes: the path after the prefix */
+    const cvx_svc_body_file *files; /* the body's file parts (Run of an image-to-video model: at most one) */
+    int n_files;
 } cvx_svc_request;
 
 typedef struct {

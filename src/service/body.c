@@ -266,8 +266,8 @@ static const char *find(const char *hay, size_t hay_len, const char *needle, siz
     return memmem(hay, hay_len, needle, needle_len);
 }
 
-static int parse_multipart(const char *content_type, const char *data, size_t size, json_t **out, char *err,
-                           size_t n) {
+static int parse_multipart(const char *content_type, const char *data, size_t size, json_t **out,
+                           cvx_svc_body_file *files, int max_files, int *n_files, char *err, size_t n) {
     char boundary[80];
     int r = header_param(content_type, strlen(content_type), "boundary", boundary, sizeof boundary);
     if (r != 1 || !boundary[0]) return fail(err, n, "multipart/form-data body without a usable boundary");
@@ -293,7 +293,7 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
         const char *hend_lf = find(p, left, "\n\n", 2);
         if (!hend || (hend_lf && hend_lf < hend)) hend = hend_lf, hsep = 2;
         if (!hend) goto bad_frame;
-        char name[256] = "";
+        char name[256] = "", fname[256] = "";
         int is_file = 0, has_disp = 0;
         for (const char *h = p; h < hend;) {
             const char *eol = memchr(h, '\n', (size_t)(hend - h));
@@ -306,8 +306,9 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
                     json_decref(obj);
                     return fail(err, n, "multipart part without a usable name");
                 }
-                char fname[256];
-                if (header_param(h, hl, "filename", fname, sizeof fname) != 0) is_file = 1;
+                int fr = header_param(h, hl, "filename", fname, sizeof fname);
+                if (fr != 0) is_file = 1;
+                if (fr < 0) fname[0] = 0; /* a name too long to keep: the file is still a file */
             }
             h = eol + 1;
         }
@@ -315,8 +316,11 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
             json_decref(obj);
             return fail(err, n, "multipart part without Content-Disposition name");
         }
-        if (is_file) {
+        if (is_file && *n_files >= max_files) {
             json_decref(obj);
+            if (max_files > 0)
+                return fail(err, n, "field [%s] is a file; this model takes at most %d file input%s", name, max_files,
+                            max_files > 1 ? "s" : "");
             return fail(err, n, "field [%s] is a file; this model takes no file inputs", name);
         }
         const char *content = hend + hsep;
@@ -327,7 +331,17 @@ static int parse_multipart(const char *content_type, const char *data, size_t si
         const char *cend = next;
         if (cend > content && cend[-1] == '\n') cend--;
         if (cend > content && cend[-1] == '\r') cend--;
-        int ar = add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n);
+        int ar;
+        if (is_file) { /* the bytes stay in the body; the field holds the file's name */
+            cvx_svc_body_file *f = &files[(*n_files)++];
+            snprintf(f->name, sizeof f->name, "%s", name);
+            snprintf(f->filename, sizeof f->filename, "%s", fname);
+            f->data = content;
+            f->size = (size_t)(cend - content);
+            ar = add_string(obj, name, strlen(name), fname, strlen(fname), err, n);
+        } else {
+            ar = add_string(obj, name, strlen(name), content, (size_t)(cend - content), err, n);
+        }
         if (ar) {
             json_decref(obj);
             return ar;
@@ -352,7 +366,14 @@ static int type_is(const char *ct, const char *type) {
 
 int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, json_t **fields, char *err,
                        size_t err_size) {
+    int n_files = 0;
+    return cvx_svc_body_parse_files(content_type, data, size, fields, NULL, 0, &n_files, err, err_size);
+}
+
+int cvx_svc_body_parse_files(const char *content_type, const char *data, size_t size, json_t **fields,
+                             cvx_svc_body_file *files, int max_files, int *n_files, char *err, size_t err_size) {
     *fields = NULL;
+    *n_files = 0;
     if (err && err_size) err[0] = 0;
     size_t i = 0;
     while (i < size && is_blank((unsigned char)data[i])) i++;
@@ -364,7 +385,7 @@ int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, 
     if (content_type && type_is(content_type, "application/json"))
         return fail(err, err_size, "the JSON body is not an object");
     if (content_type && type_is(content_type, "multipart/form-data"))
-        return parse_multipart(content_type, data, size, fields, err, err_size);
+        return parse_multipart(content_type, data, size, fields, files, max_files, n_files, err, err_size);
     return parse_urlencoded(data, size, fields, err, err_size);
 }
 

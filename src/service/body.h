@@ -8,8 +8,8 @@
  *  - JSON that jansson refuses is retried with a lenient reader for flat objects: bare tokens as values and a trailing
  *    comma (the model page's Task/Detail curl, after the shell strips its inner quotes, sends
  *    `{ "tasktoken": eDcC..., }`);
- *  - multipart parts and urlencoded pairs give string values; file parts are refused (no input of this model is a
- *    file); every string must be valid UTF-8 without NUL.
+ *  - multipart parts and urlencoded pairs give string values; file parts are refused unless the caller takes them
+ *    (cvx_svc_body_parse_files: an image-to-video model's inputImage); every string must be valid UTF-8 without NUL.
  * Nothing here allocates more than a small multiple of the body size; every error is a message, never a crash. */
 #ifndef CVX_SERVICE_BODY_H
 #define CVX_SERVICE_BODY_H
@@ -27,6 +27,22 @@
  * message in err. */
 int cvx_svc_body_parse(const char *content_type, const char *data, size_t size, json_t **fields, char *err,
                        size_t err_size);
+
+/* A file part of a multipart body (a part whose Content-Disposition has a filename): its bytes point into the body
+ * passed to cvx_svc_body_parse_files, which must outlive it. */
+typedef struct {
+    char name[256];     /* the part's name */
+    char filename[256]; /* as the client sent it ("" when it sent filename="") */
+    const char *data;
+    size_t size;
+} cvx_svc_body_file;
+
+/* cvx_svc_body_parse that also takes file parts: up to max_files of them into files (*n_files), each recorded in
+ * fields as its name -> filename (so a client's file name, never its bytes, is what `parameters` echo); a file part
+ * beyond max_files is refused ("field [x] is a file; this model takes no file inputs" with max_files 0, "... takes
+ * at most N file input(s)" otherwise). Bodies that are not multipart have no file parts. */
+int cvx_svc_body_parse_files(const char *content_type, const char *data, size_t size, json_t **fields,
+                             cvx_svc_body_file *files, int max_files, int *n_files, char *err, size_t err_size);
 
 /* Field coercion. Each returns 0 when the field is absent (or null, or an empty string), 1 with the value in *out,
  * -1 when it is present but of the wrong kind. */

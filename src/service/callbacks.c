@@ -126,7 +126,8 @@ static void retention_sweep(cvx_svc *svc) {
             cvx_svc_task t;
             if (cvx_svc_store_task_get(svc->store, ids[i], NULL, &t, err, sizeof err) != 1) continue;
             if (t.out_key[0]) cvx_svc_remove_output(svc, t.out_key, t.id, 0);
-            if (cvx_svc_store_output_deleted(svc->store, t.id, err, sizeof err) < 0)
+            if (cvx_svc_store_input_delete(svc->store, t.id, err, sizeof err) < 0 ||
+                cvx_svc_store_output_deleted(svc->store, t.id, err, sizeof err) < 0)
                 cvx_svc_log(svc, CVX_LOG_WARN, "retention: task %lld: %s", t.id, err);
             else
                 done++;

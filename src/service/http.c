@@ -22,6 +22,7 @@
 
 #include "service/api.h"
 #include "service/body.h"
+#include "service/inputs.h"
 #include "service/internal.h"
 #include "service/web.h"
 
@@ -401,22 +402,41 @@ static int authenticate(cvx_svc *svc, struct MHD_Connection *conn, const cvx_svc
     return 0;
 }
 
+/* Run of a model that takes an image: its body may hold a file part (inputImage) of up to CVX_SVC_INPUT_MAX bytes. */
+static int takes_file(const cvx_svc *svc, const cvx_svc_route *route) {
+    return (route->flags & CVX_SVC_ROUTE_PREFIX) && cvx_svc_takes_image(svc);
+}
+
+static size_t body_limit_of(const cvx_svc *svc, const cvx_svc_route *route) {
+    return svc->cfg.body_limit + (takes_file(svc, route) ? CVX_SVC_INPUT_MAX + 65536 : 0);
+}
+
 static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, const char *rest) {
     const cvx_svc_route *route = rc->route;
     if (rc->too_large) return send_error(conn, 413, 0, "Request body is too large.");
     cvx_svc_project project = rc->project;
     json_t *fields = NULL;
     char err[256];
-    int pr = cvx_svc_body_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
-                                rc->body ? rc->body : "", rc->len, &fields, err, sizeof err);
+    /* Run of an image-to-video model takes one file part (inputImage); every other call, none */
+    cvx_svc_body_file files[1];
+    int n_files = 0, max_files = takes_file(svc, route) ? 1 : 0;
+    int pr = cvx_svc_body_parse_files(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+                                      rc->body ? rc->body : "", rc->len, &fields, files, max_files, &n_files, err,
+                                      sizeof err);
     if (pr) {
         char msg[400];
         snprintf(msg, sizeof msg, "Request parameters are invalid. %s", err);
         return send_error(conn, pr == CVX_SVC_BODY_NUL ? 400 : 200, 0, msg); /* a NUL byte: 400 */
     }
+    /* the room above body_limit is the file's alone: the other fields keep the limit */
+    if (n_files && rc->len - files[0].size > svc->cfg.body_limit) {
+        json_decref(fields);
+        return send_error(conn, 413, 0, "Request body is too large.");
+    }
     char base[600];
     request_base(svc, conn, base, sizeof base);
-    cvx_svc_request rq = {.svc = svc, .project = &project, .fields = fields, .base_url = base, .path_rest = rest};
+    cvx_svc_request rq = {.svc = svc, .project = &project, .fields = fields, .base_url = base, .path_rest = rest,
+                          .files = files, .n_files = n_files};
     cvx_svc_reply rp = {0};
     route->handler(&rq, &rp);
     json_decref(fields);
@@ -487,7 +507,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_error(conn, 404, 0, "Error parsing url.");
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > svc->cfg.body_limit)
+        if (cl && strtoull(cl, NULL, 10) > body_limit_of(svc, route))
             return send_error(conn, 413, 0, "Request body is too large.");
         /* the key and signature are checked from the headers: an unauthenticated body is never read */
         cvx_svc_project project;
@@ -512,7 +532,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rc->too_large || rc->len + n > svc->cfg.body_limit) {
+        if (rc->too_large || rc->len + n > body_limit_of(svc, rc->route)) {
             rc->too_large = 1; /* keep reading and dropping: the answer goes out when the body is over */
             free(rc->body);
             rc->body = NULL;

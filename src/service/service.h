@@ -61,6 +61,7 @@ typedef struct {
     int callback_timeout_ms;     /* 10000 per try */
     int callback_threads;        /* 4 deliveries at a time, at most one per project */
     int allow_private_callbacks; /* 0: callbackUrl may not reach loopback, link-local or private addresses */
+    int allow_private_inputs;    /* 0: an inputImage URL may not be fetched from loopback, link-local or private addresses */
     int max_websockets;          /* 256 */
     int max_websockets_per_ip;   /* 16 sessions from one client address: 503 beyond */
     int max_websockets_per_task; /* 8 sessions following one task: a task_error frame beyond */

@@ -114,6 +114,8 @@ static const char *const SQLITE_MIGRATIONS[] = {
     " data BLOB NOT NULL, PRIMARY KEY (okey, name, part)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS frames (task INTEGER NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL,"
     " PRIMARY KEY (task, seq)) WITHOUT ROWID;",
+    /* 5: a task's input file (image-to-video: the image's bytes as uploaded or fetched) */
+    "CREATE TABLE IF NOT EXISTS inputs (task INTEGER PRIMARY KEY, data BLOB NOT NULL);",
 };
 #define SQLITE_SCHEMA_VERSION ((int)(sizeof SQLITE_MIGRATIONS / sizeof SQLITE_MIGRATIONS[0]))
 _Static_assert(SQLITE_SCHEMA_VERSION == CVX_SVC_SCHEMA_VERSION, "store.h's CVX_SVC_SCHEMA_VERSION is SQLite's");
@@ -166,6 +168,9 @@ static const char *const PG_MIGRATIONS[] = {
     " PRIMARY KEY (okey, name, part));"
     "CREATE TABLE frames (task BIGINT NOT NULL, seq INTEGER NOT NULL, frame TEXT NOT NULL, PRIMARY KEY (task, seq));"
     "ALTER TABLE outputs ALTER COLUMN data SET STORAGE EXTERNAL;", /* video bytes do not compress: no pglz try */
+    /* 5: a task's input file (image-to-video: the image's bytes as uploaded or fetched) */
+    "CREATE TABLE inputs (task BIGINT PRIMARY KEY, data BYTEA NOT NULL);"
+    "ALTER TABLE inputs ALTER COLUMN data SET STORAGE EXTERNAL;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof PG_MIGRATIONS / sizeof PG_MIGRATIONS[0]))
 
@@ -1078,9 +1083,17 @@ static int row_task_added(db_row *row, void *ud) {
 
 int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
                            char *err, size_t n) {
+    return cvx_svc_store_task_add_input(s, t, limits, refused, NULL, 0, err, n);
+}
+
+int cvx_svc_store_task_add_input(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
+                                 const void *input, size_t input_size, char *err, size_t n) {
     int why = CVX_SVC_REFUSED_NONE;
     pthread_mutex_lock(&s->mu);
     int r = -1;
+    /* with an input, the task and its bytes are written in one transaction: no worker claims a task without them */
+    int tx = input && input_size;
+    if (tx && exec(s, err, n, "adding a task", "BEGIN IMMEDIATE", "") < 0) goto out;
     if (limits && limits->queue_limit > 0) {
         long long waiting = count_rows(s, err, n, "SELECT count(*) FROM tasks WHERE " NOT_FINAL, "");
         if (waiting < 0) goto out;
@@ -1107,7 +1120,13 @@ int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_
               " slugproject, createtime) VALUES (?,?,?,'" CVX_SVC_S_QUEUE "',?,?,?,?,?,?) RETURNING id",
               "ttItttttI", t->uuid, t->token, t->project, t->params, t->gen, t->callbackurl, t->slugowner,
               t->slugproject, t->createtime);
+    if (tx && r == 1 &&
+        exec(s, err, n, "adding a task's input", "INSERT INTO inputs(task, data) VALUES (?, ?)", "Ib", t->id, input,
+             input_size) < 0)
+        r = -1;
 out:
+    if (tx && r == 1 && exec(s, err, n, "adding a task", "COMMIT", "") < 0) r = -1;
+    if (tx && r != 1) raw(s, "ROLLBACK");
     pthread_mutex_unlock(&s->mu);
     if (refused) *refused = why;
     return r;
@@ -1402,6 +1421,17 @@ static int row_checkpoint(db_row *row, void *ud) {
     return 1;
 }
 
+static int row_input(db_row *row, void *ud) {
+    ckpt_row *c = ud;
+    size_t len;
+    const void *b = col_blob(row, 0, &len);
+    c->blob = len ? malloc(len) : NULL;
+    if (!c->blob) return 0;
+    memcpy(c->blob, b, len);
+    c->size = len;
+    return 1;
+}
+
 int cvx_svc_store_checkpoint_get(cvx_svc_store *s, long long id, void **blob, size_t *size, int *step, int *steps,
                                  char *err, size_t n) {
     ckpt_row c = {0};
@@ -1559,6 +1589,30 @@ int cvx_svc_store_output_deleted(cvx_svc_store *s, long long id, char *err, size
     return exec_locked(s, err, n, "deleting outputs", "UPDATE tasks SET out_deleted = 1 WHERE id = ?", "I", id);
 }
 
+int cvx_svc_store_input_get(cvx_svc_store *s, long long id, void **data, size_t *size, char *err, size_t n) {
+    ckpt_row c = {0};
+    int r = query_locked(s, err, n, "reading a task's input", FIRST_ROW, row_input, &c,
+                         "SELECT data FROM inputs WHERE task = ?", "I", id);
+    if (r != 1) {
+        free(c.blob);
+        return r < 0 ? -1 : 0;
+    }
+    *data = c.blob;
+    *size = c.size;
+    return 1;
+}
+
+int cvx_svc_store_input_delete(cvx_svc_store *s, long long id, char *err, size_t n) {
+    return exec_locked(s, err, n, "deleting a task's input", "DELETE FROM inputs WHERE task = ?", "I", id) < 0 ? -1 : 0;
+}
+
+int cvx_svc_store_inputs_purge(cvx_svc_store *s, char *err, size_t n) {
+    return exec_locked(s, err, n, "purging inputs",
+                       "DELETE FROM inputs WHERE task IN (SELECT id FROM tasks WHERE status IN ('" CVX_SVC_S_CANCEL
+                       "','" CVX_SVC_S_POSTPROCESS_END "'))",
+                       "");
+}
+
 int cvx_svc_store_outputs_before(cvx_svc_store *s, long long cutoff_s, int max, long long *ids, char *err,
                                  size_t n) {
     id_list l = {ids, 0};
@@ -1690,6 +1744,16 @@ static int copy_task(db_row *row, void *ud) {
     return 1;
 }
 
+static int copy_input(db_row *row, void *ud) {
+    copy_ctx *c = ud;
+    size_t len;
+    const void *b = col_blob(row, 1, &len);
+    if (!c->failed && exec(c->to, c->err, c->n, "copying a task's input", "INSERT INTO inputs(task, data) VALUES (?,?)",
+                           "Ib", col_i64(row, 0), b, len) < 0)
+        c->failed = 1;
+    return 1;
+}
+
 static int copy_nonce(db_row *row, void *ud) {
     copy_ctx *c = ud;
     if (!c->failed && exec(c->to, c->err, c->n, "copying a nonce", "INSERT INTO nonces(apikey, nonce, seen) VALUES (?,?,?)",
@@ -1726,6 +1790,9 @@ int cvx_svc_store_copy(cvx_svc_store *from, cvx_svc_store *to, long long *projec
                             "SELECT " TASK_COLS " FROM tasks ORDER BY id", "") >= 0 && !c.failed;
     *tasks = c.rows;
     c.rows = 0;
+    /* the input files of the tasks not yet run (image-to-video) */
+    ok = ok && query_locked(from, err, n, "reading inputs", ALL_ROWS, copy_input, &c, "SELECT task, data FROM inputs",
+                            "") >= 0 && !c.failed;
     ok = ok && query_locked(from, err, n, "reading nonces", ALL_ROWS, copy_nonce, &c,
                             "SELECT apikey, nonce, seen FROM nonces", "") >= 0 && !c.failed;
     *nonces = c.rows;

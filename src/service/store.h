@@ -19,7 +19,7 @@
 #include "service/status.h"
 
 /* SQLite's schema version (PRAGMA user_version); PostgreSQL counts its own in cvx_schema. */
-#define CVX_SVC_SCHEMA_VERSION 4
+#define CVX_SVC_SCHEMA_VERSION 5
 
 typedef struct cvx_svc_store cvx_svc_store;
 
@@ -132,6 +132,17 @@ enum { CVX_SVC_REFUSED_NONE = 0, CVX_SVC_REFUSED_QUEUE, CVX_SVC_REFUSED_PROJECT_
  * (*refused says which limit; may be NULL), -1 error. */
 int cvx_svc_store_task_add(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
                            char *err, size_t err_size);
+/* The same, with the task's input file (image-to-video: the image's bytes, at most a few MiB) stored with it in one
+ * transaction (input NULL or input_size 0: none, as cvx_svc_store_task_add). */
+int cvx_svc_store_task_add_input(cvx_svc_store *s, cvx_svc_task *t, const cvx_svc_add_limits *limits, int *refused,
+                                 const void *input, size_t input_size, char *err, size_t err_size);
+/* A task's input file: 1 (*data malloc'ed, the caller frees it), 0 none (or deleted), -1 error. */
+int cvx_svc_store_input_get(cvx_svc_store *s, long long id, void **data, size_t *size, char *err, size_t err_size);
+/* Forgets a task's input file (Task/InputOutputDelete, retention). 0 or -1. */
+int cvx_svc_store_input_delete(cvx_svc_store *s, long long id, char *err, size_t err_size);
+/* Forgets the input files of every task that ended (done, failed or cancelled): a task's input is kept only while
+ * it may still run, so the store holds at most the queue's worth of them. 0 or -1. */
+int cvx_svc_store_inputs_purge(cvx_svc_store *s, char *err, size_t err_size);
 /* 1 found, 0 unknown, -1 error. by_token when token != NULL, else by id. */
 int cvx_svc_store_task_get(cvx_svc_store *s, long long id, const char *token, cvx_svc_task *t, char *err,
                            size_t err_size);

@@ -25,6 +25,7 @@
 
 #include <openssl/sha.h>
 
+#include "service/inputs.h"
 #include "service/internal.h"
 
 #define CKPT_MAGIC "CVXSVCK2"
@@ -520,6 +521,31 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         cvx_svc_log(svc, CVX_LOG_INFO, "task %lld: %s", t->id, line);
         rc.first_step = resume_step;
     }
+    /* image-to-video: the image stored with the task (any worker reads it from the store) */
+    cvx_frames image = {0};
+    {
+        void *bytes = NULL;
+        size_t size = 0;
+        int r, delay = 0;
+        while ((r = cvx_svc_store_input_get(svc->store, t->id, &bytes, &size, err, sizeof err)) < 0)
+            if (!store_backoff(svc, t->id, err, &delay)) break;
+        if (r < 0) { /* stopping while the store is away: the task stays claimed for the next start */
+            free(resume);
+            json_decref(g);
+            return;
+        }
+        char why[400];
+        if (r == 1 && cvx_svc_input_decode(bytes, size, &image, why, sizeof why)) {
+            free(bytes);
+            free(resume);
+            snprintf(err, sizeof err, "the stored inputImage %s", why);
+            fail_task(svc, t, err, 0);
+            json_decref(g);
+            return;
+        }
+        free(bytes);
+    }
+
     int moved = step_to(svc, t, CVX_SVC_STATUS_PREPROCESS_END);
     if (moved == 1) moved = step_to(svc, t, CVX_SVC_STATUS_ASSIGN);
     if (moved == 1) {
@@ -530,6 +556,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
     }
     if (moved != 1) {
         free(resume);
+        cvx_frames_free(&image);
         if (moved == 0) { /* killed: its files go; -1 (stopped, store failing): they stay for the next start */
             cvx_svc_remove_output(svc, gp.out_key, t->id, t->claim); /* out_key lives in g */
             remove_checkpoint(svc, t);
@@ -540,6 +567,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
 
     cvx_generate_params p = cvx_generate_params_default();
     p.prompt = gp.prompt;
+    if (image.rgb) p.image = image.rgb, p.image_width = image.width, p.image_height = image.height;
     p.negative_prompt = gp.negative;
     p.steps = gp.steps;
     p.guidance_scale = (float)gp.scale;
@@ -576,6 +604,7 @@ static void run_task(cvx_svc *svc, cvx_svc_task *t) {
         st = svc->cfg.engine.generate(svc->cfg.engine.ctx, &p, err, sizeof err);
     }
     free(resume);
+    cvx_frames_free(&image);
     int killed = atomic_load(&svc->kill_requested) || rc.killed_elsewhere;
     if (!killed && atomic_load(&svc->lease_lost)) { /* a renewal refused: a Kill, or another worker's claim? */
         cvx_svc_task now;
@@ -712,6 +741,8 @@ static void recover_expired(cvx_svc *svc, long long *last_ms) {
     /* the step frames of tasks that ended a minute ago: every WebSocket session has read them */
     if (cvx_svc_store_frames_purge(svc->store, now / 1000 - 60, err, sizeof err) < 0)
         cvx_svc_log(svc, CVX_LOG_WARN, "worker: %s", err);
+    /* the input files (image-to-video) of tasks that ended: only a task that may still run needs its image */
+    if (cvx_svc_store_inputs_purge(svc->store, err, sizeof err) < 0) cvx_svc_log(svc, CVX_LOG_WARN, "worker: %s", err);
 }
 
 void *cvx_svc_worker_main(void *arg) {

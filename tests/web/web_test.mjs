@@ -137,6 +137,7 @@ try {
   const stored = await page.evaluate(() => ({ session: Object.keys(sessionStorage).map((k) => [k, sessionStorage.getItem(k)]),
                                               local: localStorage.length, cookie: document.cookie,
                                               error: document.getElementById('error').hidden }));
+  check(await page.$eval('#inputImage-row', (e) => e.hidden), 'a text-to-video model: no image picker');
   check(stored.session.length === 1 && stored.session[0][1].includes(KEY) && stored.session[0][1].includes(SECRET) &&
         stored.local === 0 && stored.cookie === '' && stored.error,
         'credentials accepted; kept in sessionStorage only (no localStorage, no cookie), the error is gone',

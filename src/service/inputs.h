@@ -1,0 +1,27 @@
+/* The input files of Run (image-to-video: inputImage), as a multipart file part or an http(s) URL that the API node
+ * fetches. A URL is fetched with libcurl under limits (CVX_SVC_INPUT_MAX bytes, CVX_SVC_INPUT_TIMEOUT_S seconds, at
+ * most CVX_SVC_INPUT_REDIRECTS redirects, http and https only, no proxy) and, unless allow_private_inputs, never
+ * from a loopback, private, link-local or otherwise internal address (every address a name resolves to, redirects
+ * included: cvx_svc_addr_internal). The bytes are decoded by the frame reader (media/frame_reader.h) to check that
+ * they are a picture; the task stores the bytes, the worker decodes them again. */
+#ifndef CVX_SERVICE_INPUTS_H
+#define CVX_SERVICE_INPUTS_H
+
+#include <stddef.h>
+
+#include "media/frame_reader.h"
+#include "service/internal.h"
+
+#define CVX_SVC_INPUT_MAX (10u << 20) /* 10 MiB per input file */
+#define CVX_SVC_INPUT_TIMEOUT_S 20
+#define CVX_SVC_INPUT_REDIRECTS 3
+
+/* 1 when the served model takes an image (its kind is i2v). */
+int cvx_svc_takes_image(const cvx_svc *svc);
+/* Fetches url into *data (malloc'ed, *size bytes): 0, or -1 with a message for the client in why. */
+int cvx_svc_input_fetch(const cvx_svc *svc, const char *url, void **data, size_t *size, char *why, size_t why_size);
+/* Decodes an image file's bytes (the first picture FFmpeg finds in them): 0 (out filled; cvx_frames_free), or -1
+ * with a message in why. */
+int cvx_svc_input_decode(const void *data, size_t size, cvx_frames *out, char *why, size_t why_size);
+
+#endif
