@@ -675,7 +675,7 @@ static json_t *tool_json(const cvx_svc *svc, int with_params) {
     char title[160];
     snprintf(title, sizeof title, "%s", svc->slug_project);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s, s]}", "id", "1", "title", title, "slugowner",
-                          svc->slug_owner, "slugproject", svc->slug_project, "description", cvx_svc_model_description,
+                          svc->slug_owner, "slugproject", svc->slug_project, "description", cvx_svc_model_description(svc),
                           "categories", cvx_svc_takes_image(svc) ? "image-to-video" : "text-to-video", "tags", "video", "cogvideox");
     json_object_set_new(o, "model", cvx_svc_model_json(M)); /* what is really served (the page's header) */
     if (!with_params) return o;

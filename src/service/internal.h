@@ -146,7 +146,8 @@ int cvx_svc_addr_internal(const struct sockaddr *sa);
 
 /* ---- the task as clients see it (task_view.c) ---- */
 
-extern const char cvx_svc_model_description[];
+/* The served model's one-line description (Tool/Detail, the task object): text- or image-to-video. */
+const char *cvx_svc_model_description(const cvx_svc *svc);
 /* The task object of WIRO_API.md (numbers as strings). base_url: what outputs[].url starts with. */
 json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char *base_url);
 /* The served model, for /healthz and Tool/Detail: {"folder", "variant", "weights", "weightsOrigin"} (cvx_engine_info). */

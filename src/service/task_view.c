@@ -6,10 +6,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "service/inputs.h"
 #include "service/internal.h"
 
-const char cvx_svc_model_description[] =
-    "CogVideoX-2b text-to-video diffusion model (THUDM), run natively on the CPU by cogvideox.";
+const char *cvx_svc_model_description(const cvx_svc *svc) {
+    return cvx_svc_takes_image(svc)
+               ? "CogVideoX image-to-video diffusion model (THUDM), run natively on the CPU by cogvideox."
+               : "CogVideoX-2b text-to-video diffusion model (THUDM), run natively on the CPU by cogvideox.";
+}
 
 static json_t *num_str(long long v) {
     char b[32];
@@ -77,7 +81,7 @@ json_t *cvx_svc_task_json(const cvx_svc *svc, const cvx_svc_task *t, const char 
     json_object_set_new(o, "postprocessstarttime", num_str(t->postprocessstarttime));
     json_object_set_new(o, "postprocessendtime", num_str(t->postprocessendtime));
     json_object_set_new(o, "pexit", json_string(t->pexit));
-    json_object_set_new(o, "modeldescription", json_string(cvx_svc_model_description));
+    json_object_set_new(o, "modeldescription", json_string(cvx_svc_model_description(svc)));
     json_object_set_new(o, "modelslugowner", json_string(t->slugowner));
     json_object_set_new(o, "modelslugproject", json_string(t->slugproject));
     json_object_set_new(o, "outputs", cvx_svc_outputs_json(svc, t, base_url));
