@@ -68,15 +68,35 @@ KEY=$(jfield apikey <k.json)
 SECRET=$(jfield apisecret <k.json)
 KO=$(jfield apikey <ko.json)
 
-"$BIN" serve --model tiny --store s.db --outputs out --listen 127.0.0.1:0 --threads 2 >serve.out 2>serve.err &
-SERVER_PID=$!
-PORT=
-for _ in $(seq 1 200); do
-    [ -z "$PORT" ] && PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' serve.out | head -n 1)
-    if [ -n "$PORT" ] && curl -sf --max-time 2 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
-    sleep 0.05
-done
-curl -sf --max-time 2 "http://127.0.0.1:${PORT:-0}/healthz" >/dev/null 2>&1 || { bad "server did not start: $(cat serve.err)"; exit 1; }
+# start_server MODEL LOG: serve MODEL on a free loopback port (LOG.out, LOG.err); PORT and SERVER_PID set, 0 once
+# /healthz answers. stop_server WHAT LOG: SIGTERM, then the exit status must be 0 (a sanitizer build reports memory
+# errors and leaks through it).
+start_server() {
+    "$BIN" serve --model "$1" --store s.db --outputs out --listen 127.0.0.1:0 --threads 2 >"$2.out" 2>"$2.err" &
+    SERVER_PID=$!
+    PORT=
+    for _ in $(seq 1 200); do
+        [ -z "$PORT" ] && PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$2.out" | head -n 1)
+        if [ -n "$PORT" ] && curl -sf --max-time 2 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    curl -sf --max-time 2 "http://127.0.0.1:${PORT:-0}/healthz" >/dev/null 2>&1
+}
+stop_server() {
+    local st
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        bad "$1 did not stop on SIGTERM"
+        return
+    fi
+    wait "$SERVER_PID" 2>/dev/null
+    st=$?
+    SERVER_PID=
+    [ $st -eq 0 ] && ok "$1 stopped on SIGTERM (exit 0)" || bad "$1 exit status $st after SIGTERM: $(tail -n 20 "$2.err")"
+}
+
+start_server tiny serve || { bad "server did not start: $(cat serve.err)"; exit 1; }
 ok "serve listening on port $PORT"
 H=http://127.0.0.1:$PORT
 
@@ -111,47 +131,20 @@ CVX_WEB_URL=$H CVX_WEB_KEY=$KEY CVX_WEB_SECRET=$SECRET CVX_WEB_KO_KEY=$KO CVX_WE
 st=$?
 [ $st -eq 0 ] && ok "browser test passed (screenshot: $SHOT)" || bad "browser test (exit $st); server log: $(tail -n 5 serve.err)"
 
-kill -TERM "$SERVER_PID" 2>/dev/null
-for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
-if kill -0 "$SERVER_PID" 2>/dev/null; then
-    bad "server did not stop on SIGTERM"
-else
-    wait "$SERVER_PID" 2>/dev/null
-    st=$?
-    SERVER_PID=
-    # a sanitizer build reports memory errors and leaks through the exit status
-    [ $st -eq 0 ] && ok "server stopped on SIGTERM (exit 0)" || bad "server exit status $st after SIGTERM: $(tail -n 20 serve.err)"
-fi
+stop_server server serve
 
 # ---- an image-to-video model: the page's image picker (tests/web/web_i2v_test.mjs) ----
 "$BIN" make-model --preset tiny-i2v -o tiny-i2v >/dev/null 2>&1 || bad "make-model tiny-i2v"
 ffmpeg -v error -f lavfi -i testsrc=s=80x48 -frames:v 1 first.png || bad "ffmpeg could not make the test image"
 printf 'this is not a picture' >not-a-picture.png
-"$BIN" serve --model tiny-i2v --store s.db --outputs out --listen 127.0.0.1:0 --threads 2 >serve-i2v.out 2>serve-i2v.err &
-SERVER_PID=$!
-PORT=
-for _ in $(seq 1 200); do
-    [ -z "$PORT" ] && PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' serve-i2v.out | head -n 1)
-    if [ -n "$PORT" ] && curl -sf --max-time 2 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then break; fi
-    sleep 0.05
-done
-if curl -sf --max-time 2 "http://127.0.0.1:${PORT:-0}/healthz" >/dev/null 2>&1; then
+if start_server tiny-i2v serve-i2v; then
     ok "serve (tiny-i2v) listening on port $PORT"
     CVX_WEB_URL=http://127.0.0.1:$PORT CVX_WEB_KO_KEY=$KO CVX_WEB_IMAGE=$TMP/first.png \
         CVX_WEB_BAD_IMAGE=$TMP/not-a-picture.png CVX_WEB_SHOT="${SHOT%.png}-i2v.png" CVX_CHROMIUM=$CHROMIUM \
         timeout -k 5 100 node "$WEB/web_i2v_test.mjs"
     st=$?
     [ $st -eq 0 ] && ok "i2v browser test passed" || bad "i2v browser test (exit $st); server log: $(tail -n 5 serve-i2v.err)"
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        bad "the i2v server did not stop on SIGTERM"
-    else
-        wait "$SERVER_PID" 2>/dev/null
-        st=$?
-        SERVER_PID=
-        [ $st -eq 0 ] && ok "i2v server stopped on SIGTERM (exit 0)" || bad "i2v server exit status $st: $(tail -n 20 serve-i2v.err)"
-    fi
+    stop_server "the i2v server" serve-i2v
 else
     bad "the i2v server did not start: $(cat serve-i2v.err)"
 fi

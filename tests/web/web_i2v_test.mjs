@@ -8,44 +8,24 @@
 //    and the finished <video> reaches readyState >= 2 at the image's size.
 // Environment: CVX_WEB_URL, CVX_WEB_KO_KEY, CVX_WEB_IMAGE (an 80x48 PNG), CVX_WEB_BAD_IMAGE (not a picture),
 // CVX_WEB_SHOT (screenshot path), CVX_CHROMIUM (default /usr/bin/chromium). Exit status 0 = every check passed.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchBrowser, reporter, watchdog as startWatchdog } from './harness.mjs';
 
 const BASE = process.env.CVX_WEB_URL;
 const KO_KEY = process.env.CVX_WEB_KO_KEY;
 const IMAGE = process.env.CVX_WEB_IMAGE;
 const BAD_IMAGE = process.env.CVX_WEB_BAD_IMAGE;
 const SHOT = process.env.CVX_WEB_SHOT || join(tmpdir(), 'cvx-web-i2v.png');
-const CHROMIUM = process.env.CVX_CHROMIUM || '/usr/bin/chromium';
 if (!BASE || !KO_KEY || !IMAGE || !BAD_IMAGE) {
   console.error('usage: CVX_WEB_URL=... CVX_WEB_KO_KEY=... CVX_WEB_IMAGE=... CVX_WEB_BAD_IMAGE=... node web_i2v_test.mjs');
   process.exit(2);
 }
-const t0 = Date.now();
-let fails = 0;
-const ok = (msg) => console.log(`ok: [${((Date.now() - t0) / 1000).toFixed(1)}s] i2v: ${msg}`);
-const bad = (msg) => { console.log(`FAIL: i2v: ${msg}`); fails++; };
-const check = (cond, msg, detail) => (cond ? ok(msg) : bad(detail ? `${msg}: ${detail}` : msg));
-const watchdog = setTimeout(() => { console.log('FAIL: the i2v browser test did not finish within 90 s'); process.exit(1); }, 90000);
+const report = reporter('i2v');
+const { ok, bad, check } = report;
+const watchdog = startWatchdog('the i2v browser test', 90);
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'cvx-web-i2v-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1000, height: 1400 },
-  });
-} catch (e) {
-  console.log(`FAIL: could not start ${CHROMIUM}: ${e.message}`);
-  rmSync(userDataDir, { recursive: true, force: true });
-  process.exit(1);
-}
+const { context, close: closeBrowser } = await launchBrowser('cvx-web-i2v');
 const page = context.pages()[0] || await context.newPage();
 page.setDefaultTimeout(20000);
 const pageErrors = [];
@@ -123,8 +103,7 @@ try {
   bad(`exception: ${e.stack || e}`);
 } finally {
   clearTimeout(watchdog);
-  await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await closeBrowser();
 }
-console.log(fails ? `web_i2v_test: ${fails} FAILED` : 'web_i2v_test: all checks passed');
-process.exit(fails ? 1 : 0);
+console.log(report.fails ? `web_i2v_test: ${report.fails} FAILED` : 'web_i2v_test: all checks passed');
+process.exit(report.fails ? 1 : 0);

@@ -22,30 +22,25 @@
 // Environment: CVX_WEB_URL, CVX_WEB_KEY, CVX_WEB_SECRET, CVX_WEB_KO_KEY, CVX_WEB_SHOT (screenshot path),
 // CVX_CHROMIUM (default /usr/bin/chromium). Exit status 0 = every check passed.
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchBrowser, reporter, watchdog as startWatchdog } from './harness.mjs';
 
 const BASE = process.env.CVX_WEB_URL;
 const KEY = process.env.CVX_WEB_KEY;
 const SECRET = process.env.CVX_WEB_SECRET;
 const KO_KEY = process.env.CVX_WEB_KO_KEY;
 const SHOT = process.env.CVX_WEB_SHOT || join(tmpdir(), 'cvx-web.png');
-const CHROMIUM = process.env.CVX_CHROMIUM || '/usr/bin/chromium';
 if (!BASE || !KEY || !SECRET || !KO_KEY) {
   console.error('usage: CVX_WEB_URL=... CVX_WEB_KEY=... CVX_WEB_SECRET=... CVX_WEB_KO_KEY=... node web_test.mjs');
   process.exit(2);
 }
 const INSECURE_HOST = 'cvx-insecure.test';
-const t0 = Date.now();
-let fails = 0;
-const ok = (msg) => console.log(`ok: [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-const bad = (msg) => { console.log(`FAIL: ${msg}`); fails++; };
-const check = (cond, msg, detail) => (cond ? ok(msg) : bad(detail ? `${msg}: ${detail}` : msg));
+const report = reporter('');
+const { ok, bad, check } = report;
 
 // Everything is bounded: the whole run, and each wait below.
-const watchdog = setTimeout(() => { console.log('FAIL: the browser test did not finish within 150 s'); process.exit(1); }, 150000);
+const watchdog = startWatchdog('the browser test', 150);
 
 async function apiKeyOnly(path, body) {
   const r = await fetch(BASE + path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'x-api-key': KO_KEY },
@@ -53,24 +48,8 @@ async function apiKeyOnly(path, body) {
   return r.json();
 }
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'cvx-web-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           // a name for 127.0.0.1 that is not "localhost": a page there is not a secure context (no WebCrypto)
-           `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`],
-    viewport: { width: 1000, height: 1400 },
-  });
-} catch (e) {
-  console.log(`FAIL: could not start ${CHROMIUM}: ${e.message}`);
-  rmSync(userDataDir, { recursive: true, force: true });
-  process.exit(1);
-}
+// a name for 127.0.0.1 that is not "localhost": a page there is not a secure context (no WebCrypto)
+const { context, close: closeBrowser } = await launchBrowser('cvx-web', [`--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`]);
 ok(`chromium ${context.browser() ? context.browser().version() : ''} started (fresh user data dir)`);
 
 const page = context.pages()[0] || await context.newPage();
@@ -462,9 +441,8 @@ try {
     console.log(`  state: error "${await page.textContent('#error')}", status "${await page.textContent('#progress-text')}"; screenshot ${SHOT}`);
   } catch (e2) { /* the page is gone */ }
 } finally {
-  await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await closeBrowser();
   clearTimeout(watchdog);
 }
-console.log(fails ? `${fails} browser check(s) FAILED` : 'all browser checks passed');
-process.exit(fails ? 1 : 0);
+console.log(report.fails ? `${report.fails} browser check(s) FAILED` : 'all browser checks passed');
+process.exit(report.fails ? 1 : 0);
