@@ -8,7 +8,8 @@
 #  - --json is printed once (rank 0) with "ranks": N and "comm_bytes" > 0;
 #  - an N that does not fit the model (odd; N/2 not dividing the heads) and --cache over several processes exit 1
 #    with the message listing the valid N, writing nothing;
-#  - image- and video-to-video (--image / --video) over several processes exit with one clear message, nothing written;
+#  - image- and video-to-video (--image / --video, tiny-i2v and tiny) over N = 2 and 4 give the one-process latents
+#    bit for bit and the same MP4;
 #  - a rank killed mid-run ends the job: mpirun exits non-zero, no output file is left;
 #  - a cancel on rank 0 (SIGINT) stops every rank within a block: exit 130, no output.
 # MPI missing (no mpirun, or a binary built without it) is the only reason to skip (exit 0 with SKIP).
@@ -124,12 +125,27 @@ refused odd 3 tiny "valid N: 1, 2, 4"
 refused heads 8 tiny "must divide the 2 attention heads; valid N: 1, 2, 4"
 refused heads6 4 tiny6 "N must divide the 6 attention heads; valid N: 1, 2, 3, 6" --guidance 1
 refused cache 2 tiny "step skipping (cache) does not run over several processes" --cache teacache
-# image- and video-to-video run in one process only (issue 18): refused cleanly, once, nothing written
+# image- and video-to-video over several processes (issue 18): every rank encodes the conditioning with the same
+# generator, the CFG halves and the sequence split take the image latents like the noise; the same latents and MP4
 "$BIN" make-model --preset tiny-i2v -o tiny-i2v >/dev/null 2>&1 || bad "make-model tiny-i2v"
 "$BIN" generate -m tiny -p "a still" --steps 1 --quiet --precision fp32 -o still.mp4 --frames-dir still >/dev/null 2>&1 ||
     bad "a one-process run for the input frames"
-refused i2v 2 tiny-i2v "run in one process only" --image still/00000.png
-refused v2v 2 tiny "run in one process only" --video still
+for cond in "i2v tiny-i2v --image still/00000.png" "v2v tiny --video still --strength 0.7"; do
+    set -- $cond
+    kind=$1 model=$2
+    shift 2
+    run "$kind-1" 1 "$model" fp32 "$@" || bad "$kind one process: $(tail -n 3 "$kind-1.err")"
+    want=$(sha "$kind-1.json")
+    for n in 2 4; do
+        run "$kind-$n" "$n" "$model" fp32 "$@" || { bad "$kind N=$n: mpirun failed: $(tail -n 5 "$kind-$n.err")"; continue; }
+        got=$(sha "$kind-$n.json")
+        if [ ${#want} -eq 64 ] && [ "$got" = "$want" ] && cmp -s "$kind-1.mp4" "$kind-$n.mp4"; then
+            ok "$kind N=$n: latents bit-identical to one process ($got), MP4 byte-identical"
+        else
+            bad "$kind N=$n: sha $got vs $want: $(tail -n 5 "$kind-$n.err")"
+        fi
+    done
+done
 # one process refuses an odd N with exit code 1 (the error contract of the CLI)
 run odd1 3 tiny fp32; rcs=$?
 grep -q "exited with status 1\|exit code: *1\|Exit code: *1" odd1.err && ok "odd N: the ranks exit 1" ||

@@ -3,7 +3,8 @@
 # worker) and sends each job to rank 1, and both generate it (CFG halves, the VAE in row bands) — and `mpirun -np 2
 # cogvideox worker` behind a `serve --no-worker` API node. A task run through the API (the model page's signed curl
 # calls) ends task_postprocess_end with an MP4 byte-identical to the one a one-process server writes for the same
-# inputs; SIGTERM to mpirun stops both ranks cleanly.
+# inputs — for a text-to-video model and for an image-to-video one (tiny-i2v, the image uploaded as a multipart file
+# part, which rank 0 hands to the other rank); SIGTERM to mpirun stops both ranks cleanly.
 # MPI missing is the only reason to skip (exit 0 with SKIP).
 set -u
 BIN=${1:?usage: cli_mpi_serve.sh path/to/cogvideox}
@@ -27,14 +28,16 @@ cd "$TMP" || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0
 umask 077
 "$BIN" make-model --preset tiny -o tiny >/dev/null 2>&1 || bad "make-model"
+"$BIN" make-model --preset tiny-i2v -o tiny-i2v >/dev/null 2>&1 || bad "make-model tiny-i2v"
+ffmpeg -v error -f lavfi -i testsrc=s=80x48 -frames:v 1 first.png || bad "ffmpeg could not make the test image"
 
-# one server: NAME, then the launcher's words before the binary (none: one process)
+# one server: NAME MODEL, then the launcher's words before the binary (none: one process)
 start() {
-    local name=$1
-    shift
+    local name=$1 model=$2
+    shift 2
     mkdir -p "$name"
     "$BIN" keys create --store "$name/s.db" --json >"$name/k.json" 2>"$name/k.err" || bad "$name keys: $(cat "$name/k.err")"
-    "$@" "$BIN" serve --model tiny --store "$name/s.db" --outputs "$name/out" --listen 127.0.0.1:0 --threads 1 \
+    "$@" "$BIN" serve --model "$model" --store "$name/s.db" --outputs "$name/out" --listen 127.0.0.1:0 --threads 1 \
         --precision fp32 >"$name/serve.out" 2>"$name/serve.err" &
     PIDS+=($!)
     eval "${name}_pid=$!"
@@ -46,14 +49,21 @@ start() {
 }
 jfield() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" | head -n 1; }
 
-task() { # NAME PORT: runs one task, downloads NAME/video.mp4
-    local name=$1 port=$2 key secret nonce sig token
+task() { # NAME PORT [IMAGE]: runs one task (with IMAGE: multipart, IMAGE as the file part inputImage), downloads
+          # NAME/video.mp4
+    local name=$1 port=$2 image=${3:-} key secret nonce sig token
     key=$(sed -n 's/.*"apikey": *"\([^"]*\)".*/\1/p' "$name/k.json")
     secret=$(sed -n 's/.*"apisecret": *"\([^"]*\)".*/\1/p' "$name/k.json")
     nonce=$(date +%s)
     sig="$(echo -n "${secret}${nonce}" | openssl dgst -sha256 -hmac "${key}")"
-    curl -s -X POST "http://127.0.0.1:$port/v1/Run/THUDM/CogVideoX-2b" -H "x-api-key: $key" -H "x-nonce: $nonce" \
-        -H "x-signature: $sig" -d '{"prompt": "a paper boat on a river", "steps": 4, "seed": "99"}' >"$name/run.json"
+    if [ -n "$image" ]; then
+        curl -s -X POST "http://127.0.0.1:$port/v1/Run/THUDM/CogVideoX-2b" -H "x-api-key: $key" -H "x-nonce: $nonce" \
+            -H "x-signature: $sig" -F "prompt=a paper boat on a river" -F steps=4 -F seed=99 \
+            -F "inputImage=@$image;type=image/png" >"$name/run.json"
+    else
+        curl -s -X POST "http://127.0.0.1:$port/v1/Run/THUDM/CogVideoX-2b" -H "x-api-key: $key" -H "x-nonce: $nonce" \
+            -H "x-signature: $sig" -d '{"prompt": "a paper boat on a river", "steps": 4, "seed": "99"}' >"$name/run.json"
+    fi
     token=$(jfield socketaccesstoken <"$name/run.json")
     [ -n "$token" ] || { bad "$name Run: $(cat "$name/run.json")"; return; }
     for _ in $(seq 1 600); do
@@ -70,8 +80,8 @@ task() { # NAME PORT: runs one task, downloads NAME/video.mp4
     fi
 }
 
-start one
-start two mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS
+start one tiny
+start two tiny mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS
 # an API node without a worker, and `cogvideox worker` over 2 processes on its store
 mkdir -p three
 "$BIN" keys create --store three/s.db --json >three/k.json 2>three/k.err || bad "three keys: $(cat three/k.err)"
@@ -93,6 +103,17 @@ cmp -s one/video.mp4 two/video.mp4 && ok "the two-process server's MP4 is byte-i
     bad "the MP4s differ ($(stat -c %s one/video.mp4 two/video.mp4 2>&1 | tr '\n' ' '))"
 cmp -s one/video.mp4 three/video.mp4 && ok "a task run by a 2-process worker behind an API node: the same MP4" ||
     bad "the 2-process worker's MP4 differs ($(tail -n 3 three/worker.err))"
+
+# image-to-video: the uploaded image reaches every rank
+start i2v_one tiny-i2v
+start i2v_two tiny-i2v mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,vader,tcp -x ASAN_OPTIONS
+task i2v_one "$i2v_one_port" first.png
+task i2v_two "$i2v_two_port" first.png
+cmp -s i2v_one/video.mp4 i2v_two/video.mp4 &&
+    ok "image-to-video from a multipart upload: the two-process server's MP4 is byte-identical to the one-process one's" ||
+    bad "the i2v MP4s differ ($(stat -c %s i2v_one/video.mp4 i2v_two/video.mp4 2>&1 | tr '\n' ' '); $(tail -n 5 i2v_two/serve.err))"
+kill -TERM "$i2v_two_pid" "$i2v_one_pid" 2>/dev/null
+wait "$i2v_two_pid" "$i2v_one_pid" 2>/dev/null
 kill -TERM "$three_worker" 2>/dev/null
 ranks=$(pgrep -f "serve --model tiny --store two/s.db" | wc -l)
 [ "$ranks" -ge 2 ] && ok "both ranks of the two-process server are running ($ranks processes)" ||

@@ -325,10 +325,6 @@ static cvx_status validate(cvx_engine *e, const cvx_generate_params *p, int tap_
                             "step skipping (cache) does not run over several processes yet: use one process or no cache");
         if (tap_on)
             return cvx_fail(&e->err, CVX_ERR_INVALID_ARGUMENT, "the golden observer runs in one process only");
-        if (plan->mode != GEN_T2V)
-            return cvx_fail(&e->err, CVX_ERR_UNSUPPORTED,
-                            "image-to-video and video-to-video run in one process only (not under mpirun -np %d)",
-                            ranks);
         cvx_error err;
         cvx_error_clear(&err);
         if (cvx_denoise_check_ranks(tr->cfg.transformer.num_attention_heads, p->guidance_scale > 1.0f, ranks, &err) != CVX_OK)
