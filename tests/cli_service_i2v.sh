@@ -21,6 +21,7 @@ HTTP_PID=
 cleanup() {
     [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null
     [ -n "$HTTP_PID" ] && kill "$HTTP_PID" 2>/dev/null
+    [ -n "${STALL_PID:-}" ] && kill "$STALL_PID" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -178,6 +179,61 @@ if wait_done "$TOKEN"; then
 else
     bad "the queued i2v task did not run after a restart: $(cat detail.json) $(tail -n 5 serve.err)"
 fi
+stop_server
+
+# ---- URLs that never answer: each fetch holds an HTTP thread, so at most http_threads - 1 run at once and one per
+# project (429, code 96); /healthz, Detail and uploads are served meanwhile ----
+python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    held.append(s.accept()[0])
+' >stall.out 2>&1 &
+STALL_PID=$!
+SPORT=
+for i in $(seq 1 100); do SPORT=$(head -n 1 stall.out); [ -n "$SPORT" ] && break; sleep 0.05; done
+KEYS=()
+for p in 1 2 3; do
+    "$BIN" keys create --store s.db --mode key-only --json >kp$p.json 2>/dev/null && KEYS+=("$(jfield apikey <kp$p.json)")
+done
+start_server i2v --allow-private-inputs --http-threads 4
+stall_run() { # KEY OUT: a Run whose image URL never answers, in the background
+    curl -s -m 30 -H "x-api-key: $1" -o "$2" -w '%{http_code}' -F prompt=x -F "inputImage=http://127.0.0.1:$SPORT/x.png" \
+        "http://127.0.0.1:$PORT/v1/Run/THUDM/CogVideoX-2b" >"$2.code" &
+    STALL_CURLS+=($!)
+}
+STALL_CURLS=()
+stall_run "$KEY" s0.json
+sleep 0.5
+code=$(run -o err.json -w '%{http_code}' -F prompt=x -F "inputImage=http://127.0.0.1:$SPORT/y.png")
+[ "$code" = 429 ] && grep -q '"code":96' err.json && grep -q "already being fetched" err.json &&
+    ok "a project's second URL while its first is fetched: 429 $(cat err.json)" || bad "second URL of a project: $code $(cat err.json)"
+stall_run "${KEYS[0]}" s1.json
+stall_run "${KEYS[1]}" s2.json
+sleep 0.5
+code=$(curl -s -m 10 -H "x-api-key: ${KEYS[2]}" -o err.json -w '%{http_code}' -F prompt=x \
+    -F "inputImage=http://127.0.0.1:$SPORT/z.png" "http://127.0.0.1:$PORT/v1/Run/THUDM/CogVideoX-2b")
+[ "$code" = 429 ] && grep -q "Too many image URLs" err.json &&
+    ok "three fetches hold three of the four HTTP threads: a fourth project's URL gets 429 $(cat err.json)" ||
+    bad "a fetch beyond the slots: $code $(cat err.json)"
+t0=$(date +%s%N)
+curl -sf -m 5 "http://127.0.0.1:$PORT/healthz" >/dev/null && api Task/Detail -d "tasktoken=$TOKEN" | grep -q '"result":true' &&
+    run -F prompt=x -F inputImage=@in.png | grep -q '"result":true' &&
+    ok "meanwhile /healthz, Detail and an upload are served ($((($(date +%s%N) - t0) / 1000000)) ms)" ||
+    bad "the service stalled behind the fetches"
+kill "$STALL_PID" 2>/dev/null
+wait "$STALL_PID" 2>/dev/null
+wait "${STALL_CURLS[@]}"
+grep -q "could not be fetched" s0.json && [ "$(cat s0.json.code)" = 200 ] &&
+    ok "the stalled fetches end in the error contract once the server goes: $(head -c 160 s0.json)" ||
+    bad "the stalled fetch: $(cat s0.json.code) $(cat s0.json)"
+code=$(run -o err.json -w '%{http_code}' -F prompt=x -F "inputImage=http://127.0.0.1:$SPORT/y.png")
+[ "$code" = 200 ] && grep -q "could not be fetched" err.json && ok "the slots are free again" ||
+    bad "after the fetches: $code $(cat err.json)"
 stop_server
 
 # ---- a t2v model: file parts refused, an inputImage field kept as an unknown input ----

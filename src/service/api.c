@@ -212,7 +212,18 @@ static int run_image(const cvx_svc_request *rq, cvx_svc_reply *rp, void **data, 
                                 "address");
             return -1;
         }
-        if (cvx_svc_input_fetch(svc, url, data, size, why, sizeof why)) {
+        const long long project = rq->project->id;
+        const int busy = cvx_svc_input_fetch_begin(rq->svc, project);
+        if (busy) {
+            cvx_svc_reply_error(rp, 429, 96, "%s; send the image as a file part, or try again in a few seconds.",
+                                busy == 1 ? "This project's image URL is already being fetched"
+                                          : "Too many image URLs are being fetched");
+            rp->retry_after_s = 5;
+            return -1;
+        }
+        const int fetched = cvx_svc_input_fetch(svc, url, data, size, why, sizeof why);
+        cvx_svc_input_fetch_end(rq->svc, project);
+        if (fetched) {
             cvx_svc_reply_error(rp, 200, 0, "Request parameter [inputImage] %s", why);
             return -1;
         }

@@ -13,6 +13,30 @@
 
 int cvx_svc_takes_image(const cvx_svc *svc) { return !strcmp(svc->cfg.model.kind, "i2v"); }
 
+int cvx_svc_input_fetch_begin(cvx_svc *svc, long long project) {
+    int most = svc->cfg.http_threads - 1;
+    if (most > CVX_SVC_FETCH_SLOTS) most = CVX_SVC_FETCH_SLOTS;
+    if (most < 1) most = 1;
+    int r = 0;
+    pthread_mutex_lock(&svc->mu);
+    for (int i = 0; i < svc->fetches && !r; i++)
+        if (svc->fetch_projects[i] == project) r = 1;
+    if (!r && svc->fetches >= most) r = 2;
+    if (!r) svc->fetch_projects[svc->fetches++] = project;
+    pthread_mutex_unlock(&svc->mu);
+    return r;
+}
+
+void cvx_svc_input_fetch_end(cvx_svc *svc, long long project) {
+    pthread_mutex_lock(&svc->mu);
+    for (int i = 0; i < svc->fetches; i++)
+        if (svc->fetch_projects[i] == project) {
+            svc->fetch_projects[i] = svc->fetch_projects[--svc->fetches];
+            break;
+        }
+    pthread_mutex_unlock(&svc->mu);
+}
+
 typedef struct {
     char *data;
     size_t size, cap;

@@ -46,6 +46,7 @@ void cvx_svc_progress_forget(cvx_svc_progress *progress, long long task_id);
 
 #define CVX_SVC_MAX_CALLBACK_THREADS 16
 #define CVX_SVC_WS_IP_SLOTS 1024 /* distinct client addresses with sessions (max_websockets is capped to it) */
+#define CVX_SVC_FETCH_SLOTS 64 /* at most this many concurrent inputImage fetches whatever --http-threads */
 
 typedef struct {
     long long task, project; /* the delivery in flight; 0 = idle */
@@ -99,6 +100,11 @@ struct cvx_svc {
     int websockets;
     pthread_cond_t websockets_done;
     struct { char ip[48]; int n; } ws_ips[CVX_SVC_WS_IP_SLOTS]; /* sessions per client address (n 0 = free) */
+
+    /* Run's inputImage URLs being fetched (inputs.c, under mu): each holds an HTTP thread for up to
+     * CVX_SVC_INPUT_TIMEOUT_S, so at most http_threads - 1 at once and one per project */
+    int fetches;
+    long long fetch_projects[CVX_SVC_FETCH_SLOTS];
 };
 
 /* ---- the core (core.c): no HTTP ---- */
