@@ -9,26 +9,16 @@
 #include <libavutil/error.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "media/media_error.h"
+
 #define MAX_BYTES ((uint64_t)1 << 31)
 
-/* The error record filled here (libcogvideox-media uses only libcogvideox's public API; see video_writer.c). */
-static cvx_status rd_fail(cvx_error *err, cvx_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static cvx_status rd_fail(cvx_error *err, cvx_status status, const char *fmt, ...) {
-    if (!err) return status;
-    err->status = status;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return status;
-}
 
 void cvx_frames_free(cvx_frames *f) {
     if (!f) return;
@@ -40,30 +30,30 @@ void cvx_frames_free(cvx_frames *f) {
 static cvx_status append_frame(cvx_frames *out, const AVFrame *fr, struct SwsContext **sws, const char *path,
                                cvx_error *err) {
     if (fr->width <= 0 || fr->height <= 0 || fr->width > CVX_FRAMES_MAX_SIDE || fr->height > CVX_FRAMES_MAX_SIDE)
-        return rd_fail(err, CVX_ERR_UNSUPPORTED, "%s: a %dx%d picture (at most %d pixels a side)", path, fr->width,
+        return cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: a %dx%d picture (at most %d pixels a side)", path, fr->width,
                        fr->height, CVX_FRAMES_MAX_SIDE);
     if (out->frames == 0) {
         out->width = fr->width;
         out->height = fr->height;
     } else if (fr->width != out->width || fr->height != out->height) {
-        return rd_fail(err, CVX_ERR_FORMAT, "%s: frame %d is %dx%d, the first one %dx%d (every frame must have one size)",
+        return cvx_media_fail(err, CVX_ERR_FORMAT, "%s: frame %d is %dx%d, the first one %dx%d (every frame must have one size)",
                        path, out->frames + 1, fr->width, fr->height, out->width, out->height);
     }
     const size_t fb = (size_t)out->width * (size_t)out->height * 3;
     if ((uint64_t)(out->frames + 1) * fb > MAX_BYTES)
-        return rd_fail(err, CVX_ERR_UNSUPPORTED, "%s: more than %llu MB of frames", path,
+        return cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: more than %llu MB of frames", path,
                        (unsigned long long)(MAX_BYTES >> 20));
     uint8_t *p = realloc(out->rgb, (size_t)(out->frames + 1) * fb);
-    if (!p) return rd_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory for the frames", path);
+    if (!p) return cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory for the frames", path);
     out->rgb = p;
     *sws = sws_getCachedContext(*sws, fr->width, fr->height, (enum AVPixelFormat)fr->format, out->width, out->height,
                                 AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL,
                                 NULL);
-    if (!*sws) return rd_fail(err, CVX_ERR_UNSUPPORTED, "%s: cannot convert pixel format %d to RGB", path, fr->format);
+    if (!*sws) return cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: cannot convert pixel format %d to RGB", path, fr->format);
     uint8_t *dst[4] = {p + (size_t)out->frames * fb, NULL, NULL, NULL};
     int dst_stride[4] = {out->width * 3, 0, 0, 0};
     if (sws_scale(*sws, (const uint8_t *const *)fr->data, fr->linesize, 0, fr->height, dst, dst_stride) != out->height)
-        return rd_fail(err, CVX_ERR_FORMAT, "%s: cannot convert frame %d to RGB", path, out->frames + 1);
+        return cvx_media_fail(err, CVX_ERR_FORMAT, "%s: cannot convert frame %d to RGB", path, out->frames + 1);
     out->frames++;
     return CVX_OK;
 }
@@ -71,9 +61,9 @@ static cvx_status append_frame(cvx_frames *out, const AVFrame *fr, struct SwsCon
 /* Decodes the best video stream of a file, appending up to `limit` frames (<= 0: all) to out. */
 static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_error *err) {
     struct stat sb;
-    if (stat(path, &sb) != 0) return rd_fail(err, CVX_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return rd_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: not a file", path);
-    if (sb.st_size == 0) return rd_fail(err, CVX_ERR_FORMAT, "%s: the file is empty", path);
+    if (stat(path, &sb) != 0) return cvx_media_fail(err, CVX_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: not a file", path);
+    if (sb.st_size == 0) return cvx_media_fail(err, CVX_ERR_FORMAT, "%s: the file is empty", path);
     av_log_set_level(AV_LOG_FATAL); /* the message we return says what went wrong */
     AVFormatContext *fmt = NULL;
     AVCodecContext *dec = NULL;
@@ -89,17 +79,17 @@ static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_er
     av_dict_free(&opts);
     if (rc < 0) {
         av_strerror(rc, why, sizeof why);
-        return rd_fail(err, CVX_ERR_FORMAT, "%s: not an image or video FFmpeg can read (%s)", path, why);
+        return cvx_media_fail(err, CVX_ERR_FORMAT, "%s: not an image or video FFmpeg can read (%s)", path, why);
     }
     if ((rc = avformat_find_stream_info(fmt, NULL)) < 0) {
         av_strerror(rc, why, sizeof why);
-        st = rd_fail(err, CVX_ERR_FORMAT, "%s: unreadable streams (%s)", path, why);
+        st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: unreadable streams (%s)", path, why);
         goto done;
     }
     const AVCodec *codec = NULL;
     int si = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (si < 0 || !codec) {
-        st = rd_fail(err, CVX_ERR_FORMAT, "%s: no picture or video stream%s", path,
+        st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: no picture or video stream%s", path,
                      si == AVERROR_DECODER_NOT_FOUND ? " this FFmpeg can decode" : "");
         goto done;
     }
@@ -107,11 +97,11 @@ static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_er
     pkt = av_packet_alloc();
     fr = av_frame_alloc();
     if (!dec || !pkt || !fr) {
-        st = rd_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
         goto done;
     }
     if (avcodec_parameters_to_context(dec, fmt->streams[si]->codecpar) < 0 || avcodec_open2(dec, codec, NULL) < 0) {
-        st = rd_fail(err, CVX_ERR_FORMAT, "%s: cannot open the %s decoder", path, codec->name);
+        st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: cannot open the %s decoder", path, codec->name);
         goto done;
     }
     const int start = out->frames;
@@ -126,7 +116,7 @@ static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_er
         if (rc == AVERROR_EOF) break;
         if (rc != AVERROR(EAGAIN)) {
             av_strerror(rc, why, sizeof why);
-            st = rd_fail(err, CVX_ERR_FORMAT, "%s: cannot decode frame %d (%s)", path, out->frames - start + 1, why);
+            st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: cannot decode frame %d (%s)", path, out->frames - start + 1, why);
             break;
         }
         if (eof) break;
@@ -138,11 +128,11 @@ static cvx_status read_file(const char *path, int limit, cvx_frames *out, cvx_er
         }
         if (pkt->stream_index == si && (rc = avcodec_send_packet(dec, pkt)) < 0 && rc != AVERROR(EAGAIN)) {
             av_strerror(rc, why, sizeof why);
-            st = rd_fail(err, CVX_ERR_FORMAT, "%s: corrupt data (%s)", path, why);
+            st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: corrupt data (%s)", path, why);
         }
         av_packet_unref(pkt);
     }
-    if (st == CVX_OK && out->frames == start) st = rd_fail(err, CVX_ERR_FORMAT, "%s: no frame could be decoded", path);
+    if (st == CVX_OK && out->frames == start) st = cvx_media_fail(err, CVX_ERR_FORMAT, "%s: no frame could be decoded", path);
 done:
     sws_freeContext(sws);
     av_frame_free(&fr);
@@ -154,7 +144,7 @@ done:
 
 cvx_status cvx_frames_read_image(const char *path, cvx_frames *out, cvx_error *err) {
     memset(out, 0, sizeof *out);
-    if (!path) return rd_fail(err, CVX_ERR_INVALID_ARGUMENT, "no image path");
+    if (!path) return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "no image path");
     cvx_status st = read_file(path, 1, out, err);
     if (st != CVX_OK) cvx_frames_free(out);
     return st;
@@ -170,7 +160,7 @@ static int is_png_name(const char *n) {
 /* A folder of PNG frames, in name order. */
 static cvx_status read_folder(const char *path, int limit, cvx_frames *out, cvx_error *err) {
     DIR *d = opendir(path);
-    if (!d) return rd_fail(err, CVX_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!d) return cvx_media_fail(err, CVX_ERR_IO, "%s: %s", path, strerror(errno));
     char **names = NULL;
     size_t n = 0, cap = 0;
     cvx_status st = CVX_OK;
@@ -181,22 +171,22 @@ static cvx_status read_folder(const char *path, int limit, cvx_frames *out, cvx_
             cap = cap ? 2 * cap : 64;
             char **p = cap < 1000000 ? realloc(names, cap * sizeof *names) : NULL;
             if (!p) {
-                st = rd_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: too many files", path);
+                st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "%s: too many files", path);
                 break;
             }
             names = p;
         }
-        if (!(names[n] = strdup(de->d_name))) st = rd_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!(names[n] = strdup(de->d_name))) st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         else n++;
     }
     closedir(d);
-    if (st == CVX_OK && n == 0) st = rd_fail(err, CVX_ERR_NOT_FOUND, "%s: the folder has no .png frames", path);
+    if (st == CVX_OK && n == 0) st = cvx_media_fail(err, CVX_ERR_NOT_FOUND, "%s: the folder has no .png frames", path);
     if (st == CVX_OK) qsort(names, n, sizeof *names, cmp_names);
     for (size_t i = 0; st == CVX_OK && i < n && (limit <= 0 || out->frames < limit); i++) {
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *file = malloc(len);
         if (!file) {
-            st = rd_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+            st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
             break;
         }
         snprintf(file, len, "%s/%s", path, names[i]);
@@ -210,9 +200,9 @@ static cvx_status read_folder(const char *path, int limit, cvx_frames *out, cvx_
 
 cvx_status cvx_frames_read_video(const char *path, int max_frames, cvx_frames *out, cvx_error *err) {
     memset(out, 0, sizeof *out);
-    if (!path) return rd_fail(err, CVX_ERR_INVALID_ARGUMENT, "no video path");
+    if (!path) return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "no video path");
     struct stat sb;
-    if (stat(path, &sb) != 0) return rd_fail(err, CVX_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) return cvx_media_fail(err, CVX_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
     cvx_status st = S_ISDIR(sb.st_mode) ? read_folder(path, max_frames, out, err) : read_file(path, max_frames, out, err);
     if (st != CVX_OK) cvx_frames_free(out);
     return st;

@@ -6,7 +6,6 @@
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <cpuid.h>
 
 #include "cogvideox.h"
+#include "media/media_error.h"
 #include "media/video.h"
 #include "cogvideox_media.h"
 
@@ -21,19 +21,6 @@
  * the MP4's bytes changed with the heap's old contents while the frames were the same), so the same frames did
  * not always give the same file. With AVX2 at most the output is reproducible and the speed difference is
  * irrelevant next to the model. Only sets this CPU has are named (naming one it lacks would crash x264). */
-/* cvx_fail's record, filled here: libcogvideox-media uses only libcogvideox's public API (cvx_cpu_get,
- * cvx_engine_use_writers), and the engine's internal cvx_fail is not exported. */
-static cvx_status media_fail(cvx_error *err, cvx_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static cvx_status media_fail(cvx_error *err, cvx_status status, const char *fmt, ...) {
-    if (!err) return status;
-    err->status = status;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return status;
-}
 
 static void x264_asm_without_avx512(char *buf, size_t size) {
     const cvx_cpu_info *c = cvx_cpu_get();
@@ -71,7 +58,7 @@ struct cvx_video_writer {
 static cvx_status av_fail(cvx_error *err, const char *path, const char *what, int averr) {
     char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
     av_strerror(averr, buf, sizeof buf);
-    return media_fail(err, CVX_ERR_IO, "%s: %s: %s", path, what, buf);
+    return cvx_media_fail(err, CVX_ERR_IO, "%s: %s: %s", path, what, buf);
 }
 
 static void writer_free(cvx_video_writer *w, int remove_part) {
@@ -97,15 +84,15 @@ cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_v
                                  int height, int fps, const char *const *tags, cvx_error *err) {
     *out = NULL;
     if (width <= 0 || height <= 0 || (width & 1) || (height & 1))
-        return media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: H.264 yuv420p needs an even frame size, got %dx%d", path,
+        return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: H.264 yuv420p needs an even frame size, got %dx%d", path,
                         width, height);
-    if (fps < 1 || fps > 240) return media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: fps %d out of range", path, fps);
+    if (fps < 1 || fps > 240) return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: fps %d out of range", path, fps);
     if (format != CVX_VIDEO_MP4 && format != CVX_VIDEO_WEBP)
-        return media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: unknown video format", path);
+        return cvx_media_fail(err, CVX_ERR_INVALID_ARGUMENT, "%s: unknown video format", path);
     const int mp4 = format == CVX_VIDEO_MP4;
     av_log_set_level(AV_LOG_ERROR);
     cvx_video_writer *w = calloc(1, sizeof *w);
-    if (!w) return media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!w) return cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     w->width = width;
     w->height = height;
     w->path = strdup(path);
@@ -113,7 +100,7 @@ cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_v
     w->part_path = malloc(n);
     if (!w->path || !w->part_path) {
         writer_free(w, 0);
-        return media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        return cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
     }
     snprintf(w->part_path, n, "%s.part", path);
 
@@ -126,7 +113,7 @@ cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_v
     const char *codec_name = mp4 ? "libx264" : "libwebp_anim";
     const AVCodec *codec = avcodec_find_encoder_by_name(codec_name);
     if (!codec) {
-        st = media_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no %s encoder", path, codec_name);
+        st = cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no %s encoder", path, codec_name);
         goto fail;
     }
     w->stream = avformat_new_stream(w->fmt, NULL);
@@ -134,7 +121,7 @@ cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_v
     w->frame = av_frame_alloc();
     w->pkt = av_packet_alloc();
     if (!w->stream || !w->enc || !w->frame || !w->pkt) {
-        st = media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }
     w->enc->width = width;
@@ -185,7 +172,7 @@ cvx_status cvx_video_open_tagged(cvx_video_writer **out, const char *path, cvx_v
     w->sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P,
                             SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
     if (!w->sws) {
-        st = media_fail(err, CVX_ERR_UNSUPPORTED, "%s: no RGB -> yuv420p conversion", path);
+        st = cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: no RGB -> yuv420p conversion", path);
         goto fail;
     }
     const int *coefs = sws_getCoefficients(SWS_CS_ITU709);
@@ -259,7 +246,7 @@ cvx_status cvx_video_close(cvx_video_writer *w, cvx_error *err) {
         if (rc < 0) st = av_fail(err, w->path, "closing", rc);
     }
     if (st == CVX_OK && rename(w->part_path, w->path) != 0)
-        st = media_fail(err, CVX_ERR_IO, "%s: cannot rename %s into place", w->path, w->part_path);
+        st = cvx_media_fail(err, CVX_ERR_IO, "%s: cannot rename %s into place", w->path, w->part_path);
     writer_free(w, st != CVX_OK);
     return st;
 }
@@ -268,7 +255,7 @@ void cvx_video_abort(cvx_video_writer *w) { writer_free(w, 1); }
 
 cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int height, cvx_error *err) {
     const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
-    if (!codec) return media_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no PNG encoder", path);
+    if (!codec) return cvx_media_fail(err, CVX_ERR_UNSUPPORTED, "%s: this FFmpeg build has no PNG encoder", path);
     AVCodecContext *enc = avcodec_alloc_context3(codec);
     AVFrame *frame = av_frame_alloc();
     AVPacket *pkt = av_packet_alloc();
@@ -277,7 +264,7 @@ cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int he
     snprintf(part, sizeof part, "%s.part", path);
     FILE *f = NULL;
     if (!enc || !frame || !pkt) {
-        st = media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
+        st = cvx_media_fail(err, CVX_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     enc->width = width;
@@ -308,12 +295,12 @@ cvx_status cvx_png_write(const char *path, const uint8_t *rgb, int width, int he
     if (f && fclose(f) != 0) written = 0;
     if (!written) {
         remove(part);
-        st = media_fail(err, CVX_ERR_IO, "%s: cannot write the file", path);
+        st = cvx_media_fail(err, CVX_ERR_IO, "%s: cannot write the file", path);
         goto done;
     }
     if (rename(part, path) != 0) {
         remove(part);
-        st = media_fail(err, CVX_ERR_IO, "%s: cannot rename into place", path);
+        st = cvx_media_fail(err, CVX_ERR_IO, "%s: cannot rename into place", path);
     }
 done:
     av_packet_free(&pkt);
