@@ -21,9 +21,9 @@ fi
 ip netns del "${P}probe"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-cli-mpi-netns-XXXXXX")
 NET=10.77.$(($$ % 200 + 20))
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 cleanup() {
-    for n in a b sw; do ip netns del "${P}$n" 2>/dev/null; done
-    ip link del "${P}root" 2>/dev/null
+    netns_down "$P" a b
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -33,29 +33,7 @@ bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 cd "$TMP" || exit 1
 
 # a bridge in its own namespace; the root namespace (mpirun) and the two hosts each on a veth port of it
-set -e
-ip netns add "${P}sw"
-ip netns exec "${P}sw" ip link set lo up
-ip netns exec "${P}sw" ip link add br0 type bridge
-ip netns exec "${P}sw" ip link set br0 up
-i=1
-for h in root a b; do
-    ip link add "${P}$h" type veth peer name "${P}${h}p"
-    ip link set "${P}${h}p" netns "${P}sw"
-    ip netns exec "${P}sw" ip link set "${P}${h}p" master br0 up
-    if [ $h = root ]; then
-        ip addr add "$NET.$i/24" dev "${P}$h"
-        ip link set "${P}$h" up
-    else
-        ip netns add "${P}$h"
-        ip netns exec "${P}$h" ip link set lo up
-        ip link set "${P}$h" netns "${P}$h"
-        ip netns exec "${P}$h" ip addr add "$NET.$i/24" dev "${P}$h"
-        ip netns exec "${P}$h" ip link set "${P}$h" up
-    fi
-    i=$((i + 1))
-done
-set +e
+netns_up "$P" "$NET" a b
 cat >agent.sh <<'EOF'
 #!/bin/sh
 # mpirun's rsh agent: the "host" is a network namespace, with a session directory of its own (separate hosts

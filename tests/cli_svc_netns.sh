@@ -36,11 +36,11 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/cvx-svc-netns-XXXXXX")
 PGH=$(mktemp -d /tmp/cvx-pg-XXXXXX)
 NET=10.78.$(($$ % 200 + 20))
 declare -A PID
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 cleanup() {
     for k in "${!PID[@]}"; do kill -9 "${PID[$k]}" 2>/dev/null; done
     ip netns exec "${P}db" runuser -u "$PGUSER_OS" -- "$PGBIN/pg_ctl" -D "$PGH/data" -m immediate -w stop >/dev/null 2>&1
-    for n in db a b w1 w2 sw; do ip netns del "${P}$n" 2>/dev/null; done
-    ip link del "${P}root" 2>/dev/null
+    netns_down "$P" db a b w1 w2
     rm -rf "$TMP" "$PGH"
 }
 trap cleanup EXIT
@@ -52,31 +52,14 @@ ms() { date +%s%3N; }
 cd "$TMP" || exit 1
 
 # ---- the network: a bridge in a namespace of its own, each "host" on a veth port of it ----
-set -e
-ip netns add "${P}sw"
-ip netns exec "${P}sw" ip link set lo up
-ip netns exec "${P}sw" ip link add br0 type bridge
-ip netns exec "${P}sw" ip link set br0 up
+HOSTS=(db a b w1 w2)
+netns_up "$P" "$NET" "${HOSTS[@]}"
 declare -A IP
 i=1
-for h in root db a b w1 w2; do
+for h in root "${HOSTS[@]}"; do
     IP[$h]=$NET.$i
-    ip link add "${P}$h" type veth peer name "${P}${h}p"
-    ip link set "${P}${h}p" netns "${P}sw"
-    ip netns exec "${P}sw" ip link set "${P}${h}p" master br0 up
-    if [ $h = root ]; then
-        ip addr add "$NET.$i/24" dev "${P}$h"
-        ip link set "${P}$h" up
-    else
-        ip netns add "${P}$h"
-        ip netns exec "${P}$h" ip link set lo up
-        ip link set "${P}$h" netns "${P}$h"
-        ip netns exec "${P}$h" ip addr add "$NET.$i/24" dev "${P}$h"
-        ip netns exec "${P}$h" ip link set "${P}$h" up
-    fi
     i=$((i + 1))
 done
-set +e
 A=${IP[a]}:8080
 B=${IP[b]}:8080
 
