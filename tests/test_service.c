@@ -703,6 +703,21 @@ static void on_cb_done(void *cls, struct MHD_Connection *c, void **con_cls, enum
     free(b);
 }
 
+/* A receiver on a free loopback port that fails its first `fail` requests: the daemon (NULL when it could not
+ * start), its port in *port. Stop it with MHD_stop_daemon, then pthread_mutex_destroy(&rv->mu). */
+static struct MHD_Daemon *receiver_start(receiver *rv, int fail, int *port) {
+    memset(rv, 0, sizeof *rv);
+    rv->fail = fail;
+    pthread_mutex_init(&rv->mu, NULL);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, rv,
+                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+                                            on_cb_done, NULL, MHD_OPTION_END);
+    *port = d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port : 0;
+    return d;
+}
+
 /* ---- the server tests ---- */
 
 /* The items of Tool/Detail's first parameter group (borrowed from r). */
@@ -1208,17 +1223,10 @@ static void test_progress_cancel_kill(server *s, client *cl) {
 
 static void test_callbacks(server *s, client *cl) {
     receiver rv;
-    memset(&rv, 0, sizeof rv);
-    rv.fail = 2;
-    pthread_mutex_init(&rv.mu, NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
-                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
-                                            on_cb_done, NULL, MHD_OPTION_END);
+    int port;
+    struct MHD_Daemon *d = receiver_start(&rv, 2, &port);
     CHECK(d != NULL);
     if (!d) return;
-    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
     s->engine.delay_ms = 5;
     char body[256], tok[64];
     snprintf(body, sizeof body, "{\"prompt\":\"cb\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}", port);
@@ -1264,16 +1272,10 @@ static void test_callbacks(server *s, client *cl) {
  * refused at Run, names at delivery), and one project's hung receiver delays only that project's callbacks. */
 static void test_callback_limits(server *s, client *cl, client *other) {
     receiver rv;
-    memset(&rv, 0, sizeof rv);
-    pthread_mutex_init(&rv.mu, NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
-                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
-                                            on_cb_done, NULL, MHD_OPTION_END);
+    int port;
+    struct MHD_Daemon *d = receiver_start(&rv, 0, &port);
     CHECK(d != NULL);
     if (!d) return;
-    int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
     cvx_svc_stop(s->svc);
     s->svc = NULL;
     cvx_svc_config c = test_config(s);
@@ -3007,16 +3009,10 @@ static void test_roles(const char *store, const char *outputs) {
     c2.port = 0;
     CHECK_MSG(cvx_svc_start(&api2.svc, &c2, err, sizeof err) == 0, "second API node: %s", err);
     receiver rv;
-    memset(&rv, 0, sizeof rv);
-    pthread_mutex_init(&rv.mu, NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_cb, &rv,
-                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
-                                            on_cb_done, NULL, MHD_OPTION_END);
+    int port;
+    struct MHD_Daemon *d = receiver_start(&rv, 0, &port);
     CHECK(d != NULL);
     if (d && api2.svc) {
-        int port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
         snprintf(body, sizeof body, "{\"prompt\":\"called back once\",\"steps\":2,\"callbackUrl\":\"http://127.0.0.1:%d/hook\"}",
                  port);
         run_task(&cl, body, tok);
