@@ -45,6 +45,7 @@
 #include "service/service.h"
 #include "service/store.h"
 #include "testlib.h"
+#include "ws_frame.h"
 
 /* ---- helpers ---- */
 
@@ -383,66 +384,18 @@ static int ws_connect_from(const char *from, int port, int *status) {
 
 static int ws_connect(int port) { return ws_connect_from("127.0.0.1", port, NULL); }
 
-static int ws_send_text(int fd, const char *text) {
-    size_t len = strlen(text);
-    uint8_t hdr[8] = {0x81, 0, 0, 0, 0, 0, 0, 0};
-    size_t hl;
-    if (len < 126) {
-        hdr[1] = (uint8_t)(0x80 | len);
-        hl = 2;
-    } else {
-        hdr[1] = 0x80 | 126;
-        hdr[2] = (uint8_t)(len >> 8);
-        hdr[3] = (uint8_t)len;
-        hl = 4;
-    }
-    uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
-    uint8_t *buf = malloc(hl + 4 + len);
-    memcpy(buf, hdr, hl);
-    memcpy(buf + hl, mask, 4);
-    for (size_t i = 0; i < len; i++) buf[hl + 4 + i] = (uint8_t)text[i] ^ mask[i % 4];
-    ssize_t w = write(fd, buf, hl + 4 + len);
-    free(buf);
-    return w == (ssize_t)(hl + 4 + len) ? 0 : -1;
-}
-
-static int read_full(int fd, uint8_t *b, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
+static int ws_send_text(int fd, const char *text) { return cvx_test_ws_send_text(fd, text); }
 
 /* Reads text frames into a JSON array until a close frame (returns 1), EOF/timeout (0). */
 static int ws_collect(int fd, json_t *frames) {
     for (int guard = 0; guard < 10000; guard++) {
-        uint8_t h[2];
-        if (read_full(fd, h, 2)) return 0;
-        uint64_t len = h[1] & 0x7f;
-        if (len == 126) {
-            uint8_t e[2];
-            if (read_full(fd, e, 2)) return 0;
-            len = ((uint64_t)e[0] << 8) | e[1];
-        } else if (len == 127) {
-            uint8_t e[8];
-            if (read_full(fd, e, 8)) return 0;
-            len = 0;
-            for (int i = 0; i < 8; i++) len = (len << 8) | e[i];
-        }
-        if (len > (1u << 24)) return 0;
-        uint8_t *p = malloc(len + 1);
-        if (read_full(fd, p, len)) {
-            free(p);
-            return 0;
-        }
-        p[len] = 0;
-        int op = h[0] & 0x0f;
+        int op;
+        char *p;
+        uint64_t len;
+        if (cvx_test_ws_read_frame(fd, &op, &p, &len)) return 0;
         if (op == 1) {
-            json_t *j = json_loadb((char *)p, len, 0, NULL);
-            json_array_append_new(frames, j ? j : json_string((char *)p));
+            json_t *j = json_loadb(p, len, 0, NULL);
+            json_array_append_new(frames, j ? j : json_string(p));
         }
         free(p);
         if (op == 8) return 1;

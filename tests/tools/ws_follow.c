@@ -11,15 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static int read_full(int fd, uint8_t *b, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
+#include "ws_frame.h"
 
 int main(int argc, char **argv) {
     if (argc != 4 || strlen(argv[3]) > 200) {
@@ -53,38 +45,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     char msg[300];
-    size_t len = (size_t)snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", argv[3]);
-    /* the length in its shortest form (RFC 6455: the server refuses another) */
-    uint8_t frame[320] = {0x81}, mask[4] = {0x12, 0x34, 0x56, 0x78};
-    size_t hl = 2;
-    if (len < 126) frame[1] = (uint8_t)(0x80 | len);
-    else {
-        frame[1] = 0x80 | 126;
-        frame[2] = (uint8_t)(len >> 8);
-        frame[3] = (uint8_t)len;
-        hl = 4;
-    }
-    memcpy(frame + hl, mask, 4);
-    for (size_t i = 0; i < len; i++) frame[hl + 4 + i] = (uint8_t)msg[i] ^ mask[i % 4];
-    if (write(fd, frame, hl + 4 + len) != (ssize_t)(hl + 4 + len)) return 1;
+    snprintf(msg, sizeof msg, "{\"type\":\"task_info\",\"tasktoken\":\"%s\"}", argv[3]);
+    if (cvx_test_ws_send_text(fd, msg)) return 1;
     for (;;) {
-        uint8_t h[2], e[8];
-        if (read_full(fd, h, 2)) return 1;
-        uint64_t l = h[1] & 0x7f;
-        if (l == 126) {
-            if (read_full(fd, e, 2)) return 1;
-            l = ((uint64_t)e[0] << 8) | e[1];
-        } else if (l == 127) {
-            if (read_full(fd, e, 8)) return 1;
-            l = 0;
-            for (int i = 0; i < 8; i++) l = (l << 8) | e[i];
-        }
-        if (l > (1u << 24)) return 1;
-        uint8_t *p = malloc(l + 1);
-        if (!p || read_full(fd, p, l)) return 1;
-        p[l] = 0;
-        int op = h[0] & 0x0f;
-        if (op == 1) printf("%s\n", (char *)p);
+        int op;
+        char *p;
+        uint64_t l;
+        if (cvx_test_ws_read_frame(fd, &op, &p, &l)) return 1;
+        if (op == 1) printf("%s\n", p);
         fflush(stdout);
         free(p);
         if (op == 8) return 0;
