@@ -192,6 +192,7 @@ print(s.getsockname()[1], flush=True)
 held = []
 while True:
     held.append(s.accept()[0])
+    print("accepted", flush=True)
 ' >stall.out 2>&1 &
 STALL_PID=$!
 SPORT=
@@ -207,14 +208,19 @@ stall_run() { # KEY OUT: a Run whose image URL never answers, in the background
     STALL_CURLS+=($!)
 }
 STALL_CURLS=()
+stalled() { # N: waits (10 s at most) until the never-answering server has accepted N fetches
+    local i
+    for i in $(seq 1 200); do [ "$(grep -c '^accepted' stall.out)" -ge "$1" ] && return 0; sleep 0.05; done
+    return 1
+}
 stall_run "$KEY" s0.json
-sleep 0.5
+stalled 1 || bad "the first fetch never reached the stalling server"
 code=$(run -o err.json -w '%{http_code}' -F prompt=x -F "inputImage=http://127.0.0.1:$SPORT/y.png")
 [ "$code" = 429 ] && grep -q '"code":96' err.json && grep -q "already being fetched" err.json &&
     ok "a project's second URL while its first is fetched: 429 $(cat err.json)" || bad "second URL of a project: $code $(cat err.json)"
 stall_run "${KEYS[0]}" s1.json
 stall_run "${KEYS[1]}" s2.json
-sleep 0.5
+stalled 3 || bad "three fetches did not all reach the stalling server"
 code=$(curl -s -m 10 -H "x-api-key: ${KEYS[2]}" -o err.json -w '%{http_code}' -F prompt=x \
     -F "inputImage=http://127.0.0.1:$SPORT/z.png" "http://127.0.0.1:$PORT/v1/Run/THUDM/CogVideoX-2b")
 [ "$code" = 429 ] && grep -q "Too many image URLs" err.json &&
