@@ -181,9 +181,11 @@ else
 fi
 stop_server
 
-# ---- URLs that never answer: each fetch holds an HTTP thread, so at most http_threads - 1 run at once and one per
-# project (429, code 96); /healthz, Detail and uploads are served meanwhile ----
-python3 -c '
+# ---- URLs that never answer: at most http_threads - 1 fetches run at once and one per project (429, code 96);
+# /healthz, Detail and uploads are served meanwhile (the fetches run off the HTTP threads: requests that an HTTP
+# thread accepted together with a fetching one are not held up) ----
+stall_server_start() { # a server that accepts connections and never answers: port in SPORT, pid in STALL_PID
+    python3 -c '
 import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
@@ -194,9 +196,12 @@ while True:
     held.append(s.accept()[0])
     print("accepted", flush=True)
 ' >stall.out 2>&1 &
-STALL_PID=$!
-SPORT=
-for i in $(seq 1 100); do SPORT=$(head -n 1 stall.out); [ -n "$SPORT" ] && break; sleep 0.05; done
+    STALL_PID=$!
+    SPORT=
+    local i
+    for i in $(seq 1 100); do SPORT=$(head -n 1 stall.out); [ -n "$SPORT" ] && break; sleep 0.05; done
+}
+stall_server_start
 KEYS=()
 for p in 1 2 3; do
     "$BIN" keys create --store s.db --mode key-only --json >kp$p.json 2>/dev/null && KEYS+=("$(jfield apikey <kp$p.json)")
@@ -224,7 +229,7 @@ stalled 3 || bad "three fetches did not all reach the stalling server"
 code=$(curl -s -m 10 -H "x-api-key: ${KEYS[2]}" -o err.json -w '%{http_code}' -F prompt=x \
     -F "inputImage=http://127.0.0.1:$SPORT/z.png" "http://127.0.0.1:$PORT/v1/Run/THUDM/CogVideoX-2b")
 [ "$code" = 429 ] && grep -q "Too many image URLs" err.json &&
-    ok "three fetches hold three of the four HTTP threads: a fourth project's URL gets 429 $(cat err.json)" ||
+    ok "three fetches at once (--http-threads 4 allows 3): a fourth project's URL gets 429 $(cat err.json)" ||
     bad "a fetch beyond the slots: $code $(cat err.json)"
 t0=$(date +%s%N)
 curl -sf -m 5 "http://127.0.0.1:$PORT/healthz" >/dev/null && api Task/Detail -d "tasktoken=$TOKEN" | grep -q '"result":true' &&
@@ -241,6 +246,26 @@ code=$(run -o err.json -w '%{http_code}' -F prompt=x -F "inputImage=http://127.0
 [ "$code" = 200 ] && grep -q "could not be fetched" err.json && ok "the slots are free again" ||
     bad "after the fetches: $code $(cat err.json)"
 stop_server
+
+# ---- one HTTP thread: a fetch runs off it, so the thread serves other requests meanwhile, and a stop does not
+# wait for the fetch's 20 s ----
+stall_server_start
+start_server i2v --allow-private-inputs --http-threads 1
+STALL_CURLS=()
+stall_run "$KEY" s3.json
+stalled 1 || bad "the fetch never reached the stalling server (one HTTP thread)"
+t0=$(date +%s%N)
+curl -sf -m 5 "http://127.0.0.1:$PORT/healthz" >/dev/null && api Task/Detail -d "tasktoken=$TOKEN" | grep -q '"result":true' &&
+    ok "one HTTP thread: /healthz and Detail are served while a fetch waits ($((($(date +%s%N) - t0) / 1000000)) ms)" ||
+    bad "one HTTP thread: the service waited for the fetch"
+t0=$(date +%s)
+stop_server
+wait "${STALL_CURLS[@]}"
+[ $(($(date +%s) - t0)) -lt 10 ] && grep -q "the service is stopping" s3.json &&
+    ok "a stop ends the waiting fetch at once, in the error contract: $(head -c 160 s3.json)" ||
+    bad "stop during a fetch: $(($(date +%s) - t0)) s, $(cat s3.json.code) $(cat s3.json)"
+kill "$STALL_PID" 2>/dev/null
+wait "$STALL_PID" 2>/dev/null
 
 # ---- a t2v model: file parts refused, an inputImage field kept as an unknown input ----
 start_server t2v

@@ -286,6 +286,7 @@ int cvx_svc_core_open(cvx_svc **out, const cvx_svc_config *config, char *err, si
     pthread_cond_init(&svc->wake_worker, NULL);
     pthread_cond_init(&svc->wake_callbacks, NULL);
     pthread_cond_init(&svc->websockets_done, NULL);
+    pthread_cond_init(&svc->offloads_done, NULL);
     svc->progress = cvx_svc_progress_new();
     size_t cl = strlen(config->outputs_dir) + 16;
     svc->ckpt_dir = malloc(cl);
@@ -361,6 +362,7 @@ void cvx_svc_core_close(cvx_svc *svc) {
     pthread_cond_destroy(&svc->wake_worker);
     pthread_cond_destroy(&svc->wake_callbacks);
     pthread_cond_destroy(&svc->websockets_done);
+    pthread_cond_destroy(&svc->offloads_done);
     free(svc->store_path);
     free(svc->outputs_dir);
     free(svc->listen_host);

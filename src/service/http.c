@@ -300,7 +300,18 @@ typedef struct {
     size_t len, cap;
     int too_large;
     int raised; /* the connection has the body timeout: on_completed gives it the head timeout again */
+    /* A handler run off the HTTP thread (run_offloaded): its request, and its reply once `offload` is
+     * OFFLOAD_DONE; the connection is suspended meanwhile and answered from on_request when resumed. */
+    int offload;
+    cvx_svc *svc;
+    struct MHD_Connection *conn;
+    json_t *fields;
+    char base[600];
+    char *rest;
+    cvx_svc_reply reply;
 } request_ctx;
+
+enum { OFFLOAD_NONE, OFFLOAD_RUNNING, OFFLOAD_DONE };
 
 /* ---- /healthz ---- */
 
@@ -411,6 +422,66 @@ static size_t body_limit_of(const cvx_svc *svc, const cvx_svc_route *route) {
     return svc->cfg.body_limit + (takes_file(svc, route) ? CVX_SVC_INPUT_MAX + 65536 : 0);
 }
 
+/* A Run whose inputImage is a URL: its handler fetches it (up to CVX_SVC_INPUT_TIMEOUT_S). */
+static int fetches_url(const cvx_svc *svc, const cvx_svc_route *route, json_t *fields, int n_files) {
+    return takes_file(svc, route) && n_files == 0 && json_is_string(json_object_get(fields, "inputImage"));
+}
+
+/* Handlers off the HTTP threads at once; past it a handler runs on its HTTP thread (the fetch slots are taken by
+ * then, so it answers 429 at once). */
+#define OFFLOADS_MAX (2 * CVX_SVC_FETCH_SLOTS)
+
+static void *offload_main(void *arg) {
+    request_ctx *rc = arg;
+    cvx_svc *svc = rc->svc;
+    cvx_svc_request rq = {.svc = svc, .project = &rc->project, .fields = rc->fields, .base_url = rc->base,
+                          .path_rest = rc->rest};
+    cvx_svc_reply rp = {0};
+    rc->route->handler(&rq, &rp);
+    json_decref(rc->fields);
+    rc->fields = NULL;
+    rc->reply = rp;
+    rc->offload = OFFLOAD_DONE; /* read by on_request after the resume below (MHD orders the two) */
+    MHD_resume_connection(rc->conn);
+    pthread_mutex_lock(&svc->mu);
+    if (--svc->offloads == 0) pthread_cond_broadcast(&svc->offloads_done);
+    pthread_mutex_unlock(&svc->mu);
+    return NULL;
+}
+
+/* Runs the handler of rc's request on a thread of its own with the connection suspended: 1, or 0 when it cannot
+ * (the caller runs it). Takes fields. With MHD's epoll thread pool a connection belongs to the HTTP thread that
+ * accepted it, and one thread may accept several at once: a handler that waits on that thread would make them wait. */
+static int run_offloaded(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, json_t *fields, const char *base,
+                         const char *rest) {
+    pthread_mutex_lock(&svc->mu);
+    int room = svc->offloads < OFFLOADS_MAX && !atomic_load(&svc->stopping);
+    if (room) svc->offloads++;
+    pthread_mutex_unlock(&svc->mu);
+    if (!room) return 0;
+    rc->svc = svc, rc->conn = conn, rc->fields = fields, rc->rest = strdup(rest);
+    snprintf(rc->base, sizeof rc->base, "%s", base);
+    rc->offload = OFFLOAD_RUNNING;
+    pthread_attr_t attr;
+    pthread_t t;
+    int started = rc->rest && !pthread_attr_init(&attr);
+    if (started) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        MHD_suspend_connection(conn);
+        started = !pthread_create(&t, &attr, offload_main, rc);
+        if (!started) MHD_resume_connection(conn);
+        pthread_attr_destroy(&attr);
+    }
+    if (started) return 1;
+    rc->offload = OFFLOAD_NONE, rc->fields = NULL;
+    free(rc->rest);
+    rc->rest = NULL;
+    pthread_mutex_lock(&svc->mu);
+    if (--svc->offloads == 0) pthread_cond_broadcast(&svc->offloads_done);
+    pthread_mutex_unlock(&svc->mu);
+    return 0;
+}
+
 static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, request_ctx *rc, const char *rest) {
     const cvx_svc_route *route = rc->route;
     if (rc->too_large) return send_error(conn, 413, 0, "Request body is too large.");
@@ -435,6 +506,7 @@ static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, reques
     }
     char base[600];
     request_base(svc, conn, base, sizeof base);
+    if (fetches_url(svc, route, fields, n_files) && run_offloaded(svc, conn, rc, fields, base, rest)) return MHD_YES;
     cvx_svc_request rq = {.svc = svc, .project = &project, .fields = fields, .base_url = base, .path_rest = rest,
                           .files = files, .n_files = n_files};
     cvx_svc_reply rp = {0};
@@ -529,6 +601,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rc;
         return MHD_YES;
     }
+    if (rc->offload == OFFLOAD_DONE) { /* resumed: the handler's reply */
+        cvx_svc_reply rp = rc->reply;
+        rc->reply.body = NULL;
+        rc->offload = OFFLOAD_NONE;
+        if (!rp.body) return send_error(conn, 500, 0, "Internal error.");
+        return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
+    }
+    if (rc->offload == OFFLOAD_RUNNING) return MHD_YES;
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -567,6 +647,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  ((void *)rc != (void *)&answered_get && rc->raised);
     if (raised && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
     if ((void *)rc == (void *)&answered_get || (void *)rc == (void *)&answered_file) return;
+    json_decref(rc->reply.body);
+    free(rc->rest);
     free(rc->body);
     free(rc);
     *con_cls = NULL;
@@ -593,7 +675,8 @@ int cvx_svc_http_start(cvx_svc *svc, char *err, size_t n) {
         snprintf(err, n, "listen address %s: not an IPv4 address", svc->listen_host);
         return -1;
     }
-    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                                    MHD_USE_ERROR_LOG,
                                 0, NULL, NULL, on_request, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(svc->cfg.http_threads > 0 ? svc->cfg.http_threads : 1),
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)head_timeout(svc),
@@ -618,10 +701,16 @@ int cvx_svc_http_stop(cvx_svc *svc) {
     ts.tv_sec += 10;
     while (svc->websockets > 0)
         if (pthread_cond_timedwait(&svc->websockets_done, &svc->mu, &ts)) break;
-    int left = svc->websockets;
+    /* offloaded handlers end soon (their fetches give up when the service stops) and resume their connections,
+     * which must happen before the daemon goes */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += CVX_SVC_INPUT_TIMEOUT_S + 5;
+    while (svc->offloads > 0)
+        if (pthread_cond_timedwait(&svc->offloads_done, &svc->mu, &ts)) break;
+    int left = svc->websockets + svc->offloads;
     pthread_mutex_unlock(&svc->mu);
     if (svc->mhd) {
-        if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions did not close", left);
+        if (left) cvx_svc_log(svc, CVX_LOG_WARN, "%d WebSocket sessions or API handlers did not end", left);
         else MHD_stop_daemon(svc->mhd); /* with sessions still open the daemon is left to the process exit */
         if (!left) svc->mhd = NULL;
     }

@@ -63,6 +63,13 @@ static size_t on_data(char *p, size_t s, size_t n, void *ud) {
     return len;
 }
 
+/* Ends the transfer when the service stops (its HTTP side waits for the fetches before it closes). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    const cvx_svc *svc = ud;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load(&svc->stopping) ? 1 : 0;
+}
+
 static curl_socket_t open_checked(void *ud, curlsocktype purpose, struct curl_sockaddr *addr) {
     const cvx_svc *svc = ud;
     (void)purpose;
@@ -104,6 +111,9 @@ int cvx_svc_input_fetch(const cvx_svc *svc, const char *url, void **data, size_t
     curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_checked);
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, (void *)svc);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)svc);
     CURLcode rc = curl_easy_perform(c);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -112,6 +122,8 @@ int cvx_svc_input_fetch(const cvx_svc *svc, const char *url, void **data, size_t
         snprintf(why, n, "is larger than %u bytes", CVX_SVC_INPUT_MAX);
     } else if (rc == CURLE_COULDNT_CONNECT && !svc->cfg.allow_private_inputs) {
         snprintf(why, n, "could not be fetched: cannot connect (loopback, link-local and private addresses are refused)");
+    } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(why, n, "could not be fetched: the service is stopping");
     } else if (rc != CURLE_OK) {
         snprintf(why, n, "could not be fetched: %s", curl_easy_strerror(rc));
     } else if (code < 200 || code > 299) {

@@ -18,12 +18,13 @@
 
 /* 1 when the served model takes an image (its kind is i2v). */
 int cvx_svc_takes_image(const cvx_svc *svc);
-/* A URL fetch holds the HTTP thread that runs it: at most http_threads - 1 (and CVX_SVC_FETCH_SLOTS) at once, one
- * per project, so the others and /healthz are always served. 0: the slot is taken (cvx_svc_input_fetch_end after);
+/* URL fetches at once: at most http_threads - 1 (and CVX_SVC_FETCH_SLOTS), one per project (each runs on a thread
+ * of its own while its connection is suspended, http.c). 0: the slot is taken (cvx_svc_input_fetch_end after);
  * 1: this project already fetches one; 2: the slots are all taken. */
 int cvx_svc_input_fetch_begin(cvx_svc *svc, long long project);
 void cvx_svc_input_fetch_end(cvx_svc *svc, long long project);
-/* Fetches url into *data (malloc'ed, *size bytes): 0, or -1 with a message for the client in why. */
+/* Fetches url into *data (malloc'ed, *size bytes): 0, or -1 with a message for the client in why. Gives up
+ * when the service stops. */
 int cvx_svc_input_fetch(const cvx_svc *svc, const char *url, void **data, size_t *size, char *why, size_t why_size);
 /* Decodes an image file's bytes (the first picture FFmpeg finds in them): 0 (out filled; cvx_frames_free), or -1
  * with a message in why. */

@@ -101,10 +101,14 @@ struct cvx_svc {
     pthread_cond_t websockets_done;
     struct { char ip[48]; int n; } ws_ips[CVX_SVC_WS_IP_SLOTS]; /* sessions per client address (n 0 = free) */
 
-    /* Run's inputImage URLs being fetched (inputs.c, under mu): each holds an HTTP thread for up to
-     * CVX_SVC_INPUT_TIMEOUT_S, so at most http_threads - 1 at once and one per project */
+    /* Run's inputImage URLs being fetched (inputs.c, under mu): each takes up to CVX_SVC_INPUT_TIMEOUT_S, so at
+     * most http_threads - 1 at once and one per project */
     int fetches;
     long long fetch_projects[CVX_SVC_FETCH_SLOTS];
+    /* API handlers run on threads of their own while their connection is suspended (http.c, under mu): a Run
+     * that fetches an image URL, so that no HTTP thread (nor a connection it accepted) waits for the fetch */
+    int offloads;
+    pthread_cond_t offloads_done;
 };
 
 /* ---- the core (core.c): no HTTP ---- */
