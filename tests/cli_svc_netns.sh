@@ -75,6 +75,11 @@ pg() { # start | stop
         -o "-k $PGH -c listen_addresses=${IP[db]} -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         $how >/dev/null 2>&1
 }
+pg_sessions() { # the server's sessions of the test database: pid, state, wait, how long in that state, statement
+    ip netns exec "${P}db" runuser -u "$PGUSER_OS" -- "$PGBIN/psql" -h "$PGH" -U cvx -d postgres -Atc \
+        "SELECT pid, state, wait_event_type, wait_event, now() - state_change, left(query, 80) FROM pg_stat_activity
+         WHERE datname = 'postgres' AND pid != pg_backend_pid()" 2>&1 | tr '\n' ';'
+}
 pg start || { bad "PostgreSQL did not start: $(tail -n 5 "$PGH/server.log")"; exit 1; }
 STORE="host=${IP[db]} port=5432 user=cvx dbname=postgres"
 ok "PostgreSQL on ${IP[db]}:5432 (namespace ${P}db)"
@@ -365,7 +370,7 @@ if wait_step "$A" "$CTOK" 5 60; then
             ok "network cut of $cut for longer than the lease: $other resumed the task (the same MP4); $cut came back, found its lease lost and wrote nothing: $(grep "$LOST" "$cut.err" | head -n 1 | sed 's/^cogvideox [a-z]*: [a-z]*: //')" ||
             bad "network cut: moved to '$other' (cut $cut), lost $lost, end $end1 -> $end2, cmp $(cmp cut.mp4 ref.mp4 2>&1); $(grep "task $CID" "$cut.err" | tail -n 3)"
     else
-        bad "network cut of $cut: the task did not move or finish (moved $moved): $(grep -o '"status":"[a-z_]*"' detail.json) $(grep -o '"debugoutput":"[^"]*' detail.json | tail -c 400); w1: $(grep "task $CID" w1.err | tail -n 4); w2: $(grep "task $CID" w2.err | tail -n 4)"
+        bad "network cut of $cut: the task did not move or finish (moved $moved): $(grep -o '"status":"[a-z_]*"' detail.json) $(grep -o '"debugoutput":"[^"]*' detail.json | tail -c 400); w1: $(grep "task $CID" w1.err | tail -n 4); w2: $(grep "task $CID" w2.err | tail -n 4); w2 last: $(tail -n 4 w2.err); sessions: $(pg_sessions)"
     fi
 else
     bad "network cut: the task did not start"
