@@ -563,6 +563,34 @@ done:
     free(x), free(wf), free(y), free(y0), free(res), free(gate), free(bias);
 }
 
+/* Overlapping rows of x (ldx < K: a convolution's windows, row m = the K values from m·ldx on) give exactly the
+ * products of the same rows copied apart, on every path; ldx < 1 is refused. */
+static void check_linear_bf16_overlap(cvx_pool *pool, int64_t M, int64_t K, int64_t N, int64_t ldx) {
+    const int64_t span = (M - 1) * ldx + K;
+    float *x = malloc((size_t)span * sizeof(float)), *xc = malloc((size_t)(M * K) * sizeof(float));
+    float *wf = malloc((size_t)(N * K) * sizeof(float)), *y = malloc((size_t)(M * N) * sizeof(float));
+    float *yc = malloc((size_t)(M * N) * sizeof(float)), *b = malloc((size_t)N * sizeof(float));
+    cvx_packed *pk = NULL;
+    if (!x || !xc || !wf || !y || !yc || !b) goto done;
+    fill(x, span, 1.0f);
+    fill(wf, N * K, 0.2f);
+    fill(b, N, 0.5f);
+    for (int64_t m = 0; m < M; m++) memcpy(xc + m * K, x + m * ldx, (size_t)K * sizeof(float));
+    int64_t sh[2] = {N, K};
+    cvx_tensor wt = cvx_tensor_view(CVX_DTYPE_F32, wf, 2, sh);
+    CHECK(cvx_pack_bf16(pool, &wt, &pk) == CVX_OK);
+    if (!pk) goto done;
+    CHECK(cvx_linear_bf16_ex(pool, yc, N, xc, K, M, K, pk, b, NULL) == CVX_OK);
+    CHECK(cvx_linear_bf16_ex(pool, y, N, x, ldx, M, K, pk, b, NULL) == CVX_OK);
+    CHECK_MSG(!memcmp(y, yc, (size_t)(M * N) * sizeof(float)),
+              "[%s, %d thr] linear_bf16_ex with overlapping rows M=%lld K=%lld N=%lld ldx=%lld differs from copied rows",
+              g_path, g_threads, (long long)M, (long long)K, (long long)N, (long long)ldx);
+    if (M > 1) CHECK(cvx_linear_bf16_ex(pool, y, N, x, 0, M, K, pk, b, NULL) == CVX_ERR_INVALID_ARGUMENT);
+done:
+    cvx_packed_free(pk);
+    free(x), free(xc), free(wf), free(y), free(yc), free(b);
+}
+
 static void check_pack_errors(void) {
     float w[6] = {1, 2, 3, 4, 5, 6};
     int64_t s2[2] = {2, 3}, s3[3] = {1, 2, 3};
@@ -599,6 +627,9 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
     static const int64_t ex[][3] = {{1, 5, 3}, {13, 31, 47}, {40, 2100, 70}, {100, 64, 33}, {3, 0, 17}};
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
         for (int mode = 0; mode < 4; mode++) check_linear_bf16_ex(pool, ex[i][0], ex[i][1], ex[i][2], mode);
+    /* the VAE's windows: 3 pixels of C channels per row, one pixel apart (and two: stride 2) */
+    static const int64_t ov[][4] = {{70, 3 * 16, 33, 16}, {45, 3 * 128, 128, 128}, {33, 3 * 128, 64, 256}, {5, 7, 3, 1}};
+    for (size_t i = 0; i < sizeof ov / sizeof ov[0]; i++) check_linear_bf16_overlap(pool, ov[i][0], ov[i][1], ov[i][2], ov[i][3]);
     static const int64_t gm[][3] = {{1, 1, 1},    {5, 3, 2},   {17, 33, 300}, {40, 70, 9},
                                     {3, 100, 257}, {90, 10, 64}, {4, 9, 17},    {70, 130, 65}};
     for (size_t i = 0; i < sizeof gm / sizeof gm[0]; i++) {

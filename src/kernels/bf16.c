@@ -272,7 +272,7 @@ void cvx_linear_bf16(cvx_pool *pool, float *y, const float *x, int64_t M, int64_
 
 cvx_status cvx_linear_bf16_ex(cvx_pool *pool, float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, int64_t K,
                               const cvx_packed *W, const float *bias, const cvx_epilogue *epi) {
-    if (!W || K != W->k || M < 0 || ldy < W->n || ldx < K) return CVX_ERR_INVALID_ARGUMENT;
+    if (!W || K != W->k || M < 0 || ldy < W->n || (M > 1 && ldx < 1)) return CVX_ERR_INVALID_ARGUMENT;
     if (epi) {
         if (epi->act != CVX_ACT_NONE && epi->act != CVX_ACT_GELU_TANH) return CVX_ERR_INVALID_ARGUMENT;
         if (epi->act != CVX_ACT_NONE && epi->residual) return CVX_ERR_INVALID_ARGUMENT;

@@ -371,16 +371,14 @@ typedef struct {
     float **pa;      /* per thread: packed A block */
     packed_b *pb;    /* per (dt, dy) tap, then the shortcut */
     cvx_packed **pk; /* bf16: per (dt, dy) tap [Cout][3·Cin], then the shortcut [Cout][Cres]; NULL: f32 */
-    float **win;     /* bf16, per thread: A's overlapping windows copied to rows of their own [M][3·Cin] */
     int64_t patch_elems;
     int *failed;     /* per thread: 1 a cache read failed, 2 a bf16 product was refused */
     int64_t cache_row0, cache_rows; /* the cache's row of src row 0, rows per cache frame */
 } conv_ctx;
 
-/* C[M, Cout] (+)= A · W_gᵀ for tap g = dt·3 + dy (A's rows: lda apart, 3·Cin values = the dx = 0..2 pixels)
- * or the shortcut (g = kt·3, A [M][Cres]). In bf16 the overlapping windows (lda < 3·Cin) are first copied to
- * rows of their own (the bf16 products take row strides >= K; the copy is 1/(2·Cout) of the product's work),
- * and the running sum over taps is carried in f32 by the epilogue's residual (y itself). */
+/* C[M, Cout] (+)= A · W_gᵀ for tap g = dt·3 + dy (A's rows: lda apart, 3·Cin values = the dx = 0..2 pixels, so
+ * rows overlap when lda < 3·Cin) or the shortcut (g = kt·3, A [M][Cres]). In bf16 the running sum over taps is
+ * carried in f32 by the epilogue's residual (y itself). */
 static void tap_gemm(const conv_ctx *x, int thread_index, int g, int64_t M, const float *A, int64_t lda, float *C,
                      int64_t ldc, int accumulate, float *pa) {
     if (!x->pk) {
@@ -389,12 +387,6 @@ static void tap_gemm(const conv_ctx *x, int thread_index, int g, int64_t M, cons
     }
     const cvx_packed *w = x->pk[g];
     const int64_t K = cvx_packed_cols(w);
-    if (lda < K) {
-        float *win = x->win[thread_index];
-        for (int64_t m = 0; m < M; m++) memcpy(win + m * K, A + m * lda, (size_t)K * sizeof(float));
-        A = win;
-        lda = K;
-    }
     const cvx_epilogue sum = {.residual = C, .ldres = ldc};
     if (cvx_linear_bf16_ex(NULL, C, ldc, A, lda, M, K, w, NULL, accumulate ? &sum : NULL))
         x->failed[thread_index] = 2;
@@ -476,16 +468,7 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
             int acc = 0;
             for (int dt = 0; dt < cv->kt; dt++) {
                 const float *A = patch + (dt * nrows * Wp) * Cin;
-                int64_t lda = Cin;
-                if (x->pk) {
-                    /* bf16: the windows of this frame's gathered rows, copied once for the 3 dy taps (tap dy
-                     * starts dy·Wp windows in). */
-                    float *win = x->win[thread_index];
-                    const int64_t nwin = 2 * Wp + M;
-                    for (int64_t j = 0; j < nwin; j++) memcpy(win + j * 3 * Cin, A + j * Cin, (size_t)(3 * Cin) * sizeof(float));
-                    A = win;
-                    lda = 3 * Cin;
-                }
+                const int64_t lda = Cin; /* tap dy starts dy·Wp pixels in; a row is the 3 pixels from there */
                 for (int dy = 0; dy < 3; dy++) {
                     tap_gemm(x, thread_index, dt * 3 + dy, M, A + dy * Wp * lda, lda, ctmp, Cout, acc, pa);
                     acc = 1;
@@ -607,12 +590,6 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv scratch");
     const int npk = ntaps;
     if (!st && cv->bf16) st = pack_bf16_taps(pool, cv, x.Cin, npk, &x.pk, err);
-    const int64_t win_elems = (cv->stride == 1 ? (x.band + 2) * x.Wp : x.Wo) * 3 * x.Cin;
-    if (!st && cv->bf16 && !(x.win = calloc((size_t)nth, sizeof(float *))))
-        st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory");
-    for (int i = 0; !st && cv->bf16 && i < nth; i++)
-        if (!(x.win[i] = malloc((size_t)win_elems * sizeof(float))))
-            st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for conv windows");
     for (int g = 0; !st && !cv->bf16 && g < ntaps; g++) {
         int sc = g == cv->kt * 3; /* the shortcut [Cout][Cres] */
         int64_t K = sc ? cv->res->C : 3 * x.Cin;
@@ -639,8 +616,6 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
     for (int g = 0; x.pb && g < ntaps; g++) free(x.pb[g].data);
     for (int g = 0; x.pk && g < npk; g++) cvx_packed_free(x.pk[g]);
     free(x.pk);
-    for (int i = 0; x.win && i < nth; i++) free(x.win[i]);
-    free(x.win);
     free(x.scratch);
     free(x.pa);
     free(x.pb);
