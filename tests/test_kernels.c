@@ -665,10 +665,39 @@ static void run_bf16_path(const cvx_bf16_table *bt, cvx_pool *pool) {
     }
 }
 
+/* affine_silu gives this path's two steps and silu pass apart, bit for bit, with and without the spatial step. */
+static void check_affine_silu(const cvx_kernel_table *kt, int64_t n) {
+    float *x = malloc((size_t)n * 7 * sizeof(float));
+    if (!x) return;
+    float *a = x + n, *b = a + n, *zy = b + n, *zb = zy + n, *y = zb + n, *want = y + n;
+    fill(x, n, 4.0f), fill(a, n, 2.0f), fill(b, n, 1.0f), fill(zy, n, 1.5f), fill(zb, n, 0.5f);
+    int bad = 0;
+    for (int spatial = 0; spatial < 2; spatial++)
+        for (int silu = 0; silu < 2; silu++) {
+            for (int64_t i = 0; i < n; i++) {
+                volatile float p = x[i] * a[i], v = p + b[i]; /* rounded apart, as the contract says */
+                if (spatial) {
+                    volatile float q = v * zy[i];
+                    v = q + zb[i];
+                }
+                want[i] = v;
+            }
+            if (silu) kt->silu(want, n);
+            kt->affine_silu(x, a, b, spatial ? zy : NULL, spatial ? zb : NULL, y, n, silu);
+            if (memcmp(y, want, (size_t)n * sizeof(float)) && bad++ < 3)
+                CHECK_MSG(0, "[%s] affine_silu n=%lld spatial=%d silu=%d differs from its steps apart", kt->name,
+                          (long long)n, spatial, silu);
+        }
+    CHECK(bad == 0);
+    free(x);
+}
+
 static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     g_path = kt->name;
     g_threads = cvx_pool_size(pool);
     cvx_kernels_set_active_for_testing(kt);
+    for (int64_t n = 1; n <= 37; n += 9) check_affine_silu(kt, n);
+    check_affine_silu(kt, 512);
 
     static const int64_t lin[][3] = {{1, 1, 1},    {1, 7, 5},     {2, 16, 32},   {3, 17, 33},   {13, 31, 47},
                                      {12, 64, 64}, {25, 96, 100}, {37, 300, 70}, {5, 520, 9},   {64, 257, 129},

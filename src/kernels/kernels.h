@@ -60,6 +60,12 @@ typedef struct {
     /* In place, elementwise (see cvx_gelu_tanh / cvx_silu). */
     void (*gelu_tanh)(float *x, int64_t n);
     void (*silu)(float *x, int64_t n);
+    /* y[i] = f((x[i]·a[i] + b[i])·zy[i] + zb[i]) for i < n (zy, zb NULL: without that step; f = this table's silu
+     * when silu, else the identity), each product and sum rounded on its own (no fused multiply-add): the same
+     * numbers as the two steps and a silu pass apart. The VAE's GroupNorm (and spatial norm) applied to a pixel. y
+     * may alias x. */
+    void (*affine_silu)(const float *x, const float *a, const float *b, const float *zy, const float *zb, float *y,
+                        int64_t n, int silu);
 } cvx_kernel_table;
 
 /* The table of a path (dispatch.c: a path without fp32 kernels of its own gets the next path down that has them —

@@ -113,6 +113,18 @@ static void ref_silu(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
+static void ref_affine_silu(const float *x, const float *a, const float *b, const float *zy, const float *zb, float *y,
+                            int64_t n, int silu) {
+    for (int64_t i = 0; i < n; i++) {
+        float p = x[i] * a[i], v = p + b[i];
+        if (zy) {
+            float q = v * zy[i];
+            v = q + zb[i];
+        }
+        y[i] = silu ? v / (1.0f + expf(-v)) : v;
+    }
+}
+
 const cvx_kernel_table cvx_kernels_ref = {
     .isa = CVX_ISA_REF,
     .name = "ref",
@@ -128,4 +140,5 @@ const cvx_kernel_table cvx_kernels_ref = {
     .norm_row = ref_norm_row,
     .gelu_tanh = ref_gelu_tanh,
     .silu = ref_silu,
+    .affine_silu = ref_affine_silu,
 };

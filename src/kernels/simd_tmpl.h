@@ -269,6 +269,18 @@ static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
     }
 }
 
+static void affine_silu(const float *x, const float *a, const float *b, const float *zy, const float *zb, float *y,
+                        int64_t n, int silu) {
+    for (int64_t i = 0; i < n; i += VW) {
+        int c = n - i < VW ? (int)(n - i) : VW;
+        V v = v_add(v_mul(v_loadn(x + i, c), v_loadn(a + i, c)), v_loadn(b + i, c));
+        if (zy) v = v_add(v_mul(v, v_loadn(zy + i, c)), v_loadn(zb + i, c));
+        if (silu) v = v_silu(v);
+        if (c == VW) v_store(y + i, v);
+        else v_storen(y + i, v, c);
+    }
+}
+
 static void bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i += VW) {
         int c = n - i < VW ? (int)(n - i) : VW;
@@ -293,4 +305,5 @@ const cvx_kernel_table TABLE_NAME = {
     .norm_row = norm_row,
     .gelu_tanh = simd_gelu_tanh_row,
     .silu = simd_silu_row,
+    .affine_silu = affine_silu,
 };

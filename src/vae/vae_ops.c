@@ -47,27 +47,16 @@ void cvx__vxform_row(const cvx__vxform *xf, const cvx__vact *x, int64_t t, int64
 }
 
 void cvx__vxform_apply(const cvx__vxform *xf, const float *src, int64_t W, int64_t C, int64_t t, int64_t y, float *dst) {
-    const float *a = xf->a, *b = xf->b;
+    const cvx_kernel_table *kt = cvx_kernels_active();
+    const float *zyr = NULL, *zbr = NULL;
     if (xf->zy) {
-        const float *zyr = xf->zy + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
-        const float *zbr = xf->zb + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
-        for (int64_t i = 0; i < W; i++) {
-            const float *s = src + i * C;
-            const float *zy = zyr + xf->xmap[i] * C, *zb = zbr + xf->xmap[i] * C;
-            float *d = dst + i * C;
-            for (int64_t c = 0; c < C; c++) {
-                float v = s[c] * a[c] + b[c];
-                d[c] = v * zy[c] + zb[c];
-            }
-        }
-    } else {
-        for (int64_t i = 0; i < W; i++) {
-            const float *s = src + i * C;
-            float *d = dst + i * C;
-            for (int64_t c = 0; c < C; c++) d[c] = s[c] * a[c] + b[c];
-        }
+        zyr = xf->zy + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
+        zbr = xf->zb + ((xf->tmap[t] * xf->zH + xf->ymap[y]) * xf->zW) * C;
     }
-    if (xf->silu) cvx_silu(NULL, dst, W * C);
+    /* one pixel at a time: its C values stay in L1 from the norm to the SiLU */
+    for (int64_t i = 0; i < W; i++)
+        kt->affine_silu(src + i * C, xf->a, xf->b, zyr ? zyr + xf->xmap[i] * C : NULL,
+                        zbr ? zbr + xf->xmap[i] * C : NULL, dst + i * C, C, xf->silu);
 }
 
 /* ---- GroupNorm statistics ------------------------------------------------------------------------------ */
