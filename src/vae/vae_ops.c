@@ -348,7 +348,7 @@ static cvx_status pack_bf16_taps(cvx_pool *pool, const cvx__vconv *cv, int64_t c
 
 /* Output rows per task: the gathered (transformed) input rows are shared by the band's outputs and the GEMMs
  * get about this many rows of A. */
-#define BAND_PIXELS 768
+#define BAND_PIXELS 2048
 
 typedef struct {
     const cvx__vconv *cv;
