@@ -76,9 +76,9 @@ pg() { # start | stop
         $how >/dev/null 2>&1
 }
 pg_sessions() { # the server's sessions of the test database: pid, state, wait, how long in that state, statement
-    ip netns exec "${P}db" runuser -u "$PGUSER_OS" -- "$PGBIN/psql" -h "$PGH" -U cvx -d postgres -Atc \
+    (cd / && ip netns exec "${P}db" runuser -u "$PGUSER_OS" -- "$PGBIN/psql" -h "$PGH" -U cvx -d postgres -Atc \
         "SELECT pid, state, wait_event_type, wait_event, now() - state_change, left(query, 80) FROM pg_stat_activity
-         WHERE datname = 'postgres' AND pid != pg_backend_pid()" 2>&1 | tr '\n' ';'
+         WHERE datname = 'postgres' AND pid != pg_backend_pid()" 2>&1 | tr '\n' ';')
 }
 pg start || { bad "PostgreSQL did not start: $(tail -n 5 "$PGH/server.log")"; exit 1; }
 STORE="host=${IP[db]} port=5432 user=cvx dbname=postgres"

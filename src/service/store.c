@@ -200,11 +200,15 @@ static int pg_ok(cvx_svc_store *s, PGresult *res, ExecStatusType want, char *err
 /* The settings of every connection (the first and each reset): notices quiet (IF NOT EXISTS ... skipping); a session
  * of this program that stays inside a transaction for 10 s without a statement is ended by the server (a worker cut
  * off from the network in the middle of a write would otherwise keep its row locks, and every node's next update of
- * that task would wait for it); a statement that waits 10 s for a lock fails (and is retried by its caller) instead
- * of hanging. */
+ * that task would wait for it); so is one whose client stops answering in the middle of a message — a checkpoint's
+ * blob half sent when the link went down keeps the session "active" in ClientRead, which no statement or idle
+ * timeout ends: the server's TCP keepalives on this session (probes after 10 s of silence, 3 unanswered 5 s apart)
+ * and its TCP user timeout (data unacknowledged for 10 s) close it; a statement that waits 10 s for a lock fails (and
+ * is retried by its caller) instead of hanging. */
 static void pg_session(cvx_svc_store *s) {
     PQclear(PQexec(s->pg, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '10s';"
-                          " SET lock_timeout = '10s'"));
+                          " SET lock_timeout = '10s'; SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+                          " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"));
 }
 
 /* Connects and brings the schema to PG_SCHEMA_VERSION in one transaction (an advisory lock makes nodes that start
