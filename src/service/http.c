@@ -301,8 +301,9 @@ typedef struct {
     int too_large;
     int raised; /* the connection has the body timeout: on_completed gives it the head timeout again */
     /* A handler run off the HTTP thread (run_offloaded): its request, and its reply once `offload` is
-     * OFFLOAD_DONE; the connection is suspended meanwhile and answered from on_request when resumed. */
-    int offload;
+     * OFFLOAD_DONE; the connection is suspended meanwhile and answered from on_request when resumed. `offloaded`:
+     * counted in svc->offloads until on_completed (the reply has gone out, or the connection is gone). */
+    int offload, offloaded;
     cvx_svc *svc;
     struct MHD_Connection *conn;
     json_t *fields;
@@ -442,11 +443,15 @@ static void *offload_main(void *arg) {
     rc->fields = NULL;
     rc->reply = rp;
     rc->offload = OFFLOAD_DONE; /* read by on_request after the resume below (MHD orders the two) */
-    MHD_resume_connection(rc->conn);
+    MHD_resume_connection(rc->conn); /* rc may be gone from here on (on_completed) */
+    return NULL;
+}
+
+/* The end of an offloaded request: its reply has gone out (or its connection closed). */
+static void offload_ended(cvx_svc *svc) {
     pthread_mutex_lock(&svc->mu);
     if (--svc->offloads == 0) pthread_cond_broadcast(&svc->offloads_done);
     pthread_mutex_unlock(&svc->mu);
-    return NULL;
 }
 
 /* Runs the handler of rc's request on a thread of its own with the connection suspended: 1, or 0 when it cannot
@@ -468,17 +473,16 @@ static int run_offloaded(cvx_svc *svc, struct MHD_Connection *conn, request_ctx 
     if (started) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         MHD_suspend_connection(conn);
+        rc->offloaded = 1;
         started = !pthread_create(&t, &attr, offload_main, rc);
-        if (!started) MHD_resume_connection(conn);
+        if (!started) rc->offloaded = 0, MHD_resume_connection(conn);
         pthread_attr_destroy(&attr);
     }
     if (started) return 1;
     rc->offload = OFFLOAD_NONE, rc->fields = NULL;
     free(rc->rest);
     rc->rest = NULL;
-    pthread_mutex_lock(&svc->mu);
-    if (--svc->offloads == 0) pthread_cond_broadcast(&svc->offloads_done);
-    pthread_mutex_unlock(&svc->mu);
+    offload_ended(svc);
     return 0;
 }
 
@@ -647,6 +651,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  ((void *)rc != (void *)&answered_get && rc->raised);
     if (raised && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) set_timeout(conn, head_timeout(svc));
     if ((void *)rc == (void *)&answered_get || (void *)rc == (void *)&answered_file) return;
+    if (rc->offloaded) offload_ended(svc);
     json_decref(rc->reply.body);
     free(rc->rest);
     free(rc->body);
@@ -701,8 +706,8 @@ int cvx_svc_http_stop(cvx_svc *svc) {
     ts.tv_sec += 10;
     while (svc->websockets > 0)
         if (pthread_cond_timedwait(&svc->websockets_done, &svc->mu, &ts)) break;
-    /* offloaded handlers end soon (their fetches give up when the service stops) and resume their connections,
-     * which must happen before the daemon goes */
+    /* offloaded requests end soon (their fetches give up when the service stops): their replies go out before the
+     * daemon goes (it would close their connections unanswered) */
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += CVX_SVC_INPUT_TIMEOUT_S + 5;
     while (svc->offloads > 0)
