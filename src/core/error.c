@@ -33,11 +33,9 @@ void cvx_error_clear(cvx_error *err) {
 }
 
 cvx_status cvx_fail(cvx_error *err, cvx_status status, const char *fmt, ...) {
-    if (!err) return status;
-    err->status = status;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    cvx_error_vfail(err, status, fmt, ap);
     va_end(ap);
     return status;
 }

@@ -4,6 +4,9 @@
 #ifndef CVX_CORE_ERROR_H
 #define CVX_CORE_ERROR_H
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "cogvideox.h"
 
 #define CVX_ERROR_MESSAGE_MAX 1024
@@ -14,6 +17,14 @@ typedef struct {
 } cvx_error;
 
 void cvx_error_clear(cvx_error *err);
+/* The body of cvx_fail, inline so that a library that may not call the engine's internal symbols (libcogvideox-media,
+ * media_error.h) fills the record with the same code. */
+static inline cvx_status cvx_error_vfail(cvx_error *err, cvx_status status, const char *fmt, va_list ap) {
+    if (!err) return status;
+    err->status = status;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    return status;
+}
 /* Records status + formatted message in err (err may be NULL) and returns status. */
 cvx_status cvx_fail(cvx_error *err, cvx_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prepends context to the message already in err ("loading vae: " + old). Returns err->status. */

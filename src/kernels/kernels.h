@@ -158,9 +158,10 @@ void cvx_linear_bf16(cvx_pool *pool, float *y, const float *x, int64_t M, int64_
  * (no residual: 0 +; no gate: 1 ·). gate has one row (stride ldgate) per gate_rows consecutive rows of y (per
  * batch item); residual (row stride ldres) may be y itself (same pointer and stride) but must not otherwise
  * overlap it; y must not overlap x. x is only read: its rows may overlap (ldx < K, e.g. a convolution's windows
- * over a row of pixels, ldx = channels, K = taps x channels). epi may be NULL (plain linear). With several K blocks (K > 2048) the
- * residual/gate form adds gate·(partial sum) per block instead of rounding the full sum first (a few f32
- * ulps). Returns CVX_ERR_INVALID_ARGUMENT (nothing written) for a K that is not W's, ldy below N, ldx < 1 (M > 1), act with a residual (not a form any block uses), gate_rows < 1 or an unknown act. */
+ * over a row of pixels, ldx = channels, K = taps x channels). epi may be NULL (plain linear). With several K blocks
+ * (K > 2048) the residual/gate form adds gate·(partial sum) per block instead of rounding the full sum first (a few
+ * f32 ulps). Returns CVX_ERR_INVALID_ARGUMENT (nothing written) for a K that is not W's, ldy below N, ldx < 1 (with
+ * M > 1), act with a residual (not a form any block uses), gate_rows < 1 or an unknown act. */
 typedef enum { CVX_ACT_NONE = 0, CVX_ACT_GELU_TANH = 1 } cvx_act;
 typedef struct {
     cvx_act act;

@@ -121,8 +121,9 @@ static void ref_affine_silu(const float *x, const float *a, const float *b, cons
             float q = v * zy[i];
             v = q + zb[i];
         }
-        y[i] = silu ? v / (1.0f + expf(-v)) : v;
+        y[i] = v;
     }
+    if (silu) ref_silu(y, n);
 }
 
 const cvx_kernel_table cvx_kernels_ref = {

@@ -1,6 +1,6 @@
 /* The error record of libcogvideox-media. The media library uses only libcogvideox's public API (cvx_cpu_get,
  * cvx_engine_use_writers), and the engine's internal cvx_fail is not exported, so the media files fill the record
- * through this one function of their own. */
+ * through this one function of their own (the same body: cvx_error_vfail, inline in core/error.h). */
 #ifndef CVX_MEDIA_ERROR_H
 #define CVX_MEDIA_ERROR_H
 

@@ -293,6 +293,12 @@ static enum MHD_Result serve_file(cvx_svc *svc, struct MHD_Connection *conn, con
 
 /* ---- API requests ---- */
 
+/* A handler's reply (its body is stolen); none: 500. */
+static enum MHD_Result send_reply(struct MHD_Connection *conn, cvx_svc_reply rp) {
+    if (!rp.body) return send_error(conn, 500, 0, "Internal error.");
+    return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
+}
+
 typedef struct {
     const cvx_svc_route *route;
     cvx_svc_project project; /* the caller, authenticated from the headers before any body byte is read */
@@ -516,8 +522,7 @@ static enum MHD_Result run_api(cvx_svc *svc, struct MHD_Connection *conn, reques
     cvx_svc_reply rp = {0};
     route->handler(&rq, &rp);
     json_decref(fields);
-    if (!rp.body) return send_error(conn, 500, 0, "Internal error.");
-    return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
+    return send_reply(conn, rp);
 }
 
 /* The idle timeout of a connection that has sent its request head (a body may take a while, a response too). */
@@ -609,8 +614,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cvx_svc_reply rp = rc->reply;
         rc->reply.body = NULL;
         rc->offload = OFFLOAD_NONE;
-        if (!rp.body) return send_error(conn, 500, 0, "Internal error.");
-        return send_json(conn, rp.status ? rp.status : 200, rp.body, rp.retry_after_s);
+        return send_reply(conn, rp);
     }
     if (rc->offload == OFFLOAD_RUNNING) return MHD_YES;
     if (*upload_data_size) {
@@ -680,8 +684,8 @@ int cvx_svc_http_start(cvx_svc *svc, char *err, size_t n) {
         snprintf(err, n, "listen address %s: not an IPv4 address", svc->listen_host);
         return -1;
     }
-    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                                    MHD_USE_ERROR_LOG,
+    svc->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
+                                    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                                 0, NULL, NULL, on_request, svc, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(svc->cfg.http_threads > 0 ? svc->cfg.http_threads : 1),
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)head_timeout(svc),
