@@ -24,7 +24,9 @@ static void amx_tiles_begin(void) {
         cfg.rows[t] = 16;
         cfg.colsb[t] = 64;
     }
-    _tile_loadconfig(&cfg);
+    /* The whole 64-byte object as the operand: GCC's _tile_loadconfig names only its first 8 bytes as read, so the
+     * compiler may drop the stores to the rest once the function is inlined (seen: #UD on the first tile load). */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
 }
 
 #define AMX_TABLE cvx_bf16_amx

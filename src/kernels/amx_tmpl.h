@@ -268,11 +268,10 @@ static void amx_gemm_nt(cvx_pool *pool, int64_t M, int64_t N, int64_t K, const f
  * Rescaling is lazy (as in the AVX512-BF16 kernel): once a query has a maximum, a later block's scores are
  * turned into probabilities against it directly, and that query is redone exactly (new maximum, O and the sum
  * rescaled) only when a score exceeds it by more than LAZY_T (log2 units). Never an Lq x Lk buffer.
- * The three stages run in sequence: on the Xeon this was measured on (docs/performance.md), the softmax's
- * vector loads, exponentials and stores do not run alongside tdpbf16ps work (register-only FMAs do), and
- * issuing the next tile's products inside the softmax (in units of 2-4 products, or a whole stage ahead) made
- * the kernel 10-20 % slower; the transposed layout instead removed the per-query reductions (12 % faster than
- * the row-wise softmax it replaced). */
+ * The three stages run in sequence: on the Xeon this was measured on (docs/performance.md), tile loads take the
+ * vector ports while they run and vcvtne2ps2bf16 does not run beside a product, so issuing the next tile's scores
+ * (or the previous tile's P·V) inside the softmax was never faster, in any arrangement tried; the transposed
+ * layout instead removed the per-query reductions (12 % faster than the row-wise softmax it replaced). */
 
 #define AT_BQ 256 /* queries per block: a multiple of AT_R; Oᵀ (AT_BQ x dq f32) stays in L2 */
 #define AT_BK 128 /* keys per block: a multiple of 64; the K and Vᵀ blocks are reused by every query tile */
