@@ -354,8 +354,10 @@ typedef struct {
     const cvx__vconv *cv;
     const cvx_kernel_table *kt;
     int64_t Cin, Hv, Wv, Wp, Ho, Wo, pad, band, nbands, row_elems;
-    int64_t t;       /* output frame */
-    float *out;      /* where frame t goes */
+    int64_t t;       /* output frame (when not band_outer) */
+    float *out;      /* where frame t goes (when not band_outer) */
+    int band_outer;  /* each task's bands over every output frame, written straight to cv->dst */
+    int64_t out_frame; /* elements of one output frame */
     float **scratch; /* per thread: patch + one transformed source row + band output */
     float **pa;      /* per thread: packed A block */
     packed_b *pb;    /* per (dt, dy) tap, then the shortcut */
@@ -423,74 +425,116 @@ static int gather_row(const conv_ctx *x, int64_t f, int64_t r, float *dst, float
     return 0;
 }
 
+/* Gathers the rows of source frame f that band y0 (nrows input rows) reads into one tap slot of the patch:
+ * [nrows][Wp][Cin], zero outside the (virtual) input. */
+static void gather_band(const conv_ctx *x, int thread_index, int64_t f, int64_t y0, int64_t nrows, float *slot,
+                        float *tmp) {
+    const cvx__vconv *cv = x->cv;
+    const int64_t Cin = x->Cin, Wp = x->Wp;
+    for (int64_t rr = 0; rr < nrows; rr++) {
+        float *prow = slot + rr * Wp * Cin;
+        int64_t iy = y0 * cv->stride - x->pad + rr;
+        /* outside the (virtual) input: zero padding, or a neighbour's row in a row-split decode */
+        int64_t sy = iy < 0 ? -1 : iy >= x->Hv ? cv->src->H : cv->up2x ? iy / 2 : iy;
+        if ((iy < 0 && (iy < -1 || !cv->halo[0])) || (iy >= x->Hv && (iy > x->Hv || !cv->halo[1]))) {
+            memset(prow, 0, (size_t)(Wp * Cin) * sizeof(float));
+            continue;
+        }
+        if (x->pad) memset(prow, 0, (size_t)Cin * sizeof(float));
+        memset(prow + (x->pad + x->Wv) * Cin, 0, (size_t)((Wp - x->pad - x->Wv) * Cin) * sizeof(float));
+        if (gather_row(x, f, sy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
+    }
+}
+
+/* The residual (through the shortcut GEMM or added) and the biases of output row yo of frame t, in crow. */
+static void finish_row(const conv_ctx *x, int thread_index, int64_t t, int64_t yo, float *crow, float *pa) {
+    const cvx__vconv *cv = x->cv;
+    const int64_t Wo = x->Wo, Cout = cv->cout;
+    if (cv->res) {
+        const cvx__vact *r = cv->res;
+        const float *rrow = r->data + ((t * r->H + yo) * r->W) * r->C;
+        if (cv->wsc)
+            tap_gemm(x, thread_index, cv->kt * 3, Wo, rrow, r->C, crow, Cout, 1, pa);
+        else
+            for (int64_t i = 0; i < Wo * Cout; i++) crow[i] += rrow[i];
+    }
+    if (cv->bias || cv->bsc)
+        for (int64_t i = 0; i < Wo; i++) {
+            float *c = crow + i * Cout;
+            if (cv->bias)
+                for (int64_t o = 0; o < Cout; o++) c[o] += cv->bias[o];
+            if (cv->bsc)
+                for (int64_t o = 0; o < Cout; o++) c[o] += cv->bsc[o];
+        }
+}
+
+/* Bands of output rows, each over output frames t0 .. t1 (x->band_outer: every frame, else x->t alone). A band's
+ * patch holds one slot per temporal tap, each the band's gathered (transformed) rows of one source frame, and the
+ * slots are kept from one output frame to the next: with 3 causal taps, output frame t+1 reads two of frame t's
+ * three source frames, so each source frame is gathered and normalized once per band instead of once per tap. */
 static void conv_task(void *arg, int64_t begin, int64_t end, int thread_index) {
     conv_ctx *x = arg;
     const cvx__vconv *cv = x->cv;
     const int64_t Cin = x->Cin, Cout = cv->cout, Wp = x->Wp, Wo = x->Wo, st = cv->stride;
     float *patch = x->scratch[thread_index], *tmp = patch + x->patch_elems, *ctmp = tmp + x->row_elems;
     float *pa = x->pa[thread_index];
+    const int64_t t0 = x->band_outer ? 0 : x->t, t1 = x->band_outer ? cv->T_out : x->t + 1;
     for (int64_t band = begin; band < end; band++) {
         int64_t y0 = band * x->band, rows = x->Ho - y0 < x->band ? x->Ho - y0 : x->band;
-        int64_t nrows = (rows - 1) * st + 3;
-        /* Gather: patch[dt][rr][Wp][Cin], zero outside the (virtual) input. */
-        for (int dt = 0; dt < cv->kt; dt++) {
-            int64_t f = tap_frame(x, x->t, dt);
-            for (int64_t rr = 0; rr < nrows; rr++) {
-                float *prow = patch + ((dt * nrows + rr) * Wp) * Cin;
-                int64_t iy = y0 * st - x->pad + rr;
-                /* outside the (virtual) input: zero padding, or a neighbour's row in a row-split decode */
-                int64_t sy = iy < 0 ? -1 : iy >= x->Hv ? cv->src->H : cv->up2x ? iy / 2 : iy;
-                if ((iy < 0 && (iy < -1 || !cv->halo[0])) || (iy >= x->Hv && (iy > x->Hv || !cv->halo[1]))) {
-                    memset(prow, 0, (size_t)(Wp * Cin) * sizeof(float));
-                    continue;
-                }
-                if (x->pad) memset(prow, 0, (size_t)Cin * sizeof(float));
-                memset(prow + (x->pad + x->Wv) * Cin, 0, (size_t)((Wp - x->pad - x->Wv) * Cin) * sizeof(float));
-                if (gather_row(x, f, sy, prow + x->pad * Cin, tmp)) x->failed[thread_index] = 1;
-            }
-        }
-        if (st == 1) {
-            /* One GEMM per tap over the whole band: A's rows run through the gathered rows back to back, so
-             * the 2 padding pixels of each row give 2 discarded outputs, and the weights are packed once per
-             * band instead of once per row. */
-            const int64_t M = (rows - 1) * Wp + Wo;
-            int acc = 0;
+        int64_t nrows = (rows - 1) * st + 3, slot_elems = nrows * Wp * Cin;
+        int64_t held[3]; /* the source frame in each slot (gather_row's convention); INT64_MIN: none */
+        for (int s = 0; s < 3; s++) held[s] = INT64_MIN;
+        for (int64_t t = t0; t < t1; t++) {
+            const float *tap[3];
+            int64_t f[3];
+            int used = 0; /* slots this frame's taps read */
             for (int dt = 0; dt < cv->kt; dt++) {
-                const float *A = patch + (dt * nrows * Wp) * Cin;
-                const int64_t lda = Cin; /* tap dy starts dy·Wp pixels in; a row is the 3 pixels from there */
-                for (int dy = 0; dy < 3; dy++) {
-                    tap_gemm(x, thread_index, dt * 3 + dy, M, A + dy * Wp * lda, lda, ctmp, Cout, acc, pa);
-                    acc = 1;
-                }
+                f[dt] = tap_frame(x, t, dt);
+                tap[dt] = NULL;
+                for (int s = 0; s < cv->kt; s++)
+                    if (held[s] == f[dt]) tap[dt] = patch + s * slot_elems, used |= 1 << s;
             }
-            for (int64_t r = 0; r < rows; r++)
-                memcpy(x->out + (y0 + r) * Wo * Cout, ctmp + r * Wp * Cout, (size_t)(Wo * Cout) * sizeof(float));
-        }
-        for (int64_t yo = y0; yo < y0 + rows; yo++) {
-            float *crow = x->out + yo * Wo * Cout;
-            int acc = 0;
-            for (int dt = 0; st != 1 && dt < cv->kt; dt++)
-                for (int dy = 0; dy < 3; dy++) {
-                    const float *A = patch + ((dt * nrows + (yo - y0) * st + dy) * Wp) * Cin;
-                    tap_gemm(x, thread_index, dt * 3 + dy, Wo, A, st * Cin, crow, Cout, acc, pa);
-                    acc = 1;
-                }
-            if (cv->res) {
-                const cvx__vact *r = cv->res;
-                const float *rrow = r->data + ((x->t * r->H + yo) * r->W) * r->C;
-                if (cv->wsc)
-                    tap_gemm(x, thread_index, cv->kt * 3, Wo, rrow, r->C, crow, Cout, 1, pa);
-                else
-                    for (int64_t i = 0; i < Wo * Cout; i++) crow[i] += rrow[i];
+            for (int dt = 0; dt < cv->kt; dt++) {
+                if (tap[dt]) continue;
+                int s = 0;
+                while (used & (1 << s)) s++; /* a slot no tap of this frame reads (kt slots, <= kt frames) */
+                gather_band(x, thread_index, f[dt], y0, nrows, patch + s * slot_elems, tmp);
+                held[s] = f[dt], used |= 1 << s;
+                for (int d2 = dt; d2 < cv->kt; d2++)
+                    if (f[d2] == f[dt]) tap[d2] = patch + s * slot_elems;
             }
-            if (cv->bias || cv->bsc)
-                for (int64_t i = 0; i < Wo; i++) {
-                    float *c = crow + i * Cout;
-                    if (cv->bias)
-                        for (int64_t o = 0; o < Cout; o++) c[o] += cv->bias[o];
-                    if (cv->bsc)
-                        for (int64_t o = 0; o < Cout; o++) c[o] += cv->bsc[o];
+            float *out = x->band_outer ? cv->dst + t * x->out_frame : x->out;
+            if (st == 1) {
+                /* One GEMM per tap over the whole band: A's rows run through the gathered rows back to back, so
+                 * the 2 padding pixels of each row give 2 discarded outputs, and the weights are packed once per
+                 * band instead of once per row. The rows are finished in ctmp and then copied, so that an output
+                 * written over its own residual (cv->inplace) reads the residual first. */
+                const int64_t M = (rows - 1) * Wp + Wo;
+                int acc = 0;
+                for (int dt = 0; dt < cv->kt; dt++)
+                    for (int dy = 0; dy < 3; dy++) {
+                        /* tap dy starts dy·Wp pixels in; a row is the 3 pixels from there (lda = Cin) */
+                        tap_gemm(x, thread_index, dt * 3 + dy, M, tap[dt] + dy * Wp * Cin, Cin, ctmp, Cout, acc, pa);
+                        acc = 1;
+                    }
+                for (int64_t r = 0; r < rows; r++) {
+                    float *crow = ctmp + r * Wp * Cout;
+                    finish_row(x, thread_index, t, y0 + r, crow, pa);
+                    memcpy(out + (y0 + r) * Wo * Cout, crow, (size_t)(Wo * Cout) * sizeof(float));
                 }
+                continue;
+            }
+            for (int64_t yo = y0; yo < y0 + rows; yo++) {
+                float *crow = out + yo * Wo * Cout;
+                int acc = 0;
+                for (int dt = 0; dt < cv->kt; dt++)
+                    for (int dy = 0; dy < 3; dy++) {
+                        const float *A = tap[dt] + ((yo - y0) * st + dy) * Wp * Cin;
+                        tap_gemm(x, thread_index, dt * 3 + dy, Wo, A, st * Cin, crow, Cout, acc, pa);
+                        acc = 1;
+                    }
+                finish_row(x, thread_index, t, yo, crow, pa);
+            }
         }
     }
 }
@@ -585,17 +629,22 @@ cvx_status cvx__vconv_run(cvx_pool *pool, const cvx__vconv *cv, cvx_error *err) 
         if (pack_b(x.kt, sc ? cv->wsc : cv->w + (int64_t)g * cv->cout * K, cv->cout, K, &x.pb[g]))
             st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for packed weights");
     }
-    if (!st && cv->inplace && !(stage = malloc((size_t)out_frame * sizeof(float))))
+    /* Stride 1 (every decoder conv): bands outer, frames inner (conv_task), in one parallel pass — unless the output
+     * overwrites a wider residual (a narrower frame then lands on earlier frames' residual rows, which a band
+     * behind may still read). Otherwise frame by frame, staged when the output overwrites its input. */
+    x.band_outer = cv->stride == 1 && !(cv->inplace && cv->res && cv->res->C != cv->cout);
+    x.out_frame = out_frame;
+    if (!st && cv->inplace && !x.band_outer && !(stage = malloc((size_t)out_frame * sizeof(float))))
         st = cvx_fail(err, CVX_ERR_OUT_OF_MEMORY, "VAE: out of memory for a staged frame (%.2f GB)",
                       (double)out_frame * 4 / 1e9);
-    for (int64_t t = 0; !st && t < cv->T_out; t++) {
+    for (int64_t t = 0; !st && t < (x.band_outer ? 1 : cv->T_out); t++) {
         x.t = t;
         x.out = cv->inplace ? stage : cv->dst + t * out_frame;
         cvx_pool_parallel_for(pool, x.nbands, 1, conv_task, &x);
         for (int i = 0; i < nth && !st; i++)
             if (x.failed[i] == 2) st = cvx_fail(err, CVX_ERR_INTERNAL, "VAE: a bf16 conv product was refused");
             else if (x.failed[i]) st = cvx_fail(err, CVX_ERR_IO, "VAE: reading a conv cache failed: %s", strerror(errno));
-        if (!st && cv->inplace) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
+        if (!st && cv->inplace && !x.band_outer) memmove(cv->dst + t * out_frame, stage, (size_t)out_frame * sizeof(float));
     }
     if (!st && cv->kt == 3 && cv->store_cache) st = store_cache(pool, &x, err);
     for (int i = 0; i < nth; i++) {
