@@ -692,12 +692,40 @@ static void check_affine_silu(const cvx_kernel_table *kt, int64_t n) {
     free(x);
 }
 
+/* channel_moments gives the portable loop's sums bit for bit (per channel in pixel order, in double), added to
+ * what the sums held. */
+static void check_channel_moments(const cvx_kernel_table *kt, int64_t pixels, int64_t C) {
+    float *x = malloc((size_t)(pixels * C) * sizeof(float));
+    double *d = malloc((size_t)(4 * C) * sizeof(double));
+    if (!x || !d) {
+        free(x), free(d);
+        return;
+    }
+    fill(x, pixels * C, 3.0f);
+    double *sum = d, *sq = d + C, *wsum = d + 2 * C, *wsq = d + 3 * C;
+    for (int64_t c = 0; c < C; c++) sum[c] = wsum[c] = 0.25 * (double)c, sq[c] = wsq[c] = 1.0 + (double)c;
+    for (int64_t i = 0; i < pixels; i++)
+        for (int64_t c = 0; c < C; c++) {
+            double v = x[i * C + c];
+            wsum[c] += v;
+            wsq[c] += v * v;
+        }
+    kt->channel_moments(x, pixels, C, sum, sq);
+    CHECK_MSG(!memcmp(sum, wsum, (size_t)C * sizeof(double)) && !memcmp(sq, wsq, (size_t)C * sizeof(double)),
+              "[%s] channel_moments pixels=%lld C=%lld differs from the portable loop", kt->name, (long long)pixels,
+              (long long)C);
+    free(x), free(d);
+}
+
 static void run_path(const cvx_kernel_table *kt, cvx_pool *pool) {
     g_path = kt->name;
     g_threads = cvx_pool_size(pool);
     cvx_kernels_set_active_for_testing(kt);
     for (int64_t n = 1; n <= 37; n += 9) check_affine_silu(kt, n);
     check_affine_silu(kt, 512);
+    static const int64_t moments[][2] = {{1, 1}, {7, 3}, {33, 16}, {5, 40}, {100, 128}, {3, 512}, {17, 75}};
+    for (size_t i = 0; i < sizeof moments / sizeof moments[0]; i++)
+        check_channel_moments(kt, moments[i][0], moments[i][1]);
 
     static const int64_t lin[][3] = {{1, 1, 1},    {1, 7, 5},     {2, 16, 32},   {3, 17, 33},   {13, 31, 47},
                                      {12, 64, 64}, {25, 96, 100}, {37, 300, 70}, {5, 520, 9},   {64, 257, 129},

@@ -93,6 +93,8 @@ INL VD vd_hi(V v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 INL VD vd_add(VD a, VD b) { return _mm256_add_pd(a, b); }
 INL VD vd_sub(VD a, VD b) { return _mm256_sub_pd(a, b); }
 INL VD vd_fma(VD a, VD b, VD c) { return _mm256_fmadd_pd(a, b, c); }
+INL VD vd_load(const double *p) { return _mm256_loadu_pd(p); }
+INL void vd_store(double *p, VD a) { _mm256_storeu_pd(p, a); }
 INL double vd_hsum(VD a) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));

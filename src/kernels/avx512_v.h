@@ -65,6 +65,8 @@ INL VD vd_hi(V v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
 INL VD vd_add(VD a, VD b) { return _mm512_add_pd(a, b); }
 INL VD vd_sub(VD a, VD b) { return _mm512_sub_pd(a, b); }
 INL VD vd_fma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
+INL VD vd_load(const double *p) { return _mm512_loadu_pd(p); }
+INL void vd_store(double *p, VD a) { _mm512_storeu_pd(p, a); }
 INL double vd_hsum(VD a) { return _mm512_reduce_add_pd(a); }
 
 #endif

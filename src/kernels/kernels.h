@@ -66,6 +66,9 @@ typedef struct {
      * may alias x. */
     void (*affine_silu)(const float *x, const float *a, const float *b, const float *zy, const float *zb, float *y,
                         int64_t n, int silu);
+    /* Per channel c < C over the pixels of x ([pixels][C]), in pixel order and in double: sum[c] += x, sq[c] +=
+     * x·x (exact in double, so the same numbers on every path). The VAE's GroupNorm statistics. */
+    void (*channel_moments)(const float *x, int64_t pixels, int64_t C, double *sum, double *sq);
 } cvx_kernel_table;
 
 /* The table of a path (dispatch.c: a path without fp32 kernels of its own gets the next path down that has them —

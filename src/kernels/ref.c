@@ -126,6 +126,15 @@ static void ref_affine_silu(const float *x, const float *a, const float *b, cons
     if (silu) ref_silu(y, n);
 }
 
+static void ref_channel_moments(const float *x, int64_t pixels, int64_t C, double *sum, double *sq) {
+    for (int64_t i = 0; i < pixels; i++, x += C)
+        for (int64_t c = 0; c < C; c++) {
+            double v = x[c];
+            sum[c] += v;
+            sq[c] += v * v;
+        }
+}
+
 const cvx_kernel_table cvx_kernels_ref = {
     .isa = CVX_ISA_REF,
     .name = "ref",
@@ -142,4 +151,5 @@ const cvx_kernel_table cvx_kernels_ref = {
     .gelu_tanh = ref_gelu_tanh,
     .silu = ref_silu,
     .affine_silu = ref_affine_silu,
+    .channel_moments = ref_channel_moments,
 };

@@ -9,7 +9,7 @@
  *   v_lt(a, b, x, y) (lanes a < b take x, others y), v_round, v_scale2(p, n) (p·2^n, n integral float),
  *   v_load_f16n / v_load_bf16n (first n halves, up-cast), transpose(V r[VW]),
  *   v_hsum (sum of the lanes), vd_zero, vd_set1, vd_lo(V) / vd_hi(V) (to double), vd_add, vd_sub, vd_fma,
- *   vd_hsum.
+ *   vd_hsum, vd_load / vd_store (VW/2 doubles, unaligned).
  *
  * Micro-tile: MR rows x NR = 2·VW columns of C in 2·MR accumulators; per k step two vector loads of packed
  * B and MR broadcasts of packed A. */
@@ -281,6 +281,42 @@ static void affine_silu(const float *x, const float *a, const float *b, const fl
     }
 }
 
+/* Channels in blocks of 2·VW held in registers (lanes: channels), the pixels inner and in order, so each channel
+ * sums in the same order as the portable loop; v·v is exact in double, so the fused multiply-add rounds as the
+ * separate add does. */
+static void channel_moments(const float *x, int64_t pixels, int64_t C, double *sum, double *sq) {
+    int64_t c0 = 0;
+    for (; c0 + 2 * VW <= C; c0 += 2 * VW) {
+        VD s[4], q[4];
+        for (int h = 0; h < 2; h++) {
+            s[2 * h] = vd_load(sum + c0 + h * VW), s[2 * h + 1] = vd_load(sum + c0 + h * VW + VW / 2);
+            q[2 * h] = vd_load(sq + c0 + h * VW), q[2 * h + 1] = vd_load(sq + c0 + h * VW + VW / 2);
+        }
+        const float *p = x + c0;
+        for (int64_t i = 0; i < pixels; i++, p += C)
+            for (int h = 0; h < 2; h++) {
+                V v = v_load(p + h * VW);
+                VD lo = vd_lo(v), hi = vd_hi(v);
+                s[2 * h] = vd_add(s[2 * h], lo), s[2 * h + 1] = vd_add(s[2 * h + 1], hi);
+                q[2 * h] = vd_fma(lo, lo, q[2 * h]), q[2 * h + 1] = vd_fma(hi, hi, q[2 * h + 1]);
+            }
+        for (int h = 0; h < 2; h++) {
+            vd_store(sum + c0 + h * VW, s[2 * h]), vd_store(sum + c0 + h * VW + VW / 2, s[2 * h + 1]);
+            vd_store(sq + c0 + h * VW, q[2 * h]), vd_store(sq + c0 + h * VW + VW / 2, q[2 * h + 1]);
+        }
+    }
+    for (int64_t c = c0; c < C; c++) {
+        const float *p = x + c;
+        double s = sum[c], q = sq[c];
+        for (int64_t i = 0; i < pixels; i++, p += C) {
+            double v = *p;
+            s += v;
+            q += v * v;
+        }
+        sum[c] = s, sq[c] = q;
+    }
+}
+
 static void bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i += VW) {
         int c = n - i < VW ? (int)(n - i) : VW;
@@ -306,4 +342,5 @@ const cvx_kernel_table TABLE_NAME = {
     .gelu_tanh = simd_gelu_tanh_row,
     .silu = simd_silu_row,
     .affine_silu = affine_silu,
+    .channel_moments = channel_moments,
 };

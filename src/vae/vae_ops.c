@@ -76,15 +76,7 @@ static void gn_task(void *arg, int64_t begin, int64_t end, int thread_index) {
         double *s = g->part + ch * 2 * C, *q = s + C;
         memset(s, 0, (size_t)(2 * C) * sizeof(double));
         int64_t r0 = g->rows * ch / g->nchunks, r1 = g->rows * (ch + 1) / g->nchunks;
-        for (int64_t r = r0; r < r1; r++) {
-            const float *p = g->x->data + r * W * C;
-            for (int64_t i = 0; i < W; i++, p += C)
-                for (int64_t c = 0; c < C; c++) {
-                    double v = p[c];
-                    s[c] += v;
-                    q[c] += v * v;
-                }
-        }
+        cvx_kernels_active()->channel_moments(g->x->data + r0 * W * C, (r1 - r0) * W, C, s, q);
     }
 }
 
