@@ -579,17 +579,37 @@ typedef struct {
     int shift_v, scale_v, shift_t, scale_t, gate_v, gate_t; /* chunk indices into a mod row */
 } rows_ctx;
 
-/* LayerNormZero / AdaLayerNorm modulation: y = y·(1 + scale) + shift, text rows with the enc_ chunks. */
+/* LayerNormZero / AdaLayerNorm modulation of row r: y = y·(1 + scale) + shift, text rows with the enc_ chunks. */
+static inline void modulate_row(const rows_ctx *c, int64_t r) {
+    int64_t b = r / c->S, s = c->s0 + r % c->S;
+    int text = s < c->L;
+    const float *mrow = c->mod + b * c->mod_stride;
+    const float *shift = mrow + (text ? c->shift_t : c->shift_v) * c->D;
+    const float *scale = mrow + (text ? c->scale_t : c->scale_v) * c->D;
+    float *y = c->y + r * c->D;
+    for (int64_t d = 0; d < c->D; d++) y[d] = y[d] * (1.0f + scale[d]) + shift[d];
+}
+
 static void modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
     const rows_ctx *c = arg;
+    for (int64_t r = begin; r < end; r++) modulate_row(c, r);
+}
+
+/* LayerNorm of x's rows into rc->y, each row modulated while it is in cache (one pass over the rows instead of
+ * two; the same arithmetic as cvx_layernorm followed by modulate_task). */
+typedef struct {
+    const rows_ctx *rc;
+    const cvx_kernel_table *kt;
+    const float *x, *w, *b;
+    float eps;
+} norm_mod_ctx;
+
+static void norm_modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
+    const norm_mod_ctx *c = arg;
+    const int64_t D = c->rc->D;
     for (int64_t r = begin; r < end; r++) {
-        int64_t b = r / c->S, s = c->s0 + r % c->S;
-        int text = s < c->L;
-        const float *mrow = c->mod + b * c->mod_stride;
-        const float *shift = mrow + (text ? c->shift_t : c->shift_v) * c->D;
-        const float *scale = mrow + (text ? c->scale_t : c->scale_v) * c->D;
-        float *y = c->y + r * c->D;
-        for (int64_t d = 0; d < c->D; d++) y[d] = y[d] * (1.0f + scale[d]) + shift[d];
+        c->kt->norm_row(c->rc->y + r * D, c->x + r * D, D, c->w, c->b, c->eps, 0);
+        modulate_row(c->rc, r);
     }
 }
 
@@ -1016,10 +1036,10 @@ static cvx_status fwd_norm_zero(fwd *f, int i, int which, const dit_linear *mod_
     char name[64];
     cvx_status st;
     lin(f->pool, f->mod, f->semb, B, f->E, mod_lin);
-    cvx_layernorm(f->pool, f->n, f->x, B * Sl, D, w, b, (float)f->m->cfg.norm_eps);
     rc->y = f->n;
     rc->src = NULL;
-    cvx_pool_parallel_for(f->pool, B * Sl, 0, modulate_task, rc);
+    norm_mod_ctx nc = {rc, cvx_kernels_active(), f->x, w, b, (float)f->m->cfg.norm_eps};
+    cvx_pool_parallel_for(f->pool, B * Sl, 0, norm_modulate_task, &nc);
     snprintf(name, sizeof name, "block%d.norm%d_mod", i, which);
     if ((st = tap_emit(f, name, f->mod, 2, mshape)) != CVX_OK) return st;
     snprintf(name, sizeof name, "block%d.norm%d", i, which);
