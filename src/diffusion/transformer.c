@@ -579,24 +579,8 @@ typedef struct {
     int shift_v, scale_v, shift_t, scale_t, gate_v, gate_t; /* chunk indices into a mod row */
 } rows_ctx;
 
-/* LayerNormZero / AdaLayerNorm modulation of row r: y = y·(1 + scale) + shift, text rows with the enc_ chunks. */
-static inline void modulate_row(const rows_ctx *c, int64_t r) {
-    int64_t b = r / c->S, s = c->s0 + r % c->S;
-    int text = s < c->L;
-    const float *mrow = c->mod + b * c->mod_stride;
-    const float *shift = mrow + (text ? c->shift_t : c->shift_v) * c->D;
-    const float *scale = mrow + (text ? c->scale_t : c->scale_v) * c->D;
-    float *y = c->y + r * c->D;
-    for (int64_t d = 0; d < c->D; d++) y[d] = y[d] * (1.0f + scale[d]) + shift[d];
-}
-
-static void modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
-    const rows_ctx *c = arg;
-    for (int64_t r = begin; r < end; r++) modulate_row(c, r);
-}
-
-/* LayerNorm of x's rows into rc->y, each row modulated while it is in cache (one pass over the rows instead of
- * two; the same arithmetic as cvx_layernorm followed by modulate_task). */
+/* LayerNormZero / AdaLayerNorm: y = LayerNorm(x)·(1 + scale) + shift per row of rc (text rows with the enc_
+ * chunks), each row modulated right after its norm while it is in cache (x may be rc->y). */
 typedef struct {
     const rows_ctx *rc;
     const cvx_kernel_table *kt;
@@ -605,11 +589,18 @@ typedef struct {
 } norm_mod_ctx;
 
 static void norm_modulate_task(void *arg, int64_t begin, int64_t end, int ti) {
-    const norm_mod_ctx *c = arg;
-    const int64_t D = c->rc->D;
+    const norm_mod_ctx *nc = arg;
+    const rows_ctx *c = nc->rc;
+    const int64_t D = c->D;
     for (int64_t r = begin; r < end; r++) {
-        c->kt->norm_row(c->rc->y + r * D, c->x + r * D, D, c->w, c->b, c->eps, 0);
-        modulate_row(c->rc, r);
+        float *y = c->y + r * D;
+        nc->kt->norm_row(y, nc->x + r * D, D, nc->w, nc->b, nc->eps, 0);
+        int64_t b = r / c->S, s = c->s0 + r % c->S;
+        int text = s < c->L;
+        const float *mrow = c->mod + b * c->mod_stride;
+        const float *shift = mrow + (text ? c->shift_t : c->shift_v) * D;
+        const float *scale = mrow + (text ? c->scale_t : c->scale_v) * D;
+        for (int64_t d = 0; d < D; d++) y[d] = y[d] * (1.0f + scale[d]) + shift[d];
     }
 }
 
@@ -1187,9 +1178,9 @@ static cvx_status fwd_head(fwd *f) {
         if ((st = tap_emit(f, "norm_final", n, 3, vshape)) != CVX_OK) return st;
     }
     lin(pool, f->mod, f->semb, B, E, &m->out_lin);
-    cvx_layernorm(pool, n, n, B * Nl, D, m->out_norm_w, m->out_norm_b, eps);
     rows_ctx oc = {n, NULL, f->mod, Nl, 0, 0, D, 2 * D, 0, 1, 0, 1, 0, 0};
-    cvx_pool_parallel_for(pool, B * Nl, 0, modulate_task, &oc);
+    norm_mod_ctx nc = {&oc, cvx_kernels_active(), n, m->out_norm_w, m->out_norm_b, eps};
+    cvx_pool_parallel_for(pool, B * Nl, 0, norm_modulate_task, &nc);
     if ((st = tap_emit(f, "norm_out", n, 3, vshape)) != CVX_OK) return st;
     lin(pool, proj, n, B * Nl, D, &m->proj);
     if (f->dg > 1) { /* every rank of the group gets every video row: [B, N, C·p·p] */
