@@ -24,6 +24,7 @@
 
 #include "core/half.h"
 #include "core/log.h"
+#include "diffusion/engine.h"
 #include "io/config.h"
 #include "io/model.h"
 #include "io/model_maker.h"
@@ -205,13 +206,9 @@ int main(int argc, char **argv) {
         }
         secs[k] = cvx_time_seconds() - t0;
         double sum = 0;
-        uint64_t hash = 1469598103934665603ull; /* FNV-1a of the output's bytes: builds compared bit for bit */
-        for (int64_t i = 0; i < on; i++) {
-            sum += fabs(dst[i]);
-            uint32_t b;
-            memcpy(&b, dst + i, 4);
-            hash = (hash ^ b) * 1099511628211ull;
-        }
+        for (int64_t i = 0; i < on; i++) sum += fabs(dst[i]);
+        /* FNV-1a of the output's bytes: builds compared bit for bit */
+        uint64_t hash = cvx__fnv1a(0xcbf29ce484222325ull, dst, (size_t)on * sizeof(float));
         printf("%s seconds %.1f  peak_rss_gb %.2f  (%s decode, mean |sample| %.4f, hash %016llx)\n", k ? "bf16" : "fp32",
                secs[k], peak_rss_gb(), tiled ? "tiled" : "batched", sum / (double)on, (unsigned long long)hash);
         fflush(stdout);
