@@ -34,9 +34,6 @@ INL V v_div(V a, V b) { return _mm256_div_ps(a, b); }
 /* Second operand wins when one is NaN: callers pass the constant first so NaN lanes survive. */
 INL V v_max(V a, V b) { return _mm256_max_ps(a, b); }
 INL V v_min(V a, V b) { return _mm256_min_ps(a, b); }
-INL V v_abs(V a) { return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
-INL V v_sign_or(V a, V s) { return _mm256_or_ps(a, _mm256_and_ps(s, _mm256_set1_ps(-0.0f))); }
-INL V v_lt(V a, V b, V x, V y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
 INL V v_neg_inf_to_zero(V m) {
     return _mm256_blendv_ps(m, _mm256_setzero_ps(), _mm256_cmp_ps(m, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ));
 }

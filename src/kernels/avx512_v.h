@@ -34,12 +34,6 @@ INL V v_div(V a, V b) { return _mm512_div_ps(a, b); }
 /* Second operand wins when one is NaN: callers pass the constant first so NaN lanes survive. */
 INL V v_max(V a, V b) { return _mm512_max_ps(a, b); }
 INL V v_min(V a, V b) { return _mm512_min_ps(a, b); }
-INL V v_abs(V a) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff))); }
-INL V v_sign_or(V a, V s) {
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32((int)0x80000000u));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), sign));
-}
-INL V v_lt(V a, V b, V x, V y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x); }
 INL V v_neg_inf_to_zero(V m) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), m, _mm512_setzero_ps());
 }

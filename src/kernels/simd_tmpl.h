@@ -5,8 +5,8 @@
  *   VW (lanes), V (float vector), VD (double vector of VW/2 lanes), MR (micro-tile rows, <= VW),
  *   TABLE_NAME, TABLE_ISA, TABLE_STR,
  *   v_zero, v_set1, v_load, v_store, v_loadn(p, n) (first n lanes, rest 0), v_storen(p, v, n), v_fma(a, b, c),
- *   v_add, v_sub, v_mul, v_div, v_max, v_min, v_abs, v_neg_inf_to_zero, v_sign_or(a, sign_from),
- *   v_lt(a, b, x, y) (lanes a < b take x, others y), v_round, v_scale2(p, n) (p·2^n, n integral float),
+ *   v_add, v_sub, v_mul, v_div, v_max, v_min, v_neg_inf_to_zero, v_round, v_scale2(p, n) (p·2^n, n integral
+ *   float),
  *   v_load_f16n / v_load_bf16n (first n halves, up-cast), transpose(V r[VW]),
  *   v_hsum (sum of the lanes), vd_zero, vd_set1, vd_lo(V) / vd_hi(V) (to double), vd_add, vd_sub, vd_fma,
  *   vd_hsum, vd_load / vd_store (VW/2 doubles, unaligned).
