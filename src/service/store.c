@@ -40,7 +40,8 @@ struct cvx_svc_store {
     int nstmts;
     atomic_int fail_writes; /* cvx_svc_store_fail_writes */
     long long nonces_purged; /* unix seconds of the last purge */
-    /* nonces of read-only calls, written in batches (cvx_svc_store_nonce_note): guarded by pmu */
+    /* nonces of read-only calls, written in batches (cvx_svc_store_nonce_note): guarded by pmu (taken inside mu
+     * when both are held) */
     pthread_mutex_t pmu;
     struct pending_nonce {
         char apikey[72], nonce[48];
@@ -922,13 +923,16 @@ static int record_nonce(cvx_svc_store *s, const char *apikey, const char *nonce,
 /* Writes the pending nonces of read-only calls in one transaction (and purges old ones at most once a minute;
  * window_s 0: no purge). A nonce write needs no fsync of its own: WAL keeps it across a crash of the process. */
 static int flush_nonces(cvx_svc_store *s, long long now_s, long long window_s, char *err, size_t n) {
+    /* The batch is taken with the store's lock held (lock order mu, then pmu): taken before it, a batch would be
+     * neither pending nor written while another thread's nonce_use records one of its nonces as new (a replay let
+     * through; seen once in CI as a failure of test_service's concurrent nonces). */
+    pthread_mutex_lock(&s->mu);
     pthread_mutex_lock(&s->pmu);
     struct pending_nonce *batch = s->pending;
     size_t count = s->npending;
     s->pending = NULL;
     s->npending = s->cap_pending = 0;
     pthread_mutex_unlock(&s->pmu);
-    pthread_mutex_lock(&s->mu);
     if (s->db) sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int r = 0;
     if (window_s > 0 && (now_s - s->nonces_purged >= 60 || now_s < s->nonces_purged)) {
