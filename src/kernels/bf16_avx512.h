@@ -143,9 +143,14 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
             __mmask16 k = lanes(n - j);
             __m512 v = _mm512_maskz_loadu_ps(k, t + j);
             if (e->act != CVX_ACT_NONE) {
-                /* The full sum first (bias once, at the first block), the activation and gate at the last. */
+                /* The full sum first (bias once, at the first block), the activation and gate at the last
+                 * (v_gelu: cvx_gelu_tanh's function on this CPU, simd_math.h). */
                 v = _mm512_add_ps(first ? (bias ? _mm512_maskz_loadu_ps(k, bias + j) : _mm512_setzero_ps())
                                         : _mm512_maskz_loadu_ps(k, c + j), v);
+                if (last) {
+                    v = v_gelu(v);
+                    if (g) v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), v);
+                }
                 _mm512_mask_storeu_ps(c + j, k, v);
             } else {
                 /* Linear in the sum: residual + gate·(t + bias) at the first block, + gate·t after it. */
@@ -155,14 +160,6 @@ INL void bf16_epilogue(const float *T, int64_t ldt, float *C, int64_t ldc, int64
                                     : _mm512_maskz_loadu_ps(k, c + j);
                 _mm512_mask_storeu_ps(c + j, k, _mm512_add_ps(base, v));
             }
-        }
-        if (e->act != CVX_ACT_NONE && last) {
-            simd_gelu_tanh_row(c, n); /* cvx_gelu_tanh's function on this CPU (simd_math.h) */
-            if (g)
-                for (int j = 0; j < n; j += 16) {
-                    __mmask16 k = lanes(n - j);
-                    _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + j), _mm512_maskz_loadu_ps(k, c + j)));
-                }
         }
     }
 }
