@@ -37,11 +37,7 @@ static void amx_tiles_begin(void) {
 #define TILE_ZERO(t) _tile_zero(t)
 #define TILE_LOAD(t, p, stride) _tile_loadd(t, (const void *)(p), (long)(stride))
 #define TILE_STORE(t, p, stride) _tile_stored(t, (void *)(p), (long)(stride))
-#ifdef EXP2
-#define TILE_DP(c, a, b) ((void)0)
-#else
 #define TILE_DP(c, a, b) _tile_dpbf16ps(c, a, b)
-#endif
 #include "kernels/amx_tmpl.h"
 
 /* Register peak: 4 independent accumulator tiles, each tdpbf16ps 16 x 16 x 32 multiply-adds. */
