@@ -92,12 +92,12 @@ SECRET=$(jfield apisecret <k.json)
 LEASE=6
 export CVX_LOG_LEVEL=info # the workers log their claims (who ran what)
 start_api() { # a|b
-    ip netns exec "${P}$1" "$BIN" serve --no-worker --model tiny --store "$STORE" --key-file server.key \
+    TMPDIR=$TMP ip netns exec "${P}$1" "$BIN" serve --no-worker --model tiny --store "$STORE" --key-file server.key \
         --listen "${IP[$1]}:8080" --http-threads 2 --run-rate 0 >>"api_$1.out" 2>>"api_$1.err" &
     PID[api_$1]=$!
 }
 start_worker() { # w1|w2
-    ip netns exec "${P}$1" "$BIN" worker --model tiny --store "$STORE" --name "$1" --threads 1 \
+    TMPDIR=$TMP ip netns exec "${P}$1" "$BIN" worker --model tiny --store "$STORE" --name "$1" --threads 1 \
         --lease-seconds $LEASE >>"$1.out" 2>>"$1.err" &
     PID[$1]=$!
 }
@@ -106,6 +106,7 @@ healthy() { # HOST:PORT SECONDS
     for i in $(seq 1 $(($2 * 10))); do curl -sf -m 2 "http://$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
     return 1
 }
+killed=0 # nodes killed with -9: each leaves its scratch folder (the others remove theirs when they stop)
 start_api a
 start_api b
 start_worker w1
@@ -229,6 +230,7 @@ KTOK=$TOKEN KID=$TASKID
 if wait_step "$B" "$KTOK" 8 60; then
     victim=$(who "$KID")
     kill -9 "${PID[$victim]}"
+    killed=$((killed + 1))
     wait "${PID[$victim]}" 2>/dev/null
     step=$(grep -o 'Generate: step [0-9]*' detail.json | tail -n 1 | grep -o '[0-9]*$')
     ok "kill -9 of $victim at step $step of task $KID"
@@ -294,6 +296,7 @@ fi
 run "$A" '{"prompt":"accepted by A","steps":30,"seed":11}'
 ATOK=$TOKEN
 kill -9 "${PID[api_a]}"
+killed=$((killed + 1))
 wait "${PID[api_a]}" 2>/dev/null
 unset 'PID[api_a]'
 curl -s -m 2 "http://$A/healthz" >/dev/null 2>&1 && bad "A still answers after kill -9"
@@ -386,5 +389,8 @@ for k in "${!PID[@]}"; do
 done
 PID=()
 [ $clean = 1 ] && ok "SIGTERM: both API nodes and both workers stopped cleanly (exit 0)"
+left=$(find . -maxdepth 1 -name 'cogvideox-*' -type d | wc -l)
+[ "$left" = "$killed" ] && ok "scratch folders: the $killed of the nodes killed with -9 remain, the stopped nodes removed theirs" ||
+    bad "scratch folders: $left left, $killed node(s) killed with -9: $(ls -d cogvideox-* 2>/dev/null | head -n 6)"
 [ $fails -eq 0 ] && echo "cli_svc_netns: all checks passed in ${SECONDS}s" || echo "cli_svc_netns: $fails check(s) failed"
 exit $((fails > 0))

@@ -73,6 +73,16 @@ echo "not sqlite" >"$TMP/bad.db"
 expect 2 "cogvideox keys: " keys list --store "$TMP/bad.db"
 expect 2 "cogvideox serve: model folder $TMP/nope does not exist" \
     serve --model "$TMP/nope" --store "$TMP/s.db" --outputs "$TMP/o" --listen 127.0.0.1:0
+# a PostgreSQL worker without --outputs makes a private scratch folder in TMPDIR; a start that fails after that
+# (here: no model folder; no database is reached) leaves none behind
+mkdir -p "$TMP/scratch"
+TMPDIR="$TMP/scratch" expect 2 "cogvideox worker: model folder $TMP/nope does not exist" \
+    worker --model "$TMP/nope" --store "postgresql://nobody@127.0.0.1:1/none"
+TMPDIR="$TMP/scratch" expect 1 "cogvideox serve: --listen wants HOST:PORT" \
+    serve --no-worker --model "$M" --store "postgresql://nobody@127.0.0.1:1/none" --listen nohost
+expect 1 "cogvideox worker: unknown option '--bogus'" worker --bogus x
+left=$(find "$TMP/scratch" -mindepth 1 | head -n 3)
+[ -z "$left" ] && ok "failed PostgreSQL starts left no scratch folder" || bad "scratch folders left: $left"
 # model folders say how to get one
 expect 2 "model folder $TMP/nope does not exist" generate -m "$TMP/nope" -p x -o "$TMP/x.mp4"
 expect 2 "cogvideox download" generate -m "$TMP/nope" -p x -o "$TMP/x.mp4"

@@ -222,8 +222,9 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-/* serve (worker = 0) and worker (1): one parser, one start. */
-static int serve_or_work(int argc, char **argv, int worker) {
+/* serve (worker = 0) and worker (1): one parser, one start. scratch (512 bytes, "" on entry): the private scratch
+ * folder it creates, if any, which the caller removes on every way out. */
+static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
     const char *cmd = worker ? "worker" : "serve";
     cvx_svc_config cfg = cvx_svc_config_default();
     cfg.no_http = worker;
@@ -262,8 +263,9 @@ static int serve_or_work(int argc, char **argv, int worker) {
             continue;
         }
         if (i + 1 >= argc) {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
-            usage(stderr);
+            CVX_CLI_UNKNOWN(cmd, a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
+            if (worker) worker_usage(stderr);
+            else usage(stderr);
             return 1;
         }
         const char *v = argv[++i];
@@ -305,8 +307,9 @@ static int serve_or_work(int argc, char **argv, int worker) {
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            CVX_CLI_UNKNOWN("serve", a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
-            usage(stderr);
+            CVX_CLI_UNKNOWN(cmd, a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
+            if (worker) worker_usage(stderr);
+            else usage(stderr);
             return 1;
         }
         if (bad) {
@@ -317,12 +320,12 @@ static int serve_or_work(int argc, char **argv, int worker) {
     if (worker && !listen) listen = "127.0.0.1:0"; /* (a worker listens nowhere) */
     /* PostgreSQL keeps videos and checkpoints in the database: without --outputs, the worker's scratch folder (the
      * MP4 the engine writes before it is stored) is a private one of the temporary space */
-    char scratch[512] = "";
     if (!cfg.outputs_dir && cfg.store_path && cvx_svc_store_is_postgres(cfg.store_path)) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(scratch, sizeof scratch, "%s/cogvideox-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", cmd);
+        snprintf(scratch, 512, "%s/cogvideox-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", cmd);
         if (!mkdtemp(scratch)) {
             fprintf(stderr, "cogvideox %s: cannot create a scratch folder %s: %s\n", cmd, scratch, strerror(errno));
+            scratch[0] = 0;
             return 1;
         }
         cfg.outputs_dir = scratch;
@@ -355,10 +358,10 @@ static int serve_or_work(int argc, char **argv, int worker) {
         fprintf(stderr, "cogvideox %s: --public-url must start with http:// or https://\n", cmd);
         return 1;
     }
-    int orc = cvx_cli_check_output_dir("serve", "--outputs", cfg.outputs_dir);
+    int orc = cvx_cli_check_output_dir(cmd, "--outputs", cfg.outputs_dir);
     if (orc) return orc;
     char err[1024];
-    if ((orc = cvx_cli_check_model_dir("serve", model)) != 0) return orc;
+    if ((orc = cvx_cli_check_model_dir(cmd, model)) != 0) return orc;
 
     /* signals go to sigwait below; every thread started from here inherits the mask */
     sigset_t set;
@@ -415,8 +418,14 @@ static int serve_or_work(int argc, char **argv, int worker) {
     if (ranks > 1) announce(&stop, NULL, NULL, NULL); /* the worker has stopped: the other ranks may go */
     cvx_engine_close(re.engine);
     cvx_dist_finalize();
-    if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the scratch folder and its cache */
     return 0;
+}
+
+static int serve_or_work(int argc, char **argv, int worker) {
+    char scratch[512] = "";
+    int rc = serve_or_work_in(argc, argv, worker, scratch);
+    if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the scratch folder and its cache */
+    return rc;
 }
 
 int cvx_cmd_serve(int argc, char **argv) { return serve_or_work(argc, argv, 0); }
