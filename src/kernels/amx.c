@@ -36,6 +36,7 @@ static void amx_tiles_begin(void) {
 #define TILE_END() _tile_release()
 #define TILE_ZERO(t) _tile_zero(t)
 #define TILE_LOAD(t, p, stride) _tile_loadd(t, (const void *)(p), (long)(stride))
+#define TILE_LOAD_T1(t, p, stride) _tile_stream_loadd(t, (const void *)(p), (long)(stride))
 #define TILE_STORE(t, p, stride) _tile_stored(t, (void *)(p), (long)(stride))
 #define TILE_DP(c, a, b) _tile_dpbf16ps(c, a, b)
 #include "kernels/amx_tmpl.h"

@@ -43,6 +43,7 @@ static void emu_dp(int c, int a, int b) {
 #define TILE_END() ((void)0)
 #define TILE_ZERO(t) memset(g_tiles[t], 0, sizeof g_tiles[t])
 #define TILE_LOAD(t, p, stride) emu_load(t, p, (long)(stride))
+#define TILE_LOAD_T1(t, p, stride) emu_load(t, p, (long)(stride)) /* a cache hint only */
 #define TILE_STORE(t, p, stride) emu_store(t, p, (long)(stride))
 #define TILE_DP(c, a, b) emu_dp(c, a, b)
 #include "kernels/amx_tmpl.h"

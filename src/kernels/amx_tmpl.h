@@ -8,6 +8,7 @@
  *   TILE_BEGIN() / TILE_END()      load the configuration (palette 1, all 8 tiles 16 rows x 64 bytes) / release
  *   TILE_ZERO(t)                   tile t = 0
  *   TILE_LOAD(t, ptr, stride)      16 rows of 64 bytes at ptr, ptr + stride, ... (stride in bytes, may be 0)
+ *   TILE_LOAD_T1(t, ptr, stride)   the same with a non-temporal hint (tileloaddt1: the lines need not stay in L1)
  *   TILE_STORE(t, ptr, stride)
  *   TILE_DP(c, a, b)               tdpbf16ps: C[m][n] += sum_k A[m][2k]·B[k][2n] + A[m][2k+1]·B[k][2n+1]
  *                                  (A: 16 rows x 32 bf16; B: 16 K-pair rows x 16 columns of bf16 pairs)
@@ -84,13 +85,16 @@ static void amx_store_scratch(const float *scratch, float *C, int64_t ldc, int m
             _mm512_mask_storeu_ps(C + i * ldc + 16 * h, lanes(n - 16 * h), _mm512_loadu_ps(scratch + i * TM + 16 * h));
 }
 
-/* tmm0-3 += A tiles (amx_pack_a_tiles layout, from step 0 at a) · panel (pair rows of 32 words) over ksteps. */
+/* tmm0-3 += A tiles (amx_pack_a_tiles layout, from step 0 at a) · panel (pair rows of 32 words) over ksteps.
+ * A's tiles stream from L2 and are not read again before the next panel, so they are loaded with the
+ * non-temporal hint: they then do not push the panel slice and the partial sums, which are read again, out of
+ * L1 (measured: the transformer's GEMMs 0-7 % faster, the FF as the block runs it 5 %; results identical). */
 static inline __attribute__((always_inline)) void amx_block_dp(const uint16_t *a, const uint32_t *panel, int64_t ksteps) {
     for (int64_t s = 0; s < ksteps; s++) {
         const uint16_t *ak = a + s * 1024;
         const uint32_t *bk = panel + s * 16 * NR;
-        TILE_LOAD(4, ak, 64);
-        TILE_LOAD(5, ak + 512, 64);
+        TILE_LOAD_T1(4, ak, 64);
+        TILE_LOAD_T1(5, ak + 512, 64);
         TILE_LOAD(6, bk, NR * 4);
         TILE_LOAD(7, bk + 16, NR * 4);
         TILE_DP(0, 4, 6);
