@@ -216,6 +216,25 @@ static void worker_usage(FILE *f) {
             "         cogvideox worker --model models/tiny --store tasks.db --outputs outputs\n");
 }
 
+/* An option the command does not take: the message (with the closest of its own options) and its usage; exit 1. */
+static int unknown_option(int worker, const char *a) {
+    static const char *const serve_flags[] = {
+        "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision",
+        "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate",
+        "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window",
+        "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--help"};
+    static const char *const worker_flags[] = {"--model", "--store", "--outputs", "--threads", "--name", "--precision",
+                                               "--max-attempts", "--lease-seconds", "--help"};
+    if (worker) {
+        cvx_cli_unknown_option("worker", a, worker_flags, (int)(sizeof worker_flags / sizeof worker_flags[0]));
+        worker_usage(stderr);
+    } else {
+        cvx_cli_unknown_option("serve", a, serve_flags, (int)(sizeof serve_flags / sizeof serve_flags[0]));
+        usage(stderr);
+    }
+    return 1;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     remove(path);
@@ -263,10 +282,7 @@ static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
             continue;
         }
         if (i + 1 >= argc) {
-            CVX_CLI_UNKNOWN(cmd, a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
-            if (worker) worker_usage(stderr);
-            else usage(stderr);
-            return 1;
+            return unknown_option(worker, a);
         }
         const char *v = argv[++i];
         long long n;
@@ -307,10 +323,7 @@ static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
         else if (!strcmp(a, "--callback-backoff-ms"))
             bad = cvx_cli_parse_int(v, 1, 3600000, &n), cfg.callback_backoff_ms = (int)n;
         else {
-            CVX_CLI_UNKNOWN(cmd, a, "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision", "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate", "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window", "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--name", "--help");
-            if (worker) worker_usage(stderr);
-            else usage(stderr);
-            return 1;
+            return unknown_option(worker, a);
         }
         if (bad) {
             fprintf(stderr, "cogvideox %s: bad value for %s: %s\n", cmd, a, v);
