@@ -216,22 +216,49 @@ static void worker_usage(FILE *f) {
             "         cogvideox worker --model models/tiny --store tasks.db --outputs outputs\n");
 }
 
+/* Every option of serve and worker, and which of the two takes it: one list for the parser's "that is serve's"
+ * answer and for the closest-option suggestions. */
+typedef enum {
+    OPT_BOTH,
+    OPT_SERVE,      /* a worker is told it is serve's */
+    OPT_SERVE_MODE, /* --no-worker: serve's, unknown to a worker */
+    OPT_WORKER
+} option_owner;
+static const struct {
+    const char *flag;
+    option_owner owner;
+} serve_options[] = {
+    {"--model", OPT_BOTH}, {"--store", OPT_BOTH}, {"--key-file", OPT_SERVE}, {"--outputs", OPT_BOTH},
+    {"--listen", OPT_SERVE}, {"--public-url", OPT_SERVE}, {"--slug", OPT_SERVE}, {"--threads", OPT_BOTH},
+    {"--name", OPT_WORKER}, {"--precision", OPT_BOTH}, {"--http-threads", OPT_SERVE}, {"--queue-limit", OPT_SERVE},
+    {"--max-connections-per-ip", OPT_SERVE}, {"--project-queue-limit", OPT_SERVE}, {"--run-rate", OPT_SERVE},
+    {"--retention-days", OPT_SERVE}, {"--body-limit", OPT_SERVE}, {"--max-attempts", OPT_BOTH},
+    {"--lease-seconds", OPT_BOTH}, {"--nonce-window", OPT_SERVE}, {"--callback-backoff-ms", OPT_SERVE},
+    {"--allow-private-callbacks", OPT_SERVE}, {"--allow-private-inputs", OPT_SERVE}, {"--no-worker", OPT_SERVE_MODE},
+    {"--help", OPT_BOTH}};
+#define N_SERVE_OPTIONS ((int)(sizeof serve_options / sizeof serve_options[0]))
+
+/* 1 when a worker was given one of serve's options (the message said so). */
+static int worker_given_serve_option(const char *a) {
+    for (int k = 0; k < N_SERVE_OPTIONS; k++)
+        if (serve_options[k].owner == OPT_SERVE && !strcmp(a, serve_options[k].flag)) {
+            fprintf(stderr, "cogvideox worker: %s is serve's (a worker has no HTTP and needs no server key)\n", a);
+            return 1;
+        }
+    return 0;
+}
+
 /* An option the command does not take: the message (with the closest of its own options) and its usage; exit 1. */
 static int unknown_option(int worker, const char *a) {
-    static const char *const serve_flags[] = {
-        "--model", "--store", "--key-file", "--outputs", "--listen", "--public-url", "--slug", "--threads", "--precision",
-        "--http-threads", "--queue-limit", "--max-connections-per-ip", "--project-queue-limit", "--run-rate",
-        "--retention-days", "--body-limit", "--max-attempts", "--lease-seconds", "--nonce-window",
-        "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--no-worker", "--help"};
-    static const char *const worker_flags[] = {"--model", "--store", "--outputs", "--threads", "--name", "--precision",
-                                               "--max-attempts", "--lease-seconds", "--help"};
-    if (worker) {
-        cvx_cli_unknown_option("worker", a, worker_flags, (int)(sizeof worker_flags / sizeof worker_flags[0]));
-        worker_usage(stderr);
-    } else {
-        cvx_cli_unknown_option("serve", a, serve_flags, (int)(sizeof serve_flags / sizeof serve_flags[0]));
-        usage(stderr);
+    const char *flags[N_SERVE_OPTIONS];
+    int n = 0;
+    for (int k = 0; k < N_SERVE_OPTIONS; k++) {
+        option_owner o = serve_options[k].owner;
+        if (o == OPT_BOTH || (worker ? o == OPT_WORKER : o != OPT_WORKER)) flags[n++] = serve_options[k].flag;
     }
+    cvx_cli_unknown_option(worker ? "worker" : "serve", a, flags, n);
+    if (worker) worker_usage(stderr);
+    else usage(stderr);
     return 1;
 }
 
@@ -241,8 +268,10 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-/* serve (worker = 0) and worker (1): one parser, one start. scratch (512 bytes, "" on entry): the private scratch
- * folder it creates, if any, which the caller removes on every way out. */
+#define SCRATCH_PATH_MAX 512
+
+/* serve (worker = 0) and worker (1): one parser, one start. scratch (SCRATCH_PATH_MAX bytes, "" on entry): the
+ * private scratch folder it creates, if any, which the caller removes on every way out. */
 static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
     const char *cmd = worker ? "worker" : "serve";
     cvx_svc_config cfg = cvx_svc_config_default();
@@ -268,15 +297,7 @@ static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
             cfg.allow_private_callbacks = 1;
             continue;
         }
-        static const char *const serve_only[] = {"--listen", "--public-url", "--slug", "--http-threads", "--queue-limit",
-                                                 "--max-connections-per-ip", "--project-queue-limit", "--run-rate",
-                                                 "--retention-days", "--body-limit", "--nonce-window",
-                                                 "--callback-backoff-ms", "--allow-private-callbacks", "--allow-private-inputs", "--key-file"};
-        for (size_t k = 0; worker && k < sizeof serve_only / sizeof serve_only[0]; k++)
-            if (!strcmp(a, serve_only[k])) {
-                fprintf(stderr, "cogvideox worker: %s is serve's (a worker has no HTTP and needs no server key)\n", a);
-                return 1;
-            }
+        if (worker && worker_given_serve_option(a)) return 1;
         if (!strcmp(a, "--no-worker") && !worker) {
             cfg.no_worker = 1;
             continue;
@@ -335,7 +356,7 @@ static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
      * MP4 the engine writes before it is stored) is a private one of the temporary space */
     if (!cfg.outputs_dir && cfg.store_path && cvx_svc_store_is_postgres(cfg.store_path)) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(scratch, 512, "%s/cogvideox-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", cmd);
+        snprintf(scratch, SCRATCH_PATH_MAX, "%s/cogvideox-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", cmd);
         if (!mkdtemp(scratch)) {
             fprintf(stderr, "cogvideox %s: cannot create a scratch folder %s: %s\n", cmd, scratch, strerror(errno));
             scratch[0] = 0;
@@ -435,7 +456,7 @@ static int serve_or_work_in(int argc, char **argv, int worker, char *scratch) {
 }
 
 static int serve_or_work(int argc, char **argv, int worker) {
-    char scratch[512] = "";
+    char scratch[SCRATCH_PATH_MAX] = "";
     int rc = serve_or_work_in(argc, argv, worker, scratch);
     if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* the scratch folder and its cache */
     return rc;
